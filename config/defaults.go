@@ -1,0 +1,81 @@
+package config
+
+import "time"
+
+// Defaults for everything the config may leave out. Safe by default: the
+// milter and admin listeners are on loopback.
+const (
+	DefaultListen          = "inet:127.0.0.1:8891"
+	DefaultMaxConnections  = 512
+	DefaultReadTimeout     = 60 * time.Second
+	DefaultWriteTimeout    = 30 * time.Second
+	DefaultShutdownTimeout = 30 * time.Second
+	DefaultDecisionTimeout = 2 * time.Second
+	DefaultStoreTimeout    = 500 * time.Millisecond
+)
+
+func (c *Config) applyDefaults(opts Options) {
+	m := &c.Milter
+	if m.Listen == "" {
+		m.Listen = DefaultListen
+	}
+	if m.MaxConnections == 0 {
+		m.MaxConnections = DefaultMaxConnections
+	}
+	if m.ReadTimeout == 0 {
+		m.ReadTimeout = DefaultReadTimeout
+	}
+	if m.WriteTimeout == 0 {
+		m.WriteTimeout = DefaultWriteTimeout
+	}
+	if m.ShutdownTimeout == 0 {
+		m.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if m.DecisionTimeout == 0 {
+		m.DecisionTimeout = DefaultDecisionTimeout
+	}
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+	if c.Store.Backend == "" {
+		c.Store.Backend = "memory"
+	}
+	if c.Store.OnError == "" {
+		c.Store.OnError = "defer"
+	}
+	if c.Store.Timeout == 0 {
+		c.Store.Timeout = DefaultStoreTimeout
+	}
+	if c.Store.Redis.DialTimeout == 0 {
+		c.Store.Redis.DialTimeout = time.Second
+	}
+	if c.Store.Redis.KeyPrefix == "" {
+		c.Store.Redis.KeyPrefix = "aupg:"
+	}
+	if c.Unidentified.Action == "" {
+		c.Unidentified.Action = "reject"
+	}
+	if c.Defaults.Mode == "" {
+		c.Defaults.Mode = "enforce"
+	}
+	if len(c.Chain) == 0 {
+		c.Chain = append([]string(nil), opts.DefaultChain...)
+	}
+	for i := range c.Customers {
+		if c.Customers[i].Mode == "" {
+			c.Customers[i].Mode = c.Defaults.Mode
+		}
+	}
+	c.DNS.defaults()
+	c.Admin.defaults()
+	c.Headers.defaults()
+	c.Auth.defaults()
+	c.Spike.defaults()
+	c.OptOut.defaults()
+	c.Bulk.defaults()
+	c.Events.defaults()
+	c.Reports.defaults()
+}

@@ -1,0 +1,418 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/aupguard/aupguard/mailaddr"
+	"github.com/aupguard/aupguard/policy"
+)
+
+// validator collects errors with their places.
+type validator struct {
+	cfg  *Config
+	opts Options
+	errs Errors
+}
+
+// errf records an error at the config path p, a dotted path with [i]
+// indexes such as "customers[1].networks[0]"; the line is looked up in the
+// YAML tree (the nearest existing parent when the key itself is absent).
+func (v *validator) errf(p string, format string, args ...any) {
+	v.errs = append(v.errs, Error{File: v.cfg.File, Line: v.cfg.lineOf(p), Path: p, Msg: fmt.Sprintf(format, args...)})
+}
+
+// lineOf finds the line of a config path, or of its nearest ancestor.
+func (c *Config) lineOf(p string) int {
+	n := c.root
+	if n == nil {
+		return 0
+	}
+	line := n.Line
+	for _, seg := range splitPath(p) {
+		next := child(n, seg)
+		if next == nil {
+			break
+		}
+		n = next
+		line = n.Line
+	}
+	return line
+}
+
+func splitPath(p string) []string {
+	var out []string
+	for _, part := range strings.Split(p, ".") {
+		for part != "" {
+			i := strings.IndexByte(part, '[')
+			if i < 0 {
+				out = append(out, part)
+				break
+			}
+			if i > 0 {
+				out = append(out, part[:i])
+			}
+			j := strings.IndexByte(part, ']')
+			if j < i {
+				break
+			}
+			out = append(out, part[i:j+1])
+			part = part[j+1:]
+		}
+	}
+	return out
+}
+
+func child(n *yaml.Node, seg string) *yaml.Node {
+	if strings.HasPrefix(seg, "[") {
+		i, err := strconv.Atoi(strings.Trim(seg, "[]"))
+		if err != nil || n.Kind != yaml.SequenceNode || i >= len(n.Content) {
+			return nil
+		}
+		return n.Content[i]
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == seg {
+			// Point at the key for scalars (that is where the eye looks),
+			// at the value for collections.
+			if n.Content[i+1].Kind == yaml.ScalarNode {
+				k := *n.Content[i+1]
+				k.Line = n.Content[i].Line
+				return &k
+			}
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+// Helpers for section validators.
+
+func (v *validator) action(p, s string, allowed ...policy.Action) {
+	if s == "" {
+		return
+	}
+	a, err := policy.ParseAction(s)
+	if err != nil {
+		v.errf(p, "%v", err)
+		return
+	}
+	if len(allowed) == 0 {
+		return
+	}
+	for _, x := range allowed {
+		if x == a {
+			return
+		}
+	}
+	names := make([]string, len(allowed))
+	for i, x := range allowed {
+		names[i] = x.String()
+	}
+	v.errf(p, "action %q not allowed here (want %s)", s, strings.Join(names, " or "))
+}
+
+func (v *validator) prefix(p, s string) {
+	if _, err := ParsePrefix(s); err != nil {
+		v.errf(p, "%v", err)
+	}
+}
+
+func (v *validator) domainPattern(p, s string) {
+	if _, err := mailaddr.ParsePattern(s); err != nil {
+		v.errf(p, "bad domain %q: %v", s, err)
+	}
+}
+
+func (v *validator) positive(p string, n int) {
+	if n < 0 {
+		v.errf(p, "must not be negative, got %d", n)
+	}
+}
+
+func (v *validator) duration(p string, d time.Duration) {
+	if d < 0 {
+		v.errf(p, "must not be negative, got %s", d)
+	}
+}
+
+func (v *validator) reply(p string, code int, enhanced, text string) {
+	if code == 0 && enhanced == "" {
+		return
+	}
+	if _, err := policy.NewReply(code, enhanced, text); err != nil {
+		v.errf(p, "%v", err)
+	}
+}
+
+// ParsePrefix parses a CIDR, or a bare address as a single-host prefix.
+func ParsePrefix(s string) (netip.Prefix, error) {
+	if strings.Contains(s, "/") {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad network %q: want CIDR such as 192.0.2.0/24", s)
+		}
+		if p.Masked() != p {
+			return netip.Prefix{}, fmt.Errorf("bad network %q: host bits set (did you mean %s?)", s, p.Masked())
+		}
+		return p, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad address %q", s)
+	}
+	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
+}
+
+// validLoginGlob reports whether a SASL login pattern is well formed.
+func validLoginGlob(s string) error {
+	if s == "" {
+		return fmt.Errorf("empty login")
+	}
+	_, err := path.Match(s, "")
+	return err
+}
+
+func (c *Config) validate(v *validator) {
+	c.Milter.validate(v)
+	c.Log.validate(v)
+	c.Store.validate(v)
+	c.Provider.validate(v)
+	c.Unidentified.validate(v)
+	c.validateChecks(v)
+	c.validateCustomers(v)
+	c.DNS.validate(v)
+	c.Admin.validate(v)
+	c.Headers.validate(v)
+	c.Auth.validate(v)
+	c.Spike.validate(v)
+	c.OptOut.validate(v)
+	c.Bulk.validate(v)
+	c.Events.validate(v)
+	c.Reports.validate(v)
+	c.Defaults.Limits.validate(v, "defaults.limits")
+}
+
+func (m *MilterConfig) validate(v *validator) {
+	network, addr, ok := strings.Cut(m.Listen, ":")
+	switch {
+	case !ok || (network != "inet" && network != "inet6" && network != "unix") || addr == "":
+		v.errf("milter.listen", "want inet:HOST:PORT or unix:PATH, got %q", m.Listen)
+	case network != "unix":
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			v.errf("milter.listen", "bad address in %q: %v", m.Listen, err)
+			break
+		}
+		if !isLoopback(host) && len(m.AllowedMTAs) == 0 {
+			v.errf("milter.listen", "listening on non-loopback %q requires milter.allowed_mtas", host)
+		}
+	}
+	for i, s := range m.AllowedMTAs {
+		v.prefix(fmt.Sprintf("milter.allowed_mtas[%d]", i), s)
+	}
+	v.positive("milter.max_connections", m.MaxConnections)
+	v.duration("milter.read_timeout", m.ReadTimeout)
+	v.duration("milter.write_timeout", m.WriteTimeout)
+	v.duration("milter.shutdown_timeout", m.ShutdownTimeout)
+	v.duration("milter.decision_timeout", m.DecisionTimeout)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}
+
+func (l *LogConfig) validate(v *validator) {
+	if l.Format != "json" && l.Format != "text" {
+		v.errf("log.format", "want json or text, got %q", l.Format)
+	}
+	switch l.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		v.errf("log.level", "want debug, info, warn or error, got %q", l.Level)
+	}
+}
+
+func (s *StoreConfig) validate(v *validator) {
+	switch s.Backend {
+	case "memory":
+	case "redis":
+		if len(s.Redis.Addrs) == 0 {
+			v.errf("store.redis.addrs", "redis backend needs at least one address")
+		}
+		if s.Redis.MasterName != "" && s.Redis.Cluster {
+			v.errf("store.redis.cluster", "cluster and master_name (Sentinel) exclude each other")
+		}
+	default:
+		v.errf("store.backend", "want memory or redis, got %q", s.Backend)
+	}
+	v.action("store.on_error", s.OnError, policy.Defer, policy.Accept)
+	v.duration("store.timeout", s.Timeout)
+}
+
+func (p *ProviderConfig) validate(v *validator) {
+	for i, h := range p.Hostnames {
+		v.domainPattern(fmt.Sprintf("provider.hostnames[%d]", i), h)
+	}
+	for i, n := range p.Networks {
+		v.prefix(fmt.Sprintf("provider.networks[%d]", i), n)
+	}
+	for i, n := range p.EgressIPs {
+		if _, err := netip.ParseAddr(n); err != nil {
+			v.errf(fmt.Sprintf("provider.egress_ips[%d]", i), "bad address %q", n)
+		}
+	}
+}
+
+func (u *UnidentifiedConfig) validate(v *validator) {
+	v.action("unidentified.action", u.Action, policy.Reject, policy.Defer, policy.Accept)
+	if u.Code != 0 || u.Enhanced != "" {
+		v.reply("unidentified", u.Code, u.Enhanced, u.Text)
+		if a, err := policy.ParseAction(u.Action); err == nil && u.Code/100 == 4 && a == policy.Reject {
+			v.errf("unidentified.code", "code %d is temporary but action is reject", u.Code)
+		}
+	}
+}
+
+func (c *Config) validateChecks(v *validator) {
+	known := map[string]bool{}
+	for _, n := range v.opts.Checks {
+		known[n] = true
+	}
+	seen := map[string]bool{}
+	for i, name := range c.Chain {
+		p := fmt.Sprintf("chain[%d]", i)
+		if v.opts.Checks != nil && !known[name] {
+			v.errf(p, "unknown check %q (known: %s)", name, strings.Join(v.opts.Checks, ", "))
+		}
+		if seen[name] {
+			v.errf(p, "check %q listed twice", name)
+		}
+		seen[name] = true
+	}
+	for name, cc := range c.Checks {
+		p := "checks." + name
+		if v.opts.Checks != nil && !known[name] {
+			v.errf(p, "unknown check %q", name)
+		}
+		v.action(p+".action", cc.Action)
+		v.action(p+".on_error", cc.OnError, policy.Defer, policy.Accept)
+		for f, a := range cc.Findings {
+			v.action(p+".findings."+f, a)
+		}
+	}
+}
+
+func (c *Config) validateCustomers(v *validator) {
+	switch c.Defaults.Mode {
+	case "enforce", "monitor":
+	default:
+		v.errf("defaults.mode", "want enforce or monitor, got %q", c.Defaults.Mode)
+	}
+	ids := map[string]int{}
+	logins := map[string]string{}
+	for i := range c.Customers {
+		cu := &c.Customers[i]
+		p := fmt.Sprintf("customers[%d]", i)
+		if cu.ID == "" {
+			v.errf(p+".id", "customer needs an id")
+		} else if j, dup := ids[cu.ID]; dup {
+			v.errf(p+".id", "id %q already used by customers[%d]", cu.ID, j)
+		} else {
+			ids[cu.ID] = i
+		}
+		for _, r := range cu.ID {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				v.errf(p+".id", "id %q: only letters, digits, '-', '_' and '.' are allowed", cu.ID)
+				break
+			}
+		}
+		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
+			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
+		}
+		if len(cu.Logins) == 0 && len(cu.Networks) == 0 {
+			v.errf(p, "customer %q has neither logins nor networks: no mail can be attributed to it", cu.ID)
+		}
+		for j, l := range cu.Logins {
+			lp := fmt.Sprintf("%s.logins[%d]", p, j)
+			if err := validLoginGlob(l); err != nil {
+				v.errf(lp, "bad login pattern %q: %v", l, err)
+			}
+			if other, dup := logins[l]; dup && other != cu.ID {
+				v.errf(lp, "login %q also belongs to customer %q", l, other)
+			}
+			logins[l] = cu.ID
+		}
+		for j, n := range cu.Networks {
+			v.prefix(fmt.Sprintf("%s.networks[%d]", p, j), n)
+		}
+		if len(cu.Domains) == 0 {
+			v.errf(p+".domains", "customer %q lists no sender domains", cu.ID)
+		}
+		for j, d := range cu.Domains {
+			v.domainPattern(fmt.Sprintf("%s.domains[%d]", p, j), d)
+		}
+		for name, o := range cu.Checks {
+			cp := p + ".checks." + name
+			if v.opts.Checks != nil && !contains(v.opts.Checks, name) {
+				v.errf(cp, "unknown check %q", name)
+			}
+			v.action(cp+".action", o.Action)
+			for f, a := range o.Findings {
+				v.action(cp+".findings."+f, a)
+			}
+		}
+		cu.Limits.validate(v, p+".limits")
+		cu.CustomerAuth.validate(v, p)
+		cu.CustomerOptOut.validate(v, p)
+	}
+	c.validateOverlaps(v)
+}
+
+// validateOverlaps refuses two customers claiming the same client network:
+// attribution would depend on list order.
+func (c *Config) validateOverlaps(v *validator) {
+	type owned struct {
+		p   netip.Prefix
+		id  string
+		idx int
+	}
+	var all []owned
+	for i, cu := range c.Customers {
+		for j, n := range cu.Networks {
+			p, err := ParsePrefix(n)
+			if err != nil {
+				continue
+			}
+			for _, o := range all {
+				if o.id != cu.ID && o.p.Overlaps(p) {
+					v.errf(fmt.Sprintf("customers[%d].networks[%d]", i, j), "network %s overlaps %s of customer %q", p, o.p, o.id)
+				}
+			}
+			all = append(all, owned{p, cu.ID, i})
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

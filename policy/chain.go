@@ -1,0 +1,276 @@
+package policy
+
+import (
+	"context"
+	"fmt"
+	"io"
+)
+
+// FindingError is the finding name under which a check's failure (store
+// down, DNS timeout, panic) is reported.
+const FindingError = "check_error"
+
+// Step is one check in the chain with its provider-wide settings.
+type Step struct {
+	Check Check
+	// Enabled is the provider-wide switch; a customer override wins.
+	Enabled bool
+	// Action, when set, replaces the check's default action for every finding.
+	Action *Action
+	// Findings replaces the action of single findings by name.
+	Findings map[string]Action
+	// OnError is what a failing check becomes: Defer (default) or Accept.
+	OnError Action
+}
+
+// Chain runs checks one at a time in the configured order. The first
+// decisive result wins, so which reason wins is always the same for the
+// same message. For a customer in monitor mode every check runs and the
+// verdict is what would have been done.
+type Chain struct {
+	steps []Step
+}
+
+// NewChain builds a chain from steps, in order.
+func NewChain(steps []Step) *Chain { return &Chain{steps: steps} }
+
+// Steps returns the chain's steps in order.
+func (c *Chain) Steps() []Step { return c.steps }
+
+// Result is one finding with the action the configuration gave it.
+type Result struct {
+	Check   string
+	Finding Finding
+	Action  Action
+	Reply   Reply
+}
+
+// Verdict is the chain's decision at one stage.
+type Verdict struct {
+	// Action is the decision; Accept when nothing was decisive.
+	Action Action
+	// Reply is the reply for Defer and Reject (reference id not yet added).
+	Reply Reply
+	// Check and Finding name the deciding result (empty on accept).
+	Check   string
+	Finding string
+	Detail  string
+	// Results are all non-ignored results, in chain order, including those
+	// after the deciding one in monitor mode.
+	Results []Result
+	// Monitor is set when the customer is in monitor mode: Action is what
+	// would have been done, and the mail is accepted.
+	Monitor bool
+	// Errors counts checks that failed at this stage.
+	Errors int
+}
+
+// Effective is the action actually taken: Accept in monitor mode.
+func (v Verdict) Effective() Action {
+	if v.Monitor && v.Action != Accept {
+		return Accept
+	}
+	return v.Action
+}
+
+// Mail runs the MAIL FROM stage.
+func (c *Chain) Mail(ctx context.Context, t *Txn) Verdict {
+	return c.run(t, func(ch Check) (bool, []Finding, error) {
+		m, ok := ch.(MailChecker)
+		if !ok {
+			return false, nil, nil
+		}
+		f, err := m.Mail(ctx, t)
+		return true, f, err
+	})
+}
+
+// Rcpt runs the RCPT TO stage for one recipient.
+func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
+	return c.run(t, func(ch Check) (bool, []Finding, error) {
+		m, ok := ch.(RcptChecker)
+		if !ok {
+			return false, nil, nil
+		}
+		f, err := m.Rcpt(ctx, t, r)
+		return true, f, err
+	})
+}
+
+// EOM runs the end-of-message stage.
+func (c *Chain) EOM(ctx context.Context, t *Txn) Verdict {
+	return c.run(t, func(ch Check) (bool, []Finding, error) {
+		m, ok := ch.(EOMChecker)
+		if !ok {
+			return false, nil, nil
+		}
+		f, err := m.EOM(ctx, t)
+		return true, f, err
+	})
+}
+
+// BodyWriters asks every enabled BodyChecker for its body writer.
+func (c *Chain) BodyWriters(t *Txn) []io.Writer {
+	var out []io.Writer
+	for _, s := range c.steps {
+		b, ok := s.Check.(BodyChecker)
+		if !ok || !c.enabled(s, t.Customer) {
+			continue
+		}
+		if w := safeBody(b, t); w != nil {
+			out = append(out, w)
+		}
+	}
+	return out
+}
+
+// Finish tells every enabled Finisher how the transaction ended.
+func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
+	for _, s := range c.steps {
+		f, ok := s.Check.(Finisher)
+		if !ok || !c.enabled(s, t.Customer) {
+			continue
+		}
+		func() {
+			defer func() { _ = recover() }()
+			f.Finish(ctx, t, accepted)
+		}()
+	}
+}
+
+func safeBody(b BodyChecker, t *Txn) (w io.Writer) {
+	defer func() {
+		if recover() != nil {
+			w = nil
+		}
+	}()
+	return b.Body(t)
+}
+
+func (c *Chain) enabled(s Step, cust *Customer) bool {
+	if cust != nil {
+		if o, ok := cust.Overrides[s.Check.Name()]; ok && o.Enabled != nil {
+			return *o.Enabled
+		}
+	}
+	return s.Enabled
+}
+
+// call runs one check, turning a panic into an error so that no check can
+// take the milter connection down.
+func call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Finding, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			ran, f, err = true, nil, fmt.Errorf("check %s panicked: %v", ch.Name(), p)
+		}
+	}()
+	return fn(ch)
+}
+
+func (c *Chain) run(t *Txn, fn func(Check) (bool, []Finding, error)) Verdict {
+	v := Verdict{Action: Accept}
+	monitor := t.Customer != nil && t.Customer.Mode == Monitor
+	v.Monitor = monitor
+	for _, s := range c.steps {
+		if !c.enabled(s, t.Customer) {
+			continue
+		}
+		ran, findings, err := call(fn, s.Check)
+		if !ran {
+			continue
+		}
+		if err != nil {
+			v.Errors++
+			findings = append(findings, errorFinding(s, err))
+		}
+		for _, f := range findings {
+			r := resolve(s, t.Customer, f, err != nil && f.Name == FindingError)
+			if r.Action == Ignore {
+				continue
+			}
+			v.Results = append(v.Results, r)
+			if r.Action.Decisive() && !v.Action.Decisive() {
+				v.Action, v.Reply = r.Action, r.Reply
+				v.Check, v.Finding, v.Detail = r.Check, f.Name, f.Detail
+			}
+		}
+		if v.Action.Decisive() && !monitor {
+			break
+		}
+	}
+	return v
+}
+
+func errorFinding(s Step, err error) Finding {
+	f := Finding{Name: FindingError, Detail: err.Error(), Action: s.OnError}
+	if r, ok := errorReply(err); ok {
+		f.Reply = r
+	} else {
+		f.Reply = ReplyTempFailure
+	}
+	return f
+}
+
+// resolve applies the configuration to a finding. Precedence, most specific
+// first: the customer's per-finding action, the customer's per-check action,
+// the provider's per-finding action, the provider's per-check action, the
+// check's own default. A check failure only follows on_error.
+func resolve(s Step, cust *Customer, f Finding, isError bool) Result {
+	name := s.Check.Name()
+	act := f.Action
+	if !isError {
+		if s.Action != nil {
+			act = *s.Action
+		}
+		if a, ok := s.Findings[f.Name]; ok {
+			act = a
+		}
+		if cust != nil {
+			if o, ok := cust.Overrides[name]; ok {
+				if o.Action != nil {
+					act = *o.Action
+				}
+				if a, ok := o.Findings[f.Name]; ok {
+					act = a
+				}
+			}
+		}
+	}
+	return Result{Check: name, Finding: f, Action: act, Reply: ReplyFor(act, f.Reply)}
+}
+
+// ReplyFor picks the reply for an action. The finding's own reply is kept
+// when its class matches the action (4xx for defer, 5xx for reject); when the
+// configuration moved the finding to the other class, its text and enhanced
+// subject/detail are kept under a code of the right class (550 or 451), so a
+// reconfigured action never sends a reply whose classes disagree.
+func ReplyFor(a Action, suggested Reply) Reply {
+	switch a {
+	case Reject:
+		if suggested.IsZero() {
+			return ReplyPolicyReject
+		}
+		if !suggested.Temporary() {
+			return suggested
+		}
+		return reclass(suggested, 550, "5")
+	case Defer:
+		if suggested.IsZero() {
+			return ReplyPolicyDefer
+		}
+		if suggested.Temporary() {
+			return suggested
+		}
+		return reclass(suggested, 451, "4")
+	}
+	return Reply{}
+}
+
+func reclass(r Reply, code int, class string) Reply {
+	enh := class + r.enhanced[1:]
+	n, err := NewReply(code, enh, r.text)
+	if err != nil {
+		return ReplyPolicyDefer
+	}
+	return n
+}
