@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -47,6 +48,9 @@ type Handle struct {
 	Clock clock.Clock
 	// Timeout bounds one store operation.
 	Timeout time.Duration
+
+	mu     sync.Mutex
+	shared map[string]any
 }
 
 // Open opens the store the config names. For Redis it does not wait for the
@@ -169,4 +173,25 @@ func (h *Handle) LoadScripts(ctx context.Context, scripts ...*redis.Script) erro
 		return cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return load(ctx, c) })
 	}
 	return load(ctx, h.Client)
+}
+
+// Shared returns the one backend of a kind (counters, opt-out lists, events)
+// for this handle, creating it with mk on first use. The milter's checks,
+// the admin API and the commands all get the same instance, so that with
+// the memory backend they see the same state.
+func (h *Handle) Shared(kind string, mk func() (any, error)) (any, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if v, ok := h.shared[kind]; ok {
+		return v, nil
+	}
+	v, err := mk()
+	if err != nil {
+		return nil, err
+	}
+	if h.shared == nil {
+		h.shared = map[string]any{}
+	}
+	h.shared[kind] = v
+	return v, nil
 }
