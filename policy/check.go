@@ -47,7 +47,9 @@ type RcptChecker interface {
 // BodyChecker sees the message body as it streams. Body is called once per
 // message, after the last header; it returns a writer that receives the body
 // chunks as they arrive (CRLF line endings), or nil when the check does not
-// need this message's body. No check may buffer the whole body.
+// need this message's body. No check may buffer the whole body. When the
+// writer also implements io.Closer, Close is called once after the last
+// chunk and before the EOM stage (a pipe to a verifier needs its EOF).
 type BodyChecker interface {
 	Check
 	Body(t *Txn) io.Writer

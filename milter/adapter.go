@@ -1,0 +1,167 @@
+package milter
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+
+	gm "github.com/d--j/go-milter"
+
+	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/policy"
+)
+
+// adapter is one MTA connection: it implements the library's Milter
+// interface on top of a gateway.Session. Every method recovers panics and
+// returns a nil error, so the connection is never dropped by us.
+type adapter struct {
+	s    *Server
+	sess *gateway.Session
+}
+
+func (s *Server) newMilter() gm.Milter {
+	s.active.Add(1)
+	if s.opts.Sessions != nil {
+		s.opts.Sessions.SessionOpened()
+	}
+	return &adapter{s: s, sess: s.engine.NewSession()}
+}
+
+// tempfail is what a panic becomes: the message is deferred, the MTA
+// connection stays.
+var tempfail = policy.ReplyTempFailure
+
+func (a *adapter) guard(stage string, resp **gm.Response) {
+	if p := recover(); p != nil {
+		a.s.log.Error("milter handler panicked", "stage", stage, "panic", fmt.Sprint(p))
+		*resp = reply(tempfail)
+	}
+}
+
+func (a *adapter) NewConnection(gm.Modifier) error { return nil }
+
+func (a *adapter) Connect(host string, family string, port uint16, addr string, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("connect", &resp)
+	ip, _ := netip.ParseAddr(addr)
+	if v := m.Get(gm.MacroClientAddr); v != "" {
+		if x, err := netip.ParseAddr(strings.Trim(v, "[]")); err == nil {
+			ip = x
+		}
+	}
+	a.sess.Connect(host, ip)
+	a.sess.SetDaemon(m.Get(gm.MacroDaemonName))
+	return gm.RespContinue, nil
+}
+
+func (a *adapter) Helo(name string, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("helo", &resp)
+	a.sess.Helo(name)
+	return gm.RespContinue, nil
+}
+
+func (a *adapter) MailFrom(from string, esmtpArgs string, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("mail", &resp)
+	out := a.sess.Mail(context.Background(), from, esmtpArgs, m.Get(gm.MacroAuthAuthen))
+	return outcome(out), nil
+}
+
+func (a *adapter) RcptTo(rcptTo string, esmtpArgs string, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("rcpt", &resp)
+	// A custom reply at RCPT refuses this recipient only; the transaction
+	// goes on for the others (milter protocol SMFIR_REPLYCODE at SMFIC_RCPT).
+	return outcome(a.sess.Rcpt(context.Background(), rcptTo, esmtpArgs)), nil
+}
+
+func (a *adapter) Data(gm.Modifier) (*gm.Response, error) { return gm.RespContinue, nil }
+
+func (a *adapter) Header(name string, value string, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("header", &resp)
+	a.sess.Header(name, canonicalFolding(value))
+	return gm.RespContinue, nil
+}
+
+func (a *adapter) Headers(m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("eoh", &resp)
+	a.sess.EndOfHeaders()
+	return gm.RespContinue, nil
+}
+
+func (a *adapter) BodyChunk(chunk []byte, m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("body", &resp)
+	a.sess.Body(chunk)
+	return gm.RespContinue, nil
+}
+
+func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
+	defer a.guard("eom", &resp)
+	out := a.sess.EndOfMessage(context.Background(), m.Get(gm.MacroQueueId))
+	if out.Action == policy.Accept || out.Action == policy.Quarantine {
+		// Prepend in reverse so the added headers end up on top, in order.
+		for i := len(out.AddHeaders) - 1; i >= 0; i-- {
+			h := out.AddHeaders[i]
+			if err := m.InsertHeader(0, h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n")); err != nil {
+				a.s.log.Error("adding header failed", "header", h.Name, "err", err)
+			}
+		}
+		if out.Hold != "" {
+			if err := m.Quarantine(out.Hold); err != nil {
+				a.s.log.Error("quarantine failed", "err", err)
+			}
+		}
+		return gm.RespAccept, nil
+	}
+	return outcome(out.Outcome), nil
+}
+
+func (a *adapter) Abort(gm.Modifier) error {
+	func() {
+		defer func() { _ = recover() }()
+		a.sess.Abort(context.Background())
+	}()
+	return nil
+}
+
+func (a *adapter) Unknown(string, gm.Modifier) (*gm.Response, error) { return gm.RespContinue, nil }
+
+func (a *adapter) Cleanup(gm.Modifier) {
+	defer func() { _ = recover() }()
+	a.sess.Close()
+	a.s.active.Add(-1)
+	if a.s.opts.Sessions != nil {
+		a.s.opts.Sessions.SessionClosed()
+	}
+}
+
+// outcome maps a gateway answer at MAIL or RCPT to a milter response.
+// Accept is "continue": the MTA must still send us the rest of the message.
+func outcome(o gateway.Outcome) *gm.Response {
+	switch o.Action {
+	case policy.Defer, policy.Reject:
+		return reply(o.Reply)
+	}
+	return gm.RespContinue
+}
+
+// reply builds a custom SMTP reply. The reply was built by policy's
+// constructors, so its code and enhanced code are of the same class.
+func reply(r policy.Reply) *gm.Response {
+	resp, err := gm.RejectWithCodeAndReason(uint16(r.Code()), r.Enhanced()+" "+r.Text())
+	if err != nil {
+		if r.Temporary() {
+			return gm.RespTempFail
+		}
+		return gm.RespReject
+	}
+	return resp
+}
+
+// canonicalFolding makes the line ends inside a folded header value CRLF,
+// whatever the MTA used (Postfix passes LF).
+func canonicalFolding(v string) string {
+	if !strings.ContainsAny(v, "\r\n") {
+		return v
+	}
+	v = strings.ReplaceAll(v, "\r\n", "\n")
+	return strings.ReplaceAll(v, "\n", "\r\n")
+}

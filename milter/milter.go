@@ -1,0 +1,182 @@
+// Package milter attaches the gateway to an MTA over the milter protocol
+// (version 6, as Postfix speaks it). It is the only package that imports the
+// milter library: it negotiates what the gateway needs, turns MTA events into
+// gateway.Session calls and verdicts into milter responses, and makes sure
+// that no error or panic ever reaches the library (which would drop the MTA
+// connection and make Postfix apply milter_default_action to every message).
+package milter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	gm "github.com/d--j/go-milter"
+	"golang.org/x/net/netutil"
+
+	"github.com/aupguard/aupguard/gateway"
+)
+
+// Protocol is what the gateway asks of the MTA. It replies only at MAIL
+// FROM, RCPT TO and end of message; at every other stage the MTA is told
+// not to wait for a reply. Header values are passed with their leading
+// space so that DKIM canonicalisation sees them as sent.
+const Protocol = gm.OptNoConnReply | gm.OptNoHeloReply | gm.OptNoDataReply |
+	gm.OptNoHeaderReply | gm.OptNoEOHReply | gm.OptNoBodyReply | gm.OptNoUnknownReply |
+	gm.OptNoUnknown | gm.OptNoData | gm.OptHeaderLeadingSpace
+
+// Actions are the message modifications the gateway may make: add headers
+// (DKIM-Signature, List-Unsubscribe, feedback id) and quarantine (HOLD).
+const Actions = gm.OptAddHeader | gm.OptChangeHeader | gm.OptQuarantine
+
+// SessionObserver is told when MTA connections open and close (metrics).
+type SessionObserver interface {
+	SessionOpened()
+	SessionClosed()
+}
+
+// Options configure a Server.
+type Options struct {
+	// Listen is "inet:HOST:PORT" or "unix:PATH".
+	Listen string
+	// AllowedMTAs are the networks allowed to connect; empty allows all
+	// (only sensible on loopback, which the config enforces).
+	AllowedMTAs    []netip.Prefix
+	MaxConnections int
+	ReadTimeout    time.Duration
+	WriteTimeout   time.Duration
+	Logger         *slog.Logger
+	Sessions       SessionObserver
+}
+
+// Server is the milter listener.
+type Server struct {
+	engine *gateway.Engine
+	opts   Options
+	log    *slog.Logger
+	srv    *gm.Server
+	ln     net.Listener
+	active atomic.Int64
+}
+
+// Listen opens the listener and prepares the server; Serve runs it.
+func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
+	network, addr, err := ParseAddress(opts.Listen)
+	if err != nil {
+		return nil, err
+	}
+	if network == "unix" {
+		_ = os.Remove(addr)
+	}
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		return nil, fmt.Errorf("milter listen %s: %w", opts.Listen, err)
+	}
+	if network == "unix" {
+		_ = os.Chmod(addr, 0o660)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{engine: engine, opts: opts, log: log}
+	if len(opts.AllowedMTAs) > 0 {
+		ln = &allowListener{Listener: ln, allowed: opts.AllowedMTAs, log: log}
+	}
+	if opts.MaxConnections > 0 {
+		// Beyond the limit the MTA waits in the listen backlog; Postfix
+		// applies milter_connect_timeout, then milter_default_action.
+		ln = netutil.LimitListener(ln, opts.MaxConnections)
+	}
+	s.ln = ln
+	s.srv = gm.NewServer(s.serverOptions()...)
+	return s, nil
+}
+
+func (s *Server) serverOptions() []gm.Option {
+	o := []gm.Option{
+		gm.WithMaximumVersion(6),
+		gm.WithProtocols(Protocol),
+		gm.WithActions(Actions),
+		gm.WithMacroRequest(gm.StageConnect, []gm.MacroName{gm.MacroClientAddr, gm.MacroDaemonName}),
+		gm.WithMacroRequest(gm.StageMail, []gm.MacroName{gm.MacroAuthAuthen, gm.MacroMailAddr}),
+		gm.WithMacroRequest(gm.StageRcpt, []gm.MacroName{gm.MacroRcptAddr}),
+		gm.WithMacroRequest(gm.StageEOH, []gm.MacroName{gm.MacroQueueId}),
+		gm.WithMacroRequest(gm.StageEOM, []gm.MacroName{gm.MacroQueueId}),
+		gm.WithMilter(func() gm.Milter { return s.newMilter() }),
+	}
+	if s.opts.ReadTimeout > 0 {
+		o = append(o, gm.WithReadTimeout(s.opts.ReadTimeout))
+	}
+	if s.opts.WriteTimeout > 0 {
+		o = append(o, gm.WithWriteTimeout(s.opts.WriteTimeout))
+	}
+	return o
+}
+
+// Addr is the address the server listens on.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Serve accepts MTA connections until Shutdown.
+func (s *Server) Serve() error {
+	err := s.srv.Serve(s.ln)
+	if errors.Is(err, gm.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting and waits for the MTA connections to end, up to
+// ctx's deadline; then it closes them.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// Active returns the number of open MTA connections.
+func (s *Server) Active() int64 { return s.active.Load() }
+
+// ParseAddress parses "inet:HOST:PORT", "inet6:HOST:PORT" or "unix:PATH".
+func ParseAddress(s string) (network, addr string, err error) {
+	kind, rest, ok := strings.Cut(s, ":")
+	switch {
+	case !ok || rest == "":
+	case kind == "unix" || kind == "local":
+		return "unix", rest, nil
+	case kind == "inet" || kind == "inet6":
+		if _, _, err := net.SplitHostPort(rest); err == nil {
+			return "tcp", rest, nil
+		}
+	}
+	return "", "", fmt.Errorf("milter address %q: want inet:HOST:PORT or unix:PATH", s)
+}
+
+// allowListener refuses connections from addresses outside the allowed MTAs.
+type allowListener struct {
+	net.Listener
+	allowed []netip.Prefix
+	log     *slog.Logger
+}
+
+func (l *allowListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
+		if err == nil {
+			for _, p := range l.allowed {
+				if p.Contains(ap.Addr().Unmap()) {
+					return c, nil
+				}
+			}
+		}
+		l.log.Warn("milter connection refused: not an allowed MTA", "remote", c.RemoteAddr().String())
+		_ = c.Close()
+	}
+}
