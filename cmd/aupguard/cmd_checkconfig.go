@@ -1,0 +1,63 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/gateway"
+)
+
+func init() {
+	register("check-config", "validate a config; print every error with its place, or the effective config", runCheckConfig)
+}
+
+func runCheckConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("check-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	quiet := fs.Bool("q", false, "print nothing on success")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	cfg, err := config.Load(*path, gateway.ConfigOptions())
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(stderr, e.Error())
+			}
+			fmt.Fprintf(stderr, "%d error(s)\n", len(es))
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	// Building the chain also checks what only the checks can: key files,
+	// scripts, per-customer settings.
+	deps, err := gateway.OpenDeps(cfg, nil, nil)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
+		return 1
+	}
+	defer deps.Store.Close()
+	st, err := gateway.Build(deps)
+	if err != nil {
+		fmt.Fprintf(stderr, "%s: %v\n", *path, err)
+		return 1
+	}
+	_ = st
+	if *quiet {
+		return 0
+	}
+	out, err := cfg.Marshal()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "# %s: OK, effective config follows\n", *path)
+	stdout.Write(out)
+	return 0
+}

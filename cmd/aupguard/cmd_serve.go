@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/aupguard/aupguard/daemon"
+)
+
+func init() {
+	register("serve", "run the gateway (milter, admin API)", runServe)
+}
+
+func runServe(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr})
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			_ = d.Reload() // errors are logged; the running config stays
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	return 0
+}
