@@ -219,18 +219,19 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{yamlError(file, err.Error())}
 	}
+	// Type and unknown-key errors do not stop decoding (yaml.v3 collects
+	// them), so validation below still runs and every error is reported.
+	var es Errors
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
 		var te *yaml.TypeError
-		if errors.As(err, &te) {
-			var es Errors
-			for _, m := range te.Errors {
-				es = append(es, yamlError(file, m))
-			}
-			return nil, es
+		if !errors.As(err, &te) {
+			return nil, Errors{yamlError(file, err.Error())}
 		}
-		return nil, Errors{yamlError(file, err.Error())}
+		for _, m := range te.Errors {
+			es = append(es, yamlError(file, m))
+		}
 	}
 	if len(root.Content) > 0 {
 		cfg.root = root.Content[0]
@@ -238,6 +239,7 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	cfg.applyDefaults(opts)
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
+	v.errs = append(es, v.errs...)
 	if len(v.errs) > 0 {
 		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 		return nil, v.errs

@@ -383,8 +383,9 @@ func (c *Config) validateCustomers(v *validator) {
 	c.validateOverlaps(v)
 }
 
-// validateOverlaps refuses two customers claiming the same client network:
-// attribution would depend on list order.
+// validateOverlaps refuses two customers claiming the very same client
+// network. Nested networks are allowed: the longest prefix wins (a
+// reseller's /24 and one of its customers' /32).
 func (c *Config) validateOverlaps(v *validator) {
 	type owned struct {
 		p   netip.Prefix
@@ -399,8 +400,8 @@ func (c *Config) validateOverlaps(v *validator) {
 				continue
 			}
 			for _, o := range all {
-				if o.id != cu.ID && o.p.Overlaps(p) {
-					v.errf(fmt.Sprintf("customers[%d].networks[%d]", i, j), "network %s overlaps %s of customer %q", p, o.p, o.id)
+				if o.id != cu.ID && o.p == p {
+					v.errf(fmt.Sprintf("customers[%d].networks[%d]", i, j), "network %s is already customer %q's", p, o.id)
 				}
 			}
 			all = append(all, owned{p, cu.ID, i})

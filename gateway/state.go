@@ -29,9 +29,18 @@ type State struct {
 	closers []io.Closer
 }
 
-// Build builds a State from d.Config: every check of the chain is
-// constructed by its factory. Every error is returned, not just the first.
-func Build(d *Deps) (*State, error) {
+// NewState builds a State around a chain made by the caller (tests,
+// benchmarks); Build makes the chain from the config.
+func NewState(d *Deps, chain *policy.Chain) (*State, error) {
+	st, err := newState(d)
+	if err != nil {
+		return nil, err
+	}
+	st.Chain = chain
+	return st, nil
+}
+
+func newState(d *Deps) (*State, error) {
 	cfg := d.Config
 	dir, err := customer.NewDirectory(cfg)
 	if err != nil {
@@ -49,6 +58,17 @@ func Build(d *Deps) (*State, error) {
 			return nil, fmt.Errorf("unidentified: %w", err)
 		}
 		st.unidentifiedReply = r
+	}
+	return st, nil
+}
+
+// Build builds a State from d.Config: every check of the chain is
+// constructed by its factory. Every error is returned, not just the first.
+func Build(d *Deps) (*State, error) {
+	cfg := d.Config
+	st, err := newState(d)
+	if err != nil {
+		return nil, err
 	}
 	storeOnError, _ := policy.ParseAction(cfg.Store.OnError)
 	var steps []policy.Step

@@ -1,0 +1,126 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+var testOpts = Options{Checks: []string{"sender_identity", "rate"}, DefaultChain: []string{"sender_identity", "rate"}}
+
+const goodConfig = `
+milter:
+  listen: inet:127.0.0.1:8891
+customers:
+  - id: acme
+    logins: [acme, "acme-*"]
+    networks: [192.0.2.0/24]
+    domains: [acme.example, "*.acme.example"]
+`
+
+func TestGoodConfigDefaults(t *testing.T) {
+	cfg, err := Parse([]byte(goodConfig), "good.yaml", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Store.Backend != "memory" || cfg.Store.OnError != "defer" || cfg.Unidentified.Action != "reject" {
+		t.Fatalf("defaults not applied: %+v %+v", cfg.Store, cfg.Unidentified)
+	}
+	if strings.Join(cfg.Chain, ",") != "sender_identity,rate" {
+		t.Fatalf("default chain %v", cfg.Chain)
+	}
+	if cfg.Customers[0].Mode != "enforce" {
+		t.Fatalf("customer mode %q", cfg.Customers[0].Mode)
+	}
+	if cfg.Milter.Listen != "inet:127.0.0.1:8891" {
+		t.Fatal(cfg.Milter.Listen)
+	}
+}
+
+func TestDefaultListenIsLoopback(t *testing.T) {
+	cfg, err := Parse([]byte("customers: []\n"), "x.yaml", testOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(cfg.Milter.Listen, "inet:127.0.0.1:") {
+		t.Fatalf("default listen %q is not loopback", cfg.Milter.Listen)
+	}
+}
+
+func TestBadConfigs(t *testing.T) {
+	tests := []struct {
+		name string
+		yaml string
+		want []string // every error, in order, as printed
+	}{
+		{"unknown key", "milter:\n  listen: inet:127.0.0.1:1\n  bogus: 1\n",
+			[]string{"bad.yaml:3: field bogus not found in type config.MilterConfig"}},
+		{"non-loopback without allowed mtas", "milter:\n  listen: inet:0.0.0.0:8891\n",
+			[]string{`bad.yaml:2: milter.listen: listening on non-loopback "0.0.0.0" requires milter.allowed_mtas`}},
+		{"bad listen", "milter:\n  listen: tcp/8891\n",
+			[]string{`bad.yaml:2: milter.listen: want inet:HOST:PORT or unix:PATH, got "tcp/8891"`}},
+		{"bad allowed mta", "milter:\n  listen: inet:0.0.0.0:8891\n  allowed_mtas: [10.0.0.300]\n",
+			[]string{`bad.yaml:3: milter.allowed_mtas[0]: bad address "10.0.0.300"`}},
+		{"store backend", "store:\n  backend: mysql\n",
+			[]string{`bad.yaml:2: store.backend: want memory or redis, got "mysql"`}},
+		{"redis needs addrs", "store:\n  backend: redis\n",
+			[]string{`bad.yaml:2: store.redis.addrs: redis backend needs at least one address`}},
+		{"store on_error", "store:\n  on_error: reject\n",
+			[]string{`bad.yaml:2: store.on_error: action "reject" not allowed here (want defer or accept)`}},
+		{"customers", `customers:
+  - id: acme
+    networks: [10.0.0.1/8, nope]
+    domains: ["bad domain"]
+    mode: loud
+  - id: acme
+    logins: ["x["]
+    domains: [a.example]
+  - id: "b c"
+    domains: [b.example]
+`, []string{
+			`bad.yaml:3: customers[0].networks[0]: bad network "10.0.0.1/8": host bits set (did you mean 10.0.0.0/8?)`,
+			`bad.yaml:3: customers[0].networks[1]: bad address "nope"`,
+			`bad.yaml:4: customers[0].domains[0]: bad domain "bad domain": domain "bad domain": character ' ' not allowed`,
+			`bad.yaml:5: customers[0].mode: want enforce or monitor, got "loud"`,
+			`bad.yaml:6: customers[1].id: id "acme" already used by customers[0]`,
+			`bad.yaml:7: customers[1].logins[0]: bad login pattern "x[": syntax error in pattern`,
+			`bad.yaml:9: customers[2].id: id "b c": only letters, digits, '-', '_' and '.' are allowed`,
+			`bad.yaml:9: customers[2]: customer "b c" has neither logins nor networks: no mail can be attributed to it`,
+		}},
+		{"same network twice", "customers:\n  - id: a\n    networks: [192.0.2.0/24]\n    domains: [a.example]\n  - id: b\n    networks: [192.0.2.0/24]\n    domains: [b.example]\n",
+			[]string{`bad.yaml:6: customers[1].networks[0]: network 192.0.2.0/24 is already customer "a"'s`}},
+		{"no domains", "customers:\n  - id: a\n    logins: [a]\n",
+			[]string{`bad.yaml:2: customers[0].domains: customer "a" lists no sender domains`}},
+		{"unknown check", "chain: [sender_identity, nosuch]\nchecks:\n  rate:\n    action: explode\n",
+			[]string{
+				`bad.yaml:1: chain[1]: unknown check "nosuch" (known: sender_identity, rate)`,
+				`bad.yaml:4: checks.rate.action: unknown action "explode" (want accept, defer, reject, quarantine or ignore)`,
+			}},
+		{"unidentified temp code with reject", "unidentified:\n  action: reject\n  code: 451\n  enhanced: 4.7.1\n  text: go away\n",
+			[]string{`bad.yaml:3: unidentified.code: code 451 is temporary but action is reject`}},
+		{"unidentified bad class", "unidentified:\n  action: reject\n  code: 550\n  enhanced: 4.7.1\n",
+			[]string{`bad.yaml:2: unidentified: reply 550 4.7.1: class of code and enhanced code differ`}},
+		{"type error and semantic error together", "milter:\n  max_connections: lots\nstore:\n  backend: mysql\n",
+			[]string{
+				"bad.yaml:2: cannot unmarshal !!str `lots` into int",
+				`bad.yaml:4: store.backend: want memory or redis, got "mysql"`,
+			}},
+		{"yaml syntax", "milter: [\n", []string{"bad.yaml:1: did not find expected node content"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "bad.yaml", testOpts)
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("err = %v, want config.Errors", err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, e.Error())
+			}
+			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
+				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}

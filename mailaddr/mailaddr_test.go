@@ -1,0 +1,63 @@
+package mailaddr
+
+import "testing"
+
+func TestNormalizeDomain(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"Example.COM.", "example.com"},
+		{"bücher.example", "xn--bcher-kva.example"},
+		{"XN--BCHER-KVA.example", "xn--bcher-kva.example"},
+		{"", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			got, err := NormalizeDomain(tt.in)
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	for _, bad := range []string{"a b.example", "a..example", "exa\x00mple.com"} {
+		if _, err := NormalizeDomain(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func TestParseAndCanonical(t *testing.T) {
+	a, err := Parse("<John.Doe+News@Bücher.Example>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Domain != "xn--bcher-kva.example" || a.Local != "John.Doe+News" {
+		t.Fatalf("%+v", a)
+	}
+	if got := a.Canonical(false, true); got != "john.doe@xn--bcher-kva.example" {
+		t.Fatalf("canonical %q", got)
+	}
+	if got := a.Canonical(true, false); got != "John.Doe+News@xn--bcher-kva.example" {
+		t.Fatalf("canonical %q", got)
+	}
+	if n, err := Parse("<>"); err != nil || !n.Null {
+		t.Fatalf("null sender: %+v %v", n, err)
+	}
+	if _, err := Parse("nodomain"); err != ErrNoDomain {
+		t.Fatalf("err %v", err)
+	}
+}
+
+func TestPattern(t *testing.T) {
+	p, _ := ParsePattern("*.Example.com")
+	w, _ := ParsePattern("example.com")
+	for d, want := range map[string][2]bool{
+		"example.com":      {false, true},
+		"a.example.com":    {true, false},
+		"a.b.example.com":  {true, false},
+		"badexample.com":   {false, false},
+		"example.com.evil": {false, false},
+	} {
+		if p.Match(d) != want[0] || w.Match(d) != want[1] {
+			t.Errorf("%s: wildcard %v exact %v", d, p.Match(d), w.Match(d))
+		}
+	}
+}
