@@ -1,0 +1,236 @@
+package headers
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/aupguard/aupguard/policy"
+)
+
+// ForgeryName is the name of the header forgery check.
+const ForgeryName = "header_forgery"
+
+// Findings of header_forgery. Duplicated singleton fields each have their
+// own finding, "duplicate_" + the field name in snake case (see Singletons).
+const (
+	FindingDateMissing      = "date_missing"
+	FindingFromMissing      = "from_missing"
+	FindingReceivedForged   = "received_forged"
+	FindingAuthResForged    = "auth_results_forged"
+	FindingARCAuthResForged = "arc_auth_results_forged"
+	FindingReturnPath       = "return_path_present"
+	FindingOriginForeign    = "origin_header_foreign"
+	FindingOriginProvider   = "origin_header_provider"
+	FindingOriginInvalid    = "origin_header_invalid"
+)
+
+// Singletons are the fields RFC 5322 §3.6 allows at most once (the table
+// in §3.6, "Max number" 1), with their duplicate finding names.
+var Singletons = []struct{ Field, Finding string }{
+	{"Date", "duplicate_date"},
+	{"From", "duplicate_from"},
+	{"Sender", "duplicate_sender"},
+	{"Reply-To", "duplicate_reply_to"},
+	{"To", "duplicate_to"},
+	{"Cc", "duplicate_cc"},
+	{"Bcc", "duplicate_bcc"},
+	{"Message-ID", "duplicate_message_id"},
+	{"In-Reply-To", "duplicate_in_reply_to"},
+	{"References", "duplicate_references"},
+	{"Subject", "duplicate_subject"},
+}
+
+// Forgery is the header_forgery check: fields that misstate a message's
+// origin or route or that are ambiguous (AUP: "forged or misleading ...
+// email headers ... that describe its origin or route", "alter or
+// obfuscate any email header").
+type Forgery struct {
+	s *Settings
+}
+
+// NewForgery builds the header_forgery check.
+func NewForgery(s *Settings) *Forgery { return &Forgery{s: s} }
+
+// Name implements policy.Check.
+func (c *Forgery) Name() string { return ForgeryName }
+
+func forgeryFinding(name, detail string, attrs map[string]string) policy.Finding {
+	return policy.Finding{Name: name, Detail: detail, Action: policy.Reject, Reply: ReplyForged, Attrs: attrs}
+}
+
+// EOM implements policy.EOMChecker.
+func (c *Forgery) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
+	var col collector
+	counts := map[string]int{}
+	for _, h := range t.Headers {
+		counts[strings.ToLower(strings.TrimRight(h.Name, " \t"))]++
+	}
+	// RFC 5322 §3.6: the origination date and the originator fields are
+	// the only required ones.
+	if counts["date"] == 0 {
+		col.add(forgeryFinding(FindingDateMissing, "no Date field", nil))
+	}
+	if counts["from"] == 0 {
+		col.add(forgeryFinding(FindingFromMissing, "no From field", nil))
+	}
+	// RFC 5322 §3.6: these fields occur at most once. A second copy is how
+	// one reader is shown another sender or subject than the next one.
+	for _, s := range Singletons {
+		if n := counts[strings.ToLower(s.Field)]; n > 1 {
+			col.add(forgeryFinding(s.Finding,
+				fmt.Sprintf("%d %s fields, RFC 5322 §3.6 allows one", n, s.Field),
+				map[string]string{"header": s.Field, "count": strconv.Itoa(n)}))
+		}
+	}
+	client := c.clientFields(t)
+	c.received(&col, t, client)
+	for i, h := range t.Headers {
+		if !client[i] {
+			continue
+		}
+		name := strings.TrimRight(h.Name, " \t")
+		switch {
+		case strings.EqualFold(name, "Authentication-Results"):
+			// RFC 8601 §5: an MTA MUST delete (here: refuse) a field that
+			// claims by its authserv-id to come from within its trust
+			// boundary but did not come from a trusted MTA.
+			if id := AuthServID(h.Value, false); c.s.Provider.OwnsAuthservID(id) {
+				col.add(forgeryFinding(FindingAuthResForged,
+					fmt.Sprintf("client-supplied Authentication-Results with the provider's authserv-id %q", clip(id)),
+					map[string]string{"authserv_id": clip(id)}))
+			}
+		case strings.EqualFold(name, "ARC-Authentication-Results"):
+			// RFC 8617 §4.1.1 and §5.2: the AAR carries the sealer's own
+			// authserv-id; the provider has not sealed this message yet.
+			if id := AuthServID(h.Value, true); c.s.Provider.OwnsAuthservID(id) {
+				col.add(forgeryFinding(FindingARCAuthResForged,
+					fmt.Sprintf("client-supplied ARC-Authentication-Results with the provider's authserv-id %q", clip(id)),
+					map[string]string{"authserv_id": clip(id)}))
+			}
+		case strings.EqualFold(name, "Return-Path"):
+			// RFC 5321 §4.4: Return-path is added at final delivery; "a
+			// message-originating SMTP system SHOULD NOT send a message
+			// that already contains a Return-path header field".
+			col.add(forgeryFinding(FindingReturnPath,
+				fmt.Sprintf("client-supplied Return-Path %q", clip(unfold(h.Value))), nil))
+		}
+	}
+	c.origin(&col, t)
+	return col.findings(), nil
+}
+
+// clientFields marks the fields the client wrote, as opposed to those the
+// MTA added for this hop.
+//
+// Postfix (like Sendmail) passes the Received: field it prepends for this
+// hop to the milter as the topmost Received:. That one is genuine; at
+// submission no other provider Received: can exist, so any further one is
+// the client's. When the transaction's queue id is known and the topmost
+// Received: names it in its "id" clause, whatever lies above that field was
+// added by the MTA or an earlier milter too and is not the client's either.
+// Without a queue id (explain on a stored message), the topmost Received:
+// alone is taken for the MTA's.
+func (c *Forgery) clientFields(t *policy.Txn) []bool {
+	client := make([]bool, len(t.Headers))
+	for i := range client {
+		client[i] = true
+	}
+	if !c.s.MTAReceived {
+		return client
+	}
+	for i, h := range t.Headers {
+		if !strings.EqualFold(strings.TrimRight(h.Name, " \t"), "Received") {
+			continue
+		}
+		client[i] = false
+		if t.QueueID != "" && ParseReceived(h.Value).ID == t.QueueID {
+			for j := 0; j < i; j++ {
+				client[j] = false
+			}
+		}
+		return client
+	}
+	return client
+}
+
+// received reports client Received: fields that claim to have been added
+// by the provider's MTAs (RFC 5321 §4.4: each hop adds its own trace
+// field; the "by" clause names the host that added it).
+func (c *Forgery) received(col *collector, t *policy.Txn, client []bool) {
+	seen := 0
+	for i, h := range t.Headers {
+		if !client[i] || !strings.EqualFold(strings.TrimRight(h.Name, " \t"), "Received") {
+			continue
+		}
+		seen++
+		if c.s.ReceivedDepth > 0 && seen > c.s.ReceivedDepth {
+			return
+		}
+		r := ParseReceived(h.Value)
+		claim := ""
+		if r.By != "" && c.s.Provider.OwnsHost(r.By) {
+			claim = r.By
+		}
+		for _, a := range r.ByAddrs {
+			if claim == "" && c.s.Provider.OwnsAddr(a) {
+				claim = a.String()
+			}
+		}
+		if claim != "" {
+			col.add(forgeryFinding(FindingReceivedForged,
+				fmt.Sprintf("client-supplied Received claims to be by the provider's %s", clip(claim)),
+				map[string]string{"by": clip(claim)}))
+		}
+	}
+}
+
+// origin checks the configured origin headers (X-Originating-IP...): the
+// address they name must be the SMTP client's, loopback, one of the
+// customer's networks or an allowed network. Anything else misstates the
+// message's origin.
+func (c *Forgery) origin(col *collector, t *policy.Txn) {
+	if len(c.s.OriginHeaders) == 0 {
+		return
+	}
+	var nets []netip.Prefix
+	if t.Customer != nil {
+		nets = c.s.CustomerNetworks[t.Customer.ID]
+	}
+	var clientAddr netip.Addr
+	if t.Conn != nil {
+		clientAddr = t.Conn.ClientAddr.Unmap()
+	}
+	for _, name := range c.s.OriginHeaders {
+		for _, v := range fieldValues(t.Headers, name) {
+			addrs, bad := OriginAddrs(v)
+			if len(bad) > 0 || len(addrs) == 0 {
+				col.add(forgeryFinding(FindingOriginInvalid,
+					fmt.Sprintf("%s %q is not an IP address", name, clip(unfold(v))),
+					map[string]string{"header": name}))
+			}
+			for _, a := range addrs {
+				switch {
+				case a == clientAddr, a.IsLoopback(), containsAddr(nets, a), containsAddr(c.s.OriginAllowed, a):
+				case c.s.Provider.OwnsAddr(a):
+					col.add(forgeryFinding(FindingOriginProvider,
+						fmt.Sprintf("%s names the provider's address %s", name, a),
+						map[string]string{"header": name, "addr": a.String()}))
+				default:
+					col.add(forgeryFinding(FindingOriginForeign,
+						fmt.Sprintf("%s names %s, not an address of customer %s", name, a, customerID(t)),
+						map[string]string{"header": name, "addr": a.String()}))
+				}
+			}
+		}
+	}
+}
+
+func customerID(t *policy.Txn) string {
+	if t.Customer == nil {
+		return ""
+	}
+	return t.Customer.ID
+}

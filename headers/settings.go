@@ -1,0 +1,193 @@
+package headers
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/mailaddr"
+	"github.com/aupguard/aupguard/policy"
+)
+
+// Replies. RFC 3463 §3.8: X.7.1, delivery not authorized, message refused.
+// The texts are short and generic; the log carries the detail.
+var (
+	// ReplySender refuses a sender identity the customer does not own.
+	ReplySender = policy.MustReply(550, "5.7.1", "Sender address not permitted")
+	// ReplyForged refuses forged or obfuscating header fields.
+	ReplyForged = policy.MustReply(550, "5.7.1", "Forged or malformed header")
+)
+
+// Provider is what the checks know of the provider's own mail system,
+// from the config's provider section.
+type Provider struct {
+	// Hostnames of the provider's MTAs (exact or "*." patterns).
+	Hostnames []mailaddr.Pattern
+	// Networks are the provider's own addresses: its networks and egress IPs.
+	Networks []netip.Prefix
+	// AuthservIDs are the provider's authserv-ids, lower-case.
+	AuthservIDs []string
+}
+
+// OwnsHost reports whether a host name belongs to the provider.
+func (p *Provider) OwnsHost(host string) bool {
+	d, err := mailaddr.NormalizeDomain(strings.Trim(host, "[]"))
+	if err != nil || d == "" {
+		return false
+	}
+	for _, h := range p.Hostnames {
+		if h.Match(d) {
+			return true
+		}
+	}
+	return false
+}
+
+// OwnsAddr reports whether an IP address belongs to the provider.
+func (p *Provider) OwnsAddr(a netip.Addr) bool {
+	return containsAddr(p.Networks, a)
+}
+
+// OwnsAuthservID reports whether an authserv-id is the provider's: one of
+// the configured ids or one of its hostnames (RFC 8601 §2.5 recommends the
+// host name of the MTA as authserv-id). Compared case-insensitively.
+func (p *Provider) OwnsAuthservID(id string) bool {
+	if id == "" {
+		return false
+	}
+	for _, a := range p.AuthservIDs {
+		if strings.EqualFold(a, id) {
+			return true
+		}
+	}
+	return p.OwnsHost(id)
+}
+
+func containsAddr(ps []netip.Prefix, a netip.Addr) bool {
+	a = a.Unmap()
+	for _, p := range ps {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings are the checks' settings, built from the config.
+type Settings struct {
+	Provider Provider
+	// MaxCount, MaxBytes and MaxLineLength are the header section caps.
+	MaxCount      int
+	MaxBytes      int64
+	MaxLineLength int
+	// OriginHeaders are the canonical names of the origin headers.
+	OriginHeaders []string
+	// OriginAllowed are networks any customer's origin headers may name.
+	OriginAllowed []netip.Prefix
+	// CustomerNetworks are each customer's client networks, by customer id.
+	CustomerNetworks map[string][]netip.Prefix
+	// MTAReceived is set when the MTA passes its own Received: as the
+	// topmost field (Postfix does).
+	MTAReceived bool
+	// ReceivedDepth is how many client Received: fields are examined; 0 = all.
+	ReceivedDepth int
+}
+
+// SettingsFromConfig builds the settings from a validated config.
+func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
+	h := cfg.Headers
+	s := &Settings{
+		MaxCount:         h.MaxCount,
+		MaxBytes:         int64(h.MaxBytes),
+		MaxLineLength:    h.MaxLineLength,
+		MTAReceived:      h.MTAReceived != "none",
+		ReceivedDepth:    h.ReceivedDepth,
+		CustomerNetworks: map[string][]netip.Prefix{},
+	}
+	pv := cfg.Provider
+	for _, name := range pv.Hostnames {
+		p, err := mailaddr.ParsePattern(name)
+		if err != nil {
+			return nil, fmt.Errorf("provider.hostnames: %w", err)
+		}
+		s.Provider.Hostnames = append(s.Provider.Hostnames, p)
+	}
+	for _, n := range pv.Networks {
+		p, err := config.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("provider.networks: %w", err)
+		}
+		s.Provider.Networks = append(s.Provider.Networks, p)
+	}
+	for _, n := range pv.EgressIPs {
+		p, err := config.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("provider.egress_ips: %w", err)
+		}
+		s.Provider.Networks = append(s.Provider.Networks, p)
+	}
+	if pv.AuthServID != "" {
+		s.Provider.AuthservIDs = append(s.Provider.AuthservIDs, strings.ToLower(pv.AuthServID))
+	}
+	for _, id := range h.AuthservIDs {
+		s.Provider.AuthservIDs = append(s.Provider.AuthservIDs, strings.ToLower(id))
+	}
+	for _, name := range h.OriginHeaders {
+		s.OriginHeaders = append(s.OriginHeaders, name)
+	}
+	for _, n := range h.OriginAllowedNetworks {
+		p, err := config.ParsePrefix(n)
+		if err != nil {
+			return nil, fmt.Errorf("headers.origin_allowed_networks: %w", err)
+		}
+		s.OriginAllowed = append(s.OriginAllowed, p)
+	}
+	for _, c := range cfg.Customers {
+		for _, n := range c.Networks {
+			p, err := config.ParsePrefix(n)
+			if err != nil {
+				return nil, fmt.Errorf("customer %q: %w", c.ID, err)
+			}
+			s.CustomerNetworks[c.ID] = append(s.CustomerNetworks[c.ID], p)
+		}
+	}
+	return s, nil
+}
+
+// collector gathers a check's findings, one per finding name: repeated
+// occurrences are counted into the first one's detail, so that a hostile
+// message with thousands of defects makes one log line, not thousands.
+type collector struct {
+	out   []policy.Finding
+	count []int
+}
+
+func (c *collector) add(f policy.Finding) {
+	for i := range c.out {
+		if c.out[i].Name == f.Name {
+			c.count[i]++
+			return
+		}
+	}
+	c.out = append(c.out, f)
+	c.count = append(c.count, 1)
+}
+
+func (c *collector) findings() []policy.Finding {
+	for i := range c.out {
+		if c.count[i] > 1 {
+			c.out[i].Detail += fmt.Sprintf(" (and %d more)", c.count[i]-1)
+		}
+	}
+	return c.out
+}
+
+// clip shortens a value quoted in a log detail.
+func clip(s string) string {
+	const max = 80
+	if len(s) > max {
+		return s[:max] + "..."
+	}
+	return s
+}
