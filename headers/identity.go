@@ -78,7 +78,7 @@ func (c *Identity) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, erro
 	// A missing or repeated From: is header_forgery's finding; every From:
 	// present is checked here, so a second From: cannot smuggle a foreign
 	// author past the first.
-	authors := 0
+	authors := 0 // the most mailboxes in one From:
 	for _, v := range fieldValues(t.Headers, "From") {
 		// RFC 5322 §3.6.2: from = "From:" mailbox-list.
 		ms, err := ParseMailboxList(v)
@@ -87,7 +87,7 @@ func (c *Identity) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, erro
 				fmt.Sprintf("From %q: %v", clip(unfold(v)), err), nil))
 			continue
 		}
-		authors += len(ms)
+		authors = max(authors, len(ms))
 		for _, m := range ms {
 			if !ownsMailboxDomain(cust, m) {
 				col.add(identityFinding(FindingFromNotOwned,

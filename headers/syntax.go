@@ -88,8 +88,6 @@ func (c *Syntax) field(col *collector, h policy.Header, maxLine int) {
 	if strings.IndexByte(h.Name+v, 0) >= 0 {
 		col.add(syntaxFinding(FindingHeaderNUL, fmt.Sprintf("NUL byte in %s", clip(h.Name)), attrs()))
 	}
-	crlf := strings.Contains(v, "\r\n")
-	lines := 0
 	for i := 0; i < len(v); i++ {
 		switch v[i] {
 		case '\r':
@@ -98,10 +96,11 @@ func (c *Syntax) field(col *collector, h policy.Header, maxLine int) {
 				col.add(syntaxFinding(FindingHeaderBareCR, fmt.Sprintf("bare CR in %s", clip(h.Name)), attrs()))
 			}
 		case '\n':
-			if i > 0 && v[i-1] == '\r' || !crlf {
-				// A line end: RFC 5322 §2.2.3 folding puts white space
-				// after it, anything else starts a new (injected) field.
-				lines++
+			// Values arrive with folding as CRLF (the milter adapter and
+			// SplitHeader make it so); an LF without CR is bare (RFC 5322
+			// §2.3). After a CRLF, RFC 5322 §2.2.3 folding puts white
+			// space; anything else starts a new, injected field.
+			if i > 0 && v[i-1] == '\r' {
 				if i+1 < len(v) && v[i+1] != ' ' && v[i+1] != '\t' {
 					col.add(syntaxFinding(FindingHeaderFolding, fmt.Sprintf("line break not followed by white space in %s", clip(h.Name)), attrs()))
 				}
