@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The one command that runs every test of aupguard on a fresh Debian machine
+# with Go: it installs what the tests need (redis-server, postfix, ...) when
+# missing, then runs vet, the race-enabled test suite (unit, Redis, Redis
+# Cluster, Postfix end-to-end, browser), every fuzz target for a bounded
+# time, and every benchmark once (so that they keep working).
+#
+# Environment: FUZZTIME (default 20s per target), SKIP_FUZZ=1, SKIP_BENCH=1.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+bash scripts/install-test-deps.sh
+
+export PATH="$PATH:/usr/sbin:/sbin"
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race ./..."
+go test -race -count=1 -timeout 45m ./...
+
+if [ "${SKIP_FUZZ:-}" != 1 ]; then
+  fuzztime="${FUZZTIME:-20s}"
+  echo "== fuzz targets, ${fuzztime} each"
+  grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' . | sort | while read -r file; do
+    pkg="./$(dirname "${file#./}")"
+    for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //'); do
+      echo "-- $pkg $target"
+      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+    done
+  done
+fi
+
+if [ "${SKIP_BENCH:-}" != 1 ]; then
+  echo "== benchmarks, one iteration each (numbers: see docs/performance.md)"
+  go test -run='^$' -bench=. -benchtime=1x -timeout 20m ./...
+fi
+echo "== all tests passed"
