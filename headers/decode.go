@@ -70,10 +70,22 @@ func EncodedWords(s string) []EncodedWord {
 			continue
 		}
 		raw := s[:end]
-		d, err := wordDecoder.Decode(raw)
+		d, err := wordDecoder.Decode(whatwgLabel(raw))
 		out = append(out, EncodedWord{Raw: raw, Decoded: d, OK: err == nil})
 		s = s[end:]
 	}
+}
+
+// whatwgLabel relabels an ISO-8859-1 encoded-word as windows-1252, as the
+// WHATWG Encoding Standard (§4.2) has every browser and most MUAs do: mail
+// labelled ISO-8859-1 is very often windows-1252, where 0x80-0x9F are
+// printable (€, …) rather than C1 controls.
+func whatwgLabel(word string) string {
+	const latin1 = "=?iso-8859-1?"
+	if len(word) > len(latin1) && strings.EqualFold(word[:len(latin1)], latin1) {
+		return "=?windows-1252?" + word[len(latin1):]
+	}
+	return word
 }
 
 // encodedWordEnd returns the length of the encoded-word at the start of s
