@@ -170,7 +170,7 @@ func TestParseReceived(t *testing.T) {
 		want Received
 	}{
 		{
-			in: " from client.example (client.example [192.0.2.10])\r\n\tby relay.provider.example (Postfix) with ESMTPSA id 4QxYz\r\n\tfor <bob@example.net>; Mon, 3 Mar 2025 10:00:00 +0100 (CET)",
+			in:   " from client.example (client.example [192.0.2.10])\r\n\tby relay.provider.example (Postfix) with ESMTPSA id 4QxYz\r\n\tfor <bob@example.net>; Mon, 3 Mar 2025 10:00:00 +0100 (CET)",
 			want: Received{From: "client.example", By: "relay.provider.example", ID: "4QxYz"},
 		},
 		{
