@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -112,12 +113,23 @@ func (h *Handle) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Close releases the store.
+// Close releases the store: first the shared backends that hold resources
+// (a memory backend flushing its file), then the Redis client.
 func (h *Handle) Close() error {
-	if h.Client == nil {
-		return nil
+	h.mu.Lock()
+	shared := h.shared
+	h.shared = nil
+	h.mu.Unlock()
+	var errs []error
+	for _, v := range shared {
+		if c, ok := v.(io.Closer); ok {
+			errs = append(errs, c.Close())
+		}
 	}
-	return h.Client.Close()
+	if h.Client != nil {
+		errs = append(errs, h.Client.Close())
+	}
+	return errors.Join(errs...)
 }
 
 func (h *Handle) timeout() time.Duration {
