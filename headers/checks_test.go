@@ -322,3 +322,18 @@ func TestConfigValidation(t *testing.T) {
 		t.Errorf("defaults not applied: %+v", h)
 	}
 }
+
+// The commented snippet the lead merges into configs/aupguard.yaml parses
+// and gives the defaults.
+func TestConfigSnippet(t *testing.T) {
+	cfg, err := config.Load("../configs/snippets/headers.yaml", config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := cfg.Headers
+	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxBytes != config.DefaultHeaderMaxBytes ||
+		h.MaxLineLength != config.DefaultHeaderMaxLineLength || h.MTAReceived != "first" ||
+		!reflect.DeepEqual(h.OriginHeaders, config.DefaultOriginHeaders) {
+		t.Errorf("snippet differs from the defaults: %+v", h)
+	}
+}
