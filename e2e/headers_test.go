@@ -105,6 +105,33 @@ func TestHeadersThroughPostfix(t *testing.T) {
 		}
 	})
 
+	// The design rests on Postfix passing its own Received: to the milter as
+	// the topmost field. Prove it: with mta_received: none that field is
+	// examined like a client one, and its "by mta1.provider.test" is then a
+	// provider claim.
+	t.Run("Postfix passes its own Received to the milter", func(t *testing.T) {
+		if err := env.Reload(headersConfig + "headers: {mta_received: none}\n"); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			if err := env.Reload(headersConfig); err != nil {
+				t.Fatal(err)
+			}
+		}()
+		before := len(env.Decisions())
+		r := env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "app@webhost.example", To: []string{"bob@example.org"}, Data: headersMsg("", "app@webhost.example")})
+		if r.Delivered() || r.EndOfData == nil || r.EndOfData.Code != 550 {
+			t.Fatalf("Postfix's own Received was not seen by the milter: %s", r)
+		}
+		var found bool
+		for _, d := range env.WaitDecisions(before+1, 5*time.Second)[before:] {
+			found = found || d["finding"] == "received_forged"
+		}
+		if !found {
+			t.Fatalf("no received_forged decision:\n%s", env.Log())
+		}
+	})
+
 	t.Run("bounce with null sender and own From is delivered", func(t *testing.T) {
 		env.Sink.Reset()
 		r := env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "", To: []string{"bob@example.org"}, Data: headersMsg("", "MAILER-DAEMON@webhost.example")})
