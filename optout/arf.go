@@ -1,0 +1,224 @@
+package optout
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"mime/multipart"
+	"mime/quotedprintable"
+	"net/mail"
+	"net/textproto"
+	"strings"
+)
+
+// ErrMalformedReport is wrapped by every error about the report itself.
+var ErrMalformedReport = errors.New("malformed feedback report")
+
+// maxReportSize bounds one report.
+const maxReportSize = 10 << 20
+
+// Report is an Abuse Reporting Format report (RFC 5965).
+type Report struct {
+	// FeedbackType is the Feedback-Type field, lower-cased (§3.1: abuse,
+	// fraud, other, virus; RFC 6430 adds not-spam).
+	FeedbackType string
+	UserAgent    string
+	Version      string
+	// OriginalMailFrom and OriginalRcptTo are the envelope of the reported
+	// message (§3.2, optional; mailbox providers often redact the latter).
+	OriginalMailFrom string
+	OriginalRcptTo   []string
+	SourceIP         string
+	ArrivalDate      string
+	// Original holds the reported message's header fields, from the third
+	// part (message/rfc822 or text/rfc822-headers); nil when absent.
+	Original textproto.MIMEHeader
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedReport, fmt.Sprintf(format, args...))
+}
+
+// ParseReport parses one ARF report: a message whose Content-Type is
+// multipart/report with report-type=feedback-report (RFC 5965 §2, RFC 6522),
+// holding a human-readable part, a message/feedback-report part and the
+// original message or its header section.
+func ParseReport(r io.Reader) (*Report, error) {
+	msg, err := mail.ReadMessage(bufio.NewReader(io.LimitReader(r, maxReportSize)))
+	if err != nil {
+		return nil, malformed("not a mail message: %v", err)
+	}
+	mt, params, err := mime.ParseMediaType(msg.Header.Get("Content-Type"))
+	if err != nil {
+		return nil, malformed("bad Content-Type %q: %v", msg.Header.Get("Content-Type"), err)
+	}
+	// RFC 5965 §2 (a): the report is multipart/report, report-type
+	// feedback-report.
+	if mt != "multipart/report" {
+		return nil, malformed("Content-Type is %s, want multipart/report", mt)
+	}
+	if !strings.EqualFold(params["report-type"], "feedback-report") {
+		return nil, malformed("report-type is %q, want feedback-report", params["report-type"])
+	}
+	if params["boundary"] == "" {
+		return nil, malformed("multipart/report without boundary")
+	}
+	rep := &Report{}
+	var sawFeedback bool
+	mr := multipart.NewReader(msg.Body, params["boundary"])
+	for i := 1; ; i++ {
+		p, err := mr.NextRawPart()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, malformed("MIME part %d: %v", i, err)
+		}
+		pt, _, err := mime.ParseMediaType(p.Header.Get("Content-Type"))
+		if err != nil {
+			pt = "text/plain" // RFC 2045 §5.2 default
+		}
+		body := decodePart(p)
+		switch pt {
+		case "message/feedback-report":
+			if sawFeedback {
+				return nil, malformed("more than one message/feedback-report part")
+			}
+			sawFeedback = true
+			if err := rep.parseFields(body); err != nil {
+				return nil, err
+			}
+		case "message/rfc822", "text/rfc822-headers":
+			h, err := textproto.NewReader(bufio.NewReader(io.LimitReader(body, 1<<20))).ReadMIMEHeader()
+			if len(h) == 0 && err != nil {
+				return nil, malformed("part %d (%s): no readable header section: %v", i, pt, err)
+			}
+			rep.Original = h
+		}
+	}
+	if !sawFeedback {
+		return nil, malformed("no message/feedback-report part")
+	}
+	return rep, nil
+}
+
+// decodePart undoes a part's Content-Transfer-Encoding.
+func decodePart(p *multipart.Part) io.Reader {
+	switch strings.ToLower(strings.TrimSpace(p.Header.Get("Content-Transfer-Encoding"))) {
+	case "base64":
+		return base64.NewDecoder(base64.StdEncoding, &lineJoiner{r: p})
+	case "quoted-printable":
+		return quotedprintable.NewReader(p)
+	}
+	return p
+}
+
+// lineJoiner drops CR and LF, for base64 bodies split into lines.
+type lineJoiner struct{ r io.Reader }
+
+func (l *lineJoiner) Read(b []byte) (int, error) {
+	for {
+		n, err := l.r.Read(b)
+		j := 0
+		for _, c := range b[:n] {
+			if c != '\r' && c != '\n' && c != ' ' && c != '\t' {
+				b[j] = c
+				j++
+			}
+		}
+		if j > 0 || err != nil {
+			return j, err
+		}
+	}
+}
+
+// parseFields reads the machine-readable part (RFC 5965 §3).
+func (rep *Report) parseFields(r io.Reader) error {
+	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	if err != nil {
+		return malformed("feedback-report part: %v", err)
+	}
+	// The part's fields end at the end of the part; textproto wants a
+	// blank line after them.
+	b = append(bytes.TrimRight(b, "\r\n"), "\r\n\r\n"...)
+	h, err := textproto.NewReader(bufio.NewReader(bytes.NewReader(b))).ReadMIMEHeader()
+	if err != nil && len(h) == 0 {
+		return malformed("feedback-report part: %v", err)
+	}
+	rep.FeedbackType = strings.ToLower(strings.TrimSpace(h.Get("Feedback-Type")))
+	rep.UserAgent = h.Get("User-Agent")
+	rep.Version = h.Get("Version")
+	rep.OriginalMailFrom = strings.TrimSpace(h.Get("Original-Mail-From"))
+	for _, v := range h.Values("Original-Rcpt-To") {
+		if v = strings.TrimSpace(v); v != "" {
+			rep.OriginalRcptTo = append(rep.OriginalRcptTo, v)
+		}
+	}
+	rep.SourceIP = h.Get("Source-IP")
+	rep.ArrivalDate = h.Get("Arrival-Date")
+	// RFC 5965 §3.1: Feedback-Type, User-Agent and Version are required;
+	// only Feedback-Type is needed here, the others are tolerated missing
+	// (some feedback loops omit them).
+	if rep.FeedbackType == "" {
+		return malformed("feedback-report part has no Feedback-Type field")
+	}
+	return nil
+}
+
+// SplitMbox calls fn with each message of an mbox (mboxrd: a line "From "
+// at the start or after a blank line starts a message, ">From " lines are
+// unquoted). Input that does not start with "From " is one message.
+func SplitMbox(r io.Reader, fn func(msg []byte) error) error {
+	br := bufio.NewReaderSize(r, 1<<16)
+	first, err := br.Peek(5)
+	if err != nil && len(first) == 0 {
+		return malformed("empty input")
+	}
+	if string(first) != "From " {
+		b, err := io.ReadAll(io.LimitReader(br, maxReportSize))
+		if err != nil {
+			return err
+		}
+		return fn(b)
+	}
+	var cur bytes.Buffer
+	started, prevBlank := false, true
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			trimmed := bytes.TrimRight(line, "\r\n")
+			switch {
+			case prevBlank && bytes.HasPrefix(line, []byte("From ")):
+				if started {
+					if e := fn(bytes.TrimRight(cur.Bytes(), "\r\n")); e != nil {
+						return e
+					}
+				}
+				cur.Reset()
+				started = true
+			default:
+				if bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")) && line[0] == '>' {
+					line = line[1:]
+				}
+				if cur.Len() < maxReportSize {
+					cur.Write(line)
+				}
+			}
+			prevBlank = len(trimmed) == 0
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if started {
+		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"))
+	}
+	return nil
+}

@@ -1,0 +1,204 @@
+package optout
+
+import (
+	"context"
+	"encoding/csv"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// importBatchEntries is how many entries are written (and, for the memory
+// backend, fsynced) at once during an import.
+const importBatchEntries = 5000
+
+// maxReportedErrors caps the bad lines listed in an import result.
+const maxReportedErrors = 1000
+
+// LineError is one bad line of an import.
+type LineError struct {
+	Line  int    `json:"line"`
+	Error string `json:"error"`
+}
+
+// ImportResult says what an import did. Good lines are kept even when
+// others are bad.
+type ImportResult struct {
+	Lines      int         `json:"lines"`
+	Added      int         `json:"added"`
+	Duplicates int         `json:"duplicates"`
+	Bad        int         `json:"bad"`
+	Errors     []LineError `json:"errors,omitempty"`
+	// ErrorsTruncated is set when more bad lines were found than listed.
+	ErrorsTruncated bool `json:"errors_truncated,omitempty"`
+}
+
+// csvColumns are the columns of an export, and those an import reads.
+var csvColumns = []string{"list", "address", "hash", "source", "time", "note"}
+
+// Import reads CSV from r into list (a customer id or GlobalList; "" takes
+// each line's list column). A header row naming the columns is optional:
+// without one, the first column is the address and the second the note.
+// An export is accepted as is, including entries that have only a hash.
+// Each line's source is the import's, unless the line names one.
+func (s *Service) Import(ctx context.Context, list string, r io.Reader, source string) (ImportResult, error) {
+	var res ImportResult
+	if list != "" {
+		if err := validList(list); err != nil {
+			return res, badRequest(err)
+		}
+	}
+	cr := csv.NewReader(r)
+	cr.FieldsPerRecord = -1
+	cr.ReuseRecord = true
+	cr.TrimLeadingSpace = true
+	col := map[string]int{"address": 0, "note": 1}
+	now := s.Clock.Now()
+	batch := make([]Entry, 0, importBatchEntries)
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		n, err := s.B.Add(bctx, batch)
+		if err != nil {
+			return err
+		}
+		res.Added += n
+		res.Duplicates += len(batch) - n
+		batch = batch[:0]
+		return nil
+	}
+	bad := func(line int, format string, args ...any) {
+		res.Bad++
+		if len(res.Errors) < maxReportedErrors {
+			res.Errors = append(res.Errors, LineError{Line: line, Error: fmt.Sprintf(format, args...)})
+		} else {
+			res.ErrorsTruncated = true
+		}
+	}
+	first := true
+	for {
+		rec, err := cr.Read()
+		if err == io.EOF {
+			break
+		}
+		line, _ := cr.FieldPos(0)
+		if err != nil {
+			var pe *csv.ParseError
+			if errors.As(err, &pe) {
+				bad(pe.StartLine, "%v", pe.Err)
+				continue
+			}
+			return res, err
+		}
+		if first {
+			first = false
+			if h := headerColumns(rec); h != nil {
+				col = h
+				continue
+			}
+		}
+		res.Lines++
+		get := func(name string) string {
+			if i, ok := col[name]; ok && i < len(rec) {
+				return strings.TrimSpace(rec[i])
+			}
+			return ""
+		}
+		l := list
+		if l == "" {
+			l = get("list")
+			if err := validList(l); err != nil {
+				bad(line, "%v", err)
+				continue
+			}
+		}
+		src := source
+		if v := get("source"); v != "" {
+			if !validSource(v) {
+				bad(line, "unknown source %q", v)
+				continue
+			}
+			src = v
+		}
+		var e Entry
+		if addr := get("address"); addr != "" {
+			c, err := s.S.Canonical(addr)
+			if err != nil {
+				bad(line, "%v", err)
+				continue
+			}
+			e = s.S.NewEntry(l, c, src, get("note"), now)
+		} else if h := strings.ToLower(get("hash")); isHash(h) {
+			e = Entry{List: l, Hash: h, Source: src, Time: now.UTC().Truncate(time.Second), Note: get("note")}
+		} else {
+			bad(line, "no address (and no 32-digit hash)")
+			continue
+		}
+		if t := get("time"); t != "" {
+			if ts, err := time.Parse(time.RFC3339, t); err == nil {
+				e.Time = ts.UTC()
+			}
+		}
+		if len(e.Note) > 500 {
+			e.Note = e.Note[:500]
+		}
+		batch = append(batch, e)
+		if len(batch) == importBatchEntries {
+			if err := flush(); err != nil {
+				return res, err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return res, err
+	}
+	s.Log.Info("opt-outs imported", "list", list, "lines", res.Lines, "added", res.Added, "bad", res.Bad)
+	return res, nil
+}
+
+// headerColumns returns the column map of a header row, nil when rec is
+// not one (it has no "address" or "hash" column).
+func headerColumns(rec []string) map[string]int {
+	m := map[string]int{}
+	for i, f := range rec {
+		m[strings.ToLower(strings.TrimSpace(strings.TrimPrefix(f, "\ufeff")))] = i
+	}
+	_, a := m["address"]
+	_, h := m["hash"]
+	_, e := m["email"]
+	if e && !a {
+		m["address"] = m["email"]
+		a = true
+	}
+	if !a && !h {
+		return nil
+	}
+	return m
+}
+
+// Export writes a list as CSV with a header row; the address column is
+// empty unless plain addresses are kept.
+func (s *Service) Export(ctx context.Context, list string, w io.Writer) (int, error) {
+	if err := validList(list); err != nil {
+		return 0, badRequest(err)
+	}
+	cw := csv.NewWriter(w)
+	if err := cw.Write(csvColumns); err != nil {
+		return 0, err
+	}
+	n := 0
+	err := s.B.Scan(ctx, list, func(e Entry) error {
+		n++
+		return cw.Write([]string{e.List, e.Address, e.Hash, e.Source, e.Time.UTC().Format(time.RFC3339), e.Note})
+	})
+	cw.Flush()
+	if err == nil {
+		err = cw.Error()
+	}
+	return n, err
+}

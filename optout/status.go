@@ -1,0 +1,108 @@
+package optout
+
+import (
+	"context"
+	"time"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/store"
+)
+
+// Rate levels of a customer's complaint rate.
+const (
+	RateOK   = "ok"
+	RateWarn = "warn"
+	RateAct  = "act"
+	// RateLowVolume: fewer deliveries than optout.complaints.min_delivered.
+	RateLowVolume = "low_volume"
+)
+
+// CustomerStatus is a customer's opt-out standing, for the admin API, the
+// reports and `aupguard customer status`.
+type CustomerStatus struct {
+	Customer string `json:"customer"`
+	// Flag is set while the customer is flagged (nil otherwise).
+	Flag *Flag `json:"flag"`
+	// OptedOutSends counts sends to opted-out recipients in the
+	// escalation window; FlagThreshold is the count that flags.
+	OptedOutSends int64 `json:"opted_out_sends"`
+	FlagThreshold int   `json:"flag_threshold"`
+	// Complaints and Delivered are counted over the complaint window;
+	// ComplaintRate is their ratio (0 when nothing was delivered).
+	Complaints    int64   `json:"complaints"`
+	Delivered     int64   `json:"delivered"`
+	ComplaintRate float64 `json:"complaint_rate"`
+	// RateLevel is ok, warn, act or low_volume.
+	RateLevel string `json:"rate_level"`
+	// ListSize is the number of entries on the customer's own list.
+	ListSize int64 `json:"list_size"`
+}
+
+// Status reads a customer's flag, counters and list size from the store.
+// It needs no secret, so the report and admin code can call it directly.
+func Status(ctx context.Context, h *store.Handle, cfg *config.Config, customerID string) (CustomerStatus, error) {
+	b, err := Open(h)
+	if err != nil {
+		return CustomerStatus{}, err
+	}
+	ctx, cancel := h.Context(ctx)
+	defer cancel()
+	o := cfg.OptOut
+	return status(ctx, b, customerID, o.Escalation.Threshold, NewWindow(o.Escalation.Window), NewWindow(o.Complaints.Window),
+		o.Complaints.Warn, o.Complaints.Act, int64(o.Complaints.MinDelivered), h.Clock.Now())
+}
+
+// Status is Status for the service's store.
+func (s *Service) Status(ctx context.Context, customerID string) (CustomerStatus, error) {
+	ctx, cancel := s.ctx(ctx)
+	defer cancel()
+	st := s.S
+	return status(ctx, s.B, customerID, st.Threshold, st.Escalation, st.Rate, st.Warn, st.Act, st.MinDelivered, s.Clock.Now())
+}
+
+func status(ctx context.Context, b Backend, id string, threshold int, esc, rate Window, warn, act float64, minDelivered int64, t time.Time) (CustomerStatus, error) {
+	cs := CustomerStatus{Customer: id, FlagThreshold: threshold}
+	if err := validList(id); err != nil || id == GlobalList {
+		return cs, badRequest(err)
+	}
+	var err error
+	if cs.Flag, err = b.GetFlag(ctx, id); err != nil {
+		return cs, err
+	}
+	o, err := b.Sums(ctx, id, esc, t, KindOptedOut)
+	if err != nil {
+		return cs, err
+	}
+	cs.OptedOutSends = o[0]
+	r, err := b.Sums(ctx, id, rate, t, KindDelivered, KindComplaint)
+	if err != nil {
+		return cs, err
+	}
+	cs.Delivered, cs.Complaints = r[0], r[1]
+	cs.ComplaintRate, cs.RateLevel = rateLevel(cs.Complaints, cs.Delivered, warn, act, minDelivered)
+	if cs.ListSize, err = b.Len(ctx, id); err != nil {
+		return cs, err
+	}
+	return cs, nil
+}
+
+// rateLevel judges a complaint rate against the thresholds (exceeding a
+// threshold, not reaching it, moves up a level).
+func rateLevel(complaints, delivered int64, warn, act float64, minDelivered int64) (float64, string) {
+	if delivered == 0 {
+		if complaints > 0 && minDelivered <= 0 {
+			return 1, RateAct
+		}
+		return 0, RateLowVolume
+	}
+	r := float64(complaints) / float64(delivered)
+	switch {
+	case delivered < minDelivered:
+		return r, RateLowVolume
+	case r > act:
+		return r, RateAct
+	case r > warn:
+		return r, RateWarn
+	}
+	return r, RateOK
+}
