@@ -98,6 +98,9 @@ func New(opts Options) (*Daemon, error) {
 		Sessions:       sessionObserver(observers),
 	})
 	if err != nil {
+		for _, s := range d.extras {
+			_ = s.Shutdown(context.Background())
+		}
 		deps.Store.Close()
 		return nil, err
 	}
