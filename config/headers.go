@@ -42,11 +42,13 @@ type HeadersConfig struct {
 	// name for every customer, besides the SMTP client address and the
 	// customer's own networks (e.g. the provider's webmail front-ends).
 	OriginAllowedNetworks []string `yaml:"origin_allowed_networks"`
-	// MTAReceived says whether the MTA passes its own Received: field to
-	// the milter as the topmost header ("first", Postfix and Sendmail do)
-	// or not ("none"). That field is the only provider Received: a
-	// message may carry at submission.
-	MTAReceived string `yaml:"mta_received"`
+	// TrustedReceived is how many topmost Received: fields the provider's
+	// own MTAs wrote before the milter sees the message: 0 with Postfix
+	// running the milter at submission (Postfix does not pass the
+	// Received: it adds to milters); 1 with an MTA that does (Sendmail), or
+	// with the milter on a relay one provider hop behind the submission
+	// MTA. Those fields, and any above them, are not the client's.
+	TrustedReceived int `yaml:"trusted_received"`
 	// ReceivedDepth limits how many client-supplied Received: fields,
 	// from the top, are examined for provider forgeries; 0 examines all.
 	ReceivedDepth int `yaml:"received_depth"`
@@ -67,9 +69,6 @@ func (h *HeadersConfig) defaults() {
 	}
 	if h.OriginHeaders == nil {
 		h.OriginHeaders = append([]string(nil), DefaultOriginHeaders...)
-	}
-	if h.MTAReceived == "" {
-		h.MTAReceived = "first"
 	}
 }
 
@@ -94,11 +93,7 @@ func (h *HeadersConfig) validate(v *validator) {
 	for i, n := range h.OriginAllowedNetworks {
 		v.prefix(fmt.Sprintf("headers.origin_allowed_networks[%d]", i), n)
 	}
-	switch h.MTAReceived {
-	case "first", "none":
-	default:
-		v.errf("headers.mta_received", "want first or none, got %q", h.MTAReceived)
-	}
+	v.positive("headers.trusted_received", h.TrustedReceived)
 	for i, id := range h.AuthservIDs {
 		if id == "" || strings.ContainsAny(id, " \t;()\"") {
 			v.errf(fmt.Sprintf("headers.authserv_ids[%d]", i), "bad authserv-id %q", id)

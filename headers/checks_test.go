@@ -214,27 +214,27 @@ func TestForgeryReceivedPlacement(t *testing.T) {
 	injected := " from x by relay.provider.example with SMTP id Z9; d"
 	customerHop := " from app by smtp.acme.example with ESMTP id C1; d"
 	tests := []struct {
-		name    string
-		extra   string
-		queueID string
-		hs      []policy.Header
-		want    []string
+		name  string
+		extra string
+		hs    []policy.Header
+		want  []string
 	}{
-		{"own only", "", "Q1", hdrs("Received", own, "Date", " d", "From", " a@acme.example"), []string{}},
-		{"injected below own", "", "Q1", hdrs("Received", own, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
-		{"injected deep", "", "Q1", hdrs("Received", own, "Received", customerHop, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
-		{"depth limit skips deep one", "received_depth: 1", "Q1", hdrs("Received", own, "Received", customerHop, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{}},
-		{"mta_received none checks the top one", "mta_received: none", "Q1", hdrs("Received", own, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
-		{"A-R above own with queue id is the MTA's", "", "Q1", hdrs("Authentication-Results", " auth.provider.example; spf=pass", "Received", own, "Date", " d", "From", " a@acme.example"), []string{}},
-		{"A-R above own without queue id is the client's", "", "", hdrs("Authentication-Results", " auth.provider.example; spf=pass", "Received", own, "Date", " d", "From", " a@acme.example"), []string{FindingAuthResForged}},
-		{"configured extra authserv-id", "", "Q1", hdrs("Received", own, "Authentication-Results", " LEGACY-ID; spf=pass", "Date", " d", "From", " a@acme.example"), []string{FindingAuthResForged}},
-		{"provider hostname as authserv-id", "", "Q1", hdrs("Received", own, "ARC-Authentication-Results", " i=1; relay.provider.example; spf=pass", "Date", " d", "From", " a@acme.example"), []string{FindingARCAuthResForged}},
-		{"foreign authserv-id", "", "Q1", hdrs("Received", own, "Authentication-Results", " mx.google.com; spf=pass", "Date", " d", "From", " a@acme.example"), []string{}},
-		{"origin list off", "origin_headers: []", "Q1", hdrs("Received", own, "X-Originating-IP", " [203.0.113.1]", "Date", " d", "From", " a@acme.example"), []string{}},
-		{"origin client addr", "", "Q1", hdrs("Received", own, "X-Originating-IP", " [192.0.2.200]", "Date", " d", "From", " a@acme.example"), []string{}},
-		{"origin loopback", "", "Q1", hdrs("Received", own, "X-Originating-IP", " 127.0.0.1", "Date", " d", "From", " a@acme.example"), []string{}},
-		{"custom origin header", "origin_headers: [X-Real-IP]", "Q1", hdrs("Received", own, "X-Real-IP", " 203.0.113.1", "X-Originating-IP", " 203.0.113.1", "Date", " d", "From", " a@acme.example"), []string{FindingOriginForeign}},
-		{"obsolete space before colon", "", "Q1", hdrs("Received", own, "Date", " d", "From ", " a@acme.example", "From", " b@acme.example"), []string{"duplicate_from"}},
+		{"customer hop only", "", hdrs("Received", customerHop, "Date", " d", "From", " a@acme.example"), []string{}},
+		{"provider hop from the client (Postfix passes none)", "", hdrs("Received", injected, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
+		{"injected deep", "", hdrs("Received", customerHop, "Received", customerHop, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
+		{"depth limit skips deep one", "received_depth: 2", hdrs("Received", customerHop, "Received", customerHop, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{}},
+		{"trusted MTA hop", "trusted_received: 1", hdrs("Received", own, "Date", " d", "From", " a@acme.example"), []string{}},
+		{"injected below trusted MTA hop", "trusted_received: 1", hdrs("Received", own, "Received", injected, "Date", " d", "From", " a@acme.example"), []string{FindingReceivedForged}},
+		{"fields above the trusted hop are the MTA's", "trusted_received: 1", hdrs("Authentication-Results", " auth.provider.example; spf=pass", "Received", own, "Date", " d", "From", " a@acme.example"), []string{}},
+		{"fields below the trusted hop are the client's", "trusted_received: 1", hdrs("Received", own, "Authentication-Results", " auth.provider.example; spf=pass", "Date", " d", "From", " a@acme.example"), []string{FindingAuthResForged}},
+		{"configured extra authserv-id", "", hdrs("Authentication-Results", " LEGACY-ID; spf=pass", "Date", " d", "From", " a@acme.example"), []string{FindingAuthResForged}},
+		{"provider hostname as authserv-id", "", hdrs("ARC-Authentication-Results", " i=1; relay.provider.example; spf=pass", "Date", " d", "From", " a@acme.example"), []string{FindingARCAuthResForged}},
+		{"foreign authserv-id", "", hdrs("Authentication-Results", " mx.google.com; spf=pass", "Date", " d", "From", " a@acme.example"), []string{}},
+		{"origin list off", "origin_headers: []", hdrs("X-Originating-IP", " [203.0.113.1]", "Date", " d", "From", " a@acme.example"), []string{}},
+		{"origin client addr", "", hdrs("X-Originating-IP", " [192.0.2.200]", "Date", " d", "From", " a@acme.example"), []string{}},
+		{"origin loopback", "", hdrs("X-Originating-IP", " 127.0.0.1", "Date", " d", "From", " a@acme.example"), []string{}},
+		{"custom origin header", "origin_headers: [X-Real-IP]", hdrs("X-Real-IP", " 203.0.113.1", "X-Originating-IP", " 203.0.113.1", "Date", " d", "From", " a@acme.example"), []string{FindingOriginForeign}},
+		{"obsolete space before colon", "", hdrs("Date", " d", "From ", " a@acme.example", "From", " b@acme.example"), []string{"duplicate_from"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -243,7 +243,6 @@ func TestForgeryReceivedPlacement(t *testing.T) {
 			txn := &policy.Txn{
 				Conn:     &policy.Conn{ClientAddr: netip.MustParseAddr("192.0.2.200")},
 				Customer: &policy.Customer{ID: "acme"},
-				QueueID:  tt.queueID,
 				Headers:  tt.hs,
 			}
 			fs, err := c.EOM(context.Background(), txn)
@@ -300,7 +299,7 @@ func TestConfigValidation(t *testing.T) {
 		{"headers:\n  origin_headers: [\"X Bad\"]\n", "headers.origin_headers[0]"},
 		{"headers:\n  origin_headers: [X-A, x-a]\n", "headers.origin_headers[1]"},
 		{"headers:\n  origin_allowed_networks: [10.0.0.1/8]\n", "headers.origin_allowed_networks[0]"},
-		{"headers:\n  mta_received: always\n", "headers.mta_received"},
+		{"headers:\n  trusted_received: -1\n", "headers.trusted_received"},
 		{"headers:\n  authserv_ids: [\"a b\"]\n", "headers.authserv_ids[0]"},
 		{"headers:\n  max_headers: 5\n", "max_headers"},
 	}
@@ -320,7 +319,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := cfg.Headers
-	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxLineLength != 998 || h.MTAReceived != "first" || len(h.OriginHeaders) != 3 {
+	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxLineLength != 998 || h.TrustedReceived != 0 || len(h.OriginHeaders) != 3 {
 		t.Errorf("defaults not applied: %+v", h)
 	}
 }
@@ -334,7 +333,7 @@ func TestConfigSnippet(t *testing.T) {
 	}
 	h := cfg.Headers
 	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxBytes != config.DefaultHeaderMaxBytes ||
-		h.MaxLineLength != config.DefaultHeaderMaxLineLength || h.MTAReceived != "first" ||
+		h.MaxLineLength != config.DefaultHeaderMaxLineLength || h.TrustedReceived != 0 ||
 		!reflect.DeepEqual(h.OriginHeaders, config.DefaultOriginHeaders) {
 		t.Errorf("snippet differs from the defaults: %+v", h)
 	}
@@ -351,12 +350,12 @@ func BenchmarkChecks(b *testing.B) {
 	for i := 0; i < 12; i++ {
 		hs = append(hs, policy.Header{Name: "X-Extra-" + strconv.Itoa(i), Value: " =?UTF-8?Q?caf=C3=A9?= value"})
 	}
-	s := &Settings{MaxCount: 500, MaxBytes: 1 << 18, MaxLineLength: 998, OriginHeaders: config.DefaultOriginHeaders, MTAReceived: true}
+	s := &Settings{MaxCount: 500, MaxBytes: 1 << 18, MaxLineLength: 998, OriginHeaders: config.DefaultOriginHeaders}
 	cust := &policy.Customer{ID: "acme"}
 	p, _ := mailaddr.ParsePattern("acme.example")
 	cust.Domains = []mailaddr.Pattern{p}
 	checks := []policy.EOMChecker{NewSyntax(s), NewIdentity(s), NewForgery(s)}
-	txn := &policy.Txn{Conn: &policy.Conn{}, Customer: cust, Headers: hs, QueueID: "4QxYz1AbCd"}
+	txn := &policy.Txn{Conn: &policy.Conn{}, Customer: cust, Headers: hs}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {

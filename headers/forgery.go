@@ -123,35 +123,33 @@ func (c *Forgery) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error
 }
 
 // clientFields marks the fields the client wrote, as opposed to those the
-// MTA added for this hop.
+// provider's MTAs added before the milter saw the message.
 //
-// Postfix (like Sendmail) passes the Received: field it prepends for this
-// hop to the milter as the topmost Received:. That one is genuine; at
-// submission no other provider Received: can exist, so any further one is
-// the client's. When the transaction's queue id is known and the topmost
-// Received: names it in its "id" clause, whatever lies above that field was
-// added by the MTA or an earlier milter too and is not the client's either.
-// Without a queue id (explain on a stored message), the topmost Received:
-// alone is taken for the MTA's.
+// Postfix does not pass the Received: it prepends for the current hop to
+// milters (the end-to-end test shows it: with no field exempt, a message
+// relayed by "mta1.provider.test" is not reported), so at submission the
+// milter sees the client's header section only, and no genuine provider
+// Received: can be in it: the message has not been through the provider
+// yet. With an MTA that does pass its own (Sendmail), or with the milter on
+// a relay behind one provider hop, headers.trusted_received says how many
+// topmost Received: fields are the provider's; they and anything above
+// them (which the client cannot place there) are not examined.
 func (c *Forgery) clientFields(t *policy.Txn) []bool {
 	client := make([]bool, len(t.Headers))
 	for i := range client {
 		client[i] = true
 	}
-	if !c.s.MTAReceived {
-		return client
-	}
+	n := 0
 	for i, h := range t.Headers {
-		if !strings.EqualFold(strings.TrimRight(h.Name, " \t"), "Received") {
-			continue
+		if n >= c.s.TrustedReceived {
+			break
 		}
-		client[i] = false
-		if t.QueueID != "" && ParseReceived(h.Value).ID == t.QueueID {
-			for j := 0; j < i; j++ {
+		if strings.EqualFold(strings.TrimRight(h.Name, " \t"), "Received") {
+			n++
+			for j := 0; j <= i; j++ {
 				client[j] = false
 			}
 		}
-		return client
 	}
 	return client
 }

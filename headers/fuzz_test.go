@@ -79,10 +79,10 @@ func FuzzParseHeaders(f *testing.F) {
 			Networks:    []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
 			AuthservIDs: []string{"relay.provider.example"},
 		},
-		MTAReceived: true,
+		TrustedReceived: 1,
 	}
 	checks := []policy.EOMChecker{NewSyntax(s), NewIdentity(s), NewForgery(s)}
-	f.Fuzz(func(t *testing.T, data []byte, queueID string) {
+	f.Fuzz(func(t *testing.T, data []byte, _ string) {
 		hs, off := SplitHeader(data)
 		if off < 0 || off > len(data) {
 			t.Fatalf("body offset %d out of range 0..%d", off, len(data))
@@ -90,7 +90,6 @@ func FuzzParseHeaders(f *testing.F) {
 		txn := &policy.Txn{
 			Conn:     &policy.Conn{ClientAddr: netip.MustParseAddr("192.0.2.1")},
 			Customer: &policy.Customer{ID: "acme", Domains: []mailaddr.Pattern{p}},
-			QueueID:  queueID,
 			Headers:  hs,
 		}
 		for _, c := range checks {

@@ -19,9 +19,9 @@ import (
 )
 
 // Golden files: testdata/NAME.eml is a message as the client submits it
-// (with the MTA's own Received: on top, as Postfix passes it to milters);
+// (Postfix does not pass the Received: it adds to milters);
 // testdata/NAME.want names the envelope in "# key: value" lines (customer,
-// mail_from, queue_id, client) and lists the expected "check/finding"
+// mail_from, client) and lists the expected "check/finding"
 // names, one per line (none: the message must pass). Every case runs
 // under testdata/config.yaml.
 
@@ -30,7 +30,6 @@ type goldenCase struct {
 	Name     string
 	Customer string
 	MailFrom string
-	QueueID  string
 	Client   string
 	Want     []string
 	Message  []byte
@@ -71,8 +70,6 @@ func loadGolden(t *testing.T) []goldenCase {
 					c.Customer = v
 				case "mail_from":
 					c.MailFrom = v
-				case "queue_id":
-					c.QueueID = v
 				case "client":
 					c.Client = v
 				}
@@ -131,7 +128,6 @@ func runMessage(t *testing.T, chain *policy.Chain, dir *customer.Directory, c go
 		t.Fatalf("mail_from %q: %v", c.MailFrom, err)
 	}
 	txn.MailFrom = from
-	txn.QueueID = c.QueueID
 	hs, body := SplitHeader(c.Message)
 	txn.Headers = hs
 	txn.HeaderBytes = int64(body)
@@ -195,7 +191,6 @@ func TestGoldenReplies(t *testing.T) {
 			conn := &policy.Conn{}
 			txn := policy.NewTxn(conn, cust, "ref", time.Unix(0, 0))
 			txn.MailFrom, _ = mailaddr.Parse(c.MailFrom)
-			txn.QueueID = c.QueueID
 			txn.Headers, _ = SplitHeader(c.Message)
 			v := chain.Mail(context.Background(), txn)
 			if !v.Action.Decisive() {

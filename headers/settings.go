@@ -87,9 +87,9 @@ type Settings struct {
 	OriginAllowed []netip.Prefix
 	// CustomerNetworks are each customer's client networks, by customer id.
 	CustomerNetworks map[string][]netip.Prefix
-	// MTAReceived is set when the MTA passes its own Received: as the
-	// topmost field (Postfix does).
-	MTAReceived bool
+	// TrustedReceived is how many topmost Received: fields the provider's
+	// MTAs wrote before the milter saw the message (0 with Postfix).
+	TrustedReceived int
 	// ReceivedDepth is how many client Received: fields are examined; 0 = all.
 	ReceivedDepth int
 }
@@ -101,7 +101,7 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 		MaxCount:         h.MaxCount,
 		MaxBytes:         int64(h.MaxBytes),
 		MaxLineLength:    h.MaxLineLength,
-		MTAReceived:      h.MTAReceived != "none",
+		TrustedReceived:  h.TrustedReceived,
 		ReceivedDepth:    h.ReceivedDepth,
 		CustomerNetworks: map[string][]netip.Prefix{},
 	}
