@@ -26,6 +26,9 @@ type Service struct {
 
 // NewService opens the handle's opt-out backend for cfg.
 func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.Clock, log *slog.Logger) (*Service, error) {
+	if h == nil || cfg == nil {
+		return nil, errors.New("optout: no store or config")
+	}
 	s, err := SettingsFromConfig(cfg, key)
 	if err != nil {
 		return nil, err
