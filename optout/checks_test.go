@@ -1,0 +1,266 @@
+package optout
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/mailaddr"
+	"github.com/aupguard/aupguard/policy"
+)
+
+func txn(cust string, rcpts ...string) *policy.Txn {
+	t := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: cust}, "REF", t0)
+	for _, r := range rcpts {
+		a, _ := mailaddr.Parse(r)
+		t.Rcpts = append(t.Rcpts, &policy.Rcpt{Addr: a})
+	}
+	return t
+}
+
+func TestSuppressionCheck(t *testing.T) {
+	cfg := testConfig(t, "")
+	for name, mk := range svcKinds(t, cfg, clock.NewFake(t0)) {
+		t.Run(name, func(t *testing.T) {
+			svc := mk(t)
+			chain := policy.NewChain([]policy.Step{{Check: NewSuppression(svc), Enabled: true, OnError: policy.Defer}})
+			if _, _, err := svc.Add(bg, "acme", "Opted.Out@Example.COM", SourceAPI, ""); err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := svc.Add(bg, GlobalList, "trap@traps.example", SourceCLI, ""); err != nil {
+				t.Fatal(err)
+			}
+			tests := []struct {
+				cust, rcpt  string
+				want        policy.Action
+				finding     string
+				reply       string
+				escalations int
+			}{
+				{"acme", "ok@example.com", policy.Accept, "", "", 0},
+				{"acme", "opted.out@example.com", policy.Reject, FindingOptedOut, "550 5.7.1 Recipient has opted out of mail from this sender", 0},
+				{"acme", "OPTED.OUT@example.com", policy.Reject, FindingOptedOut, "550 5.7.1 Recipient has opted out of mail from this sender", 0},
+				{"beta", "opted.out@example.com", policy.Accept, "", "", 0},
+				{"beta", "trap@TRAPS.example", policy.Reject, FindingSuppressed, "550 5.7.1 Recipient does not accept mail from this sender", 0},
+				// Third hit of acme within the window raises the flag.
+				{"acme", "opted.out@example.com", policy.Reject, FindingOptedOut, "550 5.7.1 Recipient has opted out of mail from this sender", 1},
+				{"acme", "opted.out@example.com", policy.Reject, FindingOptedOut, "550 5.7.1 Recipient has opted out of mail from this sender", 0},
+			}
+			for i, tt := range tests {
+				t.Run(fmt.Sprintf("%d_%s_%s", i, tt.cust, tt.rcpt), func(t *testing.T) {
+					tx := txn(tt.cust)
+					a, _ := mailaddr.Parse(tt.rcpt)
+					v := chain.Rcpt(bg, tx, &policy.Rcpt{Addr: a})
+					if v.Action != tt.want || v.Finding != tt.finding || v.Reply.String() != tt.reply {
+						t.Fatalf("verdict %v %q %q; want %v %q %q", v.Action, v.Finding, v.Reply, tt.want, tt.finding, tt.reply)
+					}
+					esc := 0
+					for _, r := range v.Results {
+						if r.Finding.Name == FindingEscalation {
+							esc++
+						}
+						if strings.Contains(r.Finding.Detail, "@") {
+							t.Fatalf("detail leaks an address: %q", r.Finding.Detail)
+						}
+					}
+					if esc != tt.escalations {
+						t.Fatalf("%d escalation findings, want %d", esc, tt.escalations)
+					}
+				})
+			}
+			if f, _ := svc.B.GetFlag(bg, "acme"); f == nil {
+				t.Fatal("acme not flagged after 3 sends to an opted-out recipient")
+			}
+		})
+	}
+}
+
+// body is a newsletter body long enough for a fingerprint.
+const body = "Hello,\r\n\r\nThis is our weekly newsletter with many interesting offers.\r\nSee you next week.\r\n"
+
+func header(t *policy.Txn, kv ...string) {
+	for i := 0; i+1 < len(kv); i += 2 {
+		t.Headers = append(t.Headers, policy.Header{Name: kv[i], Value: " " + kv[i+1]})
+	}
+}
+
+func runEOM(chain *policy.Chain, t *policy.Txn, b string) policy.Verdict {
+	for _, w := range chain.BodyWriters(t) {
+		// Feed in small chunks, as a milter would.
+		for i := 0; i < len(b); i += 7 {
+			io.WriteString(w, b[i:min(i+7, len(b))])
+		}
+	}
+	return chain.EOM(bg, t)
+}
+
+func TestBulkCheck(t *testing.T) {
+	cfg := testConfig(t, "")
+	clk := clock.NewFake(t0)
+	type dkim struct{ aligned, known bool }
+	oneClick := []string{"List-Unsubscribe", "<https://acme.example/u/1>, <mailto:u@acme.example>", "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"}
+	tests := []struct {
+		name      string
+		cust      string
+		rcpts     int
+		headers   []string
+		dkim      dkim
+		prep      func(svc *Service)
+		want      policy.Action
+		finding   string
+		replyHas  string
+		wantAdded bool
+	}{
+		{"not bulk", "beta", 1, []string{"Subject", "hi"}, dkim{false, true}, nil, policy.Accept, "", "", false},
+		{"precedence bulk without headers", "beta", 1, []string{"Precedence", "bulk"}, dkim{true, true}, nil, policy.Reject, FindingMissingOneClick,
+			"550 5.7.1 Bulk mail needs List-Unsubscribe with an https URI and List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058)", false},
+		{"list-id with mailto only", "beta", 1, []string{"List-Id", "<news.beta.example>", "List-Unsubscribe", "<mailto:x@beta.example>", "List-Unsubscribe-Post", "List-Unsubscribe=One-Click"}, dkim{true, true}, nil,
+			policy.Reject, FindingMissingOneClick, "needs List-Unsubscribe with an https URI (RFC 8058)", false},
+		{"https without post", "beta", 1, []string{"Precedence", "list", "List-Unsubscribe", "<https://beta.example/u>"}, dkim{true, true}, nil,
+			policy.Reject, FindingMissingOneClick, "needs List-Unsubscribe-Post: List-Unsubscribe=One-Click (RFC 8058)", false},
+		{"compliant", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, nil, policy.Accept, "", "", false},
+		{"not aligned", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{false, true}, nil, policy.Reject, FindingNotAligned, "550 5.7.1 Bulk mail must be DKIM-signed", false},
+		{"alignment unknown is reported", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{false, false}, nil, policy.Accept, "", "", false},
+		{"gateway adds for one recipient", "acme", 1, []string{"Precedence", "bulk"}, dkim{true, true}, nil, policy.Accept, "", "", true},
+		{"gateway cannot add for many", "acme", 3, []string{"Precedence", "bulk"}, dkim{true, true}, nil, policy.Reject, FindingMissingOneClick, "send one recipient per message", false},
+		{"fingerprint makes bulk", "beta", 51, nil, dkim{true, true}, nil, policy.Reject, FindingMissingOneClick, "RFC 8058", false},
+		{"below fingerprint threshold", "beta", 50, nil, dkim{true, true}, nil, policy.Accept, "", "", false},
+		{"complaint rate high", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
+			svc.B.Count(bg, "beta", KindDelivered, 1000, svc.S.Rate, t0)
+			svc.B.Count(bg, "beta", KindComplaint, 4, svc.S.Rate, t0)
+		}, policy.Defer, FindingRateHigh, "451 4.7.1 Bulk mail from this sender is suspended", false},
+		{"complaint rate warn", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
+			svc.B.Count(bg, "beta", KindDelivered, 1000, svc.S.Rate, t0)
+			svc.B.Count(bg, "beta", KindComplaint, 2, svc.S.Rate, t0)
+		}, policy.Accept, "", "", false},
+		{"flagged customer reported", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
+			svc.B.SetFlag(bg, "beta", Flag{Reason: "opted_out_sends", Since: t0})
+		}, policy.Accept, "", "", false},
+	}
+	for name, mk := range svcKinds(t, cfg, clk) {
+		t.Run(name, func(t *testing.T) {
+			for _, tt := range tests {
+				t.Run(tt.name, func(t *testing.T) {
+					svc := mk(t)
+					if tt.prep != nil {
+						tt.prep(svc)
+					}
+					aligned := func(*policy.Txn) (bool, bool) { return tt.dkim.aligned, tt.dkim.known }
+					chain := policy.NewChain([]policy.Step{
+						{Check: NewBulk(svc, aligned), Enabled: true, OnError: policy.Defer},
+						{Check: NewStamper(svc), Enabled: true},
+						{Check: NewUnsubscriber(svc), Enabled: true},
+					})
+					var rcpts []string
+					for i := 0; i < tt.rcpts; i++ {
+						rcpts = append(rcpts, fmt.Sprintf("r%d@example.org", i))
+					}
+					tx := txn(tt.cust, rcpts...)
+					header(tx, tt.headers...)
+					v := runEOM(chain, tx, body)
+					if v.Action != tt.want || v.Finding != tt.finding || !strings.Contains(v.Reply.String(), tt.replyHas) {
+						t.Fatalf("verdict %v %q %q; want %v %q containing %q (results %+v)", v.Action, v.Finding, v.Reply, tt.want, tt.finding, tt.replyHas, v.Results)
+					}
+					added := map[string]string{}
+					for _, h := range tx.AddedHeaders() {
+						added[h.Name] = h.Value
+					}
+					if v.Action.Decisive() {
+						if len(added) != 0 {
+							t.Fatalf("headers added to a refused message: %v", added)
+						}
+					} else {
+						if c, err := ParseStamp(testKey, added[StampHeader]); err != nil || c != tt.cust {
+							t.Fatalf("stamp %q → %q, %v", added[StampHeader], c, err)
+						}
+						if added["Feedback-ID"] != tt.cust+":aupguard" {
+							t.Fatalf("Feedback-ID = %q", added["Feedback-ID"])
+						}
+					}
+					lu, ok := added["List-Unsubscribe"]
+					if ok != tt.wantAdded {
+						t.Fatalf("List-Unsubscribe added = %v (%q), want %v", ok, lu, tt.wantAdded)
+					}
+					if ok {
+						tok, err := ParseToken(testKey, strings.TrimSuffix(strings.TrimPrefix(lu, "<"+testBase), ">"), 0, t0)
+						if err != nil || tok.Customer != tt.cust || tok.Recipient != "r0@example.org" || added["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click" {
+							t.Fatalf("added unsubscribe headers %q → %+v, %v", added, tok, err)
+						}
+					}
+					wantNames := map[string]bool{}
+					for _, r := range v.Results {
+						wantNames[r.Finding.Name] = true
+					}
+					switch tt.name {
+					case "complaint rate warn":
+						if !wantNames[FindingRateWarn] {
+							t.Fatalf("no %s in %+v", FindingRateWarn, v.Results)
+						}
+					case "flagged customer reported":
+						if !wantNames[FindingFlagged] {
+							t.Fatalf("no %s in %+v", FindingFlagged, v.Results)
+						}
+					case "alignment unknown is reported":
+						if !wantNames[FindingDKIMUnknown] {
+							t.Fatalf("no %s in %+v", FindingDKIMUnknown, v.Results)
+						}
+					}
+				})
+			}
+		})
+	}
+}
+
+func TestBulkFinishCountsDelivered(t *testing.T) {
+	cfg := testConfig(t, "")
+	clk := clock.NewFake(t0)
+	for name, mk := range svcKinds(t, cfg, clk) {
+		t.Run(name, func(t *testing.T) {
+			svc := mk(t)
+			chain := policy.NewChain([]policy.Step{{Check: NewBulk(svc, nil), Enabled: true}})
+			chain.Finish(bg, txn("acme", "a@x.example", "b@x.example"), true)
+			chain.Finish(bg, txn("acme", "c@x.example"), false)
+			clk.Advance(time.Hour)
+			chain.Finish(bg, txn("acme", "d@x.example"), true)
+			st, err := svc.Status(bg, "acme")
+			if err != nil || st.Delivered != 3 {
+				t.Fatalf("status %+v, %v; want 3 delivered", st, err)
+			}
+		})
+	}
+}
+
+func TestFingerprintNormalisation(t *testing.T) {
+	fp := func(s string) string {
+		w := newFingerprint()
+		io.WriteString(w, s)
+		return w.sum()
+	}
+	base := "--b1\r\nContent-Type: text/plain\r\n\r\n" + body + "--b1--\r\n"
+	tests := []struct {
+		name string
+		a, b string
+		same bool
+	}{
+		{"other boundary", base, strings.ReplaceAll(base, "b1", "zz9"), true},
+		{"case and spacing", body, strings.ToUpper(strings.ReplaceAll(body, " ", "  ")), true},
+		{"other words", body, strings.Replace(body, "offers", "prices", 1), false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if (fp(tt.a) == fp(tt.b)) != tt.same {
+				t.Fatalf("fingerprints %s / %s, want same=%v", fp(tt.a), fp(tt.b), tt.same)
+			}
+		})
+	}
+	if fp("hi\r\n") != "" {
+		t.Fatal("tiny body got a fingerprint")
+	}
+	long := strings.Repeat("x", 5000) + "\r\n"
+	if fp(long) == "" || fp(long) == fp(long+long) {
+		t.Fatal("long lines not fingerprinted")
+	}
+}
