@@ -86,7 +86,6 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		if err == io.EOF {
 			break
 		}
-		line, _ := cr.FieldPos(0)
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
@@ -95,6 +94,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 			}
 			return res, err
 		}
+		line, _ := cr.FieldPos(0)
 		if first {
 			first = false
 			if h := headerColumns(rec); h != nil {

@@ -125,3 +125,30 @@ func fixture(t testing.TB, name string) []byte {
 }
 
 var bg = context.Background()
+
+// benchService opens a fresh service for a benchmark.
+func benchService(b *testing.B, kind string, cfg *config.Config) *Service {
+	var h *store.Handle
+	var err error
+	if kind == "redis" {
+		r := testenv.StartRedis(b, testenv.RedisOptions{})
+		h, err = store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+			Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "t:"}}, nil)
+	} else {
+		h, err = store.Open(config.StoreConfig{Backend: "memory", Path: b.TempDir()}, nil)
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := NewService(h, cfg, testKey, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if m, ok := s.B.(*memory); ok {
+			m.Close()
+		}
+		h.Close()
+	})
+	return s
+}

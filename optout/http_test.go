@@ -135,3 +135,12 @@ func TestAdminAPI(t *testing.T) {
 		})
 	}
 }
+
+// doRaw serves one request without a testing.T (the helper process).
+func doRaw(h http.Handler, method, url, body string) (int, string) {
+	req := httptest.NewRequest(method, url, strings.NewReader(body))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	b, _ := io.ReadAll(rec.Result().Body)
+	return rec.Code, string(b)
+}
