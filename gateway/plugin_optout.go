@@ -1,0 +1,61 @@
+package gateway
+
+import (
+	"context"
+
+	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/policy"
+)
+
+// The opt-out family (package optout): suppression at RCPT (refusing
+// recipients who opted out, counting toward escalation), the bulk-mail
+// rules at end of message, and the headers added to accepted mail (the
+// customer stamp and Feedback-ID, then one-click unsubscribe), which come
+// before DKIM signing (900) so that they are signed.
+func init() {
+	register(optout.SuppressionName, 200, func(d *Deps) (policy.Check, error) {
+		svc, err := optoutService(d)
+		if err != nil {
+			return nil, err
+		}
+		return optout.NewSuppression(svc), nil
+	})
+	register(optout.BulkName, 500, func(d *Deps) (policy.Check, error) {
+		svc, err := optoutService(d)
+		if err != nil {
+			return nil, err
+		}
+		return optout.NewBulk(svc, dkimAligned), nil
+	})
+	register(optout.StampName, 810, func(d *Deps) (policy.Check, error) {
+		svc, err := optoutService(d)
+		if err != nil {
+			return nil, err
+		}
+		return optout.NewStamper(svc), nil
+	})
+	register(optout.UnsubscribeName, 820, func(d *Deps) (policy.Check, error) {
+		svc, err := optoutService(d)
+		if err != nil {
+			return nil, err
+		}
+		return optout.NewUnsubscriber(svc), nil
+	})
+}
+
+// dkimAligned is where bulk_mail learns DKIM alignment: auth.DKIMAligned
+// once package auth is in the tree; nil reports bulk_dkim_unknown.
+var dkimAligned func(t *policy.Txn) (aligned, known bool)
+
+func optoutService(d *Deps) (*optout.Service, error) {
+	svc, err := optout.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
+	if err != nil {
+		return nil, err
+	}
+	// EVALSHA from the first message on; a failure here is not fatal
+	// (Script.Run loads a missing script on NOSCRIPT).
+	ctx, cancel := d.Store.Context(context.Background())
+	defer cancel()
+	_ = d.Store.LoadScripts(ctx, optout.Scripts()...)
+	return svc, nil
+}
