@@ -648,3 +648,48 @@ func TestPostfixMilterDown(t *testing.T) {
 		t.Errorf("no 4xx reply in the transaction:\n%s", res)
 	}
 }
+
+// fakeTB records Skip and Fatal calls instead of ending the test.
+type fakeTB struct {
+	testing.TB
+	skipped, fatal string
+}
+
+func (f *fakeTB) Helper()                           {}
+func (f *fakeTB) Skip(args ...any)                  { f.skipped = fmt.Sprint(args...) }
+func (f *fakeTB) Skipf(format string, args ...any)  { f.skipped = fmt.Sprintf(format, args...) }
+func (f *fakeTB) Fatalf(format string, args ...any) { f.fatal = fmt.Sprintf(format, args...) }
+
+func TestNeed(t *testing.T) {
+	tests := []struct {
+		name      string
+		ci        string
+		bins      []string
+		wantSkip  bool
+		wantFatal bool
+	}{
+		{"present", "", []string{"sh"}, false, false},
+		{"present in sbin only", "true", []string{"postconf"}, false, false},
+		{"missing", "", []string{"sh", "no-such-program-testenv"}, true, false},
+		{"missing in CI", "true", []string{"no-such-program-testenv"}, false, true},
+		{"CI not exactly true", "1", []string{"no-such-program-testenv"}, true, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Setenv("CI", tc.ci)
+			if tc.name == "present in sbin only" {
+				Need(t, "postconf") // skip unless Postfix is installed
+				t.Setenv("PATH", "/nonexistent")
+			}
+			f := &fakeTB{TB: t}
+			Need(f, tc.bins...)
+			if (f.skipped != "") != tc.wantSkip || (f.fatal != "") != tc.wantFatal {
+				t.Fatalf("skipped=%q fatal=%q; want skip %v, fatal %v", f.skipped, f.fatal, tc.wantSkip, tc.wantFatal)
+			}
+			msg := f.skipped + f.fatal
+			if msg != "" && (!strings.Contains(msg, "no-such-program-testenv") || !strings.Contains(msg, InstallScript)) {
+				t.Errorf("message %q does not name the program and %s", msg, InstallScript)
+			}
+		})
+	}
+}
