@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -22,8 +23,9 @@ import (
 // written and fsynced before the call returns, the log is replayed at
 // start (a torn last record, from a crash mid-write, is dropped: it was
 // never acknowledged), and rewritten compactly when it has grown to more
-// than twice the live state. Counters (rates, fingerprints) are not
-// persisted: after a restart they start from zero.
+// than twice the live state. Complaint and opted-out-send counts are logged
+// as they happen; delivered counts are snapshotted at Close (after a crash
+// they restart from zero); fingerprint counts are not persisted.
 type memory struct {
 	clock clock.Clock
 
@@ -52,6 +54,11 @@ type record struct {
 	List  string `json:"l,omitempty"`
 	Hash  string `json:"h,omitempty"`
 	Flag  *Flag  `json:"f,omitempty"`
+	// Kind, Bucket and N are a counter record: "cnt" adds N to a bucket,
+	// "cntset" sets it (snapshots of counters not logged one by one).
+	Kind   string `json:"k,omitempty"`
+	Bucket int64  `json:"b,omitempty"`
+	N      int64  `json:"n,omitempty"`
 }
 
 // openMemory opens the memory backend; path "" keeps nothing across restarts.
@@ -158,7 +165,38 @@ func (m *memory) apply(rec record) {
 		}
 	case "unflag":
 		delete(m.flags, rec.List)
+		delete(m.counters, rec.List+"\x00"+KindOptedOut)
+	case "cnt", "cntset":
+		k := rec.List + "\x00" + rec.Kind
+		b := m.counters[k]
+		if b == nil {
+			b = map[int64]int64{}
+			m.counters[k] = b
+		}
+		if rec.Op == "cnt" {
+			b[rec.Bucket] += rec.N
+		} else {
+			b[rec.Bucket] = rec.N
+		}
 	}
+}
+
+// logged reports whether increments of a counter kind are logged one by
+// one: complaints and opted-out sends are rare and must survive a crash;
+// delivered counts (one per message) are only snapshotted at Close and
+// compaction.
+func logged(kind string) bool { return kind != KindDelivered }
+
+// counterRecords returns the live counters as cntset records.
+func (m *memory) counterRecords() []record {
+	var out []record
+	for k, b := range m.counters {
+		c, kind, _ := strings.Cut(k, "\x00")
+		for i, n := range b {
+			out = append(out, record{Op: "cntset", List: c, Kind: kind, Bucket: i, N: n})
+		}
+	}
+	return out
 }
 
 // compact rewrites the log with the live state only: to a temporary file,
@@ -185,6 +223,13 @@ func (m *memory) compact() error {
 	for c, fl := range m.flags {
 		fl := fl
 		if err := enc.Encode(record{Op: "flag", List: c, Flag: &fl}); err != nil {
+			f.Close()
+			return err
+		}
+		n++
+	}
+	for _, r := range m.counterRecords() {
+		if err := enc.Encode(r); err != nil {
 			f.Close()
 			return err
 		}
@@ -234,13 +279,22 @@ func (m *memory) write(recs ...record) error {
 	return nil
 }
 
-// Close releases the log and its lock.
+// Close snapshots the counters, and releases the log and its lock.
 func (m *memory) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var err error
 	if m.log != nil {
-		err = m.log.Close()
+		var recs []record
+		for _, r := range m.counterRecords() {
+			if r.Kind == KindDelivered {
+				recs = append(recs, r)
+			}
+		}
+		err = m.write(recs...)
+		if e := m.log.Close(); err == nil {
+			err = e
+		}
 		m.log = nil
 	}
 	if m.lock != nil {
@@ -357,6 +411,9 @@ func (m *memory) count(customer, kind string, n int64, w Window, now time.Time) 
 func (m *memory) Hit(_ context.Context, customer string, w Window, threshold int, now time.Time) (int64, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if err := m.write(record{Op: "cnt", List: customer, Kind: KindOptedOut, Bucket: w.index(now), N: 1}); err != nil {
+		return 0, false, err
+	}
 	sum := m.count(customer, KindOptedOut, 1, w, now)
 	if threshold <= 0 || sum < int64(threshold) {
 		return sum, false, nil
@@ -376,6 +433,11 @@ func (m *memory) Hit(_ context.Context, customer string, w Window, threshold int
 func (m *memory) Count(_ context.Context, customer, kind string, n int64, w Window, now time.Time) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if logged(kind) && n != 0 {
+		if err := m.write(record{Op: "cnt", List: customer, Kind: kind, Bucket: w.index(now), N: n}); err != nil {
+			return 0, err
+		}
+	}
 	return m.count(customer, kind, n, w, now), nil
 }
 
@@ -443,14 +505,10 @@ func (m *memory) ClearFlag(_ context.Context, customer string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	_, had := m.flags[customer]
-	delete(m.counters, customer+"\x00"+KindOptedOut)
-	if !had {
-		return false, nil
-	}
 	rec := record{Op: "unflag", List: customer}
 	if err := m.write(rec); err != nil {
 		return false, err
 	}
 	m.apply(rec)
-	return true, nil
+	return had, nil
 }

@@ -196,3 +196,39 @@ func TestRedisRestartAfterKill(t *testing.T) {
 		}
 	}
 }
+
+// TestMemoryCountersPersist: complaint and opted-out counts survive a
+// crash (logged as they happen); delivered counts survive a clean Close.
+func TestMemoryCountersPersist(t *testing.T) {
+	path := t.TempDir() + "/optout.log"
+	rate := NewWindow(7 * 24 * time.Hour)
+	m, err := openMemory(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Count(bg, "c1", KindComplaint, 2, rate, t0)
+	m.Count(bg, "c1", KindDelivered, 500, rate, t0)
+	m.Hit(bg, "c1", rate, 0, t0)
+	m.Close()
+	m, err = openMemory(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sums, _ := m.Sums(bg, "c1", rate, t0, KindComplaint, KindDelivered, KindOptedOut)
+	if sums[0] != 2 || sums[1] != 500 || sums[2] != 1 {
+		t.Fatalf("after clean close: %v, want [2 500 1]", sums)
+	}
+	m.Count(bg, "c1", KindComplaint, 1, rate, t0)
+	// Crash: the log is dropped without Close (no delivered snapshot).
+	m.log.Close()
+	m.lock.Close()
+	m, err = openMemory(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	sums, _ = m.Sums(bg, "c1", rate, t0, KindComplaint, KindDelivered)
+	if sums[0] != 3 || sums[1] != 500 {
+		t.Fatalf("after crash: %v, want [3 500]", sums)
+	}
+}

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"time"
+)
+
+func init() {
+	register("customer", "show or clear a customer's opt-out flag (customer status|clear ID)", runCustomer)
+}
+
+func runCustomer(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || (args[0] != "status" && args[0] != "clear") {
+		fmt.Fprintln(stderr, "usage: aupguard customer status|clear [-config FILE] [-json] ID")
+		return 2
+	}
+	sub := args[0]
+	fs := flag.NewFlagSet("customer "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	asJSON := fs.Bool("json", false, "print JSON (status)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	if fs.NArg() != 1 {
+		fmt.Fprintf(stderr, "aupguard customer %s: give one customer ID\n", sub)
+		return 2
+	}
+	id := fs.Arg(0)
+	svc, closeFn, err := openOptout(*cfgPath)
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard customer: %v\n", err)
+		return 2
+	}
+	defer closeFn()
+	known := false
+	for _, c := range svc.Cfg.Customers {
+		known = known || c.ID == id
+	}
+	if !known {
+		fmt.Fprintf(stderr, "aupguard customer: warning: %q is not a customer in the config\n", id)
+	}
+	ctx := context.Background()
+	if sub == "clear" {
+		ok, err := svc.Clear(ctx, id)
+		if err != nil {
+			fmt.Fprintf(stderr, "aupguard customer clear: %v\n", err)
+			return 2
+		}
+		if !ok {
+			fmt.Fprintf(stdout, "%s was not flagged (opted-out send count reset)\n", id)
+			return 0
+		}
+		fmt.Fprintf(stdout, "%s: flag cleared\n", id)
+		return 0
+	}
+	st, err := svc.Status(ctx, id)
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard customer status: %v\n", err)
+		return 2
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.Encode(st)
+		return 0
+	}
+	flag := "no"
+	if st.Flag != nil {
+		flag = fmt.Sprintf("yes, %s since %s (%d sends to opted-out recipients)", st.Flag.Reason, st.Flag.Since.Format(time.RFC3339), st.Flag.Hits)
+	}
+	fmt.Fprintf(stdout, "customer:         %s\nflagged:          %s\nopted-out sends:  %d (flag at %d, window %s)\ncomplaints:       %d of %d delivered = %.3f%% (%s, window %s)\nsuppressed:       %d addresses on its own list\n",
+		id, flag, st.OptedOutSends, st.FlagThreshold, svc.Cfg.OptOut.Escalation.Window, st.Complaints, st.Delivered, st.ComplaintRate*100, st.RateLevel, svc.Cfg.OptOut.Complaints.Window, st.ListSize)
+	return 0
+}
