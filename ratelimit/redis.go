@@ -1,0 +1,140 @@
+package ratelimit
+
+import (
+	"context"
+	_ "embed"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/store"
+)
+
+var (
+	//go:embed run.lua
+	runLua string
+	//go:embed release.lua
+	releaseLua string
+
+	runScript     = redis.NewScript(runLua)
+	releaseScript = redis.NewScript(releaseLua)
+)
+
+// redisBackend runs every stage's ops in one script call (EVALSHA, reloaded
+// by go-redis on NOSCRIPT). All keys of a call are one customer's, under
+// its hash tag, so the call is valid on a Cluster.
+type redisBackend struct {
+	h *store.Handle
+	// now, when set (tests only), replaces Redis TIME so that the shared
+	// table test drives both backends with one fake clock.
+	now func() time.Time
+}
+
+func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
+
+func (r *redisBackend) nowArg() string {
+	if r.now == nil {
+		return ""
+	}
+	return strconv.FormatInt(r.now().UnixMilli(), 10)
+}
+
+// encode turns ops into KEYS and ARGV (8 fields per op, see run.lua).
+// For release, a window op carries the bucket it reserved instead of the
+// bucket size.
+func (r *redisBackend) encode(customer string, ops []Op, release bool, args []any) ([]string, []any) {
+	var keys []string
+	index := map[string]int{}
+	key := func(k string) int {
+		if i, ok := index[k]; ok {
+			return i
+		}
+		keys = append(keys, r.h.CustomerKey(customer, "rl", k))
+		index[k] = len(keys)
+		return len(keys)
+	}
+	for _, op := range ops {
+		var ki int
+		var a, b, c, d, e string
+		switch op.Kind {
+		case KindSpike:
+			keys = append(keys, r.h.CustomerKey(customer, "rl", op.Key+":base"), r.h.CustomerKey(customer, "rl", op.Key+":win"))
+			ki = len(keys) - 1
+			sp := op.Spike
+			a = strconv.FormatFloat(sp.Factor, 'f', -1, 64)
+			d = strconv.FormatInt(sp.Floor, 10) + "|" + strconv.FormatInt(sp.Baseline, 10)
+			e = strconv.FormatFloat(sp.Alpha, 'f', -1, 64)
+		default:
+			ki = key(op.Key)
+			a = strconv.FormatInt(op.Limit, 10)
+		}
+		b = strconv.FormatInt(ms(op.Period), 10)
+		c = strconv.FormatInt(op.N, 10)
+		switch op.Kind {
+		case KindWindow:
+			d = strconv.FormatInt(bucketMs(op.Period), 10)
+			if release {
+				d = strconv.FormatInt(op.Bucket, 10)
+			}
+		case KindRecipient:
+			d, e = op.Member, strconv.FormatInt(ms(op.Keep), 10)
+		}
+		args = append(args, string(op.Kind), ki, op.Name, a, b, c, d, e)
+	}
+	return keys, args
+}
+
+// Run implements Backend in one round trip.
+func (r *redisBackend) Run(ctx context.Context, customer string, mode Mode, ops []Op) (Result, error) {
+	keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
+	ctx, cancel := r.h.Context(ctx)
+	defer cancel()
+	v, err := runScript.Run(ctx, r.h.Client, keys, args...).Slice()
+	if err != nil {
+		return Result{}, store.Unavailable(err)
+	}
+	if len(v) != 4+4*len(ops) {
+		return Result{}, fmt.Errorf("ratelimit: script returned %d values for %d ops", len(v), len(ops))
+	}
+	num := func(x any) int64 {
+		switch t := x.(type) {
+		case int64:
+			return t
+		case string:
+			n, err := strconv.ParseFloat(t, 64)
+			if err != nil {
+				return 0
+			}
+			return int64(n)
+		}
+		return 0
+	}
+	flt := func(x any) float64 {
+		s, _ := x.(string)
+		f, _ := strconv.ParseFloat(s, 64)
+		return f
+	}
+	res := Result{Allowed: num(v[0]) == 1, Binding: int(num(v[1])) - 1, Retry: msDur(num(v[2])), Now: time.UnixMilli(num(v[3])), Ops: make([]OpResult, len(ops))}
+	for i, op := range ops {
+		f := v[4+4*i : 8+4*i]
+		if op.Kind == KindSpike {
+			res.Ops[i] = OpResult{Flagged: num(f[0]) == 1, Count: num(f[1]), Threshold: flt(f[2]), Baseline: flt(f[3])}
+			continue
+		}
+		res.Ops[i] = OpResult{Used: num(f[0]), Reset: msDur(num(f[1])), Next: msDur(num(f[2])), Bucket: num(f[3])}
+	}
+	return res, nil
+}
+
+// Release implements Backend in one round trip.
+func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
+	ctx, cancel := r.h.Context(ctx)
+	defer cancel()
+	return store.Unavailable(releaseScript.Run(ctx, r.h.Client, keys, args...).Err())
+}

@@ -1,0 +1,37 @@
+-- aupguard ratelimit: give back what a reservation took (the message was
+-- refused, deferred or aborted, or one of its recipients was refused by a
+-- later check). Same op encoding as run.lua; memory.go is the reference.
+-- ARGV[1]: now in ms, or "" for Redis TIME.
+-- ARGV[2..]: 8 fields per op: kind, key index, name, a, b, c, d, e
+--   rate      a=limit b=period_ms c=n
+--   window    c=n d=bucket index the reservation went to
+--   recipient d=member
+local now
+if ARGV[1] ~= '' then
+  now = tonumber(ARGV[1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local nops = (#ARGV - 1) / 8
+for i = 0, nops - 1 do
+  local b = 1 + i * 8
+  local kind, key = ARGV[b + 1], KEYS[tonumber(ARGV[b + 2])]
+  local a, p, n, d = tonumber(ARGV[b + 4]), tonumber(ARGV[b + 5]), tonumber(ARGV[b + 6]), ARGV[b + 7]
+  if kind == 'rate' then
+    local tat = tonumber(redis.call('GET', key) or '0')
+    local new = tonumber(string.format('%.3f', tat - n * p / a))
+    if new <= now then
+      redis.call('DEL', key)
+    else
+      redis.call('SET', key, string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now) + 1))
+    end
+  elseif kind == 'window' then
+    if redis.call('HEXISTS', key, d) == 1 then
+      if redis.call('HINCRBY', key, d, -n) <= 0 then redis.call('HDEL', key, d) end
+    end
+  elseif kind == 'recipient' then
+    redis.call('ZREM', key, d)
+  end
+end
+return nops

@@ -1,0 +1,252 @@
+-- aupguard ratelimit: all of one stage's counter work for one customer, in
+-- one round trip. The semantics are those of memory.go, which is the
+-- reference; the shared table test runs both.
+--
+-- KEYS: the customer's keys (one hash tag, so one Cluster slot).
+-- ARGV[1]: mode: "check" (evaluate only), "reserve" (apply when every limit
+--          allows), "force" (apply in any case: monitor mode), "usage"
+--          (evaluate n=1 and report use; writes nothing).
+-- ARGV[2]: now in ms, or "" to use Redis TIME (production: MTAs with skewed
+--          clocks agree).
+-- ARGV[3..]: 8 fields per op: kind, key index, name, a, b, c, d, e
+--   rate      a=limit b=period_ms c=n
+--   window    a=limit b=period_ms c=n d=bucket_ms
+--   recipient a=limit b=period_ms c=n d=member e=keep_ms
+--   spike     a=factor b=window_ms c=n d=floor|baseline e=alpha (keys: base, base+1=win)
+-- Returns {allowed, binding op (1-based, 0 none), retry_ms, now_ms,
+--          then 4 strings per op}.
+
+local mode = ARGV[1]
+local now
+if ARGV[2] ~= '' then
+  now = tonumber(ARGV[2])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local EPS = 0.5 -- half a millisecond of float slack, as memory.go
+local HOUR, MINUTE = 3600000, 60000
+
+local function fmt(x) return string.format('%.3f', x) end
+
+-- GCRA (ITU-T I.371 virtual scheduling): tat is the theoretical arrival
+-- time; a burst of `limit` is allowed, then one unit per period/limit.
+local function rate_eval(op)
+  local L, P, n = tonumber(op.a), tonumber(op.b), tonumber(op.c)
+  local T = P / L
+  local tat = tonumber(redis.call('GET', op.key) or '0')
+  if tat < now then tat = now end
+  local new = tat + n * T
+  local ok = (new - now) <= P + EPS
+  local retry = 0
+  if not ok then retry = math.ceil(new - P - now) end
+  local used = math.ceil((tat - now) / T - 1e-9)
+  local nxt = 0
+  if used >= L then nxt = math.ceil(tat + T - P - now) end
+  return ok, retry, {tostring(used), tostring(math.ceil(tat - now)), tostring(nxt), '0'}, new
+end
+
+local function rate_apply(op, new)
+  local v = tonumber(fmt(new))
+  redis.call('SET', op.key, fmt(v), 'PX', math.max(1, math.ceil(v - now) + 1))
+end
+
+-- Bucketed sliding window: buckets of bucket_ms; every bucket that
+-- intersects (now-period, now] is counted in full, so the count errs only
+-- upwards, by at most one bucket.
+local function window_state(op)
+  local B = tonumber(op.d)
+  local P = tonumber(op.b)
+  local lo = math.floor((now - P) / B)
+  local raw = redis.call('HGETALL', op.key)
+  local idx, cnt, stale = {}, {}, {}
+  local sum = 0
+  for i = 1, #raw, 2 do
+    local j, c = tonumber(raw[i]), tonumber(raw[i + 1])
+    if j < lo then
+      stale[#stale + 1] = raw[i]
+    elseif c > 0 then
+      idx[#idx + 1] = j
+      cnt[j] = c
+      sum = sum + c
+    end
+  end
+  table.sort(idx)
+  return B, P, sum, idx, cnt, stale
+end
+
+local function window_free_after(B, P, idx, cnt, need)
+  if need <= 0 then return 0 end
+  local acc = 0
+  for _, j in ipairs(idx) do
+    acc = acc + cnt[j]
+    if acc >= need then return (j + 1) * B + P - now end
+  end
+  return P
+end
+
+local function window_eval(op)
+  local L, n = tonumber(op.a), tonumber(op.c)
+  local B, P, sum, idx, cnt, stale = window_state(op)
+  local ok = sum + n <= L
+  local retry = 0
+  if not ok then retry = window_free_after(B, P, idx, cnt, sum + n - L) end
+  local reset = 0
+  if #idx > 0 then reset = (idx[#idx] + 1) * B + P - now end
+  local nxt = window_free_after(B, P, idx, cnt, sum + 1 - L)
+  return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(math.floor(now / B))}, stale
+end
+
+local function window_apply(op, stale)
+  local B, P, n = tonumber(op.d), tonumber(op.b), tonumber(op.c)
+  redis.call('HINCRBY', op.key, tostring(math.floor(now / B)), n)
+  if #stale > 0 then redis.call('HDEL', op.key, unpack(stale)) end
+  redis.call('PEXPIRE', op.key, P + 2 * B)
+end
+
+-- Exact sliding window over a sorted set of send times (per recipient).
+local function recipient_eval(op)
+  local L, P = tonumber(op.a), tonumber(op.b)
+  local since = '(' .. tostring(now - P)
+  local count = redis.call('ZCOUNT', op.key, since, '+inf')
+  local ok = count + 1 <= L
+  local retry = 0
+  if not ok then
+    local r = redis.call('ZRANGEBYSCORE', op.key, since, '+inf', 'WITHSCORES', 'LIMIT', count - L, 1)
+    retry = tonumber(r[2]) + P - now
+  end
+  return ok, retry, {tostring(count), '0', tostring(retry), '0'}
+end
+
+local function recipient_apply(op)
+  local keep = tonumber(op.e)
+  redis.call('ZREMRANGEBYSCORE', op.key, '-inf', tostring(now - keep))
+  redis.call('ZADD', op.key, now, op.d)
+  redis.call('PEXPIRE', op.key, keep)
+end
+
+-- Spike detection: see the package documentation (spike.go).
+local function slot_of(hour) return (hour + 72) % 168 end -- 0 = Monday 00h UTC
+
+local function spike_params(op)
+  local floor, base = string.match(op.d, '^([^|]+)|(.+)$')
+  return tonumber(op.a), tonumber(op.b), tonumber(op.c), tonumber(floor), tonumber(base), tonumber(op.e)
+end
+
+local function spike_run(op, write)
+  local factor, W, n, floor, dflt, alpha = spike_params(op)
+  local basekey, winkey = op.key, op.key2
+  local hour, minute, wmin = math.floor(now / HOUR), math.floor(now / MINUTE), W / MINUTE
+  local raw = redis.call('HGETALL', winkey)
+  local f = {}
+  for i = 1, #raw, 2 do f[raw[i]] = raw[i + 1] end
+  local h0, c0 = tonumber(f['h']), tonumber(f['c'] or '0')
+  local clipfloor = floor * 60 / wmin
+  if write and h0 ~= nil and h0 < hour then
+    if hour - h0 > 4 * 168 then
+      redis.call('DEL', basekey)
+    else
+      local braw = redis.call('HGETALL', basekey)
+      local b = {}
+      for i = 1, #braw, 2 do b[tonumber(braw[i])] = tonumber(braw[i + 1]) end
+      local touched = {}
+      for x = h0, hour - 1 do
+        local s = slot_of(x)
+        local old = b[s] or dflt
+        local cnt = 0
+        if x == h0 then cnt = c0 end
+        local clip = math.max(factor * old, clipfloor)
+        if cnt > clip then cnt = clip end
+        b[s] = tonumber(fmt((1 - alpha) * old + alpha * cnt))
+        touched[s] = true
+      end
+      local args = {}
+      for s, _ in pairs(touched) do
+        args[#args + 1] = tostring(s)
+        args[#args + 1] = fmt(b[s])
+      end
+      redis.call('HSET', basekey, unpack(args))
+    end
+    redis.call('PEXPIRE', basekey, 35 * 24 * HOUR)
+    c0 = 0
+  end
+  local count = n
+  local stale = {}
+  for k, v in pairs(f) do
+    local m = tonumber(string.match(k, '^m(%d+)$'))
+    if m ~= nil then
+      if m > minute - wmin then count = count + tonumber(v) else stale[#stale + 1] = k end
+    end
+  end
+  local s = slot_of(hour)
+  local sl = redis.call('HMGET', basekey, tostring((s + 167) % 168), tostring(s), tostring((s + 1) % 168))
+  local baseline = 0
+  for i = 1, 3 do
+    local v = tonumber(sl[i]) or dflt
+    if v > baseline then baseline = v end
+  end
+  local threshold = math.max(floor, factor * baseline * wmin / 60)
+  local flagged = 0
+  if count > threshold then flagged = 1 end
+  if write then
+    if #stale > 0 then redis.call('HDEL', winkey, unpack(stale)) end
+    if h0 == nil or h0 < hour then
+      redis.call('HSET', winkey, 'h', tostring(hour), 'c', tostring(n))
+    else
+      redis.call('HINCRBY', winkey, 'c', n)
+    end
+    redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
+    redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
+  end
+  return {tostring(flagged), tostring(count), fmt(threshold), fmt(baseline)}
+end
+
+local ops = {}
+local nops = (#ARGV - 2) / 8
+for i = 0, nops - 1 do
+  local b = 2 + i * 8
+  local ki = tonumber(ARGV[b + 2])
+  ops[i + 1] = {kind = ARGV[b + 1], key = KEYS[ki], key2 = KEYS[ki + 1], name = ARGV[b + 3],
+    a = ARGV[b + 4], b = ARGV[b + 5], c = ARGV[b + 6], d = ARGV[b + 7], e = ARGV[b + 8]}
+end
+
+local allowed, binding, retry = 1, 0, 0
+local out, aux = {}, {}
+for i, op in ipairs(ops) do
+  local ok, r, res, x = true, 0, {'0', '0', '0', '0'}, nil
+  if op.kind == 'rate' then
+    ok, r, res, x = rate_eval(op)
+  elseif op.kind == 'window' then
+    ok, r, res, x = window_eval(op)
+  elseif op.kind == 'recipient' then
+    ok, r, res = recipient_eval(op)
+  elseif op.kind == 'spike' and mode == 'usage' then
+    res = spike_run(op, false)
+  end
+  if not ok then
+    allowed = 0
+    if binding == 0 or r > retry then binding, retry = i, r end
+  end
+  out[i], aux[i] = res, x
+end
+
+if mode == 'force' or (mode == 'reserve' and allowed == 1) then
+  for i, op in ipairs(ops) do
+    if op.kind == 'rate' then
+      rate_apply(op, aux[i])
+    elseif op.kind == 'window' then
+      window_apply(op, aux[i])
+    elseif op.kind == 'recipient' then
+      recipient_apply(op)
+    elseif op.kind == 'spike' then
+      out[i] = spike_run(op, true)
+    end
+  end
+end
+
+local reply = {allowed, binding, retry, now}
+for i = 1, #ops do
+  for j = 1, 4 do reply[#reply + 1] = out[i][j] end
+end
+return reply
