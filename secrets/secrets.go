@@ -34,17 +34,20 @@ func Load(file, storePath string) (k Key, ephemeral bool, err error) {
 			k, _, err := readKey(p)
 			return k, false, err
 		}
-		k := make([]byte, 32)
-		if _, err := rand.Read(k); err != nil {
+		raw := make([]byte, 32)
+		if _, err := rand.Read(raw); err != nil {
 			return nil, false, err
 		}
 		if err := os.MkdirAll(storePath, 0o700); err != nil {
 			return nil, false, err
 		}
-		if err := os.WriteFile(p, []byte(hex.EncodeToString(k)+"\n"), 0o600); err != nil {
+		// The key is the file's text, as readKey returns it at every later
+		// start: hashes and links made now must still match after a restart.
+		text := hex.EncodeToString(raw)
+		if err := os.WriteFile(p, []byte(text+"\n"), 0o600); err != nil {
 			return nil, false, fmt.Errorf("writing %s: %w", p, err)
 		}
-		return k, false, nil
+		return Key(text), false, nil
 	}
 	k = make([]byte, 32)
 	_, err = rand.Read(k)
