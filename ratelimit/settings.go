@@ -1,0 +1,132 @@
+package ratelimit
+
+import (
+	"time"
+
+	"github.com/aupguard/aupguard/config"
+)
+
+// Settings are one customer's effective limits: defaults.limits with the
+// customer's own limits over them. A zero limit is unlimited.
+type Settings struct {
+	MessagesPerMinute    int64
+	MessagesPerHour      int64
+	MessagesPerDay       int64
+	RecipientsPerHour    int64
+	RecipientsPerDay     int64
+	BytesPerDay          int64
+	RecipientsPerMessage int64
+	MessageSize          int64
+	PerRecipientPerHour  int64
+	PerRecipientPerDay   int64
+	FoldSubaddress       bool
+	CaseSensitiveLocal   bool
+	// SpikeEnabled, SpikeWindow and Spike configure spike detection.
+	SpikeEnabled bool
+	SpikeWindow  time.Duration
+	Spike        SpikeParams
+}
+
+// SettingsFor returns the effective limits of a customer (the defaults for
+// an id the config does not know).
+func SettingsFor(cfg *config.Config, customerID string) Settings {
+	l := cfg.Defaults.Limits
+	for _, c := range cfg.Customers {
+		if c.ID == customerID {
+			l = l.Merge(c.Limits)
+			break
+		}
+	}
+	return fromLimits(cfg, l)
+}
+
+// settingsByCustomer resolves every customer's limits once (at start and
+// reload), so the hot path does a map lookup.
+func settingsByCustomer(cfg *config.Config) (Settings, map[string]Settings) {
+	m := make(map[string]Settings, len(cfg.Customers))
+	for _, c := range cfg.Customers {
+		m[c.ID] = fromLimits(cfg, cfg.Defaults.Limits.Merge(c.Limits))
+	}
+	return fromLimits(cfg, cfg.Defaults.Limits), m
+}
+
+func fromLimits(cfg *config.Config, l config.Limits) Settings {
+	i := func(p *int64) int64 {
+		if p == nil {
+			return 0
+		}
+		return *p
+	}
+	b := func(p *config.ByteSize) int64 {
+		if p == nil {
+			return 0
+		}
+		return int64(*p)
+	}
+	s := Settings{
+		MessagesPerMinute:    i(l.MessagesPerMinute),
+		MessagesPerHour:      i(l.MessagesPerHour),
+		MessagesPerDay:       i(l.MessagesPerDay),
+		RecipientsPerHour:    i(l.RecipientsPerHour),
+		RecipientsPerDay:     i(l.RecipientsPerDay),
+		BytesPerDay:          b(l.BytesPerDay),
+		RecipientsPerMessage: i(l.RecipientsPerMessage),
+		MessageSize:          b(l.MessageSize),
+		PerRecipientPerHour:  i(l.PerRecipientPerHour),
+		PerRecipientPerDay:   i(l.PerRecipientPerDay),
+		FoldSubaddress:       l.FoldSubaddress == nil || *l.FoldSubaddress,
+		CaseSensitiveLocal:   l.CaseSensitiveLocal != nil && *l.CaseSensitiveLocal,
+		SpikeEnabled:         cfg.Spike.SpikeEnabled(),
+		SpikeWindow:          cfg.Spike.Window,
+		Spike: SpikeParams{
+			Factor:   config.DefaultSpikeFactor,
+			Floor:    config.DefaultSpikeFloor,
+			Baseline: config.DefaultSpikeBaseline,
+			Alpha:    cfg.Spike.Alpha,
+		},
+	}
+	if l.SpikeFactor != nil && *l.SpikeFactor > 0 {
+		s.Spike.Factor = *l.SpikeFactor
+	}
+	if l.SpikeFloor != nil && *l.SpikeFloor > 0 {
+		s.Spike.Floor = *l.SpikeFloor
+	}
+	if l.SpikeBaseline != nil && *l.SpikeBaseline > 0 {
+		s.Spike.Baseline = *l.SpikeBaseline
+	}
+	if s.SpikeWindow <= 0 {
+		s.SpikeWindow = config.DefaultSpikeWindow
+	}
+	if s.Spike.Alpha <= 0 {
+		s.Spike.Alpha = config.DefaultSpikeAlpha
+	}
+	return s
+}
+
+// counted is one counter-backed limit: which setting, which algorithm and
+// window, and what it counts.
+type counted struct {
+	name   string
+	kind   Kind
+	period time.Duration
+	unit   string
+	// perRcpt limits count recipients (reserved at RCPT), the others
+	// messages or bytes (reserved at end of message).
+	perRcpt bool
+	get     func(Settings) int64
+}
+
+// countedLimits are the counter-backed limits, in report order.
+var countedLimits = []counted{
+	{"messages_per_minute", KindRate, time.Minute, "messages", false, func(s Settings) int64 { return s.MessagesPerMinute }},
+	{"messages_per_hour", KindRate, time.Hour, "messages", false, func(s Settings) int64 { return s.MessagesPerHour }},
+	{"messages_per_day", KindWindow, 24 * time.Hour, "messages", false, func(s Settings) int64 { return s.MessagesPerDay }},
+	{"bytes_per_day", KindWindow, 24 * time.Hour, "bytes", false, func(s Settings) int64 { return s.BytesPerDay }},
+	{"recipients_per_hour", KindRate, time.Hour, "recipients", true, func(s Settings) int64 { return s.RecipientsPerHour }},
+	{"recipients_per_day", KindWindow, 24 * time.Hour, "recipients", true, func(s Settings) int64 { return s.RecipientsPerDay }},
+}
+
+// op returns the counter op of a limit for amount n.
+func (c counted) op(limit, n int64) Op {
+	return Op{Kind: c.kind, Name: c.name, Key: c.name, Limit: limit, Period: c.period, N: n}
+}
