@@ -1,0 +1,108 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/ratelimit"
+	"github.com/aupguard/aupguard/store"
+)
+
+func TestQuotaCommand(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	path := filepath.Join(t.TempDir(), "aupguard.yaml")
+	y := `
+store: {backend: redis, redis: {addrs: ["` + r.Addr() + `"]}}
+defaults: {limits: {messages_per_minute: 10, messages_per_day: 500}}
+customers:
+  - id: acme
+    networks: [192.0.2.1]
+    domains: [acme.example]
+    limits: {recipients_per_message: 20}
+`
+	if err := os.WriteFile(path, []byte(y), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.Load(path, config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := store.Open(cfg.Store, clock.System{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b, err := ratelimit.Open(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Two messages as the rate_limit check counts them.
+	for i := 0; i < 2; i++ {
+		_, err := b.Run(context.Background(), "acme", ratelimit.ModeReserve, []ratelimit.Op{
+			{Kind: ratelimit.KindRate, Name: "messages_per_minute", Key: "messages_per_minute", Limit: 10, Period: time.Minute, N: 1},
+			{Kind: ratelimit.KindWindow, Name: "messages_per_day", Key: "messages_per_day", Limit: 500, Period: 24 * time.Hour, N: 1},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("json", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if rc := runQuota([]string{"-config", path, "-json", "acme"}, &out, &errb); rc != 0 {
+			t.Fatalf("rc %d: %s", rc, errb.String())
+		}
+		var rep ratelimit.QuotaReport
+		if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		got := map[string]ratelimit.LimitUsage{}
+		for _, l := range rep.Limits {
+			got[l.Name] = l
+		}
+		if l := got["messages_per_day"]; l.Used == nil || *l.Used != 2 || *l.Remaining != 498 || l.FreeAt == nil {
+			t.Errorf("messages_per_day: %+v", l)
+		}
+		if l := got["recipients_per_message"]; l.Limit != 20 {
+			t.Errorf("recipients_per_message: %+v", l)
+		}
+		if l := got["bytes_per_day"]; !l.Unlimited {
+			t.Errorf("bytes_per_day: %+v", l)
+		}
+		if time.Since(rep.Time) > time.Minute {
+			t.Errorf("report time %s is not the store's now", rep.Time)
+		}
+	})
+	t.Run("text", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if rc := runQuota([]string{"-config", path, "acme"}, &out, &errb); rc != 0 {
+			t.Fatalf("rc %d: %s", rc, errb.String())
+		}
+		for _, want := range []string{"customer acme", "messages_per_minute", "10 messages / 1m0s", "messages_per_day", "498", "unlimited", "spike detection: 0 messages in the last 10m0s"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("output lacks %q:\n%s", want, out.String())
+			}
+		}
+	})
+	t.Run("unknown customer", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if rc := runQuota([]string{"-config", path, "nobody"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), `no customer "nobody"`) {
+			t.Fatalf("rc %d: %s", rc, errb.String())
+		}
+	})
+	t.Run("usage", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if rc := runQuota([]string{"-config", path}, &out, &errb); rc != 2 {
+			t.Fatalf("rc %d", rc)
+		}
+	})
+}

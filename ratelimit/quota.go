@@ -1,0 +1,137 @@
+package ratelimit
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/store"
+)
+
+// QuotaReport is a customer's limits and their current use, for
+// `aupguard quota` and the admin API (/api/customers/{id}/quota).
+type QuotaReport struct {
+	Customer string `json:"customer"`
+	// Time is the store's time the report was taken at.
+	Time   time.Time    `json:"time"`
+	Limits []LimitUsage `json:"limits"`
+	// Spike is the spike detector's view of the current hour; nil when
+	// spike detection is off.
+	Spike *SpikeStatus `json:"spike,omitempty"`
+}
+
+// LimitUsage is one limit of a QuotaReport.
+type LimitUsage struct {
+	Name string `json:"name"`
+	// Kind is "rate" (smooth, GCRA), "quota" (sliding window),
+	// "per_message" or "per_recipient" (no shared counter to show).
+	Kind string `json:"kind"`
+	Unit string `json:"unit"`
+	// Limit is 0 when unlimited.
+	Limit     int64  `json:"limit"`
+	Unlimited bool   `json:"unlimited,omitempty"`
+	Period    string `json:"period,omitempty"`
+	// Used and Remaining are the current use; nil for limits without a
+	// shared counter.
+	Used      *int64 `json:"used,omitempty"`
+	Remaining *int64 `json:"remaining,omitempty"`
+	// NextFreeAt is when one more unit is allowed again (nil: now).
+	NextFreeAt *time.Time `json:"next_free_at,omitempty"`
+	// FreeAt is when all of the current use has freed.
+	FreeAt *time.Time `json:"free_at,omitempty"`
+}
+
+// SpikeStatus is the spike detector's current view.
+type SpikeStatus struct {
+	Window    string  `json:"window"`
+	Count     int64   `json:"count"`
+	Baseline  float64 `json:"baseline_per_hour"`
+	Threshold float64 `json:"threshold"`
+	Factor    float64 `json:"factor"`
+	Floor     int64   `json:"floor"`
+	Spiking   bool    `json:"spiking"`
+}
+
+// Quota reports every limit of a customer with its use, in one store round
+// trip. The customer must be in cfg.
+func Quota(ctx context.Context, h *store.Handle, cfg *config.Config, customerID string) (QuotaReport, error) {
+	known := false
+	for _, c := range cfg.Customers {
+		known = known || c.ID == customerID
+	}
+	if !known {
+		return QuotaReport{}, fmt.Errorf("no customer %q in %s", customerID, cfg.File)
+	}
+	b, err := Open(ctx, h)
+	if err != nil {
+		return QuotaReport{}, err
+	}
+	return quota(ctx, b, SettingsFor(cfg, customerID), customerID)
+}
+
+func quota(ctx context.Context, b Backend, s Settings, customerID string) (QuotaReport, error) {
+	rep := QuotaReport{Customer: customerID}
+	var ops []Op
+	var at []int // index in rep.Limits of each op
+	for _, l := range countedLimits {
+		limit := l.get(s)
+		kind := "rate"
+		if l.kind == KindWindow {
+			kind = "quota"
+		}
+		u := LimitUsage{Name: l.name, Kind: kind, Unit: l.unit, Limit: limit, Unlimited: limit <= 0, Period: l.period.String()}
+		if limit > 0 {
+			ops = append(ops, l.op(limit, 1))
+			at = append(at, len(rep.Limits))
+		}
+		rep.Limits = append(rep.Limits, u)
+	}
+	for _, x := range []struct {
+		name, kind, unit string
+		limit            int64
+		period           time.Duration
+	}{
+		{"recipients_per_message", "per_message", "recipients", s.RecipientsPerMessage, 0},
+		{"message_size", "per_message", "bytes", s.MessageSize, 0},
+		{"per_recipient_per_hour", "per_recipient", "messages", s.PerRecipientPerHour, time.Hour},
+		{"per_recipient_per_day", "per_recipient", "messages", s.PerRecipientPerDay, 24 * time.Hour},
+	} {
+		u := LimitUsage{Name: x.name, Kind: x.kind, Unit: x.unit, Limit: x.limit, Unlimited: x.limit <= 0}
+		if x.period > 0 {
+			u.Period = x.period.String()
+		}
+		rep.Limits = append(rep.Limits, u)
+	}
+	if s.SpikeEnabled {
+		ops = append(ops, Op{Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: s.SpikeWindow, N: 0, Spike: s.Spike})
+	}
+	if len(ops) == 0 {
+		return rep, nil
+	}
+	r, err := b.Run(ctx, customerID, ModeUsage, ops)
+	if err != nil {
+		return QuotaReport{}, err
+	}
+	rep.Time = r.Now.UTC()
+	for i, idx := range at {
+		o, u := r.Ops[i], &rep.Limits[idx]
+		used := o.Used
+		rem := max(u.Limit-used, 0)
+		u.Used, u.Remaining = &used, &rem
+		if o.Next > 0 {
+			t := rep.Time.Add(o.Next)
+			u.NextFreeAt = &t
+		}
+		if o.Reset > 0 {
+			t := rep.Time.Add(o.Reset)
+			u.FreeAt = &t
+		}
+	}
+	if s.SpikeEnabled {
+		o := r.Ops[len(ops)-1]
+		rep.Spike = &SpikeStatus{Window: s.SpikeWindow.String(), Count: o.Count, Baseline: o.Baseline, Threshold: o.Threshold,
+			Factor: s.Spike.Factor, Floor: s.Spike.Floor, Spiking: o.Flagged}
+	}
+	return rep, nil
+}
