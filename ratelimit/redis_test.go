@@ -1,0 +1,280 @@
+package ratelimit
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/mailaddr"
+	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/store"
+)
+
+// openRedis opens a backend through the store handle, as the gateway does
+// (Redis TIME, scripts preloaded).
+func openRedis(t testing.TB, h *store.Handle) Backend {
+	t.Helper()
+	b, err := Open(context.Background(), h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRedisCluster runs the checks on a real 3-master Redis Cluster: every
+// script touches several keys of one customer, which is only allowed
+// because they share the customer's hash tag; customers spread over the
+// masters. Time is Redis TIME.
+func TestRedisCluster(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+		Redis: config.RedisConfig{Addrs: rc.Addrs(), Cluster: true, KeyPrefix: "t:"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	b := openRedis(t, h)
+	hr := newHarness(t, b, clock.NewFake(time.Now()), `
+defaults: {limits: {messages_per_minute: 3, messages_per_day: 100, recipients_per_day: 100, bytes_per_day: 10MB, per_recipient_per_hour: 2, per_recipient_per_day: 5}}
+customers:
+  - {id: c1, networks: [192.0.2.1], domains: [c1.example]}
+  - {id: c2, networks: [192.0.2.2], domains: [c2.example]}
+  - {id: c3, networks: [192.0.2.3], domains: [c3.example]}
+  - {id: c4, networks: [192.0.2.4], domains: [c4.example]}
+  - {id: c5, networks: [192.0.2.5], domains: [c5.example]}
+  - {id: c6, networks: [192.0.2.6], domains: [c6.example]}
+`)
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5", "c6"} {
+		for i := 0; i < 3; i++ {
+			o := hr.send(t, c, "SIZE=1000", 1000, fmt.Sprintf("r%d@x.example", i), "same@x.example")
+			if !o.delivered() {
+				t.Fatalf("%s message %d: mail=%+v rcpts=%+v eom=%+v", c, i, o.mail, o.rcpts, o.eom)
+			}
+			// per_recipient_per_hour 2: the third to the same address is refused.
+			if want := map[bool]string{false: "", true: FindingRcptFrequency}[i == 2]; o.rcpts[1].Finding != want {
+				t.Fatalf("%s message %d: same@ got %q, want %q", c, i, o.rcpts[1].Finding, want)
+			}
+		}
+		o := hr.send(t, c, "", 1000, "z@x.example")
+		if o.mail.Finding != FindingRate || !strings.Contains(o.mail.Reply.Text(), "retry in ") {
+			t.Fatalf("%s: 4th message per minute: %+v", c, o.mail)
+		}
+		// Redis TIME: the wait is about 20s (3 per minute).
+		if at := o.mail.Results[0].Finding.Attrs["retry_after"]; at != "20" && at != "19" {
+			t.Errorf("%s: retry_after %s, want about 20s", c, at)
+		}
+	}
+	// The customers' keys are spread over more than one master.
+	masters := map[string]bool{}
+	for _, c := range []string{"c1", "c2", "c3", "c4", "c5", "c6"} {
+		slot, err := rc.Client().ClusterKeySlot(context.Background(), h.CustomerKey(c, "rl", "messages_per_day")).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		masters[strconv.FormatInt(slot*3/16384, 10)] = true
+	}
+	if len(masters) < 2 {
+		t.Errorf("all customers in one third of the slots: %v", masters)
+	}
+	rep, err := Quota(context.Background(), h, parseConfig(t, "defaults: {limits: {messages_per_day: 100}}\ncustomers: [{id: c1, networks: [192.0.2.1], domains: [c1.example]}]"), "c1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if u := rep.Limits[2]; u.Name != "messages_per_day" || *u.Used != 3 {
+		t.Errorf("quota on the cluster: %+v", u)
+	}
+}
+
+// TestConcurrentInstances races many goroutines of two gateway instances
+// (two store handles, as two MTAs' gateways) on one customer: no more than
+// the limit goes through, and what was refused is given back.
+func TestConcurrentInstances(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	const y = `
+defaults: {limits: {messages_per_day: 100, recipients_per_day: 150, messages_per_hour: 200}}
+customers:
+  - {id: acme, networks: [192.0.2.1], domains: [acme.example]}
+`
+	var hs []*harness
+	var handles []*store.Handle
+	for i := 0; i < 2; i++ {
+		h := redisHandle(t, r.Addr(), nil)
+		handles = append(handles, h)
+		hs = append(hs, newHarness(t, openRedis(t, h), clock.NewFake(time.Now()), y))
+	}
+	var delivered, refused atomic.Int64
+	var wg sync.WaitGroup
+	for g := 0; g < 40; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hr := hs[g%2]
+			for i := 0; i < 8; i++ {
+				o := hr.sendConcurrent(t, "acme", fmt.Sprintf("g%d-%d", g, i), "a@x.example")
+				if o.delivered() {
+					delivered.Add(1)
+				} else {
+					refused.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if delivered.Load() != 100 || refused.Load() != 220 {
+		t.Fatalf("delivered %d refused %d, want exactly 100 and 220", delivered.Load(), refused.Load())
+	}
+	rep, err := Quota(context.Background(), handles[0], parseConfig(t, y), "acme")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range rep.Limits {
+		if (l.Name == "messages_per_day" || l.Name == "recipients_per_day" || l.Name == "messages_per_hour") && *l.Used != 100 {
+			t.Errorf("%s: used %d, want 100 (refused messages give their reservations back)", l.Name, *l.Used)
+		}
+	}
+}
+
+// sendConcurrent is send with a caller-chosen reference, safe for
+// concurrent use (send numbers references itself).
+func (h *harness) sendConcurrent(t testing.TB, cust, ref string, rcpts ...string) outcome {
+	ctx := context.Background()
+	tx := policy.NewTxn(&policy.Conn{}, h.cust[cust], ref, time.Now())
+	var o outcome
+	o.mail = h.chain.Mail(ctx, tx)
+	if e := o.mail.Effective(); e == policy.Defer || e == policy.Reject {
+		h.chain.Finish(ctx, tx, false)
+		return o
+	}
+	for _, r := range rcpts {
+		a, err := mailaddr.Parse(r)
+		if err != nil {
+			t.Error(err)
+			return o
+		}
+		rc := &policy.Rcpt{Addr: a}
+		v := h.chain.Rcpt(ctx, tx, rc)
+		o.rcpts = append(o.rcpts, v)
+		if v.Effective() == policy.Accept {
+			tx.Rcpts = append(tx.Rcpts, rc)
+		}
+	}
+	if len(tx.Rcpts) == 0 {
+		h.chain.Finish(ctx, tx, false)
+		return o
+	}
+	tx.BodySize = 500
+	v := h.chain.EOM(ctx, tx)
+	o.eom = &v
+	h.chain.Finish(ctx, tx, v.Effective() == policy.Accept)
+	return o
+}
+
+// TestRedisOutage stops Redis in the middle of a run: every message gets
+// the check's error (on_error, defer by default) wrapped as
+// store.ErrUnavailable, nothing panics, and within a second of Redis
+// coming back service is normal.
+func TestRedisOutage(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{AppendOnly: true})
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 300 * time.Millisecond,
+		Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "t:", DialTimeout: 200 * time.Millisecond}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	b := openRedis(t, h)
+	hr := newHarness(t, b, clock.NewFake(time.Now()), `
+defaults: {limits: {messages_per_minute: 1000, recipients_per_day: 1000, per_recipient_per_day: 100}}`+baseConfig)
+	if o := hr.send(t, "acme", "", 500, "a@x.example"); !o.delivered() {
+		t.Fatalf("before the outage: %+v", o)
+	}
+	r.Stop()
+	for i := 0; i < 3; i++ {
+		o := hr.send(t, "acme", "", 500, "a@x.example")
+		if o.mail.Action != policy.Defer || o.mail.Finding != policy.FindingError || o.mail.Reply.Code() != 451 {
+			t.Fatalf("during the outage: %+v", o.mail)
+		}
+	}
+	_, err = b.Run(context.Background(), "acme", ModeCheck, []Op{countedLimits[0].op(10, 1)})
+	if !errors.Is(err, store.ErrUnavailable) {
+		t.Fatalf("backend error %v, want store.ErrUnavailable", err)
+	}
+	r.Start()
+	back := time.Now()
+	for {
+		o := hr.send(t, "acme", "", 500, "a@x.example")
+		if o.delivered() {
+			break
+		}
+		if time.Since(back) > time.Second {
+			t.Fatalf("not back to normal a second after Redis restarted: %+v", o.mail)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("service resumed %s after Redis restarted", time.Since(back).Round(time.Millisecond))
+}
+
+// BenchmarkRedisPerMessage measures the counter work of one message with
+// two recipients and every limit on (MAIL look, two RCPT reservations, EOM
+// reservation with spike detection) on a real Redis, and reports the
+// round trips (script calls) and Redis commands per message from
+// INFO commandstats.
+func BenchmarkRedisPerMessage(b *testing.B) {
+	r := testenv.StartRedis(b, testenv.RedisOptions{})
+	h := redisHandle(b, r.Addr(), nil)
+	be := openRedis(b, h)
+	hr := newHarness(b, be, clock.NewFake(time.Now()), `
+defaults: {limits: {messages_per_minute: 100000000, messages_per_hour: 100000000, messages_per_day: 100000000, recipients_per_hour: 100000000, recipients_per_day: 100000000, bytes_per_day: 1TB, per_recipient_per_hour: 100000000, per_recipient_per_day: 100000000, spike_floor: 100000000}}`+baseConfig)
+	cl := r.Client()
+	ctx := context.Background()
+	if err := cl.ConfigResetStat(ctx).Err(); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		if o := hr.send(b, "acme", "SIZE=2000", 2000, fmt.Sprintf("r%d@x.example", i%1000), "b@y.example"); !o.delivered() {
+			b.Fatalf("refused: %+v", o)
+		}
+	}
+	b.StopTimer()
+	calls, total := commandStats(b, cl)
+	b.ReportMetric(float64(calls["evalsha"]+calls["eval"])/float64(b.N), "roundtrips/msg")
+	b.ReportMetric(float64(total-calls["evalsha"]-calls["eval"])/float64(b.N), "script-cmds/msg")
+}
+
+// commandStats parses INFO commandstats: calls per command (lower case),
+// and the total.
+func commandStats(tb testing.TB, cl *redis.Client) (map[string]int64, int64) {
+	s, err := cl.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	out := map[string]int64{}
+	var total int64
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		line := sc.Text()
+		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
+		if !ok || name == line {
+			continue
+		}
+		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
+		if name == "info" || name == "config|resetstat" {
+			continue
+		}
+		out[name] += n
+		total += n
+	}
+	return out, total
+}
