@@ -69,3 +69,35 @@ customers:
 		t.Error("unknown customer: no error")
 	}
 }
+
+// TestMemoryPersists: with store.path set, the memory backend's counters
+// and baselines survive a restart (written at Close, read at start).
+func TestMemoryPersists(t *testing.T) {
+	dir := t.TempDir()
+	clk := clock.NewFake(t0)
+	m, err := newMemory(clk, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ops := []Op{countedLimits[2].op(2, 1), {Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: 10 * time.Minute, N: 1, Spike: SpikeParams{Factor: 5, Floor: 10, Baseline: 60, Alpha: 0.5}}}
+	for i := 0; i < 2; i++ {
+		if r, err := m.Run(context.Background(), "acme", ModeReserve, ops); err != nil || !r.Allowed {
+			t.Fatalf("reserve %d: %+v %v", i, r, err)
+		}
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := newMemory(clk, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := m2.Run(context.Background(), "acme", ModeReserve, ops)
+	if err != nil || r.Allowed || r.Binding != 0 {
+		t.Fatalf("after restart the daily quota was forgotten: %+v %v", r, err)
+	}
+	u, err := m2.Run(context.Background(), "acme", ModeUsage, []Op{{Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: 10 * time.Minute, Spike: ops[1].Spike}})
+	if err != nil || u.Ops[0].Count != 2 {
+		t.Fatalf("spike window after restart: %+v %v", u.Ops, err)
+	}
+}
