@@ -82,7 +82,7 @@ func runQuota(args []string, stdout, stderr io.Writer) int {
 func printQuota(w io.Writer, rep ratelimit.QuotaReport) {
 	fmt.Fprintf(w, "customer %s at %s\n\n", rep.Customer, rep.Time.Format(time.RFC3339))
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "LIMIT\tKIND\tLIMIT\tUSED\tREMAINING\tNEXT FREE\tALL FREE")
+	fmt.Fprintln(tw, "NAME\tKIND\tLIMIT\tUSED\tREMAINING\tNEXT FREE\tALL FREE")
 	at := func(t *time.Time) string {
 		if t == nil {
 			return "now"
