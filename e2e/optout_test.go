@@ -94,6 +94,11 @@ func TestUnsubscribeThroughPostfix(t *testing.T) {
 	if r := env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "news@webhost.example", To: []string{"alice@example.org"}, Data: bulkMsg("alice@example.org")}); !r.Delivered() {
 		t.Fatalf("refused after a mere GET: %s", r)
 	}
+	// Postfix delivers asynchronously: let that message reach the sink
+	// before the sink is reset for the next step.
+	if _, err := env.Sink.WaitFor(1, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
 
 	if code := post(u.Path); code != 200 {
 		t.Fatalf("one-click POST: %d, want 200", code)

@@ -104,6 +104,11 @@ func WithListen(config, listen string) ([]byte, error) {
 	}
 	mil["listen"] = listen
 	m["milter"] = mil
+	// Other listeners default to fixed ports; tests running in parallel
+	// (and a gateway running on the machine) must not collide on them.
+	for _, p := range [][]string{{"optout", "unsubscribe", "listen"}, {"admin", "listen"}} {
+		setDefault(m, p, "127.0.0.1:0")
+	}
 	return yaml.Marshal(m)
 }
 
@@ -192,4 +197,19 @@ func tail(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// setDefault sets the nested key path to v unless it is already set.
+func setDefault(m map[string]any, path []string, v string) {
+	for _, k := range path[:len(path)-1] {
+		next, _ := m[k].(map[string]any)
+		if next == nil {
+			next = map[string]any{}
+			m[k] = next
+		}
+		m = next
+	}
+	if _, ok := m[path[len(path)-1]]; !ok {
+		m[path[len(path)-1]] = v
+	}
 }
