@@ -129,3 +129,49 @@ func TestRateLimitThroughPostfix(t *testing.T) {
 		}
 	})
 }
+
+// TestRateLimitRedisOutageThroughPostfix: the counters on Redis, Redis
+// stopped mid-run: every message gets the gateway's own 451 4.3.0 (the
+// milter answers: no crash, no dropped milter connection, which Postfix
+// would turn into its milter_default_action), and once Redis is back the
+// mail flows again within a second.
+func TestRateLimitRedisOutageThroughPostfix(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	cfg := `
+log: {format: json}
+chain: [rate_limit]
+store: {backend: redis, timeout: 300ms, redis: {addrs: ["` + r.Addr() + `"], dial_timeout: 200ms}}
+customers:
+  - id: slow
+    networks: [127.0.0.21/32]
+    domains: [slow.example]
+    limits: {messages_per_minute: 1000, recipients_per_day: 1000}
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	send := func(i int) *testenv.SMTPResult {
+		return env.Send(testenv.SendOptions{LocalAddr: "127.0.0.21", From: "news@slow.example", To: []string{"a@example.org"}, Data: rlMsg("news@slow.example", "a@example.org", i)})
+	}
+	if res := send(0); !res.Delivered() {
+		t.Fatalf("before the outage:\n%s", res)
+	}
+	r.Stop()
+	for i := 1; i <= 3; i++ {
+		res := send(i)
+		if res.Delivered() || res.Mail == nil || res.Mail.Code != 451 || res.Mail.EnhancedCode != "4.3.0" || !strings.Contains(res.Mail.Text, "ref ") {
+			t.Fatalf("during the outage, message %d: want the gateway's 451 4.3.0 with a reference at MAIL, got\n%s", i, res)
+		}
+	}
+	r.Start()
+	back := time.Now()
+	for i := 4; ; i++ {
+		res := send(i)
+		if res.Delivered() {
+			break
+		}
+		if time.Since(back) > time.Second {
+			t.Fatalf("not back to normal a second after Redis restarted:\n%s", res)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("mail flows again %s after Redis restarted", time.Since(back).Round(time.Millisecond))
+}
