@@ -1,0 +1,62 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// exampleConfig returns configs/aupguard.yaml with its state directory
+// moved into a temporary directory and its listeners on free ports.
+func exampleConfig(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile("../../configs/aupguard.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	s := strings.Replace(string(b), "path: /var/lib/aupguard", "path: "+dir, 1)
+	s = strings.Replace(s, "listen: inet:127.0.0.1:8891", "listen: inet:127.0.0.1:0", 1)
+	s = strings.Replace(s, "listen: 127.0.0.1:8893", "listen: 127.0.0.1:0", 1)
+	s = strings.Replace(s, "listen: 127.0.0.1:8892", "listen: 127.0.0.1:0", 1)
+	p := filepath.Join(dir, "aupguard.yaml")
+	if err := os.WriteFile(p, []byte(s), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestExampleConfigIsValid(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"check-config", "-config", exampleConfig(t)}, &out, &errOut); code != 0 {
+		t.Fatalf("configs/aupguard.yaml does not validate (exit %d):\n%s", code, errOut.String())
+	}
+	for _, want := range []string{"OK, effective config follows", "listen: inet:127.0.0.1:0", "backend: memory"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("effective config lacks %q", want)
+		}
+	}
+}
+
+func TestCheckConfigReportsEveryError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("milter:\n  listen: inet:0.0.0.0:8891\nstore:\n  backend: mysql\n"), 0o600)
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"check-config", "-config", p}, &out, &errOut); code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	want := p + ":2: milter.listen: listening on non-loopback \"0.0.0.0\" requires milter.allowed_mtas\n" +
+		p + ":4: store.backend: want memory or redis, got \"mysql\"\n2 error(s)\n"
+	if errOut.String() != want {
+		t.Fatalf("stderr:\n%s\nwant:\n%s", errOut.String(), want)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
+		t.Fatalf("exit %d, %q", code, errOut.String())
+	}
+}
