@@ -68,7 +68,10 @@ func (s *captureSession) Mail(from string, _ *smtp.MailOptions) error {
 	s.from = from
 	return nil
 }
-func (s *captureSession) Rcpt(to string, _ *smtp.RcptOptions) error { s.to = append(s.to, to); return nil }
+func (s *captureSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	s.to = append(s.to, to)
+	return nil
+}
 func (s *captureSession) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
