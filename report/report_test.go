@@ -316,3 +316,41 @@ func TestChartsEscapeAndBound(t *testing.T) {
 		}
 	}
 }
+
+func TestParseRange(t *testing.T) {
+	now := time.Date(2026, 3, 2, 12, 30, 0, 0, time.UTC)
+	day := 24 * time.Hour
+	tests := []struct {
+		since, from, to string
+		wantSince       time.Time
+		wantUntil       time.Time
+		wantErr         string
+	}{
+		{"", "", "", now.Add(-day), now, ""},
+		{"6h", "", "", now.Add(-6 * time.Hour), now, ""},
+		{"7d", "", "", now.Add(-7 * day), now, ""},
+		{"", "2026-02-01", "2026-02-28", time.Date(2026, 2, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), ""},
+		{"", "2026-03-01T06:00:00Z", "", time.Date(2026, 3, 1, 6, 0, 0, 0, time.UTC), now, ""},
+		{"", "", "2026-03-01", time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), time.Date(2026, 3, 2, 0, 0, 0, 0, time.UTC), ""},
+		{"24h", "2026-03-01", "", time.Time{}, time.Time{}, "not both"},
+		{"x", "", "", time.Time{}, time.Time{}, "bad period"},
+		{"-3h", "", "", time.Time{}, time.Time{}, "bad period"},
+		{"0d", "", "", time.Time{}, time.Time{}, "bad period"},
+		{"", "yesterday", "", time.Time{}, time.Time{}, "bad time"},
+		{"", "2026-03-05", "2026-03-01", time.Time{}, time.Time{}, "empty period"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.since+tt.from+"_"+tt.to, func(t *testing.T) {
+			s, u, err := ParseRange(tt.since, tt.from, tt.to, day, now)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || !s.Equal(tt.wantSince) || !u.Equal(tt.wantUntil) {
+				t.Fatalf("got %s..%s (%v), want %s..%s", s, u, err, tt.wantSince, tt.wantUntil)
+			}
+		})
+	}
+}
