@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	gm "github.com/d--j/go-milter"
+)
+
+// syncBuf is a goroutine-safe buffer for a child's stderr.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
+func (s *syncBuf) String() string               { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestServeSignals runs the real binary: SIGHUP with a broken config is
+// refused while an MTA session stays open and carries on; SIGTERM waits for
+// the open session to finish its message before the process exits.
+func TestServeSignals(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "aupguard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfgPath := filepath.Join(dir, "aupguard.yaml")
+	good := fmt.Sprintf("milter: {listen: \"inet:%s\", shutdown_timeout: 20s}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\n"+
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr)
+	os.WriteFile(cfgPath, []byte(good), 0o600)
+	cmd := exec.Command(bin, "serve", "-config", cfgPath)
+	var stderr syncBuf
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { _ = cmd.Process.Kill() }()
+	waitFor(t, "the milter to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+
+	// An MTA session, open mid-transaction.
+	cs, err := gm.NewClient("tcp", addr, gm.WithActions(gm.AllClientSupportedActionMasks)).Session(gm.NewMacroBag())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	cs.Conn("c", gm.FamilyInet, 1, "127.0.0.5")
+	cs.Helo("c")
+	if act, err := cs.Mail("a@acme.example", ""); err != nil || act.StopProcessing() {
+		t.Fatalf("mail: %v %v", act, err)
+	}
+
+	// SIGHUP with a broken config: refused, logged with its place.
+	os.WriteFile(cfgPath, []byte("milter: {listen: \"inet:"+addr+"\"}\ncustomers: [{id: x, domains: [\"bad domain\"], networks: [nope]}]\n"), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the refused reload", func() bool { return strings.Contains(stderr.String(), "reload refused") })
+	if !strings.Contains(stderr.String(), "line=2") {
+		t.Errorf("reload error lacks its line:\n%s", stderr.String())
+	}
+	if act, err := cs.Rcpt("b@example.org", ""); err != nil || act.StopProcessing() {
+		t.Fatalf("session broken by the reload: %v %v", act, err)
+	}
+
+	// SIGTERM while the message is still open: the process waits for it.
+	cmd.Process.Signal(syscall.SIGTERM)
+	waitFor(t, "shutdown to start", func() bool { return strings.Contains(stderr.String(), "shutting down") })
+	select {
+	case err := <-exited:
+		t.Fatalf("exited with a session in flight: %v\n%s", err, stderr.String())
+	case <-time.After(300 * time.Millisecond):
+	}
+	cs.DataStart()
+	cs.HeaderField("From", " <a@acme.example>", nil)
+	cs.HeaderEnd()
+	_, act, err := cs.BodyReadFrom(strings.NewReader("hi\r\n"))
+	if err != nil || act.Type != gm.ActionAccept {
+		t.Fatalf("in-flight message not finished during shutdown: %v %v", act, err)
+	}
+	cs.Close()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatalf("did not exit after the last session closed\n%s", stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "aupguard stopped") {
+		t.Fatalf("no clean stop:\n%s", stderr.String())
+	}
+}
