@@ -1,0 +1,75 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/secrets"
+	"github.com/aupguard/aupguard/store"
+)
+
+// benchConfig enables every registered check (the default chain) with
+// limits high enough that the benchmark measures the work, not refusals.
+const benchConfig = `
+optout: {unsubscribe: {listen: "off"}}
+spike: {enabled: false}
+defaults:
+  limits: {messages_per_minute: 100000000, messages_per_hour: 100000000, messages_per_day: 100000000,
+           recipients_per_hour: 100000000, recipients_per_day: 100000000, per_recipient_per_hour: 100000000,
+           per_recipient_per_day: 100000000}
+bulk: {fingerprint_recipients: -1}
+customers:
+  - id: acme
+    networks: [192.0.2.0/24]
+    domains: [acme.example]
+`
+
+// BenchmarkSessionDefaultChain runs one 4 KiB message with two recipients
+// through the engine and every check of the default chain, memory store.
+func BenchmarkSessionDefaultChain(b *testing.B) {
+	cfg, err := config.Parse([]byte(benchConfig), "bench.yaml", ConfigOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, _ := store.Open(cfg.Store, nil)
+	defer h.Close()
+	deps := &Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	if err := openResolver(deps); err != nil {
+		b.Fatal(err)
+	}
+	st, err := Build(deps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(st, nil, nil)
+	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+	ctx := context.Background()
+	client := netip.MustParseAddr("192.0.2.7")
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		s := e.NewSession()
+		s.Connect("client.test", client)
+		s.Helo("client.test")
+		if o := s.Mail(ctx, "news@acme.example", "SIZE=5000", ""); o.Action.Decisive() {
+			b.Fatalf("MAIL refused: %v", o.Reply)
+		}
+		s.Rcpt(ctx, fmt.Sprintf("a%d@example.org", i), "")
+		s.Rcpt(ctx, fmt.Sprintf("b%d@example.org", i), "")
+		s.Header("From", " News <news@acme.example>")
+		s.Header("To", " <a@example.org>")
+		s.Header("Subject", " Hello")
+		s.Header("Date", " Mon, 23 Nov 2026 10:00:00 +0000")
+		s.Header("Message-ID", fmt.Sprintf(" <%d@acme.example>", i))
+		s.EndOfHeaders()
+		s.Body(body)
+		if o := s.EndOfMessage(ctx, "Q1"); o.Action.Decisive() && o.Action.String() != "quarantine" {
+			b.Fatalf("EOM refused: %v %v", o.Reply, o.Verdict.Finding)
+		}
+		s.Close()
+	}
+}
