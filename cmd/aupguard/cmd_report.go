@@ -1,0 +1,145 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/aupguard/aupguard/report"
+	"github.com/aupguard/aupguard/store"
+)
+
+func init() {
+	register("report", "postmaster report (text, json, csv, html) over a period; -mail sends the daily reports", runReport)
+}
+
+func runReport(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	since := fs.String("since", "", "period back from now, e.g. 24h or 30d (default 24h)")
+	from := fs.String("from", "", "start (2006-01-02 or RFC 3339)")
+	to := fs.String("to", "", "end (2006-01-02 includes that day, or RFC 3339)")
+	customer := fs.String("customer", "", "only this customer")
+	format := fs.String("format", "text", "text, json, csv or html")
+	out := fs.String("o", "", "write to FILE (default standard output)")
+	mailIt := fs.Bool("mail", false, "mail the provider summary to provider.postmaster and each customer's report to its abuse_contact")
+	dryRun := fs.Bool("n", false, "with -mail: show who would get what, send nothing")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: aupguard report -config FILE [-since 24h | -from DATE -to DATE] [-customer ID] [-format text|json|csv|html] [-o FILE]")
+		fmt.Fprintln(stderr, "       aupguard report -config FILE -mail [-n] [-since 24h | -from DATE -to DATE]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	now := time.Now()
+	start, until, err := report.ParseRange(*since, *from, *to, 24*time.Hour, now)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	cfg, h, rd, ok := openRecord(*path, stderr)
+	if !ok {
+		return 1
+	}
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// Standings (flag, complaint rate) live in the store: Redis always;
+	// the memory store only inside the running gateway.
+	var standing report.StandingFunc
+	if h.Backend == store.Redis {
+		standing = report.OptOutStanding(h, cfg)
+	}
+
+	if *mailIt {
+		msgs, err := report.Daily(ctx, rd, cfg, standing, start, until, now)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if len(msgs) == 0 {
+			fmt.Fprintln(stderr, "nothing to send: no provider.postmaster, and no customer report due")
+			return 0
+		}
+		for _, m := range msgs {
+			fmt.Fprintf(stdout, "%s: %s\n", m.To, m.Subject)
+		}
+		if *dryRun {
+			return 0
+		}
+		mailer, err := report.NewMailer(cfg)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		sent, err := mailer.Send(ctx, msgs, now)
+		fmt.Fprintf(stdout, "sent %d of %d report(s) through %s:%d\n", sent, len(msgs), cfg.Reports.SMTP.Host, cfg.Reports.SMTP.Port)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		return 0
+	}
+
+	known := *customer == "" || *customer == "-"
+	for _, c := range cfg.Customers {
+		known = known || c.ID == *customer
+	}
+	if !known {
+		fmt.Fprintf(stderr, "note: customer %q is not in %s; reporting what the record holds\n", *customer, cfg.File)
+	}
+	r, err := report.Build(ctx, rd, report.Options{Since: start, Until: until, Customer: *customer, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now})
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var buf bytes.Buffer
+	if err := r.Write(&buf, *format); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 2
+	}
+	if *out == "" {
+		_, err = stdout.Write(buf.Bytes())
+	} else {
+		err = writeFileAtomic(*out, buf.Bytes())
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// writeFileAtomic writes data to path through a temporary file, so a
+// reader never sees half a report.
+func writeFileAtomic(path string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(path), ".report-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Chmod(f.Name(), 0o644); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), path)
+}
