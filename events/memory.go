@@ -39,8 +39,9 @@ type memory struct {
 	aggKeep   time.Duration // of counters
 
 	mu     sync.RWMutex
-	ring   []Event
-	next   int // ring slot of the next event
+	ring   []Event // grows up to size, then wraps
+	size   int
+	next   int // ring slot of the next event once it wraps
 	full   bool
 	agg    map[aggKey]map[string]int64
 	pruned time.Time
@@ -50,7 +51,7 @@ type memory struct {
 }
 
 func newMemory(clk clock.Clock, ring int, retention, aggKeep time.Duration) *memory {
-	return &memory{clock: clk, retention: retention, aggKeep: aggKeep, ring: make([]Event, ring), agg: map[aggKey]map[string]int64{}}
+	return &memory{clock: clk, retention: retention, aggKeep: aggKeep, size: ring, agg: map[aggKey]map[string]int64{}}
 }
 
 // openFile loads the events of path still within the counters' retention
@@ -192,14 +193,18 @@ func (m *memory) add(evs []Event, prune bool) {
 		for _, x := range e.Counters() {
 			c[x.Field] += x.N
 		}
-		if now.Sub(e.Time) > m.retention || len(m.ring) == 0 {
+		if now.Sub(e.Time) > m.retention || m.size == 0 {
+			continue
+		}
+		if !m.full {
+			m.ring = append(m.ring, *e)
+			if len(m.ring) == m.size {
+				m.full = true
+			}
 			continue
 		}
 		m.ring[m.next] = *e
-		m.next++
-		if m.next == len(m.ring) {
-			m.next, m.full = 0, true
-		}
+		m.next = (m.next + 1) % m.size
 	}
 	if prune && now.Sub(m.pruned) > time.Hour {
 		m.pruned = now
@@ -216,14 +221,16 @@ func (m *memory) add(evs []Event, prune bool) {
 func (m *memory) query(_ context.Context, q Query) ([]Event, error) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	n := m.next
-	if m.full {
-		n = len(m.ring)
-	}
+	n := len(m.ring)
 	cut := m.clock.Now().Add(-m.retention)
 	var out []Event
 	for i := 0; i < n && len(out) < q.limit(); i++ {
-		j := (m.next - 1 - i + len(m.ring)) % len(m.ring)
+		// Newest first: before wrapping the newest is the last appended;
+		// after, the one before next.
+		j := n - 1 - i
+		if m.full {
+			j = (m.next - 1 - i + 2*n) % n
+		}
 		e := &m.ring[j]
 		if e.Time.Before(cut) || !q.match(e) {
 			continue
