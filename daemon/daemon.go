@@ -15,9 +15,12 @@ import (
 	"reflect"
 	"sync"
 
+	"github.com/aupguard/aupguard/admin"
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/milter"
 )
 
@@ -38,6 +41,12 @@ type Daemon struct {
 	engine *gateway.Engine
 	milter *milter.Server
 	extras []Service
+
+	events      *events.Recorder
+	metrics     *metrics.Metrics
+	admin       *admin.Server
+	optoutAPI   swapHandler
+	unsubscribe swapHandler
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -67,11 +76,6 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := gateway.Build(deps)
-	if err != nil {
-		deps.Store.Close()
-		return nil, err
-	}
 	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg}
 	observers, extras, err := services(d)
 	if err != nil {
@@ -79,6 +83,14 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.extras = extras
+	st, err := gateway.Build(deps)
+	if err != nil {
+		for _, s := range d.extras {
+			_ = s.Shutdown(context.Background())
+		}
+		deps.Store.Close()
+		return nil, err
+	}
 	d.engine = gateway.NewEngine(st, opts.Clock, log, observers...)
 	allowed := make([]netip.Prefix, 0, len(cfg.Milter.AllowedMTAs))
 	for _, s := range cfg.Milter.AllowedMTAs {
@@ -191,6 +203,10 @@ func (d *Daemon) Reload() error {
 	}
 	st, err := gateway.Build(d.deps.WithConfig(cfg))
 	if err != nil {
+		d.log.Error("reload refused", "err", err)
+		return err
+	}
+	if err := d.buildHandlers(cfg); err != nil {
 		d.log.Error("reload refused", "err", err)
 		return err
 	}

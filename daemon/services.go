@@ -6,9 +6,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
+	"github.com/aupguard/aupguard/admin"
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/optout"
 )
 
@@ -30,6 +35,7 @@ func newHTTPService(name, addr string, h http.Handler) (*httpService, error) {
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
 	}}, nil
 }
 
@@ -43,38 +49,136 @@ func (s *httpService) Serve(ctx context.Context) error {
 
 func (s *httpService) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
+// swapHandler is an http.Handler whose target is replaced on reload, so that
+// handlers built from the config (the opt-out API, the unsubscribe page)
+// follow it without restarting their listener.
+type swapHandler struct{ h atomic.Pointer[http.Handler] }
+
+func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
+func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	(*s.h.Load()).ServeHTTP(w, r)
+}
+
 // ServiceAddr returns the address of an extra listener by name
 // ("unsubscribe", "admin"), or nil when it does not run.
 func (d *Daemon) ServiceAddr(name string) net.Addr {
 	for _, s := range d.extras {
-		if h, ok := s.(*httpService); ok && h.name == name {
-			return h.ln.Addr()
+		switch s := s.(type) {
+		case *httpService:
+			if s.name == name {
+				return s.ln.Addr()
+			}
+		case *admin.Server:
+			if name == "admin" {
+				return s.Addr()
+			}
 		}
 	}
 	return nil
 }
 
-// services builds the decision observers (events, metrics) and the extra
-// listeners (admin API, public unsubscribe endpoint) the config asks for.
+// Metrics returns the daemon's metrics.
+func (d *Daemon) Metrics() *metrics.Metrics { return d.metrics }
+
+// services builds the decision observers (event record, metrics) and the
+// extra listeners (admin server, public unsubscribe endpoint). It runs
+// before the chain is built, so that the resolver the checks get is the
+// instrumented one.
 func services(d *Daemon) ([]gateway.Observer, []Service, error) {
-	var obs []gateway.Observer
-	var svcs []Service
 	cfg := d.cfg
-	apiDeps := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock}
-	if l := cfg.OptOut.Unsubscribe.Listen; l != "" && l != "off" {
-		h, err := optout.NewUnsubscribeHandler(apiDeps)
-		if err != nil {
-			return nil, nil, err
+	rec, err := events.New(d.deps.Store, cfg.Events, d.log)
+	if err != nil {
+		return nil, nil, fmt.Errorf("events: %w", err)
+	}
+	d.events = rec
+	m := metrics.New(metrics.Options{TopCustomers: cfg.Admin.MetricsTopCustomers})
+	m.WatchEvents(rec)
+	d.metrics = m
+	if c := d.deps.Store.Client; c != nil {
+		c.AddHook(m.RedisHook())
+	}
+	if d.deps.Resolver != nil {
+		if st, ok := d.deps.Resolver.(dnsStatser); ok {
+			m.WatchDNS(func() metrics.DNSStats { return st.metricsStats() })
 		}
-		s, err := newHTTPService("unsubscribe", l, h)
+		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
+	}
+	obs := []gateway.Observer{rec, m}
+
+	var svcs []Service
+	if err := d.buildHandlers(cfg); err != nil {
+		return nil, nil, err
+	}
+	if l := cfg.OptOut.Unsubscribe.Listen; l != "" && l != "off" {
+		s, err := newHTTPService("unsubscribe", l, &d.unsubscribe)
 		if err != nil {
 			return nil, nil, err
 		}
 		svcs = append(svcs, s)
 		d.log.Info("unsubscribe endpoint listening", "addr", s.ln.Addr().String(), "base_url", cfg.OptOut.Unsubscribe.BaseURL)
 	}
+	srv, err := admin.New(admin.Options{
+		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
+		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock,
+		Mounts: map[string]http.Handler{
+			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
+			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
+		},
+	})
+	switch {
+	case errors.Is(err, admin.ErrDisabled):
+		d.log.Warn("admin server not started: " + err.Error())
+	case err != nil:
+		for _, s := range svcs {
+			_ = s.Shutdown(context.Background())
+		}
+		return nil, nil, fmt.Errorf("admin: %w", err)
+	default:
+		d.admin = srv
+		svcs = append(svcs, srv)
+		d.log.Info("admin server listening", "addr", srv.Addr().String(), "tls", srv.TLS())
+	}
 	return obs, svcs, nil
 }
 
-// closeObservers flushes the observers at shutdown.
-func closeObservers(d *Daemon) {}
+// buildHandlers (re)builds the config-dependent HTTP handlers.
+func (d *Daemon) buildHandlers(cfg *config.Config) error {
+	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock}
+	api, err := optout.NewAPI(ad)
+	if err != nil {
+		return fmt.Errorf("opt-out API: %w", err)
+	}
+	unsub, err := optout.NewUnsubscribeHandler(ad)
+	if err != nil {
+		return fmt.Errorf("unsubscribe endpoint: %w", err)
+	}
+	d.optoutAPI.set(api)
+	d.unsubscribe.set(unsub)
+	if d.admin != nil {
+		d.admin.SetConfig(cfg)
+	}
+	return nil
+}
+
+// ready is /readyz: the store answers and the resolver can resolve.
+func (d *Daemon) ready(ctx context.Context) error {
+	if err := d.deps.Store.Ping(ctx); err != nil {
+		return err
+	}
+	if r, ok := d.deps.Resolver.(interface{ Ready(context.Context) error }); ok {
+		return r.Ready(ctx)
+	}
+	return nil
+}
+
+// closeObservers flushes the event record at shutdown (the store is closed
+// after it).
+func closeObservers(d *Daemon) {
+	if d.events != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.events.Flush(ctx); err != nil {
+			d.log.Warn("flushing events", "err", err)
+		}
+	}
+}
