@@ -1,9 +1,18 @@
 package daemon
 
-import "github.com/aupguard/aupguard/metrics"
+import (
+	"github.com/aupguard/aupguard/metrics"
+	"github.com/aupguard/aupguard/resolver"
+)
 
-// dnsStatser is a resolver that can report its cache statistics to the
-// metrics (the caching resolver).
-type dnsStatser interface {
-	metricsStats() metrics.DNSStats
+// dnsStats adapts the caching resolver's statistics to the metrics.
+func dnsStats(r any) (func() metrics.DNSStats, bool) {
+	c, ok := r.(*resolver.Cache)
+	if !ok {
+		return nil, false
+	}
+	return func() metrics.DNSStats {
+		s := c.Stats()
+		return metrics.DNSStats{Hits: s.Hits, Misses: s.Misses, Errors: s.Errors}
+	}, true
 }

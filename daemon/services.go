@@ -98,8 +98,8 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		c.AddHook(m.RedisHook())
 	}
 	if d.deps.Resolver != nil {
-		if st, ok := d.deps.Resolver.(dnsStatser); ok {
-			m.WatchDNS(func() metrics.DNSStats { return st.metricsStats() })
+		if stats, ok := dnsStats(d.deps.Resolver); ok {
+			m.WatchDNS(stats)
 		}
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
