@@ -209,3 +209,8 @@ func findings(vs ...policy.Verdict) []string {
 	}
 	return out
 }
+
+// splitForTest splits a raw message as the MTA passes it to the milter.
+func splitForTest(msg string) ([]policy.Header, int) {
+	return headers.SplitHeader([]byte(msg))
+}
