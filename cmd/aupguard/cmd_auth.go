@@ -1,0 +1,255 @@
+package main
+
+import (
+	"context"
+	"crypto"
+	"crypto/ed25519"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strings"
+
+	"github.com/aupguard/aupguard/auth"
+	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/resolver"
+)
+
+func init() {
+	register("dkim", "create a DKIM signing key (keygen) or print the DNS record of one (record)", runDKIM)
+	register("auth-check", "check a customer's domains in the DNS: SPF for the egress addresses, DMARC, published signing keys, what to fix", runAuthCheck)
+}
+
+func runDKIM(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprintln(stderr, "usage: aupguard dkim keygen|record [flags]")
+		return 2
+	}
+	switch args[0] {
+	case "keygen":
+		return runDKIMKeygen(args[1:], stdout, stderr)
+	case "record":
+		return runDKIMRecord(args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "aupguard dkim: unknown subcommand %q (want keygen or record)\n", args[0])
+	return 2
+}
+
+func runDKIMKeygen(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dkim keygen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	typ := fs.String("type", "rsa", "key type: rsa or ed25519 (RFC 8463; not every receiver verifies it yet, pair it with an RSA key)")
+	bits := fs.Int("bits", 2048, "RSA key size")
+	out := fs.String("out", "", "private key file to create (mode 0600, PKCS#8 PEM)")
+	domain := fs.String("domain", "", "signing domain (d=)")
+	selector := fs.String("selector", "", "selector (s=)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: aupguard dkim keygen -out FILE -domain DOMAIN -selector SELECTOR [-type rsa|ed25519] [-bits N]")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *out == "" || *domain == "" || *selector == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	var key crypto.Signer
+	switch *typ {
+	case "rsa":
+		if *bits < config.MinRSABits {
+			fmt.Fprintf(stderr, "aupguard dkim keygen: %d bits is too weak (want at least %d)\n", *bits, config.MinRSABits)
+			return 2
+		}
+		k, err := rsa.GenerateKey(rand.Reader, *bits)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		key = k
+	case "ed25519":
+		_, k, err := ed25519.GenerateKey(rand.Reader)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		key = k
+	default:
+		fmt.Fprintf(stderr, "aupguard dkim keygen: unknown -type %q\n", *typ)
+		return 2
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	// O_EXCL: never overwrite a key that may be in use.
+	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard dkim keygen: %v\n", err)
+		return 1
+	}
+	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
+		f.Close()
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	if err := f.Close(); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	return printRecord(stdout, stderr, auth.Key{Domain: *domain, Selector: *selector, Signer: key}, *out)
+}
+
+func runDKIMRecord(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("dkim record", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	keyFile := fs.String("key", "", "private key file")
+	domain := fs.String("domain", "", "signing domain (d=)")
+	selector := fs.String("selector", "", "selector (s=)")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: aupguard dkim record -key FILE -domain DOMAIN -selector SELECTOR")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if *keyFile == "" || *domain == "" || *selector == "" || fs.NArg() != 0 {
+		fs.Usage()
+		return 2
+	}
+	key, err := config.ReadDKIMKey(*keyFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard dkim record: %v\n", err)
+		return 1
+	}
+	return printRecord(stdout, stderr, auth.Key{Domain: *domain, Selector: *selector, Signer: key}, *keyFile)
+}
+
+// printRecord prints the zone-file line publishing k and the customer
+// config entry that uses it.
+func printRecord(stdout, stderr io.Writer, k auth.Key, file string) int {
+	rec, err := k.DNSRecord()
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var parts []string
+	for s := rec; s != ""; {
+		n := min(len(s), 250) // a DNS character-string holds 255 octets
+		parts = append(parts, `"`+s[:n]+`"`)
+		s = s[n:]
+	}
+	fmt.Fprintf(stdout, "; publish in the zone of %s:\n%s._domainkey.%s. IN TXT ( %s )\n", k.Domain, k.Selector, strings.TrimSuffix(k.Domain, "."), strings.Join(parts, "\n\t"))
+	fmt.Fprintf(stdout, "; and give the customer in aupguard.yaml:\n;   dkim:\n;     - {domain: %s, selector: %s, key_file: %s}\n", k.Domain, k.Selector, file)
+	return 0
+}
+
+func runAuthCheck(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("auth-check", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	asJSON := fs.Bool("json", false, "print the reports as JSON")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: aupguard auth-check [-config FILE] [-json] CUSTOMER...\n\nExit status 0 when every domain passes DMARC through the gateway, 1 otherwise.")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() == 0 {
+		fs.Usage()
+		return 2
+	}
+	cfg, err := config.Load(*path, gateway.ConfigOptions())
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(stderr, e.Error())
+			}
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	r, err := resolver.New(cfg.DNS, clock.System{})
+	if err != nil {
+		fmt.Fprintf(stderr, "dns: %v\n", err)
+		return 1
+	}
+	keys, err := auth.LoadKeys(cfg)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	var egress []netip.Addr
+	for _, s := range cfg.Provider.EgressIPs {
+		if a, err := netip.ParseAddr(s); err == nil {
+			egress = append(egress, a.Unmap())
+		}
+	}
+	status := 0
+	all := map[string][]auth.DomainReport{}
+	for _, id := range fs.Args() {
+		var cust *config.Customer
+		for i := range cfg.Customers {
+			if cfg.Customers[i].ID == id {
+				cust = &cfg.Customers[i]
+			}
+		}
+		if cust == nil {
+			fmt.Fprintf(stderr, "aupguard auth-check: unknown customer %q\n", id)
+			return 1
+		}
+		reps := auth.Diagnose(context.Background(), r, egress, *cust, keys[id], cfg.DNS.Timeout)
+		all[id] = reps
+		for _, rep := range reps {
+			if rep.Aligned == "" || rep.Err != "" {
+				status = 1
+			}
+		}
+		if !*asJSON {
+			printReports(stdout, id, reps)
+		}
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(all)
+	}
+	return status
+}
+
+func printReports(w io.Writer, id string, reps []auth.DomainReport) {
+	fmt.Fprintf(w, "customer %s\n", id)
+	for _, r := range reps {
+		verdict := "passes DMARC through " + r.Aligned
+		if r.Aligned == "" {
+			verdict = "FAILS DMARC alignment"
+		}
+		dmarc := "no record"
+		if r.DMARC != "" {
+			dmarc = fmt.Sprintf("p=%s at %s (adkim=%s aspf=%s)", r.DMARC, r.DMARCRecord, r.ADKIM, r.ASPF)
+		}
+		fmt.Fprintf(w, "  %s: %s\n    SPF %s %s\n    DMARC %s\n", r.Domain, verdict, r.SPF, r.SPFDetail, dmarc)
+		for _, k := range r.Keys {
+			fmt.Fprintf(w, "    DKIM key %s._domainkey.%s: %s %s\n", k.Selector, k.Domain, k.State, k.Err)
+		}
+		if r.Err != "" {
+			fmt.Fprintf(w, "    DNS error: %s\n", r.Err)
+		}
+		for _, f := range r.Fix {
+			fmt.Fprintf(w, "    fix: %s\n", f)
+		}
+	}
+}
