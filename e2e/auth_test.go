@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -241,4 +242,113 @@ func containsFold(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// signedBulkConfig: the auth checks with the opt-out checks between them,
+// as in the default chain. webhost has a gateway key; plain has none.
+const signedBulkConfig = `
+log: {format: json}
+chain: [spf, dkim, dmarc, bulk_mail, feedback_stamp, unsubscribe_link, dkim_sign]
+dns: {servers: ["DNSADDR"], timeout: 1s}
+provider:
+  egress_ips: [192.0.2.10]
+optout:
+  unsubscribe:
+    base_url: https://unsub.provider.example/u/
+customers:
+  - id: webhost
+    networks: [127.0.0.5/32]
+    domains: [webhost.example]
+    unsubscribe: add
+    dkim:
+      - {domain: webhost.example, selector: gw, key_file: KEYFILE}
+  - id: plain
+    networks: [127.0.0.6/32]
+    domains: [plain.example]
+    unsubscribe: add
+`
+
+// TestSignedBulkThroughPostfix: the headers other checks add before the
+// signer (List-Unsubscribe, List-Unsubscribe-Post, the feedback id) come
+// out of Postfix covered by the gateway's signature, which verifies at the
+// sink with go-msgauth and with dkimpy; bulk_mail counts the gateway's
+// signature as DKIM alignment (auth.DKIMAligned) and refuses the bulk mail
+// of a customer nothing signs for.
+func TestSignedBulkThroughPostfix(t *testing.T) {
+	gwKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(gwKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(t.TempDir(), "webhost.pem")
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	record := dkimTXT(t, gwKey.Public())
+	fake := fakedns.Start(t, strings.Join([]string{
+		`_dmarc.webhost.example. TXT "v=DMARC1; p=reject"`,
+		`gw._domainkey.webhost.example. TXT ` + record,
+		`_dmarc.plain.example. TXT "v=DMARC1; p=none"`,
+	}, "\n"))
+	cfg := strings.NewReplacer("DNSADDR", fake.Addr(), "KEYFILE", keyFile).Replace(signedBulkConfig)
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	bulk := func(from string) []byte {
+		return []byte(fmt.Sprintf("From: News <%s>\r\nTo: alice@example.org\r\nSubject: weekly\r\n offers\r\nPrecedence: bulk\r\nDate: Mon, 23 Nov 2026 10:00:00 +0000\r\nMessage-ID: <%d@e2e>\r\n\r\nOur   weekly offers.  \r\n\r\n", from, time.Now().UnixNano()))
+	}
+
+	env.Sink.Reset()
+	r := env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "news@webhost.example", To: []string{"alice@example.org"}, Data: bulk("news@webhost.example")})
+	if !r.Delivered() {
+		t.Fatalf("signed bulk mail not delivered: %s\n%s", r, env.Log())
+	}
+	got, err := env.Sink.WaitFor(1, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := got[0].Data
+	vs := verifyAt(t, fake.Addr(), data)
+	if len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "webhost.example" {
+		t.Fatalf("gateway signature does not verify at the sink: %+v\n%s", vs, data)
+	}
+	for _, h := range []string{"List-Unsubscribe", "List-Unsubscribe-Post", "From", "Subject"} {
+		if !containsFold(vs[0].HeaderKeys, h) {
+			t.Errorf("signature does not cover %s: h=%v", h, vs[0].HeaderKeys)
+		}
+	}
+	verifyDkimpy(t, data, "gw._domainkey.webhost.example", strings.NewReplacer(`" "`, "", `"`, "").Replace(record))
+
+	r = env.Send(testenv.SendOptions{LocalAddr: "127.0.0.6", From: "news@plain.example", To: []string{"alice@example.org"}, Data: bulk("news@plain.example")})
+	if r.EndOfData == nil || r.EndOfData.Code != 550 || r.EndOfData.EnhancedCode != "5.7.1" {
+		t.Fatalf("unsigned bulk mail: want 550 5.7.1 (bulk_not_dkim_aligned), got %s", r)
+	}
+}
+
+// verifyDkimpy verifies data's DKIM signature with Debian's python3-dkim
+// (dkimpy), an implementation independent of go-msgauth and of aupguard.
+func verifyDkimpy(t *testing.T, data []byte, name, record string) {
+	t.Helper()
+	testenv.Need(t, "dkimverify") // package python3-dkim
+	dir := t.TempDir()
+	mf, rf := filepath.Join(dir, "msg.eml"), filepath.Join(dir, "rec.txt")
+	if err := os.WriteFile(mf, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rf, []byte(record), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	script := `
+import sys, dkim
+rec = open(sys.argv[2], 'rb').read()
+def dns(name, timeout=5):
+    return rec if name.rstrip(b'.') == sys.argv[3].encode() else None
+ok = dkim.DKIM(open(sys.argv[1], 'rb').read()).verify(dnsfunc=dns)
+print('pass' if ok else 'fail')
+`
+	out, err := exec.Command("/usr/bin/python3", "-c", script, mf, rf, name).CombinedOutput()
+	if err != nil || strings.TrimSpace(string(out)) != "pass" {
+		t.Fatalf("dkimpy: %v %s\n%s", err, out, data)
+	}
 }
