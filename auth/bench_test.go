@@ -29,7 +29,7 @@ func BenchmarkMessage(b *testing.B) {
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
-			chain := steps(NewSPF(egress, r), NewDKIM(r, 5, time.Second), NewDMARC(r, time.Second, nil, false),
+			chain := steps(NewSPF(egress, r, time.Second), NewDKIM(r, 5, time.Second), NewDMARC(r, time.Second, nil, false),
 				NewSigner(c.gw, SignOptions{Headers: []string{"From", "To", "Subject", "Date", "Message-ID"}}, nil))
 			env := envelope{mailFrom: "a@reject.example", chunk: 65536}
 			run(b, chain, env, c.msg) // fill the cache

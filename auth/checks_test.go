@@ -125,7 +125,7 @@ func TestDecisions(t *testing.T) {
 				require["acme"] = *tt.require
 			}
 			chain := steps(
-				NewSPF(egress, r),
+				NewSPF(egress, r, time.Second),
 				NewDKIM(r, 5, time.Second),
 				NewDMARC(r, time.Second, require, false),
 				NewSigner(gw, SignOptions{Headers: []string{"From", "To", "Subject"}}, nil),
@@ -177,7 +177,7 @@ func TestDecisions(t *testing.T) {
 
 func TestDMARCFindingAttrs(t *testing.T) {
 	r, _ := newResolver(t, checksZone)
-	chain := steps(NewSPF(egress, r), NewDMARC(r, time.Second, nil, false))
+	chain := steps(NewSPF(egress, r, time.Second), NewDMARC(r, time.Second, nil, false))
 	out := run(t, chain, envelope{mailFrom: "a@reject.example"}, crlfMsg("From: a@Reject.Example\nSubject: x\n\nbody\n"))
 	res := out.eom.Results
 	if len(res) != 1 {
@@ -264,5 +264,48 @@ func TestDKIMAbortedMessageEndsVerifier(t *testing.T) {
 	case <-v.done:
 	case <-time.After(2 * time.Second):
 		t.Fatal("verifier goroutine still running after Finish")
+	}
+}
+
+// TestDNSBoundedByTimeout: however many lookups SPF or DMARC need, the
+// check gives up after one DNS timeout with 451 4.4.3, not when the
+// milter's decision timeout cuts it.
+func TestDNSBoundedByTimeout(t *testing.T) {
+	r, _ := newResolver(t, `
+slow.example.          TXT "v=spf1 include:lazy1.example include:lazy2.example include:lazy3.example -all"
+lazy1.example.         DELAY 150ms
+lazy1.example.         TXT "v=spf1 ip4:198.51.100.1 -all"
+lazy2.example.         DELAY 150ms
+lazy2.example.         TXT "v=spf1 ip4:198.51.100.2 -all"
+lazy3.example.         DELAY 150ms
+lazy3.example.         TXT "v=spf1 ip4:198.51.100.3 -all"
+_dmarc.sub.lazy1.example. DELAY 150ms
+_dmarc.lazy1.example.  DELAY 150ms
+`)
+	const timeout = 250 * time.Millisecond
+	tests := []struct {
+		name  string
+		check *policy.Chain
+		from  string
+	}{
+		{"spf", steps(NewSPF(egress, r, timeout)), "a@slow.example"},
+		{"dmarc", steps(NewDMARC(r, timeout, nil, false)), "a@sub.lazy1.example"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			start := time.Now()
+			out := run(t, tt.check, envelope{mailFrom: tt.from}, crlfMsg("From: "+tt.from+"\nSubject: x\n\nbody\n"))
+			took := time.Since(start)
+			v := out.eom
+			if out.mail.Action.Decisive() {
+				v = out.mail
+			}
+			if v.Action != policy.Defer || v.Reply.Enhanced() != "4.4.3" {
+				t.Fatalf("verdict %v %v, want defer 4.4.3", v.Action, v.Reply)
+			}
+			if took > timeout+150*time.Millisecond {
+				t.Fatalf("took %s with a %s DNS timeout", took, timeout)
+			}
+		})
 	}
 }

@@ -123,7 +123,11 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	if from == "" {
 		return nil, nil
 	}
-	rec, err := LookupRecord(ctx, c.res, from, c.timeout)
+	// Both lookups (the domain's, the organizational domain's) together
+	// within one DNS timeout.
+	lctx, cancel := context.WithTimeout(ctx, c.timeout)
+	rec, err := LookupRecord(lctx, c.res, from, c.timeout)
+	cancel()
 	if err != nil {
 		return nil, policy.ErrorWithReply(err, policy.ReplyDirectoryFailure)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"time"
 
 	"blitiri.com.ar/go/spf"
 
@@ -43,14 +44,20 @@ var spfRank = map[spf.Result]int{
 // not the customer's client address (the customer hands mail to the
 // provider, the provider's MTAs send it on). It runs at MAIL FROM.
 type SPFCheck struct {
-	egress []netip.Addr
-	res    resolver.Resolver
+	egress  []netip.Addr
+	res     resolver.Resolver
+	timeout time.Duration
 }
 
 // NewSPF returns the spf check for the given egress addresses. With none,
-// the check records nothing: there is no address to evaluate.
-func NewSPF(egress []netip.Addr, r resolver.Resolver) *SPFCheck {
-	return &SPFCheck{egress: egress, res: r}
+// the check records nothing: there is no address to evaluate. timeout
+// bounds the whole evaluation (every lookup of every egress address), so
+// that SPF never holds the MAIL FROM reply longer than one DNS timeout.
+func NewSPF(egress []netip.Addr, r resolver.Resolver, timeout time.Duration) *SPFCheck {
+	if timeout <= 0 {
+		timeout = 2 * time.Second
+	}
+	return &SPFCheck{egress: egress, res: r, timeout: timeout}
 }
 
 // Name implements policy.Check.
@@ -80,6 +87,8 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		get(t).spf = res
 		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender without a usable HELO name)")}, nil
 	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
 	var worst spf.Result
 	var worstErr error
 	for i, ip := range c.egress {
