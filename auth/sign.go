@@ -145,6 +145,7 @@ type signing struct {
 	body *relaxedBody
 }
 
+// Write feeds a body chunk to the body hash.
 func (g *signing) Write(p []byte) (int, error) { return g.body.Write(p) }
 
 // Body plans the signature, which the dkim and dmarc checks count as an
