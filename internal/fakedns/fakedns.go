@@ -155,16 +155,11 @@ func New(zone string) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{zone: z, queries: map[string]int{}}
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	pc, l, err := listenPair()
 	if err != nil {
 		return nil, err
 	}
 	s.addr = pc.LocalAddr().String()
-	l, err := net.Listen("tcp", s.addr)
-	if err != nil {
-		pc.Close()
-		return nil, err
-	}
 	h := dns.HandlerFunc(s.serve)
 	s.udp = &dns.Server{PacketConn: pc, Handler: h}
 	s.tcp = &dns.Server{Listener: l, Handler: h}
@@ -176,6 +171,26 @@ func New(zone string) (*Server, error) {
 	<-started
 	<-started
 	return s, nil
+}
+
+// listenPair listens on UDP and TCP on the same free port of 127.0.0.1.
+// The UDP port is picked by the kernel; when its TCP twin is taken (tests
+// running in parallel), another port is tried.
+func listenPair() (net.PacketConn, net.Listener, error) {
+	var last error
+	for i := 0; i < 20; i++ {
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			return nil, nil, err
+		}
+		l, err := net.Listen("tcp", pc.LocalAddr().String())
+		if err == nil {
+			return pc, l, nil
+		}
+		pc.Close()
+		last = err
+	}
+	return nil, nil, last
 }
 
 // Addr is the server's HOST:PORT, for dns.servers.
