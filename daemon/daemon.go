@@ -45,6 +45,7 @@ type Daemon struct {
 	events      *events.Recorder
 	metrics     *metrics.Metrics
 	admin       *admin.Server
+	rawResolver any // the caching resolver, before instrumentation (/readyz)
 	optoutAPI   swapHandler
 	unsubscribe swapHandler
 

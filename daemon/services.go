@@ -98,6 +98,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		c.AddHook(m.RedisHook())
 	}
 	if d.deps.Resolver != nil {
+		d.rawResolver = d.deps.Resolver
 		if stats, ok := dnsStats(d.deps.Resolver); ok {
 			m.WatchDNS(stats)
 		}
@@ -165,7 +166,7 @@ func (d *Daemon) ready(ctx context.Context) error {
 	if err := d.deps.Store.Ping(ctx); err != nil {
 		return err
 	}
-	if r, ok := d.deps.Resolver.(interface{ Ready(context.Context) error }); ok {
+	if r, ok := d.rawResolver.(interface{ Ready(context.Context) error }); ok {
 		return r.Ready(ctx)
 	}
 	return nil

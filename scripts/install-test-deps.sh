@@ -18,6 +18,7 @@ PACKAGES=(
 	sasl2-bin        # saslpasswd2 for the submission listener's users
 	libsasl2-modules # Cyrus SASL PLAIN/LOGIN mechanisms
 	chromium         # dashboard browser test
+	python3-dkim     # independent DKIM verifier (dkimpy) for the signing tests
 )
 
 # System services the packages start that the tests must not compete with.
