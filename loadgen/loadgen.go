@@ -211,8 +211,9 @@ func oneMessage(c *gm.Client, o Options, n int64, body []byte, s *sample) (bool,
 	if _, err := cs.DataStart(); err != nil {
 		return false, err
 	}
+	// Postfix does not pass the Received: it adds to the milter, so the
+	// header section is the client's as submitted.
 	hdrs := [][2]string{
-		{"Received", " from client.test (client.test [" + o.Client + "])\n\tby mta1.provider.test (Postfix) with ESMTPSA id " + fmt.Sprintf("Q%X", n)},
 		{"From", " Sender <" + o.From + ">"},
 		{"To", " <" + rcpts[0] + ">"},
 		{"Subject", fmt.Sprintf(" load message %d", n)},

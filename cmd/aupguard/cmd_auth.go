@@ -9,7 +9,6 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,7 +19,6 @@ import (
 	"github.com/aupguard/aupguard/auth"
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/resolver"
 )
 
@@ -170,16 +168,8 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := config.Load(*path, gateway.ConfigOptions())
-	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintln(stderr, e.Error())
-			}
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
 		return 1
 	}
 	r, err := resolver.New(cfg.DNS, clock.System{})

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,7 +14,6 @@ import (
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/events"
-	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/store"
 )
@@ -28,16 +26,8 @@ func init() {
 // Redis directly; with the memory store, the events file the gateway
 // appends to (events.file, or events.jsonl under store.path).
 func openRecord(path string, stderr io.Writer) (*config.Config, *store.Handle, *events.Reader, bool) {
-	cfg, err := config.Load(path, gateway.ConfigOptions())
-	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintln(stderr, e.Error())
-			}
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
+	cfg, ok := loadConfig(path, stderr)
+	if !ok {
 		return nil, nil, nil, false
 	}
 	h, err := store.Open(cfg.Store, clock.System{})

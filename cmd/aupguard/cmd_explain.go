@@ -10,7 +10,6 @@ import (
 	"os"
 	"strings"
 
-	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/gateway"
 )
 
@@ -41,9 +40,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "usage: aupguard explain -config FILE -customer ID [-mail-from ADDR] [-rcpt ADDR]... [-json] MSG.eml")
 		return 2
 	}
-	cfg, err := config.Load(*path, gateway.ConfigOptions())
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
 		return 1
 	}
 	f, err := os.Open(fs.Arg(0))

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -12,8 +11,6 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/ratelimit"
 	"github.com/aupguard/aupguard/store"
 )
@@ -38,16 +35,8 @@ func runQuota(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, err := config.Load(*path, gateway.ConfigOptions())
-	if err != nil {
-		var es config.Errors
-		if errors.As(err, &es) {
-			for _, e := range es {
-				fmt.Fprintln(stderr, e.Error())
-			}
-		} else {
-			fmt.Fprintln(stderr, err)
-		}
+	cfg, ok := loadConfig(*path, stderr)
+	if !ok {
 		return 1
 	}
 	h, err := store.Open(cfg.Store, clock.System{})

@@ -6,10 +6,14 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"os"
 	"sort"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/gateway"
 )
 
 // command is one subcommand. run gets the arguments after the command name
@@ -60,4 +64,22 @@ func usage(w io.Writer) {
 	for _, n := range names {
 		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
 	}
+}
+
+// loadConfig loads and validates the config for a command, printing every
+// error with its place on stderr.
+func loadConfig(path string, stderr io.Writer) (*config.Config, bool) {
+	cfg, err := config.Load(path, gateway.ConfigOptions())
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				fmt.Fprintln(stderr, e.Error())
+			}
+		} else {
+			fmt.Fprintln(stderr, err)
+		}
+		return nil, false
+	}
+	return cfg, true
 }

@@ -1,0 +1,239 @@
+package perf
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/loadgen"
+)
+
+// Run sizes, from the targets in DEVELOPERS.md.
+const (
+	perfMessages = 5000
+	perfSessions = 20
+	perfSize     = 4096
+	bigSessions  = 200
+	bigSize      = 20 << 20
+)
+
+// TestPerf is the load tool. It prints, it does not judge timings:
+//
+//	AUPG_PERF=1 go test -v -count=1 -timeout 30m -run TestPerf ./perf/
+func TestPerf(t *testing.T) {
+	if os.Getenv("AUPG_PERF") != "1" {
+		t.Skip("load tool, not a test: run with AUPG_PERF=1 (docs/performance.md)")
+	}
+	testenv.Need(t, "redis-server", "postfix")
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "aupguard")
+	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/aupguard").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	env := newPerfEnv(t, dir)
+	gwAddr := env.startGateway(t, bin) // RSA-2048 signing, the production default
+	env.keyType = "ed25519"
+	edAddr := env.startGateway(t, bin)
+	env.keyType = "rsa"
+	nullAddr := startProc(t, bin, "nullmilter", "-listen", "inet:"+freeAddr(t))
+
+	// 1. Milter protocol: the load tool against each milter.
+	warm := func(addr string) {
+		if _, err := loadgen.Run(context.Background(), env.loadOpts(addr, 200, perfSessions, perfSize, 0)); err != nil {
+			t.Fatalf("warm-up %s: %v", addr, err)
+		}
+	}
+	warm(gwAddr)
+	warm(edAddr)
+	warm(nullAddr)
+	null := mustLoad(t, env.loadOpts(nullAddr, perfMessages, perfSessions, perfSize, 0))
+	gw := mustLoad(t, env.loadOpts(gwAddr, perfMessages, perfSessions, perfSize, 0))
+	half := mustLoad(t, env.loadOpts(gwAddr, perfMessages/2, perfSessions, perfSize, gw.PerSecond/2))
+	ed := mustLoad(t, env.loadOpts(edAddr, perfMessages, perfSessions, perfSize, 0))
+	edHalf := mustLoad(t, env.loadOpts(edAddr, perfMessages/2, perfSessions, perfSize, ed.PerSecond/2))
+
+	// 2. Postfix with each milter.
+	pfNull := env.postfixRate(t, nullAddr)
+	pfGw := env.postfixRate(t, gwAddr)
+
+	// 3. Memory with many large concurrent messages, on a fresh gateway.
+	// 4 GB arrive at once on 2 cores: the store gets time to answer, so
+	// that every body streams through (with the default 500ms, some
+	// recipients would get on_error's defer and send no body at all).
+	env.storeTimeout = "30s"
+	memAddr, memPID := env.startGatewayPID(t, bin)
+	var peak atomic.Int64
+	stop := sampleRSS(memPID, &peak)
+	big := mustLoad(t, env.loadOpts(memAddr, bigSessions, bigSessions, bigSize, 0))
+	stop()
+
+	report := fmt.Sprintf(`
+aupguard performance, one run on this machine (%d cores)
+milter protocol, %d messages of %d B, %d sessions:
+  do-nothing milter                  %8.0f msg/s
+  aupguard, RSA-2048 signing         %8.0f msg/s   ratio %.2f (target >= 0.50)
+  aupguard, Ed25519 signing          %8.0f msg/s   ratio %.2f (target >= 0.50)
+at half of peak, end-of-message reply (target p99 < 2ms):
+  RSA-2048     (%.0f msg/s offered): p50 %v p99 %v
+  Ed25519      (%.0f msg/s offered): p50 %v p99 %v
+Postfix, %d messages of %d B, %d SMTP sessions, delivered to the sink:
+  with do-nothing milter %8.1f msg/s
+  with aupguard          %8.1f msg/s   ratio %.2f (target >= 0.95)
+memory: %d concurrent messages of %d MB through the milter protocol: peak RSS %d MB (target < 200 MB), %d accepted
+`, nproc(), perfMessages, perfSize, perfSessions, null.PerSecond, gw.PerSecond, gw.PerSecond/null.PerSecond,
+		ed.PerSecond, ed.PerSecond/null.PerSecond,
+		gw.PerSecond/2, half.Latency["eom"].P50, half.Latency["eom"].P99,
+		ed.PerSecond/2, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99,
+		perfMessages, perfSize, perfSessions, pfNull, pfGw, pfGw/pfNull,
+		bigSessions, bigSize>>20, peak.Load()>>20, big.Accepted)
+	t.Log(report)
+	fmt.Println(report)
+	fmt.Println("milter load, do-nothing:\n" + null.String())
+	fmt.Println("milter load, aupguard:\n" + gw.String())
+	fmt.Println("milter load, aupguard at half of peak:\n" + half.String())
+	fmt.Println("milter load, aupguard with Ed25519:\n" + ed.String())
+	fmt.Println("milter load, aupguard with Ed25519 at half of peak:\n" + edHalf.String())
+	// The 4 KiB runs must be all accepted, or the config (not the code) is
+	// measured; of the 4 GB burst a few may be deferred by on_error.
+	if gw.Refused > 0 || ed.Refused > 0 || big.Accepted < bigSessions*9/10 {
+		t.Errorf("the perf config refused mail (refused %d/%d, big accepted %d): the ratios are meaningless\n%s", gw.Refused, ed.Refused, big.Accepted, env.gatewayLog())
+	}
+}
+
+func mustLoad(t *testing.T, o loadgen.Options) loadgen.Result {
+	t.Helper()
+	r, err := loadgen.Run(context.Background(), o)
+	if err != nil || r.Errors > 0 {
+		t.Fatalf("load run against %s: %v\n%s", o.Address, err, r)
+	}
+	return r
+}
+
+// postfixRate starts a private Postfix whose milter is milterAddr, sends the
+// messages through it and returns delivered messages per second (from the
+// first message sent to the last one at the sink).
+func (e *perfEnv) postfixRate(t *testing.T, milterAddr string) float64 {
+	sink := testenv.StartSink(t)
+	pf := testenv.StartPostfix(t, testenv.PostfixOptions{MilterAddr: "inet:" + milterAddr, RelayTo: sink.Addr()})
+	load := SMTPLoad{Addr: pf.SMTPAddr(), LocalAddr: "127.0.0.5", Sessions: perfSessions, From: "load@acme.example", To: "rcpt@example.org", Size: perfSize}
+	load.Messages = 100 // warm-up: DNS cache, Postfix processes
+	if n, err := load.Run(); n != 100 {
+		t.Fatalf("warm-up through Postfix: %d accepted, %v\n%s", n, err, pf.Log())
+	}
+	if _, err := sink.WaitFor(100, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	sink.Reset()
+	load.Messages = perfMessages
+	start := time.Now()
+	if n, err := load.Run(); n != perfMessages {
+		t.Fatalf("through Postfix: %d of %d accepted, %v", n, perfMessages, err)
+	}
+	if _, err := sink.WaitFor(perfMessages, 10*time.Minute); err != nil {
+		t.Fatalf("sink: %v", err)
+	}
+	return float64(perfMessages) / time.Since(start).Seconds()
+}
+
+func startProc(t *testing.T, bin string, args ...string) string {
+	addr, _ := startProcPID(t, bin, nil, args...)
+	return addr
+}
+
+// startProcPID starts the binary and waits until its milter port answers.
+// The last "inet:HOST:PORT" argument or the config's listen is the address.
+func startProcPID(t *testing.T, bin string, logTo *os.File, args ...string) (string, int) {
+	t.Helper()
+	addr := ""
+	for _, a := range args {
+		if strings.HasPrefix(a, "inet:") {
+			addr = strings.TrimPrefix(a, "inet:")
+		}
+	}
+	if addr == "" {
+		addr = os.Getenv("AUPG_PERF_LISTEN")
+	}
+	cmd := exec.Command(bin, args...)
+	if logTo != nil {
+		cmd.Stderr = logTo
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return addr, cmd.Process.Pid
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %v did not listen on %s", bin, args, addr)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// sampleRSS records the peak resident set size of pid until stopped.
+func sampleRSS(pid int, peak *atomic.Int64) func() {
+	done := make(chan struct{})
+	go func() {
+		tk := time.NewTicker(20 * time.Millisecond)
+		defer tk.Stop()
+		for {
+			if kb := readStatusKB(pid, "VmHWM:"); kb*1024 > peak.Load() {
+				peak.Store(kb * 1024)
+			}
+			select {
+			case <-done:
+				return
+			case <-tk.C:
+			}
+		}
+	}()
+	return func() { close(done); time.Sleep(30 * time.Millisecond) }
+}
+
+func readStatusKB(pid int, key string) int64 {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if strings.HasPrefix(sc.Text(), key) {
+			fs := strings.Fields(sc.Text())
+			if len(fs) >= 2 {
+				n, _ := strconv.ParseInt(fs[1], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+func nproc() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
