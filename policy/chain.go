@@ -23,10 +23,13 @@ type Step struct {
 	OnError Action
 }
 
-// Chain runs checks one at a time in the configured order. The first
-// decisive result wins, so which reason wins is always the same for the
-// same message. For a customer in monitor mode every check runs and the
-// verdict is what would have been done.
+// Chain runs checks one at a time in the configured order. The first defer
+// or reject wins and ends the stage, so which reason wins is always the
+// same for the same message. A quarantine is kept unless a later check
+// defers or rejects, and does not end the stage: the checks after it still
+// run (a held message is DKIM-signed, so that it can be released as is).
+// For a customer in monitor mode every check runs and the verdict is what
+// would have been done.
 type Chain struct {
 	steps []Step
 }
@@ -189,12 +192,12 @@ func (c *Chain) run(t *Txn, fn func(Check) (bool, []Finding, error)) Verdict {
 				continue
 			}
 			v.Results = append(v.Results, r)
-			if r.Action.Decisive() && !v.Action.Decisive() {
+			if r.Action.Decisive() && (!v.Action.Decisive() || v.Action == Quarantine && r.Action != Quarantine) {
 				v.Action, v.Reply = r.Action, r.Reply
 				v.Check, v.Finding, v.Detail = r.Check, f.Name, f.Detail
 			}
 		}
-		if v.Action.Decisive() && !monitor {
+		if (v.Action == Defer || v.Action == Reject) && !monitor {
 			break
 		}
 	}

@@ -131,6 +131,33 @@ func TestChainPrecedenceAndOrder(t *testing.T) {
 	}
 }
 
+func TestQuarantineLetsLaterChecksRun(t *testing.T) {
+	calls := 0
+	hold := fakeCheck{name: "a", findings: []Finding{{Name: "hold", Action: Quarantine}}}
+	tests := []struct {
+		name  string
+		later fakeCheck
+		want  Action
+		check string
+	}{
+		{"later signer still runs", fakeCheck{name: "sign", calls: &calls}, Quarantine, "a"},
+		{"later reject overrides the hold", fakeCheck{name: "b", findings: []Finding{{Name: "bad", Action: Reject}}}, Reject, "b"},
+		{"later quarantine keeps the first reason", fakeCheck{name: "b", findings: []Finding{{Name: "hold2", Action: Quarantine}}}, Quarantine, "a"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls = 0
+			v := NewChain([]Step{{Check: hold, Enabled: true}, {Check: tt.later, Enabled: true}}).EOM(context.Background(), &Txn{Customer: &Customer{ID: "c"}})
+			if v.Action != tt.want || v.Check != tt.check {
+				t.Fatalf("got %v by %s", v.Action, v.Check)
+			}
+			if tt.later.calls != nil && calls != 1 {
+				t.Fatalf("check after a quarantine ran %d times", calls)
+			}
+		})
+	}
+}
+
 func TestChainStopsAfterDecisive(t *testing.T) {
 	calls := 0
 	c := NewChain([]Step{
