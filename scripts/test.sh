@@ -25,7 +25,7 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
     pkg="./$(dirname "${file#./}")"
     for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //'); do
       echo "-- $pkg $target"
-      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" "$pkg"
+      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
     done
   done
 fi
