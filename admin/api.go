@@ -2,7 +2,6 @@ package admin
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/events"
+	"github.com/aupguard/aupguard/internal/jsonapi"
 	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/store"
 )
@@ -58,18 +58,10 @@ type slogPrinter struct{ s *Server }
 
 func (p slogPrinter) Println(v ...any) { p.s.log.Warn("admin: metrics", "err", v) }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
+var (
+	writeJSON  = jsonapi.Write
+	writeError = jsonapi.Error
+)
 
 // fail answers a failed dependency: 503 for a store outage, 500 otherwise.
 // The error goes to the log; the client gets a short message.

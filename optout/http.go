@@ -13,6 +13,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/jsonapi"
 	"github.com/aupguard/aupguard/secrets"
 	"github.com/aupguard/aupguard/store"
 )
@@ -70,18 +71,10 @@ func NewAPI(d APIDeps) (http.Handler, error) {
 
 type api struct{ svc *Service }
 
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(code)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
-}
-
-func writeError(w http.ResponseWriter, code int, msg string) {
-	writeJSON(w, code, map[string]string{"error": msg})
-}
+var (
+	writeJSON  = jsonapi.Write
+	writeError = jsonapi.Error
+)
 
 // fail maps an error to its status: 400 for the caller's mistakes, 422 for
 // unusable reports, 503 for a store outage (retry), 500 otherwise.
