@@ -10,7 +10,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-
 	"net"
 	"sort"
 	"strings"
@@ -19,6 +18,8 @@ import (
 	"time"
 
 	gm "github.com/d--j/go-milter"
+
+	"github.com/aupguard/aupguard/internal/milterconn"
 )
 
 // Options describe a load run.
@@ -281,6 +282,9 @@ func ListenNop(network, address string) (*NopMilter, error) {
 	}
 	srv := gm.NewServer(gm.WithMaximumVersion(6), gm.WithProtocols(gm.OptNoReplies|gm.OptNoUnknown|gm.OptNoData), gm.WithActions(0),
 		gm.WithMilter(func() gm.Milter { return nop{} }))
+	// The same transport as the gateway's, so that the comparison is of
+	// the checks, not of system calls.
+	ln = milterconn.Listener(ln)
 	m := &NopMilter{srv: srv, ln: ln}
 	go func() { _ = srv.Serve(ln) }()
 	return m, nil

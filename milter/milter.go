@@ -22,6 +22,7 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/milterconn"
 )
 
 // Protocol is what the gateway asks of the MTA. It replies only at MAIL
@@ -95,7 +96,7 @@ func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
 		// applies milter_connect_timeout, then milter_default_action.
 		ln = netutil.LimitListener(ln, opts.MaxConnections)
 	}
-	s.ln = ln
+	s.ln = milterconn.Listener(ln)
 	s.srv = gm.NewServer(s.serverOptions()...)
 	return s, nil
 }
