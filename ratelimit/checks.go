@@ -57,6 +57,7 @@ type Checks struct {
 	per    map[string]Settings
 	secret secrets.Key
 	log    *slog.Logger
+	looks  *lookCache
 }
 
 // New builds the volume checks on backend b (see Open) for cfg; secret
@@ -66,7 +67,7 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, log *slog.Logger) *C
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checks{b: b, def: def, per: per, secret: secret, log: log}
+	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(time.Now)}
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
@@ -196,6 +197,8 @@ func reserved(ops []Op, r Result) []Op {
 // Mail looks at the message counters without reserving: a customer whose
 // message rate or daily quota is exhausted is deferred at MAIL FROM,
 // before it sends the data. The decision that counts is at end of message.
+// The look asks the store only when the use it reported in the last second
+// does not show room (lookCache).
 func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	s := rc.c.settings(t)
 	var ops []Op
@@ -215,13 +218,14 @@ func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 		}
 		ops = append(ops, l.op(limit, n))
 	}
-	if len(ops) == 0 {
+	if len(ops) == 0 || rc.c.looks.allows(t.Customer.ID, ops) {
 		return nil, nil
 	}
 	r, err := rc.c.b.Run(ctx, t.Customer.ID, ModeCheck, ops)
 	if err != nil {
 		return nil, err
 	}
+	rc.c.looks.record(t.Customer.ID, ops, r, false)
 	return limitFindings(ops, r), nil
 }
 
@@ -326,7 +330,9 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	if err != nil {
 		return nil, err
 	}
-	if r.Allowed || m == ModeForce {
+	applied := r.Allowed || m == ModeForce
+	rc.c.looks.record(t.Customer.ID, ops, r, applied)
+	if applied {
 		state(t).msg = reserved(ops, r)
 	}
 	f := limitFindings(ops, r)

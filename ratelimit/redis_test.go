@@ -202,8 +202,14 @@ defaults: {limits: {messages_per_minute: 1000, recipients_per_day: 1000, per_rec
 	r.Stop()
 	for i := 0; i < 3; i++ {
 		o := hr.send(t, "acme", "", 500, "a@x.example")
-		if o.mail.Action != policy.Defer || o.mail.Finding != policy.FindingError || o.mail.Reply.Code() != 451 {
-			t.Fatalf("during the outage: %+v", o.mail)
+		// The MAIL FROM look may pass on the use Redis reported under a
+		// second ago (lookCache); the first stage that needs Redis defers.
+		v := o.mail
+		if v.Action == policy.Accept && len(o.rcpts) > 0 {
+			v = o.rcpts[0]
+		}
+		if o.delivered() || v.Action != policy.Defer || v.Finding != policy.FindingError || v.Reply.Code() != 451 {
+			t.Fatalf("during the outage, message %d: %+v", i, o)
 		}
 	}
 	_, err = b.Run(context.Background(), "acme", ModeCheck, []Op{countedLimits[0].op(10, 1)})
