@@ -30,8 +30,11 @@ const (
 // TestPerf is the load tool. It prints, it does not judge timings:
 //
 //	AUPG_PERF=1 go test -v -count=1 -timeout 30m -run TestPerf ./perf/
+//
+// AUPG_PERF=milter runs only the milter-protocol comparison with Ed25519.
 func TestPerf(t *testing.T) {
-	if os.Getenv("AUPG_PERF") != "1" {
+	mode := os.Getenv("AUPG_PERF")
+	if mode != "1" && mode != "milter" {
 		t.Skip("load tool, not a test: run with AUPG_PERF=1 (docs/performance.md)")
 	}
 	testenv.Need(t, "redis-server", "postfix")
@@ -46,6 +49,21 @@ func TestPerf(t *testing.T) {
 	edAddr := env.startGateway(t, bin)
 	env.keyType = "rsa"
 	nullAddr := startProc(t, bin, "nullmilter", "-listen", "inet:"+freeAddr(t))
+	if mode == "milter" {
+		// The quick variant: the milter-protocol comparison with Ed25519
+		// signing only (AUPG_PERF=milter), to iterate on the hot path.
+		for _, a := range []string{edAddr, nullAddr} {
+			if _, err := loadgen.Run(context.Background(), env.loadOpts(a, 200, perfSessions, perfSize, 0)); err != nil {
+				t.Fatalf("warm-up %s: %v", a, err)
+			}
+		}
+		null := mustLoad(t, env.loadOpts(nullAddr, perfMessages, perfSessions, perfSize, 0))
+		ed := mustLoad(t, env.loadOpts(edAddr, perfMessages, perfSessions, perfSize, 0))
+		edHalf := mustLoad(t, env.loadOpts(edAddr, perfMessages/2, perfSessions, perfSize, ed.PerSecond/2))
+		fmt.Printf("do-nothing %.0f msg/s, aupguard Ed25519 %.0f msg/s, ratio %.2f; at half of peak p50 %v p99 %v\n",
+			null.PerSecond, ed.PerSecond, ed.PerSecond/null.PerSecond, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99)
+		return
+	}
 
 	// 1. Milter protocol: the load tool against each milter.
 	warm := func(addr string) {
