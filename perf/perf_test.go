@@ -83,6 +83,7 @@ func TestPerf(t *testing.T) {
 	// 2. Postfix with each milter.
 	pfNull := env.postfixRate(t, nullAddr)
 	pfGw := env.postfixRate(t, gwAddr)
+	pfEd := env.postfixRate(t, edAddr)
 
 	// 3. Memory with many large concurrent messages, on a fresh gateway.
 	// 4 GB arrive at once on 2 cores: the store gets time to answer, so
@@ -105,14 +106,15 @@ at half of peak, end-of-message reply (target p99 < 2ms):
   RSA-2048     (%.0f msg/s offered): p50 %v p99 %v
   Ed25519      (%.0f msg/s offered): p50 %v p99 %v
 Postfix, %d messages of %d B, %d SMTP sessions, delivered to the sink:
-  with do-nothing milter %8.1f msg/s
-  with aupguard          %8.1f msg/s   ratio %.2f (target >= 0.95)
+  with do-nothing milter          %8.1f msg/s
+  with aupguard, RSA-2048 signing %8.1f msg/s   ratio %.2f (target >= 0.95)
+  with aupguard, Ed25519 signing  %8.1f msg/s   ratio %.2f (target >= 0.95)
 memory: %d concurrent messages of %d MB through the milter protocol: peak RSS %d MB (target < 200 MB), %d accepted
 `, nproc(), perfMessages, perfSize, perfSessions, null.PerSecond, gw.PerSecond, gw.PerSecond/null.PerSecond,
 		ed.PerSecond, ed.PerSecond/null.PerSecond,
 		gw.PerSecond/2, half.Latency["eom"].P50, half.Latency["eom"].P99,
 		ed.PerSecond/2, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99,
-		perfMessages, perfSize, perfSessions, pfNull, pfGw, pfGw/pfNull,
+		perfMessages, perfSize, perfSessions, pfNull, pfGw, pfGw/pfNull, pfEd, pfEd/pfNull,
 		bigSessions, bigSize>>20, peak.Load()>>20, big.Accepted)
 	t.Log(report)
 	fmt.Println(report)
