@@ -40,6 +40,8 @@ func TestParseAddressList(t *testing.T) {
 		{in: "<alice@example.com", err: true},
 		{in: "Alice <>", err: true},
 		{in: `"unterminated <a@b.example>`, err: true},
+		{in: "\"\\\r\"@x.example", err: true}, // a quoted CR hides the local part (fuzz)
+		{in: "\"a\\\nb\" <a@x.example>", err: true},
 		{in: "(unterminated a@b.example", err: true},
 		{in: "a@b.example c@d.example", err: true},
 		{in: "a b@c.example", err: true},
