@@ -107,11 +107,6 @@ func lex(s string) (*lexer, error) {
 				ch := s[j]
 				if ch == '\\' && j+1 < len(s) {
 					j++
-					if s[j] == '\r' || s[j] == '\n' {
-						// RFC 5322 §4.1 obs-qp allows a quoted CR or LF; in an
-						// address it only serves to hide what the address is.
-						return nil, syntaxErr("quoted line break in quoted string")
-					}
 					b.WriteByte(s[j])
 					continue
 				}

@@ -42,6 +42,7 @@ func TestParseAddressList(t *testing.T) {
 		{in: `"unterminated <a@b.example>`, err: true},
 		{in: "\"\\\r\"@x.example", err: true}, // a quoted CR hides the local part (fuzz)
 		{in: "\"a\\\nb\" <a@x.example>", err: true},
+		{in: "Anna (a\\\rb) <a@x.example>", want: []mb{{"Anna", "a", "x.example", ""}}}, // in a comment it hides nothing
 		{in: "(unterminated a@b.example", err: true},
 		{in: "a@b.example c@d.example", err: true},
 		{in: "a b@c.example", err: true},
