@@ -1,7 +1,6 @@
 package admin
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +17,7 @@ import (
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/testenv"
 	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/policy"
@@ -26,24 +25,6 @@ import (
 )
 
 const testToken = "0123456789abcdef-admin-token-XYZ"
-
-// syncBuffer is a goroutine-safe log capture.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 const adminConfig = `
 provider: {postmaster: postmaster@provider.example}
@@ -62,7 +43,7 @@ customers:
 type env struct {
 	srv  *Server
 	url  string
-	log  *syncBuffer
+	log  *testenv.LogBuffer
 	rec  *events.Recorder
 	cfg  *config.Config
 	stop func()
@@ -103,7 +84,7 @@ func start(t *testing.T, yaml, adminExtra string, mod func(*Options)) *env {
 		rec.Observe(d)
 	}
 	m := metrics.New(metrics.Options{TopCustomers: 5})
-	log := &syncBuffer{}
+	log := &testenv.LogBuffer{}
 	o := Options{
 		Config: cfg, Store: h, Events: rec, Gatherer: m.Registry(),
 		Ready: func(context.Context) error { return nil },
@@ -266,7 +247,7 @@ func TestDisabledAndBadToken(t *testing.T) {
 	open := filepath.Join(dir, "open")
 	os.WriteFile(open, []byte(testToken), 0o644)
 	cfg.Admin.TokenFile, cfg.Admin.Listen = open, "127.0.0.1:0"
-	var log syncBuffer
+	var log testenv.LogBuffer
 	s, err := New(Options{Config: cfg, Logger: slog.New(slog.NewTextHandler(&log, nil))})
 	if err != nil {
 		t.Fatal(err)

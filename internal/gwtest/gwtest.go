@@ -7,13 +7,11 @@ package gwtest
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,7 +41,7 @@ type Env struct {
 	Sink    *testenv.Sink
 	// ConfigPath is the gateway's config file (rewrite it and call Reload).
 	ConfigPath string
-	log        *syncBuffer
+	log        *testenv.LogBuffer
 }
 
 // Start starts the sink, the gateway and Postfix, and stops them at cleanup.
@@ -60,7 +58,7 @@ func Start(t testing.TB, opts Options) *Env {
 	if err := os.WriteFile(path, cfg, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e := &Env{T: t, Sink: sink, ConfigPath: path, log: &syncBuffer{}}
+	e := &Env{T: t, Sink: sink, ConfigPath: path, log: &testenv.LogBuffer{}}
 	e.Daemon, err = daemon.New(daemon.Options{ConfigPath: path, LogOutput: e.log})
 	if err != nil {
 		t.Fatalf("gwtest: gateway: %v", err)
@@ -172,23 +170,6 @@ func (e *Env) Reload(config string) error {
 		return err
 	}
 	return e.Daemon.Reload()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func tail(s string, n int) string {
