@@ -96,7 +96,6 @@ func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...pol
 
 func (h *harness) send(t testing.TB, cust, mailArgs string, size int64, rcpts ...string) outcome {
 	t.Helper()
-	ctx := context.Background()
 	h.n++
 	tx := policy.NewTxn(&policy.Conn{}, h.cust[cust], fmt.Sprintf("ref%d", h.n), h.clk.Now())
 	tx.MailFrom, _ = mailaddr.Parse("sender@" + cust + ".example")
@@ -104,6 +103,13 @@ func (h *harness) send(t testing.TB, cust, mailArgs string, size int64, rcpts ..
 		k, v, _ := strings.Cut(mailArgs, "=")
 		tx.MailArgs = map[string]string{k: v}
 	}
+	return h.run(t, tx, size, rcpts)
+}
+
+// run takes tx through the chain: MAIL, each recipient, end of message
+// (with a message of size bytes) and Finish. Safe for concurrent use.
+func (h *harness) run(t testing.TB, tx *policy.Txn, size int64, rcpts []string) outcome {
+	ctx := context.Background()
 	var o outcome
 	o.mail = h.chain.Mail(ctx, tx)
 	if e := o.mail.Effective(); e == policy.Defer || e == policy.Reject {
@@ -113,7 +119,8 @@ func (h *harness) send(t testing.TB, cust, mailArgs string, size int64, rcpts ..
 	for _, r := range rcpts {
 		a, err := mailaddr.Parse(r)
 		if err != nil {
-			t.Fatal(err)
+			t.Error(err) // not Fatal: run may be on another goroutine
+			return o
 		}
 		rc := &policy.Rcpt{Addr: a}
 		v := h.chain.Rcpt(ctx, tx, rc)

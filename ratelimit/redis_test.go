@@ -17,7 +17,6 @@ import (
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/mailaddr"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/store"
 )
@@ -149,36 +148,7 @@ customers:
 // sendConcurrent is send with a caller-chosen reference, safe for
 // concurrent use (send numbers references itself).
 func (h *harness) sendConcurrent(t testing.TB, cust, ref string, rcpts ...string) outcome {
-	ctx := context.Background()
-	tx := policy.NewTxn(&policy.Conn{}, h.cust[cust], ref, time.Now())
-	var o outcome
-	o.mail = h.chain.Mail(ctx, tx)
-	if e := o.mail.Effective(); e == policy.Defer || e == policy.Reject {
-		h.chain.Finish(ctx, tx, false)
-		return o
-	}
-	for _, r := range rcpts {
-		a, err := mailaddr.Parse(r)
-		if err != nil {
-			t.Error(err)
-			return o
-		}
-		rc := &policy.Rcpt{Addr: a}
-		v := h.chain.Rcpt(ctx, tx, rc)
-		o.rcpts = append(o.rcpts, v)
-		if v.Effective() == policy.Accept {
-			tx.Rcpts = append(tx.Rcpts, rc)
-		}
-	}
-	if len(tx.Rcpts) == 0 {
-		h.chain.Finish(ctx, tx, false)
-		return o
-	}
-	tx.BodySize = 500
-	v := h.chain.EOM(ctx, tx)
-	o.eom = &v
-	h.chain.Finish(ctx, tx, v.Effective() == policy.Accept)
-	return o
+	return h.run(t, policy.NewTxn(&policy.Conn{}, h.cust[cust], ref, time.Now()), 500, rcpts)
 }
 
 // TestRedisOutage stops Redis in the middle of a run: every message gets
