@@ -44,6 +44,25 @@ customers:
       - {domain: signed.example, selector: gw, key_file: KEYFILE}
 `
 
+// gatewayKey writes a new RSA-2048 signing key for the gateway to a PKCS#8
+// PEM file named name in a temporary directory.
+func gatewayKey(t *testing.T, name string) (*rsa.PrivateKey, string) {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return key, file
+}
+
 // dkimTXT is the DKIM key record of pub (RFC 6376 §3.6.1), in zone-file
 // strings of at most 255 octets (RFC 1035 §3.3.14).
 func dkimTXT(t *testing.T, pub crypto.PublicKey) string {
@@ -107,18 +126,7 @@ func authMsg(from, subject string) []byte {
 // delivered with a DKIM-Signature that verifies at the sink; a signature
 // the customer made itself survives Postfix and the gateway.
 func TestAuthThroughPostfix(t *testing.T) {
-	gwKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(gwKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "signed.example.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	gwKey, keyFile := gatewayKey(t, "signed.example.pem")
 	custPub, custKey, err := ed25519.GenerateKey(rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -275,18 +283,7 @@ customers:
 // signature as DKIM alignment (auth.DKIMAligned) and refuses the bulk mail
 // of a customer nothing signs for.
 func TestSignedBulkThroughPostfix(t *testing.T) {
-	gwKey, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(gwKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyFile := filepath.Join(t.TempDir(), "webhost.pem")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	gwKey, keyFile := gatewayKey(t, "webhost.pem")
 	record := dkimTXT(t, gwKey.Public())
 	fake := fakedns.Start(t, strings.Join([]string{
 		`_dmarc.webhost.example. TXT "v=DMARC1; p=reject"`,
