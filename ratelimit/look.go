@@ -53,12 +53,21 @@ func (l *lookCache) allows(customer string, ops []Op) bool {
 }
 
 // record keeps the use r reports for ops (applied: r's reservation was
-// made, so the use includes it).
+// made, so the use includes it). It reuses the customer's map: this runs
+// for every message.
 func (l *lookCache) record(customer string, ops []Op, r Result, applied bool) {
 	if len(r.Ops) != len(ops) {
 		return
 	}
-	used := make(map[string]int64, len(ops))
+	now := l.now()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	s := l.m[customer]
+	if s.used == nil {
+		s.used = make(map[string]int64, len(ops))
+	} else {
+		clear(s.used)
+	}
 	for i, op := range ops {
 		if op.Kind != KindRate && op.Kind != KindWindow {
 			continue
@@ -67,10 +76,8 @@ func (l *lookCache) record(customer string, ops []Op, r Result, applied bool) {
 		if applied {
 			u += op.N
 		}
-		used[op.Name] = u
+		s.used[op.Name] = u
 	}
-	now := l.now()
-	l.mu.Lock()
-	l.m[customer] = lookSnap{at: now, used: used}
-	l.mu.Unlock()
+	s.at = now
+	l.m[customer] = s
 }
