@@ -44,19 +44,20 @@ func TestPerf(t *testing.T) {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
 	env := newPerfEnv(t, dir)
-	gwAddr := env.startGateway(t, bin) // RSA-2048 signing, the production default
 	env.keyType = "ed25519"
 	edAddr := env.startGateway(t, bin)
 	env.keyType = "rsa"
 	nullAddr := startProc(t, bin, "nullmilter", "-listen", "inet:"+freeAddr(t))
+	warm := func(addr string) {
+		if _, err := loadgen.Run(context.Background(), env.loadOpts(addr, 200, perfSessions, perfSize, 0)); err != nil {
+			t.Fatalf("warm-up %s: %v", addr, err)
+		}
+	}
 	if mode == "milter" {
 		// The quick variant: the milter-protocol comparison with Ed25519
 		// signing only (AUPG_PERF=milter), to iterate on the hot path.
-		for _, a := range []string{edAddr, nullAddr} {
-			if _, err := loadgen.Run(context.Background(), env.loadOpts(a, 200, perfSessions, perfSize, 0)); err != nil {
-				t.Fatalf("warm-up %s: %v", a, err)
-			}
-		}
+		warm(edAddr)
+		warm(nullAddr)
 		null := mustLoad(t, env.loadOpts(nullAddr, perfMessages, perfSessions, perfSize, 0))
 		ed := mustLoad(t, env.loadOpts(edAddr, perfMessages, perfSessions, perfSize, 0))
 		edHalf := mustLoad(t, env.loadOpts(edAddr, perfMessages/2, perfSessions, perfSize, ed.PerSecond/2))
@@ -64,13 +65,9 @@ func TestPerf(t *testing.T) {
 			null.PerSecond, ed.PerSecond, ed.PerSecond/null.PerSecond, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99)
 		return
 	}
+	gwAddr := env.startGateway(t, bin) // RSA-2048 signing, the production default
 
 	// 1. Milter protocol: the load tool against each milter.
-	warm := func(addr string) {
-		if _, err := loadgen.Run(context.Background(), env.loadOpts(addr, 200, perfSessions, perfSize, 0)); err != nil {
-			t.Fatalf("warm-up %s: %v", addr, err)
-		}
-	}
 	warm(gwAddr)
 	warm(edAddr)
 	warm(nullAddr)
