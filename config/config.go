@@ -43,6 +43,8 @@ type Config struct {
 	Bulk    BulkConfig    `yaml:"bulk"`
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
+	// Reputation is the bounce-rate and blocklist loop (reputation.go).
+	Reputation ReputationConfig `yaml:"reputation"`
 
 	root *yaml.Node
 }
