@@ -122,6 +122,14 @@ type Bulk struct {
 }
 
 type fpKey struct{}
+type bulkByKey struct{}
+
+// BulkBy says why bulk_mail judged the message bulk ("precedence",
+// "list_id", "fingerprint"), or "" when it did not (or did not run yet).
+func BulkBy(t *policy.Txn) string {
+	by, _ := t.Value(bulkByKey{}).(string)
+	return by
+}
 type unsubKey struct{}
 
 // NewBulk builds the bulk_mail check from the service's config.
@@ -196,6 +204,7 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 		}
 		by = "fingerprint"
 	}
+	t.SetValue(bulkByKey{}, by)
 	attrs := func(kv ...string) map[string]string {
 		m := map[string]string{"bulk_by": by}
 		for i := 0; i+1 < len(kv); i += 2 {
