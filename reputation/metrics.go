@@ -1,0 +1,99 @@
+package reputation
+
+import (
+	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports the reputation loop's state to Prometheus:
+//
+//	aupguard_delivery_results_total{class}         results counted per class (sent, hard, policy, other, deferred)
+//	aupguard_delivery_results_unmatched_total      results of messages the gateway did not accept
+//	aupguard_delivery_results_lost_total           results not counted because the store failed
+//	aupguard_customer_bounce_rate{customer}        hard-bounce rate over the window (top customers by volume)
+//	aupguard_customer_bounce_final{customer}       final results in the window
+//	aupguard_dnsbl_listed{address,zone}            1 while listed, 0 when not, absent before the first answer
+//	aupguard_dnsbl_listings_total{address,zone}    times this process saw the address become listed
+//	aupguard_dnsbl_queries_total{zone,result}      queries by result (listed, clean, error_code, unexpected, failed)
+//	aupguard_dnsbl_mails_total{result}             postmaster mails about listings (sent, failed)
+type Collector struct {
+	Service *Service
+	Reader  *Reader
+	Watcher *Watcher
+	// Top bounds the customer label values.
+	Top int
+}
+
+var (
+	descResults   = prometheus.NewDesc("aupguard_delivery_results_total", "Delivery results read from the MTA log and counted for a customer, by class.", []string{"class"}, nil)
+	descUnmatched = prometheus.NewDesc("aupguard_delivery_results_unmatched_total", "Delivery results of messages the gateway did not accept (or has forgotten).", nil, nil)
+	descLost      = prometheus.NewDesc("aupguard_delivery_results_lost_total", "Delivery results not counted because the store failed.", nil, nil)
+	descRate      = prometheus.NewDesc("aupguard_customer_bounce_rate", "Hard-bounce rate of the customer over the bounce window (top customers by volume).", []string{"customer"}, nil)
+	descFinal     = prometheus.NewDesc("aupguard_customer_bounce_final", "Final delivery results of the customer in the bounce window.", []string{"customer"}, nil)
+	descListed    = prometheus.NewDesc("aupguard_dnsbl_listed", "1 while the egress address is listed on the zone, 0 when it is not.", []string{"address", "zone"}, nil)
+	descListings  = prometheus.NewDesc("aupguard_dnsbl_listings_total", "Times the egress address was seen becoming listed on the zone.", []string{"address", "zone"}, nil)
+	descQueries   = prometheus.NewDesc("aupguard_dnsbl_queries_total", "Blocklist queries by zone and result.", []string{"zone", "result"}, nil)
+	descMails     = prometheus.NewDesc("aupguard_dnsbl_mails_total", "Postmaster mails about listings, by result.", []string{"result"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descResults, descUnmatched, descLost, descRate, descFinal, descListed, descListings, descQueries, descMails} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	if r := c.Reader; r != nil {
+		for i, cl := range Classes {
+			ch <- prometheus.MustNewConstMetric(descResults, prometheus.CounterValue, float64(r.Stats.ByClass[i].Load()), string(cl))
+		}
+		ch <- prometheus.MustNewConstMetric(descUnmatched, prometheus.CounterValue, float64(r.Stats.Unmatched.Load()))
+		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(r.Stats.StoreErrors.Load()))
+	}
+	if s := c.Service; s != nil {
+		latest := s.Latest()
+		sts := make([]Standing, 0, len(latest))
+		for _, st := range latest {
+			sts = append(sts, st)
+		}
+		sort.Slice(sts, func(i, j int) bool {
+			if sts[i].Final() != sts[j].Final() {
+				return sts[i].Final() > sts[j].Final()
+			}
+			return sts[i].Customer < sts[j].Customer
+		})
+		if c.Top > 0 && len(sts) > c.Top {
+			sts = sts[:c.Top]
+		}
+		for _, st := range sts {
+			ch <- prometheus.MustNewConstMetric(descRate, prometheus.GaugeValue, st.Rate, st.Customer)
+			ch <- prometheus.MustNewConstMetric(descFinal, prometheus.GaugeValue, float64(st.Final()), st.Customer)
+		}
+	}
+	if w := c.Watcher; w != nil {
+		st := w.Stats
+		st.mu.Lock()
+		for k, l := range st.states {
+			if !l.Known {
+				continue
+			}
+			v := 0.0
+			if l.Listed {
+				v = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descListed, prometheus.GaugeValue, v, k.Address, k.Zone)
+		}
+		for _, k := range Keys(w.svc.Cfg) {
+			ch <- prometheus.MustNewConstMetric(descListings, prometheus.CounterValue, float64(st.listings[k]), k.Address, k.Zone)
+		}
+		for k, n := range st.queries {
+			ch <- prometheus.MustNewConstMetric(descQueries, prometheus.CounterValue, float64(n), k[0], k[1])
+		}
+		st.mu.Unlock()
+		ch <- prometheus.MustNewConstMetric(descMails, prometheus.CounterValue, float64(st.Mails.Load()), "sent")
+		ch <- prometheus.MustNewConstMetric(descMails, prometheus.CounterValue, float64(st.MailErrors.Load()), "failed")
+	}
+}
