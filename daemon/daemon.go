@@ -31,6 +31,8 @@ type Options struct {
 	// LogOutput receives the log (default: discarded).
 	LogOutput io.Writer
 	Clock     clock.Clock
+	// Stdin is where reputation.deliveries.source "-" reads (default os.Stdin).
+	Stdin io.Reader
 }
 
 // Daemon is a running gateway.
@@ -48,6 +50,7 @@ type Daemon struct {
 	rawResolver any // the caching resolver, before instrumentation (/readyz)
 	optoutAPI   swapHandler
 	unsubscribe swapHandler
+	rep         *repLoop
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -210,6 +213,12 @@ func (d *Daemon) Reload() error {
 	if err := d.buildHandlers(cfg); err != nil {
 		d.log.Error("reload refused", "err", err)
 		return err
+	}
+	if d.rep != nil {
+		if old.Reputation.Deliveries.Source != cfg.Reputation.Deliveries.Source || old.Reputation.DNSBL.Interval != cfg.Reputation.DNSBL.Interval {
+			d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
+		}
+		d.rep.svc.SetConfig(cfg)
 	}
 	d.engine.Swap(st)
 	d.mu.Lock()

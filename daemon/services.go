@@ -15,6 +15,7 @@ import (
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/reputation"
 )
 
 // httpService is an HTTP listener run beside the milter.
@@ -105,6 +106,14 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
 	obs := []gateway.Observer{rec, m}
+	rep, err := newRepLoop(d, cfg)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reputation: %w", err)
+	}
+	d.rep = rep
+	if err := m.Registry().Register(&reputation.Collector{Service: rep.svc, Reader: rep.reader, Watcher: rep.watcher, Top: cfg.Admin.MetricsTopCustomers}); err != nil {
+		return nil, nil, fmt.Errorf("reputation metrics: %w", err)
+	}
 
 	var svcs []Service
 	if err := d.buildHandlers(cfg); err != nil {
@@ -124,6 +133,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
+			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
 		},
 	})
 	switch {
@@ -138,6 +148,9 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.admin = srv
 		svcs = append(svcs, srv)
 		d.log.Info("admin server listening", "addr", srv.Addr().String(), "tls", srv.TLS())
+	}
+	if rep.reader != nil || rep.watcher != nil {
+		svcs = append(svcs, rep)
 	}
 	return obs, svcs, nil
 }

@@ -255,3 +255,55 @@ func (m *Mailer) dial(ctx context.Context) (*smtp.Client, error) {
 	}
 	return c, nil
 }
+
+// SendText sends one plain-text notice (a blocklist listing, say) to one
+// address through the reports relay, marked Auto-Submitted (RFC 3834 §5)
+// like the reports.
+func (m *Mailer) SendText(ctx context.Context, to, subject, body string, now time.Time) error {
+	rcpt, err := mail.ParseAddress(to)
+	if err != nil {
+		return fmt.Errorf("notice mail to %q: %w", to, err)
+	}
+	host := m.SMTP.Helo
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	hdr := []string{
+		"From: " + (&mail.Address{Name: "aupguard", Address: m.From}).String(),
+		"To: " + rcpt.String(),
+		"Subject: " + mime.QEncoding.Encode("utf-8", subject),
+		"Date: " + now.Format(time.RFC1123Z),
+		"Message-ID: <" + randomID() + "@" + host + ">",
+		"MIME-Version: 1.0",
+		"Auto-Submitted: auto-generated",
+		"Content-Type: text/plain; charset=utf-8",
+		"Content-Transfer-Encoding: quoted-printable",
+	}
+	var b bytes.Buffer
+	for _, h := range hdr {
+		if strings.ContainsAny(h, "\r\n") {
+			return fmt.Errorf("notice mail: header %q has a line break", h)
+		}
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	qw := quotedprintable.NewWriter(&b)
+	if _, err := qw.Write([]byte(strings.ReplaceAll(strings.ReplaceAll(body, "\r\n", "\n"), "\n", "\r\n"))); err != nil {
+		return err
+	}
+	if err := qw.Close(); err != nil {
+		return err
+	}
+	c, err := m.dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	if err := c.SendMail(m.From, []string{rcpt.Address}, bytes.NewReader(b.Bytes())); err != nil {
+		return fmt.Errorf("notice mail to %s: %w", rcpt.Address, err)
+	}
+	return c.Quit()
+}

@@ -75,7 +75,7 @@ func Keys(cfg *config.Config) []ListingKey {
 
 // Run queries every interval until ctx ends; the first round is at once.
 func (w *Watcher) Run(ctx context.Context) error {
-	l := w.svc.Cfg.Reputation.DNSBL
+	l := w.svc.Config().Reputation.DNSBL
 	w.svc.Log.Info("blocklist watch started", "addresses", strings.Join(l.Addresses, ","), "zones", len(l.Zones), "interval", l.Interval.String())
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
@@ -91,7 +91,7 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // Round queries every address in every zone once.
 func (w *Watcher) Round(ctx context.Context) {
-	cfg := w.svc.Cfg.Reputation.DNSBL
+	cfg := w.svc.Config().Reputation.DNSBL
 	for _, a := range cfg.Addresses {
 		for _, z := range cfg.Zones {
 			if ctx.Err() != nil {
@@ -193,7 +193,7 @@ func (w *Watcher) check(ctx context.Context, addr string, z config.DNSBLZone) {
 	w.Stats.mu.Unlock()
 	now := w.svc.Clock.Now()
 	sctx, cancel := w.svc.Store.Context(ctx)
-	before, after, err := w.svc.B.Observe(sctx, k, o, now, w.svc.Cfg.Reputation.DNSBL.History)
+	before, after, err := w.svc.B.Observe(sctx, k, o, now, w.svc.Config().Reputation.DNSBL.History)
 	cancel()
 	if err != nil {
 		log.Error("blocklist state not stored", "event", "dnsbl_store_failed", "address", addr, "zone", z.Zone, "err", err)
@@ -243,7 +243,7 @@ func (w *Watcher) notify(ctx context.Context, l Listing) {
 	if err != nil {
 		log.Warn("listing report without senders", "address", l.Address, "err", err)
 	}
-	subj, body := ListingMail(w.svc.Cfg, l, rows, err)
+	subj, body := ListingMail(w.svc.Config(), l, rows, err)
 	if err := w.Notify(ctx, subj, body); err != nil {
 		w.Stats.MailErrors.Add(1)
 		log.Error("postmaster mail about a listing failed: retried next round", "event", "dnsbl_mail_failed", "address", l.Address, "zone", l.Zone, "err", err)
@@ -277,7 +277,7 @@ type SenderRow struct {
 // TopSenders ranks the customers by their deliveries through addr in the
 // report window before t, with their bounce and complaint rates.
 func (w *Watcher) TopSenders(ctx context.Context, addr string, t time.Time) ([]SenderRow, error) {
-	cfg := w.svc.Cfg
+	cfg := w.svc.Config()
 	ids := make([]string, 0, len(cfg.Customers))
 	names := map[string]string{}
 	for _, c := range cfg.Customers {

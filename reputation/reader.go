@@ -40,7 +40,7 @@ func NewReader(svc *Service) *Reader {
 // Run reads the configured source until ctx ends: the followed file, or
 // stdin for "-".
 func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
-	d := r.svc.Cfg.Reputation.Deliveries
+	d := r.svc.Config().Reputation.Deliveries
 	fn := func(line string) { r.Line(ctx, line) }
 	if d.Source == "-" {
 		r.svc.Log.Info("reading delivery results", "source", "stdin")
@@ -66,7 +66,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	}
 	r.Stats.Results.Add(1)
 	res := Result{QueueID: d.QueueID, RcptHash: r.svc.rcptHash(d.To), Class: class,
-		Egress: r.svc.Cfg.Reputation.Deliveries.EgressFor(d.Program)}
+		Egress: r.svc.Config().Reputation.Deliveries.EgressFor(d.Program)}
 	var (
 		customer string
 		counted  bool
@@ -78,7 +78,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		now := r.svc.Clock.Now()
 		since, _ := r.svc.window(now)
 		sctx, cancel := r.svc.Store.Context(ctx)
-		customer, counted, counts, err = r.svc.B.Record(sctx, res, now, since, r.svc.Cfg.Reputation.Deliveries.QueueIDTTL)
+		customer, counted, counts, err = r.svc.B.Record(sctx, res, now, since, r.svc.Config().Reputation.Deliveries.QueueIDTTL)
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
@@ -112,7 +112,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	attrs := []any{"event", "delivery", "queue_id", d.QueueID, "customer", customer, "class", string(class),
 		"status", d.Status, "dsn", d.DSN, "rcpt_hash", res.RcptHash, "egress", res.Egress,
 		"rate", pct(st.Rate), "hard", st.Hard, "final", st.Final(), "level", st.Level}
-	if r.svc.Cfg.Log.PlainRecipients {
+	if r.svc.Config().Log.PlainRecipients {
 		attrs = append(attrs, "rcpt", d.To)
 	}
 	if class == Sent {

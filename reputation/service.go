@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aupguard/aupguard/clock"
@@ -47,7 +48,6 @@ type Standing struct {
 type Service struct {
 	B      Backend
 	Store  *store.Handle
-	Cfg    *config.Config
 	Secret secrets.Key
 	Clock  clock.Clock
 	Log    *slog.Logger
@@ -56,7 +56,15 @@ type Service struct {
 	// (for /metrics and level-change log lines).
 	mu   sync.Mutex
 	last map[string]Standing
+	cfg  atomic.Pointer[config.Config]
 }
+
+// Config returns the config in force.
+func (s *Service) Config() *config.Config { return s.cfg.Load() }
+
+// SetConfig replaces the config (reload); the delivery source, the
+// watched addresses and zones and the interval need a restart.
+func (s *Service) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
 
 // NewService opens the reputation backend of h.
 func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.Clock, log *slog.Logger) (*Service, error) {
@@ -70,12 +78,14 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{B: b, Store: h, Cfg: cfg, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}}, nil
+	s := &Service{B: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}}
+	s.cfg.Store(cfg)
+	return s, nil
 }
 
 // Settings returns a customer's bounce settings.
 func (s *Service) Settings(customer string) Settings {
-	b := s.Cfg.Reputation.Bounces
+	b := s.Config().Reputation.Bounces
 	st := Settings{Warn: b.Warn, Act: b.Act, MinVolume: int64(b.MinVolume), Outcome: b.Outcome}
 	if o, ok := b.Customers[customer]; ok {
 		if o.Outcome != "" {
@@ -96,7 +106,7 @@ func (s *Service) Settings(customer string) Settings {
 
 // judge computes a standing from counts.
 func (s *Service) judge(customer string, c Counts) Standing {
-	st := Standing{Customer: customer, Window: s.Cfg.Reputation.Bounces.Window, Counts: c, Settings: s.Settings(customer)}
+	st := Standing{Customer: customer, Window: s.Config().Reputation.Bounces.Window, Counts: c, Settings: s.Settings(customer)}
 	st.Rate, st.Level = level(c, st.Settings)
 	return st
 }
@@ -118,7 +128,7 @@ func level(c Counts, st Settings) (float64, string) {
 
 // window returns the bounce window ending at now.
 func (s *Service) window(now time.Time) (time.Time, time.Time) {
-	return now.Add(-s.Cfg.Reputation.Bounces.Window), now.Add(time.Second)
+	return now.Add(-s.Config().Reputation.Bounces.Window), now.Add(time.Second)
 }
 
 // Standing reads a customer's bounce standing from the store.
