@@ -61,6 +61,16 @@ func backends() []backend {
 			t.Cleanup(func() { h.Close() })
 			return h
 		}},
+		{"cluster", func(t *testing.T, clk clock.Clock) *store.Handle {
+			rc := testenv.StartRedisCluster(t)
+			h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+				Redis: config.RedisConfig{Addrs: rc.Addrs(), Cluster: true, KeyPrefix: "t:", DialTimeout: time.Second}}, clk)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { h.Close() })
+			return h
+		}},
 	}
 }
 
