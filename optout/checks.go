@@ -130,6 +130,7 @@ func BulkBy(t *policy.Txn) string {
 	by, _ := t.Value(bulkByKey{}).(string)
 	return by
 }
+
 type unsubKey struct{}
 
 // NewBulk builds the bulk_mail check from the service's config.

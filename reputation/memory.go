@@ -322,4 +322,3 @@ func (m *memory) Listings(_ context.Context, keys []ListingKey) ([]Listing, erro
 	}
 	return out, nil
 }
-
