@@ -31,7 +31,8 @@ type SinkMessage struct {
 	Received time.Time
 }
 
-// Sink is an SMTP server on 127.0.0.1 that accepts every message, without
+// Sink is an SMTP server on 127.0.0.1 that accepts every message (unless
+// told to refuse some recipients, RefuseRcpt), without
 // authentication or TLS, and records it. It is safe for concurrent use.
 type Sink struct {
 	srv  *smtp.Server
@@ -40,6 +41,16 @@ type Sink struct {
 	mu      sync.Mutex
 	msgs    []SinkMessage
 	changed chan struct{} // closed and replaced whenever msgs grows
+	refuse  func(to string) *smtp.SMTPError
+}
+
+// RefuseRcpt makes the sink answer RCPT TO with the error f returns for a
+// recipient (nil accepts it), as a receiver refusing unknown users with
+// 550 5.1.1 does; nil f accepts every recipient again.
+func (s *Sink) RefuseRcpt(f func(to string) *smtp.SMTPError) {
+	s.mu.Lock()
+	s.refuse = f
+	s.mu.Unlock()
 }
 
 // StartSink starts a [Sink] on a free port of 127.0.0.1; t.Cleanup closes it.
@@ -141,6 +152,14 @@ func (ss *sinkSession) Mail(from string, _ *smtp.MailOptions) error {
 }
 
 func (ss *sinkSession) Rcpt(to string, _ *smtp.RcptOptions) error {
+	ss.sink.mu.Lock()
+	refuse := ss.sink.refuse
+	ss.sink.mu.Unlock()
+	if refuse != nil {
+		if e := refuse(to); e != nil {
+			return e
+		}
+	}
 	ss.to = append(ss.to, to)
 	return nil
 }
