@@ -35,6 +35,7 @@ import (
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/ratelimit"
 	"github.com/aupguard/aupguard/report"
+	"github.com/aupguard/aupguard/reputation"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -72,6 +73,9 @@ type Options struct {
 	// Standing returns a customer's opt-out standing; default
 	// report.OptOutStanding on Store.
 	Standing report.StandingFunc
+	// Reputation returns bounce standings and blocklist states; default
+	// report.ReputationOf on Store.
+	Reputation report.ReputationFunc
 	// Mounts are other packages' handlers by ServeMux pattern (e.g.
 	// "/api/optouts", "/api/customers/{id}/flag"), served behind the token.
 	Mounts map[string]http.Handler
@@ -120,6 +124,11 @@ func New(o Options) (*Server, error) {
 	if s.o.Quota == nil && o.Store != nil {
 		s.o.Quota = func(ctx context.Context, id string) (any, error) {
 			return ratelimit.Quota(ctx, o.Store, s.cfg.Load(), id)
+		}
+	}
+	if s.o.Reputation == nil && o.Store != nil {
+		s.o.Reputation = func(ctx context.Context, ids []string, listings bool) ([]reputation.Standing, []reputation.Listing, error) {
+			return report.ReputationOf(o.Store, s.cfg.Load())(ctx, ids, listings)
 		}
 	}
 	if s.o.Standing == nil && o.Store != nil {

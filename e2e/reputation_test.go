@@ -206,7 +206,7 @@ reputation:
 		}
 		m := msgs[0]
 		body := string(m.Data)
-		if len(m.To) != 1 || m.To[0] != "postmaster@provider.example" || !strings.Contains(body, "Subject: egress 192.0.2.10 listed on zen.spamhaus.org (127.0.0.2)") {
+		if len(m.To) != 1 || m.To[0] != "postmaster@provider.example" || !strings.Contains(body, "egress 192.0.2.10 listed on zen.spamhaus.org (127.0.0.2)") {
 			t.Fatalf("mail to %v:\n%s", m.To, body)
 		}
 		if !strings.Contains(body, "bulkco") || !strings.Contains(body, "Auto-Submitted: auto-generated") {
@@ -266,7 +266,7 @@ reputation:
 		if !listed {
 			t.Errorf("api listings %+v", o.Listings)
 		}
-		dash := get("/dashboard")
+		dash := get("/")
 		for _, want := range []string{"Bounce rates", "bulkco", "Blocklists", "192.0.2.10"} {
 			if !strings.Contains(dash, want) {
 				t.Errorf("dashboard lacks %q", want)

@@ -46,8 +46,10 @@ var funcs = template.FuncMap{
 	"rate": func(o OptOutRow) []string {
 		return standingCells(o)
 	},
-	"i64":    func(n int64) string { return strconv.FormatInt(n, 10) },
-	"i64add": func(a, b int64) int64 { return a + b },
+	"i64":     func(n int64) string { return strconv.FormatInt(n, 10) },
+	"bounce":  bounceCells,
+	"listing": listingCells,
+	"i64add":  func(a, b int64) int64 { return a + b },
 }
 
 var page = template.Must(template.New("report").Funcs(funcs).Parse(`<!DOCTYPE html>
@@ -176,6 +178,30 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 <thead><tr><th>Domain</th><th>Customer</th><th>Finding</th><th class="n">Count</th></tr></thead>
 <tbody>
 {{- range .R.DMARC}}<tr><td>{{.Domain}}</td><td>{{label .Customer}}</td><td>{{.Finding}}</td><td class="n">{{.Count}}</td></tr>{{end}}
+</tbody>
+</table>
+{{- end}}
+
+{{- if .R.Bounces}}
+<h2>Bounce rates</h2>
+<table id="bounces">
+<thead><tr><th>Customer</th><th class="n">Sent</th><th class="n">Hard bounces</th><th class="n">Policy</th><th class="n">Other</th><th class="n">Deferred</th><th class="n">Hard rate</th><th>Level</th><th>Outcome over act</th></tr></thead>
+<tbody>
+{{- range .R.Bounces}}{{$c := bounce .}}
+<tr data-customer="{{.Customer}}" class="level-{{.Level}}">{{range $i, $v := $c}}<td{{if and (ge $i 1) (le $i 6)}} class="n"{{end}}>{{$v}}</td>{{end}}</tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+
+{{- if .R.Blocklists}}
+<h2>Blocklists</h2>
+<table id="blocklists">
+<thead><tr><th>Address</th><th>Zone</th><th>State</th><th>Since (UTC)</th><th>Last check</th><th>Note</th></tr></thead>
+<tbody>
+{{- range .R.Blocklists}}{{$c := listing .}}
+<tr data-address="{{.Address}}" data-zone="{{.Zone}}"{{if .Listed}} class="listed"{{end}}>{{range $c}}<td>{{.}}</td>{{end}}</tr>
+{{- end}}
 </tbody>
 </table>
 {{- end}}

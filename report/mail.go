@@ -36,10 +36,16 @@ type Message struct {
 // provider-wide report to provider.postmaster, and to each customer's
 // abuse_contact its own report (as reports.customer_reports says).
 func Daily(ctx context.Context, src Source, cfg *config.Config, standing StandingFunc, since, until, now time.Time) ([]Message, error) {
+	return DailyWithReputation(ctx, src, cfg, standing, nil, since, until, now)
+}
+
+// DailyWithReputation is Daily with the bounce standings and blocklist
+// states (rep) in the reports.
+func DailyWithReputation(ctx context.Context, src Source, cfg *config.Config, standing StandingFunc, rep ReputationFunc, since, until, now time.Time) ([]Message, error) {
 	var msgs []Message
 	prefix := cfg.Reports.SubjectPrefix
 	if pm := cfg.Provider.Postmaster; pm != "" {
-		r, err := Build(ctx, src, Options{Since: since, Until: until, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now})
+		r, err := Build(ctx, src, Options{Since: since, Until: until, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
 		if err != nil {
 			return nil, err
 		}
@@ -53,7 +59,7 @@ func Daily(ctx context.Context, src Source, cfg *config.Config, standing Standin
 		if c.AbuseContact == "" {
 			continue
 		}
-		r, err := Build(ctx, src, Options{Since: since, Until: until, Customer: c.ID, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now})
+		r, err := Build(ctx, src, Options{Since: since, Until: until, Customer: c.ID, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
 		if err != nil {
 			return nil, err
 		}

@@ -109,6 +109,16 @@ func (r *Report) WriteText(w io.Writer) error {
 		rows = append(rows, []string{d.Domain, customerLabel(d.Customer), d.Finding, i64(d.Count)})
 	}
 	table("DMARC failures by domain", "DOMAIN\tCUSTOMER\tFINDING\tCOUNT", rows)
+	rows = nil
+	for _, b := range r.Bounces {
+		rows = append(rows, bounceCells(b))
+	}
+	table("Bounce rates (current window)", "CUSTOMER\tSENT\tHARD\tPOLICY\tOTHER\tDEFERRED\tHARD RATE\tLEVEL\tOUTCOME", rows)
+	rows = nil
+	for _, l := range r.Blocklists {
+		rows = append(rows, listingCells(l))
+	}
+	table("Blocklists", "ADDRESS\tZONE\tSTATE\tSINCE (UTC)\tLAST CHECK\tNOTE", rows)
 	if r.Customer == "" {
 		for _, c := range r.Customers {
 			if len(c.Findings) == 0 {

@@ -20,6 +20,7 @@ import (
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/ratelimit"
+	"github.com/aupguard/aupguard/reputation"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -61,6 +62,8 @@ type Options struct {
 	Standing StandingFunc
 	// Now is the report's generation time (default time.Now()).
 	Now time.Time
+	// Reputation, when set, adds bounce standings and blocklist states.
+	Reputation ReputationFunc
 }
 
 // Counts are message counts. Messages is every message decided; Accepted,
@@ -121,6 +124,10 @@ type Report struct {
 	Series []Series    `json:"series"`
 	// Errors lists what could not be read (a standing); the rest stands.
 	Errors []string `json:"errors,omitempty"`
+	// Bounces are the customers' current bounce standings (reputation.go).
+	Bounces []reputation.Standing `json:"bounces,omitempty"`
+	// Blocklists are the egress addresses' listing states (provider report only).
+	Blocklists []reputation.Listing `json:"blocklists,omitempty"`
 }
 
 // CustomerSummary is one customer's figures.
@@ -433,6 +440,7 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 			r.Series = append(r.Series, s)
 		}
 	}
+	addReputation(ctx, r, o)
 	return r, nil
 }
 

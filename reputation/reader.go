@@ -120,5 +120,5 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	} else {
 		log.Info("delivery result", attrs...)
 	}
-	r.svc.note(st)
+	r.svc.noteLevel(st)
 }

@@ -54,9 +54,10 @@ type Service struct {
 
 	// last keeps each customer's latest standing seen by this process
 	// (for /metrics and level-change log lines).
-	mu   sync.Mutex
-	last map[string]Standing
-	cfg  atomic.Pointer[config.Config]
+	mu     sync.Mutex
+	last   map[string]Standing
+	levels map[string]string
+	cfg    atomic.Pointer[config.Config]
 }
 
 // Config returns the config in force.
@@ -78,7 +79,7 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{B: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}}
+	s := &Service{B: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{}}
 	s.cfg.Store(cfg)
 	return s, nil
 }
@@ -157,15 +158,24 @@ func (s *Service) Standings(ctx context.Context, customers []string) ([]Standing
 	return out, nil
 }
 
-// note remembers a standing and logs a change of level.
+// note remembers a standing (for /metrics).
 func (s *Service) note(st Standing) {
 	s.mu.Lock()
-	prev, had := s.last[st.Customer]
 	s.last[st.Customer] = st
 	s.mu.Unlock()
-	if had && prev.Level != st.Level && (st.Level == LevelWarn || st.Level == LevelAct || prev.Level == LevelWarn || prev.Level == LevelAct) {
+}
+
+// noteLevel remembers a standing and logs a change of level; the reader
+// calls it, as results come in.
+func (s *Service) noteLevel(st Standing) {
+	s.note(st)
+	s.mu.Lock()
+	prev, had := s.levels[st.Customer]
+	s.levels[st.Customer] = st.Level
+	s.mu.Unlock()
+	if had && prev != st.Level && (st.Level == LevelWarn || st.Level == LevelAct || prev == LevelWarn || prev == LevelAct) {
 		s.Log.Warn("bounce rate level changed", "event", "bounce_rate_level", "customer", st.Customer,
-			"from", prev.Level, "to", st.Level, "rate", pct(st.Rate), "hard", st.Hard, "final", st.Final(),
+			"from", prev, "to", st.Level, "rate", pct(st.Rate), "hard", st.Hard, "final", st.Final(),
 			"window", st.Window.String(), "outcome", st.Outcome)
 	}
 }

@@ -61,9 +61,12 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	if h.Backend == store.Redis {
 		standing = report.OptOutStanding(h, cfg)
 	}
+	// Bounce rates and blocklist states: Redis, or the memory store's
+	// snapshot (reputation.json under store.path).
+	rep := report.ReputationOf(h, cfg)
 
 	if *mailIt {
-		msgs, err := report.Daily(ctx, rd, cfg, standing, start, until, now)
+		msgs, err := report.DailyWithReputation(ctx, rd, cfg, standing, rep, start, until, now)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -99,7 +102,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	if !known {
 		fmt.Fprintf(stderr, "note: customer %q is not in %s; reporting what the record holds\n", *customer, cfg.File)
 	}
-	r, err := report.Build(ctx, rd, report.Options{Since: start, Until: until, Customer: *customer, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now})
+	r, err := report.Build(ctx, rd, report.Options{Since: start, Until: until, Customer: *customer, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
