@@ -35,6 +35,16 @@ func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
 	l := &repLoop{svc: svc, d: d}
 	if cfg.Reputation.Deliveries.Source != "" {
 		l.reader = reputation.NewReader(svc)
+		inChain := false
+		for _, c := range cfg.Chain {
+			inChain = inChain || c == reputation.CheckName
+		}
+		if !inChain || !cfg.CheckEnabled(reputation.CheckName) {
+			d.log.Warn("reputation.deliveries.source is set but check bounce_rate is not in the chain or disabled: no queue id is remembered, no result can be matched to a customer")
+		}
+		if cfg.Reputation.Deliveries.Egress == "" && len(cfg.Reputation.Deliveries.Transports) == 0 {
+			d.log.Warn("reputation.deliveries.egress unknown (provider.egress_ips has not exactly one address): listing reports cannot rank senders per address")
+		}
 	}
 	if len(cfg.Reputation.DNSBL.Zones) > 0 {
 		if d.deps.Resolver == nil {
