@@ -1,0 +1,72 @@
+package config
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestReputationConfig(t *testing.T) {
+	const cust = "customers:\n  - id: a\n    networks: [192.0.2.1]\n    domains: [a.example]\n"
+	t.Run("defaults", func(t *testing.T) {
+		cfg, err := Parse([]byte("provider: {egress_ips: [192.0.2.25]}\nreputation:\n  dnsbl:\n    zones: [{zone: ZEN.Spamhaus.org.}, {zone: bl.example}]\n"+cust), "t.yaml", Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := cfg.Reputation
+		if r.Bounces.Warn != 0.05 || r.Bounces.Act != 0.10 || r.Bounces.Outcome != BounceDeferBulk || r.Bounces.MinVolume != DefaultBounceMinVolume || r.Bounces.Window != DefaultBounceWindow {
+			t.Errorf("bounce defaults %+v", r.Bounces)
+		}
+		if r.Deliveries.Egress != "192.0.2.25" || r.Deliveries.QueueIDTTL != DefaultQueueIDTTL {
+			t.Errorf("delivery defaults %+v", r.Deliveries)
+		}
+		if len(r.DNSBL.Addresses) != 1 || r.DNSBL.Addresses[0] != "192.0.2.25" || r.DNSBL.Interval != DefaultDNSBLInterval {
+			t.Errorf("dnsbl defaults %+v", r.DNSBL)
+		}
+		zen, other := r.DNSBL.Zones[0], r.DNSBL.Zones[1]
+		if zen.Zone != "zen.spamhaus.org" || zen.Listed[0] != "127.0.0.2-127.0.0.11" || other.Listed[0] != "127.0.0.2-127.0.0.255" || zen.Errors[0] != "127.255.255.0-127.255.255.255" {
+			t.Errorf("zone defaults %+v %+v", zen, other)
+		}
+	})
+	tests := []struct{ name, yaml, want string }{
+		{"act below warn", "reputation:\n  bounces: {warn: 0.2, act: 0.1}\n", "t.yaml:2: reputation.bounces.warn: warn (0.2) is above act (0.1)"},
+		{"rate above 1", "reputation:\n  bounces: {act: 10}\n", "reputation.bounces.act: want a rate above 0 and at most 1"},
+		{"bad outcome", "reputation:\n  bounces: {outcome: reject}\n", "want report, defer_bulk or defer_all"},
+		{"short window", "reputation:\n  bounces: {window: 10m}\n", "must be at least 1h"},
+		{"unknown customer", "reputation:\n  bounces:\n    customers:\n      nobody: {outcome: report}\n", "t.yaml:4: reputation.bounces.customers.nobody: no customer \"nobody\""},
+		{"customer bad outcome", "reputation:\n  bounces:\n    customers:\n      a: {outcome: maybe}\n", "customers.a.outcome: want report"},
+		{"bad egress", "reputation:\n  deliveries: {egress: mta1}\n", "reputation.deliveries.egress: want an IP address"},
+		{"bad transport", "reputation:\n  deliveries: {transports: {postfix/smtp: nowhere}}\n", "want an IP address"},
+		{"bad range", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: x.example, listed: [127.0.0.9-127.0.0.2]}]\n", "reputation.dnsbl.zones[0].listed[0]: bad address range"},
+		{"no address", "reputation:\n  dnsbl:\n    zones: [{zone: x.example}]\n", "no egress address to watch"},
+		{"dup zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: x.example}, {zone: X.example}]\n", "listed twice"},
+		{"bad zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: \"a b\"}]\n", "want a DNS zone"},
+		{"interval", "reputation:\n  dnsbl: {interval: 1ms}\n", "must be at least 1s"},
+		{"unknown key", "reputation:\n  bounce: {}\n", "field bounce not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml+cust), "t.yaml", Options{})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestIPRange(t *testing.T) {
+	r, err := ParseIPRange("127.0.0.2-127.0.0.11")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range map[string]bool{"127.0.0.2": true, "127.0.0.11": true, "127.0.0.12": false, "127.0.0.1": false, "::1": false} {
+		if got := r.Contains(netip.MustParseAddr(s)); got != want {
+			t.Errorf("%s: %v, want %v", s, got, want)
+		}
+	}
+	for _, bad := range []string{"", "x", "127.0.0.3-127.0.0.2", "127.0.0.1-::1"} {
+		if _, err := ParseIPRange(bad); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
