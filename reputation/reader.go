@@ -65,8 +65,12 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		return
 	}
 	r.Stats.Results.Add(1)
-	res := Result{QueueID: d.QueueID, RcptHash: r.svc.rcptHash(d.To), Class: class,
-		Egress: r.svc.Config().Reputation.Deliveries.EgressFor(d.Program)}
+	res := Result{QueueID: d.QueueID, RcptHash: r.svc.rcptHash(d.To), Class: class}
+	// Only a result from a receiver (relay=host[addr]:port) left through an
+	// egress address; relay=none (no host found, nothing connected) did not.
+	if d.Relay != "" && d.Relay != "none" {
+		res.Egress = r.svc.Config().Reputation.Deliveries.EgressFor(d.Program)
+	}
 	var (
 		customer string
 		counted  bool
