@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -52,6 +53,18 @@ func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
 	return Follow(ctx, d.Source, d.FromStart, d.Poll, fn)
 }
 
+// seenTTL is how long the results counted for a message are remembered
+// (so that a log read again counts nothing twice): the bounce window and
+// a day, at most as long as the queue id itself. Older results no longer
+// weigh on the rate.
+func seenTTL(cfg *config.Config) time.Duration {
+	d := cfg.Reputation.Bounces.Window + 24*time.Hour
+	if q := cfg.Reputation.Deliveries.QueueIDTTL; q < d {
+		d = q
+	}
+	return d
+}
+
 // Line handles one log line: a delivery result is classified, matched to
 // its customer by queue id and counted, and logged in one line.
 func (r *Reader) Line(ctx context.Context, line string) {
@@ -82,7 +95,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		now := r.svc.Clock.Now()
 		since, _ := r.svc.window(now)
 		sctx, cancel := r.svc.Store.Context(ctx)
-		customer, counted, counts, err = r.svc.B.Record(sctx, res, now, since, r.svc.Config().Reputation.Deliveries.QueueIDTTL)
+		customer, counted, counts, err = r.svc.B.Record(sctx, res, now, since, seenTTL(r.svc.Config()))
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
