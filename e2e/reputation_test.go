@@ -42,7 +42,15 @@ func repMsg(from, to string, i int, bulk bool) []byte {
 // crosses act, and its next bulk message is deferred; then the fake DNSBL
 // lists the egress address and the postmaster gets one mail naming the
 // customer, and the metrics and the admin API show both.
-func TestReputationThroughPostfix(t *testing.T) {
+func TestReputationThroughPostfix(t *testing.T) { reputationE2E(t, "") }
+
+// TestReputationThroughPostfixRedis is the same with the Redis store.
+func TestReputationThroughPostfixRedis(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	reputationE2E(t, fmt.Sprintf("store: {backend: redis, redis: {addrs: [%q]}}\n", r.Addr()))
+}
+
+func reputationE2E(t *testing.T, storeYAML string) {
 	dns := fakedns.Start(t, repErrRR)
 	reports := testenv.StartSink(t)
 	logDir, err := os.MkdirTemp("", "aupg-rep-")
@@ -59,7 +67,7 @@ func TestReputationThroughPostfix(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := fmt.Sprintf(`
+	cfg := storeYAML + fmt.Sprintf(`
 log: {format: json, level: debug}
 chain: [bulk_mail, bounce_rate]
 checks:
