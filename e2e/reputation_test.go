@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -152,6 +153,17 @@ reputation:
 		st := waitFinal(10)
 		if st.Sent != 10 || st.Hard != 0 || st.Level != reputation.LevelOK {
 			t.Fatalf("standing %+v", st)
+		}
+	})
+	t.Run("postfix logrotate: the reader follows the new file", func(t *testing.T) {
+		// Postfix ≥ 3.4 renames maillog_file (and compresses the old one)
+		// and reopens it: the follower must go on with the new file.
+		out, err := exec.Command("postfix", "-c", env.Postfix.ConfigDir(), "logrotate").CombinedOutput()
+		if err != nil {
+			t.Fatalf("postfix logrotate: %v\n%s", err, out)
+		}
+		if rotated, _ := filepath.Glob(maillog + ".*"); len(rotated) == 0 {
+			t.Fatalf("no rotated log next to %s: %s", maillog, out)
 		}
 	})
 	t.Run("a 550 5.1.1 is a hard bounce: the rate moves over warn", func(t *testing.T) {
