@@ -165,23 +165,29 @@ func (s *Service) tokenInHeader(v string) *Token {
 	return nil
 }
 
-// feedbackCustomer reads "CUSTOMER:SENDERID" (the gateway's stamp; Google's
-// Feedback-ID puts the sender id last) when the customer is known.
+// feedbackCustomer returns the customer of a Feedback-ID only when the
+// gateway wrote it: the provider's sender id last, and the keyed tag of the
+// customer before it (ParseFeedbackID). A Feedback-ID a client wrote names
+// no one, whatever customer it claims.
 func (s *Service) feedbackCustomer(v string) string {
-	fields := strings.Split(unfold(v), ":")
-	if len(fields) < 2 || fields[len(fields)-1] != s.S.SenderID {
-		return ""
-	}
-	c := fields[len(fields)-2]
-	if s.Cfg != nil {
-		for _, cu := range s.Cfg.Customers {
-			if cu.ID == c {
-				return c
-			}
-		}
+	c, ok := ParseFeedbackID(s.S.Secret, v, s.S.SenderID)
+	if !ok || (s.Cfg != nil && !s.isCustomer(c)) {
 		return ""
 	}
 	return c
+}
+
+// isCustomer reports whether id is a configured customer.
+func (s *Service) isCustomer(id string) bool {
+	if s.Cfg == nil {
+		return false
+	}
+	for _, cu := range s.Cfg.Customers {
+		if cu.ID == id {
+			return true
+		}
+	}
+	return false
 }
 
 // domainCustomer returns the only customer owning addr's domain.

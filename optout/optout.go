@@ -123,7 +123,7 @@ func SettingsFromConfig(cfg *config.Config, key secrets.Key) (*Settings, error) 
 	o := cfg.OptOut
 	return &Settings{
 		CaseSensitive:   o.CaseSensitiveLocal,
-		FoldSubaddress:  o.FoldSubaddress,
+		FoldSubaddress:  o.FoldsSubaddress(),
 		KeepPlain:       o.KeepPlain,
 		Secret:          key,
 		Threshold:       o.Escalation.Threshold,

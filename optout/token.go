@@ -1,6 +1,7 @@
 package optout
 
 import (
+	"encoding/hex"
 	"bytes"
 	"crypto/hmac"
 	"encoding/base64"
@@ -134,4 +135,42 @@ func unfold(v string) string {
 	v = strings.ReplaceAll(v, "\r\n", "")
 	v = strings.ReplaceAll(v, "\n", "")
 	return strings.TrimSpace(v)
+}
+
+// FeedbackIDHeader is the field large receivers aggregate complaints by
+// (Google's Feedback Loop: "a:b:c:SenderId", at most four fields).
+const FeedbackIDHeader = "Feedback-ID"
+
+// feedbackTag is the keyed tag of a customer in the gateway's Feedback-ID:
+// it lets complaint attribution tell the gateway's own Feedback-ID from one
+// a client wrote (a customer cannot compute another customer's tag).
+func feedbackTag(key secrets.Key, customer string) string {
+	return hex.EncodeToString(key.Sign("feedback-id", []byte(customer))[:6])
+}
+
+// FeedbackID returns the gateway's Feedback-ID value for a customer:
+// "[CAMPAIGN:]CUSTOMER:TAG:SENDERID". campaign, when not empty, is the
+// customer's own identifier kept from its Feedback-ID (see docs/optout.md).
+func FeedbackID(key secrets.Key, campaign, customer, senderID string) string {
+	v := customer + ":" + feedbackTag(key, customer) + ":" + senderID
+	if campaign != "" {
+		v = campaign + ":" + v
+	}
+	return v
+}
+
+// ParseFeedbackID returns the customer of a Feedback-ID the gateway wrote:
+// the last field is senderID and the tag before it verifies for the
+// customer before that. Anything else names no customer.
+func ParseFeedbackID(key secrets.Key, v, senderID string) (string, bool) {
+	f := strings.Split(strings.ReplaceAll(unfold(v), " ", ""), ":")
+	n := len(f)
+	if n < 3 || n > 4 || senderID == "" || f[n-1] != senderID || f[n-3] == "" {
+		return "", false
+	}
+	want := feedbackTag(key, f[n-3])
+	if !hmac.Equal([]byte(f[n-2]), []byte(want)) {
+		return "", false
+	}
+	return f[n-3], true
 }
