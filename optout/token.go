@@ -40,6 +40,11 @@ type Token struct {
 	Issued    time.Time
 }
 
+// ErrTokenExpired is wrapped (with ErrBadToken) for a genuine link whose
+// validity (optout.unsubscribe.token_ttl) is over; the Token is returned
+// with it, so the page can say what still works.
+var ErrTokenExpired = errors.New("link expired")
+
 // NewToken signs a token for a customer and a canonical recipient.
 func NewToken(key secrets.Key, customer, recipient string, issued time.Time) string {
 	var b bytes.Buffer
@@ -83,8 +88,11 @@ func ParseToken(key secrets.Key, s string, ttl time.Duration, now time.Time) (To
 	if validList(t.Customer) != nil || t.Customer == GlobalList || !strings.Contains(t.Recipient, "@") {
 		return Token{}, ErrBadToken
 	}
-	if ttl > 0 && now.Sub(t.Issued) > ttl {
-		return Token{}, fmt.Errorf("%w: expired", ErrBadToken)
+	// The issue time is stored to the minute, rounded down: the link was
+	// issued at most a minute later, so it is judged from the end of that
+	// minute and never expires before its ttl is over.
+	if ttl > 0 && now.Sub(t.Issued.Add(time.Minute)) > ttl {
+		return t, fmt.Errorf("%w: %w", ErrBadToken, ErrTokenExpired)
 	}
 	return t, nil
 }
