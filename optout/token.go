@@ -1,11 +1,11 @@
 package optout
 
 import (
-	"encoding/hex"
 	"bytes"
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
