@@ -49,7 +49,9 @@ type decisionCase struct {
 	name     string
 	mailFrom string
 	helo     string
-	from     string // From header address
+	// egressHelo is the provider's egress HELO name (SPFCheck.WithHelo).
+	egressHelo string
+	from       string // From header address
 	// custSign signs the message as the customer's MTA would: domain,
 	// selector (published unless "nokey" or "tempkey").
 	custSign string
@@ -87,8 +89,8 @@ func TestDecisions(t *testing.T) {
 		{name: "spf permerror", mailFrom: "a@perm.example", from: "a@perm.example", want: []string{"spf/spf_permerror", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "permerror", known: true},
 		{name: "spf must pass for every egress address", mailFrom: "a@half.example", from: "a@half.example", want: []string{"spf/spf_fail", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "fail", known: true},
 		{name: "spf temperror defers at MAIL", mailFrom: "a@tempspf.example", from: "a@tempspf.example", want: []string{"spf/check_error"}, action: policy.Defer, reply: "451 4.4.3"},
-		{name: "null sender uses HELO", mailFrom: "<>", helo: "helo.example.net", from: "a@pass.example", want: []string{"dmarc/dmarc_no_record"}, action: policy.Accept, spf: "pass", known: true},
-		{name: "null sender without HELO", mailFrom: "<>", from: "a@pass.example", want: []string{"spf/spf_none", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "none", known: true},
+		{name: "null sender uses the provider's HELO", mailFrom: "<>", helo: "customer.example", egressHelo: "helo.example.net", from: "a@pass.example", want: []string{"dmarc/dmarc_no_record"}, action: policy.Accept, spf: "pass", known: true},
+		{name: "null sender is not judged on the customer's HELO", mailFrom: "<>", helo: "helo.example.net", from: "a@pass.example", want: []string{"spf/spf_none", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "none", known: true},
 
 		// DMARC decisions.
 		{name: "p=reject unaligned is refused with 5.7.26", mailFrom: "a@reject.example", from: "a@reject.example", want: []string{"spf/spf_fail", "dmarc/dmarc_reject"}, action: policy.Reject, reply: "550 5.7.26 DMARC policy of reject.example", known: true, spf: "fail", dmarcPol: "reject"},
@@ -125,7 +127,7 @@ func TestDecisions(t *testing.T) {
 				require["acme"] = *tt.require
 			}
 			chain := steps(
-				NewSPF(egress, r, time.Second),
+				NewSPF(egress, r, time.Second).WithHelo(tt.egressHelo),
 				NewDKIM(r, 5, time.Second),
 				NewDMARC(r, time.Second, require, false),
 				NewSigner(gw, SignOptions{Headers: []string{"From", "To", "Subject"}}, nil),

@@ -42,6 +42,8 @@ func TestARFGolden(t *testing.T) {
 		{file: "bad_no_feedback_type.eml", wantErr: ErrMalformedReport, errText: "no Feedback-Type"},
 		{file: "bad_delivery_status.eml", wantErr: ErrMalformedReport, errText: "report-type is \"delivery-status\""},
 		{file: "unattributed.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
+		// A Feedback-ID a client wrote (no gateway tag) names no customer.
+		{file: "forged_feedback_id.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
 		{file: "redacted_no_rcpt.eml", wantErr: ErrMalformedReport, errText: "no recipient"},
 	}
 	for _, tt := range tests {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -13,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/aupguard/aupguard/daemon"
 	"github.com/aupguard/aupguard/internal/testenv"
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/secrets"
@@ -196,5 +200,97 @@ func TestReportFreshInstall(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), `"messages"`) && !strings.Contains(out.String(), "{") {
 		t.Fatalf("no report printed: %s", out.String())
+	}
+}
+
+// TestAdminAndReportWithMemoryStore is issue 17 item 13 with a running
+// gateway (package daemon, the code `aupguard serve` runs) on the memory
+// store: "admin server listening" is logged once; the dashboard answers
+// 404 for a customer that does not exist; `aupguard report` shows the same
+// standing (complaints, rate) as the admin API, where it showed "-".
+func TestAdminAndReportWithMemoryStore(t *testing.T) {
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	os.MkdirAll(storeDir, 0o700)
+	os.WriteFile(filepath.Join(storeDir, "secret"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	const token = "0123456789abcdef-admin-token"
+	tok := filepath.Join(dir, "token")
+	os.WriteFile(tok, []byte(token+"\n"), 0o600)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr := ln.Addr().String()
+	ln.Close()
+	cfg := filepath.Join(dir, "aupguard.yaml")
+	os.WriteFile(cfg, []byte(`
+milter: {listen: "inet:127.0.0.1:0"}
+log: {format: json}
+store: {backend: memory, path: `+storeDir+`}
+admin: {listen: "`+adminAddr+`", token_file: `+tok+`}
+optout: {unsubscribe: {listen: "127.0.0.1:0"}}
+customers:
+  - id: acme
+    networks: [192.0.2.1]
+    domains: [acme.example]
+`), 0o600)
+	logBuf := &testenv.LogBuffer{}
+	d, err := daemon.New(daemon.Options{ConfigPath: cfg, LogOutput: logBuf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	call := func(method, path string, body io.Reader) (int, string) {
+		req, _ := http.NewRequest(method, "http://"+adminAddr+path, body)
+		req.Header.Set("Authorization", "Bearer "+token)
+		var resp *http.Response
+		for i := 0; i < 100; i++ {
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := call("GET", "/?customer=nosuch", nil); code != 404 {
+		t.Errorf("/?customer=nosuch: %d %.200s, want 404", code, body)
+	}
+	if code, _ := call("GET", "/?customer=acme", nil); code != 200 {
+		t.Errorf("/?customer=acme: %d, want 200", code)
+	}
+	if n := strings.Count(logBuf.String(), `"admin server listening"`); n != 1 {
+		t.Errorf(`"admin server listening" logged %d times, want once:\n%s`, n, logBuf.String())
+	}
+	key, _, err := secrets.Load("", storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arf := "From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\n" +
+		"Feedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" +
+		"Feedback-ID: " + optout.FeedbackID(key, "", "acme", "aupguard") + "\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"
+	if code, body := call("POST", "/api/complaints", strings.NewReader(arf)); code != 200 {
+		t.Fatalf("complaint: %d %s", code, body)
+	}
+	code, apiBody := call("GET", "/api/customers/acme/flag", nil)
+	if code != 200 || !strings.Contains(apiBody, `"complaints":1`) {
+		t.Fatalf("API standing: %d %s", code, apiBody)
+	}
+	var out, errOut bytes.Buffer
+	if st := runMain([]string{"report", "-config", cfg, "-format", "json", "-customer", "acme"}, &out, &errOut); st != 0 {
+		t.Fatalf("report: %d %s", st, errOut.String())
+	}
+	if !strings.Contains(out.String(), `"complaints": 1`) && !strings.Contains(out.String(), `"complaints":1`) {
+		t.Fatalf("the report does not show the standing the API shows (%s):\n%s", apiBody, out.String())
 	}
 }
