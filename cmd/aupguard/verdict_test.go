@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -17,8 +18,10 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/daemon"
+	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/internal/testenv"
 	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/secrets"
 )
 
@@ -173,7 +176,7 @@ func TestImportsAddUp(t *testing.T) {
 		{"typo list not created", []string{"optout", "check", "-config", cfg, "-list", "acme", "x@y.example"}, 1, "not suppressed", ""},
 		{"mbox: one recorded, one named", []string{"complaint", "import", "-config", cfg, mbox}, 1,
 			"2 report(s): 1 recorded (1 complaint(s) counted, 0 not counted), 1 failed and not recorded; 1 recipient(s) newly suppressed",
-			"report 2 (line 17, Message-ID <cut@isp>): not recorded: malformed ARF report: the multipart/report ends after part 2 without its closing boundary"},
+			"report 2 (line 23, Message-ID <cut@isp>): not recorded: malformed feedback report: the multipart/report ends after part 2 without its closing boundary"},
 		{"good report recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "c@x.example"}, 0, "source complaint", ""},
 		{"bad report not recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "d@x.example"}, 1, "not suppressed", ""},
 		{"csv adds up", []string{"optout", "import", "-config", cfg, "-list", "acme", csv}, 1, "5 lines: 2 added, 1 already listed, 2 bad", "five.csv:3: "},
@@ -227,6 +230,7 @@ func TestAdminAndReportWithMemoryStore(t *testing.T) {
 milter: {listen: "inet:127.0.0.1:0"}
 log: {format: json}
 store: {backend: memory, path: `+storeDir+`}
+chain: [header_syntax]
 admin: {listen: "`+adminAddr+`", token_file: `+tok+`}
 optout: {unsubscribe: {listen: "127.0.0.1:0"}}
 customers:
@@ -283,8 +287,30 @@ customers:
 		t.Fatalf("complaint: %d %s", code, body)
 	}
 	code, apiBody := call("GET", "/api/customers/acme/flag", nil)
-	if code != 200 || !strings.Contains(apiBody, `"complaints":1`) {
+	if code != 200 || !strings.Contains(apiBody, `"complaints": 1`) {
 		t.Fatalf("API standing: %d %s", code, apiBody)
+	}
+	// One message of acme through the running gateway's engine, recorded
+	// to the events file the command reads.
+	s := d.Engine().NewSession()
+	s.Connect("client.acme.example", netip.MustParseAddr("192.0.2.1"))
+	s.Helo("client.acme.example")
+	s.Mail(ctx, "<n@acme.example>", "", "")
+	s.Rcpt(ctx, "<c2@x.example>", "")
+	for _, h := range [][2]string{{"From", " n@acme.example"}, {"To", " c2@x.example"}, {"Subject", " hi"}, {"Date", " Mon, 23 Nov 2026 10:00:00 +0000"}, {"Message-ID", " <r1@acme.example>"}} {
+		s.Header(h[0], h[1])
+	}
+	s.Body([]byte("Hello.\r\n"))
+	if out := s.EndOfMessage(ctx, "QID1"); out.Action != policy.Accept {
+		t.Fatalf("message not accepted: %+v", out)
+	}
+	s.Close()
+	rec, err := events.New(d.Deps().Store, d.Deps().Config.Events, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rec.Flush(ctx); err != nil {
+		t.Fatal(err)
 	}
 	var out, errOut bytes.Buffer
 	if st := runMain([]string{"report", "-config", cfg, "-format", "json", "-customer", "acme"}, &out, &errOut); st != 0 {
