@@ -35,7 +35,8 @@ func TestARFGolden(t *testing.T) {
 		{file: "microsoft_redacted.eml", customer: "beta", customerBy: "stamp", rcpts: []string{"some.one@outlook.example"}, rcptBy: "to_header", ftype: "abuse"},
 		{file: "headers_only_token.eml", customer: "acme", customerBy: "token", rcpts: []string{"bob@example.net"}, rcptBy: "token", ftype: "fraud"},
 		{file: "feedback_id_only.eml", customer: "beta", customerBy: "feedback_id", rcpts: []string{"carol@mailbox.example", "dave@mailbox.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
-		{file: "forged_stamp_sender_domain.eml", customer: "beta", customerBy: "sender_domain", rcpts: []string{"erin@isp.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
+		// A forged stamp and a sender domain: nothing the gateway wrote.
+		{file: "forged_stamp_sender_domain.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
 		{file: "not_spam.eml", customer: "acme", customerBy: "stamp", rcpts: []string{"frank@isp.example"}, rcptBy: "original_rcpt_to", ftype: "not-spam"},
 		{file: "bad_not_report.eml", wantErr: ErrMalformedReport, errText: "want multipart/report"},
 		{file: "bad_no_feedback_part.eml", wantErr: ErrMalformedReport, errText: "no message/feedback-report part"},
