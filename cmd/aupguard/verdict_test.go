@@ -164,6 +164,10 @@ func TestImportsAddUp(t *testing.T) {
 	mbox := filepath.Join(dir, "fbl.mbox")
 	// The second report is cut short: no closing boundary.
 	os.WriteFile(mbox, []byte(report("good@isp", "c@x.example", "--B--\n")+report("cut@isp", "d@x.example", "")), 0o600)
+	quoted := filepath.Join(dir, "quoted.csv")
+	os.WriteFile(quoted, []byte(`address
+"""Jane""@Example.COM."
+`), 0o600)
 	csv := filepath.Join(dir, "five.csv")
 	os.WriteFile(csv, []byte("address,note\na@x.example,ok\nbad \"quote,x\nb@x.example,ok\nnot-an-address,x\na@x.example,again\n"), 0o600)
 	for _, tt := range []struct {
@@ -179,6 +183,8 @@ func TestImportsAddUp(t *testing.T) {
 			"report 2 (line 23, Message-ID <cut@isp>): not recorded: malformed feedback report: the multipart/report ends after part 2 without its closing boundary"},
 		{"good report recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "c@x.example"}, 0, "source complaint", ""},
 		{"bad report not recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "d@x.example"}, 1, "not suppressed", ""},
+		{"csv quoted address imported canonical", []string{"optout", "import", "-config", cfg, "-list", "beta", quoted}, 0, "1 lines: 1 added", ""},
+		{"canonical form suppressed", []string{"optout", "check", "-config", cfg, "-list", "beta", "jane@example.com"}, 0, "suppressed by list beta", ""},
 		{"csv adds up", []string{"optout", "import", "-config", cfg, "-list", "acme", csv}, 1, "5 lines: 2 added, 1 already listed, 2 bad", "five.csv:3: "},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
