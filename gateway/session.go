@@ -66,15 +66,17 @@ type Session struct {
 // SetQueueID records the MTA's queue id (Postfix macro "i") as soon as the
 // MTA tells it: at MAIL and RCPT when Postfix opens the queue file at MAIL
 // (smtpd_delay_open_until_valid_rcpt = no, configs/postfix/main.cf), so
-// that decisions made at RCPT carry it too. An empty id changes nothing.
+// that decisions made at RCPT carry it too. Within a transaction an empty
+// id changes nothing.
 func (s *Session) SetQueueID(id string) {
-	if id == "" {
+	if s.txn != nil && !s.finished {
+		if id != "" {
+			s.txn.QueueID = id
+		}
 		return
 	}
+	// Before MAIL: the next transaction's id (never a stale one).
 	s.qid = id
-	if s.txn != nil {
-		s.txn.QueueID = id
-	}
 }
 
 // NewSession starts a session for a new MTA connection.

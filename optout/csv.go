@@ -95,6 +95,12 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 				// Lines = Added + Duplicates + Bad, always.
 				first = false
 				res.Lines++
+				if pe.StartLine != pe.Line {
+					// The real fault is where the quote was opened: a quoted
+					// field that is never closed swallows the lines after it.
+					bad(pe.StartLine, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", pe.StartLine, pe.Line, pe.Err)
+					continue
+				}
 				bad(pe.Line, "CSV syntax, column %d: %v", pe.Column, pe.Err)
 				continue
 			}
