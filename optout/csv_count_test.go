@@ -16,10 +16,10 @@ func TestImportCountsAddUp(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			svc := mk(t)
 			for _, tt := range []struct {
-				name, in                string
+				name, in               string
 				lines, added, dup, bad int
-				errLine                 int
-				errText                 string
+				errLine                int
+				errText                string
 			}{
 				{"bare quote", "address,note\na@x.example,ok\nbad \"q,x\nb@x.example,ok\nnot-an-address,x\na@x.example,again\n", 5, 2, 1, 2, 3, "bare \""},
 				{"unclosed quote", "address,note\nc@x.example,ok\n\"d@x.example,unclosed\ne@x.example,ok\n", 2, 1, 0, 1, 3, "quoted field opened on line 3 is not closed"},
