@@ -365,6 +365,10 @@ func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error
 			campaign = c.campaign(t.Customer.ID, fbs[0])
 		}
 	}
+	if f, ok := c.foreignLink(t); ok {
+		// Refused: nothing else is added to a message that is not sent.
+		return []policy.Finding{f}, nil
+	}
 	t.AddHeader(StampHeader, Stamp(c.svc.S.Secret, t.Customer.ID, c.svc.Clock.Now()))
 	if c.feedbackID {
 		t.AddHeader(FeedbackIDHeader, FeedbackID(c.svc.S.Secret, campaign, t.Customer.ID, c.svc.S.SenderID))
@@ -378,6 +382,44 @@ func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error
 	}
 	return []policy.Finding{{Name: FindingFeedbackIDReplaced, Action: policy.Accept, Detail: detail,
 		Attrs: map[string]string{"campaign": campaign}}}, nil
+}
+
+// FindingForeignUnsubscribe: the client's List-Unsubscribe carries a link
+// of the gateway's own unsubscribe endpoint that the gateway did not issue
+// for this customer (another customer's link, or a made-up token).
+const FindingForeignUnsubscribe = "foreign_unsubscribe_link"
+
+// ReplyForeignUnsubscribe refuses such a message: RFC 3463 §3.8 X.7.1.
+var ReplyForeignUnsubscribe = policy.MustReply(550, "5.7.1", "Message carries an unsubscribe link that is not this sender's")
+
+// foreignLink finds, in the List-Unsubscribe fields the client wrote, a URI
+// under the gateway's unsubscribe base whose token does not verify or names
+// another customer: a recipient using it would unsubscribe from someone
+// else, and a complaint would be attributed to them. Only the gateway
+// writes links under its base (RFC 2369 §3.2 lists of <URI>).
+func (c *Stamper) foreignLink(t *policy.Txn) (policy.Finding, bool) {
+	base := c.svc.S.UnsubscribeBase
+	if base == "" {
+		return policy.Finding{}, false
+	}
+	for _, v := range t.HeaderValues("List-Unsubscribe") {
+		for _, part := range strings.Split(unfold(v), ",") {
+			u := strings.Trim(strings.TrimSpace(part), "<>")
+			if len(u) < len(base) || !strings.EqualFold(u[:len(base)], base) {
+				continue
+			}
+			tok, err := ParseToken(c.svc.S.Secret, u[len(base):], 0, c.svc.Clock.Now())
+			if err == nil && tok.Customer == t.Customer.ID {
+				continue
+			}
+			detail := "List-Unsubscribe carries a gateway unsubscribe link the gateway did not issue"
+			if err == nil {
+				detail = "List-Unsubscribe carries the gateway unsubscribe link of customer " + tok.Customer
+			}
+			return policy.Finding{Name: FindingForeignUnsubscribe, Action: policy.Reject, Reply: ReplyForeignUnsubscribe, Detail: detail}, true
+		}
+	}
+	return policy.Finding{}, false
 }
 
 // claimsSenderID reports whether a Feedback-ID's last field is the

@@ -313,3 +313,38 @@ func TestStamperRemovesClientFields(t *testing.T) {
 		})
 	}
 }
+
+// TestStamperRefusesForeignUnsubscribeLink: a client-written List-Unsubscribe
+// with another customer's gateway link (or a made-up token) is refused; the
+// customer's own gateway link passes.
+func TestStamperRefusesForeignUnsubscribeLink(t *testing.T) {
+	cfg := testConfig(t, "")
+	s, err := SettingsFromConfig(cfg, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	c := NewStamper(&Service{S: s, Cfg: cfg, Clock: clock.NewFake(now)})
+	for _, tt := range []struct {
+		name, link string
+		refused    bool
+	}{
+		{"another customer's link", testBase + NewToken(testKey, "beta", "x@dest.example", now), true},
+		{"made-up token", testBase + "AAAAAAAAAAAAAAAAAAAAAAAA", true},
+		{"own link", testBase + NewToken(testKey, "acme", "x@dest.example", now), false},
+		{"the customer's own endpoint", "https://lists.acme.example/u/1", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			txn := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: "acme"}, "REF", now)
+			txn.Headers = []policy.Header{{Name: "List-Unsubscribe", Value: " <mailto:u@acme.example>, <" + tt.link + ">"}}
+			fs, err := c.EOM(context.Background(), txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := len(fs) == 1 && fs[0].Name == FindingForeignUnsubscribe && fs[0].Action == policy.Reject
+			if refused != tt.refused {
+				t.Fatalf("findings %+v, want refused %v", fs, tt.refused)
+			}
+		})
+	}
+}
