@@ -105,7 +105,7 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 		rm := append([]policy.RemovedHeader(nil), out.RemoveHeaders...)
 		sort.SliceStable(rm, func(i, j int) bool { return rm[i].Index > rm[j].Index })
 		for _, h := range rm {
-			if err := m.ChangeHeader(h.Index, h.Name, ""); err != nil {
+			if err := m.ChangeHeader(h.Index, strings.TrimRight(h.Name, " \t"), ""); err != nil {
 				a.s.log.Error("removing header failed", "header", h.Name, "err", err)
 			}
 		}
