@@ -42,6 +42,10 @@ bad.example.             TXT "v=spf1 -all"
 _dmarc.bad.example.      TXT "v=DMARC1; p=maybe"
 _dmarc.tempdmarc.example. SERVFAIL
 tempdmarc.example.       TXT "v=spf1 -all"
+multi.example.           TXT "v=spf1 -all"
+_dmarc.multi.example.    TXT "v=DMARC1; p=reject"
+_dmarc.multi.example.    TXT "v=DMARC1; p=none"
+_dmarc.multi.example.    TXT "v=spf1 -all"
 tempkey._domainkey.reject.example. SERVFAIL
 `
 
@@ -77,7 +81,7 @@ func TestDecisions(t *testing.T) {
 		keyRecord(t, "cust", "reject.example", rk) +
 		keyRecord(t, "cust", "strict.example", ek) +
 		keyRecord(t, "cust", "third.example", rk)
-	keys := map[string]crypto.Signer{"reject.example": rk, "strict.example": ek, "none.example": rk}
+	keys := map[string]crypto.Signer{"reject.example": rk, "strict.example": ek, "none.example": rk, "tempdmarc.example": rk, "sub.tempdmarc.example": rk}
 	tests := []decisionCase{
 		// SPF alone.
 		{name: "spf pass (aligned, no record: DMARC would pass)", mailFrom: "a@pass.example", from: "a@pass.example", want: nil, action: policy.Accept, spf: "pass", known: true},
@@ -114,6 +118,11 @@ func TestDecisions(t *testing.T) {
 		{name: "aspf=s: subdomain SPF is not aligned", mailFrom: "b@bounce.strict.example", from: "a@strict.example", want: []string{"dmarc/dmarc_reject"}, action: policy.Reject, reply: "550 5.7.26", known: true, spf: "pass", dmarcPol: "reject"},
 		{name: "adkim=s: exact Ed25519 signature", mailFrom: "a@strict.example", from: "a@strict.example", custSign: "strict.example", custSel: "cust", want: []string{"spf/spf_fail"}, action: policy.Accept, aligned: true, known: true, spf: "fail", dmarcPol: "reject"},
 		{name: "dmarc temperror defers with 4.4.3", mailFrom: "a@tempdmarc.example", from: "a@tempdmarc.example", want: []string{"spf/spf_fail", "dmarc/check_error"}, action: policy.Defer, reply: "451 4.4.3", known: true, spf: "fail"},
+		// RFC 7489 §6.6.3: two DMARC records are no policy (not the first).
+		{name: "several DMARC records mean no policy", mailFrom: "a@multi.example", from: "a@multi.example", want: []string{"spf/spf_fail", "dmarc/dmarc_no_record"}, action: policy.Accept, known: true, spf: "fail"},
+		// A failed lookup matters only when the record could change the outcome.
+		{name: "dmarc temperror, exact gateway signature passes", mailFrom: "a@tempdmarc.example", from: "a@tempdmarc.example", gwKey: "tempdmarc.example", want: []string{"spf/spf_fail"}, action: policy.Accept, aligned: true, known: true, spf: "fail", dmarcPol: "unknown"},
+		{name: "dmarc temperror, relaxed-only signature defers", mailFrom: "a@tempdmarc.example", from: "a@news.tempdmarc.example", gwKey: "tempdmarc.example", want: []string{"spf/spf_fail", "dmarc/check_error"}, action: policy.Defer, reply: "451 4.4.3", aligned: true, known: true, spf: "fail"},
 	}
 	r, _ := newResolver(t, zone)
 	for _, tt := range tests {
