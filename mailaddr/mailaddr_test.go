@@ -93,3 +93,18 @@ func TestCanonicalForms(t *testing.T) {
 		})
 	}
 }
+
+// FuzzCanonicalLocal: any input is handled without panic, and the
+// canonical spelling is a fixed point (canonicalising twice changes
+// nothing), so one mailbox never gets two hashes.
+func FuzzCanonicalLocal(f *testing.F) {
+	for _, s := range []string{`"x"`, `"a b"`, `"a\"b"`, `"\\"`, `"`, `""`, `"a..b"`, `x+tag`, `"x\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := CanonicalLocal(s)
+		if c2 := CanonicalLocal(c); c2 != c {
+			t.Fatalf("CanonicalLocal(%q) = %q, then %q", s, c, c2)
+		}
+	})
+}
