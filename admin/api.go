@@ -319,6 +319,12 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg.Load()
+	if c := r.URL.Query().Get("customer"); c != "" && c != "-" && !knownCustomer(cfg, c) {
+		// A page for a customer that does not exist is not an empty page:
+		// RFC 9110 §15.5.5, 404 Not Found.
+		writeError(w, http.StatusNotFound, "no customer "+strconv.Quote(c))
+		return
+	}
 	rep, code, err := s.buildReport(r, cfg.Admin.DashboardRange)
 	if err != nil {
 		if code == http.StatusBadRequest {
@@ -345,4 +351,14 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	if err := rep.WriteHTML(w, report.HTMLOptions{Dashboard: true, Refresh: cfg.Admin.DashboardRefresh, Ranges: links}); err != nil {
 		s.log.Warn("admin: writing dashboard", "err", err)
 	}
+}
+
+// knownCustomer reports whether id is a configured customer.
+func knownCustomer(cfg *config.Config, id string) bool {
+	for _, c := range cfg.Customers {
+		if c.ID == id {
+			return true
+		}
+	}
+	return false
 }

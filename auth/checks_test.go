@@ -42,6 +42,10 @@ bad.example.             TXT "v=spf1 -all"
 _dmarc.bad.example.      TXT "v=DMARC1; p=maybe"
 _dmarc.tempdmarc.example. SERVFAIL
 tempdmarc.example.       TXT "v=spf1 -all"
+multi.example.           TXT "v=spf1 -all"
+_dmarc.multi.example.    TXT "v=DMARC1; p=reject"
+_dmarc.multi.example.    TXT "v=DMARC1; p=none"
+_dmarc.multi.example.    TXT "v=spf1 -all"
 tempkey._domainkey.reject.example. SERVFAIL
 `
 
@@ -49,7 +53,9 @@ type decisionCase struct {
 	name     string
 	mailFrom string
 	helo     string
-	from     string // From header address
+	// egressHelo is the provider's egress HELO name (SPFCheck.WithHelo).
+	egressHelo string
+	from       string // From header address
 	// custSign signs the message as the customer's MTA would: domain,
 	// selector (published unless "nokey" or "tempkey").
 	custSign string
@@ -75,7 +81,7 @@ func TestDecisions(t *testing.T) {
 		keyRecord(t, "cust", "reject.example", rk) +
 		keyRecord(t, "cust", "strict.example", ek) +
 		keyRecord(t, "cust", "third.example", rk)
-	keys := map[string]crypto.Signer{"reject.example": rk, "strict.example": ek, "none.example": rk}
+	keys := map[string]crypto.Signer{"reject.example": rk, "strict.example": ek, "none.example": rk, "tempdmarc.example": rk, "sub.tempdmarc.example": rk}
 	tests := []decisionCase{
 		// SPF alone.
 		{name: "spf pass (aligned, no record: DMARC would pass)", mailFrom: "a@pass.example", from: "a@pass.example", want: nil, action: policy.Accept, spf: "pass", known: true},
@@ -87,8 +93,8 @@ func TestDecisions(t *testing.T) {
 		{name: "spf permerror", mailFrom: "a@perm.example", from: "a@perm.example", want: []string{"spf/spf_permerror", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "permerror", known: true},
 		{name: "spf must pass for every egress address", mailFrom: "a@half.example", from: "a@half.example", want: []string{"spf/spf_fail", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "fail", known: true},
 		{name: "spf temperror defers at MAIL", mailFrom: "a@tempspf.example", from: "a@tempspf.example", want: []string{"spf/check_error"}, action: policy.Defer, reply: "451 4.4.3"},
-		{name: "null sender uses HELO", mailFrom: "<>", helo: "helo.example.net", from: "a@pass.example", want: []string{"dmarc/dmarc_no_record"}, action: policy.Accept, spf: "pass", known: true},
-		{name: "null sender without HELO", mailFrom: "<>", from: "a@pass.example", want: []string{"spf/spf_none", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "none", known: true},
+		{name: "null sender uses the provider's HELO", mailFrom: "<>", helo: "customer.example", egressHelo: "helo.example.net", from: "a@pass.example", want: []string{"dmarc/dmarc_no_record"}, action: policy.Accept, spf: "pass", known: true},
+		{name: "null sender is not judged on the customer's HELO", mailFrom: "<>", helo: "helo.example.net", from: "a@pass.example", want: []string{"spf/spf_none", "dmarc/dmarc_no_record"}, action: policy.Accept, spf: "none", known: true},
 
 		// DMARC decisions.
 		{name: "p=reject unaligned is refused with 5.7.26", mailFrom: "a@reject.example", from: "a@reject.example", want: []string{"spf/spf_fail", "dmarc/dmarc_reject"}, action: policy.Reject, reply: "550 5.7.26 DMARC policy of reject.example", known: true, spf: "fail", dmarcPol: "reject"},
@@ -112,6 +118,11 @@ func TestDecisions(t *testing.T) {
 		{name: "aspf=s: subdomain SPF is not aligned", mailFrom: "b@bounce.strict.example", from: "a@strict.example", want: []string{"dmarc/dmarc_reject"}, action: policy.Reject, reply: "550 5.7.26", known: true, spf: "pass", dmarcPol: "reject"},
 		{name: "adkim=s: exact Ed25519 signature", mailFrom: "a@strict.example", from: "a@strict.example", custSign: "strict.example", custSel: "cust", want: []string{"spf/spf_fail"}, action: policy.Accept, aligned: true, known: true, spf: "fail", dmarcPol: "reject"},
 		{name: "dmarc temperror defers with 4.4.3", mailFrom: "a@tempdmarc.example", from: "a@tempdmarc.example", want: []string{"spf/spf_fail", "dmarc/check_error"}, action: policy.Defer, reply: "451 4.4.3", known: true, spf: "fail"},
+		// RFC 7489 §6.6.3: two DMARC records are no policy (not the first).
+		{name: "several DMARC records mean no policy", mailFrom: "a@multi.example", from: "a@multi.example", want: []string{"spf/spf_fail", "dmarc/dmarc_no_record"}, action: policy.Accept, known: true, spf: "fail"},
+		// A failed lookup matters only when the record could change the outcome.
+		{name: "dmarc temperror, exact gateway signature passes", mailFrom: "a@tempdmarc.example", from: "a@tempdmarc.example", gwKey: "tempdmarc.example", want: []string{"spf/spf_fail"}, action: policy.Accept, aligned: true, known: true, spf: "fail", dmarcPol: "unknown"},
+		{name: "dmarc temperror, relaxed-only signature defers", mailFrom: "a@tempdmarc.example", from: "a@news.tempdmarc.example", gwKey: "tempdmarc.example", want: []string{"spf/spf_fail", "dmarc/check_error"}, action: policy.Defer, reply: "451 4.4.3", aligned: true, known: true, spf: "fail"},
 	}
 	r, _ := newResolver(t, zone)
 	for _, tt := range tests {
@@ -125,7 +136,7 @@ func TestDecisions(t *testing.T) {
 				require["acme"] = *tt.require
 			}
 			chain := steps(
-				NewSPF(egress, r, time.Second),
+				NewSPF(egress, r, time.Second).WithHelo(tt.egressHelo),
 				NewDKIM(r, 5, time.Second),
 				NewDMARC(r, time.Second, require, false),
 				NewSigner(gw, SignOptions{Headers: []string{"From", "To", "Subject"}}, nil),

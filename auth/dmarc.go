@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/emersion/go-msgauth/dmarc"
@@ -66,6 +67,23 @@ type Record struct {
 	// domain's and the From domain is a subdomain (RFC 7489 §6.3).
 	Policy      string
 	ADKIM, ASPF Mode
+	// Note says why no policy applies although records were found (several
+	// DMARC records at one name); empty otherwise.
+	Note string
+}
+
+// dmarcRecords keeps the TXT strings that are DMARC records: those whose
+// first tag is v=DMARC1 (RFC 7489 §6.6.3 step 2, §6.4: v must come first).
+func dmarcRecords(txts []string) []string {
+	var out []string
+	for _, t := range txts {
+		k, _, _ := strings.Cut(t, ";")
+		name, val, ok := strings.Cut(k, "=")
+		if ok && strings.TrimSpace(name) == "v" && strings.TrimSpace(val) == "DMARC1" {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // errTemp marks a lookup that failed for now.
@@ -76,10 +94,23 @@ var errTemp = errors.New("temporary DNS failure")
 // returns nil, nil when there is none (or none that is valid, §6.6.3 step
 // 4), and an error wrapping errTemp when DNS failed for now.
 func LookupRecord(ctx context.Context, r resolver.Resolver, from string, timeout time.Duration) (*Record, error) {
+	multiple := map[string]int{}
 	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) {
 		lctx, cancel := context.WithTimeout(ctx, timeout)
 		defer cancel()
-		return r.LookupTXT(lctx, name)
+		txts, err := r.LookupTXT(lctx, name)
+		if err != nil {
+			return nil, err
+		}
+		// RFC 7489 §6.6.3 steps 2 and 4: more than one DMARC record at a
+		// name means no policy at all; the first one returned must not win
+		// (DNS answer order is random, the verdict must not be).
+		recs := dmarcRecords(txts)
+		if len(recs) > 1 {
+			multiple[name] = len(recs)
+			return nil, nil
+		}
+		return recs, nil
 	}}
 	domains := []string{from}
 	if org := OrgDomain(from); org != "" && org != from {
@@ -103,6 +134,11 @@ func LookupRecord(ctx context.Context, r resolver.Resolver, from string, timeout
 		case dmarc.IsTempFail(err):
 			return nil, fmt.Errorf("%w: _dmarc.%s: %v", errTemp, d, err)
 		case errors.Is(err, dmarc.ErrNoPolicy):
+			if n := multiple["_dmarc."+d]; n > 0 {
+				// Policy discovery terminates: no organizational fallback.
+				return &Record{Domain: d, ADKIM: Relaxed, ASPF: Relaxed,
+					Note: fmt.Sprintf("%d DMARC records at _dmarc.%s: none applies (RFC 7489 §6.6.3)", n, d)}, nil
+			}
 			continue
 		default:
 			var de *net.DNSError
@@ -128,13 +164,28 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	lctx, cancel := context.WithTimeout(ctx, c.timeout)
 	rec, err := LookupRecord(lctx, c.res, from, c.timeout)
 	cancel()
-	if err != nil {
-		return nil, policy.ErrorWithReply(err, policy.ReplyDirectoryFailure)
-	}
 	r := get(t)
+	if err != nil {
+		// Defer only when the record could change the outcome. An SPF or
+		// DKIM pass for exactly the From domain is aligned in strict and
+		// relaxed mode alike (RFC 7489 §3.1), so such mail passes DMARC
+		// whatever the record says (§4.2): the failed lookup changes nothing.
+		spfExact := r.spf != nil && r.spf.Pass() && Aligned(Strict, r.spf.Domain, from)
+		dkimExact := r.dkimAligned(Strict, from)
+		if !spfExact && !dkimExact {
+			return nil, policy.ErrorWithReply(err, policy.ReplyDirectoryFailure)
+		}
+		r.dmarc = &DMARCResult{FromDomain: from, Policy: "unknown", ADKIM: Strict, ASPF: Strict, SPFAligned: spfExact, DKIMAligned: dkimExact}
+		return nil, nil
+	}
 	res := &DMARCResult{FromDomain: from, ADKIM: Relaxed, ASPF: Relaxed}
+	note := ""
 	if rec != nil {
 		res.RecordDomain, res.Policy, res.ADKIM, res.ASPF = rec.Domain, rec.Policy, rec.ADKIM, rec.ASPF
+		note = rec.Note
+		if note != "" {
+			res.RecordDomain = ""
+		}
 	}
 	// RFC 7489 §3.1.2: SPF counts when it passed for an identity aligned
 	// with the From domain.
@@ -189,6 +240,9 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	default:
 		f.Name, f.Action, f.Reply = FindingDMARCNoRecord, policy.Accept, requireReply
 		f.Detail = fmt.Sprintf("no DMARC record for %s and no aligned SPF or DKIM: SPF %s, DKIM %s", from, spfRes, dkimRes)
+		if note != "" {
+			f.Detail = fmt.Sprintf("no DMARC policy for %s (%s) and no aligned SPF or DKIM: SPF %s, DKIM %s", from, note, spfRes, dkimRes)
+		}
 	}
 	if require && f.Action == policy.Accept {
 		f.Action = policy.Reject

@@ -45,8 +45,17 @@ var spfRank = map[spf.Result]int{
 // provider, the provider's MTAs send it on). It runs at MAIL FROM.
 type SPFCheck struct {
 	egress  []netip.Addr
+	helo    string
 	res     resolver.Resolver
 	timeout time.Duration
+}
+
+// WithHelo sets the HELO name of the provider's egress MTAs: the identity
+// receivers check for null-sender mail (RFC 7208 §2.4), used instead of
+// the HELO name the customer gave the gateway, which no receiver sees.
+func (c *SPFCheck) WithHelo(name string) *SPFCheck {
+	c.helo = name
+	return c
 }
 
 // NewSPF returns the spf check for the given egress addresses. With none,
@@ -70,11 +79,12 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	}
 	// RFC 7208 §2.4: the MAIL FROM identity; for the null sender the HELO
 	// identity, with "postmaster" as local part.
+	// The HELO receivers see is the provider's egress MTA's, not the
+	// customer's (the customer's HELO only reached the gateway): a bounce
+	// is judged on the identity the receiver will judge (RFC 7208 §2.4,
+	// RFC 7489 §3.1.2), and DMARC for it rests on that and DKIM.
 	sender, domain, scope := t.MailFrom.String(), t.MailFrom.Domain, "mailfrom"
-	helo := ""
-	if t.Conn != nil {
-		helo = t.Conn.Helo
-	}
+	helo := c.helo
 	if t.MailFrom.Null || domain == "" {
 		domain, scope = helo, "helo"
 		sender = "postmaster@" + helo
@@ -85,7 +95,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		// RFC 7208 §4.3: a malformed or missing domain is "none".
 		res.Result = string(spf.None)
 		get(t).spf = res
-		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender without a usable HELO name)")}, nil
+		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender, and provider.helo_name / provider.hostnames give no HELO name of the egress MTAs)")}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

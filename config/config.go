@@ -111,8 +111,27 @@ type ProviderConfig struct {
 	AuthServID string `yaml:"authserv_id"`
 	// EgressIPs are the addresses receivers see the provider's mail come
 	// from; SPF is evaluated against them.
-	EgressIPs  []string `yaml:"egress_ips"`
-	Postmaster string   `yaml:"postmaster"`
+	EgressIPs []string `yaml:"egress_ips"`
+	// HeloName is the name the provider's egress MTAs give in EHLO
+	// (Postfix smtp_helo_name, by default $myhostname). Receivers evaluate
+	// SPF for null-sender mail (bounces) on it (RFC 7208 §2.4), never on
+	// the customer's HELO; empty means the first hostname without "*".
+	HeloName   string `yaml:"helo_name"`
+	Postmaster string `yaml:"postmaster"`
+}
+
+// EgressHelo is the HELO name receivers see from the provider's egress
+// MTAs: helo_name, else the first exact entry of hostnames, else "".
+func (p *ProviderConfig) EgressHelo() string {
+	if p.HeloName != "" {
+		return p.HeloName
+	}
+	for _, h := range p.Hostnames {
+		if !strings.Contains(h, "*") {
+			return h
+		}
+	}
+	return ""
 }
 
 // UnidentifiedConfig is what happens to mail from a client that is no customer.

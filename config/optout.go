@@ -50,8 +50,10 @@ type OptOutConfig struct {
 	// one uses them, so by default the local part is lower-cased).
 	CaseSensitiveLocal bool `yaml:"case_sensitive_local"`
 	// FoldSubaddress folds "user+tag" into "user", so an opt-out of one
-	// sub-address covers them all.
-	FoldSubaddress bool `yaml:"fold_subaddress"`
+	// sub-address covers them all. On by default (nil), like the
+	// per-recipient limits: one default for both, on the side of the
+	// person who opted out (docs/optout.md).
+	FoldSubaddress *bool `yaml:"fold_subaddress"`
 	// Unsubscribe is the RFC 8058 one-click endpoint.
 	Unsubscribe UnsubscribeConfig `yaml:"unsubscribe"`
 	// Feedback configures the identifying headers stamped on outgoing mail
@@ -259,3 +261,7 @@ func (c *Config) UnsubscribeMode(cu *Customer) string {
 	}
 	return c.Bulk.Unsubscribe
 }
+
+// FoldsSubaddress reports whether "user+tag" counts as "user" for
+// opt-outs (default true).
+func (o *OptOutConfig) FoldsSubaddress() bool { return o.FoldSubaddress == nil || *o.FoldSubaddress }

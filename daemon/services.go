@@ -146,8 +146,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		return nil, nil, fmt.Errorf("admin: %w", err)
 	default:
 		d.admin = srv
-		svcs = append(svcs, srv)
-		d.log.Info("admin server listening", "addr", srv.Addr().String(), "tls", srv.TLS())
+		svcs = append(svcs, srv) // Serve logs "admin server listening", once
 	}
 	if rep.reader != nil || rep.watcher != nil {
 		svcs = append(svcs, rep)

@@ -67,7 +67,7 @@ func TestUnsubscribeThroughPostfix(t *testing.T) {
 	if m.Header.Get("List-Unsubscribe-Post") != "List-Unsubscribe=One-Click" || !strings.HasPrefix(lu, "<https://unsub.provider.example/u/") {
 		t.Fatalf("one-click headers not added: List-Unsubscribe %q, Post %q", lu, m.Header.Get("List-Unsubscribe-Post"))
 	}
-	if m.Header.Get("Feedback-ID") != "webhost:aupguard" || m.Header.Get(optout.StampHeader) == "" {
+	if m.Header.Get("Feedback-ID") != optout.FeedbackID(d.Secret, "", "webhost", "aupguard") || m.Header.Get(optout.StampHeader) == "" {
 		t.Fatalf("stamp headers missing: %v", m.Header)
 	}
 	u, _ := url.Parse(strings.Trim(lu, "<>"))

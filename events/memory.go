@@ -63,7 +63,9 @@ func (m *memory) openFile(path string, appendTo bool) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 		if !appendTo {
-			return fmt.Errorf("events file %s: %w", path, err)
+			// A fresh install: the gateway has recorded nothing yet. That
+			// is an empty record (an empty report), not an error.
+			return nil
 		}
 	case err != nil:
 		return fmt.Errorf("events file: %w", err)

@@ -110,19 +110,14 @@ func Explain(ctx context.Context, st *State, in ExplainInput) (*ExplainResult, e
 	s.Connect("explain", client)
 	s.Helo(in.Helo)
 	res := &ExplainResult{Customer: cust.ID, Mode: cust.Mode.String(), RcptRefused: map[string]string{}}
-	// Attribute to the asked customer whatever its logins and networks.
-	st.acquire()
-	s.st, s.by = st, "explain"
-	s.txn = policy.NewTxn(&s.conn, cust, newRef(), e.clock.Now())
-	sender, err := mailaddr.Parse(from)
-	if err != nil {
-		s.endTxn(ctx, false)
+	// The session's own MAIL path, attributed to the asked customer
+	// whatever its logins and networks, as a dry run (Txn.DryRun).
+	s.explainFor = cust
+	if _, err := mailaddr.Parse(from); err != nil {
 		return nil, fmt.Errorf("envelope sender %q: %v", from, err)
 	}
-	s.txn.MailFrom = sender
-	s.conn.AuthLogin = in.Login
-	v := st.Chain.Mail(ctx, s.txn)
-	mailOut := s.stageOutcome(ctx, StageMail, v, nil, s.txn.Start)
+	mailOut := s.Mail(ctx, from, "", in.Login)
+	v := s.last
 	addChecks(res, StageMail, v, "")
 	final := func(stage string, o Outcome, v policy.Verdict) *ExplainResult {
 		res.Stage, res.Action, res.Effective = stage, v.Action.String(), o.Action.String()

@@ -32,7 +32,7 @@ func init() {
 		if len(egress) == 0 && d.Logger != nil {
 			d.Logger.Warn("spf: provider.egress_ips is empty, SPF is not evaluated (and cannot make DMARC pass)")
 		}
-		return auth.NewSPF(egress, r, d.Config.DNS.Timeout), nil
+		return auth.NewSPF(egress, r, d.Config.DNS.Timeout).WithHelo(d.Config.Provider.EgressHelo()), nil
 	})
 	register(auth.DKIMName, 410, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)

@@ -24,6 +24,9 @@ type EOMOutcome struct {
 	Outcome
 	// AddHeaders are headers to add to an accepted message, in order.
 	AddHeaders []policy.Header
+	// RemoveHeaders are received fields to delete from an accepted message
+	// (a client-supplied Feedback-ID or stamp, which only the gateway writes).
+	RemoveHeaders []policy.RemovedHeader
 	// Hold is the quarantine reason when the message goes to the HOLD queue.
 	Hold string
 	// Verdict is the chain's verdict (for explain).
@@ -51,6 +54,29 @@ type Session struct {
 	bodyW     []io.Writer
 	bodyReady bool
 	finished  bool
+	// explainFor, when set, is the customer explain attributes the message
+	// to, whatever the login and client (Mail skips identification).
+	explainFor *policy.Customer
+	// last is the verdict of the last stage run (explain reports it).
+	last policy.Verdict
+	// qid is the MTA's queue id as last told (SetQueueID).
+	qid string
+}
+
+// SetQueueID records the MTA's queue id (Postfix macro "i") as soon as the
+// MTA tells it: at MAIL and RCPT when Postfix opens the queue file at MAIL
+// (smtpd_delay_open_until_valid_rcpt = no, configs/postfix/main.cf), so
+// that decisions made at RCPT carry it too. Within a transaction an empty
+// id changes nothing.
+func (s *Session) SetQueueID(id string) {
+	if s.txn != nil && !s.finished {
+		if id != "" {
+			s.txn.QueueID = id
+		}
+		return
+	}
+	// Before MAIL: the next transaction's id (never a stale one).
+	s.qid = id
 }
 
 // NewSession starts a session for a new MTA connection.
@@ -87,6 +113,9 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		return s.refuse(d, policy.Reject, replyBadSender, "sender_syntax", "envelope", err.Error())
 	}
 	cust, by := st.Dir.Identify(login, s.conn.ClientAddr)
+	if s.explainFor != nil {
+		cust, by = s.explainFor, "explain"
+	}
 	if cust == nil {
 		// No open relay: mail from a client that is no customer is refused
 		// (RFC 5321 §3.6.2 lets a server refuse relaying).
@@ -106,6 +135,8 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 	st.acquire()
 	s.st, s.by, s.finished, s.hold, s.bodyReady, s.bodyW = st, by, false, "", false, nil
 	s.txn = policy.NewTxn(&s.conn, cust, ref, start)
+	s.txn.DryRun = s.dryRun
+	s.txn.QueueID, s.qid = s.qid, ""
 	s.txn.MailFrom = sender
 	s.txn.MailArgs = parseArgs(esmtpArgs)
 
@@ -207,6 +238,7 @@ func (s *Session) EndOfMessage(ctx context.Context, queueID string) EOMOutcome {
 	out.Outcome = s.stageOutcome(ctx, StageEOM, v, nil, start)
 	if out.Action == policy.Accept || out.Action == policy.Quarantine {
 		out.AddHeaders = t.AddedHeaders()
+		out.RemoveHeaders = t.RemovedHeaders()
 		out.Hold = hold
 		if out.Action == policy.Quarantine && out.Hold == "" {
 			out.Hold = v.Check + "/" + v.Finding
@@ -244,6 +276,7 @@ func (s *Session) endTxn(ctx context.Context, accepted bool) {
 // the decision, and ends the transaction when it is over.
 func (s *Session) stageOutcome(ctx context.Context, stage string, v policy.Verdict, r *policy.Rcpt, start time.Time) Outcome {
 	t := s.txn
+	s.last = v
 	eff := v.Effective()
 	if eff == policy.Quarantine && stage != StageEOM {
 		// Holding is only possible at end of message (Postfix HOLD queue):
@@ -313,11 +346,14 @@ func (s *Session) rcptIDs(addrs []mailaddr.Address) (hashes, plain []string) {
 	if st == nil {
 		st = s.e.state.Load()
 	}
+	o := &st.Config.OptOut
 	for _, a := range addrs {
-		c := a.Canonical(false, false)
-		hashes = append(hashes, st.Deps.Secret.Hash("rcpt", c))
+		// One keyed hash of one canonical form for a recipient everywhere:
+		// the decision log, the findings, the events and `aupguard optout
+		// check` all show optout's hash (optout.Settings.Hash).
+		hashes = append(hashes, st.Deps.Secret.Hash("optout", a.Canonical(o.CaseSensitiveLocal, o.FoldsSubaddress())))
 		if st.Config.Log.PlainRecipients {
-			plain = append(plain, c)
+			plain = append(plain, a.Canonical(false, false))
 		}
 	}
 	return hashes, plain

@@ -22,6 +22,10 @@ const (
 	FindingSenderUnparsable    = "sender_unparsable"
 	FindingSenderNotOwned      = "sender_domain_not_owned"
 	FindingDisplayNameImperson = "display_name_impersonation"
+	FindingResentUnparsable    = "resent_unparsable"
+	FindingResentFromNotOwned  = "resent_from_domain_not_owned"
+	FindingResentSenderMissing = "resent_sender_missing"
+	FindingResentSenderNotOwn  = "resent_sender_domain_not_owned"
 )
 
 // Identity is the sender_identity check: the customer may only send as
@@ -119,7 +123,58 @@ func (c *Identity) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, erro
 		}
 		c.displayName(&col, cust, "Sender", m)
 	}
+	c.resent(&col, t)
 	return col.findings(), nil
+}
+
+// resent applies the author rule to the resent fields: RFC 5322 §3.6.6
+// says Resent-From and Resent-Sender name who reintroduced the message,
+// with the meaning From and Sender have (resent-from = "Resent-From:"
+// mailbox-list, resent-sender = "Resent-Sender:" mailbox). A receiver or a
+// person reading the message sees them as the sender, so they must be the
+// customer's, display names included. Every block is checked, not only the
+// topmost: a later block cannot smuggle a foreign sender either.
+func (c *Identity) resent(col *collector, t *policy.Txn) {
+	cust := t.Customer
+	authors := 0
+	for _, v := range fieldValues(t.Headers, "Resent-From") {
+		ms, err := ParseMailboxList(v)
+		if err != nil {
+			col.add(identityFinding(FindingResentUnparsable,
+				fmt.Sprintf("Resent-From %q: %v", clip(unfold(v)), err), nil))
+			continue
+		}
+		authors = max(authors, len(ms))
+		for _, m := range ms {
+			if !ownsMailboxDomain(cust, m) {
+				col.add(identityFinding(FindingResentFromNotOwned,
+					fmt.Sprintf("Resent-From domain %s is not one of customer %s's domains", clip(m.Domain), cust.ID),
+					map[string]string{"domain": displayDomain(m.Domain)}))
+			}
+			c.displayName(col, cust, "Resent-From", m)
+		}
+	}
+	senders := fieldValues(t.Headers, "Resent-Sender")
+	// RFC 5322 §3.6.6 with §3.6.2: several resent authors need a
+	// Resent-Sender naming the one responsible.
+	if authors > 1 && len(senders) == 0 {
+		col.add(identityFinding(FindingResentSenderMissing,
+			fmt.Sprintf("Resent-From has %d mailboxes and there is no Resent-Sender", authors), nil))
+	}
+	for _, v := range senders {
+		m, err := ParseMailbox(v)
+		if err != nil {
+			col.add(identityFinding(FindingResentUnparsable,
+				fmt.Sprintf("Resent-Sender %q: %v", clip(unfold(v)), err), nil))
+			continue
+		}
+		if !ownsMailboxDomain(cust, m) {
+			col.add(identityFinding(FindingResentSenderNotOwn,
+				fmt.Sprintf("Resent-Sender domain %s is not one of customer %s's domains", clip(m.Domain), cust.ID),
+				map[string]string{"domain": displayDomain(m.Domain)}))
+		}
+		c.displayName(col, cust, "Resent-Sender", m)
+	}
 }
 
 // displayName looks for addresses in what a reader sees next to the

@@ -92,11 +92,80 @@ func Parse(s string) (Address, error) {
 	if at <= 0 || at == len(s)-1 {
 		return Address{Local: s}, ErrNoDomain
 	}
+	local := CanonicalLocal(s[:at])
 	d, err := NormalizeDomain(s[at+1:])
 	if err != nil {
-		return Address{Local: s[:at]}, err
+		return Address{Local: local}, err
 	}
-	return Address{Local: s[:at], Domain: d}, nil
+	return Address{Local: local, Domain: d}, nil
+}
+
+// CanonicalLocal returns a local part in its one canonical spelling. RFC
+// 5321 §4.1.2 makes a Quoted-string local part and its Dot-string spelling
+// the same mailbox when the quoting is not needed ("x" and x; "a\b" and
+// ab), and asks senders to use the form with the least quoting; the
+// receiving MTA (Postfix included) delivers both to one mailbox. So a
+// quoted local part is unquoted (quoted-pairs undone) and, when the result
+// is a valid Dot-string, written without quotes; otherwise it is quoted
+// again with only '"' and '\' escaped. Anything that is not a quoted
+// string is returned as it is.
+func CanonicalLocal(local string) string {
+	if len(local) < 2 || local[0] != '"' || local[len(local)-1] != '"' {
+		return local
+	}
+	var b strings.Builder
+	in := local[1 : len(local)-1]
+	for i := 0; i < len(in); i++ {
+		c := in[i]
+		if c == '\\' {
+			if i+1 == len(in) {
+				return local // a dangling backslash: not a quoted string
+			}
+			i++
+			c = in[i]
+		} else if c == '"' {
+			return local // an unescaped quote inside: not one quoted string
+		}
+		b.WriteByte(c)
+	}
+	u := b.String()
+	if isDotString(u) {
+		return u
+	}
+	var q strings.Builder
+	q.WriteByte('"')
+	for i := 0; i < len(u); i++ {
+		if u[i] == '"' || u[i] == '\\' {
+			q.WriteByte('\\')
+		}
+		q.WriteByte(u[i])
+	}
+	q.WriteByte('"')
+	return q.String()
+}
+
+// isDotString reports whether s is an RFC 5321 §4.1.2 Dot-string: atoms of
+// atext (RFC 5322 §3.2.3; UTF-8 allowed by RFC 6531 §3.3) joined by single
+// dots, no leading or trailing dot.
+func isDotString(s string) bool {
+	if s == "" {
+		return false
+	}
+	for _, atom := range strings.Split(s, ".") {
+		if atom == "" {
+			return false
+		}
+		for i := 0; i < len(atom); i++ {
+			c := atom[i]
+			if c >= 0x80 || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+				continue
+			}
+			if !strings.ContainsRune("!#$%&'*+-/=?^_`{|}~", rune(c)) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // String returns local@domain, or "" for the null address.
@@ -110,12 +179,15 @@ func (a Address) String() string {
 	return a.Local + "@" + a.Domain
 }
 
-// Canonical returns the address in the form used for counting and
-// suppression: local part lower-cased (unless caseSensitive), and with
-// "+tag" sub-addresses folded away when foldSubaddress is set.
+// Canonical returns the address in the one form used for counting,
+// suppression, hashing and display: the local part in its canonical
+// spelling (CanonicalLocal: unquoted when quoting is not needed), lower-
+// cased (unless caseSensitive), and with "+tag" sub-addresses folded away
+// when foldSubaddress is set; the domain as Parse normalised it (lower-case
+// A-label without trailing dot).
 func (a Address) Canonical(caseSensitive, foldSubaddress bool) string {
-	local := a.Local
-	if foldSubaddress {
+	local := CanonicalLocal(a.Local)
+	if foldSubaddress && !strings.HasPrefix(local, "\"") {
 		if i := strings.IndexByte(local, '+'); i > 0 {
 			local = local[:i]
 		}

@@ -61,3 +61,50 @@ func TestPattern(t *testing.T) {
 		}
 	}
 }
+
+// TestCanonicalForms: every spelling of one mailbox gives one canonical
+// form (RFC 5321 §4.1.2 quoting, domain case, trailing dot, U-label).
+func TestCanonicalForms(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		fold     bool
+	}{
+		{in: `<"x"@dest.example>`, want: "x@dest.example"},
+		{in: `"X"@DEST.Example.`, want: "x@dest.example"},
+		{in: `"x\y"@dest.example`, want: "xy@dest.example"},
+		{in: `"first.last"@dest.example`, want: "first.last@dest.example"},
+		{in: `"a b"@dest.example`, want: `"a b"@dest.example`},
+		{in: `"a\ b"@dest.example`, want: `"a b"@dest.example`},
+		{in: `"a..b"@dest.example`, want: `"a..b"@dest.example`},
+		{in: `"a\"b"@dest.example`, want: `"a\"b"@dest.example`},
+		{in: `x@bücher.example`, want: "x@xn--bcher-kva.example"},
+		{in: `"x+tag"@dest.example`, want: "x@dest.example", fold: true},
+		{in: `x+tag@dest.example`, want: "x+tag@dest.example"},
+		{in: `"a b+c"@dest.example`, want: `"a b+c"@dest.example`, fold: true},
+	} {
+		t.Run(tt.in, func(t *testing.T) {
+			a, err := Parse(tt.in)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := a.Canonical(false, tt.fold); got != tt.want {
+				t.Fatalf("Canonical(%s) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// FuzzCanonicalLocal: any input is handled without panic, and the
+// canonical spelling is a fixed point (canonicalising twice changes
+// nothing), so one mailbox never gets two hashes.
+func FuzzCanonicalLocal(f *testing.F) {
+	for _, s := range []string{`"x"`, `"a b"`, `"a\"b"`, `"\\"`, `"`, `""`, `"a..b"`, `x+tag`, `"x\`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := CanonicalLocal(s)
+		if c2 := CanonicalLocal(c); c2 != c {
+			t.Fatalf("CanonicalLocal(%q) = %q, then %q", s, c, c2)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sort"
 	"strings"
 
 	gm "github.com/d--j/go-milter"
@@ -62,6 +63,7 @@ func (a *adapter) Helo(name string, m gm.Modifier) (resp *gm.Response, err error
 
 func (a *adapter) MailFrom(from string, esmtpArgs string, m gm.Modifier) (resp *gm.Response, err error) {
 	defer a.guard("mail", &resp)
+	a.sess.SetQueueID(m.Get(gm.MacroQueueId))
 	out := a.sess.Mail(context.Background(), from, esmtpArgs, m.Get(gm.MacroAuthAuthen))
 	return outcome(out), nil
 }
@@ -70,6 +72,7 @@ func (a *adapter) RcptTo(rcptTo string, esmtpArgs string, m gm.Modifier) (resp *
 	defer a.guard("rcpt", &resp)
 	// A custom reply at RCPT refuses this recipient only; the transaction
 	// goes on for the others (milter protocol SMFIR_REPLYCODE at SMFIC_RCPT).
+	a.sess.SetQueueID(m.Get(gm.MacroQueueId))
 	return outcome(a.sess.Rcpt(context.Background(), rcptTo, esmtpArgs)), nil
 }
 
@@ -97,10 +100,19 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 	defer a.guard("eom", &resp)
 	out := a.sess.EndOfMessage(context.Background(), m.Get(gm.MacroQueueId))
 	if out.Action == policy.Accept || out.Action == policy.Quarantine {
+		// Deletions first, highest index first, so that each index still
+		// names the field as received (an empty value deletes the field).
+		rm := append([]policy.RemovedHeader(nil), out.RemoveHeaders...)
+		sort.SliceStable(rm, func(i, j int) bool { return rm[i].Index > rm[j].Index })
+		for _, h := range rm {
+			if err := m.ChangeHeader(h.Index, strings.TrimRight(h.Name, " \t"), ""); err != nil {
+				a.s.log.Error("removing header failed", "header", h.Name, "err", err)
+			}
+		}
 		// Prepend in reverse so the added headers end up on top, in order.
 		for i := len(out.AddHeaders) - 1; i >= 0; i-- {
 			h := out.AddHeaders[i]
-			if err := m.InsertHeader(0, h.Name, strings.ReplaceAll(h.Value, "\r\n", "\n")); err != nil {
+			if err := m.InsertHeader(0, h.Name, fieldValue(h.Value)); err != nil {
 				a.s.log.Error("adding header failed", "header", h.Name, "err", err)
 			}
 		}
@@ -164,4 +176,16 @@ func canonicalFolding(v string) string {
 	}
 	v = strings.ReplaceAll(v, "\r\n", "\n")
 	return strings.ReplaceAll(v, "\n", "\r\n")
+}
+
+// fieldValue is a header value as the MTA is to write it after "Name:".
+// Postfix writes exactly what the milter sends, so the gateway supplies the
+// single space RFC 5322 §2.2 shows and every reader expects ("Name: value");
+// folding is sent as LF, which the MTA turns into its line ends.
+func fieldValue(v string) string {
+	v = strings.ReplaceAll(v, "\r\n", "\n")
+	if v != "" && v[0] != ' ' && v[0] != '\t' {
+		v = " " + v
+	}
+	return v
 }

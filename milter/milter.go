@@ -107,8 +107,11 @@ func (s *Server) serverOptions() []gm.Option {
 		gm.WithProtocols(Protocol),
 		gm.WithActions(Actions),
 		gm.WithMacroRequest(gm.StageConnect, []gm.MacroName{gm.MacroClientAddr, gm.MacroDaemonName}),
-		gm.WithMacroRequest(gm.StageMail, []gm.MacroName{gm.MacroAuthAuthen, gm.MacroMailAddr}),
-		gm.WithMacroRequest(gm.StageRcpt, []gm.MacroName{gm.MacroRcptAddr}),
+		// The queue id at MAIL and RCPT too: Postfix knows it there when it
+		// opens the queue file at MAIL (smtpd_delay_open_until_valid_rcpt =
+		// no), so that decisions made at RCPT carry it.
+		gm.WithMacroRequest(gm.StageMail, []gm.MacroName{gm.MacroQueueId, gm.MacroAuthAuthen, gm.MacroMailAddr}),
+		gm.WithMacroRequest(gm.StageRcpt, []gm.MacroName{gm.MacroQueueId, gm.MacroRcptAddr}),
 		gm.WithMacroRequest(gm.StageEOH, []gm.MacroName{gm.MacroQueueId}),
 		gm.WithMacroRequest(gm.StageEOM, []gm.MacroName{gm.MacroQueueId}),
 		gm.WithMilter(func() gm.Milter { return s.newMilter() }),

@@ -76,6 +76,11 @@ func ParseReport(r io.Reader) (*Report, error) {
 			break
 		}
 		if err != nil {
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				// RFC 2046 §5.1.1: a multipart body ends with its closing
+				// delimiter; without it the report was cut short.
+				return nil, malformed("the multipart/report ends after part %d without its closing boundary \"--%s--\" (truncated report?)", i-1, params["boundary"])
+			}
 			return nil, malformed("MIME part %d: %v", i, err)
 		}
 		pt, _, err := mime.ParseMediaType(p.Header.Get("Content-Type"))
@@ -173,6 +178,13 @@ func (rep *Report) parseFields(r io.Reader) error {
 // at the start or after a blank line starts a message, ">From " lines are
 // unquoted). Input that does not start with "From " is one message.
 func SplitMbox(r io.Reader, fn func(msg []byte) error) error {
+	return SplitMboxLines(r, func(msg []byte, _ int) error { return fn(msg) })
+}
+
+// SplitMboxLines is SplitMbox that also tells fn the line of the input
+// where each message starts (its "From " line; 1 for a single message), so
+// that a bad report can be named.
+func SplitMboxLines(r io.Reader, fn func(msg []byte, line int) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	first, err := br.Peek(5)
 	if err != nil && len(first) == 0 {
@@ -183,23 +195,25 @@ func SplitMbox(r io.Reader, fn func(msg []byte) error) error {
 		if err != nil {
 			return err
 		}
-		return fn(b)
+		return fn(b, 1)
 	}
 	var cur bytes.Buffer
 	started, prevBlank := false, true
+	lineNo, startLine := 0, 0
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {
+			lineNo++
 			trimmed := bytes.TrimRight(line, "\r\n")
 			switch {
 			case prevBlank && bytes.HasPrefix(line, []byte("From ")):
 				if started {
-					if e := fn(bytes.TrimRight(cur.Bytes(), "\r\n")); e != nil {
+					if e := fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine); e != nil {
 						return e
 					}
 				}
 				cur.Reset()
-				started = true
+				started, startLine = true, lineNo
 			default:
 				if bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")) && line[0] == '>' {
 					line = line[1:]
@@ -218,7 +232,7 @@ func SplitMbox(r io.Reader, fn func(msg []byte) error) error {
 		}
 	}
 	if started {
-		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"))
+		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine)
 	}
 	return nil
 }

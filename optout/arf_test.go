@@ -35,13 +35,16 @@ func TestARFGolden(t *testing.T) {
 		{file: "microsoft_redacted.eml", customer: "beta", customerBy: "stamp", rcpts: []string{"some.one@outlook.example"}, rcptBy: "to_header", ftype: "abuse"},
 		{file: "headers_only_token.eml", customer: "acme", customerBy: "token", rcpts: []string{"bob@example.net"}, rcptBy: "token", ftype: "fraud"},
 		{file: "feedback_id_only.eml", customer: "beta", customerBy: "feedback_id", rcpts: []string{"carol@mailbox.example", "dave@mailbox.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
-		{file: "forged_stamp_sender_domain.eml", customer: "beta", customerBy: "sender_domain", rcpts: []string{"erin@isp.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
+		// A forged stamp and a sender domain: nothing the gateway wrote.
+		{file: "forged_stamp_sender_domain.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
 		{file: "not_spam.eml", customer: "acme", customerBy: "stamp", rcpts: []string{"frank@isp.example"}, rcptBy: "original_rcpt_to", ftype: "not-spam"},
 		{file: "bad_not_report.eml", wantErr: ErrMalformedReport, errText: "want multipart/report"},
 		{file: "bad_no_feedback_part.eml", wantErr: ErrMalformedReport, errText: "no message/feedback-report part"},
 		{file: "bad_no_feedback_type.eml", wantErr: ErrMalformedReport, errText: "no Feedback-Type"},
 		{file: "bad_delivery_status.eml", wantErr: ErrMalformedReport, errText: "report-type is \"delivery-status\""},
 		{file: "unattributed.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
+		// A Feedback-ID a client wrote (no gateway tag) names no customer.
+		{file: "forged_feedback_id.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
 		{file: "redacted_no_rcpt.eml", wantErr: ErrMalformedReport, errText: "no recipient"},
 	}
 	for _, tt := range tests {

@@ -70,8 +70,21 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 	ctx, cancel := c.svc.ctx(ctx)
 	defer cancel()
 	list, err := c.svc.B.Lookup(ctx, t.Customer.ID, h)
-	if err != nil || list == "" {
+	if err != nil {
 		return nil, err
+	}
+	if list == "" && c.svc.S.FoldSubaddress {
+		// An entry recorded while sub-addresses were not folded is stored
+		// under the full "user+tag" form: it still suppresses.
+		if full := r.Addr.Canonical(c.svc.S.CaseSensitive, false); full != canon {
+			h2 := c.svc.S.Hash(full)
+			if list, err = c.svc.B.Lookup(ctx, t.Customer.ID, h2); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if list == "" {
+		return nil, nil
 	}
 	f := policy.Finding{Name: FindingOptedOut, Action: policy.Reject, Reply: ReplyOptedOut,
 		Detail: "recipient " + h + " is on the customer's suppression list", Attrs: map[string]string{"rcpt_hash": h, "list": "customer"}}
@@ -80,6 +93,10 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 			Detail: "recipient " + h + " is on the provider-wide suppression list", Attrs: map[string]string{"rcpt_hash": h, "list": "global"}}
 	}
 	out := []policy.Finding{f}
+	if t.DryRun {
+		// A dry run refuses as the gateway would but counts nothing.
+		return out, nil
+	}
 	s := c.svc.S
 	hits, raised, err := c.svc.B.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
 	if err != nil {
@@ -186,7 +203,9 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 		by = "list_id"
 	}
 	fp := ""
-	if w, ok := t.Value(fpKey{}).(*fingerprint); ok && cb.FingerprintRecipients >= 0 {
+	if w, ok := t.Value(fpKey{}).(*fingerprint); ok && cb.FingerprintRecipients >= 0 && !t.DryRun {
+		// The fingerprint count is judged by counting this message: a dry
+		// run leaves it out (docs/optout.md) and reads only the rest.
 		fp = w.sum()
 	}
 	if by == "" && fp == "" {
@@ -299,7 +318,7 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 // Finish implements policy.Finisher: accepted recipients count as delivered
 // for the complaint rate.
 func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
-	if !accepted || len(t.Rcpts) == 0 {
+	if !accepted || len(t.Rcpts) == 0 || t.DryRun {
 		return
 	}
 	ctx, cancel := b.svc.ctx(ctx)
@@ -310,12 +329,19 @@ func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 }
 
 // Stamper is the feedback_stamp check: it adds the signed X-AUP-Customer
-// header to every accepted message, and Feedback-ID "CUSTOMER:SENDERID"
-// when the message has none, so complaints can be traced to the customer.
+// header to every accepted message and the gateway's own Feedback-ID
+// "[CAMPAIGN:]CUSTOMER:TAG:SENDERID", so complaints can be traced to the
+// customer. Both fields speak for the gateway: whatever a client wrote
+// under those names is removed first (before dkim_sign signs the message),
+// so no customer can have another one blamed for its mail.
 type Stamper struct {
 	svc        *Service
 	feedbackID bool
 }
+
+// FindingFeedbackIDReplaced is reported (action accept) when a client's
+// Feedback-ID or X-AUP-Customer field was removed.
+const FindingFeedbackIDReplaced = "client_feedback_id_removed"
 
 // NewStamper builds the feedback_stamp check.
 func NewStamper(svc *Service) *Stamper {
@@ -328,11 +354,110 @@ func (c *Stamper) Name() string { return StampName }
 
 // EOM implements policy.EOMChecker.
 func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	t.AddHeader(StampHeader, Stamp(c.svc.S.Secret, t.Customer.ID, c.svc.Clock.Now()))
-	if c.feedbackID && len(t.HeaderValues("Feedback-ID")) == 0 {
-		t.AddHeader("Feedback-ID", t.Customer.ID+":"+c.svc.S.SenderID)
+	campaign := ""
+	var removed []string
+	if n := t.RemoveHeaders(StampHeader, func(string) bool { return true }); n > 0 {
+		removed = append(removed, fmt.Sprintf("%d %s", n, StampHeader))
 	}
-	return nil, nil
+	var fbs []string
+	n := t.RemoveHeaders(FeedbackIDHeader, func(v string) bool {
+		// With the gateway's Feedback-ID off, a client's own one stays
+		// unless it claims the provider's sender id.
+		if !c.feedbackID && !c.claimsSenderID(v) {
+			return false
+		}
+		fbs = append(fbs, v)
+		return true
+	})
+	if n > 0 {
+		removed = append(removed, fmt.Sprintf("%d %s", n, FeedbackIDHeader))
+		if len(fbs) == 1 {
+			campaign = c.campaign(t.Customer.ID, fbs[0])
+		}
+	}
+	if f, ok := c.foreignLink(t); ok {
+		// Refused: nothing else is added to a message that is not sent.
+		return []policy.Finding{f}, nil
+	}
+	t.AddHeader(StampHeader, Stamp(c.svc.S.Secret, t.Customer.ID, c.svc.Clock.Now()))
+	if c.feedbackID {
+		t.AddHeader(FeedbackIDHeader, FeedbackID(c.svc.S.Secret, campaign, t.Customer.ID, c.svc.S.SenderID))
+	}
+	if len(removed) == 0 {
+		return nil, nil
+	}
+	detail := "removed the client's " + strings.Join(removed, " and ") + ": only the gateway writes them"
+	if campaign != "" {
+		detail += "; campaign " + campaign + " kept as the Feedback-ID's first field"
+	}
+	return []policy.Finding{{Name: FindingFeedbackIDReplaced, Action: policy.Accept, Detail: detail,
+		Attrs: map[string]string{"campaign": campaign}}}, nil
+}
+
+// FindingForeignUnsubscribe: the client's List-Unsubscribe carries a link
+// of the gateway's own unsubscribe endpoint that the gateway did not issue
+// for this customer (another customer's link, or a made-up token).
+const FindingForeignUnsubscribe = "foreign_unsubscribe_link"
+
+// ReplyForeignUnsubscribe refuses such a message: RFC 3463 §3.8 X.7.1.
+var ReplyForeignUnsubscribe = policy.MustReply(550, "5.7.1", "Message carries an unsubscribe link that is not this sender's")
+
+// foreignLink finds, in the List-Unsubscribe fields the client wrote, a URI
+// under the gateway's unsubscribe base whose token does not verify or names
+// another customer: a recipient using it would unsubscribe from someone
+// else, and a complaint would be attributed to them. Only the gateway
+// writes links under its base (RFC 2369 §3.2 lists of <URI>).
+func (c *Stamper) foreignLink(t *policy.Txn) (policy.Finding, bool) {
+	base := c.svc.S.UnsubscribeBase
+	if base == "" {
+		return policy.Finding{}, false
+	}
+	for _, v := range t.HeaderValues("List-Unsubscribe") {
+		for _, part := range strings.Split(unfold(v), ",") {
+			u := strings.Trim(strings.TrimSpace(part), "<>")
+			if len(u) < len(base) || !strings.EqualFold(u[:len(base)], base) {
+				continue
+			}
+			tok, err := ParseToken(c.svc.S.Secret, u[len(base):], 0, c.svc.Clock.Now())
+			if err == nil && tok.Customer == t.Customer.ID {
+				continue
+			}
+			detail := "List-Unsubscribe carries a gateway unsubscribe link the gateway did not issue"
+			if err == nil {
+				detail = "List-Unsubscribe carries the gateway unsubscribe link of customer " + tok.Customer
+			}
+			return policy.Finding{Name: FindingForeignUnsubscribe, Action: policy.Reject, Reply: ReplyForeignUnsubscribe, Detail: detail}, true
+		}
+	}
+	return policy.Finding{}, false
+}
+
+// claimsSenderID reports whether a Feedback-ID's last field is the
+// provider's sender id.
+func (c *Stamper) claimsSenderID(v string) bool {
+	f := strings.Split(strings.ReplaceAll(unfold(v), " ", ""), ":")
+	return strings.EqualFold(f[len(f)-1], c.svc.S.SenderID)
+}
+
+// campaign returns the first field of a customer's own well-formed
+// Feedback-ID ("a:b:c:SenderId", 2 to 4 fields of letters, digits, '.',
+// '_' and '-', at most 64 each), which the gateway keeps as the first field
+// of its own; "" when the value is malformed, claims the provider's sender
+// id, or names another customer or the provider anywhere.
+func (c *Stamper) campaign(self, v string) string {
+	f := strings.Split(unfold(v), ":")
+	if len(f) < 2 || len(f) > 4 || c.claimsSenderID(v) {
+		return ""
+	}
+	for _, x := range f {
+		if x == "" || len(x) > 64 || strings.Trim(x, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+			return ""
+		}
+		if x != self && c.svc.isCustomer(x) {
+			return ""
+		}
+	}
+	return f[0]
 }
 
 // Unsubscriber is the unsubscribe_link check: for bulk mail that bulk_mail

@@ -1,6 +1,7 @@
 package optout
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
@@ -176,7 +177,7 @@ func TestBulkCheck(t *testing.T) {
 						if c, err := ParseStamp(testKey, added[StampHeader]); err != nil || c != tt.cust {
 							t.Fatalf("stamp %q → %q, %v", added[StampHeader], c, err)
 						}
-						if added["Feedback-ID"] != tt.cust+":aupguard" {
+						if added["Feedback-ID"] != FeedbackID(testKey, "", tt.cust, "aupguard") {
 							t.Fatalf("Feedback-ID = %q", added["Feedback-ID"])
 						}
 					}
@@ -262,5 +263,88 @@ func TestFingerprintNormalisation(t *testing.T) {
 	long := strings.Repeat("x", 5000) + "\r\n"
 	if fp(long) == "" || fp(long) == fp(long+long) {
 		t.Fatal("long lines not fingerprinted")
+	}
+}
+
+// TestStamperRemovesClientFields: a client's X-AUP-Customer and a
+// Feedback-ID naming another customer or the provider's sender id are
+// removed; a customer's own well-formed Feedback-ID keeps its campaign.
+func TestStamperRemovesClientFields(t *testing.T) {
+	cfg := testConfig(t, "")
+	s, err := SettingsFromConfig(cfg, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := NewStamper(&Service{S: s, Cfg: cfg, Clock: clock.NewFake(time.Unix(1_800_000_000, 0))})
+	for _, tt := range []struct {
+		name, fb, want string
+		removed        int
+	}{
+		{"other customer", "beta:aupguard", FeedbackID(testKey, "", "acme", "aupguard"), 2},
+		{"other customer as campaign", "beta:x:esp", FeedbackID(testKey, "", "acme", "aupguard"), 2},
+		{"own well-formed", "spring26:newsletter:acme-esp", FeedbackID(testKey, "spring26", "acme", "aupguard"), 2},
+		{"malformed", "a b:c", FeedbackID(testKey, "", "acme", "aupguard"), 2},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			txn := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: "acme"}, "REF", time.Now())
+			txn.Headers = []policy.Header{{Name: "From", Value: " a@acme.example"}, {Name: "X-AUP-Customer", Value: " " + Stamp(testKey, "beta", time.Now())}, {Name: "Feedback-ID", Value: " " + tt.fb}}
+			fs, err := c.EOM(context.Background(), txn)
+			if err != nil || len(fs) != 1 || fs[0].Name != FindingFeedbackIDReplaced {
+				t.Fatalf("findings %v, %v", fs, err)
+			}
+			if rm := txn.RemovedHeaders(); len(rm) != tt.removed || rm[0].Index != 1 || rm[1].Index != 1 {
+				t.Fatalf("removed %+v", rm)
+			}
+			if len(txn.Headers) != 1 || txn.Headers[0].Name != "From" {
+				t.Fatalf("headers left %+v", txn.Headers)
+			}
+			var fb []string
+			for _, h := range txn.AddedHeaders() {
+				if h.Name == FeedbackIDHeader {
+					fb = append(fb, h.Value)
+				}
+			}
+			if len(fb) != 1 || fb[0] != tt.want {
+				t.Fatalf("Feedback-ID %q, want %q", fb, tt.want)
+			}
+			if cust, ok := ParseFeedbackID(testKey, fb[0], "aupguard"); !ok || cust != "acme" {
+				t.Fatalf("ParseFeedbackID(%q) = %q %v", fb[0], cust, ok)
+			}
+		})
+	}
+}
+
+// TestStamperRefusesForeignUnsubscribeLink: a client-written List-Unsubscribe
+// with another customer's gateway link (or a made-up token) is refused; the
+// customer's own gateway link passes.
+func TestStamperRefusesForeignUnsubscribeLink(t *testing.T) {
+	cfg := testConfig(t, "")
+	s, err := SettingsFromConfig(cfg, testKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1_800_000_000, 0)
+	c := NewStamper(&Service{S: s, Cfg: cfg, Clock: clock.NewFake(now)})
+	for _, tt := range []struct {
+		name, link string
+		refused    bool
+	}{
+		{"another customer's link", testBase + NewToken(testKey, "beta", "x@dest.example", now), true},
+		{"made-up token", testBase + "AAAAAAAAAAAAAAAAAAAAAAAA", true},
+		{"own link", testBase + NewToken(testKey, "acme", "x@dest.example", now), false},
+		{"the customer's own endpoint", "https://lists.acme.example/u/1", false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			txn := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: "acme"}, "REF", now)
+			txn.Headers = []policy.Header{{Name: "List-Unsubscribe", Value: " <mailto:u@acme.example>, <" + tt.link + ">"}}
+			fs, err := c.EOM(context.Background(), txn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refused := len(fs) == 1 && fs[0].Name == FindingForeignUnsubscribe && fs[0].Action == policy.Reject
+			if refused != tt.refused {
+				t.Fatalf("findings %+v, want refused %v", fs, tt.refused)
+			}
+		})
 	}
 }

@@ -7,8 +7,6 @@ import (
 	"io"
 	"net/mail"
 	"strings"
-
-	"github.com/aupguard/aupguard/mailaddr"
 )
 
 // ComplaintResult is what ingesting one report did.
@@ -16,7 +14,7 @@ type ComplaintResult struct {
 	Customer string `json:"customer"`
 	// CustomerBy says how the customer was found: stamp (the signed
 	// X-AUP-Customer header), token (the gateway's List-Unsubscribe link),
-	// feedback_id, or sender_domain.
+	// or feedback_id (the gateway's Feedback-ID, its tag verified).
 	CustomerBy   string `json:"customer_by"`
 	FeedbackType string `json:"feedback_type"`
 	// RcptHashes are the keyed hashes of the recipients put on the list.
@@ -79,11 +77,11 @@ func clipUA(s string) string {
 }
 
 // Attribute finds the customer and canonical recipients of a report.
-// Customer, most trustworthy first: the signed X-AUP-Customer stamp of the
-// original message (topmost valid one: the gateway prepends its own), the
-// gateway's own unsubscribe token in List-Unsubscribe, a Feedback-ID
-// "CUSTOMER:SENDERID" with the provider's sender id, and last the one
-// customer owning the Original-Mail-From domain. Recipients:
+// Customer, only from what the gateway wrote and can verify, most
+// trustworthy first: the signed X-AUP-Customer stamp of the original
+// message (topmost valid one: the gateway prepends its own), the gateway's
+// own unsubscribe token in List-Unsubscribe, and the gateway's Feedback-ID
+// (its keyed tag verified, ParseFeedbackID). Recipients:
 // Original-Rcpt-To (RFC 5965 §3.2), else the token's recipient, else the
 // original To header when it names exactly one address.
 func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
@@ -114,13 +112,11 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 			}
 		}
 	}
-	if res.Customer == "" && rep.OriginalMailFrom != "" {
-		if c := s.domainCustomer(rep.OriginalMailFrom); c != "" {
-			res.Customer, res.CustomerBy = c, "sender_domain"
-		}
-	}
+	// Nothing a customer writes names a customer: not a Feedback-ID without
+	// the gateway's tag, not the envelope or From domain (a customer in
+	// monitor mode, or one whose check is off, could use another's).
 	if res.Customer == "" {
-		return res, nil, fmt.Errorf("%w: no valid %s stamp, gateway unsubscribe link, Feedback-ID or sender domain of a known customer", ErrUnattributed, StampHeader)
+		return res, nil, fmt.Errorf("%w: no valid %s stamp, gateway unsubscribe link or gateway Feedback-ID", ErrUnattributed, StampHeader)
 	}
 	var rcpts []string
 	for _, a := range rep.OriginalRcptTo {
@@ -165,45 +161,27 @@ func (s *Service) tokenInHeader(v string) *Token {
 	return nil
 }
 
-// feedbackCustomer reads "CUSTOMER:SENDERID" (the gateway's stamp; Google's
-// Feedback-ID puts the sender id last) when the customer is known.
+// feedbackCustomer returns the customer of a Feedback-ID only when the
+// gateway wrote it: the provider's sender id last, and the keyed tag of the
+// customer before it (ParseFeedbackID). A Feedback-ID a client wrote names
+// no one, whatever customer it claims.
 func (s *Service) feedbackCustomer(v string) string {
-	fields := strings.Split(unfold(v), ":")
-	if len(fields) < 2 || fields[len(fields)-1] != s.S.SenderID {
-		return ""
-	}
-	c := fields[len(fields)-2]
-	if s.Cfg != nil {
-		for _, cu := range s.Cfg.Customers {
-			if cu.ID == c {
-				return c
-			}
-		}
+	c, ok := ParseFeedbackID(s.S.Secret, v, s.S.SenderID)
+	if !ok || (s.Cfg != nil && !s.isCustomer(c)) {
 		return ""
 	}
 	return c
 }
 
-// domainCustomer returns the only customer owning addr's domain.
-func (s *Service) domainCustomer(addr string) string {
+// isCustomer reports whether id is a configured customer.
+func (s *Service) isCustomer(id string) bool {
 	if s.Cfg == nil {
-		return ""
+		return false
 	}
-	a, err := mailaddr.Parse(addr)
-	if err != nil || a.Domain == "" {
-		return ""
-	}
-	found := ""
 	for _, cu := range s.Cfg.Customers {
-		for _, d := range cu.Domains {
-			p, err := mailaddr.ParsePattern(d)
-			if err == nil && p.Match(a.Domain) {
-				if found != "" && found != cu.ID {
-					return "" // ambiguous
-				}
-				found = cu.ID
-			}
+		if cu.ID == id {
+			return true
 		}
 	}
-	return found
+	return false
 }

@@ -26,6 +26,8 @@ type LineError struct {
 // ImportResult says what an import did. Good lines are kept even when
 // others are bad.
 type ImportResult struct {
+	// Lines counts the data lines read (not the header row); every one is
+	// Added, a Duplicate or Bad, so Lines = Added + Duplicates + Bad.
 	Lines      int         `json:"lines"`
 	Added      int         `json:"added"`
 	Duplicates int         `json:"duplicates"`
@@ -46,7 +48,7 @@ var csvColumns = []string{"list", "address", "hash", "source", "time", "note"}
 func (s *Service) Import(ctx context.Context, list string, r io.Reader, source string) (ImportResult, error) {
 	var res ImportResult
 	if list != "" {
-		if err := validList(list); err != nil {
+		if err := knownList(s.Cfg, list); err != nil {
 			return res, badRequest(err)
 		}
 	}
@@ -89,7 +91,17 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		if err != nil {
 			var pe *csv.ParseError
 			if errors.As(err, &pe) {
-				bad(pe.StartLine, "%v", pe.Err)
+				// A line the CSV reader cannot split is a data line too:
+				// Lines = Added + Duplicates + Bad, always.
+				first = false
+				res.Lines++
+				if pe.StartLine != pe.Line {
+					// The real fault is where the quote was opened: a quoted
+					// field that is never closed swallows the lines after it.
+					bad(pe.StartLine, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", pe.StartLine, pe.Line, pe.Err)
+					continue
+				}
+				bad(pe.Line, "CSV syntax, column %d: %v", pe.Column, pe.Err)
 				continue
 			}
 			return res, err
@@ -112,7 +124,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		l := list
 		if l == "" {
 			l = get("list")
-			if err := validList(l); err != nil {
+			if err := knownList(s.Cfg, l); err != nil {
 				bad(line, "%v", err)
 				continue
 			}
@@ -184,7 +196,7 @@ func headerColumns(rec []string) map[string]int {
 // Export writes a list as CSV with a header row; the address column is
 // empty unless plain addresses are kept.
 func (s *Service) Export(ctx context.Context, list string, w io.Writer) (int, error) {
-	if err := validList(list); err != nil {
+	if err := knownList(s.Cfg, list); err != nil {
 		return 0, badRequest(err)
 	}
 	cw := csv.NewWriter(w)

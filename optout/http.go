@@ -8,8 +8,12 @@ import (
 	"html/template"
 	"io"
 	"log/slog"
+	"mime"
+	"mime/multipart"
 	"net/http"
+	"net/url"
 	"strings"
+	"time"
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
@@ -116,7 +120,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"suppressed": true, "entry": e})
 		return
 	}
-	if err := validList(list); err != nil {
+	if err := knownList(a.svc.Cfg, list); err != nil {
 		a.fail(w, badRequest(err))
 		return
 	}
@@ -287,12 +291,29 @@ func (u *unsub) render(w http.ResponseWriter, code int, p page) {
 
 func (u *unsub) token(w http.ResponseWriter, r *http.Request) (Token, bool) {
 	t, err := ParseToken(u.svc.S.Secret, r.PathValue("token"), u.svc.S.TokenTTL, u.svc.Clock.Now())
+	if errors.Is(err, ErrTokenExpired) {
+		u.svc.Log.Info("unsubscribe: expired link", "customer", t.Customer, "issued", t.Issued, "method", r.Method)
+		u.render(w, http.StatusGone, page{Title: "This link has expired",
+			Text: fmt.Sprintf("Unsubscribe links in a message work for %s after it was sent, and this one is older. "+
+				"What still works: the unsubscribe link in a more recent message from this sender, "+
+				"the Unsubscribe or Report spam button of your mail program, "+
+				"or asking the sender directly. Nothing was recorded from this link.", fmtTTL(u.svc.S.TokenTTL))})
+		return t, false
+	}
 	if err != nil {
 		u.svc.Log.Info("unsubscribe: bad token", "err", err, "method", r.Method)
 		u.render(w, http.StatusBadRequest, page{Title: "Invalid link", Text: "This unsubscribe link is not valid. Please use the link from the message itself."})
 		return t, false
 	}
 	return t, true
+}
+
+// fmtTTL says a token lifetime in days (or hours under two days).
+func fmtTTL(d time.Duration) string {
+	if d >= 48*time.Hour {
+		return fmt.Sprintf("%d days", int(d/(24*time.Hour)))
+	}
+	return fmt.Sprintf("%d hours", int(d/time.Hour))
 }
 
 func (u *unsub) get(w http.ResponseWriter, r *http.Request) {
@@ -303,15 +324,71 @@ func (u *unsub) get(w http.ResponseWriter, r *http.Request) {
 	u.render(w, http.StatusOK, page{Title: "Unsubscribe", Text: "Stop mail to " + maskAddr(t.Recipient) + " from this sender?", Form: true})
 }
 
+// maxOneClickBody bounds a one-click POST body: the RFC 8058 body is 26
+// bytes, a multipart form of it a few hundred.
+const maxOneClickBody = 8 << 10
+
+// errNotOneClick is a POST body that is not the RFC 8058 one-click body.
+var errNotOneClick = errors.New("body is not List-Unsubscribe=One-Click")
+
+// oneClickBody checks RFC 8058 §3.2: the POST body holds the single form
+// field List-Unsubscribe=One-Click, sent as application/x-www-form-urlencoded
+// or multipart/form-data (the two encodings HTML forms use, RFC 7578); the
+// body is read up to maxOneClickBody only. Anything else is not a one-click
+// request and records nothing.
+func oneClickBody(w http.ResponseWriter, r *http.Request) error {
+	body := http.MaxBytesReader(w, r.Body, maxOneClickBody)
+	ct, params, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil {
+		return fmt.Errorf("content type %q: %v", r.Header.Get("Content-Type"), err)
+	}
+	var form url.Values
+	switch ct {
+	case "application/x-www-form-urlencoded":
+		b, err := io.ReadAll(body)
+		if err != nil {
+			return err
+		}
+		if form, err = url.ParseQuery(strings.TrimRight(string(b), "\r\n")); err != nil {
+			return err
+		}
+	case "multipart/form-data":
+		if params["boundary"] == "" {
+			return errors.New("multipart/form-data without boundary")
+		}
+		mr := multipart.NewReader(body, params["boundary"])
+		f, err := mr.ReadForm(maxOneClickBody)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = f.RemoveAll() }()
+		if len(f.File) > 0 {
+			return errors.New("multipart form carries a file")
+		}
+		form = url.Values(f.Value)
+	default:
+		return fmt.Errorf("content type %q: want application/x-www-form-urlencoded or multipart/form-data", ct)
+	}
+	if len(form) != 1 || len(form["List-Unsubscribe"]) != 1 || form.Get("List-Unsubscribe") != "One-Click" {
+		return errNotOneClick
+	}
+	return nil
+}
+
 func (u *unsub) post(w http.ResponseWriter, r *http.Request) {
 	t, ok := u.token(w, r)
 	if !ok {
 		return
 	}
-	// RFC 8058 §3.2: the body is "List-Unsubscribe=One-Click"; the page's
-	// button sends the same. Any POST to a valid link is taken as consent,
-	// since the token alone authorises it; the body is read only to drain it.
-	_, _ = io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, 4096))
+	// RFC 8058 §3.2: the POST carries List-Unsubscribe=One-Click (the
+	// page's button sends the same). A POST with another body is not the
+	// one-click request, whatever link it goes to: 400, nothing recorded.
+	if err := oneClickBody(w, r); err != nil {
+		u.svc.Log.Info("unsubscribe: POST without the one-click body", "customer", t.Customer, "err", err)
+		u.render(w, http.StatusBadRequest, page{Title: "Not an unsubscribe request",
+			Text: "Nothing was recorded. To unsubscribe, open the link in a browser and press the button, or use your mail program's Unsubscribe button."})
+		return
+	}
 	if _, _, err := u.svc.Add(r.Context(), t.Customer, t.Recipient, SourceUnsubscribe, "one-click"); err != nil {
 		u.svc.Log.Error("unsubscribe: recording failed", "customer", t.Customer, "err", err)
 		u.render(w, http.StatusServiceUnavailable, page{Title: "Please try again", Text: "Your request could not be recorded right now. Please try again in a few minutes."})

@@ -14,6 +14,7 @@ package optout
 import (
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 	"time"
 
@@ -123,7 +124,7 @@ func SettingsFromConfig(cfg *config.Config, key secrets.Key) (*Settings, error) 
 	o := cfg.OptOut
 	return &Settings{
 		CaseSensitive:   o.CaseSensitiveLocal,
-		FoldSubaddress:  o.FoldSubaddress,
+		FoldSubaddress:  o.FoldsSubaddress(),
 		KeepPlain:       o.KeepPlain,
 		Secret:          key,
 		Threshold:       o.Escalation.Threshold,
@@ -205,4 +206,26 @@ func validList(list string) error {
 		}
 	}
 	return nil
+}
+
+// knownList reports whether list names an existing list: GlobalList or the
+// id of a configured customer. A typo must not record an opt-out on a list
+// no check ever reads, so an unknown id is an error naming the known ones.
+// With no config (tests of the package alone) only the syntax is checked.
+func knownList(cfg *config.Config, list string) error {
+	if err := validList(list); err != nil {
+		return err
+	}
+	if list == GlobalList || cfg == nil {
+		return nil
+	}
+	ids := make([]string, 0, len(cfg.Customers))
+	for _, cu := range cfg.Customers {
+		if cu.ID == list {
+			return nil
+		}
+		ids = append(ids, cu.ID)
+	}
+	sort.Strings(ids)
+	return fmt.Errorf("unknown list %q: known lists are %s (customer ids) and * (provider-wide)", list, strings.Join(ids, ", "))
 }

@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 // one by one, says how many were acknowledged, then waits to be killed.
 func helperProcess(dir string) {
 	n, _ := strconv.Atoi(os.Getenv("OPTOUT_HELPER_N"))
-	cfg, err := config.Parse([]byte("optout: {keep_plain: true}\n"), "helper.yaml", config.Options{})
+	cfg, err := config.Parse([]byte("optout: {keep_plain: true}\ncustomers: [{id: acme, networks: [192.0.2.1], domains: [acme.example]}]\n"), "helper.yaml", config.Options{})
 	if err != nil {
 		fmt.Println("error", err)
 		os.Exit(1)

@@ -76,7 +76,7 @@ func badRequest(err error) error { return fmt.Errorf("%w: %v", ErrBadRequest, er
 // Add puts an address on a list; added is false when it was there already
 // (the first entry is kept). It returns once the entry is durable.
 func (s *Service) Add(ctx context.Context, list, addr, source, note string) (Entry, bool, error) {
-	if err := validList(list); err != nil {
+	if err := knownList(s.Cfg, list); err != nil {
 		return Entry{}, false, badRequest(err)
 	}
 	if !validSource(source) {
@@ -108,7 +108,7 @@ func (s *Service) Add(ctx context.Context, list, addr, source, note string) (Ent
 
 // Remove takes an address (or stored hash) off a list.
 func (s *Service) Remove(ctx context.Context, list, addrOrHash string) (bool, error) {
-	if err := validList(list); err != nil {
+	if err := knownList(s.Cfg, list); err != nil {
 		return false, badRequest(err)
 	}
 	h, _, err := s.key(addrOrHash)
@@ -127,7 +127,7 @@ func (s *Service) Remove(ctx context.Context, list, addrOrHash string) (bool, er
 // Check returns the entry that suppresses an address for a list: with a
 // customer id, the customer's own entry or else the provider-wide one.
 func (s *Service) Check(ctx context.Context, list, addrOrHash string) (Entry, bool, error) {
-	if err := validList(list); err != nil {
+	if err := knownList(s.Cfg, list); err != nil {
 		return Entry{}, false, badRequest(err)
 	}
 	h, _, err := s.key(addrOrHash)
@@ -147,7 +147,7 @@ func (s *Service) Check(ctx context.Context, list, addrOrHash string) (Entry, bo
 
 // Clear clears a customer's escalation flag.
 func (s *Service) Clear(ctx context.Context, customer string) (bool, error) {
-	if err := validList(customer); err != nil || customer == GlobalList {
+	if err := knownList(s.Cfg, customer); err != nil || customer == GlobalList {
 		return false, badRequest(fmt.Errorf("bad customer id %q", customer))
 	}
 	ctx, cancel := s.ctx(ctx)

@@ -47,6 +47,9 @@ func Status(ctx context.Context, h *store.Handle, cfg *config.Config, customerID
 	}
 	ctx, cancel := h.Context(ctx)
 	defer cancel()
+	if err := knownList(cfg, customerID); err != nil {
+		return CustomerStatus{Customer: customerID}, badRequest(err)
+	}
 	o := cfg.OptOut
 	return status(ctx, b, customerID, o.Escalation.Threshold, NewWindow(o.Escalation.Window), NewWindow(o.Complaints.Window),
 		o.Complaints.Warn, o.Complaints.Act, int64(o.Complaints.MinDelivered), h.Clock.Now())
@@ -54,6 +57,9 @@ func Status(ctx context.Context, h *store.Handle, cfg *config.Config, customerID
 
 // Status is Status for the service's store.
 func (s *Service) Status(ctx context.Context, customerID string) (CustomerStatus, error) {
+	if err := knownList(s.Cfg, customerID); err != nil {
+		return CustomerStatus{Customer: customerID}, badRequest(err)
+	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
 	st := s.S

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"encoding/base64"
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -38,6 +39,11 @@ type Token struct {
 	Recipient string
 	Issued    time.Time
 }
+
+// ErrTokenExpired is wrapped (with ErrBadToken) for a genuine link whose
+// validity (optout.unsubscribe.token_ttl) is over; the Token is returned
+// with it, so the page can say what still works.
+var ErrTokenExpired = errors.New("link expired")
 
 // NewToken signs a token for a customer and a canonical recipient.
 func NewToken(key secrets.Key, customer, recipient string, issued time.Time) string {
@@ -82,8 +88,11 @@ func ParseToken(key secrets.Key, s string, ttl time.Duration, now time.Time) (To
 	if validList(t.Customer) != nil || t.Customer == GlobalList || !strings.Contains(t.Recipient, "@") {
 		return Token{}, ErrBadToken
 	}
-	if ttl > 0 && now.Sub(t.Issued) > ttl {
-		return Token{}, fmt.Errorf("%w: expired", ErrBadToken)
+	// The issue time is stored to the minute, rounded down: the link was
+	// issued at most a minute later, so it is judged from the end of that
+	// minute and never expires before its ttl is over.
+	if ttl > 0 && now.Sub(t.Issued.Add(time.Minute)) > ttl {
+		return t, fmt.Errorf("%w: %w", ErrBadToken, ErrTokenExpired)
 	}
 	return t, nil
 }
@@ -134,4 +143,42 @@ func unfold(v string) string {
 	v = strings.ReplaceAll(v, "\r\n", "")
 	v = strings.ReplaceAll(v, "\n", "")
 	return strings.TrimSpace(v)
+}
+
+// FeedbackIDHeader is the field large receivers aggregate complaints by
+// (Google's Feedback Loop: "a:b:c:SenderId", at most four fields).
+const FeedbackIDHeader = "Feedback-ID"
+
+// feedbackTag is the keyed tag of a customer in the gateway's Feedback-ID:
+// it lets complaint attribution tell the gateway's own Feedback-ID from one
+// a client wrote (a customer cannot compute another customer's tag).
+func feedbackTag(key secrets.Key, customer string) string {
+	return hex.EncodeToString(key.Sign("feedback-id", []byte(customer))[:6])
+}
+
+// FeedbackID returns the gateway's Feedback-ID value for a customer:
+// "[CAMPAIGN:]CUSTOMER:TAG:SENDERID". campaign, when not empty, is the
+// customer's own identifier kept from its Feedback-ID (see docs/optout.md).
+func FeedbackID(key secrets.Key, campaign, customer, senderID string) string {
+	v := customer + ":" + feedbackTag(key, customer) + ":" + senderID
+	if campaign != "" {
+		v = campaign + ":" + v
+	}
+	return v
+}
+
+// ParseFeedbackID returns the customer of a Feedback-ID the gateway wrote:
+// the last field is senderID and the tag before it verifies for the
+// customer before that. Anything else names no customer.
+func ParseFeedbackID(key secrets.Key, v, senderID string) (string, bool) {
+	f := strings.Split(strings.ReplaceAll(unfold(v), " ", ""), ":")
+	n := len(f)
+	if n < 3 || n > 4 || senderID == "" || f[n-1] != senderID || f[n-3] == "" {
+		return "", false
+	}
+	want := feedbackTag(key, f[n-3])
+	if !hmac.Equal([]byte(f[n-2]), []byte(want)) {
+		return "", false
+	}
+	return f[n-3], true
 }

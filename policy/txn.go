@@ -112,10 +112,26 @@ type Txn struct {
 	HeaderBytes int64
 	// BodySize counts body bytes seen so far.
 	BodySize int64
+	// DryRun is set when the transaction is only explained (aupguard
+	// explain): every check must leave the stores as they are, reading
+	// counters without adding to them. A check that cannot decide without
+	// writing reports what it can read and writes nothing.
+	DryRun bool
 
-	values map[any]any
-	adds   []Header
-	hold   string
+	values  map[any]any
+	adds    []Header
+	removed []RemovedHeader
+	hold    string
+}
+
+// RemovedHeader names one received header field the gateway deletes from
+// the message: the Index-th (1-based) field called Name, counted among the
+// fields of that name as received (the milter protocol's SMFIR_CHGHEADER
+// index, RFC-less but shared by Sendmail and Postfix).
+type RemovedHeader struct {
+	Name  string
+	Index int
+	Value string
 }
 
 // NewTxn starts a transaction on conn for customer.
@@ -155,6 +171,48 @@ func (t *Txn) Size() int64 { return t.HeaderBytes + t.BodySize }
 func (t *Txn) AddHeader(name, value string) {
 	t.adds = append(t.adds, Header{Name: name, Value: value})
 }
+
+// RemoveHeaders deletes every received field named name (case-insensitive)
+// for which drop returns true, from Headers (so the checks after, and the
+// DKIM signer, see the message as it will leave) and from the message the
+// MTA delivers. It returns how many fields were removed.
+func (t *Txn) RemoveHeaders(name string, drop func(value string) bool) int {
+	kept := t.Headers[:0:0]
+	n, idx := 0, 0
+	// Fields of this name removed by an earlier call no longer count in
+	// Headers; the milter index counts them (exact when they came first).
+	prior := t.removedBefore(name)
+	for _, h := range t.Headers {
+		if !strings.EqualFold(strings.TrimRight(h.Name, " \t"), name) {
+			kept = append(kept, h)
+			continue
+		}
+		idx++
+		if !drop(h.Value) {
+			kept = append(kept, h)
+			continue
+		}
+		n++
+		t.removed = append(t.removed, RemovedHeader{Name: h.Name, Index: idx + prior, Value: h.Value})
+	}
+	t.Headers = kept
+	return n
+}
+
+// removedBefore counts fields of name already removed by an earlier call,
+// so that indexes keep referring to the message as received.
+func (t *Txn) removedBefore(name string) int {
+	n := 0
+	for _, r := range t.removed {
+		if strings.EqualFold(strings.TrimRight(r.Name, " \t"), name) {
+			n++
+		}
+	}
+	return n
+}
+
+// RemovedHeaders returns the received fields to delete, in the order removed.
+func (t *Txn) RemovedHeaders() []RemovedHeader { return t.removed }
 
 // AddedHeaders returns the headers checks asked to add.
 func (t *Txn) AddedHeaders() []Header { return t.adds }

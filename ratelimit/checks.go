@@ -174,6 +174,12 @@ func state(t *policy.Txn) *txnState {
 }
 
 func mode(t *policy.Txn) Mode {
+	if t.DryRun {
+		// A dry run (explain) reads the counters and writes nothing: the
+		// limits are judged as they stand, the spike detector (which must
+		// count to judge) is not run.
+		return ModeCheck
+	}
 	if t.Customer.Mode == policy.Monitor {
 		// The mail is going to be accepted whatever is found: count it.
 		return ModeForce
@@ -267,7 +273,7 @@ func (rc rateCheck) Rcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt) 
 	if err != nil {
 		return nil, err
 	}
-	if r.Allowed || m == ModeForce {
+	if (r.Allowed || m == ModeForce) && m != ModeCheck {
 		state(t).rcpt[rcpt] = reserved(ops, r)
 	}
 	return limitFindings(ops, r), nil
@@ -330,13 +336,13 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	if err != nil {
 		return nil, err
 	}
-	applied := r.Allowed || m == ModeForce
+	applied := (r.Allowed || m == ModeForce) && m != ModeCheck
 	rc.c.looks.record(t.Customer.ID, ops, r, applied)
 	if applied {
 		state(t).msg = reserved(ops, r)
 	}
 	f := limitFindings(ops, r)
-	if s.SpikeEnabled && (r.Allowed || m == ModeForce) {
+	if s.SpikeEnabled && applied {
 		if o := r.Ops[len(ops)-1]; o.Flagged {
 			f = append(f, policy.Finding{
 				Name: FindingSpike,

@@ -236,6 +236,15 @@ defaults: {limits: {per_recipient_per_hour: 2}}` + baseConfig, nil, func(t *test
 				t.Fatalf("another recipient was refused: %+v", o)
 			}
 		}},
+		{"mailbombing: quoted local part, domain case and trailing dot are one recipient", `
+defaults: {limits: {per_recipient_per_hour: 2}}` + baseConfig, nil, func(t *testing.T, h *harness) {
+			h.send(t, "acme", "", 500, `"bob"@x.example`)
+			h.send(t, "acme", "", 500, "Bob@X.EXAMPLE.")
+			o := h.send(t, "acme", "", 500, `"b\ob"@x.example`)
+			if got := replyOf(o.rcpts[0]); got != "450 4.7.1 Too many messages to this recipient (per_recipient_per_hour), retry in 1h" {
+				t.Fatalf("third spelling of bob: %q", got)
+			}
+		}},
 		{"mailbombing without sub-address folding", `
 defaults: {limits: {per_recipient_per_hour: 1, fold_subaddress: false}}` + baseConfig, nil, func(t *testing.T, h *harness) {
 			h.send(t, "acme", "", 500, "bob+1@x.example")

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/mail"
 	"strings"
 
 	"github.com/aupguard/aupguard/optout"
@@ -43,30 +44,51 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer closeFn()
-	n, failed := 0, 0
-	err = optout.SplitMbox(in, func(msg []byte) error {
+	var n, failed, counted, notCounted, suppressed int
+	err = optout.SplitMboxLines(in, func(msg []byte, line int) error {
 		n++
 		res, err := svc.Complaint(context.Background(), bytes.NewReader(msg))
 		if err != nil {
 			failed++
-			fmt.Fprintf(stderr, "%s: report %d: %v\n", name, n, err)
+			fmt.Fprintf(stderr, "%s: report %d (line %d%s): not recorded: %v\n", name, n, line, messageID(msg), err)
 			return nil
 		}
+		suppressed += res.Added
 		what := "counted"
-		if !res.Counted {
+		if res.Counted {
+			counted++
+		} else {
+			notCounted++
 			what = "not counted (" + res.FeedbackType + ")"
 		}
-		fmt.Fprintf(stdout, "report %d: customer %s (by %s), %s, %d recipient(s) %s, %d newly suppressed, %s\n",
-			n, res.Customer, res.CustomerBy, res.FeedbackType, len(res.RcptHashes), strings.Join(res.RcptHashes, ","), res.Added, what)
+		fmt.Fprintf(stdout, "report %d (line %d%s): customer %s (by %s), %s, %d recipient(s) %s, %d newly suppressed, %s\n",
+			n, line, messageID(msg), res.Customer, res.CustomerBy, res.FeedbackType, len(res.RcptHashes), strings.Join(res.RcptHashes, ","), res.Added, what)
 		return nil
 	})
 	if err != nil {
-		fmt.Fprintf(stderr, "aupguard complaint import: %v\n", err)
-		return 2
+		fmt.Fprintf(stderr, "aupguard complaint import: reading %s after report %d: %v\n", name, n, err)
 	}
-	fmt.Fprintf(stdout, "%d report(s), %d failed\n", n, failed)
-	if failed > 0 {
+	// The summary says exactly what was recorded: every report is counted
+	// once, as recorded (counted or not) or failed.
+	fmt.Fprintf(stdout, "%d report(s): %d recorded (%d complaint(s) counted, %d not counted), %d failed and not recorded; %d recipient(s) newly suppressed\n",
+		n, counted+notCounted, counted, notCounted, failed, suppressed)
+	switch {
+	case err != nil:
+		return 2
+	case failed > 0:
 		return 1
 	}
 	return 0
+}
+
+// messageID returns ", Message-ID <...>" of a report, to name it, or "".
+func messageID(msg []byte) string {
+	m, err := mail.ReadMessage(bytes.NewReader(msg))
+	if err != nil {
+		return ""
+	}
+	if id := strings.TrimSpace(m.Header.Get("Message-Id")); id != "" && len(id) < 200 {
+		return ", Message-ID " + id
+	}
+	return ""
 }

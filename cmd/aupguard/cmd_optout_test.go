@@ -6,6 +6,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/secrets"
 )
 
 func TestOptoutCommands(t *testing.T) {
@@ -18,8 +21,12 @@ func TestOptoutCommands(t *testing.T) {
 	os.WriteFile(cfg, []byte("store: {backend: memory, path: "+filepath.Join(dir, "store")+"}\ncustomers:\n  - id: acme\n    networks: [192.0.2.1]\n    domains: [acme.example]\n"), 0o600)
 	csv := filepath.Join(dir, "in.csv")
 	os.WriteFile(csv, []byte("address,note\na@x.example,ok\nbroken\nb@x.example,ok\n"), 0o600)
+	key, _, err := secrets.Load("", filepath.Join(dir, "store"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	arf := filepath.Join(dir, "arf.eml")
-	os.WriteFile(arf, []byte("From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFeedback-ID: acme:aupguard\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"), 0o600)
+	os.WriteFile(arf, []byte("From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFeedback-ID: "+optout.FeedbackID(key, "", "acme", "aupguard")+"\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"), 0o600)
 	tests := []struct {
 		name   string
 		args   []string

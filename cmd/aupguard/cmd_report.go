@@ -3,13 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/store"
 )
@@ -56,10 +65,12 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	// Standings (flag, complaint rate) live in the store: Redis always;
-	// the memory store only inside the running gateway.
-	var standing report.StandingFunc
-	if h.Backend == store.Redis {
-		standing = report.OptOutStanding(h, cfg)
+	// the memory store inside the running gateway, which answers them on
+	// its admin API (the same figures the API and dashboard show), or in
+	// the store file when the gateway is stopped.
+	standing := report.OptOutStanding(h, cfg)
+	if h.Backend != store.Redis {
+		standing = memoryStanding(cfg, standing)
 	}
 	// Bounce rates and blocklist states: Redis, or the memory store's
 	// snapshot (reputation.json under store.path).
@@ -145,4 +156,49 @@ func writeFileAtomic(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(f.Name(), path)
+}
+
+// memoryStanding reads standings from the running gateway's admin API
+// (GET /api/customers/{id}/flag with the admin token); when no gateway
+// answers there, from the store file through direct.
+func memoryStanding(cfg *config.Config, direct report.StandingFunc) report.StandingFunc {
+	a := cfg.Admin
+	tok, err := os.ReadFile(a.TokenFile)
+	if a.Listen == "" || a.Listen == "off" || a.TokenFile == "" || err != nil {
+		return direct
+	}
+	scheme := "http"
+	if a.TLSCert != "" {
+		scheme = "https"
+	}
+	client := &http.Client{Timeout: 10 * time.Second}
+	if host, _, err := net.SplitHostPort(a.Listen); scheme == "https" && err == nil {
+		if ip, err := netip.ParseAddr(host); err == nil && ip.IsLoopback() {
+			// On loopback the certificate is often self-signed for another
+			// name; nothing else can listen there, so it is not verified.
+			client.Transport = &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}} //nolint:gosec // loopback only
+		}
+	}
+	token := strings.TrimSpace(string(tok))
+	return func(ctx context.Context, id string) (*optout.CustomerStatus, error) {
+		u := scheme + "://" + a.Listen + "/api/customers/" + url.PathEscape(id) + "/flag"
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err != nil {
+			return direct(ctx, id) // no gateway running: the store file is free
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return nil, fmt.Errorf("admin API %s: %s", u, resp.Status)
+		}
+		var st optout.CustomerStatus
+		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+			return nil, fmt.Errorf("admin API %s: %v", u, err)
+		}
+		return &st, nil
+	}
 }
