@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/mailaddr"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -35,6 +36,11 @@ var (
 	replyBadSender = policy.MustReply(553, "5.1.7", "Bad sender address syntax")
 	// RFC 3463 §3.2: X.1.3 bad destination mailbox address syntax.
 	replyBadRcpt = policy.MustReply(553, "5.1.3", "Bad recipient address syntax")
+	// Locally submitted mail no customer is known to have sent
+	// (local_submission.unattributed); RFC 3463 §3.8: X.7.1 delivery not
+	// authorized. A defer leaves it in Postfix's maildrop queue.
+	replyLocalDefer  = policy.MustReply(451, "4.7.1", "Local sender not attributed to a customer, try again later")
+	replyLocalReject = policy.MustReply(550, "5.7.1", "Local sender not attributed to a customer")
 )
 
 // Session is one MTA connection. Its methods are called in SMTP order by
@@ -43,6 +49,7 @@ type Session struct {
 	e    *Engine
 	conn policy.Conn
 
+	local     bool
 	st        *State
 	txn       *policy.Txn
 	by        string
@@ -65,6 +72,11 @@ func (s *Session) Connect(hostname string, addr netip.Addr) {
 // Helo records the HELO/EHLO name.
 func (s *Session) Helo(name string) { s.conn.Helo = name }
 
+// SetLocalSubmission marks the connection as carrying mail submitted on
+// the MTA host itself (customer.IsLocalSubmission): its mail is attributed
+// by customer.LocalIdentifier instead of login and client address.
+func (s *Session) SetLocalSubmission(local bool) { s.local = local }
+
 // SetDaemon records the MTA daemon name ({daemon_name}).
 func (s *Session) SetDaemon(name string) { s.conn.DaemonName = name }
 
@@ -86,6 +98,21 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		d.SenderDomain = sender.Domain
 		return s.refuse(d, policy.Reject, replyBadSender, "sender_syntax", "envelope", err.Error())
 	}
+	if s.local {
+		// Mail submitted on the MTA host (sendmail, pickup): no login, no
+		// client network; see customer.LocalIdentifier.
+		res := st.Local.Identify(sender)
+		if res.Customer == nil {
+			d := s.decision(st, nil, StageMail, ref, start)
+			d.SenderDomain = sender.Domain
+			a, reply := policy.Defer, replyLocalDefer
+			if res.Outcome == config.LocalUnattributedReject {
+				a, reply = policy.Reject, replyLocalReject
+			}
+			return s.refuse(d, a, reply, "unattributed_local", "identity", res.Detail)
+		}
+		return s.startTxn(ctx, st, res.Customer, res.By, sender, esmtpArgs, ref, start)
+	}
 	cust, by := st.Dir.Identify(login, s.conn.ClientAddr)
 	if cust == nil {
 		// No open relay: mail from a client that is no customer is refused
@@ -103,6 +130,12 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		}
 		return s.refuse(d, st.unidentifiedAction, st.unidentifiedReply, "unidentified_client", "identity", detail)
 	}
+	return s.startTxn(ctx, st, cust, by, sender, esmtpArgs, ref, start)
+}
+
+// startTxn starts the transaction of an identified customer and runs the
+// MAIL stage of the chain.
+func (s *Session) startTxn(ctx context.Context, st *State, cust *policy.Customer, by string, sender mailaddr.Address, esmtpArgs, ref string, start time.Time) Outcome {
 	st.acquire()
 	s.st, s.by, s.finished, s.hold, s.bodyReady, s.bodyW = st, by, false, "", false, nil
 	s.txn = policy.NewTxn(&s.conn, cust, ref, start)

@@ -8,6 +8,7 @@ import (
 
 	gm "github.com/d--j/go-milter"
 
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -50,6 +51,8 @@ func (a *adapter) Connect(host string, family string, port uint16, addr string, 
 		}
 	}
 	a.sess.Connect(host, ip)
+	raw, _ := netip.ParseAddr(addr)
+	a.sess.SetLocalSubmission(customer.IsLocalSubmission(host, port, raw))
 	a.sess.SetDaemon(m.Get(gm.MacroDaemonName))
 	return gm.RespContinue, nil
 }
