@@ -98,6 +98,9 @@ type LocalResult struct {
 	// Outcome is config.LocalUnattributedDefer or
 	// config.LocalUnattributedReject when Customer is nil.
 	Outcome string
+	// Login is the Unix login the envelope sender names when By is
+	// ByLocalLogin.
+	Login string
 	// Detail says why, for the log.
 	Detail string
 }
@@ -107,7 +110,11 @@ type LocalResult struct {
 func (l *LocalIdentifier) Identify(sender mailaddr.Address) LocalResult {
 	c, by, why := l.attribute(sender)
 	if c != nil {
-		return LocalResult{Customer: c, By: by, Detail: why}
+		r := LocalResult{Customer: c, By: by, Detail: why}
+		if by == ByLocalLogin {
+			r.Login = loginOf(sender)
+		}
+		return r
 	}
 	if l.fallback != nil {
 		return LocalResult{Customer: l.fallback, By: ByLocalUnattributed, Detail: why}
@@ -123,12 +130,7 @@ func (l *LocalIdentifier) attribute(sender mailaddr.Address) (*policy.Customer, 
 		return nil, "", "null envelope sender"
 	}
 	if sender.Domain == "" || l.loginDomains[sender.Domain] {
-		// Postfix's local_login_sender_maps ignores address extensions;
-		// so does the login match here.
-		login := sender.Local
-		if i := strings.IndexByte(login, '+'); i > 0 {
-			login = login[:i]
-		}
+		login := loginOf(sender)
 		if c, ok := l.byLogin[login]; ok {
 			return c, ByLocalLogin, "Unix login " + login
 		}
@@ -147,6 +149,15 @@ func (l *LocalIdentifier) attribute(sender mailaddr.Address) (*policy.Customer, 
 		return nil, "", "sender domain " + sender.Domain + " is no local customer's"
 	}
 	return found, ByLocalSender, "sender domain " + sender.Domain
+}
+
+// loginOf is the login an address at the host names. Postfix's
+// local_login_sender_maps ignores address extensions; so does this.
+func loginOf(a mailaddr.Address) string {
+	if i := strings.IndexByte(a.Local, '+'); i > 0 {
+		return a.Local[:i]
+	}
+	return a.Local
 }
 
 // PostfixSenderMap renders, for Postfix's local_login_sender_maps (a

@@ -75,7 +75,7 @@ func (s *Session) Helo(name string) { s.conn.Helo = name }
 // SetLocalSubmission marks the connection as carrying mail submitted on
 // the MTA host itself (customer.IsLocalSubmission): its mail is attributed
 // by customer.LocalIdentifier instead of login and client address.
-func (s *Session) SetLocalSubmission(local bool) { s.local = local }
+func (s *Session) SetLocalSubmission(local bool) { s.local, s.conn.Local = local, local }
 
 // SetDaemon records the MTA daemon name ({daemon_name}).
 func (s *Session) SetDaemon(name string) { s.conn.DaemonName = name }
@@ -102,6 +102,7 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		// Mail submitted on the MTA host (sendmail, pickup): no login, no
 		// client network; see customer.LocalIdentifier.
 		res := st.Local.Identify(sender)
+		s.conn.LocalLogin = res.Login
 		if res.Customer == nil {
 			d := s.decision(st, nil, StageMail, ref, start)
 			d.SenderDomain = sender.Domain

@@ -34,6 +34,7 @@ type sendmailTrust struct {
 // the machine is changed, sendmail runs in a private mount namespace in
 // which /etc/postfix is a directory holding such a main.cf.
 func (p *Postfix) SendmailAs(login string, args []string, data []byte) (string, error) {
+	Need(p.t, "sendmail", "unshare", "setpriv", "mount")
 	all := append([]string{"-C", p.confDir}, args...)
 	ctx, cancel := context.WithTimeout(context.Background(), postfixCmdTimeout)
 	defer cancel()
@@ -89,4 +90,25 @@ func (p *Postfix) trustDir() (string, error) {
 		p.trust.dir = dir
 	})
 	return p.trust.dir, p.trust.err
+}
+
+// KickPickup makes the pickup daemon scan the maildrop queue now
+// ("postkick public pickup W") instead of at its next wake-up (60 s):
+// messages a milter deferred are retried from there.
+func (p *Postfix) KickPickup() {
+	p.t.Helper()
+	if out, err := p.run("postkick", "-c", p.confDir, "public", "pickup", "W"); err != nil {
+		p.t.Fatalf("testenv: postkick pickup: %v\n%s", err, out)
+	}
+}
+
+// MaildropLen counts the messages waiting in the maildrop queue: submitted
+// with sendmail and not yet taken in by pickup and cleanup (e.g. because
+// a non_smtpd milter deferred them).
+func (p *Postfix) MaildropLen() (int, error) {
+	ents, err := os.ReadDir(filepath.Join(p.queueDir, "maildrop"))
+	if err != nil {
+		return 0, err
+	}
+	return len(ents), nil
 }

@@ -1,0 +1,297 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/customer"
+	"github.com/aupguard/aupguard/internal/fakedns"
+	"github.com/aupguard/aupguard/internal/gwtest"
+)
+
+// localConfig: two hosting customers whose sites run as the Unix users
+// www-data (acme) and backup (beta) on the MTA host, and a provider-owned
+// "system" customer for unattributed local mail (root's cron). BINDING,
+// UNATTRIBUTED and KEYFILE are replaced per test.
+const localConfig = `
+log: {format: json}
+chain: [sender_identity, header_forgery, rate_limit, dkim_sign]
+provider:
+  hostnames: [mta1.provider.test]
+local_submission:
+  sender_binding: BINDING
+  unattributed: UNATTRIBUTED
+customers:
+  - id: acme
+    local_users: [www-data]
+    domains: [acme.example]
+    limits: {messages_per_minute: 3}
+    dkim:
+      - {domain: acme.example, selector: gw, key_file: KEYFILE}
+  - id: beta
+    local_users: [backup]
+    domains: [beta.example]
+  - id: system
+    domains: [mta1.provider.test]
+    limits: {messages_per_minute: 100}
+`
+
+// phpMsg is what PHP's mail() hands to sendmail -t -i: the script's
+// headers, no Date or Message-ID (Postfix adds them for local mail).
+func phpMsg(from, to, subject string) []byte {
+	return []byte(fmt.Sprintf("To: %s\nSubject: %s\nFrom: Web Shop <%s>\nX-PHP-Originating-Script: 33:contact.php\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\nThank you for your order.\n", to, subject, from))
+}
+
+// startLocal starts gateway + Postfix for local submission. With bind,
+// Postfix binds each Unix login to its customer's senders with
+// local_login_sender_maps, from the table "aupguard postfix-senders"
+// prints, plus root = *.
+func startLocal(t *testing.T, bind bool, unattributed string) (*gwtest.Env, *fakedns.Server) {
+	t.Helper()
+	gwKey, keyFile := gatewayKey(t, "acme.pem")
+	fake := fakedns.Start(t, `gw._domainkey.acme.example. TXT `+dkimTXT(t, gwKey.Public()))
+	binding := config.SenderBindingNone
+	if bind {
+		binding = config.SenderBindingPostfix
+	}
+	cfgText := strings.NewReplacer("BINDING", binding, "UNATTRIBUTED", unattributed, "KEYFILE", keyFile).Replace(localConfig)
+	extra := map[string]string{}
+	if bind {
+		// The table must be readable by postdrop running as the user:
+		// not under t.TempDir (0700).
+		dir, err := os.MkdirTemp("", "aupg-senders-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		os.Chmod(dir, 0o755)
+		cfgFile := filepath.Join(dir, "aupguard.yaml")
+		if err := os.WriteFile(cfgFile, []byte(cfgText), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cfg, err := config.Load(cfgFile, config.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		table := filepath.Join(dir, "aupguard-senders")
+		if err := os.WriteFile(table, []byte(customer.PostfixSenderMap(cfg)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("local_login_sender_maps table:\n%s", customer.PostfixSenderMap(cfg))
+		extra["local_login_sender_maps"] = "inline:{ { root = * }, { postfix = * } }, texthash:" + table
+	}
+	env := gwtest.Start(t, gwtest.Options{Config: cfgText, ExtraMainCF: extra})
+	return env, fake
+}
+
+// localDecision returns the first decision logged after index before for
+// the envelope sender domain dom at stage, waiting up to timeout.
+func localDecision(env *gwtest.Env, before int, stage, dom string, timeout time.Duration) map[string]any {
+	deadline := time.Now().Add(timeout)
+	for {
+		ds := env.Decisions()
+		for _, d := range ds[min(before, len(ds)):] {
+			if d["stage"] == stage && d["from_domain"] == dom {
+				return d
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// noBounce fails when Postfix bounced anything after the first logFrom
+// bytes of its log, or a bounce reached the sink.
+func noBounce(t *testing.T, env *gwtest.Env, logFrom int) {
+	t.Helper()
+	if log := env.Postfix.Log(); strings.Contains(log[min(logFrom, len(log)):], "status=bounced") {
+		t.Errorf("Postfix bounced a message:\n%s", log[logFrom:])
+	}
+	for _, m := range env.Sink.Messages() {
+		if m.From == "" {
+			t.Errorf("a bounce reached the sink:\n%s", m.Data)
+		}
+	}
+}
+
+// TestLocalSubmissionBoundThroughPostfix: mail injected with the private
+// Postfix's sendmail -C as the Unix users of two customers and as root,
+// through pickup and non_smtpd_milters, with Postfix binding the envelope
+// sender to the login (local_login_sender_maps).
+func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
+	env, fake := startLocal(t, true, "system")
+	pf := env.Postfix
+
+	t.Run("PHP mail() of a customer is attributed, counted and signed", func(t *testing.T) {
+		env.Sink.Reset()
+		before := len(env.Decisions())
+		out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, phpMsg("shop@acme.example", "buyer@example.net", "order 1"))
+		if err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		got, err := env.Sink.WaitFor(1, 20*time.Second)
+		if err != nil {
+			t.Fatalf("%v\n%s\n%s", err, pf.Log(), env.Log())
+		}
+		data := got[0].Data
+		if got[0].From != "shop@acme.example" || !strings.Contains(string(data), "(Postfix, from userid 33)") {
+			t.Errorf("not the local submission of uid 33: from=%q\n%s", got[0].From, data)
+		}
+		vs := verifyAt(t, fake.Addr(), data)
+		if len(vs) != 1 || vs[0].Err != nil || vs[0].Domain != "acme.example" {
+			t.Fatalf("no valid acme.example signature at the sink (%d verifications):\n%s", len(vs), data)
+		}
+		// Postfix adds Date: and Message-ID: to local mail before the
+		// milter sees it, so the signature covers them.
+		for _, h := range []string{"From", "To", "Subject", "Date", "Message-ID"} {
+			if !containsFold(vs[0].HeaderKeys, h) {
+				t.Errorf("signature does not cover %s: h=%v", h, vs[0].HeaderKeys)
+			}
+		}
+		d := localDecision(env, before, "eom", "acme.example", 10*time.Second)
+		if d == nil || d["customer"] != "acme" || d["by"] != customer.ByLocalSender || d["client"] != "127.0.0.1" || d["effective"] != "accept" {
+			t.Fatalf("eom decision %v\n%s", d, env.Log())
+		}
+	})
+
+	t.Run("sendmail without -f: the login's own address, attributed by login", func(t *testing.T) {
+		env.Sink.Reset()
+		before := len(env.Decisions())
+		if out, err := pf.SendmailAs("www-data", []string{"-t", "-i"}, phpMsg("shop@acme.example", "buyer@example.net", "order 2")); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		got, err := env.Sink.WaitFor(1, 20*time.Second)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, env.Log())
+		}
+		if got[0].From != "www-data@mta1.provider.test" {
+			t.Errorf("envelope sender %q", got[0].From)
+		}
+		d := localDecision(env, before, "eom", "mta1.provider.test", 10*time.Second)
+		if d == nil || d["customer"] != "acme" || d["by"] != customer.ByLocalLogin {
+			t.Fatalf("eom decision %v\n%s", d, env.Log())
+		}
+	})
+
+	t.Run("another customer's sender: Postfix's binding refuses it at submission", func(t *testing.T) {
+		env.Sink.Reset()
+		before := len(env.Decisions())
+		out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "billing@beta.example"}, phpMsg("billing@beta.example", "victim@example.net", "pay now"))
+		if err == nil {
+			t.Fatalf("sendmail accepted a sender of another customer: %s", out)
+		}
+		t.Logf("sendmail as www-data -f billing@beta.example: %v", err)
+		if !strings.Contains(out, "not allowed") && !strings.Contains(out, "beta.example") {
+			t.Errorf("sendmail's error does not say why: %q", out)
+		}
+		// sendmail's postdrop leaves an incomplete maildrop file (no
+		// execute bit) that pickup never takes in: nothing reaches cleanup.
+		pf.KickPickup()
+		time.Sleep(time.Second)
+		if d := localDecision(env, before, "mail", "beta.example", time.Second); d != nil {
+			t.Errorf("the milter saw it: %v", d)
+		}
+		if len(env.Sink.Messages()) != 0 {
+			t.Error("delivered")
+		}
+	})
+
+	t.Run("a forged provider Received: line is refused", func(t *testing.T) {
+		before := len(env.Decisions())
+		msg := append([]byte("Received: by mta1.provider.test (Postfix, from userid 0)\n"), phpMsg("shop@acme.example", "buyer@example.net", "forged trace")...)
+		if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, msg); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		d := localDecision(env, before, "eom", "acme.example", 10*time.Second)
+		if d == nil || d["customer"] != "acme" || d["check"] != "header_forgery" || d["effective"] != "reject" {
+			t.Fatalf("eom decision %v\n%s", d, env.Log())
+		}
+	})
+
+	t.Run("root's cron mail goes to the system customer", func(t *testing.T) {
+		env.Sink.Reset()
+		before := len(env.Decisions())
+		cron := []byte("From: root (Cron Daemon)\nTo: ops@example.net\nSubject: Cron <root@mta1> run-parts /etc/cron.daily\n\nall done\n")
+		if out, err := pf.SendmailAs("root", []string{"-i", "-FCronDaemon", "-oem", "-oi", "ops@example.net"}, cron); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		if _, err := env.Sink.WaitFor(1, 20*time.Second); err != nil {
+			t.Fatalf("%v\n%s\n%s", err, pf.Log(), env.Log())
+		}
+		d := localDecision(env, before, "eom", "mta1.provider.test", 10*time.Second)
+		if d == nil || d["customer"] != "system" || d["by"] != customer.ByLocalUnattributed || d["effective"] != "accept" {
+			t.Fatalf("eom decision %v\n%s", d, env.Log())
+		}
+	})
+
+	t.Run("a burst from one customer hits its rate limit with 4xx and nothing bounces", func(t *testing.T) {
+		env.Sink.Reset()
+		logFrom := len(pf.Log())
+		// acme already sent 2 messages this minute (and one refused); its
+		// limit is 3 a minute. Send 6 more.
+		before := len(env.Decisions())
+		for i := range 6 {
+			if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, phpMsg("shop@acme.example", fmt.Sprintf("buyer%d@example.net", i), fmt.Sprintf("burst %d", i))); err != nil {
+				t.Fatalf("sendmail %d: %v %s", i, err, out)
+			}
+		}
+		var deferred int
+		deadline := time.Now().Add(20 * time.Second)
+		for deferred < 4 && time.Now().Before(deadline) {
+			deferred = 0
+			ds := env.Decisions()
+			for _, d := range ds[min(before, len(ds)):] {
+				if d["customer"] == "acme" && d["finding"] == "rate_limit_exceeded" && d["effective"] == "defer" {
+					deferred++
+				}
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		if deferred < 4 {
+			t.Fatalf("%d deferrals logged, want at least 4\n%s", deferred, env.Log())
+		}
+		line, err := pf.WaitLog("milter-reject: MAIL from localhost[127.0.0.1]: 4.7.1", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Logf("Postfix: %s", line)
+		time.Sleep(time.Second)
+		n, err := pf.MaildropLen()
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The limit refills one message every 20 s: at most 2 of the 6 go.
+		if got := len(env.Sink.Messages()); got > 2 || n != 6-got || n < deferred {
+			t.Errorf("%d of the burst delivered, %d waiting in maildrop, %d deferrals; want at most 2 delivered and the rest waiting\n%s", got, n, deferred, pf.Log())
+		}
+		noBounce(t, env, logFrom)
+
+		// Deferred, not lost: with the limit raised, pickup's next scan
+		// delivers them.
+		cfg := strings.Replace(mustRead(t, env.ConfigPath), "messages_per_minute: 3", "messages_per_minute: 1000", 1)
+		if err := env.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		pf.KickPickup()
+		if _, err := env.Sink.WaitFor(6, 30*time.Second); err != nil {
+			t.Fatalf("%v\n%s", err, pf.Log())
+		}
+		noBounce(t, env, logFrom)
+	})
+}
+
+func mustRead(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
