@@ -47,11 +47,12 @@ func phpMsg(from, to, subject string) []byte {
 	return []byte(fmt.Sprintf("To: %s\nSubject: %s\nFrom: Web Shop <%s>\nX-PHP-Originating-Script: 33:contact.php\nMIME-Version: 1.0\nContent-Type: text/plain; charset=UTF-8\n\nThank you for your order.\n", to, subject, from))
 }
 
-// startLocal starts gateway + Postfix for local submission. With bind,
+// startLocal starts gateway + Postfix for local submission and returns
+// them with the gateway's config. With bind,
 // Postfix binds each Unix login to its customer's senders with
 // local_login_sender_maps, from the table "aupguard postfix-senders"
 // prints, plus root = *.
-func startLocal(t *testing.T, bind bool, unattributed string) (*gwtest.Env, *fakedns.Server) {
+func startLocal(t *testing.T, bind bool, unattributed string) (*gwtest.Env, *fakedns.Server, string) {
 	t.Helper()
 	gwKey, keyFile := gatewayKey(t, "acme.pem")
 	fake := fakedns.Start(t, `gw._domainkey.acme.example. TXT `+dkimTXT(t, gwKey.Public()))
@@ -86,7 +87,7 @@ func startLocal(t *testing.T, bind bool, unattributed string) (*gwtest.Env, *fak
 		extra["local_login_sender_maps"] = "inline:{ { root = * }, { postfix = * } }, texthash:" + table
 	}
 	env := gwtest.Start(t, gwtest.Options{Config: cfgText, ExtraMainCF: extra})
-	return env, fake
+	return env, fake, cfgText
 }
 
 // localDecision returns the first decision logged after index before for
@@ -126,7 +127,7 @@ func noBounce(t *testing.T, env *gwtest.Env, logFrom int) {
 // through pickup and non_smtpd_milters, with Postfix binding the envelope
 // sender to the login (local_login_sender_maps).
 func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
-	env, fake := startLocal(t, true, "system")
+	env, fake, _ := startLocal(t, true, "system")
 	pf := env.Postfix
 
 	t.Run("PHP mail() of a customer is attributed, counted and signed", func(t *testing.T) {
@@ -294,4 +295,114 @@ func mustRead(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestLocalSubmissionUnboundThroughPostfix: without Postfix's sender
+// binding the envelope sender of local mail proves nothing, so no local
+// mail is attributed to a customer. By default (no local_submission in the
+// config) it is deferred: it waits in the maildrop queue and nothing
+// bounces. With unattributed: system it is the system customer's, whose
+// sender_identity refuses another customer's sender (and Postfix bounces
+// non-SMTP mail a milter rejects); with unattributed: reject, Postfix
+// bounces it too.
+func TestLocalSubmissionUnboundThroughPostfix(t *testing.T) {
+	env, _, base := startLocal(t, false, "system")
+	pf := env.Postfix
+	// The defaults: no local_submission section, no system customer.
+	var lines []string
+	for l := range strings.Lines(withoutSystem(base)) {
+		if !strings.Contains(l, "sender_binding:") && !strings.Contains(l, "unattributed:") && !strings.HasPrefix(l, "local_submission:") {
+			lines = append(lines, l)
+		}
+	}
+	if err := env.Reload(strings.Join(lines, "")); err != nil {
+		t.Fatal(err)
+	}
+	logFrom := len(pf.Log())
+
+	t.Run("default: unattributed local mail is deferred and nothing bounces", func(t *testing.T) {
+		before := len(env.Decisions())
+		if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, phpMsg("shop@acme.example", "buyer@example.net", "unbound")); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		d := localDecision(env, before, "mail", "acme.example", 10*time.Second)
+		if d == nil || d["finding"] != "unattributed_local" || d["effective"] != "defer" || d["code"] != float64(451) {
+			t.Fatalf("decision %v\n%s", d, env.Log())
+		}
+		if _, err := pf.WaitLog("milter-reject: MAIL from localhost[127.0.0.1]: 4.7.1 Local sender not attributed", 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if n, _ := pf.MaildropLen(); n != 1 {
+			t.Errorf("%d message(s) in maildrop, want the deferred one", n)
+		}
+		if len(env.Sink.Messages()) != 0 {
+			t.Error("delivered")
+		}
+		noBounce(t, env, logFrom)
+	})
+
+	t.Run("unattributed: system; another customer's sender is refused", func(t *testing.T) {
+		if err := env.Reload(base); err != nil {
+			t.Fatal(err)
+		}
+		env.Sink.Reset()
+		// The message deferred above is retried and is now the system
+		// customer's, whose domains do not include acme.example.
+		before := len(env.Decisions())
+		if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "billing@beta.example"}, phpMsg("billing@beta.example", "victim@example.net", "pay now")); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		d := localDecision(env, before, "mail", "beta.example", 10*time.Second)
+		if d == nil || d["customer"] != "system" || d["finding"] != "mail_from_domain_not_owned" || d["effective"] != "reject" {
+			t.Fatalf("decision %v\n%s", d, env.Log())
+		}
+		// Postfix bounces non-SMTP mail that a milter rejects, to the
+		// envelope sender (here the claimed one).
+		line, err := pf.WaitLog("to=<victim@example.net>, relay=none", 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(line, "dsn=5.7.1, status=bounced") {
+			t.Errorf("not bounced: %s", line)
+		}
+		t.Logf("Postfix: %s", line)
+
+		before = len(env.Decisions())
+		cron := []byte("From: root (Cron Daemon)\nTo: ops@example.net\nSubject: Cron <root@mta1> backup\n\ndone\n")
+		if out, err := pf.SendmailAs("root", []string{"-i", "ops@example.net"}, cron); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		d = localDecision(env, before, "eom", "mta1.provider.test", 10*time.Second)
+		if d == nil || d["customer"] != "system" || d["effective"] != "accept" {
+			t.Fatalf("cron decision %v\n%s", d, env.Log())
+		}
+	})
+
+	t.Run("unattributed: reject", func(t *testing.T) {
+		cfg := strings.Replace(withoutSystem(base), "unattributed: system", "unattributed: reject", 1)
+		if cfg == base {
+			t.Fatalf("no unattributed: system in\n%s", base)
+		}
+		if err := env.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		before := len(env.Decisions())
+		if out, err := pf.SendmailAs("root", []string{"-i", "ops@example.net"}, []byte("Subject: cron\n\nx\n")); err != nil {
+			t.Fatalf("sendmail: %v %s", err, out)
+		}
+		d := localDecision(env, before, "mail", "mta1.provider.test", 10*time.Second)
+		if d == nil || d["finding"] != "unattributed_local" || d["effective"] != "reject" || d["code"] != float64(550) {
+			t.Fatalf("decision %v\n%s", d, env.Log())
+		}
+	})
+}
+
+// withoutSystem cuts the system customer (the last one) from a config
+// made from localConfig.
+func withoutSystem(cfg string) string {
+	if i := strings.Index(cfg, "  - id: system"); i >= 0 {
+		return cfg[:i]
+	}
+	return cfg
 }
