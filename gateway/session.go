@@ -29,6 +29,10 @@ type EOMOutcome struct {
 	Hold string
 	// Verdict is the chain's verdict (for explain).
 	Verdict policy.Verdict
+	// DelRcpts are recipients to remove from an accepted message: those
+	// refused permanently at RCPT in locally submitted mail, which Postfix
+	// cannot refuse one by one (see Session.Rcpt).
+	DelRcpts []string
 }
 
 var (
@@ -50,6 +54,7 @@ type Session struct {
 	conn policy.Conn
 
 	local     bool
+	localRefs []localRefusal
 	st        *State
 	txn       *policy.Txn
 	by        string
@@ -86,6 +91,7 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 	start := s.e.clock.Now()
 	defer s.e.observeStage(StageMail, start)
 	s.endTxn(ctx, false)
+	s.localRefs = nil
 	st := s.e.state.Load()
 	if st == nil {
 		return Outcome{Action: policy.Defer, Reply: policy.ReplyTempFailure}
@@ -166,6 +172,12 @@ func (s *Session) Rcpt(ctx context.Context, to, esmtpArgs string) Outcome {
 		reply := replyBadRcpt.WithRef(s.txn.Ref)
 		d.Code, d.Enhanced = reply.Code(), reply.Enhanced()
 		s.emit(d)
+		if s.local {
+			// See below: Postfix cannot refuse one recipient of local mail.
+			v := policy.Verdict{Action: policy.Reject, Reply: replyBadRcpt, Check: "envelope", Finding: "rcpt_syntax", Detail: "unparsable recipient"}
+			s.localRefs = append(s.localRefs, localRefusal{rcpt: to, v: v, out: Outcome{Action: policy.Reject, Reply: reply}})
+			return Outcome{Action: policy.Accept}
+		}
 		return Outcome{Action: policy.Reject, Reply: reply}
 	}
 	cctx, cancel := s.e.stageContext(ctx, s.st)
@@ -174,8 +186,43 @@ func (s *Session) Rcpt(ctx context.Context, to, esmtpArgs string) Outcome {
 	out := s.stageOutcome(ctx, StageRcpt, v, r, start)
 	if out.Action == policy.Accept {
 		s.txn.Rcpts = append(s.txn.Rcpts, r)
+	} else if s.local {
+		// Postfix cannot refuse one recipient of mail submitted with
+		// sendmail: a milter's RCPT refusal makes cleanup log "milter
+		// configuration error: can't reject recipient in non-smtpd(8)
+		// submission" and keep the whole message in the maildrop queue,
+		// retried for ever. The refusal is kept for end of message (see
+		// localRefusalVerdict) and Postfix is told to go on.
+		s.localRefs = append(s.localRefs, localRefusal{rcpt: to, v: v, out: out})
+		return Outcome{Action: policy.Accept}
 	}
 	return out
+}
+
+// localRefusal is a recipient refused at RCPT in locally submitted mail.
+type localRefusal struct {
+	rcpt string
+	v    policy.Verdict
+	out  Outcome
+}
+
+// localRefusalVerdict settles the recipients refused at RCPT in locally
+// submitted mail, at end of message where Postfix can act on them: a
+// temporary refusal defers the whole message (it stays in the maildrop
+// queue and is retried; nothing is delivered twice), and refusals of every
+// recipient reject it (Postfix bounces it to the sender with the reason).
+// It returns the RCPT verdict to answer with, or false when the message
+// goes on to the recipients not refused (see EOMOutcome.DelRcpts).
+func (s *Session) localRefusalVerdict() (policy.Verdict, bool) {
+	for _, r := range s.localRefs {
+		if r.out.Action == policy.Defer {
+			return r.v, true
+		}
+	}
+	if len(s.localRefs) > 0 && len(s.txn.Rcpts) == 0 {
+		return s.localRefs[0].v, true
+	}
+	return policy.Verdict{}, false
 }
 
 // Header records one header field. value is raw, as the MTA sent it.
@@ -234,6 +281,14 @@ func (s *Session) EndOfMessage(ctx context.Context, queueID string) EOMOutcome {
 		}
 	}
 	t, hold := s.txn, s.hold
+	if s.local {
+		if v, ok := s.localRefusalVerdict(); ok {
+			s.localRefs = nil
+			out := EOMOutcome{Verdict: v}
+			out.Outcome = s.stageOutcome(ctx, StageEOM, v, nil, start)
+			return out
+		}
+	}
 	cctx, cancel := s.e.stageContext(ctx, s.st)
 	v := s.st.Chain.EOM(cctx, t)
 	cancel()
@@ -250,6 +305,12 @@ func (s *Session) EndOfMessage(ctx context.Context, queueID string) EOMOutcome {
 			out.Hold += " (ref " + t.Ref + ")"
 		}
 	}
+	if s.local && (out.Action == policy.Accept || out.Action == policy.Quarantine) {
+		for _, r := range s.localRefs {
+			out.DelRcpts = append(out.DelRcpts, r.rcpt)
+		}
+	}
+	s.localRefs = nil
 	return out
 }
 

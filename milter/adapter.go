@@ -107,6 +107,11 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 				a.s.log.Error("adding header failed", "header", h.Name, "err", err)
 			}
 		}
+		for _, r := range out.DelRcpts {
+			if err := m.DeleteRecipient(r); err != nil {
+				a.s.log.Error("removing recipient failed", "err", err)
+			}
+		}
 		if out.Hold != "" {
 			if err := m.Quarantine(out.Hold); err != nil {
 				a.s.log.Error("quarantine failed", "err", err)
