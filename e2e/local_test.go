@@ -36,7 +36,7 @@ customers:
   - id: acme
     local_users: [www-data]
     domains: [acme.example]
-    limits: {messages_per_minute: 3}
+    limits: {messages_per_minute: 4}
     dkim:
       - {domain: acme.example, selector: gw, key_file: KEYFILE}
   - id: beta
@@ -187,6 +187,28 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 		}
 	})
 
+	t.Run("sendmail -bs (Symfony Mailer's default) is attributed and its trace field is not a forgery", func(t *testing.T) {
+		env.Sink.Reset()
+		before := len(env.Decisions())
+		dlg := "EHLO app\r\nMAIL FROM:<shop@acme.example>\r\nRCPT TO:<buyer@example.net>\r\nDATA\r\n" +
+			"From: Web Shop <shop@acme.example>\r\nTo: buyer@example.net\r\nSubject: via -bs\r\n\r\nThanks.\r\n.\r\nQUIT\r\n"
+		out, err := pf.SendmailAs("www-data", []string{"-bs"}, []byte(dlg))
+		if err != nil || !strings.Contains(out, "250 2.0.0 Ok: queued") {
+			t.Fatalf("sendmail -bs: %v\n%s", err, out)
+		}
+		got, err := env.Sink.WaitFor(1, 20*time.Second)
+		if err != nil {
+			t.Fatalf("%v\n%s\n%s", err, pf.Log(), env.Log())
+		}
+		if !strings.Contains(string(got[0].Data), "(localhost [127.0.0.1])") {
+			t.Errorf("no stand-alone smtpd trace field:\n%s", got[0].Data)
+		}
+		d := localDecision(env, before, "eom", "acme.example", 10*time.Second)
+		if d == nil || d["customer"] != "acme" || d["effective"] != "accept" {
+			t.Fatalf("eom decision %v\n%s", d, env.Log())
+		}
+	})
+
 	t.Run("another customer's sender: Postfix's binding refuses it at submission", func(t *testing.T) {
 		env.Sink.Reset()
 		before := len(env.Decisions())
@@ -241,8 +263,8 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 	t.Run("a burst from one customer hits its rate limit with 4xx and nothing bounces", func(t *testing.T) {
 		env.Sink.Reset()
 		logFrom := len(pf.Log())
-		// acme already sent 2 messages this minute (and one refused); its
-		// limit is 3 a minute. Send 6 more.
+		// acme already sent 3 messages this minute and one refused; its
+		// limit is 4 a minute. Send 6 more.
 		before := len(env.Decisions())
 		for i := range 6 {
 			if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, phpMsg("shop@acme.example", fmt.Sprintf("buyer%d@example.net", i), fmt.Sprintf("burst %d", i))); err != nil {
@@ -274,7 +296,7 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		// The limit refills one message every 20 s: at most 2 of the 6 go.
+		// The limit refills one message every 15 s: at most 2 of the 6 go.
 		// (There are more deferral lines than deferred messages: pickup
 		// retries every deferred maildrop file each time it scans, which
 		// every new submission triggers.)
@@ -285,7 +307,7 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 
 		// Deferred, not lost: with the limit raised, pickup's next scan
 		// delivers them.
-		cfg := strings.Replace(mustRead(t, env.ConfigPath), "messages_per_minute: 3", "messages_per_minute: 1000", 1)
+		cfg := strings.Replace(mustRead(t, env.ConfigPath), "messages_per_minute: 4", "messages_per_minute: 1000", 1)
 		if err := env.Reload(cfg); err != nil {
 			t.Fatal(err)
 		}
