@@ -38,7 +38,7 @@ func runPostfixSenders(args []string, stdout, stderr io.Writer) int {
 // postconfFunc returns the values of Postfix parameters (postconf -h).
 type postconfFunc func(params ...string) (map[string]string, error)
 
-// runPostconf asks "postconf -c dir" for parameters' values.
+// runPostconf asks "postconf -x -c dir" for parameters' values, expanded.
 func runPostconf(dir string) postconfFunc {
 	return func(params ...string) (map[string]string, error) {
 		if _, err := os.Stat(filepath.Join(dir, "main.cf")); err != nil {
@@ -53,7 +53,7 @@ func runPostconf(dir string) postconfFunc {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		out, err := exec.CommandContext(ctx, bin, append([]string{"-c", dir}, params...)...).Output()
+		out, err := exec.CommandContext(ctx, bin, append([]string{"-x", "-c", dir}, params...)...).Output()
 		if err != nil {
 			return nil, fmt.Errorf("postconf -c %s: %v", dir, err)
 		}

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/testenv"
 )
 
 func TestLocalSubmissionReport(t *testing.T) {
@@ -87,5 +88,26 @@ func TestPostfixSendersCommand(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), "web1\tweb1, web1@mta1.provider.test, @acme.example\n") {
 		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+// TestRunPostconf reads parameters with the real postconf from a
+// configuration directory, as check-config does.
+func TestRunPostconf(t *testing.T) {
+	testenv.Need(t, "postconf")
+	dir := t.TempDir()
+	cf := "non_smtpd_milters = inet:127.0.0.1:8891\nlocal_login_sender_maps = inline:{ { root = * } }, texthash:/etc/postfix/aupguard-senders\nmyhostname = mta1.provider.test\n"
+	if err := os.WriteFile(filepath.Join(dir, "main.cf"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	got, err := runPostconf(dir)("non_smtpd_milters", "local_login_sender_maps", "myorigin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got["non_smtpd_milters"] != "inet:127.0.0.1:8891" || got["local_login_sender_maps"] != "inline:{ { root = * } }, texthash:/etc/postfix/aupguard-senders" || got["myorigin"] != "mta1.provider.test" {
+		t.Fatalf("postconf: %q", got)
+	}
+	if _, err := runPostconf(t.TempDir())("myorigin"); err == nil {
+		t.Fatal("no error for a directory without main.cf")
 	}
 }
