@@ -131,3 +131,27 @@ func TestPostfixSenderMap(t *testing.T) {
 		t.Errorf("customers without local_users listed:\n%s", got)
 	}
 }
+
+// BenchmarkLocalIdentify measures the attribution of one local message
+// (run: go test -run '^$' -bench LocalIdentify ./customer/).
+func BenchmarkLocalIdentify(b *testing.B) {
+	cfg, err := config.Parse([]byte(strings.NewReplacer("BINDING", "postfix", "UNATTR", "system").Replace(localYAML)), "c.yaml", config.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	d, err := NewDirectory(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	l, err := NewLocalIdentifier(cfg, d)
+	if err != nil {
+		b.Fatal(err)
+	}
+	senders := []mailaddr.Address{{Local: "shop", Domain: "eu.acme.example"}, {Local: "web1", Domain: "mta1.provider.test"}, {Local: "root", Domain: "mta1.provider.test"}}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		if r := l.Identify(senders[i%len(senders)]); r.Customer == nil {
+			b.Fatal("unattributed")
+		}
+	}
+}

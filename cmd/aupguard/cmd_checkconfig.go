@@ -56,7 +56,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	}
 	hints, lerrs := localSubmissionReport(cfg, postconf, lookupUnixUser)
 	for _, e := range lerrs {
-		fmt.Fprintf(stderr, "%s: local_submission: %s\n", *path, e)
+		fmt.Fprintf(stderr, "%s: %s\n", *path, e)
 	}
 	if len(lerrs) > 0 {
 		return 1
