@@ -12,7 +12,7 @@ func TestLocalSubmissionDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	l := cfg.LocalSubmission
-	if l.SenderBinding != SenderBindingNone || l.Unattributed != LocalUnattributedDefer || !slices.Equal(l.LoginDomains, []string{"mta1.provider.test"}) || l.UnattributedCustomer() != "" {
+	if l.SenderBinding != SenderBindingNone || l.Unattributed != LocalUnattributedDefer || l.Deferrals != LocalDeferralsDefer || !slices.Equal(l.LoginDomains, []string{"mta1.provider.test"}) || l.UnattributedCustomer() != "" {
 		t.Fatalf("defaults: %+v", l)
 	}
 }
@@ -43,6 +43,8 @@ func TestLocalSubmissionErrors(t *testing.T) {
 	}{
 		{"binding", "local_submission:\n  sender_binding: maybe\n",
 			[]string{`bad.yaml:2: local_submission.sender_binding: want postfix or none, got "maybe"`}},
+		{"deferrals", "local_submission:\n  deferrals: bounce\n",
+			[]string{`bad.yaml:2: local_submission.deferrals: want defer or hold, got "bounce"`}},
 		{"no such customer", "local_submission:\n  unattributed: sys\n",
 			[]string{`bad.yaml:2: local_submission.unattributed: want defer, reject or the id of a customer, got "sys" (no such customer)`}},
 		{"login domain", "local_submission:\n  login_domains: [\"*.provider.test\"]\n",

@@ -133,7 +133,7 @@ func noBounce(t *testing.T, env *gwtest.Env, logFrom int) {
 // through pickup and non_smtpd_milters, with Postfix binding the envelope
 // sender to the login (local_login_sender_maps).
 func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
-	env, fake, _ := startLocal(t, true, "system")
+	env, fake, cfgText := startLocal(t, true, "system")
 	pf := env.Postfix
 
 	t.Run("PHP mail() of a customer is attributed, counted and signed", func(t *testing.T) {
@@ -314,6 +314,56 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 		pf.KickPickup()
 		if _, err := env.Sink.WaitFor(6, 30*time.Second); err != nil {
 			t.Fatalf("%v\n%s", err, pf.Log())
+		}
+		noBounce(t, env, logFrom)
+	})
+
+	t.Run("deferrals: hold puts over-limit local mail on hold, without pickup's retries", func(t *testing.T) {
+		cfg := strings.Replace(cfgText, "  unattributed: system\n", "  unattributed: system\n  deferrals: hold\n", 1)
+		if cfg == cfgText {
+			t.Fatal("config not changed")
+		}
+		if err := env.Reload(cfg); err != nil {
+			t.Fatal(err)
+		}
+		env.Sink.Reset()
+		logFrom := len(pf.Log())
+		before := len(env.Decisions())
+		for i := range 3 {
+			if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, phpMsg("shop@acme.example", fmt.Sprintf("held%d@example.net", i), fmt.Sprintf("held %d", i))); err != nil {
+				t.Fatalf("sendmail %d: %v %s", i, err, out)
+			}
+		}
+		var held []string
+		deadline := time.Now().Add(20 * time.Second)
+		for len(held) < 3 && time.Now().Before(deadline) {
+			held = held[:0]
+			for _, m := range pf.Queue() {
+				if m.QueueName == "hold" {
+					held = append(held, m.QueueID)
+				}
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if len(held) != 3 {
+			t.Fatalf("%d message(s) on hold, want 3\n%s\n%s", len(held), pf.Log()[logFrom:], env.Log())
+		}
+		time.Sleep(time.Second)
+		n := 0
+		ds := env.Decisions()
+		for _, d := range ds[before:] {
+			if d["finding"] == "rate_limit_exceeded" && d["stage"] == "mail" {
+				n++
+			}
+		}
+		if n != 3 {
+			t.Errorf("%d MAIL-stage rate_limit_exceeded decisions for 3 messages, want 3 (no retries)", n)
+		}
+		if md, _ := pf.MaildropLen(); md != 0 || len(env.Sink.Messages()) != 0 {
+			t.Errorf("maildrop %d, delivered %d; want 0, 0", md, len(env.Sink.Messages()))
+		}
+		if n := strings.Count(pf.Log()[logFrom:], "milter-hold: END-OF-MESSAGE from localhost[127.0.0.1]: milter triggers HOLD action"); n != 3 {
+			t.Errorf("%d milter-hold lines, want 3:\n%s", n, pf.Log()[logFrom:])
 		}
 		noBounce(t, env, logFrom)
 	})

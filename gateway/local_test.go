@@ -30,10 +30,14 @@ func (c *rcptStub) Rcpt(_ context.Context, _ *policy.Txn, r *policy.Rcpt) ([]pol
 }
 
 func newLocalEngine(t *testing.T, unattributed string) (*Engine, *bytes.Buffer, *rcptStub) {
+	return newLocalEngineDeferrals(t, unattributed, "defer")
+}
+
+func newLocalEngineDeferrals(t *testing.T, unattributed, deferrals string) (*Engine, *bytes.Buffer, *rcptStub) {
 	t.Helper()
 	y := `
 provider: {hostnames: [mta1.provider.test]}
-local_submission: {sender_binding: postfix, unattributed: ` + unattributed + `}
+local_submission: {sender_binding: postfix, unattributed: ` + unattributed + `, deferrals: ` + deferrals + `}
 customers:
   - id: acme
     local_users: [web1]
@@ -100,6 +104,16 @@ func TestLocalSubmissionSession(t *testing.T) {
 		}
 		if !strings.Contains(buf.String(), `"by":"local_sender"`) || !strings.Contains(buf.String(), `"by":"local_login"`) {
 			t.Errorf("log:\n%s", buf)
+		}
+	})
+	t.Run("deferrals: hold", func(t *testing.T) {
+		e, _, chk := newLocalEngineDeferrals(t, "defer", "hold")
+		_, outs, eom := localSend(e, true, "shop@acme.example", []string{"b@example.net", "capped@example.net"})
+		if outs[1].Action != policy.Accept || eom.Action != policy.Quarantine || !strings.HasPrefix(eom.Hold, "rcptstub/capped (ref ") || len(eom.DelRcpts) != 0 {
+			t.Fatalf("RCPT %v, EOM %v hold %q del %q", outs, eom.Action, eom.Hold, eom.DelRcpts)
+		}
+		if len(chk.finishes) != 1 || !chk.finishes[0] {
+			t.Errorf("Finish %v: a held message is counted", chk.finishes)
 		}
 	})
 	t.Run("an SMTP client on loopback is not local", func(t *testing.T) {

@@ -340,6 +340,11 @@ func (s *Session) endTxn(ctx context.Context, accepted bool) {
 func (s *Session) stageOutcome(ctx context.Context, stage string, v policy.Verdict, r *policy.Rcpt, start time.Time) Outcome {
 	t := s.txn
 	eff := v.Effective()
+	if eff == policy.Defer && s.local && v.Errors == 0 && s.st.Config.LocalSubmission.Deferrals == config.LocalDeferralsHold {
+		// local_submission.deferrals: hold. A deferred local message would
+		// be retried by pickup at every scan; hold it instead.
+		eff = policy.Quarantine
+	}
 	if eff == policy.Quarantine && stage != StageEOM {
 		// Holding is only possible at end of message (Postfix HOLD queue):
 		// remember it and go on.
