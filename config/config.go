@@ -30,6 +30,10 @@ type Config struct {
 	SecretFile   string             `yaml:"secret_file"`
 	Provider     ProviderConfig     `yaml:"provider"`
 	Unidentified UnidentifiedConfig `yaml:"unidentified"`
+	// LocalSubmission attributes mail submitted on the MTA host itself
+	// (sendmail, PHP mail(), cron); see local.go.
+	LocalSubmission LocalSubmissionConfig `yaml:"local_submission"`
+
 	// Chain is the order the checks run in; each name must be a known check.
 	Chain     []string               `yaml:"chain"`
 	Checks    map[string]CheckConfig `yaml:"checks"`
@@ -177,6 +181,11 @@ type Customer struct {
 	Mode    string                   `yaml:"mode"`
 	Limits  Limits                   `yaml:"limits"`
 	Checks  map[string]CheckOverride `yaml:"checks"`
+
+	// LocalUsers are the Unix logins (or "uid:N") on the MTA host whose
+	// locally submitted mail (sendmail, PHP mail(), cron) is this
+	// customer's; see LocalSubmissionConfig.
+	LocalUsers []string `yaml:"local_users"`
 
 	CustomerAuth   `yaml:",inline"`
 	CustomerOptOut `yaml:",inline"`

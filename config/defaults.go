@@ -69,6 +69,7 @@ func (c *Config) applyDefaults(opts Options) {
 			c.Customers[i].Mode = c.Defaults.Mode
 		}
 	}
+	c.LocalSubmission.defaults(&c.Provider)
 	c.DNS.defaults()
 	c.Admin.defaults()
 	c.Headers.defaults()

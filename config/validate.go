@@ -191,6 +191,7 @@ func (c *Config) validate(v *validator) {
 	c.Unidentified.validate(v)
 	c.validateChecks(v)
 	c.validateCustomers(v)
+	c.validateLocal(v)
 	c.DNS.validate(v)
 	c.Admin.validate(v)
 	c.Headers.validate(v)
@@ -345,7 +346,7 @@ func (c *Config) validateCustomers(v *validator) {
 		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
 			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
 		}
-		if len(cu.Logins) == 0 && len(cu.Networks) == 0 {
+		if len(cu.Logins) == 0 && len(cu.Networks) == 0 && len(cu.LocalUsers) == 0 && cu.ID != c.LocalSubmission.UnattributedCustomer() {
 			v.errf(p, "customer %q has neither logins nor networks: no mail can be attributed to it", cu.ID)
 		}
 		for j, l := range cu.Logins {

@@ -20,6 +20,9 @@ type State struct {
 	Chain  *policy.Chain
 	Deps   *Deps
 
+	// Local attributes mail submitted on the MTA host itself.
+	Local *customer.LocalIdentifier
+
 	unidentifiedAction policy.Action
 	unidentifiedReply  policy.Reply
 
@@ -46,7 +49,11 @@ func newState(d *Deps) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	st := &State{Config: cfg, Dir: dir, Deps: d}
+	local, err := customer.NewLocalIdentifier(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
 	st.unidentifiedAction, _ = policy.ParseAction(cfg.Unidentified.Action)
 	st.unidentifiedReply = policy.ReplyRelayDenied
 	if st.unidentifiedAction == policy.Defer {

@@ -139,6 +139,9 @@ func (c *Forgery) clientFields(t *policy.Txn) []bool {
 	for i := range client {
 		client[i] = true
 	}
+	if c.localTrusted(t) {
+		client[0] = false
+	}
 	n := 0
 	for i, h := range t.Headers {
 		if n >= c.s.TrustedReceived {

@@ -64,6 +64,14 @@ func (c *Identity) Mail(_ context.Context, t *policy.Txn) ([]policy.Finding, err
 		return []policy.Finding{identityFinding(FindingMailFromNoDomain,
 			fmt.Sprintf("MAIL FROM %q has no domain", clip(a.String())), nil)}, nil
 	}
+	// Mail submitted on the MTA host with sendmail but without -f has the
+	// submitting Unix login's own address at the host as envelope sender;
+	// Postfix's local_login_sender_maps proved it is that customer's login
+	// (customer.LocalIdentifier), and bounces go back to its mailbox. The
+	// author fields are still checked at end of message.
+	if t.Conn != nil && t.Conn.LocalLogin != "" {
+		return nil, nil
+	}
 	if !t.Customer.OwnsDomain(a.Domain) {
 		return []policy.Finding{identityFinding(FindingMailFromNotOwned,
 			fmt.Sprintf("MAIL FROM domain %s is not one of customer %s's domains", a.Domain, t.Customer.ID),

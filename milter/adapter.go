@@ -9,6 +9,7 @@ import (
 
 	gm "github.com/d--j/go-milter"
 
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -51,6 +52,8 @@ func (a *adapter) Connect(host string, family string, port uint16, addr string, 
 		}
 	}
 	a.sess.Connect(host, ip)
+	raw, _ := netip.ParseAddr(addr)
+	a.sess.SetLocalSubmission(customer.IsLocalSubmission(host, port, raw))
 	a.sess.SetDaemon(m.Get(gm.MacroDaemonName))
 	return gm.RespContinue, nil
 }
@@ -114,6 +117,11 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 			h := out.AddHeaders[i]
 			if err := m.InsertHeader(0, h.Name, fieldValue(h.Value)); err != nil {
 				a.s.log.Error("adding header failed", "header", h.Name, "err", err)
+			}
+		}
+		for _, r := range out.DelRcpts {
+			if err := m.DeleteRecipient(r); err != nil {
+				a.s.log.Error("removing recipient failed", "err", err)
 			}
 		}
 		if out.Hold != "" {

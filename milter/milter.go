@@ -35,7 +35,7 @@ const Protocol = gm.OptNoConnReply | gm.OptNoHeloReply | gm.OptNoDataReply |
 
 // Actions are the message modifications the gateway may make: add headers
 // (DKIM-Signature, List-Unsubscribe, feedback id) and quarantine (HOLD).
-const Actions = gm.OptAddHeader | gm.OptChangeHeader | gm.OptQuarantine
+const Actions = gm.OptAddHeader | gm.OptChangeHeader | gm.OptQuarantine | gm.OptRemoveRcpt
 
 // SessionObserver is told when MTA connections open and close (metrics).
 type SessionObserver interface {

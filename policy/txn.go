@@ -72,6 +72,13 @@ type Conn struct {
 	// AuthLogin is the SASL login ({auth_authen}), empty when the client
 	// did not authenticate.
 	AuthLogin string
+	// Local is set for mail submitted on the MTA host itself (sendmail,
+	// Postfix pickup and non_smtpd_milters) rather than over SMTP.
+	Local bool
+	// LocalLogin is the Unix login of a local message whose envelope
+	// sender is that login's own address on the MTA host (sendmail run
+	// without -f), which Postfix's local_login_sender_maps proves.
+	LocalLogin string
 }
 
 // Header is one header field as received. Value is the raw value after the

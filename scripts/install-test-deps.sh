@@ -19,6 +19,8 @@ PACKAGES=(
 	libsasl2-modules # Cyrus SASL PLAIN/LOGIN mechanisms
 	chromium         # dashboard browser test
 	python3-dkim     # independent DKIM verifier (dkimpy) for the signing tests
+	util-linux       # unshare, setpriv: Postfix.SendmailAs submits as a Unix user
+	mount            # mount --bind in SendmailAs's private mount namespace
 )
 
 # System services the packages start that the tests must not compete with.

@@ -19,6 +19,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
 	quiet := fs.Bool("q", false, "print nothing on success")
+	postfixDir := fs.String("postfix", "/etc/postfix", "Postfix configuration directory to compare local_submission with (\"\" skips it)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -49,6 +50,22 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	_ = st
+	var postconf postconfFunc
+	if *postfixDir != "" {
+		postconf = runPostconf(*postfixDir)
+	}
+	hints, lerrs := localSubmissionReport(cfg, postconf, lookupUnixUser)
+	for _, e := range lerrs {
+		fmt.Fprintf(stderr, "%s: %s\n", *path, e)
+	}
+	if len(lerrs) > 0 {
+		return 1
+	}
+	if !*quiet {
+		for _, h := range hints {
+			fmt.Fprintf(stderr, "%s: hint: %s\n", *path, h)
+		}
+	}
 	if *quiet {
 		return 0
 	}

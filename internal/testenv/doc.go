@@ -13,7 +13,9 @@
 //     records it;
 //   - [StartPostfix]: a private Postfix instance with a plain SMTP listener and
 //     a SASL-authenticated submission listener, optionally calling a milter
-//     and relaying all mail to a sink;
+//     (smtpd_milters and, for sendmail/pickup, non_smtpd_milters) and
+//     relaying all mail to a sink; [Postfix.SendmailAs] submits mail with
+//     its sendmail(1) as a given Unix user, as PHP mail() or cron would;
 //   - [SendMail]: an SMTP client that records every reply of the server
 //     instead of failing on the first 4xx/5xx.
 //

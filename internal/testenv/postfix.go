@@ -81,6 +81,7 @@ type Postfix struct {
 	smtpAddr   string
 	submitAddr string
 	opts       PostfixOptions
+	trust      sendmailTrust
 }
 
 // StartPostfix configures and starts a private Postfix instance and
