@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aupguard/aupguard/policy"
 )
 
 // Config is the whole configuration. Each section has its own file in this
@@ -166,6 +168,10 @@ type Options struct {
 	// Checks are the names of the checks the binary knows; a chain or
 	// checks entry naming another is an error. Nil skips that validation.
 	Checks []string
+	// Specs are what the known checks declare (findings, dependencies):
+	// finding names under checks: are validated against them, and so is
+	// the chain's order. Nil skips that validation.
+	Specs []policy.Spec
 	// DefaultChain is used when the config has no chain.
 	DefaultChain []string
 }

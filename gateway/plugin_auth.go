@@ -16,7 +16,7 @@ import (
 // bulk_mail through auth.DKIMAligned) count it as an aligned pass.
 func init() {
 	dkimAligned = auth.DKIMAligned
-	register(auth.SPFName, 400, func(d *Deps) (policy.Check, error) {
+	register(auth.SPFSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -34,14 +34,14 @@ func init() {
 		}
 		return auth.NewSPF(egress, r, d.Config.DNS.Timeout), nil
 	})
-	register(auth.DKIMName, 410, func(d *Deps) (policy.Check, error) {
+	register(auth.DKIMSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
 		}
 		return auth.NewDKIM(r, d.Config.Auth.DKIM.MaxSignatures, d.Config.DNS.Timeout), nil
 	})
-	register(auth.DMARCName, 420, func(d *Deps) (policy.Check, error) {
+	register(auth.DMARCSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -54,7 +54,7 @@ func init() {
 		}
 		return auth.NewDMARC(r, d.Config.DNS.Timeout, require, d.Config.Auth.DMARC.RequireAlignment), nil
 	})
-	register(auth.SignName, 900, func(d *Deps) (policy.Check, error) {
+	register(auth.SignSpec, func(d *Deps) (policy.Check, error) {
 		keys, err := auth.LoadKeys(d.Config)
 		if err != nil {
 			return nil, err

@@ -11,30 +11,31 @@ import (
 // recipients who opted out, counting toward escalation), the bulk-mail
 // rules at end of message, and the headers added to accepted mail (the
 // customer stamp and Feedback-ID, then one-click unsubscribe), which come
-// before DKIM signing (900) so that they are signed.
+// before DKIM signing (dkim_sign declares that it signs headers, and the
+// config refuses a chain that adds headers after it).
 func init() {
-	register(optout.SuppressionName, 200, func(d *Deps) (policy.Check, error) {
+	register(optout.SuppressionSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewSuppression(svc), nil
 	})
-	register(optout.BulkName, 500, func(d *Deps) (policy.Check, error) {
+	register(optout.BulkSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewBulk(svc, dkimAligned), nil
 	})
-	register(optout.StampName, 810, func(d *Deps) (policy.Check, error) {
+	register(optout.StampSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewStamper(svc), nil
 	})
-	register(optout.UnsubscribeName, 820, func(d *Deps) (policy.Check, error) {
+	register(optout.UnsubscribeSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
