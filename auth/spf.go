@@ -84,7 +84,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	if domain == "" || !isDomainName(domain) {
 		// RFC 7208 §4.3: a malformed or missing domain is "none".
 		res.Result = string(spf.None)
-		get(t).spf = res
+		get(t).SPF = res
 		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender without a usable HELO name)")}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -103,7 +103,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		// RFC 7208 §2.6.6: a transient error; the message may be retried.
 		return nil, policy.ErrorWithReply(fmt.Errorf("spf %s for %s from %s: %v", worst, domain, res.IP, worstErr), policy.ReplyDirectoryFailure)
 	}
-	get(t).spf = res
+	get(t).SPF = res
 	if worst == spf.Pass {
 		return nil, nil
 	}

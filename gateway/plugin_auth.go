@@ -13,9 +13,9 @@ import (
 // at end of message DKIM verification and the DMARC decision, and, last in
 // the chain, DKIM signing of what is accepted. The signer plans its
 // signature when the headers are complete, so dkim and dmarc (and
-// bulk_mail through auth.DKIMAligned) count it as an aligned pass.
+// bulk_mail through auth.DKIMAligned) count it as an aligned pass. They
+// share their results through the typed policy.Txn.Auth.
 func init() {
-	dkimAligned = auth.DKIMAligned
 	register(auth.SPFSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {

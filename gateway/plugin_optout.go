@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 
+	"github.com/aupguard/aupguard/auth"
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -26,7 +27,9 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return optout.NewBulk(svc, dkimAligned), nil
+		// DKIM alignment comes from the typed auth results on the
+		// transaction (dkim, dmarc and the gateway's own signature).
+		return optout.NewBulk(svc, auth.DKIMAligned), nil
 	})
 	register(optout.StampSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
@@ -43,10 +46,6 @@ func init() {
 		return optout.NewUnsubscriber(svc), nil
 	})
 }
-
-// dkimAligned is where bulk_mail learns DKIM alignment: auth.DKIMAligned
-// once package auth is in the tree; nil reports bulk_dkim_unknown.
-var dkimAligned func(t *policy.Txn) (aligned, known bool)
 
 func optoutService(d *Deps) (*optout.Service, error) {
 	svc, err := optout.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aupguard/aupguard/authres"
 	"github.com/aupguard/aupguard/mailaddr"
 )
 
@@ -112,6 +113,10 @@ type Txn struct {
 	HeaderBytes int64
 	// BodySize counts body bytes seen so far.
 	BodySize int64
+	// Auth are the sender-authentication results, filled by the spf, dkim,
+	// dkim_sign and dmarc checks in chain order and read by the checks
+	// after them: typed, so that no check reads another's private state.
+	Auth authres.Results
 
 	values map[any]any
 	adds   []Header
