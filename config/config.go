@@ -131,8 +131,8 @@ type CheckConfig struct {
 	Findings map[string]string `yaml:"findings"`
 }
 
-// CheckOverride is a customer's own setting of one check.
-type CheckOverride struct {
+// CustomerCheckConfig is a customer's own setting of one check.
+type CustomerCheckConfig struct {
 	Enabled  *bool             `yaml:"enabled"`
 	Action   string            `yaml:"action"`
 	Findings map[string]string `yaml:"findings"`
@@ -154,10 +154,10 @@ type Customer struct {
 	// Networks are client networks in CIDR form (a bare address is a /32 or /128).
 	Networks []string `yaml:"networks"`
 	// Domains the customer may send as; "*.example.com" for subdomains.
-	Domains []string                 `yaml:"domains"`
-	Mode    string                   `yaml:"mode"`
-	Limits  Limits                   `yaml:"limits"`
-	Checks  map[string]CheckOverride `yaml:"checks"`
+	Domains []string                       `yaml:"domains"`
+	Mode    string                         `yaml:"mode"`
+	Limits  Limits                         `yaml:"limits"`
+	Checks  map[string]CustomerCheckConfig `yaml:"checks"`
 
 	CustomerAuth   `yaml:",inline"`
 	CustomerOptOut `yaml:",inline"`

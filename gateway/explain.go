@@ -111,7 +111,6 @@ func Explain(ctx context.Context, st *State, in ExplainInput) (*ExplainResult, e
 	s.Helo(in.Helo)
 	res := &ExplainResult{Customer: cust.ID, Mode: cust.Mode.String(), RcptRefused: map[string]string{}}
 	// Attribute to the asked customer whatever its logins and networks.
-	st.acquire()
 	s.st, s.by = st, "explain"
 	s.txn = policy.NewTxn(&s.conn, cust, newRef(), e.clock.Now())
 	sender, err := mailaddr.Parse(from)

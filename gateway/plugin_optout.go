@@ -56,6 +56,8 @@ func optoutService(d *Deps) (*optout.Service, error) {
 	// (Script.Run loads a missing script on NOSCRIPT).
 	ctx, cancel := d.Store.Context(context.Background())
 	defer cancel()
-	_ = d.Store.LoadScripts(ctx, optout.Scripts()...)
+	if err := d.Store.LoadScripts(ctx, optout.Scripts()...); err != nil && d.Logger != nil {
+		d.Logger.Warn("optout: preloading store scripts failed, they load on first use", "err", err)
+	}
 	return svc, nil
 }

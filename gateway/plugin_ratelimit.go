@@ -19,7 +19,7 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return ratelimit.New(b, d.Config, d.Secret, d.Logger), nil
+		return ratelimit.New(b, d.Config, d.Secret, d.Clock, d.Logger), nil
 	}
 	register(ratelimit.SizeSpec, func(d *Deps) (policy.Check, error) {
 		c, err := build(d)

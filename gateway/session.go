@@ -103,7 +103,6 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		}
 		return s.refuse(d, st.unidentifiedAction, st.unidentifiedReply, "unidentified_client", "identity", detail)
 	}
-	st.acquire()
 	s.st, s.by, s.finished, s.hold, s.bodyReady, s.bodyW = st, by, false, "", false, nil
 	s.txn = policy.NewTxn(&s.conn, cust, ref, start)
 	s.txn.MailFrom = sender
@@ -236,7 +235,6 @@ func (s *Session) endTxn(ctx context.Context, accepted bool) {
 		s.st.Chain.Finish(fctx, s.txn, accepted && !s.dryRun)
 		cancel()
 	}
-	s.st.release()
 	s.txn, s.st, s.bodyW = nil, nil, nil
 }
 

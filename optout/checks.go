@@ -62,14 +62,14 @@ func (c *Suppression) Name() string { return SuppressionName }
 
 // Rcpt implements policy.RcptChecker.
 func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
-	canon, err := c.svc.S.canonicalAddr(r.Addr)
+	canon, err := c.svc.Settings.canonicalAddr(r.Addr)
 	if err != nil {
 		return nil, nil // not an address that can be on a list
 	}
-	h := c.svc.S.Hash(canon)
+	h := c.svc.Settings.Hash(canon)
 	ctx, cancel := c.svc.ctx(ctx)
 	defer cancel()
-	list, err := c.svc.B.Lookup(ctx, t.Customer.ID, h)
+	list, err := c.svc.Backend.Lookup(ctx, t.Customer.ID, h)
 	if err != nil || list == "" {
 		return nil, err
 	}
@@ -80,8 +80,8 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 			Detail: "recipient " + h + " is on the provider-wide suppression list", Attrs: map[string]string{"rcpt_hash": h, "list": "global"}}
 	}
 	out := []policy.Finding{f}
-	s := c.svc.S
-	hits, raised, err := c.svc.B.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
+	s := c.svc.Settings
+	hits, raised, err := c.svc.Backend.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
 	if err != nil {
 		// The refusal stands; only the count failed.
 		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", err)
@@ -126,7 +126,7 @@ type unsubKey struct{}
 
 // NewBulk builds the bulk_mail check from the service's config.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
-	cfg := svc.Cfg
+	cfg := svc.Config
 	b := &Bulk{svc: svc, Aligned: aligned, Customer: map[string]CustomerBulk{}}
 	b.Default = CustomerBulk{AddUnsubscribe: cfg.Bulk.Unsubscribe == "add", FingerprintRecipients: cfg.Bulk.FingerprintRecipients}
 	for i := range cfg.Customers {
@@ -183,10 +183,10 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 	if by == "" && fp == "" {
 		return nil, nil
 	}
-	s := b.svc.S
+	s := b.svc.Settings
 	ctx, cancel := b.svc.ctx(ctx)
 	defer cancel()
-	st, err := b.svc.B.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Cfg.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
+	st, err := b.svc.Backend.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Config.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
 	if err != nil && by == "" {
 		return nil, err
 	}
@@ -261,11 +261,11 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 	if https && post {
 		return policy.Finding{}, true
 	}
-	if len(lu) == 0 && len(lp) == 0 && cb.AddUnsubscribe && b.svc.S.UnsubscribeBase != "" {
+	if len(lu) == 0 && len(lp) == 0 && cb.AddUnsubscribe && b.svc.Settings.UnsubscribeBase != "" {
 		// The link names one recipient: a message can carry it only when
 		// it has exactly one.
 		if len(t.Rcpts) == 1 {
-			if canon, err := b.svc.S.canonicalAddr(t.Rcpts[0].Addr); err == nil {
+			if canon, err := b.svc.Settings.canonicalAddr(t.Rcpts[0].Addr); err == nil {
 				t.SetValue(unsubKey{}, canon)
 				return policy.Finding{}, true
 			}
@@ -294,7 +294,7 @@ func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	}
 	ctx, cancel := b.svc.ctx(ctx)
 	defer cancel()
-	if _, err := b.svc.B.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.S.Rate, b.svc.Clock.Now()); err != nil {
+	if _, err := b.svc.Backend.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.Settings.Rate, b.svc.Clock.Now()); err != nil {
 		b.svc.Log.Error("counting delivered recipients failed", "customer", t.Customer.ID, "err", err)
 	}
 }
@@ -309,7 +309,7 @@ type Stamper struct {
 
 // NewStamper builds the feedback_stamp check.
 func NewStamper(svc *Service) *Stamper {
-	fb := svc.Cfg.OptOut.Feedback.FeedbackID
+	fb := svc.Config.OptOut.Feedback.FeedbackID
 	return &Stamper{svc: svc, feedbackID: fb == nil || *fb}
 }
 
@@ -318,9 +318,9 @@ func (c *Stamper) Name() string { return StampName }
 
 // EOM implements policy.EOMChecker.
 func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	t.AddHeader(StampHeader, Stamp(c.svc.S.Secret, t.Customer.ID, c.svc.Clock.Now()))
+	t.AddHeader(StampHeader, Stamp(c.svc.Settings.Secret, t.Customer.ID, c.svc.Clock.Now()))
 	if c.feedbackID && len(t.HeaderValues("Feedback-ID")) == 0 {
-		t.AddHeader("Feedback-ID", t.Customer.ID+":"+c.svc.S.SenderID)
+		t.AddHeader("Feedback-ID", t.Customer.ID+":"+c.svc.Settings.SenderID)
 	}
 	return nil, nil
 }
@@ -344,8 +344,8 @@ func (c *Unsubscriber) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, 
 	if !ok {
 		return nil, nil
 	}
-	tok := NewToken(c.svc.S.Secret, t.Customer.ID, canon, c.svc.Clock.Now())
-	t.AddHeader("List-Unsubscribe", "<"+c.svc.S.UnsubscribeBase+tok+">")
+	tok := NewToken(c.svc.Settings.Secret, t.Customer.ID, canon, c.svc.Clock.Now())
+	t.AddHeader("List-Unsubscribe", "<"+c.svc.Settings.UnsubscribeBase+tok+">")
 	t.AddHeader("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	return nil, nil
 }

@@ -49,16 +49,16 @@ func (s *Service) Complaint(ctx context.Context, r io.Reader) (ComplaintResult, 
 	now := s.Clock.Now()
 	es := make([]Entry, 0, len(rcpts))
 	for _, c := range rcpts {
-		e := s.S.NewEntry(res.Customer, c, SourceComplaint, "ARF "+rep.FeedbackType+" from "+clipUA(rep.UserAgent), now)
+		e := s.Settings.NewEntry(res.Customer, c, SourceComplaint, "ARF "+rep.FeedbackType+" from "+clipUA(rep.UserAgent), now)
 		es = append(es, e)
 		res.RcptHashes = append(res.RcptHashes, e.Hash)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if res.Added, err = s.B.Add(ctx, es); err != nil {
+	if res.Added, err = s.Backend.Add(ctx, es); err != nil {
 		return res, err
 	}
-	if _, err := s.B.Count(ctx, res.Customer, KindComplaint, 1, s.S.Rate, now); err != nil {
+	if _, err := s.Backend.Count(ctx, res.Customer, KindComplaint, 1, s.Settings.Rate, now); err != nil {
 		return res, err
 	}
 	res.Counted = true
@@ -91,7 +91,7 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 	var tok *Token
 	if rep.Original != nil {
 		for _, v := range rep.Original.Values(StampHeader) {
-			if c, err := ParseStamp(s.S.Secret, v); err == nil {
+			if c, err := ParseStamp(s.Settings.Secret, v); err == nil {
 				res.Customer, res.CustomerBy = c, "stamp"
 				break
 			}
@@ -124,19 +124,19 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 	}
 	var rcpts []string
 	for _, a := range rep.OriginalRcptTo {
-		if c, err := s.S.Canonical(a); err == nil {
+		if c, err := s.Settings.Canonical(a); err == nil {
 			rcpts = append(rcpts, c)
 			res.RcptBy = "original_rcpt_to"
 		}
 	}
 	if len(rcpts) == 0 && tok != nil && tok.Customer == res.Customer {
-		if c, err := s.S.Canonical(tok.Recipient); err == nil {
+		if c, err := s.Settings.Canonical(tok.Recipient); err == nil {
 			rcpts, res.RcptBy = []string{c}, "token"
 		}
 	}
 	if len(rcpts) == 0 && rep.Original != nil {
 		if list, err := mail.ParseAddressList(rep.Original.Get("To")); err == nil && len(list) == 1 {
-			if c, err := s.S.Canonical(list[0].Address); err == nil {
+			if c, err := s.Settings.Canonical(list[0].Address); err == nil {
 				rcpts, res.RcptBy = []string{c}, "to_header"
 			}
 		}
@@ -150,7 +150,7 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 // tokenInHeader finds a valid token of the gateway's own endpoint in a
 // List-Unsubscribe value (RFC 2369 §3.2: a list of <URI>).
 func (s *Service) tokenInHeader(v string) *Token {
-	base := s.S.UnsubscribeBase
+	base := s.Settings.UnsubscribeBase
 	for _, part := range strings.Split(unfold(v), ",") {
 		u := strings.Trim(strings.TrimSpace(part), "<>")
 		i := strings.Index(u, "/u/")
@@ -158,7 +158,7 @@ func (s *Service) tokenInHeader(v string) *Token {
 			continue
 		}
 		// Expired links still identify the message: no TTL here.
-		if t, err := ParseToken(s.S.Secret, u[i+3:], 0, s.Clock.Now()); err == nil {
+		if t, err := ParseToken(s.Settings.Secret, u[i+3:], 0, s.Clock.Now()); err == nil {
 			return &t
 		}
 	}
@@ -169,12 +169,12 @@ func (s *Service) tokenInHeader(v string) *Token {
 // Feedback-ID puts the sender id last) when the customer is known.
 func (s *Service) feedbackCustomer(v string) string {
 	fields := strings.Split(unfold(v), ":")
-	if len(fields) < 2 || fields[len(fields)-1] != s.S.SenderID {
+	if len(fields) < 2 || fields[len(fields)-1] != s.Settings.SenderID {
 		return ""
 	}
 	c := fields[len(fields)-2]
-	if s.Cfg != nil {
-		for _, cu := range s.Cfg.Customers {
+	if s.Config != nil {
+		for _, cu := range s.Config.Customers {
 			if cu.ID == c {
 				return c
 			}
@@ -186,7 +186,7 @@ func (s *Service) feedbackCustomer(v string) string {
 
 // domainCustomer returns the only customer owning addr's domain.
 func (s *Service) domainCustomer(addr string) string {
-	if s.Cfg == nil {
+	if s.Config == nil {
 		return ""
 	}
 	a, err := mailaddr.Parse(addr)
@@ -194,7 +194,7 @@ func (s *Service) domainCustomer(addr string) string {
 		return ""
 	}
 	found := ""
-	for _, cu := range s.Cfg.Customers {
+	for _, cu := range s.Config.Customers {
 		for _, d := range cu.Domains {
 			p, err := mailaddr.ParsePattern(d)
 			if err == nil && p.Match(a.Domain) {

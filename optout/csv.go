@@ -63,7 +63,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		n, err := s.B.Add(bctx, batch)
+		n, err := s.Backend.Add(bctx, batch)
 		if err != nil {
 			return err
 		}
@@ -127,12 +127,12 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		var e Entry
 		if addr := get("address"); addr != "" {
-			c, err := s.S.Canonical(addr)
+			c, err := s.Settings.Canonical(addr)
 			if err != nil {
 				bad(line, "%v", err)
 				continue
 			}
-			e = s.S.NewEntry(l, c, src, get("note"), now)
+			e = s.Settings.NewEntry(l, c, src, get("note"), now)
 		} else if h := strings.ToLower(get("hash")); isHash(h) {
 			e = Entry{List: l, Hash: h, Source: src, Time: now.UTC().Truncate(time.Second), Note: get("note")}
 		} else {
@@ -192,7 +192,7 @@ func (s *Service) Export(ctx context.Context, list string, w io.Writer) (int, er
 		return 0, err
 	}
 	n := 0
-	err := s.B.Scan(ctx, list, func(e Entry) error {
+	err := s.Backend.Scan(ctx, list, func(e Entry) error {
 		n++
 		return cw.Write([]string{e.List, e.Address, e.Hash, e.Source, e.Time.UTC().Format(time.RFC3339), e.Note})
 	})

@@ -137,7 +137,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	var es []Entry
 	errStop := errors.New("limit")
-	err := a.svc.B.Scan(r.Context(), list, func(e Entry) error {
+	err := a.svc.Backend.Scan(r.Context(), list, func(e Entry) error {
 		if len(es) == limit {
 			return errStop
 		}
@@ -148,7 +148,11 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	total, _ := a.svc.B.Len(r.Context(), list)
+	total, lerr := a.svc.Backend.Len(r.Context(), list)
+	if lerr != nil {
+		a.fail(w, lerr)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"list": list, "total": total, "entries": es, "truncated": errors.Is(err, errStop)})
 }
 
@@ -282,11 +286,14 @@ func (u *unsub) render(w http.ResponseWriter, code int, p page) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_ = pageTmpl.Execute(w, p)
+	if err := pageTmpl.Execute(w, p); err != nil {
+		// The status line is out: only the log can tell (a client gone).
+		u.svc.Log.Debug("unsubscribe page not written", "err", err)
+	}
 }
 
 func (u *unsub) token(w http.ResponseWriter, r *http.Request) (Token, bool) {
-	t, err := ParseToken(u.svc.S.Secret, r.PathValue("token"), u.svc.S.TokenTTL, u.svc.Clock.Now())
+	t, err := ParseToken(u.svc.Settings.Secret, r.PathValue("token"), u.svc.Settings.TokenTTL, u.svc.Clock.Now())
 	if err != nil {
 		u.svc.Log.Info("unsubscribe: bad token", "err", err, "method", r.Method)
 		u.render(w, http.StatusBadRequest, page{Title: "Invalid link", Text: "This unsubscribe link is not valid. Please use the link from the message itself."})

@@ -27,9 +27,9 @@ func (m Mode) String() string {
 	return "enforce"
 }
 
-// CheckOverride is a customer's own setting for one check; nil fields
+// CustomerOverride is a customer's own setting for one check; nil fields
 // inherit the provider-wide setting.
-type CheckOverride struct {
+type CustomerOverride struct {
 	Enabled  *bool
 	Action   *Action
 	Findings map[string]Action
@@ -46,7 +46,7 @@ type Customer struct {
 	// Domains are the sender domains the customer may use, normalised
 	// (lower-case A-labels); a "*." prefix also matches every subdomain.
 	Domains   []mailaddr.Pattern
-	Overrides map[string]CheckOverride
+	Overrides map[string]CustomerOverride
 }
 
 // OwnsDomain reports whether the customer may send as domain. The domain is
