@@ -152,8 +152,12 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
+			specs := policy.SpecIndex(gateway.Specs())
 			for _, ch := range res.Checks {
 				got = append(got, fmt.Sprintf("%s %s/%s %s", ch.Stage, ch.Name, ch.Finding, ch.Action))
+				if _, ok := specs[ch.Name].Finding(ch.Finding); !ok && ch.Finding != policy.FindingError {
+					t.Errorf("check %s reported %s, which its spec does not declare", ch.Name, ch.Finding)
+				}
 			}
 			c.file.Check(t, got)
 			if t.Failed() {

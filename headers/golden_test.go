@@ -137,6 +137,13 @@ func TestGolden(t *testing.T) {
 		t.Run(c.Name, func(t *testing.T) {
 			got, _ := runMessage(t, chain, dir, c)
 			c.File.Check(t, got)
+			specs := policy.SpecIndex([]policy.Spec{SyntaxSpec, IdentitySpec, ForgerySpec})
+			for _, g := range got {
+				check, finding, _ := strings.Cut(g, "/")
+				if _, ok := specs[check].Finding(finding); !ok {
+					t.Errorf("check %s reported %s, which its spec does not declare", check, finding)
+				}
+			}
 		})
 	}
 }
