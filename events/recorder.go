@@ -55,12 +55,11 @@ type Recorder struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	ch      chan *decision.Decision
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	closeMu sync.Mutex
-	closed  atomic.Bool
+	ch     chan *decision.Decision
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	closed atomic.Bool
 
 	dropped   atomic.Uint64
 	enqueued  atomic.Uint64

@@ -120,7 +120,6 @@ type Txn struct {
 
 	values map[any]any
 	adds   []Header
-	hold   string
 }
 
 // NewTxn starts a transaction on conn for customer.
