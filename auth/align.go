@@ -5,26 +5,19 @@ import (
 
 	"golang.org/x/net/publicsuffix"
 
+	"github.com/aupguard/aupguard/authres"
 	"github.com/aupguard/aupguard/mailaddr"
 )
 
 // Mode is a DMARC identifier alignment mode (RFC 7489 §3.1).
-type Mode byte
+type Mode = authres.Mode
 
 // The alignment modes: relaxed (organizational domains equal, the default
 // of adkim and aspf) and strict (domains equal).
 const (
-	Relaxed Mode = 'r'
-	Strict  Mode = 's'
+	Relaxed = authres.Relaxed
+	Strict  = authres.Strict
 )
-
-// String returns the mode as the adkim/aspf tags write it.
-func (m Mode) String() string {
-	if m == Strict {
-		return "s"
-	}
-	return "r"
-}
 
 // normalize lower-cases, strips a trailing dot and turns U-labels into
 // A-labels; "" for a name that is no domain.

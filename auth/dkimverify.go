@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dkim"
 
+	"github.com/aupguard/aupguard/authres"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/resolver"
 )
@@ -73,7 +74,7 @@ func (v *verification) Close() error { return v.pw.Close() }
 // Body starts the verifier when the message carries a signature.
 func (c *DKIMCheck) Body(t *policy.Txn) io.Writer {
 	r := get(t)
-	r.dkimRan = true
+	r.DKIMRan = true
 	var hdr strings.Builder
 	n := 0
 	for _, h := range t.Headers {
@@ -125,7 +126,7 @@ func crlfValue(v string) string {
 // EOM collects the verification.
 func (c *DKIMCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	r := get(t)
-	r.dkimRan = true
+	r.DKIMRan = true
 	v, _ := t.Value(verifyKey{}).(*verification)
 	if v == nil {
 		return nil, nil
@@ -160,15 +161,15 @@ func (c *DKIMCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		default:
 			d.Result, d.Err = "fail", vr.Err.Error()
 		}
-		r.dkim = append(r.dkim, d)
+		r.DKIM = append(r.DKIM, d)
 	}
-	if temp > 0 && !r.anyPass() && r.sign == nil && (r.spf == nil || !r.spf.Pass()) {
+	if temp > 0 && !r.AnyDKIMPass() && r.Sign == nil && (r.SPF == nil || !r.SPF.Pass()) {
 		// RFC 6376 §6.1.2: a key that cannot be retrieved for now is a
 		// TEMPFAIL; the message may verify when it is tried again. It
 		// matters only when nothing else authenticates the message.
-		return nil, policy.ErrorWithReply(fmt.Errorf("dkim key lookup failed: %s", r.firstErr("temperror")), policy.ReplyDirectoryFailure)
+		return nil, policy.ErrorWithReply(fmt.Errorf("dkim key lookup failed: %s", firstErr(r, "temperror")), policy.ReplyDirectoryFailure)
 	}
-	for _, d := range r.dkim {
+	for _, d := range r.DKIM {
 		if d.Result == "pass" || d.Result == "temperror" {
 			continue
 		}
@@ -192,17 +193,9 @@ func (c *DKIMCheck) Finish(_ context.Context, t *policy.Txn, _ bool) {
 	}
 }
 
-func (r *results) anyPass() bool {
-	for _, d := range r.dkim {
-		if d.Result == "pass" {
-			return true
-		}
-	}
-	return false
-}
-
-func (r *results) firstErr(result string) string {
-	for _, d := range r.dkim {
+// firstErr describes the first signature with result.
+func firstErr(r *authres.Results, result string) string {
+	for _, d := range r.DKIM {
 		if d.Result == result {
 			return "d=" + d.Domain + ": " + d.Err
 		}

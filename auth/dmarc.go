@@ -170,12 +170,12 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 		// DKIM pass for exactly the From domain is aligned in strict and
 		// relaxed mode alike (RFC 7489 §3.1), so such mail passes DMARC
 		// whatever the record says (§4.2): the failed lookup changes nothing.
-		spfExact := r.spf != nil && r.spf.Pass() && Aligned(Strict, r.spf.Domain, from)
-		dkimExact := r.dkimAligned(Strict, from)
+		spfExact := r.SPF != nil && r.SPF.Pass() && Aligned(Strict, r.SPF.Domain, from)
+		dkimExact := dkimAligned(r, Strict, from)
 		if !spfExact && !dkimExact {
 			return nil, policy.ErrorWithReply(err, policy.ReplyDirectoryFailure)
 		}
-		r.dmarc = &DMARCResult{FromDomain: from, Policy: "unknown", ADKIM: Strict, ASPF: Strict, SPFAligned: spfExact, DKIMAligned: dkimExact}
+		r.DMARC = &DMARCResult{FromDomain: from, Policy: "unknown", ADKIM: Strict, ASPF: Strict, SPFAligned: spfExact, DKIMAligned: dkimExact}
 		return nil, nil
 	}
 	res := &DMARCResult{FromDomain: from, ADKIM: Relaxed, ASPF: Relaxed}
@@ -189,24 +189,24 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	}
 	// RFC 7489 §3.1.2: SPF counts when it passed for an identity aligned
 	// with the From domain.
-	if r.spf != nil && r.spf.Pass() && Aligned(res.ASPF, r.spf.Domain, from) {
+	if r.SPF != nil && r.SPF.Pass() && Aligned(res.ASPF, r.SPF.Domain, from) {
 		res.SPFAligned = true
 	}
 	// RFC 7489 §3.1.1: a passing signature whose d= is aligned, including
 	// the signature the gateway adds.
-	res.DKIMAligned = r.dkimAligned(res.ADKIM, from)
-	r.dmarc = res
+	res.DKIMAligned = dkimAligned(r, res.ADKIM, from)
+	r.DMARC = res
 	if res.Pass() {
 		return nil, nil
 	}
 
 	spfRes, dkimRes := "none", "none"
-	if r.spf != nil {
-		spfRes = r.spf.Result + " (" + r.spf.Domain + ")"
+	if r.SPF != nil {
+		spfRes = r.SPF.Result + " (" + r.SPF.Domain + ")"
 	}
-	if len(r.dkim) > 0 {
+	if len(r.DKIM) > 0 {
 		dkimRes = ""
-		for i, d := range r.dkim {
+		for i, d := range r.DKIM {
 			if i > 0 {
 				dkimRes += ", "
 			}

@@ -1,7 +1,6 @@
 package auth_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/internal/fakedns"
+	"github.com/aupguard/aupguard/internal/golden"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/resolver"
 )
@@ -32,6 +32,7 @@ type goldenCase struct {
 	verdict  string
 	signed   []string // domain, selector
 	want     []string
+	file     *golden.File
 }
 
 func loadCases(t *testing.T) []goldenCase {
@@ -42,23 +43,9 @@ func loadCases(t *testing.T) []goldenCase {
 	}
 	var out []goldenCase
 	for _, f := range files {
-		c := goldenCase{name: strings.TrimSuffix(filepath.Base(f), ".want")}
-		data, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		sc := bufio.NewScanner(bytes.NewReader(data))
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" {
-				continue
-			}
-			if !strings.HasPrefix(line, "#") {
-				c.want = append(c.want, line)
-				continue
-			}
-			k, v, _ := strings.Cut(strings.TrimSpace(line[1:]), ":")
-			v = strings.TrimSpace(v)
+		w := golden.Read(t, f)
+		c := goldenCase{name: strings.TrimSuffix(filepath.Base(f), ".want"), file: w, want: w.Lines}
+		for k, v := range w.Env {
 			switch k {
 			case "customer":
 				c.customer = v
@@ -165,11 +152,15 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
+			specs := policy.SpecIndex(gateway.Specs())
 			for _, ch := range res.Checks {
 				got = append(got, fmt.Sprintf("%s %s/%s %s", ch.Stage, ch.Name, ch.Finding, ch.Action))
+				if _, ok := specs[ch.Name].Finding(ch.Finding); !ok && ch.Finding != policy.FindingError {
+					t.Errorf("check %s reported %s, which its spec does not declare", ch.Name, ch.Finding)
+				}
 			}
-			if strings.Join(got, "\n") != strings.Join(c.want, "\n") {
-				t.Errorf("findings:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(c.want, "\n"))
+			c.file.Check(t, got)
+			if t.Failed() {
 				for _, ch := range res.Checks {
 					t.Logf("%s: %s", ch.Name, ch.Detail)
 				}
@@ -178,9 +169,7 @@ func TestGolden(t *testing.T) {
 			if res.Code != 0 {
 				verdict += fmt.Sprintf(" %d %s", res.Code, res.Enhanced)
 			}
-			if verdict != c.verdict {
-				t.Errorf("verdict %q (%s), want %q", verdict, res.Text, c.verdict)
-			}
+			c.file.CheckEnv(t, "verdict", verdict)
 			checkSignature(t, c, res, msg, srv.Addr())
 		})
 	}

@@ -1,91 +1,26 @@
 package auth
 
 import (
+	"github.com/aupguard/aupguard/authres"
 	"github.com/aupguard/aupguard/headers"
 	"github.com/aupguard/aupguard/policy"
 )
 
-// SPFResult is the SPF evaluation of a message (RFC 7208 §2.6).
-type SPFResult struct {
-	// Result is pass, fail, softfail, neutral, none, temperror or permerror:
-	// the worst over the provider's egress addresses.
-	Result string
-	// Domain is the identity checked: the MAIL FROM domain, or the HELO
-	// name for the null sender (RFC 7208 §2.4).
-	Domain string
-	// Scope is "mailfrom" or "helo".
-	Scope string
-	// IP is the egress address that gave Result.
-	IP string
-}
+// The result types are package authres's, so that checks in other
+// packages read them from the transaction without importing auth.
+type (
+	// SPFResult is the SPF evaluation of a message.
+	SPFResult = authres.SPFResult
+	// DKIMResult is the verification of one DKIM signature.
+	DKIMResult = authres.DKIMResult
+	// Signing is the signature the gateway itself will add.
+	Signing = authres.Signing
+	// DMARCResult is the DMARC evaluation of a message.
+	DMARCResult = authres.DMARCResult
+)
 
-// Pass reports whether SPF passed for every egress address.
-func (r SPFResult) Pass() bool { return r.Result == "pass" }
-
-// DKIMResult is the verification of one DKIM signature the message
-// carried when it reached the gateway.
-type DKIMResult struct {
-	// Domain is the signing domain (d=), normalised.
-	Domain string
-	// Result is pass, fail, permerror or temperror (RFC 8601 §2.7.1).
-	Result string
-	// Err says why the signature did not pass.
-	Err string
-}
-
-// Signing is the signature the gateway itself will add.
-type Signing struct {
-	Domain   string
-	Selector string
-}
-
-// DMARCResult is the DMARC evaluation of a message.
-type DMARCResult struct {
-	// FromDomain is the RFC5322.From domain, normalised.
-	FromDomain string
-	// RecordDomain is where the record was found (the From domain or its
-	// organizational domain); empty without record.
-	RecordDomain string
-	// Policy is the policy that applies: none, quarantine, reject, or ""
-	// without record (the sp= policy for a subdomain, RFC 7489 §6.3).
-	Policy string
-	// ADKIM and ASPF are the alignment modes used.
-	ADKIM, ASPF Mode
-	// SPFAligned and DKIMAligned say which identifier passed aligned;
-	// DKIMAligned counts the gateway's own signature.
-	SPFAligned, DKIMAligned bool
-}
-
-// Pass reports whether DMARC passes (RFC 7489 §4.2).
-func (r DMARCResult) Pass() bool { return r.SPFAligned || r.DKIMAligned }
-
-// results is the per-message state of the auth checks.
-type results struct {
-	fromDone   bool
-	fromDomain string // "" when the From header gives no single domain
-
-	spf     *SPFResult
-	dkim    []DKIMResult
-	dkimRan bool
-	sign    *Signing
-	dmarc   *DMARCResult
-}
-
-type resultsKey struct{}
-
-func get(t *policy.Txn) *results {
-	if r, ok := t.Value(resultsKey{}).(*results); ok {
-		return r
-	}
-	r := &results{}
-	t.SetValue(resultsKey{}, r)
-	return r
-}
-
-func peek(t *policy.Txn) *results {
-	r, _ := t.Value(resultsKey{}).(*results)
-	return r
-}
+// get returns the transaction's typed authentication results.
+func get(t *policy.Txn) *authres.Results { return &t.Auth }
 
 // FromDomain returns the domain of the message's RFC5322.From address,
 // normalised, or "" when there is not exactly one From field with exactly
@@ -93,10 +28,10 @@ func peek(t *policy.Txn) *results {
 // header checks refuse them).
 func FromDomain(t *policy.Txn) string {
 	r := get(t)
-	if r.fromDone {
-		return r.fromDomain
+	if r.FromParsed {
+		return r.FromDomain
 	}
-	r.fromDone = true
+	r.FromParsed = true
 	vals := t.HeaderValues("From")
 	if len(vals) != 1 {
 		return ""
@@ -105,15 +40,15 @@ func FromDomain(t *policy.Txn) string {
 	if err != nil || len(mbs) != 1 {
 		return ""
 	}
-	r.fromDomain = normalize(mbs[0].Domain)
-	return r.fromDomain
+	r.FromDomain = normalize(mbs[0].Domain)
+	return r.FromDomain
 }
 
 // SPF returns the message's SPF result; ok is false when the spf check did
 // not evaluate it.
 func SPF(t *policy.Txn) (res SPFResult, ok bool) {
-	if r := peek(t); r != nil && r.spf != nil {
-		return *r.spf, true
+	if r := get(t); r.SPF != nil {
+		return *r.SPF, true
 	}
 	return SPFResult{}, false
 }
@@ -121,8 +56,8 @@ func SPF(t *policy.Txn) (res SPFResult, ok bool) {
 // DKIM returns the verification of each DKIM signature the message
 // carried; ok is false when the dkim check did not run.
 func DKIM(t *policy.Txn) (res []DKIMResult, ok bool) {
-	if r := peek(t); r != nil && r.dkimRan {
-		return append([]DKIMResult(nil), r.dkim...), true
+	if r := get(t); r.DKIMRan {
+		return append([]DKIMResult(nil), r.DKIM...), true
 	}
 	return nil, false
 }
@@ -130,8 +65,8 @@ func DKIM(t *policy.Txn) (res []DKIMResult, ok bool) {
 // GatewaySigning returns the signature the gateway will add to the message
 // when it accepts it; ok is false when it will not sign.
 func GatewaySigning(t *policy.Txn) (s Signing, ok bool) {
-	if r := peek(t); r != nil && r.sign != nil {
-		return *r.sign, true
+	if r := get(t); r.Sign != nil {
+		return *r.Sign, true
 	}
 	return Signing{}, false
 }
@@ -139,8 +74,8 @@ func GatewaySigning(t *policy.Txn) (s Signing, ok bool) {
 // DMARC returns the message's DMARC evaluation; ok is false when the
 // dmarc check did not evaluate it.
 func DMARC(t *policy.Txn) (res DMARCResult, ok bool) {
-	if r := peek(t); r != nil && r.dmarc != nil {
-		return *r.dmarc, true
+	if r := get(t); r.DMARC != nil {
+		return *r.DMARC, true
 	}
 	return DMARCResult{}, false
 }
@@ -152,27 +87,24 @@ func DMARC(t *policy.Txn) (res DMARCResult, ok bool) {
 // follows the domain's DMARC adkim when the dmarc check ran, relaxed
 // otherwise (RFC 7489 §3.1.1).
 func DKIMAligned(t *policy.Txn) (aligned, known bool) {
-	r := peek(t)
-	if r == nil {
-		return false, false
-	}
-	if r.dmarc != nil {
-		return r.dmarc.DKIMAligned, true
+	r := get(t)
+	if r.DMARC != nil {
+		return r.DMARC.DKIMAligned, true
 	}
 	from := FromDomain(t)
-	if from == "" || (!r.dkimRan && r.sign == nil) {
+	if from == "" || (!r.DKIMRan && r.Sign == nil) {
 		return false, false
 	}
-	return r.dkimAligned(Relaxed, from), true
+	return dkimAligned(r, Relaxed, from), true
 }
 
 // dkimAligned reports whether a passing signature or the gateway's own
 // is aligned with from under mode.
-func (r *results) dkimAligned(mode Mode, from string) bool {
-	if r.sign != nil && Aligned(mode, r.sign.Domain, from) {
+func dkimAligned(r *authres.Results, mode Mode, from string) bool {
+	if r.Sign != nil && Aligned(mode, r.Sign.Domain, from) {
 		return true
 	}
-	for _, d := range r.dkim {
+	for _, d := range r.DKIM {
 		if d.Result == "pass" && Aligned(mode, d.Domain, from) {
 			return true
 		}

@@ -162,7 +162,7 @@ func (s *Signer) Body(t *policy.Txn) io.Writer {
 	if !ok {
 		return nil
 	}
-	get(t).sign = &Signing{Domain: k.Domain, Selector: k.Selector}
+	get(t).Sign = &Signing{Domain: k.Domain, Selector: k.Selector}
 	g := &signing{key: k, h: sha256.New()}
 	g.body = newRelaxedBody(g.h)
 	t.SetValue(signKey{}, g)

@@ -94,7 +94,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	if domain == "" || !isDomainName(domain) {
 		// RFC 7208 §4.3: a malformed or missing domain is "none".
 		res.Result = string(spf.None)
-		get(t).spf = res
+		get(t).SPF = res
 		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender, and provider.helo_name / provider.hostnames give no HELO name of the egress MTAs)")}, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
@@ -113,7 +113,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		// RFC 7208 §2.6.6: a transient error; the message may be retried.
 		return nil, policy.ErrorWithReply(fmt.Errorf("spf %s for %s from %s: %v", worst, domain, res.IP, worstErr), policy.ReplyDirectoryFailure)
 	}
-	get(t).spf = res
+	get(t).SPF = res
 	if worst == spf.Pass {
 		return nil, nil
 	}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/aupguard/aupguard/policy"
 )
 
 // Config is the whole configuration. Each section has its own file in this
@@ -154,8 +156,8 @@ type CheckConfig struct {
 	Findings map[string]string `yaml:"findings"`
 }
 
-// CheckOverride is a customer's own setting of one check.
-type CheckOverride struct {
+// CustomerCheckConfig is a customer's own setting of one check.
+type CustomerCheckConfig struct {
 	Enabled  *bool             `yaml:"enabled"`
 	Action   string            `yaml:"action"`
 	Findings map[string]string `yaml:"findings"`
@@ -177,10 +179,10 @@ type Customer struct {
 	// Networks are client networks in CIDR form (a bare address is a /32 or /128).
 	Networks []string `yaml:"networks"`
 	// Domains the customer may send as; "*.example.com" for subdomains.
-	Domains []string                 `yaml:"domains"`
-	Mode    string                   `yaml:"mode"`
-	Limits  Limits                   `yaml:"limits"`
-	Checks  map[string]CheckOverride `yaml:"checks"`
+	Domains []string                       `yaml:"domains"`
+	Mode    string                         `yaml:"mode"`
+	Limits  Limits                         `yaml:"limits"`
+	Checks  map[string]CustomerCheckConfig `yaml:"checks"`
 
 	// LocalUsers are the Unix logins (or "uid:N") on the MTA host whose
 	// locally submitted mail (sendmail, PHP mail(), cron) is this
@@ -196,6 +198,10 @@ type Options struct {
 	// Checks are the names of the checks the binary knows; a chain or
 	// checks entry naming another is an error. Nil skips that validation.
 	Checks []string
+	// Specs are what the known checks declare (findings, dependencies):
+	// finding names under checks: are validated against them, and so is
+	// the chain's order. Nil skips that validation.
+	Specs []policy.Spec
 	// DefaultChain is used when the config has no chain.
 	DefaultChain []string
 }

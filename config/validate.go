@@ -291,32 +291,78 @@ func (u *UnidentifiedConfig) validate(v *validator) {
 }
 
 func (c *Config) validateChecks(v *validator) {
-	known := map[string]bool{}
-	for _, n := range v.opts.Checks {
-		known[n] = true
-	}
 	seen := map[string]bool{}
 	for i, name := range c.Chain {
 		p := fmt.Sprintf("chain[%d]", i)
-		if v.opts.Checks != nil && !known[name] {
-			v.errf(p, "unknown check %q (known: %s)", name, strings.Join(v.opts.Checks, ", "))
+		if !v.knownCheck(p, name) {
+			continue
 		}
 		if seen[name] {
 			v.errf(p, "check %q listed twice", name)
 		}
 		seen[name] = true
 	}
+	if v.opts.Specs != nil {
+		for _, pr := range policy.CheckChain(c.Chain, policy.SpecIndex(v.opts.Specs)) {
+			v.errf(fmt.Sprintf("chain[%d]", pr.Index), "%s", pr.Msg)
+		}
+	}
 	for name, cc := range c.Checks {
 		p := "checks." + name
-		if v.opts.Checks != nil && !known[name] {
-			v.errf(p, "unknown check %q", name)
-		}
+		v.knownCheck(p, name)
 		v.action(p+".action", cc.Action)
 		v.action(p+".on_error", cc.OnError, policy.Defer, policy.Accept)
 		for f, a := range cc.Findings {
+			v.knownFinding(p+".findings."+f, name, f)
 			v.action(p+".findings."+f, a)
 		}
 	}
+}
+
+// knownCheck reports whether name is a check the binary knows, recording
+// an error at p (with the closest known name) when it is not.
+func (v *validator) knownCheck(p, name string) bool {
+	if v.opts.Checks == nil || contains(v.opts.Checks, name) {
+		return true
+	}
+	msg := fmt.Sprintf("unknown check %q", name)
+	if s := policy.Suggest(name, v.opts.Checks); s != "" {
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	} else {
+		msg += fmt.Sprintf(" (known: %s)", strings.Join(v.opts.Checks, ", "))
+	}
+	v.errf(p, "%s", msg)
+	return false
+}
+
+// knownFinding records an error at p when check does not declare the
+// finding f, with the closest declared name.
+func (v *validator) knownFinding(p, check, f string) {
+	if v.opts.Specs == nil {
+		return
+	}
+	spec, ok := policy.SpecIndex(v.opts.Specs)[check]
+	if !ok {
+		return // an unknown check is reported already
+	}
+	if _, ok := spec.Finding(f); ok {
+		return
+	}
+	if f == policy.FindingError {
+		v.errf(p, "%s is what a failing check reports; its action is set by on_error, not findings", f)
+		return
+	}
+	names := spec.FindingNames()
+	msg := fmt.Sprintf("check %q has no finding %q", check, f)
+	switch s := policy.Suggest(f, names); {
+	case s != "":
+		msg += fmt.Sprintf(" (did you mean %s?)", s)
+	case len(names) == 0:
+		msg += " (it reports no findings)"
+	default:
+		msg += fmt.Sprintf(" (its findings: %s)", strings.Join(names, ", "))
+	}
+	v.errf(p, "%s", msg)
 }
 
 func (c *Config) validateCustomers(v *validator) {
@@ -370,11 +416,10 @@ func (c *Config) validateCustomers(v *validator) {
 		}
 		for name, o := range cu.Checks {
 			cp := p + ".checks." + name
-			if v.opts.Checks != nil && !contains(v.opts.Checks, name) {
-				v.errf(cp, "unknown check %q", name)
-			}
+			v.knownCheck(cp, name)
 			v.action(cp+".action", o.Action)
 			for f, a := range o.Findings {
+				v.knownFinding(cp+".findings."+f, name, f)
 				v.action(cp+".findings."+f, a)
 			}
 		}

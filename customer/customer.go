@@ -79,7 +79,7 @@ func hasMeta(s string) bool {
 }
 
 func build(cc *config.Customer) (*policy.Customer, error) {
-	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Overrides: map[string]policy.CheckOverride{}}
+	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Overrides: map[string]policy.CustomerOverride{}}
 	if cc.Mode == "monitor" {
 		c.Mode = policy.Monitor
 	}
@@ -91,7 +91,7 @@ func build(cc *config.Customer) (*policy.Customer, error) {
 		c.Domains = append(c.Domains, p)
 	}
 	for name, o := range cc.Checks {
-		var ov policy.CheckOverride
+		var ov policy.CustomerOverride
 		ov.Enabled = o.Enabled
 		if o.Action != "" {
 			a, err := policy.ParseAction(o.Action)

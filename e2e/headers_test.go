@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -17,6 +16,7 @@ import (
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/golden"
 	"github.com/aupguard/aupguard/internal/gwtest"
 	"github.com/aupguard/aupguard/internal/testenv"
 )
@@ -197,28 +197,10 @@ func TestHeadersExplainGolden(t *testing.T) {
 	}
 }
 
-// readWant reads a golden .want file: "# key: value" envelope lines and
-// "check/finding" lines.
+// readWant reads a golden .want file (package internal/golden): the
+// "# key: value" envelope lines and the "check/finding" lines.
 func readWant(t *testing.T, path string) (map[string]string, []string) {
 	t.Helper()
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	env := map[string]string{}
-	var want []string
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "":
-		case strings.HasPrefix(line, "#"):
-			if k, v, ok := strings.Cut(strings.TrimSpace(line[1:]), ":"); ok && !strings.Contains(k, " ") {
-				env[k] = strings.TrimSpace(v)
-			}
-		default:
-			want = append(want, line)
-		}
-	}
-	return env, want
+	f := golden.Read(t, path)
+	return f.Env, f.Lines
 }

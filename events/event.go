@@ -21,7 +21,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/decision"
 	"github.com/aupguard/aupguard/policy"
 )
 
@@ -67,7 +67,7 @@ type Finding struct {
 }
 
 // FromDecision converts a gateway decision into an Event.
-func FromDecision(d *gateway.Decision) Event {
+func FromDecision(d *decision.Decision) Event {
 	e := Event{
 		Time: d.Time.UTC(), Stage: d.Stage, QueueID: d.QueueID, Ref: d.Ref, Customer: d.Customer, By: d.By,
 		Client: d.Client, SenderDomain: d.SenderDomain, Rcpts: d.Rcpts, RcptHashes: d.RcptHashes, RcptPlain: d.RcptPlain,
@@ -118,7 +118,7 @@ const (
 	dmarcCheckName  = "dmarc"
 	fieldSeparator  = "|"
 	actionAccept    = "accept"
-	stageMailString = gateway.StageMail
+	stageMailString = decision.StageMail
 )
 
 // IsMessage reports whether e is a message's final decision: every
@@ -127,7 +127,7 @@ const (
 // customer and is let through has its only decision at MAIL.
 func (e *Event) IsMessage() bool {
 	switch e.Stage {
-	case gateway.StageEOM:
+	case decision.StageEOM:
 		return true
 	case stageMailString:
 		return e.Effective == policy.Defer.String() || e.Effective == policy.Reject.String() || e.Customer == ""
@@ -140,7 +140,7 @@ func (e *Event) Counters() []Counter {
 	m := map[string]int64{}
 	if e.IsMessage() {
 		m[FieldMessages]++
-		if e.Stage == gateway.StageEOM {
+		if e.Stage == decision.StageEOM {
 			m[FieldRcpts] += int64(e.Rcpts)
 			m[FieldBytes] += e.Size
 		}

@@ -61,8 +61,8 @@ func handles() []struct {
 	}
 }
 
-// decision builds a gateway decision.
-func decision(at time.Time, stage, ref, cust string, action, effective policy.Action, check, finding string, rcpts int, results ...policy.Result) *gateway.Decision {
+// mkDecision builds a gateway decision.
+func mkDecision(at time.Time, stage, ref, cust string, action, effective policy.Action, check, finding string, rcpts int, results ...policy.Result) *gateway.Decision {
 	d := &gateway.Decision{Time: at, Stage: stage, Ref: ref, Customer: cust, SenderDomain: "example.com", Rcpts: rcpts,
 		Size: 1000, Action: action, Effective: effective, Check: check, Finding: finding, Mode: "enforce", Results: results}
 	if action != effective {
@@ -87,13 +87,13 @@ func sequence(base time.Time) []*gateway.Decision {
 	dm := result("dmarc", "dmarc_fail", policy.Reject, map[string]string{"domain": "Bank.Example"})
 	opt := result("optout_suppression", "recipient_opted_out", policy.Reject, nil)
 	return []*gateway.Decision{
-		decision(base.Add(1*time.Minute), gateway.StageEOM, "REF0000001", "acme", policy.Accept, policy.Accept, "", "", 2),
-		decision(base.Add(2*time.Minute), gateway.StageRcpt, "REF0000002", "acme", policy.Reject, policy.Reject, "optout_suppression", "recipient_opted_out", 1, opt),
-		decision(base.Add(3*time.Minute), gateway.StageEOM, "REF0000002", "acme", policy.Accept, policy.Accept, "", "", 3),
-		decision(base.Add(4*time.Minute), gateway.StageMail, "REF0000003", "acme", policy.Defer, policy.Defer, "rate_limit", "volume_spike", 0, spike),
-		decision(base.Add(61*time.Minute), gateway.StageEOM, "REF0000004", "beta", policy.Reject, policy.Accept, "dmarc", "dmarc_fail", 1, dm),
-		decision(base.Add(62*time.Minute), gateway.StageMail, "REF0000005", "", policy.Reject, policy.Reject, "identity", "unidentified_client", 0),
-		decision(base.Add(63*time.Minute), gateway.StageEOM, "REF0000006", "beta", policy.Quarantine, policy.Quarantine, "bulk_mail", "bulk_missing_one_click", 5),
+		mkDecision(base.Add(1*time.Minute), gateway.StageEOM, "REF0000001", "acme", policy.Accept, policy.Accept, "", "", 2),
+		mkDecision(base.Add(2*time.Minute), gateway.StageRcpt, "REF0000002", "acme", policy.Reject, policy.Reject, "optout_suppression", "recipient_opted_out", 1, opt),
+		mkDecision(base.Add(3*time.Minute), gateway.StageEOM, "REF0000002", "acme", policy.Accept, policy.Accept, "", "", 3),
+		mkDecision(base.Add(4*time.Minute), gateway.StageMail, "REF0000003", "acme", policy.Defer, policy.Defer, "rate_limit", "volume_spike", 0, spike),
+		mkDecision(base.Add(61*time.Minute), gateway.StageEOM, "REF0000004", "beta", policy.Reject, policy.Accept, "dmarc", "dmarc_fail", 1, dm),
+		mkDecision(base.Add(62*time.Minute), gateway.StageMail, "REF0000005", "", policy.Reject, policy.Reject, "identity", "unidentified_client", 0),
+		mkDecision(base.Add(63*time.Minute), gateway.StageEOM, "REF0000006", "beta", policy.Quarantine, policy.Quarantine, "bulk_mail", "bulk_missing_one_click", 5),
 	}
 }
 
@@ -258,7 +258,7 @@ func TestMemoryRetentionAndRing(t *testing.T) {
 	}
 	var ds []*gateway.Decision
 	for i := 0; i < 150; i++ {
-		ds = append(ds, decision(clk.Now().Add(time.Duration(i)*time.Second), gateway.StageEOM, "R"+formatInt(int64(i)), "acme", policy.Accept, policy.Accept, "", "", 1))
+		ds = append(ds, mkDecision(clk.Now().Add(time.Duration(i)*time.Second), gateway.StageEOM, "R"+formatInt(int64(i)), "acme", policy.Accept, policy.Accept, "", "", 1))
 	}
 	record(t, r, ds)
 	evs, err := r.Events(context.Background(), Query{Limit: 1000})
@@ -328,7 +328,7 @@ func TestMemoryFile(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		record(t, r2, []*gateway.Decision{decision(clk.Now(), gateway.StageEOM, "REF0000009", "acme", policy.Accept, policy.Accept, "", "", 1)})
+		record(t, r2, []*gateway.Decision{mkDecision(clk.Now(), gateway.StageEOM, "REF0000009", "acme", policy.Accept, policy.Accept, "", "", 1)})
 		bs, err := r2.Aggregates(context.Background(), AggQuery{Since: clk.Now().Add(-24 * time.Hour), Until: clk.Now().Add(time.Hour), Customer: "acme", Daily: true})
 		if err != nil || len(bs) != 1 || bs[0].Counts["msg"] != 4 {
 			t.Fatalf("after restart: %+v %v", bs, err)
@@ -371,7 +371,7 @@ func TestFullBufferDropsAndCounts(t *testing.T) {
 	r := &Recorder{Reader: Reader{b: bb}, log: slog.New(slog.DiscardHandler), timeout: time.Second,
 		ch: make(chan *gateway.Decision, 16), stop: make(chan struct{}), done: make(chan struct{})}
 	go r.run()
-	d := decision(time.Now(), gateway.StageEOM, "REF0000001", "acme", policy.Accept, policy.Accept, "", "", 1)
+	d := mkDecision(time.Now(), gateway.StageEOM, "REF0000001", "acme", policy.Accept, policy.Accept, "", "", 1)
 	done := make(chan struct{})
 	go func() {
 		// The writer holds one batch; 16 wait in the queue; the rest drop.

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/decision"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -46,7 +46,7 @@ func (r *Reader) Aggregates(ctx context.Context, q AggQuery) ([]Bucket, error) {
 	return r.b.aggregates(ctx, q)
 }
 
-// Recorder records decisions. It implements gateway.Observer; Observe never
+// Recorder records decisions. It implements decision.Observer; Observe never
 // blocks. There is one Recorder per store handle (store.Handle.Shared), so
 // the milter and the admin API share it; Close (or the handle's Close)
 // flushes what is queued.
@@ -55,12 +55,11 @@ type Recorder struct {
 	log     *slog.Logger
 	timeout time.Duration
 
-	ch      chan *gateway.Decision
-	stop    chan struct{}
-	done    chan struct{}
-	once    sync.Once
-	closeMu sync.Mutex
-	closed  atomic.Bool
+	ch     chan *decision.Decision
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	closed atomic.Bool
 
 	dropped   atomic.Uint64
 	enqueued  atomic.Uint64
@@ -136,7 +135,7 @@ func New(h *store.Handle, cfg config.EventsConfig, log *slog.Logger) (*Recorder,
 			buf = config.DefaultEventsBuffer
 		}
 		r := &Recorder{Reader: Reader{b: b}, log: log, timeout: 5 * time.Second,
-			ch: make(chan *gateway.Decision, buf), stop: make(chan struct{}), done: make(chan struct{})}
+			ch: make(chan *decision.Decision, buf), stop: make(chan struct{}), done: make(chan struct{})}
 		go r.run()
 		return r, nil
 	})
@@ -153,7 +152,7 @@ func New(h *store.Handle, cfg config.EventsConfig, log *slog.Logger) (*Recorder,
 // Observe queues d for recording and returns at once; when the queue is
 // full, d is dropped and counted (Dropped). d must not change afterwards
 // (the gateway builds one Decision per decision).
-func (r *Recorder) Observe(d *gateway.Decision) {
+func (r *Recorder) Observe(d *decision.Decision) {
 	if d == nil || r.closed.Load() {
 		return
 	}

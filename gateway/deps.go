@@ -15,7 +15,11 @@ import (
 // NewLogger builds the decision logger the config asks for.
 func NewLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 	var level slog.Level
-	_ = level.UnmarshalText([]byte(strings.ToUpper(cfg.Level)))
+	if err := level.UnmarshalText([]byte(strings.ToUpper(cfg.Level))); err != nil {
+		// config.Parse refuses an unknown level; a config built by
+		// hand without one logs at info.
+		level = slog.LevelInfo
+	}
 	opts := &slog.HandlerOptions{Level: level}
 	if cfg.Format == "text" {
 		return slog.New(slog.NewTextHandler(w, opts))

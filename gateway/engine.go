@@ -46,20 +46,13 @@ func NewEngine(st *State, clk clock.Clock, log *slog.Logger, observers ...Observ
 func (e *Engine) State() *State { return e.state.Load() }
 
 // Swap installs a new State (config reload). Transactions under way finish
-// on the old one, which is closed when the last of them ends.
-func (e *Engine) Swap(st *State) {
-	old := e.state.Swap(st)
-	if old != nil && old != st {
-		old.retire()
-	}
-}
+// on the State they started with: each session holds its own pointer, and
+// the old State is garbage once the last of them ends (no check holds a
+// resource that needs closing; the store is the daemon's).
+func (e *Engine) Swap(st *State) { e.state.Store(st) }
 
-// Close retires the current State.
-func (e *Engine) Close() {
-	if st := e.state.Swap(nil); st != nil {
-		st.retire()
-	}
-}
+// Close drops the current State; sessions under way keep theirs.
+func (e *Engine) Close() { e.state.Store(nil) }
 
 // refAlphabet avoids look-alike characters, since customers read reference
 // ids out of bounce messages to the postmaster.

@@ -1,64 +1,21 @@
 package gateway
 
-import (
-	"time"
+import "github.com/aupguard/aupguard/decision"
 
-	"github.com/aupguard/aupguard/policy"
+// The decision record and its observers are package decision's, so that
+// events and metrics need not import the engine.
+type (
+	// Decision is the record of one decision.
+	Decision = decision.Decision
+	// Observer receives every decision.
+	Observer = decision.Observer
+	// StageObserver is told the time spent deciding at each stage.
+	StageObserver = decision.StageObserver
 )
 
 // Stages at which the gateway decides and replies.
 const (
-	StageMail = "mail"
-	StageRcpt = "rcpt"
-	StageEOM  = "eom"
+	StageMail = decision.StageMail
+	StageRcpt = decision.StageRcpt
+	StageEOM  = decision.StageEOM
 )
-
-// Decision is the record of one decision: every refusal at MAIL or RCPT, and
-// every message's end-of-message verdict (including accepts, and monitor
-// mode's would-be decisions). It is what the log line, the events store,
-// the metrics and the reports are made of.
-type Decision struct {
-	Time    time.Time
-	Stage   string
-	QueueID string
-	// Ref is the reference id in the client-facing reply text.
-	Ref      string
-	Customer string // "" when unidentified
-	// By is how the customer was identified: "login" or "network".
-	By           string
-	Client       string
-	SenderDomain string
-	// Rcpts is the number of accepted recipients (at EOM) or 1 (at RCPT).
-	Rcpts int
-	// RcptHashes are keyed hashes of the recipients concerned (the one
-	// refused at RCPT; all accepted ones at EOM).
-	RcptHashes []string
-	// RcptPlain holds the plain addresses, only when the config allows it.
-	RcptPlain []string
-	Size      int64
-	// Action is the verdict (what would be done, in monitor mode).
-	Action policy.Action
-	// Effective is what was done: Accept for a monitor-mode refusal.
-	Effective policy.Action
-	Check     string
-	Finding   string
-	Detail    string
-	Code      int
-	Enhanced  string
-	Mode      string
-	// Results are every non-ignored finding of the stage.
-	Results  []policy.Result
-	Duration time.Duration
-}
-
-// Observer receives every decision. It is called on the milter's goroutine
-// and must not block: buffer, and count what is dropped.
-type Observer interface {
-	Observe(d *Decision)
-}
-
-// StageObserver, when an Observer also implements it, is told the time
-// spent deciding at each stage (for latency histograms).
-type StageObserver interface {
-	ObserveStage(stage string, d time.Duration)
-}

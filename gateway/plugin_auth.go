@@ -13,10 +13,10 @@ import (
 // at end of message DKIM verification and the DMARC decision, and, last in
 // the chain, DKIM signing of what is accepted. The signer plans its
 // signature when the headers are complete, so dkim and dmarc (and
-// bulk_mail through auth.DKIMAligned) count it as an aligned pass.
+// bulk_mail through auth.DKIMAligned) count it as an aligned pass. They
+// share their results through the typed policy.Txn.Auth.
 func init() {
-	dkimAligned = auth.DKIMAligned
-	register(auth.SPFName, 400, func(d *Deps) (policy.Check, error) {
+	register(auth.SPFSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -34,14 +34,14 @@ func init() {
 		}
 		return auth.NewSPF(egress, r, d.Config.DNS.Timeout).WithHelo(d.Config.Provider.EgressHelo()), nil
 	})
-	register(auth.DKIMName, 410, func(d *Deps) (policy.Check, error) {
+	register(auth.DKIMSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
 		}
 		return auth.NewDKIM(r, d.Config.Auth.DKIM.MaxSignatures, d.Config.DNS.Timeout), nil
 	})
-	register(auth.DMARCName, 420, func(d *Deps) (policy.Check, error) {
+	register(auth.DMARCSpec, func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -54,7 +54,7 @@ func init() {
 		}
 		return auth.NewDMARC(r, d.Config.DNS.Timeout, require, d.Config.Auth.DMARC.RequireAlignment), nil
 	})
-	register(auth.SignName, 900, func(d *Deps) (policy.Check, error) {
+	register(auth.SignSpec, func(d *Deps) (policy.Check, error) {
 		keys, err := auth.LoadKeys(d.Config)
 		if err != nil {
 			return nil, err

@@ -10,21 +10,21 @@ import (
 // to make sense of it; then who the message claims to be from; then forged
 // trace, authentication and origin fields.
 func init() {
-	register(headers.SyntaxName, 100, func(d *Deps) (policy.Check, error) {
+	register(headers.SyntaxSpec, func(d *Deps) (policy.Check, error) {
 		s, err := headers.SettingsFromConfig(d.Config)
 		if err != nil {
 			return nil, err
 		}
 		return headers.NewSyntax(s), nil
 	})
-	register(headers.IdentityName, 110, func(d *Deps) (policy.Check, error) {
+	register(headers.IdentitySpec, func(d *Deps) (policy.Check, error) {
 		s, err := headers.SettingsFromConfig(d.Config)
 		if err != nil {
 			return nil, err
 		}
 		return headers.NewIdentity(s), nil
 	})
-	register(headers.ForgeryName, 120, func(d *Deps) (policy.Check, error) {
+	register(headers.ForgerySpec, func(d *Deps) (policy.Check, error) {
 		s, err := headers.SettingsFromConfig(d.Config)
 		if err != nil {
 			return nil, err

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 
+	"github.com/aupguard/aupguard/auth"
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -11,30 +12,33 @@ import (
 // recipients who opted out, counting toward escalation), the bulk-mail
 // rules at end of message, and the headers added to accepted mail (the
 // customer stamp and Feedback-ID, then one-click unsubscribe), which come
-// before DKIM signing (900) so that they are signed.
+// before DKIM signing (dkim_sign declares that it signs headers, and the
+// config refuses a chain that adds headers after it).
 func init() {
-	register(optout.SuppressionName, 200, func(d *Deps) (policy.Check, error) {
+	register(optout.SuppressionSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewSuppression(svc), nil
 	})
-	register(optout.BulkName, 500, func(d *Deps) (policy.Check, error) {
+	register(optout.BulkSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
-		return optout.NewBulk(svc, dkimAligned), nil
+		// DKIM alignment comes from the typed auth results on the
+		// transaction (dkim, dmarc and the gateway's own signature).
+		return optout.NewBulk(svc, auth.DKIMAligned), nil
 	})
-	register(optout.StampName, 810, func(d *Deps) (policy.Check, error) {
+	register(optout.StampSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewStamper(svc), nil
 	})
-	register(optout.UnsubscribeName, 820, func(d *Deps) (policy.Check, error) {
+	register(optout.UnsubscribeSpec, func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
@@ -42,10 +46,6 @@ func init() {
 		return optout.NewUnsubscriber(svc), nil
 	})
 }
-
-// dkimAligned is where bulk_mail learns DKIM alignment: auth.DKIMAligned
-// once package auth is in the tree; nil reports bulk_dkim_unknown.
-var dkimAligned func(t *policy.Txn) (aligned, known bool)
 
 func optoutService(d *Deps) (*optout.Service, error) {
 	svc, err := optout.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
@@ -56,6 +56,8 @@ func optoutService(d *Deps) (*optout.Service, error) {
 	// (Script.Run loads a missing script on NOSCRIPT).
 	ctx, cancel := d.Store.Context(context.Background())
 	defer cancel()
-	_ = d.Store.LoadScripts(ctx, optout.Scripts()...)
+	if err := d.Store.LoadScripts(ctx, optout.Scripts()...); err != nil && d.Logger != nil {
+		d.Logger.Warn("optout: preloading store scripts failed, they load on first use", "err", err)
+	}
 	return svc, nil
 }

@@ -19,23 +19,23 @@ func init() {
 		if err != nil {
 			return nil, err
 		}
-		return ratelimit.New(b, d.Config, d.Secret, d.Logger), nil
+		return ratelimit.New(b, d.Config, d.Secret, d.Clock, d.Logger), nil
 	}
-	register(ratelimit.SizeName, 300, func(d *Deps) (policy.Check, error) {
+	register(ratelimit.SizeSpec, func(d *Deps) (policy.Check, error) {
 		c, err := build(d)
 		if err != nil {
 			return nil, err
 		}
 		return c.Size(), nil
 	})
-	register(ratelimit.RcptCapName, 305, func(d *Deps) (policy.Check, error) {
+	register(ratelimit.RcptCapSpec, func(d *Deps) (policy.Check, error) {
 		c, err := build(d)
 		if err != nil {
 			return nil, err
 		}
 		return c.RcptCap(), nil
 	})
-	register(ratelimit.RateName, 310, func(d *Deps) (policy.Check, error) {
+	register(ratelimit.RateSpec, func(d *Deps) (policy.Check, error) {
 		c, err := build(d)
 		if err != nil {
 			return nil, err

@@ -9,10 +9,10 @@ import (
 
 // The reputation family (package reputation): bounce_rate judges the
 // customer's hard-bounce rate, read back from Postfix's delivery log, at
-// end of message. It runs after bulk_mail (500), whose bulk judgement its
-// defer_bulk outcome uses, and remembers accepted messages' queue ids.
+// end of message. It runs after bulk_mail, whose bulk judgement its
+// defer_bulk outcome uses (reputation.Spec declares it), and remembers accepted messages' queue ids.
 func init() {
-	register(reputation.CheckName, 510, func(d *Deps) (policy.Check, error) {
+	register(reputation.Spec, func(d *Deps) (policy.Check, error) {
 		svc, err := reputation.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
 		if err != nil {
 			return nil, err

@@ -7,9 +7,10 @@
 package gateway
 
 import (
+	_ "embed"
 	"fmt"
 	"log/slog"
-	"sort"
+	"strings"
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
@@ -30,13 +31,11 @@ type Deps struct {
 }
 
 // Factory builds a check from the config. It is called at start and on
-// every reload; a check that holds resources implements io.Closer and is
-// closed when the config it was built for is retired.
+// every reload.
 type Factory func(d *Deps) (policy.Check, error)
 
 type plugin struct {
-	name    string
-	order   int
+	spec    policy.Spec
 	factory Factory
 }
 
@@ -44,34 +43,56 @@ type plugin struct {
 // file per family of checks (CoreDNS-style), and never changes afterwards.
 var registry = map[string]plugin{}
 
-// register adds a check. order places it in the default chain.
-func register(name string, order int, f Factory) {
-	if _, dup := registry[name]; dup {
-		panic(fmt.Sprintf("gateway: check %q registered twice", name))
+// register adds a check, as its package declares it.
+func register(spec policy.Spec, f Factory) {
+	if _, dup := registry[spec.Name]; dup {
+		panic(fmt.Sprintf("gateway: check %q registered twice", spec.Name))
 	}
-	registry[name] = plugin{name: name, order: order, factory: f}
+	registry[spec.Name] = plugin{spec: spec, factory: f}
+}
+
+// chainList is the default chain, in data: one check name per line.
+//
+//go:embed chain.list
+var chainList string
+
+// parseChainList reads the chain list: one name per line, '#' comments.
+func parseChainList(s string) []string {
+	var out []string
+	for _, line := range strings.Split(s, "\n") {
+		if i := strings.IndexByte(line, '#'); i >= 0 {
+			line = line[:i]
+		}
+		if line = strings.TrimSpace(line); line != "" {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// DefaultChain returns every known check, in default chain order (the
+// chain.list file).
+func DefaultChain() []string {
+	return parseChainList(chainList)
 }
 
 // CheckNames returns every known check, in default chain order.
-func CheckNames() []string {
-	ps := make([]plugin, 0, len(registry))
-	for _, p := range registry {
-		ps = append(ps, p)
-	}
-	sort.Slice(ps, func(i, j int) bool {
-		if ps[i].order != ps[j].order {
-			return ps[i].order < ps[j].order
+func CheckNames() []string { return DefaultChain() }
+
+// Specs returns what every known check declares, in default chain order.
+func Specs() []policy.Spec {
+	names := DefaultChain()
+	out := make([]policy.Spec, 0, len(names))
+	for _, n := range names {
+		if p, ok := registry[n]; ok {
+			out = append(out, p.spec)
 		}
-		return ps[i].name < ps[j].name
-	})
-	names := make([]string, len(ps))
-	for i, p := range ps {
-		names[i] = p.name
 	}
-	return names
+	return out
 }
 
-// ConfigOptions are the options config.Load needs to validate check names.
+// ConfigOptions are the options config.Load needs to validate check and
+// finding names and the chain.
 func ConfigOptions() config.Options {
-	return config.Options{Checks: CheckNames(), DefaultChain: CheckNames()}
+	return config.Options{Checks: CheckNames(), Specs: Specs(), DefaultChain: DefaultChain()}
 }

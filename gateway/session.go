@@ -172,7 +172,6 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 // startTxn starts the transaction of an identified customer and runs the
 // MAIL stage of the chain.
 func (s *Session) startTxn(ctx context.Context, st *State, cust *policy.Customer, by string, sender mailaddr.Address, esmtpArgs, ref string, start time.Time) Outcome {
-	st.acquire()
 	s.st, s.by, s.finished, s.hold, s.bodyReady, s.bodyW = st, by, false, "", false, nil
 	s.txn = policy.NewTxn(&s.conn, cust, ref, start)
 	s.txn.DryRun = s.dryRun
@@ -363,7 +362,6 @@ func (s *Session) endTxn(ctx context.Context, accepted bool) {
 		s.st.Chain.Finish(fctx, s.txn, accepted && !s.dryRun)
 		cancel()
 	}
-	s.st.release()
 	s.txn, s.st, s.bodyW = nil, nil, nil
 }
 

@@ -18,7 +18,6 @@ import (
 // stubCheck flags a From header containing "forged" and records Finish.
 type stubCheck struct {
 	mu       sync.Mutex
-	closed   bool
 	finishes []bool
 }
 
@@ -36,7 +35,6 @@ func (c *stubCheck) Finish(_ context.Context, _ *policy.Txn, accepted bool) {
 	c.finishes = append(c.finishes, accepted)
 	c.mu.Unlock()
 }
-func (c *stubCheck) Close() error { c.mu.Lock(); c.closed = true; c.mu.Unlock(); return nil }
 
 const sessionConfig = `
 customers:
@@ -60,7 +58,6 @@ func newTestEngine(t *testing.T, chk *stubCheck) (*Engine, *bytes.Buffer, *State
 	if err != nil {
 		t.Fatal(err)
 	}
-	st.closers = append(st.closers, chk)
 	var buf bytes.Buffer
 	return NewEngine(st, nil, NewLogger(config.LogConfig{Format: "json", Level: "info"}, &buf)), &buf, st
 }
@@ -169,26 +166,32 @@ func TestFinishSeesOutcome(t *testing.T) {
 	}
 }
 
-func TestReloadPinsStateUntilTransactionEnds(t *testing.T) {
+// TestReloadKeepsStateUntilTransactionEnds: a transaction under way at a
+// reload finishes on the State (chain) it started with; the next one uses
+// the new State.
+func TestReloadKeepsStateUntilTransactionEnds(t *testing.T) {
 	old := &stubCheck{}
 	e, _, _ := newTestEngine(t, old)
 	s := e.NewSession()
 	s.Connect("c", netip.MustParseAddr("192.0.2.1"))
 	s.Mail(context.Background(), "x@acme.example", "", "")
 	s.Rcpt(context.Background(), "a@example.org", "")
-	e2, _, st2 := newTestEngine(t, &stubCheck{})
-	_ = e2
+	fresh := &stubCheck{}
+	_, _, st2 := newTestEngine(t, fresh)
 	e.Swap(st2)
-	if old.closed {
-		t.Fatal("old state closed while a transaction still used it")
-	}
 	s.Header("From", " <forged@bank.example>")
 	out := s.EndOfMessage(context.Background(), "Q")
 	if out.Action != policy.Reject {
 		t.Fatalf("transaction did not finish on its own state: %+v", out)
 	}
-	if !old.closed {
-		t.Fatal("old state not closed after its last transaction")
+	if len(old.finishes) != 1 || len(fresh.finishes) != 0 {
+		t.Fatalf("finishes: old %v, new %v; want the old chain only", old.finishes, fresh.finishes)
+	}
+	if o := sendOne(e, "192.0.2.1", "<a@acme.example>", []string{"b@example.org"}); o.Action != policy.Accept {
+		t.Fatalf("next message: %+v", o)
+	}
+	if len(fresh.finishes) != 1 || len(old.finishes) != 1 {
+		t.Fatalf("finishes after the reload: old %v, new %v; want the new chain only", old.finishes, fresh.finishes)
 	}
 }
 

@@ -3,8 +3,6 @@ package gateway
 import (
 	"errors"
 	"fmt"
-	"io"
-	"sync"
 
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/customer"
@@ -25,11 +23,6 @@ type State struct {
 
 	unidentifiedAction policy.Action
 	unidentifiedReply  policy.Reply
-
-	mu      sync.Mutex
-	users   int
-	retired bool
-	closers []io.Closer
 }
 
 // NewState builds a State around a chain made by the caller (tests,
@@ -54,7 +47,10 @@ func newState(d *Deps) (*State, error) {
 		return nil, err
 	}
 	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
-	st.unidentifiedAction, _ = policy.ParseAction(cfg.Unidentified.Action)
+	// config.Parse validated these; a config built by hand may not be.
+	if st.unidentifiedAction, err = policy.ParseAction(cfg.Unidentified.Action); err != nil {
+		return nil, fmt.Errorf("unidentified.action: %w", err)
+	}
 	st.unidentifiedReply = policy.ReplyRelayDenied
 	if st.unidentifiedAction == policy.Defer {
 		st.unidentifiedReply = policy.ReplyPolicyDefer
@@ -77,9 +73,12 @@ func Build(d *Deps) (*State, error) {
 	if err != nil {
 		return nil, err
 	}
-	storeOnError, _ := policy.ParseAction(cfg.Store.OnError)
-	var steps []policy.Step
 	var errs []error
+	storeOnError, err := policy.ParseAction(cfg.Store.OnError)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("store.on_error: %w", err))
+	}
+	var steps []policy.Step
 	for _, name := range cfg.Chain {
 		p, ok := registry[name]
 		if !ok {
@@ -91,67 +90,50 @@ func Build(d *Deps) (*State, error) {
 			errs = append(errs, fmt.Errorf("check %s: %w", name, err))
 			continue
 		}
-		if c, ok := ch.(io.Closer); ok {
-			st.closers = append(st.closers, c)
-		}
-		step := policy.Step{Check: ch, Enabled: cfg.CheckEnabled(name), OnError: storeOnError}
-		if cc, ok := cfg.Checks[name]; ok {
-			if cc.Action != "" {
-				a, _ := policy.ParseAction(cc.Action)
-				step.Action = &a
-			}
-			if cc.OnError != "" {
-				step.OnError, _ = policy.ParseAction(cc.OnError)
-			}
-			for f, s := range cc.Findings {
-				if step.Findings == nil {
-					step.Findings = map[string]policy.Action{}
-				}
-				step.Findings[f], _ = policy.ParseAction(s)
-			}
+		step, err := stepFor(ch, cfg, name, storeOnError)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		steps = append(steps, step)
 	}
 	if len(errs) > 0 {
-		st.closeAll()
 		return nil, errors.Join(errs...)
 	}
 	st.Chain = policy.NewChain(steps)
 	return st, nil
 }
 
-// acquire pins the State for one transaction.
-func (s *State) acquire() {
-	s.mu.Lock()
-	s.users++
-	s.mu.Unlock()
-}
-
-// release unpins; the last user of a retired State closes its checks.
-func (s *State) release() {
-	s.mu.Lock()
-	s.users--
-	done := s.retired && s.users == 0
-	s.mu.Unlock()
-	if done {
-		s.closeAll()
+// stepFor puts a check in the chain with its provider-wide settings.
+func stepFor(ch policy.Check, cfg *config.Config, name string, storeOnError policy.Action) (policy.Step, error) {
+	step := policy.Step{Check: ch, Enabled: cfg.CheckEnabled(name), OnError: storeOnError}
+	cc, ok := cfg.Checks[name]
+	if !ok {
+		return step, nil
 	}
-}
-
-// retire marks the State replaced; it is closed once no transaction uses it.
-func (s *State) retire() {
-	s.mu.Lock()
-	s.retired = true
-	done := s.users == 0
-	s.mu.Unlock()
-	if done {
-		s.closeAll()
+	if cc.Action != "" {
+		a, err := policy.ParseAction(cc.Action)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.action: %w", name, err)
+		}
+		step.Action = &a
 	}
-}
-
-func (s *State) closeAll() {
-	for _, c := range s.closers {
-		_ = c.Close()
+	if cc.OnError != "" {
+		a, err := policy.ParseAction(cc.OnError)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.on_error: %w", name, err)
+		}
+		step.OnError = a
 	}
-	s.closers = nil
+	for f, s := range cc.Findings {
+		a, err := policy.ParseAction(s)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.findings.%s: %w", name, f, err)
+		}
+		if step.Findings == nil {
+			step.Findings = map[string]policy.Action{}
+		}
+		step.Findings[f] = a
+	}
+	return step, nil
 }

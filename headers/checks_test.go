@@ -278,7 +278,7 @@ func TestChainConfiguration(t *testing.T) {
 		t.Errorf("provider override to accept: %+v", v)
 	}
 	over := *cust
-	over.Overrides = map[string]policy.CheckOverride{IdentityName: {Action: &accept}}
+	over.Overrides = map[string]policy.CustomerOverride{IdentityName: {Action: &accept}}
 	if v := mk(nil, &over); v.Action != policy.Accept {
 		t.Errorf("customer override: %+v", v)
 	}

@@ -1,8 +1,6 @@
 package headers
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"net/netip"
 	"os"
@@ -14,6 +12,7 @@ import (
 
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/customer"
+	"github.com/aupguard/aupguard/internal/golden"
 	"github.com/aupguard/aupguard/mailaddr"
 	"github.com/aupguard/aupguard/policy"
 )
@@ -23,7 +22,8 @@ import (
 // testdata/NAME.want names the envelope in "# key: value" lines (customer,
 // mail_from, client) and lists the expected "check/finding"
 // names, one per line (none: the message must pass). Every case runs
-// under testdata/config.yaml.
+// under testdata/config.yaml. go test -run TestGolden -update rewrites
+// the .want files with what the checks found (package internal/golden).
 
 // GoldenCase is one golden file with its envelope and expectations.
 type goldenCase struct {
@@ -33,6 +33,7 @@ type goldenCase struct {
 	Client   string
 	Want     []string
 	Message  []byte
+	File     *golden.File
 }
 
 func loadGolden(t *testing.T) []goldenCase {
@@ -48,35 +49,10 @@ func loadGolden(t *testing.T) []goldenCase {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want, err := os.ReadFile(strings.TrimSuffix(f, ".eml") + ".want")
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		c := goldenCase{Name: name, Message: msg, Want: []string{}}
-		sc := bufio.NewScanner(bytes.NewReader(want))
-		for sc.Scan() {
-			line := strings.TrimSpace(sc.Text())
-			if line == "" {
-				continue
-			}
-			if strings.HasPrefix(line, "#") {
-				k, v, ok := strings.Cut(strings.TrimSpace(line[1:]), ":")
-				if !ok {
-					continue
-				}
-				v = strings.TrimSpace(v)
-				switch strings.TrimSpace(k) {
-				case "customer":
-					c.Customer = v
-				case "mail_from":
-					c.MailFrom = v
-				case "client":
-					c.Client = v
-				}
-				continue
-			}
-			c.Want = append(c.Want, line)
-		}
+		w := golden.Read(t, strings.TrimSuffix(f, ".eml")+".want")
+		sort.Strings(w.Lines)
+		c := goldenCase{Name: name, Message: msg, Want: w.Lines, File: w,
+			Customer: w.Env["customer"], MailFrom: w.Env["mail_from"], Client: w.Env["client"]}
 		if c.Customer == "" {
 			t.Fatalf("%s.want names no customer", name)
 		}
@@ -160,13 +136,13 @@ func TestGolden(t *testing.T) {
 	for _, c := range loadGolden(t) {
 		t.Run(c.Name, func(t *testing.T) {
 			got, _ := runMessage(t, chain, dir, c)
-			want := append([]string(nil), c.Want...)
-			sort.Strings(want)
-			if want == nil {
-				want = []string{}
-			}
-			if strings.Join(got, "\n") != strings.Join(want, "\n") {
-				t.Errorf("findings\n got: %v\nwant: %v", got, want)
+			c.File.Check(t, got)
+			specs := policy.SpecIndex([]policy.Spec{SyntaxSpec, IdentitySpec, ForgerySpec})
+			for _, g := range got {
+				check, finding, _ := strings.Cut(g, "/")
+				if _, ok := specs[check].Finding(finding); !ok {
+					t.Errorf("check %s reported %s, which its spec does not declare", check, finding)
+				}
 			}
 		})
 	}

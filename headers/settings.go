@@ -133,9 +133,7 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 	for _, id := range h.AuthservIDs {
 		s.Provider.AuthservIDs = append(s.Provider.AuthservIDs, strings.ToLower(id))
 	}
-	for _, name := range h.OriginHeaders {
-		s.OriginHeaders = append(s.OriginHeaders, name)
-	}
+	s.OriginHeaders = append(s.OriginHeaders, h.OriginHeaders...)
 	for _, n := range h.OriginAllowedNetworks {
 		p, err := config.ParsePrefix(n)
 		if err != nil {

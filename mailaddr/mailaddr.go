@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/net/idna"
 )
@@ -20,6 +21,11 @@ func NormalizeDomain(domain string) (string, error) {
 	if d == "" {
 		return "", nil
 	}
+	if !utf8.ValidString(d) {
+		// The IDNA mapping would turn bad bytes into U+FFFD and encode
+		// that: a domain no resolver knows (RFC 6531 §3.3: UTF-8 only).
+		return "", fmt.Errorf("domain %q: not valid UTF-8", domain)
+	}
 	if isASCII(d) {
 		d = strings.ToLower(d)
 		if !strings.Contains(d, "xn--") {
@@ -30,7 +36,13 @@ func NormalizeDomain(domain string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("domain %q: %v", domain, err)
 	}
-	return strings.ToLower(a), nil
+	// The A-label form must itself be a host name: "xn--" alone decodes
+	// to an empty label.
+	a = strings.ToLower(a)
+	if err := validLDH(a); err != nil {
+		return "", fmt.Errorf("domain %q: %v", domain, err)
+	}
+	return a, nil
 }
 
 // UnicodeDomain returns the U-label form of a normalised domain, for display.
@@ -96,6 +108,10 @@ func Parse(s string) (Address, error) {
 	d, err := NormalizeDomain(s[at+1:])
 	if err != nil {
 		return Address{Local: local}, err
+	}
+	if d == "" {
+		// "local@." names the root: no domain (RFC 5321 §4.1.2).
+		return Address{Local: local}, ErrNoDomain
 	}
 	return Address{Local: local, Domain: d}, nil
 }

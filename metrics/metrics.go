@@ -18,7 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/decision"
 	"github.com/aupguard/aupguard/resolver"
 )
 
@@ -45,7 +45,7 @@ type Options struct {
 }
 
 // Metrics holds the gateway's metrics in their own registry. It implements
-// gateway.Observer and gateway.StageObserver, and the milter's session
+// decision.Observer and decision.StageObserver, and the milter's session
 // observer (SessionOpened, SessionClosed).
 type Metrics struct {
 	reg       *prometheus.Registry
@@ -102,7 +102,7 @@ func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
 
 // Observe counts a decision. It takes no lock the milter could wait on for
 // long: a short mutex for the customer label, then atomic counters.
-func (m *Metrics) Observe(d *gateway.Decision) {
+func (m *Metrics) Observe(d *decision.Decision) {
 	if d == nil {
 		return
 	}
@@ -115,7 +115,7 @@ func (m *Metrics) Observe(d *gateway.Decision) {
 	for _, r := range d.Results {
 		m.findings.WithLabelValues(r.Check, r.Finding.Name, r.Action.String()).Inc()
 	}
-	if d.Stage == gateway.StageEOM {
+	if d.Stage == decision.StageEOM {
 		m.rcpts.WithLabelValues(cust).Add(float64(d.Rcpts))
 		m.bytes.WithLabelValues(cust).Add(float64(d.Size))
 	}

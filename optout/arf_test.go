@@ -20,7 +20,7 @@ func TestARFGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc := &Service{S: s, Cfg: cfg, Clock: clock.NewFake(t0)}
+	svc := &Service{Settings: s, Config: cfg, Clock: clock.NewFake(t0)}
 	tests := []struct {
 		file       string
 		customer   string

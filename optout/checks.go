@@ -62,23 +62,23 @@ func (c *Suppression) Name() string { return SuppressionName }
 
 // Rcpt implements policy.RcptChecker.
 func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
-	canon, err := c.svc.S.canonicalAddr(r.Addr)
+	canon, err := c.svc.Settings.canonicalAddr(r.Addr)
 	if err != nil {
 		return nil, nil // not an address that can be on a list
 	}
-	h := c.svc.S.Hash(canon)
+	h := c.svc.Settings.Hash(canon)
 	ctx, cancel := c.svc.ctx(ctx)
 	defer cancel()
-	list, err := c.svc.B.Lookup(ctx, t.Customer.ID, h)
+	list, err := c.svc.Backend.Lookup(ctx, t.Customer.ID, h)
 	if err != nil {
 		return nil, err
 	}
-	if list == "" && c.svc.S.FoldSubaddress {
+	if list == "" && c.svc.Settings.FoldSubaddress {
 		// An entry recorded while sub-addresses were not folded is stored
 		// under the full "user+tag" form: it still suppresses.
-		if full := r.Addr.Canonical(c.svc.S.CaseSensitive, false); full != canon {
-			h2 := c.svc.S.Hash(full)
-			if list, err = c.svc.B.Lookup(ctx, t.Customer.ID, h2); err != nil {
+		if full := r.Addr.Canonical(c.svc.Settings.CaseSensitive, false); full != canon {
+			h2 := c.svc.Settings.Hash(full)
+			if list, err = c.svc.Backend.Lookup(ctx, t.Customer.ID, h2); err != nil {
 				return nil, err
 			}
 		}
@@ -97,8 +97,8 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 		// A dry run refuses as the gateway would but counts nothing.
 		return out, nil
 	}
-	s := c.svc.S
-	hits, raised, err := c.svc.B.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
+	s := c.svc.Settings
+	hits, raised, err := c.svc.Backend.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
 	if err != nil {
 		// The refusal stands; only the count failed.
 		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", err)
@@ -152,7 +152,7 @@ type unsubKey struct{}
 
 // NewBulk builds the bulk_mail check from the service's config.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
-	cfg := svc.Cfg
+	cfg := svc.Config
 	b := &Bulk{svc: svc, Aligned: aligned, Customer: map[string]CustomerBulk{}}
 	b.Default = CustomerBulk{AddUnsubscribe: cfg.Bulk.Unsubscribe == "add", FingerprintRecipients: cfg.Bulk.FingerprintRecipients}
 	for i := range cfg.Customers {
@@ -211,10 +211,10 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 	if by == "" && fp == "" {
 		return nil, nil
 	}
-	s := b.svc.S
+	s := b.svc.Settings
 	ctx, cancel := b.svc.ctx(ctx)
 	defer cancel()
-	st, err := b.svc.B.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Cfg.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
+	st, err := b.svc.Backend.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Config.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
 	if err != nil && by == "" {
 		return nil, err
 	}
@@ -290,11 +290,11 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 	if https && post {
 		return policy.Finding{}, true
 	}
-	if len(lu) == 0 && len(lp) == 0 && cb.AddUnsubscribe && b.svc.S.UnsubscribeBase != "" {
+	if len(lu) == 0 && len(lp) == 0 && cb.AddUnsubscribe && b.svc.Settings.UnsubscribeBase != "" {
 		// The link names one recipient: a message can carry it only when
 		// it has exactly one.
 		if len(t.Rcpts) == 1 {
-			if canon, err := b.svc.S.canonicalAddr(t.Rcpts[0].Addr); err == nil {
+			if canon, err := b.svc.Settings.canonicalAddr(t.Rcpts[0].Addr); err == nil {
 				t.SetValue(unsubKey{}, canon)
 				return policy.Finding{}, true
 			}
@@ -323,7 +323,7 @@ func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	}
 	ctx, cancel := b.svc.ctx(ctx)
 	defer cancel()
-	if _, err := b.svc.B.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.S.Rate, b.svc.Clock.Now()); err != nil {
+	if _, err := b.svc.Backend.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.Settings.Rate, b.svc.Clock.Now()); err != nil {
 		b.svc.Log.Error("counting delivered recipients failed", "customer", t.Customer.ID, "err", err)
 	}
 }
@@ -345,7 +345,7 @@ const FindingFeedbackIDReplaced = "client_feedback_id_removed"
 
 // NewStamper builds the feedback_stamp check.
 func NewStamper(svc *Service) *Stamper {
-	fb := svc.Cfg.OptOut.Feedback.FeedbackID
+	fb := svc.Config.OptOut.Feedback.FeedbackID
 	return &Stamper{svc: svc, feedbackID: fb == nil || *fb}
 }
 
@@ -379,9 +379,9 @@ func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error
 		// Refused: nothing else is added to a message that is not sent.
 		return []policy.Finding{f}, nil
 	}
-	t.AddHeader(StampHeader, Stamp(c.svc.S.Secret, t.Customer.ID, c.svc.Clock.Now()))
+	t.AddHeader(StampHeader, Stamp(c.svc.Settings.Secret, t.Customer.ID, c.svc.Clock.Now()))
 	if c.feedbackID {
-		t.AddHeader(FeedbackIDHeader, FeedbackID(c.svc.S.Secret, campaign, t.Customer.ID, c.svc.S.SenderID))
+		t.AddHeader(FeedbackIDHeader, FeedbackID(c.svc.Settings.Secret, campaign, t.Customer.ID, c.svc.Settings.SenderID))
 	}
 	if len(removed) == 0 {
 		return nil, nil
@@ -408,7 +408,7 @@ var ReplyForeignUnsubscribe = policy.MustReply(550, "5.7.1", "Message carries an
 // else, and a complaint would be attributed to them. Only the gateway
 // writes links under its base (RFC 2369 §3.2 lists of <URI>).
 func (c *Stamper) foreignLink(t *policy.Txn) (policy.Finding, bool) {
-	base := c.svc.S.UnsubscribeBase
+	base := c.svc.Settings.UnsubscribeBase
 	if base == "" {
 		return policy.Finding{}, false
 	}
@@ -418,7 +418,7 @@ func (c *Stamper) foreignLink(t *policy.Txn) (policy.Finding, bool) {
 			if len(u) < len(base) || !strings.EqualFold(u[:len(base)], base) {
 				continue
 			}
-			tok, err := ParseToken(c.svc.S.Secret, u[len(base):], 0, c.svc.Clock.Now())
+			tok, err := ParseToken(c.svc.Settings.Secret, u[len(base):], 0, c.svc.Clock.Now())
 			if err == nil && tok.Customer == t.Customer.ID {
 				continue
 			}
@@ -436,7 +436,7 @@ func (c *Stamper) foreignLink(t *policy.Txn) (policy.Finding, bool) {
 // provider's sender id.
 func (c *Stamper) claimsSenderID(v string) bool {
 	f := strings.Split(strings.ReplaceAll(unfold(v), " ", ""), ":")
-	return strings.EqualFold(f[len(f)-1], c.svc.S.SenderID)
+	return strings.EqualFold(f[len(f)-1], c.svc.Settings.SenderID)
 }
 
 // campaign returns the first field of a customer's own well-formed
@@ -479,8 +479,8 @@ func (c *Unsubscriber) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, 
 	if !ok {
 		return nil, nil
 	}
-	tok := NewToken(c.svc.S.Secret, t.Customer.ID, canon, c.svc.Clock.Now())
-	t.AddHeader("List-Unsubscribe", "<"+c.svc.S.UnsubscribeBase+tok+">")
+	tok := NewToken(c.svc.Settings.Secret, t.Customer.ID, canon, c.svc.Clock.Now())
+	t.AddHeader("List-Unsubscribe", "<"+c.svc.Settings.UnsubscribeBase+tok+">")
 	t.AddHeader("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	return nil, nil
 }

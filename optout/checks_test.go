@@ -72,7 +72,7 @@ func TestSuppressionCheck(t *testing.T) {
 					}
 				})
 			}
-			if f, _ := svc.B.GetFlag(bg, "acme"); f == nil {
+			if f, _ := svc.Backend.GetFlag(bg, "acme"); f == nil {
 				t.Fatal("acme not flagged after 3 sends to an opted-out recipient")
 			}
 		})
@@ -130,15 +130,15 @@ func TestBulkCheck(t *testing.T) {
 		{"fingerprint makes bulk", "beta", 51, nil, dkim{true, true}, nil, policy.Reject, FindingMissingOneClick, "RFC 8058", false},
 		{"below fingerprint threshold", "beta", 50, nil, dkim{true, true}, nil, policy.Accept, "", "", false},
 		{"complaint rate high", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
-			svc.B.Count(bg, "beta", KindDelivered, 1000, svc.S.Rate, t0)
-			svc.B.Count(bg, "beta", KindComplaint, 4, svc.S.Rate, t0)
+			svc.Backend.Count(bg, "beta", KindDelivered, 1000, svc.Settings.Rate, t0)
+			svc.Backend.Count(bg, "beta", KindComplaint, 4, svc.Settings.Rate, t0)
 		}, policy.Defer, FindingRateHigh, "451 4.7.1 Bulk mail from this sender is suspended", false},
 		{"complaint rate warn", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
-			svc.B.Count(bg, "beta", KindDelivered, 1000, svc.S.Rate, t0)
-			svc.B.Count(bg, "beta", KindComplaint, 2, svc.S.Rate, t0)
+			svc.Backend.Count(bg, "beta", KindDelivered, 1000, svc.Settings.Rate, t0)
+			svc.Backend.Count(bg, "beta", KindComplaint, 2, svc.Settings.Rate, t0)
 		}, policy.Accept, "", "", false},
 		{"flagged customer reported", "beta", 1, append([]string{"Precedence", "bulk"}, oneClick...), dkim{true, true}, func(svc *Service) {
-			svc.B.SetFlag(bg, "beta", Flag{Reason: "opted_out_sends", Since: t0})
+			svc.Backend.SetFlag(bg, "beta", Flag{Reason: "opted_out_sends", Since: t0})
 		}, policy.Accept, "", "", false},
 	}
 	for name, mk := range svcKinds(t, cfg, clk) {
@@ -275,7 +275,7 @@ func TestStamperRemovesClientFields(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := NewStamper(&Service{S: s, Cfg: cfg, Clock: clock.NewFake(time.Unix(1_800_000_000, 0))})
+	c := NewStamper(&Service{Settings: s, Config: cfg, Clock: clock.NewFake(time.Unix(1_800_000_000, 0))})
 	for _, tt := range []struct {
 		name, fb, want string
 		removed        int
@@ -324,7 +324,7 @@ func TestStamperRefusesForeignUnsubscribeLink(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Unix(1_800_000_000, 0)
-	c := NewStamper(&Service{S: s, Cfg: cfg, Clock: clock.NewFake(now)})
+	c := NewStamper(&Service{Settings: s, Config: cfg, Clock: clock.NewFake(now)})
 	for _, tt := range []struct {
 		name, link string
 		refused    bool

@@ -47,16 +47,16 @@ func (s *Service) Complaint(ctx context.Context, r io.Reader) (ComplaintResult, 
 	now := s.Clock.Now()
 	es := make([]Entry, 0, len(rcpts))
 	for _, c := range rcpts {
-		e := s.S.NewEntry(res.Customer, c, SourceComplaint, "ARF "+rep.FeedbackType+" from "+clipUA(rep.UserAgent), now)
+		e := s.Settings.NewEntry(res.Customer, c, SourceComplaint, "ARF "+rep.FeedbackType+" from "+clipUA(rep.UserAgent), now)
 		es = append(es, e)
 		res.RcptHashes = append(res.RcptHashes, e.Hash)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	if res.Added, err = s.B.Add(ctx, es); err != nil {
+	if res.Added, err = s.Backend.Add(ctx, es); err != nil {
 		return res, err
 	}
-	if _, err := s.B.Count(ctx, res.Customer, KindComplaint, 1, s.S.Rate, now); err != nil {
+	if _, err := s.Backend.Count(ctx, res.Customer, KindComplaint, 1, s.Settings.Rate, now); err != nil {
 		return res, err
 	}
 	res.Counted = true
@@ -89,7 +89,7 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 	var tok *Token
 	if rep.Original != nil {
 		for _, v := range rep.Original.Values(StampHeader) {
-			if c, err := ParseStamp(s.S.Secret, v); err == nil {
+			if c, err := ParseStamp(s.Settings.Secret, v); err == nil {
 				res.Customer, res.CustomerBy = c, "stamp"
 				break
 			}
@@ -120,19 +120,19 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 	}
 	var rcpts []string
 	for _, a := range rep.OriginalRcptTo {
-		if c, err := s.S.Canonical(a); err == nil {
+		if c, err := s.Settings.Canonical(a); err == nil {
 			rcpts = append(rcpts, c)
 			res.RcptBy = "original_rcpt_to"
 		}
 	}
 	if len(rcpts) == 0 && tok != nil && tok.Customer == res.Customer {
-		if c, err := s.S.Canonical(tok.Recipient); err == nil {
+		if c, err := s.Settings.Canonical(tok.Recipient); err == nil {
 			rcpts, res.RcptBy = []string{c}, "token"
 		}
 	}
 	if len(rcpts) == 0 && rep.Original != nil {
 		if list, err := mail.ParseAddressList(rep.Original.Get("To")); err == nil && len(list) == 1 {
-			if c, err := s.S.Canonical(list[0].Address); err == nil {
+			if c, err := s.Settings.Canonical(list[0].Address); err == nil {
 				rcpts, res.RcptBy = []string{c}, "to_header"
 			}
 		}
@@ -146,7 +146,7 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, []string, error) {
 // tokenInHeader finds a valid token of the gateway's own endpoint in a
 // List-Unsubscribe value (RFC 2369 §3.2: a list of <URI>).
 func (s *Service) tokenInHeader(v string) *Token {
-	base := s.S.UnsubscribeBase
+	base := s.Settings.UnsubscribeBase
 	for _, part := range strings.Split(unfold(v), ",") {
 		u := strings.Trim(strings.TrimSpace(part), "<>")
 		i := strings.Index(u, "/u/")
@@ -154,7 +154,7 @@ func (s *Service) tokenInHeader(v string) *Token {
 			continue
 		}
 		// Expired links still identify the message: no TTL here.
-		if t, err := ParseToken(s.S.Secret, u[i+3:], 0, s.Clock.Now()); err == nil {
+		if t, err := ParseToken(s.Settings.Secret, u[i+3:], 0, s.Clock.Now()); err == nil {
 			return &t
 		}
 	}
@@ -166,8 +166,8 @@ func (s *Service) tokenInHeader(v string) *Token {
 // customer before it (ParseFeedbackID). A Feedback-ID a client wrote names
 // no one, whatever customer it claims.
 func (s *Service) feedbackCustomer(v string) string {
-	c, ok := ParseFeedbackID(s.S.Secret, v, s.S.SenderID)
-	if !ok || (s.Cfg != nil && !s.isCustomer(c)) {
+	c, ok := ParseFeedbackID(s.Settings.Secret, v, s.Settings.SenderID)
+	if !ok || (s.Config != nil && !s.isCustomer(c)) {
 		return ""
 	}
 	return c
@@ -175,10 +175,10 @@ func (s *Service) feedbackCustomer(v string) string {
 
 // isCustomer reports whether id is a configured customer.
 func (s *Service) isCustomer(id string) bool {
-	if s.Cfg == nil {
+	if s.Config == nil {
 		return false
 	}
-	for _, cu := range s.Cfg.Customers {
+	for _, cu := range s.Config.Customers {
 		if cu.ID == id {
 			return true
 		}

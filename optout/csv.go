@@ -48,7 +48,7 @@ var csvColumns = []string{"list", "address", "hash", "source", "time", "note"}
 func (s *Service) Import(ctx context.Context, list string, r io.Reader, source string) (ImportResult, error) {
 	var res ImportResult
 	if list != "" {
-		if err := knownList(s.Cfg, list); err != nil {
+		if err := knownList(s.Config, list); err != nil {
 			return res, badRequest(err)
 		}
 	}
@@ -65,7 +65,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 		defer cancel()
-		n, err := s.B.Add(bctx, batch)
+		n, err := s.Backend.Add(bctx, batch)
 		if err != nil {
 			return err
 		}
@@ -124,7 +124,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		l := list
 		if l == "" {
 			l = get("list")
-			if err := knownList(s.Cfg, l); err != nil {
+			if err := knownList(s.Config, l); err != nil {
 				bad(line, "%v", err)
 				continue
 			}
@@ -139,12 +139,12 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		var e Entry
 		if addr := get("address"); addr != "" {
-			c, err := s.S.Canonical(addr)
+			c, err := s.Settings.Canonical(addr)
 			if err != nil {
 				bad(line, "%v", err)
 				continue
 			}
-			e = s.S.NewEntry(l, c, src, get("note"), now)
+			e = s.Settings.NewEntry(l, c, src, get("note"), now)
 		} else if h := strings.ToLower(get("hash")); isHash(h) {
 			e = Entry{List: l, Hash: h, Source: src, Time: now.UTC().Truncate(time.Second), Note: get("note")}
 		} else {
@@ -196,7 +196,7 @@ func headerColumns(rec []string) map[string]int {
 // Export writes a list as CSV with a header row; the address column is
 // empty unless plain addresses are kept.
 func (s *Service) Export(ctx context.Context, list string, w io.Writer) (int, error) {
-	if err := knownList(s.Cfg, list); err != nil {
+	if err := knownList(s.Config, list); err != nil {
 		return 0, badRequest(err)
 	}
 	cw := csv.NewWriter(w)
@@ -204,7 +204,7 @@ func (s *Service) Export(ctx context.Context, list string, w io.Writer) (int, er
 		return 0, err
 	}
 	n := 0
-	err := s.B.Scan(ctx, list, func(e Entry) error {
+	err := s.Backend.Scan(ctx, list, func(e Entry) error {
 		n++
 		return cw.Write([]string{e.List, e.Address, e.Hash, e.Source, e.Time.UTC().Format(time.RFC3339), e.Note})
 	})

@@ -60,7 +60,7 @@ func svcKinds(t *testing.T, cfg *config.Config, clk clock.Clock) map[string]func
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m, ok := s.B.(*memory); ok {
+		if m, ok := s.Backend.(*memory); ok {
 			t.Cleanup(func() { m.Close() })
 		}
 		return s
@@ -145,7 +145,7 @@ func benchService(b *testing.B, kind string, cfg *config.Config) *Service {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() {
-		if m, ok := s.B.(*memory); ok {
+		if m, ok := s.Backend.(*memory); ok {
 			m.Close()
 		}
 		h.Close()

@@ -120,7 +120,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]any{"suppressed": true, "entry": e})
 		return
 	}
-	if err := knownList(a.svc.Cfg, list); err != nil {
+	if err := knownList(a.svc.Config, list); err != nil {
 		a.fail(w, badRequest(err))
 		return
 	}
@@ -141,7 +141,7 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 	}
 	var es []Entry
 	errStop := errors.New("limit")
-	err := a.svc.B.Scan(r.Context(), list, func(e Entry) error {
+	err := a.svc.Backend.Scan(r.Context(), list, func(e Entry) error {
 		if len(es) == limit {
 			return errStop
 		}
@@ -152,7 +152,11 @@ func (a *api) get(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, err)
 		return
 	}
-	total, _ := a.svc.B.Len(r.Context(), list)
+	total, lerr := a.svc.Backend.Len(r.Context(), list)
+	if lerr != nil {
+		a.fail(w, lerr)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]any{"list": list, "total": total, "entries": es, "truncated": errors.Is(err, errStop)})
 }
 
@@ -286,18 +290,21 @@ func (u *unsub) render(w http.ResponseWriter, code int, p page) {
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(code)
-	_ = pageTmpl.Execute(w, p)
+	if err := pageTmpl.Execute(w, p); err != nil {
+		// The status line is out: only the log can tell (a client gone).
+		u.svc.Log.Debug("unsubscribe page not written", "err", err)
+	}
 }
 
 func (u *unsub) token(w http.ResponseWriter, r *http.Request) (Token, bool) {
-	t, err := ParseToken(u.svc.S.Secret, r.PathValue("token"), u.svc.S.TokenTTL, u.svc.Clock.Now())
+	t, err := ParseToken(u.svc.Settings.Secret, r.PathValue("token"), u.svc.Settings.TokenTTL, u.svc.Clock.Now())
 	if errors.Is(err, ErrTokenExpired) {
 		u.svc.Log.Info("unsubscribe: expired link", "customer", t.Customer, "issued", t.Issued, "method", r.Method)
 		u.render(w, http.StatusGone, page{Title: "This link has expired",
 			Text: fmt.Sprintf("Unsubscribe links in a message work for %s after it was sent, and this one is older. "+
 				"What still works: the unsubscribe link in a more recent message from this sender, "+
 				"the Unsubscribe or Report spam button of your mail program, "+
-				"or asking the sender directly. Nothing was recorded from this link.", fmtTTL(u.svc.S.TokenTTL))})
+				"or asking the sender directly. Nothing was recorded from this link.", fmtTTL(u.svc.Settings.TokenTTL))})
 		return t, false
 	}
 	if err != nil {

@@ -67,7 +67,7 @@ func TestUnsubscribeHandler(t *testing.T) {
 					}
 				})
 			}
-			if n, _ := svc.B.Len(bg, "acme"); n != 1 {
+			if n, _ := svc.Backend.Len(bg, "acme"); n != 1 {
 				t.Fatalf("list has %d entries, want 1", n)
 			}
 		})
@@ -123,7 +123,7 @@ func TestAdminAPI(t *testing.T) {
 			if _, ok, _ := svc.Check(bg, "beta", "b@x.example"); !ok {
 				t.Fatal("good line after a bad one was not imported")
 			}
-			if err := svc.B.SetFlag(bg, "acme", Flag{Reason: "opted_out_sends", Since: t0, Hits: 3}); err != nil {
+			if err := svc.Backend.SetFlag(bg, "acme", Flag{Reason: "opted_out_sends", Since: t0, Hits: 3}); err != nil {
 				t.Fatal(err)
 			}
 			if code, body := do(t, h, "GET", "/api/customers/acme/flag", "", ""); code != 200 || !strings.Contains(body, `"reason": "opted_out_sends"`) {

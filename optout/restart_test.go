@@ -97,7 +97,7 @@ func TestMemoryRestartAfterKill(t *testing.T) {
 	if err != nil {
 		t.Fatalf("reopen after kill: %v", err)
 	}
-	defer svc.B.(*memory).Close()
+	defer svc.Backend.(*memory).Close()
 	for i := 0; i < n; i++ {
 		if _, ok, err := svc.Check(bg, "acme", fmt.Sprintf("user%d@example.com", i)); !ok || err != nil {
 			t.Fatalf("user%d lost after SIGKILL (%v)", i, err)

@@ -16,12 +16,15 @@ import (
 // Service is the opt-out operations shared by the admin API, the
 // unsubscribe endpoint, the commands and the checks.
 type Service struct {
-	B     Backend
-	S     *Settings
-	Cfg   *config.Config
-	Clock clock.Clock
-	Log   *slog.Logger
-	h     *store.Handle
+	// Backend holds the lists, counters and flags.
+	Backend Backend
+	// Settings are the opt-out settings decoded from Config.
+	Settings *Settings
+	// Config is the whole config the service was built for (customers).
+	Config *config.Config
+	Clock  clock.Clock
+	Log    *slog.Logger
+	h      *store.Handle
 }
 
 // NewService opens the handle's opt-out backend for cfg.
@@ -43,7 +46,7 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Service{B: b, S: s, Cfg: cfg, Clock: clk, Log: log, h: h}, nil
+	return &Service{Backend: b, Settings: s, Config: cfg, Clock: clk, Log: log, h: h}, nil
 }
 
 // ctx bounds one store operation (imports bound themselves per batch).
@@ -61,11 +64,11 @@ func (s *Service) key(addrOrHash string) (hash, canonical string, err error) {
 	if isHash(addrOrHash) {
 		return addrOrHash, "", nil
 	}
-	c, err := s.S.Canonical(addrOrHash)
+	c, err := s.Settings.Canonical(addrOrHash)
 	if err != nil {
 		return "", "", err
 	}
-	return s.S.Hash(c), c, nil
+	return s.Settings.Hash(c), c, nil
 }
 
 // ErrBadRequest marks errors in what a caller asked (bad address, list).
@@ -76,28 +79,28 @@ func badRequest(err error) error { return fmt.Errorf("%w: %v", ErrBadRequest, er
 // Add puts an address on a list; added is false when it was there already
 // (the first entry is kept). It returns once the entry is durable.
 func (s *Service) Add(ctx context.Context, list, addr, source, note string) (Entry, bool, error) {
-	if err := knownList(s.Cfg, list); err != nil {
+	if err := knownList(s.Config, list); err != nil {
 		return Entry{}, false, badRequest(err)
 	}
 	if !validSource(source) {
 		return Entry{}, false, badRequest(fmt.Errorf("unknown source %q", source))
 	}
-	c, err := s.S.Canonical(addr)
+	c, err := s.Settings.Canonical(addr)
 	if err != nil {
 		return Entry{}, false, badRequest(err)
 	}
 	if len(note) > 500 {
 		return Entry{}, false, badRequest(errors.New("note longer than 500 characters"))
 	}
-	e := s.S.NewEntry(list, c, source, note, s.Clock.Now())
+	e := s.Settings.NewEntry(list, c, source, note, s.Clock.Now())
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	n, err := s.B.Add(ctx, []Entry{e})
+	n, err := s.Backend.Add(ctx, []Entry{e})
 	if err != nil {
 		return Entry{}, false, err
 	}
 	if n == 0 {
-		old, ok, err := s.B.Get(ctx, list, e.Hash)
+		old, ok, err := s.Backend.Get(ctx, list, e.Hash)
 		if err == nil && ok {
 			e = old
 		}
@@ -108,7 +111,7 @@ func (s *Service) Add(ctx context.Context, list, addr, source, note string) (Ent
 
 // Remove takes an address (or stored hash) off a list.
 func (s *Service) Remove(ctx context.Context, list, addrOrHash string) (bool, error) {
-	if err := knownList(s.Cfg, list); err != nil {
+	if err := knownList(s.Config, list); err != nil {
 		return false, badRequest(err)
 	}
 	h, _, err := s.key(addrOrHash)
@@ -117,7 +120,7 @@ func (s *Service) Remove(ctx context.Context, list, addrOrHash string) (bool, er
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	ok, err := s.B.Remove(ctx, list, h)
+	ok, err := s.Backend.Remove(ctx, list, h)
 	if err == nil && ok {
 		s.Log.Info("opt-out removed", "list", list, "rcpt_hash", h)
 	}
@@ -127,7 +130,7 @@ func (s *Service) Remove(ctx context.Context, list, addrOrHash string) (bool, er
 // Check returns the entry that suppresses an address for a list: with a
 // customer id, the customer's own entry or else the provider-wide one.
 func (s *Service) Check(ctx context.Context, list, addrOrHash string) (Entry, bool, error) {
-	if err := knownList(s.Cfg, list); err != nil {
+	if err := knownList(s.Config, list); err != nil {
 		return Entry{}, false, badRequest(err)
 	}
 	h, _, err := s.key(addrOrHash)
@@ -138,21 +141,21 @@ func (s *Service) Check(ctx context.Context, list, addrOrHash string) (Entry, bo
 	defer cancel()
 	which := list
 	if list != GlobalList {
-		if which, err = s.B.Lookup(ctx, list, h); err != nil || which == "" {
+		if which, err = s.Backend.Lookup(ctx, list, h); err != nil || which == "" {
 			return Entry{}, false, err
 		}
 	}
-	return s.B.Get(ctx, which, h)
+	return s.Backend.Get(ctx, which, h)
 }
 
 // Clear clears a customer's escalation flag.
 func (s *Service) Clear(ctx context.Context, customer string) (bool, error) {
-	if err := knownList(s.Cfg, customer); err != nil || customer == GlobalList {
+	if err := knownList(s.Config, customer); err != nil || customer == GlobalList {
 		return false, badRequest(fmt.Errorf("bad customer id %q", customer))
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	ok, err := s.B.ClearFlag(ctx, customer)
+	ok, err := s.Backend.ClearFlag(ctx, customer)
 	if err == nil {
 		s.Log.Warn("customer flag cleared", "event", "customer_flag_cleared", "customer", customer, "was_flagged", ok)
 	}

@@ -57,13 +57,13 @@ func Status(ctx context.Context, h *store.Handle, cfg *config.Config, customerID
 
 // Status is Status for the service's store.
 func (s *Service) Status(ctx context.Context, customerID string) (CustomerStatus, error) {
-	if err := knownList(s.Cfg, customerID); err != nil {
+	if err := knownList(s.Config, customerID); err != nil {
 		return CustomerStatus{Customer: customerID}, badRequest(err)
 	}
 	ctx, cancel := s.ctx(ctx)
 	defer cancel()
-	st := s.S
-	return status(ctx, s.B, customerID, st.Threshold, st.Escalation, st.Rate, st.Warn, st.Act, st.MinDelivered, s.Clock.Now())
+	st := s.Settings
+	return status(ctx, s.Backend, customerID, st.Threshold, st.Escalation, st.Rate, st.Warn, st.Act, st.MinDelivered, s.Clock.Now())
 }
 
 func status(ctx context.Context, b Backend, id string, threshold int, esc, rate Window, warn, act float64, minDelivered int64, t time.Time) (CustomerStatus, error) {

@@ -94,8 +94,8 @@ func TestChainPrecedenceAndOrder(t *testing.T) {
 	def := Finding{Name: "slow", Action: Defer, Reply: MustReply(451, "4.7.1", "rate")}
 	cust := &Customer{ID: "c"}
 	monitor := &Customer{ID: "m", Mode: Monitor}
-	override := &Customer{ID: "o", Overrides: map[string]CheckOverride{"a": {Findings: map[string]Action{"bad": Accept}}}}
-	disabled := &Customer{ID: "d", Overrides: map[string]CheckOverride{"a": {Enabled: new(bool)}}}
+	override := &Customer{ID: "o", Overrides: map[string]CustomerOverride{"a": {Findings: map[string]Action{"bad": Accept}}}}
+	disabled := &Customer{ID: "d", Overrides: map[string]CustomerOverride{"a": {Enabled: new(bool)}}}
 	tests := []struct {
 		name      string
 		steps     []Step

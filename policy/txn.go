@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aupguard/aupguard/authres"
 	"github.com/aupguard/aupguard/mailaddr"
 )
 
@@ -26,9 +27,9 @@ func (m Mode) String() string {
 	return "enforce"
 }
 
-// CheckOverride is a customer's own setting for one check; nil fields
+// CustomerOverride is a customer's own setting for one check; nil fields
 // inherit the provider-wide setting.
-type CheckOverride struct {
+type CustomerOverride struct {
 	Enabled  *bool
 	Action   *Action
 	Findings map[string]Action
@@ -45,7 +46,7 @@ type Customer struct {
 	// Domains are the sender domains the customer may use, normalised
 	// (lower-case A-labels); a "*." prefix also matches every subdomain.
 	Domains   []mailaddr.Pattern
-	Overrides map[string]CheckOverride
+	Overrides map[string]CustomerOverride
 }
 
 // OwnsDomain reports whether the customer may send as domain. The domain is
@@ -125,10 +126,14 @@ type Txn struct {
 	// writing reports what it can read and writes nothing.
 	DryRun bool
 
+	// Auth are the sender-authentication results, filled by the spf, dkim,
+	// dkim_sign and dmarc checks in chain order and read by the checks
+	// after them: typed, so that no check reads another's private state.
+	Auth authres.Results
+
 	values  map[any]any
 	adds    []Header
 	removed []RemovedHeader
-	hold    string
 }
 
 // RemovedHeader names one received header field the gateway deletes from

@@ -73,7 +73,8 @@ type Op struct {
 	Spike SpikeParams
 }
 
-// SpikeParams are the thresholds of a KindSpike op (see spike.go).
+// SpikeParams are the thresholds of a KindSpike op (the method is in
+// doc.go, "Spike detection").
 type SpikeParams struct {
 	Factor   float64
 	Floor    int64

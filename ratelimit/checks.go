@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/secrets"
@@ -61,13 +62,17 @@ type Checks struct {
 }
 
 // New builds the volume checks on backend b (see Open) for cfg; secret
-// hashes recipient addresses before they are used as counter keys.
-func New(b Backend, cfg *config.Config, secret secrets.Key, log *slog.Logger) *Checks {
+// hashes recipient addresses before they are used as counter keys; clk
+// ages the cached looks at the counters (nil: the system clock).
+func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log *slog.Logger) *Checks {
 	def, per := settingsByCustomer(cfg)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(time.Now)}
+	if clk == nil {
+		clk = clock.System{}
+	}
+	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(clk.Now)}
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {

@@ -316,7 +316,7 @@ func (m *memory) recipientEval(k string, op Op, now int64) (bool, int64, OpResul
 
 var minuteField = regexp.MustCompile(`^m(\d+)$`)
 
-// spikeRun is run.lua's spike_run: see spike.go for the method.
+// spikeRun is run.lua's spike_run (the method: doc.go, "Spike detection").
 func (m *memory) spikeRun(customer string, op Op, now int64, write bool) OpResult {
 	sp := op.Spike
 	factor, W, n := sp.Factor, ms(op.Period), op.N

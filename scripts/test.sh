@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The one command that runs every test of aupguard on a fresh Debian machine
 # with Go: it installs what the tests need (redis-server, postfix, ...) when
-# missing, then runs vet, the race-enabled test suite (unit, Redis, Redis
+# missing, then checks the habits (go mod tidy changes nothing, gofmt -l is
+# empty, go vet and staticcheck are clean), runs the race-enabled test suite (unit, Redis, Redis
 # Cluster, Postfix end-to-end, browser), every fuzz target for a bounded
 # number of inputs, and every benchmark once (so that they keep working).
 #
@@ -13,8 +14,38 @@ cd "$(dirname "$0")/.."
 bash scripts/install-test-deps.sh
 
 export PATH="$PATH:/usr/sbin:/sbin"
+
+# staticcheck, pinned; fetched through the Go module proxy and built by go
+# run (no binary download, no change to go.mod).
+STATICCHECK_VERSION=v0.8.2
+
+echo "== go mod tidy (must change nothing)"
+tidy_dir="$(mktemp -d)"
+cp go.mod go.sum "$tidy_dir"/
+go mod tidy
+if ! cmp -s go.mod "$tidy_dir/go.mod" || ! cmp -s go.sum "$tidy_dir/go.sum"; then
+  diff -u "$tidy_dir/go.mod" go.mod || true
+  diff -u "$tidy_dir/go.sum" go.sum || true
+  cp "$tidy_dir/go.mod" "$tidy_dir/go.sum" .
+  rm -rf "$tidy_dir"
+  echo "go mod tidy changes go.mod/go.sum: run it and commit the result" >&2
+  exit 1
+fi
+rm -rf "$tidy_dir"
+
+echo "== gofmt -l (must be empty)"
+unformatted="$(gofmt -l .)"
+if [ -n "$unformatted" ]; then
+  echo "$unformatted"
+  echo "gofmt: the files above are not formatted (gofmt -w them)" >&2
+  exit 1
+fi
+
 echo "== go vet"
 go vet ./...
+
+echo "== staticcheck ${STATICCHECK_VERSION}"
+go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 45m ./...

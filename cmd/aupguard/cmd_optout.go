@@ -61,7 +61,7 @@ func openOptout(path string) (*optout.Service, func(), error) {
 		return nil, nil, err
 	}
 	return svc, func() {
-		if c, ok := svc.B.(io.Closer); ok {
+		if c, ok := svc.Backend.(io.Closer); ok {
 			c.Close()
 		}
 		h.Close()
@@ -168,7 +168,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "list":
 		enc := json.NewEncoder(stdout)
-		err := svc.B.Scan(ctx, *list, func(e optout.Entry) error {
+		err := svc.Backend.Scan(ctx, *list, func(e optout.Entry) error {
 			if *asJSON {
 				return enc.Encode(e)
 			}

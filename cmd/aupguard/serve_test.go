@@ -123,3 +123,89 @@ func TestServeSignals(t *testing.T) {
 		t.Fatalf("no clean stop:\n%s", stderr.String())
 	}
 }
+
+// TestReloadRefusesBadNamesAndChains runs the real binary: a SIGHUP with a
+// misspelled finding or an impossible chain is refused with its line, and
+// the running config stays in force (sender_identity still refuses a
+// foreign MAIL FROM); a good config after them is taken.
+func TestReloadRefusesBadNamesAndChains(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "aupguard")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	head := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\n", addr)
+	cust := "customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n"
+	cfgPath := filepath.Join(dir, "aupguard.yaml")
+	os.WriteFile(cfgPath, []byte(head+"chain: [sender_identity]\n"+cust), 0o600)
+	cmd := exec.Command(bin, "serve", "-config", cfgPath)
+	var stderr syncBuf
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	waitFor(t, "the milter to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	// mailFrom reports whether MAIL FROM with a domain acme does not own
+	// is refused.
+	refused := func() bool {
+		t.Helper()
+		cs, err := gm.NewClient("tcp", addr, gm.WithActions(gm.AllClientSupportedActionMasks)).Session(gm.NewMacroBag())
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cs.Close()
+		cs.Conn("c", gm.FamilyInet, 1, "127.0.0.5")
+		cs.Helo("c")
+		act, err := cs.Mail("a@other.example", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return act.StopProcessing()
+	}
+	if !refused() {
+		t.Fatal("a foreign MAIL FROM is accepted before any reload")
+	}
+	bad := []struct{ name, body, want, line string }{
+		{"misspelled finding", "chain: [sender_identity]\nchecks:\n  sender_identity:\n    findings: {mail_from_domain_not_ownd: accept}\n" + cust,
+			"did you mean mail_from_domain_not_owned?", "line=7"},
+		{"impossible chain", "chain: [sender_identity, dmarc, dkim, spf]\nchecks:\n  sender_identity: {enabled: false}\n" + cust,
+			`needs the results of \"spf\", which runs after it`, "line=4"},
+	}
+	for _, b := range bad {
+		os.WriteFile(cfgPath, []byte(head+b.body), 0o600)
+		cmd.Process.Signal(syscall.SIGHUP)
+		waitFor(t, b.name+" refused", func() bool { return strings.Contains(stderr.String(), b.want) })
+		var line string
+		for _, l := range strings.Split(stderr.String(), "\n") {
+			if strings.Contains(l, b.want) {
+				line = l
+			}
+		}
+		if !strings.Contains(line, "reload refused: config error") || !strings.Contains(line, " "+b.line+" ") {
+			t.Errorf("%s: want a refusal at %s, got:\n%s", b.name, b.line, line)
+		}
+		if !refused() {
+			t.Fatalf("%s replaced the working config", b.name)
+		}
+	}
+	// A good config is still taken after the refusals.
+	os.WriteFile(cfgPath, []byte(head+"chain: [sender_identity]\nchecks:\n  sender_identity:\n    findings: {mail_from_domain_not_owned: accept}\n"+cust), 0o600)
+	cmd.Process.Signal(syscall.SIGHUP)
+	waitFor(t, "the good reload", func() bool { return strings.Contains(stderr.String(), "config reloaded") })
+	if refused() {
+		t.Fatal("the good config was not taken: a foreign MAIL FROM is still refused")
+	}
+}
