@@ -78,12 +78,11 @@ func TestImport100kWithBadLines(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
+			// The time is logged, never asserted: BenchmarkImport100k
+			// measures it (docs/optout.md).
 			t.Logf("%s: imported 100k lines in %s: %d added, %d bad", name, d, res.Added, res.Bad)
 			if res.Added != 100000-len(bad) || res.Bad != len(bad) || res.Errors[0].Line != bad[0] || res.Errors[len(res.Errors)-1].Line != bad[len(bad)-1] {
 				t.Fatalf("import = added %d bad %d first %+v; want %d bad starting at line %d", res.Added, res.Bad, res.Errors[0], len(bad), bad[0])
-			}
-			if d > 20*time.Second {
-				t.Fatalf("100k import took %s, want seconds", d)
 			}
 		})
 	}
