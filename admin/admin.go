@@ -72,6 +72,8 @@ type Options struct {
 	// Standing returns a customer's opt-out standing; default
 	// report.OptOutStanding on Store.
 	Standing report.StandingFunc
+	// Directory is the live customer directory (nil: its API is not served).
+	Directory Directory
 	// Mounts are other packages' handlers by ServeMux pattern (e.g.
 	// "/api/optouts", "/api/customers/{id}/flag"), served behind the token.
 	Mounts map[string]http.Handler

@@ -48,6 +48,7 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/events/{ref}", s.eventsByRef)
 	mux.HandleFunc("GET /api/report", s.report)
 	mux.HandleFunc("GET /{$}", s.dashboard)
+	s.directoryRoutes(mux)
 	for pattern, h := range s.o.Mounts {
 		mux.Handle(pattern, h)
 	}

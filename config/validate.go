@@ -414,3 +414,30 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// WithCustomers returns a copy of c whose customers are list (the live
+// directory: the file's customers merged with the store's), with the
+// defaults applied and validated exactly like the customers section of
+// the file. Errors name each field as customers[I].FIELD, I being the
+// index in list; they carry no file line (list is not the file).
+func (c *Config) WithCustomers(list []Customer, opts Options) (*Config, error) {
+	cp := *c
+	cp.root = nil
+	cp.Customers = make([]Customer, len(list))
+	copy(cp.Customers, list)
+	for i := range cp.Customers {
+		if cp.Customers[i].Mode == "" {
+			cp.Customers[i].Mode = cp.Defaults.Mode
+		}
+	}
+	v := &validator{cfg: &cp, opts: opts}
+	cp.validateCustomers(v)
+	cp.validateAbuseContacts(v)
+	if len(v.errs) > 0 {
+		for i := range v.errs {
+			v.errs[i].File = ""
+		}
+		return nil, v.errs
+	}
+	return &cp, nil
+}

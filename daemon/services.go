@@ -120,7 +120,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
-		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock,
+		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
