@@ -84,7 +84,21 @@ func (s *Server) dirFail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 }
 
+// via is the interface a change came through: the aupguard command says
+// so in its requests (Aupguard-Via: cli), anything else is the API.
+func via(r *http.Request) string {
+	if r.Header.Get("Aupguard-Via") == customer.ViaCLI {
+		return customer.ViaCLI
+	}
+	return customer.ViaAPI
+}
+
 func badDefinition(w http.ResponseWriter, err error) {
+	var ve customer.ValidationError
+	if errors.As(err, &ve) {
+		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid customer definition", "errors": ve})
+		return
+	}
 	writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid customer definition",
 		"errors": customer.ValidationError{{Message: err.Error()}}})
 }
@@ -127,7 +141,7 @@ func (s *Server) dirAdd(w http.ResponseWriter, r *http.Request) {
 		badDefinition(w, err)
 		return
 	}
-	ch, err := s.o.Directory.Add(r.Context(), c, customer.ViaAPI)
+	ch, err := s.o.Directory.Add(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
@@ -154,7 +168,7 @@ func (s *Server) dirPut(w http.ResponseWriter, r *http.Request) {
 			"errors": customer.ValidationError{{Field: "id", Message: "differs from the id in the path"}}})
 		return
 	}
-	ch, err := s.o.Directory.Replace(r.Context(), c, customer.ViaAPI)
+	ch, err := s.o.Directory.Replace(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
@@ -173,7 +187,7 @@ func (s *Server) dirPatch(w http.ResponseWriter, r *http.Request) {
 		badDefinition(w, errors.New("want a JSON object (merge patch, RFC 7386)"))
 		return
 	}
-	ch, err := s.o.Directory.Set(r.Context(), r.PathValue("id"), patch, customer.ViaAPI)
+	ch, err := s.o.Directory.Set(r.Context(), r.PathValue("id"), patch, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
@@ -183,7 +197,7 @@ func (s *Server) dirPatch(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) dirDelete(w http.ResponseWriter, r *http.Request) {
-	ch, err := s.o.Directory.Remove(r.Context(), r.PathValue("id"), customer.ViaAPI)
+	ch, err := s.o.Directory.Remove(r.Context(), r.PathValue("id"), via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
@@ -202,12 +216,12 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		badDefinition(w, err)
 		return
 	}
-	cs, err := s.o.Directory.Import(r.Context(), list, customer.ViaAPI)
+	cs, err := s.o.Directory.Import(r.Context(), list, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", len(cs), "via", customer.ViaAPI)
+	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", len(cs), "via", via(r))
 	writeJSON(w, http.StatusOK, map[string]any{"imported": len(cs)})
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"regexp"
 	"sort"
 	"strings"
 
@@ -23,11 +24,32 @@ func Decode(data []byte) (config.Customer, error) {
 	dec.KnownFields(true)
 	if err := dec.Decode(&c); err != nil {
 		if errors.Is(err, io.EOF) {
-			return c, errors.New("empty customer definition")
+			return c, ValidationError{{Message: "empty customer definition"}}
 		}
-		return c, fmt.Errorf("%s", strings.TrimPrefix(err.Error(), "yaml: "))
+		var te *yaml.TypeError
+		if errors.As(err, &te) {
+			var ve ValidationError
+			for _, m := range te.Errors {
+				ve = append(ve, typeError(m))
+			}
+			return c, ve
+		}
+		return c, ValidationError{{Message: strings.TrimPrefix(err.Error(), "yaml: ")}}
 	}
 	return c, nil
+}
+
+var (
+	unknownField = regexp.MustCompile(`field (\S+) not found in type`)
+	yamlLine     = regexp.MustCompile(`^line \d+: `)
+)
+
+// typeError turns one of yaml.v3's decoding messages into a field error.
+func typeError(msg string) FieldError {
+	if m := unknownField.FindStringSubmatch(msg); m != nil {
+		return FieldError{Field: m[1], Message: "unknown field"}
+	}
+	return FieldError{Message: yamlLine.ReplaceAllString(msg, "")}
 }
 
 // Encode renders a customer definition as JSON with the config file's field

@@ -401,10 +401,12 @@ func fieldErrors(err error, list []config.Customer) error {
 }
 
 // Watch keeps the manager in step with the store: every interval it asks
-// the store for its version and, when it moved, reads the changes and
-// calls onChange. A store outage is retried at the next tick (the running
-// directory stays). It returns when ctx is done.
-func (m *Manager) Watch(ctx context.Context, interval time.Duration, onChange func(), onError func(error)) {
+// the store for its version and, when the directory is at another version
+// than the one last applied (applied, at first), calls onChange with
+// the manager synced. Changes made through this very manager count too. A
+// store outage is retried at the next tick (the running directory stays).
+// It returns when ctx is done.
+func (m *Manager) Watch(ctx context.Context, interval time.Duration, applied int64, onChange func(), onError func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
@@ -413,14 +415,14 @@ func (m *Manager) Watch(ctx context.Context, interval time.Duration, onChange fu
 			return
 		case <-t.C:
 		}
-		changed, err := m.Sync(ctx)
-		if err != nil {
+		if _, err := m.Sync(ctx); err != nil {
 			if onError != nil && ctx.Err() == nil {
 				onError(err)
 			}
 			continue
 		}
-		if changed {
+		if v := m.Version(); v != applied {
+			applied = v
 			onChange()
 		}
 	}

@@ -50,9 +50,10 @@ type Daemon struct {
 	optoutAPI   swapHandler
 	unsubscribe swapHandler
 
-	dir      *customer.Manager
-	file     *config.Config // the config file as read (d.cfg is effective)
-	reloadMu sync.Mutex // one reload or directory change at a time
+	dir        *customer.Manager
+	file       *config.Config // the config file as read (d.cfg is effective)
+	dirApplied int64          // the directory version installed at start
+	reloadMu   sync.Mutex     // one reload or directory change at a time
 
 	mu  sync.Mutex
 	cfg *config.Config

@@ -38,6 +38,7 @@ func (d *Daemon) openDirectory(file *config.Config) (*config.Config, error) {
 		d.logDirectoryError("customer directory conflicts with the config file; serving the config file's customers", err)
 		return file, nil
 	}
+	d.dirApplied = d.dir.Version()
 	return eff, nil
 }
 
@@ -96,7 +97,7 @@ func (d *Daemon) install(cfg *config.Config) error {
 // watchDirectory follows the store's directory until ctx is done.
 func (d *Daemon) watchDirectory(ctx context.Context) {
 	last := time.Time{}
-	d.dir.Watch(ctx, DirectoryPoll, d.applyDirectory, func(err error) {
+	d.dir.Watch(ctx, DirectoryPoll, d.dirApplied, d.applyDirectory, func(err error) {
 		if time.Since(last) > time.Minute { // one line a minute during an outage
 			last = time.Now()
 			d.log.Warn("customer directory: store unavailable; keeping the running directory", "err", err)
