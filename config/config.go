@@ -242,6 +242,9 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
 	v.errs = append(es, v.errs...)
+	// The YAML tree only serves to place errors; a config of 100,000
+	// customers would otherwise keep hundreds of MB of it alive.
+	cfg.root = nil
 	if len(v.errs) > 0 {
 		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 		return nil, v.errs
