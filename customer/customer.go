@@ -30,7 +30,11 @@ type Directory struct {
 
 // NewDirectory builds the directory from a validated config.
 func NewDirectory(cfg *config.Config) (*Directory, error) {
-	d := &Directory{byID: map[string]*policy.Customer{}, exact: map[string]*policy.Customer{}}
+	n := 0
+	for i := range cfg.Customers {
+		n += len(cfg.Customers[i].Logins)
+	}
+	d := &Directory{byID: make(map[string]*policy.Customer, len(cfg.Customers)), exact: make(map[string]*policy.Customer, n)}
 	order := 0
 	for i := range cfg.Customers {
 		cc := &cfg.Customers[i]
