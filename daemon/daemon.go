@@ -14,6 +14,7 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aupguard/aupguard/admin"
 	"github.com/aupguard/aupguard/clock"
@@ -53,7 +54,10 @@ type Daemon struct {
 	dir        *customer.Manager
 	file       *config.Config // the config file as read (d.cfg is effective)
 	dirApplied int64          // the directory version installed at start
-	reloadMu   sync.Mutex     // one reload or directory change at a time
+	dirInForce atomic.Int64
+	dirApplies atomic.Uint64
+	dirFailed  atomic.Uint64
+	reloadMu   sync.Mutex // one reload or directory change at a time
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -232,6 +236,7 @@ func (d *Daemon) Reload() error {
 		return err
 	}
 	d.file = file
+	d.dirInForce.Store(d.dir.Version())
 	d.log.Info("config reloaded", "customers", len(cfg.Customers), "chain", fmt.Sprint(cfg.Chain))
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/metrics"
 )
 
 // DirectoryPoll is how often a gateway asks the store whether the customer
@@ -39,6 +40,7 @@ func (d *Daemon) openDirectory(file *config.Config) (*config.Config, error) {
 		return file, nil
 	}
 	d.dirApplied = d.dir.Version()
+	d.dirInForce.Store(d.dirApplied)
 	return eff, nil
 }
 
@@ -66,13 +68,17 @@ func (d *Daemon) applyDirectory() {
 	start := time.Now()
 	cfg, err := d.dir.Effective()
 	if err != nil {
+		d.dirFailed.Add(1)
 		d.logDirectoryError("customer directory change not applied", err)
 		return
 	}
 	if err := d.install(cfg); err != nil {
+		d.dirFailed.Add(1)
 		d.log.Error("customer directory change not applied", "err", err)
 		return
 	}
+	d.dirApplies.Add(1)
+	d.dirInForce.Store(d.dir.Version())
 	d.log.Info("customer directory applied", "event", "directory_applied", "version", d.dir.Version(),
 		"customers", len(cfg.Customers), "ms", time.Since(start).Milliseconds())
 }
@@ -92,6 +98,14 @@ func (d *Daemon) install(cfg *config.Config) error {
 	d.cfg = cfg
 	d.mu.Unlock()
 	return nil
+}
+
+// directoryStats are the figures /metrics exports.
+func (d *Daemon) directoryStats() metrics.DirectoryStats {
+	d.mu.Lock()
+	n := len(d.cfg.Customers)
+	d.mu.Unlock()
+	return metrics.DirectoryStats{Version: d.dirInForce.Load(), Customers: n, Applied: d.dirApplies.Load(), Failed: d.dirFailed.Load()}
 }
 
 // watchDirectory follows the store's directory until ctx is done.

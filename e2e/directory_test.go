@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -168,6 +169,18 @@ func TestDirectoryTwoGateways(t *testing.T) {
 		t.Fatalf("B did not apply the directory change by itself:\n%s", b.out.String())
 	}
 
+	req, _ := http.NewRequest("GET", "http://"+b.admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer directory-test-token-0123456789")
+	if resp, err := client.Do(req); err != nil {
+		t.Fatal(err)
+	} else {
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !strings.Contains(string(body), "aupguard_directory_changes_applied_total 1") || !strings.Contains(string(body), "aupguard_directory_customers 2") {
+			t.Errorf("B's metrics lack the applied change:\n%s", body)
+		}
+	}
+
 	// Its limits apply: two a minute go, the third gets 451 4.7.1.
 	for i := 1; i <= 2; i++ {
 		if r := send(i); !r.Delivered() {
@@ -180,7 +193,7 @@ func TestDirectoryTwoGateways(t *testing.T) {
 
 	// A change of limit on B (through its admin API) reaches A's store view:
 	// the change log records both, with their interface.
-	req, _ := http.NewRequest("PATCH", "http://"+b.admin+"/api/customers/newco", strings.NewReader(`{"limits": {"messages_per_minute": 100}}`))
+	req, _ = http.NewRequest("PATCH", "http://"+b.admin+"/api/customers/newco", strings.NewReader(`{"limits": {"messages_per_minute": 100}}`))
 	req.Header.Set("Authorization", "Bearer directory-test-token-0123456789")
 	resp, err := client.Do(req)
 	if err != nil || resp.StatusCode != 200 {
