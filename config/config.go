@@ -44,6 +44,8 @@ type Config struct {
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
 
+	Notifications NotificationsConfig `yaml:"notifications"`
+
 	root *yaml.Node
 }
 

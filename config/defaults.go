@@ -78,4 +78,5 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Bulk.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
+	c.Notifications.defaults()
 }

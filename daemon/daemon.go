@@ -24,6 +24,7 @@ import (
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/milter"
+	"github.com/aupguard/aupguard/notify"
 )
 
 // Options tune a Daemon.
@@ -51,6 +52,7 @@ type Daemon struct {
 	optoutAPI   swapHandler
 	unsubscribe swapHandler
 
+	notifier   *notify.Notifier
 	dir        *customer.Manager
 	file       *config.Config // the config file as read (d.cfg is effective)
 	dirApplied int64          // the directory version installed at start

@@ -118,3 +118,10 @@ func (d *Daemon) watchDirectory(ctx context.Context) {
 		}
 	})
 }
+
+// config returns the config in force (the notifier reads it per mail).
+func (d *Daemon) config() *config.Config {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.cfg
+}

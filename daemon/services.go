@@ -14,7 +14,9 @@ import (
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/metrics"
+	"github.com/aupguard/aupguard/notify"
 	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/report"
 )
 
 // httpService is an HTTP listener run beside the milter.
@@ -106,6 +108,14 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
 	obs := []gateway.Observer{rec, m}
+	if cfg.Notifications.On(cfg) {
+		mailer, err := report.NewMailer(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("notifications: %w", err)
+		}
+		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
+		obs = append(obs, d.notifier)
+	}
 
 	var svcs []Service
 	if err := d.buildHandlers(cfg); err != nil {
@@ -176,6 +186,9 @@ func (d *Daemon) ready(ctx context.Context) error {
 // closeObservers flushes the event record at shutdown (the store is closed
 // after it).
 func closeObservers(d *Daemon) {
+	if d.notifier != nil {
+		_ = d.notifier.Close()
+	}
 	if d.events != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
