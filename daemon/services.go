@@ -155,7 +155,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 
 // buildHandlers (re)builds the config-dependent HTTP handlers.
 func (d *Daemon) buildHandlers(cfg *config.Config) error {
-	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock}
+	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock, Counters: d.metrics}
 	api, err := optout.NewAPI(ad)
 	if err != nil {
 		return fmt.Errorf("opt-out API: %w", err)

@@ -58,6 +58,10 @@ func (s *Service) Complaint(ctx context.Context, r io.Reader) (ComplaintResult, 
 	if res.Added, err = s.B.Add(ctx, es); err != nil {
 		return res, err
 	}
+	s.countOptOut(SourceComplaint, res.Added)
+	if s.Counters != nil {
+		s.Counters.Complaint()
+	}
 	if _, err := s.B.Count(ctx, res.Customer, KindComplaint, 1, s.S.Rate, now); err != nil {
 		return res, err
 	}
