@@ -74,6 +74,7 @@ type Manager struct {
 
 	mu      sync.Mutex
 	base    *config.Config
+	baseIdx map[string]int // id -> index in base.Customers
 	version int64
 	live    map[string]config.Customer
 	synced  bool
@@ -84,13 +85,22 @@ func NewManager(s Store, base *config.Config, opts config.Options, clk clock.Clo
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Manager{s: s, base: base, opts: opts, clock: clk, live: map[string]config.Customer{}}
+	return &Manager{s: s, base: base, baseIdx: index(base), opts: opts, clock: clk, live: map[string]config.Customer{}}
+}
+
+func index(base *config.Config) map[string]int {
+	m := make(map[string]int, len(base.Customers))
+	for i, c := range base.Customers {
+		m[c.ID] = i
+	}
+	return m
 }
 
 // SetBase installs a reloaded config file.
 func (m *Manager) SetBase(base *config.Config) {
+	idx := index(base)
 	m.mu.Lock()
-	m.base = base
+	m.base, m.baseIdx = base, idx
 	m.mu.Unlock()
 }
 
@@ -168,13 +178,9 @@ func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []
 		list = append(list, c)
 		entries = append(entries, Entry{Customer: c, Source: SourceConfig})
 	}
-	inBase := make(map[string]bool, len(m.base.Customers))
-	for _, c := range m.base.Customers {
-		inBase[c.ID] = true
-	}
 	ids := make([]string, 0, len(live))
 	for id := range live {
-		if !inBase[id] {
+		if _, inBase := m.baseIdx[id]; !inBase {
 			ids = append(ids, id)
 		}
 	}
@@ -213,17 +219,12 @@ func (m *Manager) List() []Entry {
 func (m *Manager) Get(id string) (Entry, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	i, inBase := m.baseIdx[id]
 	if c, ok := m.live[id]; ok {
-		shadows := false
-		for _, b := range m.base.Customers {
-			shadows = shadows || b.ID == id
-		}
-		return Entry{Customer: c, Source: SourceStore, Shadows: shadows}, true
+		return Entry{Customer: c, Source: SourceStore, Shadows: inBase}, true
 	}
-	for _, c := range m.base.Customers {
-		if c.ID == id {
-			return Entry{Customer: c, Source: SourceConfig}, true
-		}
+	if inBase {
+		return Entry{Customer: m.base.Customers[i], Source: SourceConfig}, true
 	}
 	return Entry{}, false
 }
@@ -345,12 +346,8 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 	for _, d := range defs {
 		if c, ok := m.live[d.ID]; ok {
 			old[d.ID] = c
-		} else {
-			for _, b := range base.Customers {
-				if b.ID == d.ID {
-					old[d.ID] = b
-				}
-			}
+		} else if i, ok := m.baseIdx[d.ID]; ok {
+			old[d.ID] = base.Customers[i]
 		}
 	}
 	m.mu.Unlock()
