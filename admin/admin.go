@@ -76,6 +76,8 @@ type Options struct {
 	// Reputation returns bounce standings and blocklist states; default
 	// report.ReputationOf on Store.
 	Reputation report.ReputationFunc
+	// Directory is the live customer directory (nil: its API is not served).
+	Directory Directory
 	// Mounts are other packages' handlers by ServeMux pattern (e.g.
 	// "/api/optouts", "/api/customers/{id}/flag"), served behind the token.
 	Mounts map[string]http.Handler

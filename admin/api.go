@@ -48,6 +48,8 @@ func (s *Server) routes() *http.ServeMux {
 	mux.HandleFunc("GET /api/events/{ref}", s.eventsByRef)
 	mux.HandleFunc("GET /api/report", s.report)
 	mux.HandleFunc("GET /{$}", s.dashboard)
+	s.directoryRoutes(mux)
+	s.consoleRoutes(mux)
 	for pattern, h := range s.o.Mounts {
 		mux.Handle(pattern, h)
 	}
@@ -347,8 +349,9 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	// The page is self-contained: no script, no outside resource.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:")
-	if err := rep.WriteHTML(w, report.HTMLOptions{Dashboard: true, Refresh: cfg.Admin.DashboardRefresh, Ranges: links}); err != nil {
+	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'")
+	if err := rep.WriteHTML(w, report.HTMLOptions{Dashboard: true, Refresh: cfg.Admin.DashboardRefresh, Ranges: links,
+		Header: consoleHeader(rep), CustomerHref: "/customers/"}); err != nil {
 		s.log.Warn("admin: writing dashboard", "err", err)
 	}
 }

@@ -161,7 +161,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		{"deferred figure", `id="fig-deferred"><span class="n">5</span>`},
 		{"rejected figure", `id="fig-rejected"><span class="n">2</span>`},
 		{"monitor figure", `id="fig-monitor"><span class="n">4</span>`},
-		{"customer row", `<tr data-customer="acme"><td>acme <span class="muted">Acme Corp</span></td><td>enforce</td><td class="n">14</td>`},
+		{"customer row", `<tr data-customer="acme"><td><a href="/customers/acme">acme</a> <span class="muted">Acme Corp</span></td><td>enforce</td><td class="n">14</td>`},
 		{"current range", `class="current">last 6h`},
 	}
 	for _, c := range checks {

@@ -52,6 +52,8 @@ type Config struct {
 	// Reputation is the bounce-rate and blocklist loop (reputation.go).
 	Reputation ReputationConfig `yaml:"reputation"`
 
+	Notifications NotificationsConfig `yaml:"notifications"`
+
 	root *yaml.Node
 }
 
@@ -216,11 +218,13 @@ type Error struct {
 
 func (e Error) Error() string {
 	var b strings.Builder
-	b.WriteString(e.File)
-	if e.Line > 0 {
-		fmt.Fprintf(&b, ":%d", e.Line)
+	if e.File != "" {
+		b.WriteString(e.File)
+		if e.Line > 0 {
+			fmt.Fprintf(&b, ":%d", e.Line)
+		}
+		b.WriteString(": ")
 	}
-	b.WriteString(": ")
 	if e.Path != "" {
 		b.WriteString(e.Path + ": ")
 	}
@@ -276,6 +280,9 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
 	v.errs = append(es, v.errs...)
+	// The YAML tree only serves to place errors; a config of 100,000
+	// customers would otherwise keep hundreds of MB of it alive.
+	cfg.root = nil
 	if len(v.errs) > 0 {
 		sort.SliceStable(v.errs, func(i, j int) bool { return v.errs[i].Line < v.errs[j].Line })
 		return nil, v.errs

@@ -80,4 +80,5 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Reputation.defaults(&c.Provider)
+	c.Notifications.defaults()
 }

@@ -255,12 +255,18 @@ func (r *ReportsConfig) validate(v *validator) {
 			v.errf("provider.postmaster", "bad address %q (reports are mailed to it): %v", pm, err)
 		}
 	}
-	for i, c := range v.cfg.Customers {
-		if c.AbuseContact == "" {
+	v.cfg.validateAbuseContacts(v)
+}
+
+// validateAbuseContacts checks customers[].abuse_contact (reports and
+// notifications are mailed to it).
+func (c *Config) validateAbuseContacts(v *validator) {
+	for i, cu := range c.Customers {
+		if cu.AbuseContact == "" {
 			continue
 		}
-		if _, err := mail.ParseAddress(c.AbuseContact); err != nil {
-			v.errf(fmt.Sprintf("customers[%d].abuse_contact", i), "bad address %q: %v", c.AbuseContact, err)
+		if _, err := mail.ParseAddress(cu.AbuseContact); err != nil || strings.ContainsAny(cu.AbuseContact, "\r\n") {
+			v.errf(fmt.Sprintf("customers[%d].abuse_contact", i), "bad address %q", cu.AbuseContact)
 		}
 	}
 }

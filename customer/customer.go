@@ -6,8 +6,7 @@ package customer
 import (
 	"fmt"
 	"net/netip"
-	"path"
-	"sort"
+	"strings"
 
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/mailaddr"
@@ -25,23 +24,18 @@ type Directory struct {
 	all      []*policy.Customer
 	byID     map[string]*policy.Customer
 	exact    map[string]*policy.Customer
-	globs    []glob
-	networks []network // longest prefix first
-}
-
-type glob struct {
-	pattern string
-	c       *policy.Customer
-}
-
-type network struct {
-	p netip.Prefix
-	c *policy.Customer
+	globs    globIndex
+	networks prefixIndex
 }
 
 // NewDirectory builds the directory from a validated config.
 func NewDirectory(cfg *config.Config) (*Directory, error) {
-	d := &Directory{byID: map[string]*policy.Customer{}, exact: map[string]*policy.Customer{}}
+	n := 0
+	for i := range cfg.Customers {
+		n += len(cfg.Customers[i].Logins)
+	}
+	d := &Directory{byID: make(map[string]*policy.Customer, len(cfg.Customers)), exact: make(map[string]*policy.Customer, n)}
+	order := 0
 	for i := range cfg.Customers {
 		cc := &cfg.Customers[i]
 		c, err := build(cc)
@@ -52,8 +46,9 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 		d.byID[c.ID] = c
 		for _, l := range cc.Logins {
 			if hasMeta(l) {
-				d.globs = append(d.globs, glob{l, c})
-			} else {
+				d.globs.add(glob{pattern: l, order: order, c: c})
+				order++
+			} else if _, dup := d.exact[l]; !dup {
 				d.exact[l] = c
 			}
 		}
@@ -62,20 +57,17 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 			if err != nil {
 				return nil, err
 			}
-			d.networks = append(d.networks, network{p, c})
+			d.networks.add(p, c)
 		}
 	}
-	sort.SliceStable(d.networks, func(i, j int) bool { return d.networks[i].p.Bits() > d.networks[j].p.Bits() })
+	d.globs.finish()
 	return d, nil
 }
 
+// hasMeta reports whether a login is a glob (path.Match syntax). A login
+// with none of * ? [ is matched exactly, backslashes included.
 func hasMeta(s string) bool {
-	for _, r := range s {
-		if r == '*' || r == '?' || r == '[' {
-			return true
-		}
-	}
-	return false
+	return strings.ContainsAny(s, "*?[")
 }
 
 func build(cc *config.Customer) (*policy.Customer, error) {
@@ -123,17 +115,12 @@ func (d *Directory) Identify(login string, client netip.Addr) (*policy.Customer,
 		if c, ok := d.exact[login]; ok {
 			return c, ByLogin
 		}
-		for _, g := range d.globs {
-			if ok, _ := path.Match(g.pattern, login); ok {
-				return g.c, ByLogin
-			}
+		if c, ok := d.globs.match(login); ok {
+			return c, ByLogin
 		}
 	}
-	client = client.Unmap()
-	for _, n := range d.networks {
-		if n.p.Contains(client) {
-			return n.c, ByNetwork
-		}
+	if c := d.networks.lookup(client); c != nil {
+		return c, ByNetwork
 	}
 	return nil, ""
 }

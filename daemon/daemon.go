@@ -14,14 +14,17 @@ import (
 	"net/netip"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/aupguard/aupguard/admin"
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/metrics"
 	"github.com/aupguard/aupguard/milter"
+	"github.com/aupguard/aupguard/notify"
 )
 
 // Options tune a Daemon.
@@ -52,6 +55,15 @@ type Daemon struct {
 	unsubscribe swapHandler
 	rep         *repLoop
 
+	notifier   *notify.Notifier
+	dir        *customer.Manager
+	file       *config.Config // the config file as read (d.cfg is effective)
+	dirApplied int64          // the directory version installed at start
+	dirInForce atomic.Int64
+	dirApplies atomic.Uint64
+	dirFailed  atomic.Uint64
+	reloadMu   sync.Mutex // one reload or directory change at a time
+
 	mu  sync.Mutex
 	cfg *config.Config
 }
@@ -80,7 +92,13 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg}
+	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg}
+	if cfg, err = d.openDirectory(cfg); err != nil {
+		deps.Store.Close()
+		return nil, err
+	}
+	d.cfg, d.deps = cfg, deps.WithConfig(cfg)
+	deps = d.deps
 	observers, extras, err := services(d)
 	if err != nil {
 		deps.Store.Close()
@@ -157,6 +175,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, s := range d.extras {
 		go func(s Service) { errc <- s.Serve(sctx) }(s)
 	}
+	watched := make(chan struct{})
+	go func() { defer close(watched); d.watchDirectory(sctx) }()
 	var err error
 	select {
 	case <-ctx.Done():
@@ -175,6 +195,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		_ = s.Shutdown(sd)
 	}
 	stopServices()
+	<-watched
 	d.engine.Close()
 	closeObservers(d)
 	_ = d.deps.Store.Close()
@@ -198,6 +219,8 @@ func (d *Daemon) Reload() error {
 		}
 		return err
 	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
@@ -205,25 +228,23 @@ func (d *Daemon) Reload() error {
 		old.Milter.Listen != cfg.Milter.Listen {
 		d.log.Warn("store, secret, dns and milter.listen changes take effect at restart; keeping the running ones")
 	}
-	st, err := gateway.Build(d.deps.WithConfig(cfg))
-	if err != nil {
+	file := cfg
+	d.dir.SetBase(file)
+	if cfg, err = d.dir.Effective(); err != nil {
+		d.dir.SetBase(d.file)
+		d.logDirectoryError("reload refused: the config file conflicts with the customer directory", err)
+		return err
+	}
+	if err := d.install(cfg); err != nil {
+		d.dir.SetBase(d.file)
 		d.log.Error("reload refused", "err", err)
 		return err
 	}
-	if err := d.buildHandlers(cfg); err != nil {
-		d.log.Error("reload refused", "err", err)
-		return err
+	if d.rep != nil && (old.Reputation.Deliveries.Source != cfg.Reputation.Deliveries.Source || old.Reputation.DNSBL.Interval != cfg.Reputation.DNSBL.Interval) {
+		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
 	}
-	if d.rep != nil {
-		if old.Reputation.Deliveries.Source != cfg.Reputation.Deliveries.Source || old.Reputation.DNSBL.Interval != cfg.Reputation.DNSBL.Interval {
-			d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
-		}
-		d.rep.svc.SetConfig(cfg)
-	}
-	d.engine.Swap(st)
-	d.mu.Lock()
-	d.cfg = cfg
-	d.mu.Unlock()
+	d.file = file
+	d.dirInForce.Store(d.dir.Version())
 	d.log.Info("config reloaded", "customers", len(cfg.Customers), "chain", fmt.Sprint(cfg.Chain))
 	return nil
 }

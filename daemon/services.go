@@ -14,7 +14,9 @@ import (
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/metrics"
+	"github.com/aupguard/aupguard/notify"
 	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/reputation"
 )
 
@@ -94,6 +96,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	d.events = rec
 	m := metrics.New(metrics.Options{TopCustomers: cfg.Admin.MetricsTopCustomers})
 	m.WatchEvents(rec)
+	m.WatchDirectory(d.directoryStats)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
@@ -114,6 +117,14 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	if err := m.Registry().Register(&reputation.Collector{Service: rep.svc, Reader: rep.reader, Watcher: rep.watcher, Top: cfg.Admin.MetricsTopCustomers}); err != nil {
 		return nil, nil, fmt.Errorf("reputation metrics: %w", err)
 	}
+	if cfg.Notifications.On(cfg) {
+		mailer, err := report.NewMailer(cfg)
+		if err != nil {
+			return nil, nil, fmt.Errorf("notifications: %w", err)
+		}
+		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
+		obs = append(obs, d.notifier)
+	}
 
 	var svcs []Service
 	if err := d.buildHandlers(cfg); err != nil {
@@ -129,7 +140,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
-		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock,
+		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
@@ -156,7 +167,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 
 // buildHandlers (re)builds the config-dependent HTTP handlers.
 func (d *Daemon) buildHandlers(cfg *config.Config) error {
-	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock}
+	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock, Counters: d.metrics}
 	api, err := optout.NewAPI(ad)
 	if err != nil {
 		return fmt.Errorf("opt-out API: %w", err)
@@ -187,6 +198,9 @@ func (d *Daemon) ready(ctx context.Context) error {
 // closeObservers flushes the event record at shutdown (the store is closed
 // after it).
 func closeObservers(d *Daemon) {
+	if d.notifier != nil {
+		_ = d.notifier.Close()
+	}
 	if d.events != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()

@@ -38,12 +38,21 @@ type Options struct {
 	// Login ({auth_authen}) and Client (client address) identify the customer.
 	Login, Client string
 	From          string
+	// Senders, when not empty, are used in turn, message n by Senders[n %
+	// len]: a run with many distinct customers (each its Login, Client and
+	// From instead of the fields above).
+	Senders []Sender
 	// RcptDomain receives the mail; recipients are unique per message
 	// unless SameRcpt.
 	RcptDomain string
 	SameRcpt   bool
 	// Timeout bounds the whole run.
 	Timeout time.Duration
+}
+
+// Sender is one customer of a run with many.
+type Sender struct {
+	Login, Client, From string
 }
 
 // Result is what a run measured.
@@ -166,6 +175,10 @@ func Run(ctx context.Context, o Options) (Result, error) {
 // oneMessage runs one milter session for one message, as Postfix does for
 // a client that sends one message per connection.
 func oneMessage(c *gm.Client, o Options, n int64, body []byte, s *sample) (bool, error) {
+	if len(o.Senders) > 0 {
+		sd := o.Senders[n%int64(len(o.Senders))]
+		o.Login, o.Client, o.From = sd.Login, sd.Client, sd.From
+	}
 	macros := gm.NewMacroBag()
 	macros.Set(gm.MacroAuthAuthen, o.Login)
 	macros.Set(gm.MacroQueueId, fmt.Sprintf("Q%X", n))

@@ -56,6 +56,10 @@ func (s *Service) Complaint(ctx context.Context, r io.Reader) (ComplaintResult, 
 	if res.Added, err = s.Backend.Add(ctx, es); err != nil {
 		return res, err
 	}
+	s.countOptOut(SourceComplaint, res.Added)
+	if s.Counters != nil {
+		s.Counters.Complaint()
+	}
 	if _, err := s.Backend.Count(ctx, res.Customer, KindComplaint, 1, s.Settings.Rate, now); err != nil {
 		return res, err
 	}

@@ -70,6 +70,7 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 			return err
 		}
 		res.Added += n
+		s.countOptOut(SourceImport, n)
 		res.Duplicates += len(batch) - n
 		batch = batch[:0]
 		return nil

@@ -29,13 +29,19 @@ type APIDeps struct {
 	Secret secrets.Key
 	Logger *slog.Logger
 	Clock  clock.Clock
+	// Counters, when set, count opt-outs, complaints and bad tokens.
+	Counters Counters
 }
 
 func (d APIDeps) service() (*Service, error) {
 	if d.Store == nil || d.Config == nil {
 		return nil, errors.New("optout: APIDeps needs Store and Config")
 	}
-	return NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
+	s, err := NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
+	if s != nil {
+		s.Counters = d.Counters
+	}
+	return s, err
 }
 
 // Request body limits.
@@ -309,6 +315,9 @@ func (u *unsub) token(w http.ResponseWriter, r *http.Request) (Token, bool) {
 	}
 	if err != nil {
 		u.svc.Log.Info("unsubscribe: bad token", "err", err, "method", r.Method)
+		if u.svc.Counters != nil {
+			u.svc.Counters.BadToken()
+		}
 		u.render(w, http.StatusBadRequest, page{Title: "Invalid link", Text: "This unsubscribe link is not valid. Please use the link from the message itself."})
 		return t, false
 	}

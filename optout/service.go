@@ -24,7 +24,9 @@ type Service struct {
 	Config *config.Config
 	Clock  clock.Clock
 	Log    *slog.Logger
-	h      *store.Handle
+	// Counters, when set, count what is recorded (/metrics).
+	Counters Counters
+	h        *store.Handle
 }
 
 // NewService opens the handle's opt-out backend for cfg.
@@ -105,6 +107,7 @@ func (s *Service) Add(ctx context.Context, list, addr, source, note string) (Ent
 			e = old
 		}
 	}
+	s.countOptOut(source, n)
 	s.Log.Info("opt-out recorded", "list", list, "rcpt_hash", e.Hash, "source", source, "new", n > 0)
 	return e, n > 0, nil
 }

@@ -16,6 +16,11 @@ type HTMLOptions struct {
 	// Ranges are the dashboard's range links, e.g. {"24h": "?since=24h"}
 	// in order.
 	Ranges []Link
+	// Header is HTML put at the top of the page's body (the admin
+	// console's navigation and its list of customers needing attention).
+	Header template.HTML
+	// CustomerHref, when set, links each customer row to CustomerHref+ID.
+	CustomerHref string
 }
 
 // Link is a navigation link.
@@ -84,6 +89,7 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 </style>
 </head>
 <body>
+{{.O.Header}}
 <header>
 <h1>{{if .O.Dashboard}}aupguard dashboard{{else}}aupguard report{{end}}{{if .R.Customer}}: {{label .R.Customer}}{{end}}</h1>
 <p class="period">{{.R.Period}}</p>
@@ -141,7 +147,7 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 <thead><tr><th>Customer</th><th>Mode</th><th class="n">Messages</th><th class="n">Recipients</th><th class="n">Accepted</th><th class="n">Held</th><th class="n">Deferred</th><th class="n">Rejected</th><th class="n">Rcpt refused</th><th class="n">Monitor</th><th class="n">Spikes</th><th class="n">Limit hits</th></tr></thead>
 <tbody>
 {{- range .R.Customers}}
-<tr data-customer="{{.ID}}"><td>{{label .ID}}{{if .Name}} <span class="muted">{{.Name}}</span>{{end}}</td><td>{{.Mode}}</td><td class="n">{{.Messages}}</td><td class="n">{{.Recipients}}</td><td class="n">{{.Accepted}}</td><td class="n">{{.Held}}</td><td class="n">{{.Deferred}}</td><td class="n">{{.Rejected}}</td><td class="n">{{.RcptRefused}}</td><td class="n">{{.WouldRefuse}}</td><td class="n">{{.Spikes}}</td><td class="n">{{.LimitHits}}</td></tr>
+<tr data-customer="{{.ID}}"><td>{{if $.O.CustomerHref}}<a href="{{$.O.CustomerHref}}{{.ID}}">{{label .ID}}</a>{{else}}{{label .ID}}{{end}}{{if .Name}} <span class="muted">{{.Name}}</span>{{end}}</td><td>{{.Mode}}</td><td class="n">{{.Messages}}</td><td class="n">{{.Recipients}}</td><td class="n">{{.Accepted}}</td><td class="n">{{.Held}}</td><td class="n">{{.Deferred}}</td><td class="n">{{.Rejected}}</td><td class="n">{{.RcptRefused}}</td><td class="n">{{.WouldRefuse}}</td><td class="n">{{.Spikes}}</td><td class="n">{{.LimitHits}}</td></tr>
 {{- else}}
 <tr><td colspan="12" class="muted">No mail in this period.</td></tr>
 {{- end}}

@@ -30,6 +30,8 @@ type Message struct {
 	To      string
 	Subject string
 	Report  *Report
+	// Text is the body of a message without a report (a notification).
+	Text string
 }
 
 // Daily builds the messages of `aupguard report -mail` for the period: the
@@ -80,11 +82,15 @@ func DailyWithReputation(ctx context.Context, src Source, cfg *config.Config, st
 // richest alternative last), marked Auto-Submitted (RFC 3834 §5).
 func Compose(from string, m Message, date time.Time, host string) ([]byte, error) {
 	var text, page bytes.Buffer
-	if err := m.Report.WriteText(&text); err != nil {
-		return nil, err
-	}
-	if err := m.Report.WriteHTML(&page, HTMLOptions{}); err != nil {
-		return nil, err
+	if m.Report == nil {
+		text.WriteString(m.Text)
+	} else {
+		if err := m.Report.WriteText(&text); err != nil {
+			return nil, err
+		}
+		if err := m.Report.WriteHTML(&page, HTMLOptions{}); err != nil {
+			return nil, err
+		}
 	}
 	var b bytes.Buffer
 	mw := multipart.NewWriter(&b)
@@ -110,6 +116,9 @@ func Compose(from string, m Message, date time.Time, host string) ([]byte, error
 		ctype string
 		body  []byte
 	}{{"text/plain; charset=utf-8", text.Bytes()}, {"text/html; charset=utf-8", page.Bytes()}} {
+		if part.ctype != "text/plain; charset=utf-8" && m.Report == nil {
+			continue // a notification is plain text only
+		}
 		w, err := mw.CreatePart(textproto.MIMEHeader{"Content-Type": {part.ctype}, "Content-Transfer-Encoding": {"quoted-printable"}})
 		if err != nil {
 			return nil, err

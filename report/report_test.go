@@ -6,7 +6,9 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -352,5 +354,42 @@ func TestParseRange(t *testing.T) {
 				t.Fatalf("got %s..%s (%v), want %s..%s", s, u, err, tt.wantSince, tt.wantUntil)
 			}
 		})
+	}
+}
+
+func TestAxisTicks(t *testing.T) {
+	for _, tc := range []struct {
+		max  int64
+		want string
+	}{
+		{0, "[0 1]"}, {1, "[0 1]"}, {3, "[0 1 2 3]"}, {5, "[0 1 2 3 4 5]"}, {6, "[0 2 4 6]"}, {7, "[0 2 4 6 8]"},
+		{14, "[0 5 10 15]"}, {20, "[0 5 10 15 20]"}, {23, "[0 5 10 15 20 25]"}, {101, "[0 50 100 150]"}, {999, "[0 200 400 600 800 1000]"},
+	} {
+		if got := fmt.Sprint(axisTicks(tc.max)); got != tc.want {
+			t.Errorf("axisTicks(%d) = %s, want %s", tc.max, got, tc.want)
+		}
+	}
+}
+
+// TestVolumeChartReadsRight: a single bucket is a dot at its value, the
+// axis labels are round and evenly spaced, each series is labelled.
+func TestVolumeChartReadsRight(t *testing.T) {
+	r := &Report{Span: time.Hour, Times: []time.Time{time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)},
+		Series: []Series{{Customer: "acme", Values: []int64{7}, Total: 7}, {Customer: "beta", Values: []int64{3}, Total: 3}}}
+	svg := r.VolumeChart()
+	if !strings.Contains(svg, `<circle class="point" data-customer="acme"`) || !strings.Contains(svg, `<circle class="point" data-customer="beta"`) {
+		t.Errorf("single bucket not drawn as dots:\n%s", svg)
+	}
+	var labels []string
+	for _, m := range regexp.MustCompile(`text-anchor="end" font-size="11" fill="#555">(\d+)<`).FindAllStringSubmatch(svg, -1) {
+		labels = append(labels, m[1])
+	}
+	if strings.Join(labels, " ") != "0 2 4 6 8" {
+		t.Errorf("y labels %v, want 0 2 4 6 8", labels)
+	}
+	for _, l := range []string{">acme (7)</text>", ">beta (3)</text>"} {
+		if !strings.Contains(svg, l) {
+			t.Errorf("legend lacks %s", l)
+		}
 	}
 }

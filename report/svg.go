@@ -40,6 +40,30 @@ func niceCeil(v int64) int64 {
 	return 10 * p
 }
 
+// axisTicks returns round tick values for a y axis from 0 covering max:
+// the step is 1, 2 or 5 times a power of ten, at most five steps, and the
+// top is the last tick (so gridlines are evenly spaced and every label is
+// a round number: 0 2 4 6, never 0 1 2 3 5).
+func axisTicks(max int64) []int64 {
+	if max < 1 {
+		max = 1
+	}
+	step := int64(1)
+	for {
+		for _, m := range []int64{1, 2, 5} {
+			if st := m * step; (max+st-1)/st <= 5 {
+				n := (max + st - 1) / st
+				ticks := make([]int64, n+1)
+				for i := range ticks {
+					ticks[i] = int64(i) * st
+				}
+				return ticks
+			}
+		}
+		step *= 10
+	}
+}
+
 // chartSeries returns the lines to draw: the biggest customers, and the
 // rest summed as "others".
 func (r *Report) chartSeries() []Series {
@@ -83,7 +107,8 @@ func (r *Report) VolumeChart() string {
 			}
 		}
 	}
-	top := niceCeil(max)
+	ticks := axisTicks(max)
+	top := ticks[len(ticks)-1]
 	plotW, plotH := float64(chartW-marginL-marginR), float64(chartH-marginT-marginB)
 	x := func(i int) float64 {
 		if n <= 1 {
@@ -98,8 +123,7 @@ func (r *Report) VolumeChart() string {
 		chartW, chartH+20*((len(ss)+3)/4), n, len(ss), max)
 	fmt.Fprintf(&b, `<title id="volume-title">Messages per %s by customer, %s</title>`, spanName(r.Span), html.EscapeString(r.Period()))
 	// Grid and y axis.
-	for i := 0; i <= 4; i++ {
-		v := top * int64(i) / 4
+	for _, v := range ticks {
 		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`, marginL, chartW-marginR, y(v), y(v))
 		fmt.Fprintf(&b, `<text x="%d" y="%.1f" text-anchor="end" font-size="11" fill="#555">%d</text>`, marginL-6, y(v)+4, v)
 	}
@@ -125,6 +149,12 @@ func (r *Report) VolumeChart() string {
 		}
 		fmt.Fprintf(&b, `<polyline class="series" data-customer="%s" data-total="%d" fill="none" stroke="%s" stroke-width="2" points="%s"><title>%s: %d messages</title></polyline>`,
 			html.EscapeString(s.Customer), s.Total, col, strings.Join(pts, " "), html.EscapeString(customerLabel(s.Customer)), s.Total)
+		if n == 1 {
+			// One bucket: a dot where the value is, not a line from zero
+			// (a one-point polyline would not show at all).
+			fmt.Fprintf(&b, `<circle class="point" data-customer="%s" cx="%.1f" cy="%.1f" r="4" fill="%s"><title>%s: %d messages</title></circle>`,
+				html.EscapeString(s.Customer), x(0), y(s.Values[0]), col, html.EscapeString(customerLabel(s.Customer)), s.Total)
+		}
 	}
 	// Marks sit on their customer's line ("others" for the rest).
 	tIdx := map[time.Time]int{}

@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/loadgen"
 	"github.com/aupguard/aupguard/milter"
 )
@@ -31,6 +32,8 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	client := fs.String("client", "127.0.0.5", "client address of the sending customer")
 	from := fs.String("from", "bench@acme.example", "envelope sender and From address")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole run")
+	customers := fs.Int("customers", 0, "send as this many distinct customers in turn, those of a generated config (customer.GenerateConfig: client 10.x.y.7, From bench@cN.example)")
+	by := fs.String("customers-by", "network", "how the generated customers are identified: network, login or glob")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,8 +42,24 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
+	var senders []loadgen.Sender
+	for i := 0; i < *customers; i++ {
+		sd := loadgen.Sender{Client: "192.0.2.1", From: fmt.Sprintf("bench@c%d.example", i)}
+		switch *by {
+		case "network":
+			sd.Client = customer.GenAddr(i)
+		case "login":
+			sd.Login = fmt.Sprintf("c%d", i)
+		case "glob":
+			sd.Login = fmt.Sprintf("c%d-bench", i)
+		default:
+			fmt.Fprintln(stderr, "bench: -customers-by: want network, login or glob")
+			return 2
+		}
+		senders = append(senders, sd)
+	}
 	res, err := loadgen.Run(context.Background(), loadgen.Options{Network: network, Address: address, Sessions: *sessions, Messages: *messages,
-		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout})
+		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout, Senders: senders})
 	fmt.Fprint(stdout, res.String())
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)

@@ -10,12 +10,30 @@ import (
 )
 
 func init() {
-	register("customer", "show or clear a customer's opt-out flag (customer status|clear ID)", runCustomer)
+	register("customer", "manage the live customer directory (customer add|set|remove|show|list|import|history) and opt-out flags (status|clear ID)", runCustomer)
 }
 
+const customerUsage = `usage: aupguard customer COMMAND [-config FILE] [flags]
+  list                          every customer: source (config or store), mode, logins, networks
+  show ID                       the definition, where it comes from, and its changes
+  history ID                    the changes of one customer
+  add [ID] [-f FILE] [-set FIELD=VALUE]...    add a customer to the store
+  set ID [-f FILE] [-set FIELD=VALUE]... [-unset FIELD]...   change fields
+  remove ID                     remove a store customer
+  import FILE                   add or replace every customer of a customers: list, all or none
+  status ID | clear ID          the opt-out standing; clear the flag
+Fields are the config file's customers[] fields (limits.messages_per_hour, logins, mode...).
+With Redis the store is changed directly; with the memory store, the running gateway's admin API.`
+
 func runCustomer(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "add", "set", "remove", "show", "list", "import", "history":
+			return runDirectoryCommand(args[0], args[1:], stdout, stderr)
+		}
+	}
 	if len(args) == 0 || (args[0] != "status" && args[0] != "clear") {
-		fmt.Fprintln(stderr, "usage: aupguard customer status|clear [-config FILE] [-json] ID")
+		fmt.Fprintln(stderr, customerUsage)
 		return 2
 	}
 	sub := args[0]
