@@ -60,16 +60,53 @@ func NewSuppression(svc *Service) *Suppression { return &Suppression{svc: svc} }
 // Name implements policy.Check.
 func (c *Suppression) Name() string { return SuppressionName }
 
-// Rcpt implements policy.RcptChecker.
-func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
+type lookupKey struct{}
+
+// PrepareRcpt implements policy.RcptPreparer: the lookup (and the
+// escalation count of a listed recipient) goes into the stage's batch.
+func (c *Suppression) PrepareRcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt, b policy.Batch) {
+	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	if pend == nil {
+		pend = map[*policy.Rcpt]*pendingLookup{}
+		t.SetValue(lookupKey{}, pend)
+	}
 	canon, err := c.svc.S.canonicalAddr(r.Addr)
 	if err != nil {
-		return nil, nil // not an address that can be on a list
+		pend[r] = nil // not an address that can be on a list
+		return
 	}
 	h := c.svc.S.Hash(canon)
+	sb, own := c.svc.batchOf(b)
+	pend[r] = &pendingLookup{hash: h, l: c.svc.queueLookup(sb, t.Customer.ID, h)}
+	if own {
+		ctx, cancel := c.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
+	}
+}
+
+// pendingLookup is one recipient's lookup in the stage's batch.
+type pendingLookup struct {
+	hash string
+	l    *lookup
+}
+
+// Rcpt implements policy.RcptChecker.
+func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
+	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	if _, ok := pend[r]; !ok {
+		c.PrepareRcpt(ctx, t, r, nil)
+		pend, _ = t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	}
+	p := pend[r]
+	delete(pend, r)
+	if p == nil {
+		return nil, nil
+	}
+	h := p.hash
 	ctx, cancel := c.svc.ctx(ctx)
 	defer cancel()
-	list, err := c.svc.B.Lookup(ctx, t.Customer.ID, h)
+	list, hits, raised, err, hitErr := p.l.result(ctx, c.svc, t.Customer.ID)
 	if err != nil || list == "" {
 		return nil, err
 	}
@@ -81,10 +118,9 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 	}
 	out := []policy.Finding{f}
 	s := c.svc.S
-	hits, raised, err := c.svc.B.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
-	if err != nil {
+	if hitErr != nil {
 		// The refusal stands; only the count failed.
-		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", err)
+		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", hitErr)
 		return out, nil
 	}
 	f.Attrs["hits"] = strconv.FormatInt(hits, 10)
@@ -162,10 +198,11 @@ func (b *Bulk) Body(t *policy.Txn) io.Writer {
 	return w
 }
 
-// EOM implements policy.EOMChecker.
-func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	cb := b.settings(t.Customer.ID)
-	by := ""
+type bulkKey struct{}
+
+// signals says why the message is bulk by its headers ("precedence",
+// "list_id" or "") and returns its body fingerprint ("" for none).
+func (b *Bulk) signals(t *policy.Txn, cb CustomerBulk) (by, fp string) {
 	// RFC 2076 §3.9 / RFC 3834 §3.1.8: Precedence bulk or list.
 	for _, v := range t.HeaderValues("Precedence") {
 		if p := strings.ToLower(unfold(v)); p == "bulk" || p == "list" {
@@ -176,17 +213,53 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 	if by == "" && len(t.HeaderValues("List-Id")) > 0 {
 		by = "list_id"
 	}
-	fp := ""
 	if w, ok := t.Value(fpKey{}).(*fingerprint); ok && cb.FingerprintRecipients >= 0 {
 		fp = w.sum()
 	}
+	return by, fp
+}
+
+// bulkTxn is what bulk_mail keeps for one message between its stages.
+type bulkTxn struct {
+	by, fp string
+	p      *bulkPending
+}
+
+// PrepareEOM implements policy.EOMPreparer: the fingerprint count, the
+// reservation of the delivered recipients (given back in PrepareFinish when
+// the message is refused) and, for bulk candidates, the flag and the
+// complaint-rate sums go into the stage's batch.
+func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
+	cb := b.settings(t.Customer.ID)
+	by, fp := b.signals(t, cb)
+	x := &bulkTxn{by: by, fp: fp}
+	t.SetValue(bulkKey{}, x)
+	if len(t.Rcpts) == 0 && by == "" && fp == "" {
+		return
+	}
+	sb, own := b.svc.batchOf(bt)
+	x.p = b.svc.queueEOM(sb, t.Customer.ID, fp, int64(len(t.Rcpts)), by != "" || fp != "")
+	if own {
+		ctx, cancel := b.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
+	}
+}
+
+// EOM implements policy.EOMChecker.
+func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+	cb := b.settings(t.Customer.ID)
+	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	if !ok {
+		b.PrepareEOM(ctx, t, nil)
+		x, _ = t.Value(bulkKey{}).(*bulkTxn)
+	}
+	by, fp := x.by, x.fp
 	if by == "" && fp == "" {
 		return nil, nil
 	}
 	s := b.svc.S
-	ctx, cancel := b.svc.ctx(ctx)
-	defer cancel()
-	st, err := b.svc.B.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Cfg.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
+	st, err := x.p.result()
 	if err != nil && by == "" {
 		return nil, err
 	}
@@ -286,16 +359,34 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 		Detail: "bulk mail missing " + strings.Join(missing, ", "), Attrs: attrs("missing", strings.Join(missing, "; "))}, false
 }
 
-// Finish implements policy.Finisher: accepted recipients count as delivered
-// for the complaint rate.
-func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
-	if !accepted || len(t.Rcpts) == 0 {
+// PrepareFinish implements policy.FinishPreparer: the delivered
+// recipients reserved at end of message stay counted for the complaint
+// rate when the message was accepted; otherwise (refused, deferred,
+// aborted) they and the fingerprint count are given back. The recipients
+// a message was accepted for are exactly those it had at end of message.
+func (b *Bulk) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, bt policy.Batch) {
+	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	if !ok || x.p == nil {
 		return
 	}
-	ctx, cancel := b.svc.ctx(ctx)
-	defer cancel()
-	if _, err := b.svc.B.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.S.Rate, b.svc.Clock.Now()); err != nil {
-		b.svc.Log.Error("counting delivered recipients failed", "customer", t.Customer.ID, "err", err)
+	t.SetValue(bulkKey{}, nil)
+	if accepted {
+		return
+	}
+	if _, err := x.p.call.Result(); err != nil {
+		return // nothing was reserved
+	}
+	sb, own := b.svc.batchOf(bt)
+	customer := t.Customer.ID
+	b.svc.queueGiveBack(sb, customer, x.p).Then(func(_ any, err error) {
+		if err != nil {
+			b.svc.Log.Error("giving back delivered recipients failed", "customer", customer, "err", err)
+		}
+	})
+	if own {
+		ctx, cancel := b.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
 	}
 }
 

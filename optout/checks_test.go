@@ -221,10 +221,17 @@ func TestBulkFinishCountsDelivered(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			svc := mk(t)
 			chain := policy.NewChain([]policy.Step{{Check: NewBulk(svc, nil), Enabled: true}})
-			chain.Finish(bg, txn("acme", "a@x.example", "b@x.example"), true)
-			chain.Finish(bg, txn("acme", "c@x.example"), false)
+			// Delivered recipients are reserved at end of message and
+			// given back when the message is not accepted.
+			send := func(accepted bool, rcpts ...string) {
+				tx := txn("acme", rcpts...)
+				chain.EOM(bg, tx)
+				chain.Finish(bg, tx, accepted)
+			}
+			send(true, "a@x.example", "b@x.example")
+			send(false, "c@x.example")
 			clk.Advance(time.Hour)
-			chain.Finish(bg, txn("acme", "d@x.example"), true)
+			send(true, "d@x.example")
 			st, err := svc.Status(bg, "acme")
 			if err != nil || st.Delivered != 3 {
 				t.Fatalf("status %+v, %v; want 3 delivered", st, err)

@@ -3,8 +3,7 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
-	"fmt"
-	"strconv"
+		"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -95,38 +94,32 @@ func (r *redisBackend) Run(ctx context.Context, customer string, mode Mode, ops 
 	if err != nil {
 		return Result{}, store.Unavailable(err)
 	}
-	if len(v) != 4+4*len(ops) {
-		return Result{}, fmt.Errorf("ratelimit: script returned %d values for %d ops", len(v), len(ops))
-	}
-	num := func(x any) int64 {
-		switch t := x.(type) {
-		case int64:
-			return t
-		case string:
-			n, err := strconv.ParseFloat(t, 64)
-			if err != nil {
-				return 0
-			}
-			return int64(n)
-		}
-		return 0
-	}
-	flt := func(x any) float64 {
-		s, _ := x.(string)
-		f, _ := strconv.ParseFloat(s, 64)
-		return f
-	}
-	res := Result{Allowed: num(v[0]) == 1, Binding: int(num(v[1])) - 1, Retry: msDur(num(v[2])), Now: time.UnixMilli(num(v[3])), Ops: make([]OpResult, len(ops))}
-	for i, op := range ops {
-		f := v[4+4*i : 8+4*i]
-		if op.Kind == KindSpike {
-			res.Ops[i] = OpResult{Flagged: num(f[0]) == 1, Count: num(f[1]), Threshold: flt(f[2]), Baseline: flt(f[3])}
-			continue
-		}
-		res.Ops[i] = OpResult{Used: num(f[0]), Reset: msDur(num(f[1])), Next: msDur(num(f[2])), Bucket: num(f[3])}
-	}
-	return res, nil
+	return decodeRun(v, ops)
 }
+
+func num(x any) int64 {
+	switch t := x.(type) {
+	case int64:
+		return t
+	case string:
+		n, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return 0
+		}
+		return int64(n)
+	}
+	return 0
+}
+
+func flt(x any) float64 {
+	s, _ := x.(string)
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func unixMilli(ms int64) time.Time { return time.UnixMilli(ms) }
 
 // Release implements Backend in one round trip.
 func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) error {
