@@ -3,7 +3,7 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
-		"strconv"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
