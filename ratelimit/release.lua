@@ -27,8 +27,14 @@ for i = 0, nops - 1 do
       redis.call('SET', key, string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now) + 1))
     end
   elseif kind == 'window' then
+    -- The bucket and the running total together (run.lua).
     if redis.call('HEXISTS', key, d) == 1 then
-      if redis.call('HINCRBY', key, d, -n) <= 0 then redis.call('HDEL', key, d) end
+      local left = redis.call('HINCRBY', key, d, -n)
+      if left <= 0 then redis.call('HDEL', key, d) end
+      if redis.call('HEXISTS', key, 't') == 1 then
+        local t = redis.call('HINCRBY', key, 't', -n - math.min(left, 0))
+        if t < 0 then redis.call('HSET', key, 't', 0) end
+      end
     end
   elseif kind == 'recipient' then
     redis.call('ZREM', key, d)

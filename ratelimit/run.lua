@@ -54,8 +54,12 @@ end
 
 -- Bucketed sliding window: buckets of bucket_ms; every bucket that
 -- intersects (now-period, now] is counted in full, so the count errs only
--- upwards, by at most one bucket.
-local function window_state(op)
+-- upwards, by at most one bucket. Besides the buckets (numeric fields) the
+-- hash keeps a running total 't' of the buckets present, 'lo' the lowest
+-- bucket still counted when it was last written and 'hi' the newest bucket
+-- written: a message reads three fields and the buckets that left the
+-- window since (usually none), instead of summing 144 buckets.
+local function window_scan(op)
   local B = tonumber(op.d)
   local P = tonumber(op.b)
   local lo = math.floor((now - P) / B)
@@ -64,7 +68,9 @@ local function window_state(op)
   local sum = 0
   for i = 1, #raw, 2 do
     local j, c = tonumber(raw[i]), tonumber(raw[i + 1])
-    if j < lo then
+    if j == nil then
+      -- t, lo, hi
+    elseif j < lo then
       stale[#stale + 1] = raw[i]
     elseif c > 0 then
       idx[#idx + 1] = j
@@ -86,22 +92,62 @@ local function window_free_after(B, P, idx, cnt, need)
   return P
 end
 
+-- window_total returns the window's sum from the running total, and the
+-- buckets that left the window (nil when the total must be rebuilt).
+local function window_total(op)
+  local B, P = tonumber(op.d), tonumber(op.b)
+  local lo = math.floor((now - P) / B)
+  local m = redis.call('HMGET', op.key, 't', 'lo', 'hi')
+  local t, olo, hi = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  if t == nil or olo == nil or hi == nil or lo - olo > 200 then return nil end
+  local stale = {}
+  if olo < lo then
+    local ids = {}
+    for j = olo, math.min(lo - 1, hi) do ids[#ids + 1] = tostring(j) end
+    if #ids > 0 then
+      local v = redis.call('HMGET', op.key, unpack(ids))
+      for i = 1, #ids do
+        if v[i] then
+          t = t - tonumber(v[i])
+          stale[#stale + 1] = ids[i]
+        end
+      end
+    end
+  end
+  return t, stale, hi
+end
+
 local function window_eval(op)
   local L, n = tonumber(op.a), tonumber(op.c)
-  local B, P, sum, idx, cnt, stale = window_state(op)
+  local B, P = tonumber(op.d), tonumber(op.b)
+  local cur = math.floor(now / B)
+  if mode ~= 'usage' then
+    local sum, stale, hi = window_total(op)
+    if sum ~= nil and sum + n <= L and sum + 1 <= L then
+      -- The common case: room left. Reset from the newest bucket.
+      local reset = 0
+      if sum > 0 then reset = (hi + 1) * B + P - now end
+      return true, 0, {tostring(sum), tostring(reset), '0', tostring(cur)}, {sum, stale}
+    end
+  end
+  local _, _, sum, idx, cnt, stale = window_scan(op)
   local ok = sum + n <= L
   local retry = 0
   if not ok then retry = window_free_after(B, P, idx, cnt, sum + n - L) end
   local reset = 0
   if #idx > 0 then reset = (idx[#idx] + 1) * B + P - now end
   local nxt = window_free_after(B, P, idx, cnt, sum + 1 - L)
-  return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(math.floor(now / B))}, stale
+  return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(cur)}, {sum, stale}
 end
 
-local function window_apply(op, stale)
+local function window_apply(op, st)
   local B, P, n = tonumber(op.d), tonumber(op.b), tonumber(op.c)
-  redis.call('HINCRBY', op.key, tostring(math.floor(now / B)), n)
+  local cur = math.floor(now / B)
+  local lo = math.floor((now - P) / B)
+  local sum, stale = st[1], st[2]
   if #stale > 0 then redis.call('HDEL', op.key, unpack(stale)) end
+  redis.call('HINCRBY', op.key, tostring(cur), n)
+  redis.call('HSET', op.key, 't', tostring(sum + n), 'lo', tostring(lo), 'hi', tostring(cur))
   redis.call('PEXPIRE', op.key, P + 2 * B)
 end
 
@@ -179,12 +225,19 @@ local function spike_run(op, write)
       if m > minute - wmin then count = count + tonumber(v) else stale[#stale + 1] = k end
     end
   end
-  local s = slot_of(hour)
-  local sl = redis.call('HMGET', basekey, tostring((s + 167) % 168), tostring(s), tostring((s + 1) % 168))
-  local baseline = 0
-  for i = 1, 3 do
-    local v = tonumber(sl[i]) or dflt
-    if v > baseline then baseline = v end
+  -- The baseline changes only when an hour is folded in: it is read from
+  -- the baseline hash once per hour and kept in the window hash ('b', for
+  -- hour 'bh' and default 'bd'), not read for every message.
+  local baseline = tonumber(f['b'])
+  local cached = baseline ~= nil and f['bh'] == tostring(hour) and f['bd'] == op.d
+  if not cached then
+    local s = slot_of(hour)
+    local sl = redis.call('HMGET', basekey, tostring((s + 167) % 168), tostring(s), tostring((s + 1) % 168))
+    baseline = 0
+    for i = 1, 3 do
+      local v = tonumber(sl[i]) or dflt
+      if v > baseline then baseline = v end
+    end
   end
   local threshold = math.max(floor, factor * baseline * wmin / 60)
   local flagged = 0
@@ -197,6 +250,9 @@ local function spike_run(op, write)
       redis.call('HINCRBY', winkey, 'c', n)
     end
     redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
+    if not cached then
+      redis.call('HSET', winkey, 'b', fmt(baseline), 'bh', tostring(hour), 'bd', op.d)
+    end
     redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
   end
   return {tostring(flagged), tostring(count), fmt(threshold), fmt(baseline)}
