@@ -3,6 +3,8 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
+	"hash/fnv"
 	"strconv"
 	"time"
 
@@ -40,6 +42,31 @@ func (r *redisBackend) nowArg() string {
 	return strconv.FormatInt(r.now().UnixMilli(), 10)
 }
 
+// recipientShards is the number of hashes a customer's recipients are
+// spread over in one generation: with Redis's default
+// hash-max-listpack-entries (128), up to 8192 recipients of a customer per
+// generation stay in the compact listpack encoding (docs/capacity.md).
+const recipientShards = 64
+
+// rcptField turns a recipient counter key (a keyed hash already) into its
+// 8-byte field and its shard.
+func rcptField(key string) (field, shard string) {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	sum := h.Sum64()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], sum)
+	return string(b[:]), strconv.FormatUint(sum%recipientShards, 10)
+}
+
+// clockMs is this gateway's time in ms (the fake clock in tests).
+func (r *redisBackend) clockMs() int64 {
+	if r.now != nil {
+		return r.now().UnixMilli()
+	}
+	return time.Now().UnixMilli()
+}
+
 // encode turns ops into KEYS and ARGV (8 fields per op, see run.lua).
 // For release, a window op carries the bucket it reserved instead of the
 // bucket size.
@@ -65,6 +92,25 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 			a = strconv.FormatFloat(sp.Factor, 'f', -1, 64)
 			d = strconv.FormatInt(sp.Floor, 10) + "|" + strconv.FormatInt(sp.Baseline, 10)
 			e = strconv.FormatFloat(sp.Alpha, 'f', -1, 64)
+		case KindRecipient:
+			// Three generations' shard hashes (G-1, G, G+1 by this
+			// gateway's clock; the script picks by the store's).
+			field, shard := rcptField(op.Key)
+			keep := ms(op.Keep)
+			if keep <= 0 {
+				keep = ms(op.Period)
+			}
+			g := r.clockMs() / keep
+			ki = len(keys) + 1
+			for _, x := range []int64{g - 1, g, g + 1} {
+				keys = append(keys, r.h.CustomerKey(customer, "rl", "rr", strconv.FormatInt(keep/60000, 10)+"m", strconv.FormatInt(x, 10), shard))
+			}
+			a = strconv.FormatInt(op.Limit, 10)
+			d = field + "|" + strconv.FormatInt(g, 10)
+			if release {
+				d += "|" + strconv.FormatInt(op.Bucket, 10)
+			}
+			e = strconv.FormatInt(keep, 10)
 		default:
 			ki = key(op.Key)
 			a = strconv.FormatInt(op.Limit, 10)
@@ -77,8 +123,6 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 			if release {
 				d = strconv.FormatInt(op.Bucket, 10)
 			}
-		case KindRecipient:
-			d, e = op.Member, strconv.FormatInt(ms(op.Keep), 10)
 		}
 		args = append(args, string(op.Kind), ki, op.Name, a, b, c, d, e)
 	}

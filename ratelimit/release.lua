@@ -13,6 +13,7 @@ else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
+local done = {}
 local nops = (#ARGV - 1) / 8
 for i = 0, nops - 1 do
   local b = 1 + i * 8
@@ -37,7 +38,37 @@ for i = 0, nops - 1 do
       end
     end
   elseif kind == 'recipient' then
-    redis.call('ZREM', key, d)
+    -- d = field|G|time: take one send at that time out of the recipient's
+    -- times (run.lua), once for the hour and day limits together.
+    local field = string.sub(d, 1, 8)
+    local G, at = string.match(string.sub(d, 10), '^(%d+)|(%d+)$')
+    if field and not done[field .. at] then
+      done[field .. at] = true
+      G, at = tonumber(G), tonumber(at)
+      local keep = tonumber(ARGV[b + 8])
+      local g = math.floor(now / keep)
+      local k1, k2, k3 = KEYS[tonumber(ARGV[b + 2])], KEYS[tonumber(ARGV[b + 2]) + 1], KEYS[tonumber(ARGV[b + 2]) + 2]
+      local cands = {{k2, G}, {k1, G - 1}, {k3, G + 1}}
+      for _, c in ipairs(cands) do
+        local v = redis.call('HGET', c[1], field)
+        if v then
+          local base = (c[2] - 1) * keep
+          local parts, removed = {}, false
+          for i = 1, #v - 3, 4 do
+            local x = struct.unpack('>I4', v, i)
+            if not removed and base + x == at then
+              removed = true
+            else
+              parts[#parts + 1] = struct.pack('>I4', x)
+            end
+          end
+          if removed then
+            if #parts > 0 then redis.call('HSET', c[1], field, table.concat(parts)) else redis.call('HDEL', c[1], field) end
+            break
+          end
+        end
+      end
+    end
   end
 end
 return nops

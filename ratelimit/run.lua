@@ -11,7 +11,7 @@
 -- ARGV[3..]: 8 fields per op: kind, key index, name, a, b, c, d, e
 --   rate      a=limit b=period_ms c=n
 --   window    a=limit b=period_ms c=n d=bucket_ms
---   recipient a=limit b=period_ms c=n d=member e=keep_ms
+--   recipient a=limit b=period_ms c=n d=field|G e=keep_ms (keys: G-1, G, G+1)
 --   spike     a=factor b=window_ms c=n d=floor|baseline e=alpha (keys: base, base+1=win)
 -- Returns {allowed, binding op (1-based, 0 none), retry_ms, now_ms,
 --          then 4 strings per op}.
@@ -151,25 +151,93 @@ local function window_apply(op, st)
   redis.call('PEXPIRE', op.key, P + 2 * B)
 end
 
--- Exact sliding window over a sorted set of send times (per recipient).
+-- Exact sliding window over the send times to one recipient. A customer's
+-- recipients are kept in hashes by generation (now / keep) and shard: the
+-- field is the recipient's 8-byte key, the value its send times in the
+-- window, 4 bytes each (ms since the start of the previous generation).
+-- A recipient written in generation g moves out of g-1; what is left in
+-- g-1 expires with its key. About 30 bytes a recipient in a listpack hash
+-- instead of a sorted set key per recipient.
+-- op.key/key2/key3: the shard's hashes of generations G-1, G and G+1 by the
+-- gateway's clock; op.d = field|G[|reserved time, release only].
+local rstate = {}
+local function rcpt_keys(op, keep)
+  -- The field is 8 bytes of binary (it may hold any byte, '|' too).
+  local field = string.sub(op.d, 1, 8)
+  local G = tonumber(string.match(string.sub(op.d, 10), '^(%d+)'))
+  local g = math.floor(now / keep)
+  if g == G + 1 then return field, g, op.key3, op.key2 end
+  if g == G - 1 then return field, g, op.key, nil end
+  return field, g, op.key2, op.key
+end
+
+local function rcpt_unpack(times, v, base, since)
+  if not v then return end
+  for i = 1, #v - 3, 4 do
+    local t = base + struct.unpack('>I4', v, i)
+    if t > since then times[#times + 1] = t end
+  end
+end
+
+local function rcpt_load(op)
+  local keep = tonumber(op.e)
+  local field, g, cur, prev = rcpt_keys(op, keep)
+  local id = cur .. '|' .. field
+  local st = rstate[id]
+  if st then return st end
+  local times = {}
+  rcpt_unpack(times, redis.call('HGET', cur, field), (g - 1) * keep, now - keep)
+  local inprev = false
+  if prev then
+    local pv = redis.call('HGET', prev, field)
+    if pv then
+      inprev = true
+      rcpt_unpack(times, pv, (g - 2) * keep, now - keep)
+    end
+  end
+  table.sort(times)
+  st = {times = times, field = field, g = g, cur = cur, prev = prev, inprev = inprev, keep = keep}
+  rstate[id] = st
+  return st
+end
+
+local function rcpt_store(st)
+  local base = (st.g - 1) * st.keep
+  local parts = {}
+  for i, t in ipairs(st.times) do parts[i] = struct.pack('>I4', t - base) end
+  if #parts > 0 then
+    redis.call('HSET', st.cur, st.field, table.concat(parts))
+    redis.call('PEXPIREAT', st.cur, (st.g + 2) * st.keep)
+  else
+    redis.call('HDEL', st.cur, st.field)
+  end
+  if st.inprev then
+    redis.call('HDEL', st.prev, st.field)
+    st.inprev = false
+  end
+end
+
 local function recipient_eval(op)
   local L, P = tonumber(op.a), tonumber(op.b)
-  local since = '(' .. tostring(now - P)
-  local count = redis.call('ZCOUNT', op.key, since, '+inf')
+  local st = rcpt_load(op)
+  local since = now - P
+  local inwin = {}
+  for _, t in ipairs(st.times) do
+    if t > since then inwin[#inwin + 1] = t end
+  end
+  local count = #inwin
   local ok = count + 1 <= L
   local retry = 0
-  if not ok then
-    local r = redis.call('ZRANGEBYSCORE', op.key, since, '+inf', 'WITHSCORES', 'LIMIT', count - L, 1)
-    retry = tonumber(r[2]) + P - now
-  end
-  return ok, retry, {tostring(count), '0', tostring(retry), '0'}
+  if not ok then retry = inwin[count - L + 1] + P - now end
+  return ok, retry, {tostring(count), '0', tostring(retry), tostring(now)}
 end
 
 local function recipient_apply(op)
-  local keep = tonumber(op.e)
-  redis.call('ZREMRANGEBYSCORE', op.key, '-inf', tostring(now - keep))
-  redis.call('ZADD', op.key, now, op.d)
-  redis.call('PEXPIRE', op.key, keep)
+  local st = rcpt_load(op)
+  if st.applied then return end -- the hour and the day limit share one send
+  st.applied = true
+  st.times[#st.times + 1] = now
+  rcpt_store(st)
 end
 
 -- Spike detection: see the package documentation (spike.go).
@@ -263,7 +331,7 @@ local nops = (#ARGV - 2) / 8
 for i = 0, nops - 1 do
   local b = 2 + i * 8
   local ki = tonumber(ARGV[b + 2])
-  ops[i + 1] = {kind = ARGV[b + 1], key = KEYS[ki], key2 = KEYS[ki + 1], name = ARGV[b + 3],
+  ops[i + 1] = {kind = ARGV[b + 1], key = KEYS[ki], key2 = KEYS[ki + 1], key3 = KEYS[ki + 2], name = ARGV[b + 3],
     a = ARGV[b + 4], b = ARGV[b + 5], c = ARGV[b + 6], d = ARGV[b + 7], e = ARGV[b + 8]}
 end
 
