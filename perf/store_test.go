@@ -51,6 +51,7 @@ func TestStoreFootprint(t *testing.T) {
 	rc := env.redis.Client()
 	time.Sleep(500 * time.Millisecond) // the warm-up's events are written
 	keysBefore := familyUsage(t, rc)
+	dataBefore := datasetBytes(t, rc)
 	if err := rc.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -92,12 +93,8 @@ func TestStoreFootprint(t *testing.T) {
 		fmt.Fprintf(&b, "  %-40s keys %7d  bytes %10d  growth/msg %7.1f B\n", f, a[0], a[1], float64(d)/float64(n))
 	}
 	fmt.Fprintf(&b, "  total growth per message: %.1f B\n", float64(total)/float64(n))
-	mem, _ := rc.Info(ctx, "memory").Result()
-	for _, l := range strings.Split(mem, "\r\n") {
-		if strings.HasPrefix(l, "used_memory:") || strings.HasPrefix(l, "used_memory_dataset:") {
-			fmt.Fprintf(&b, "  %s\n", l)
-		}
-	}
+	dataAfter := datasetBytes(t, rc)
+	fmt.Fprintf(&b, "  INFO memory used_memory_dataset: %d -> %d B, %.1f B per message\n", dataBefore, dataAfter, float64(dataAfter-dataBefore)/float64(n))
 	t.Log(b.String())
 	fmt.Println(b.String())
 }
@@ -126,7 +123,8 @@ func commandStats(t *testing.T, rc *redis.Client) map[string][2]int64 {
 var (
 	famHex  = regexp.MustCompile(`[0-9a-f]{16,}`)
 	famDate = regexp.MustCompile(`\d{8,10}`)
-	famCust = regexp.MustCompile(`\{c:[^}]*\}`)
+	famCust  = regexp.MustCompile(`\{c:[^}]*\}`)
+	famShard = regexp.MustCompile(`rr:(\d+)m:\d+:\d+`)
 )
 
 // familyUsage returns, by key family (customer, hashes and dates
@@ -142,6 +140,7 @@ func familyUsage(t *testing.T, rc *redis.Client) map[string][2]int64 {
 			continue
 		}
 		f := famCust.ReplaceAllString(k, "{c:ID}")
+		f = famShard.ReplaceAllString(f, "rr:${1}m:GEN:SHARD")
 		f = famHex.ReplaceAllString(f, "HASH")
 		f = famDate.ReplaceAllString(f, "DATE")
 		v := out[f]
@@ -151,4 +150,19 @@ func familyUsage(t *testing.T, rc *redis.Client) map[string][2]int64 {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// datasetBytes is INFO memory's used_memory_dataset.
+func datasetBytes(t *testing.T, rc *redis.Client) int64 {
+	mem, err := rc.Info(context.Background(), "memory").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(mem, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "used_memory_dataset:"); ok {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return 0
 }
