@@ -121,8 +121,8 @@ func commandStats(t *testing.T, rc *redis.Client) map[string][2]int64 {
 }
 
 var (
-	famHex  = regexp.MustCompile(`[0-9a-f]{16,}`)
-	famDate = regexp.MustCompile(`\d{8,10}`)
+	famHex   = regexp.MustCompile(`[0-9a-f]{16,}`)
+	famDate  = regexp.MustCompile(`\d{8,10}`)
 	famCust  = regexp.MustCompile(`\{c:[^}]*\}`)
 	famShard = regexp.MustCompile(`rr:(\d+)m:\d+:\d+`)
 )
