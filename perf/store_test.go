@@ -55,6 +55,7 @@ func TestStoreFootprint(t *testing.T) {
 	if err := rc.ConfigResetStat(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	cpuBefore := serverCPU(t, rc)
 	o := env.loadOpts(addr, n, perfSessions, perfSize, 0)
 	o.RcptDomain = "rcpt.example"
 	res, err := loadgen.Run(ctx, o)
@@ -63,6 +64,7 @@ func TestStoreFootprint(t *testing.T) {
 	}
 	time.Sleep(time.Second) // the event writer's last batch
 	stats := commandStats(t, rc)
+	cpu := serverCPU(t, rc) - cpuBefore
 	keysAfter := familyUsage(t, rc)
 	var b strings.Builder
 	fmt.Fprintf(&b, "store footprint: %d messages of %d B, 1 distinct recipient each, %d accepted, %.0f msg/s (noisy)\n", n, perfSize, res.Accepted, res.PerSecond)
@@ -74,6 +76,7 @@ func TestStoreFootprint(t *testing.T) {
 		usec += v[1]
 	}
 	sort.Strings(names)
+	fmt.Fprintf(&b, "redis server CPU (INFO cpu, user+sys, all of the server's work incl. network): %.1f µs per message\n", cpu*1e6/float64(n))
 	fmt.Fprintf(&b, "redis commands per message: %.2f, server CPU per message: %.1f µs (commandstats usec)\n", float64(calls)/float64(n), float64(usec)/float64(n))
 	for _, k := range names {
 		v := stats[k]
@@ -165,4 +168,22 @@ func datasetBytes(t *testing.T, rc *redis.Client) int64 {
 		}
 	}
 	return 0
+}
+
+// serverCPU is INFO cpu's used_cpu_user + used_cpu_sys, in seconds.
+func serverCPU(t *testing.T, rc *redis.Client) float64 {
+	s, err := rc.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, l := range strings.Split(s, "\r\n") {
+		for _, k := range []string{"used_cpu_user:", "used_cpu_sys:"} {
+			if v, ok := strings.CutPrefix(l, k); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				sum += f
+			}
+		}
+	}
+	return sum
 }
