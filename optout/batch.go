@@ -53,10 +53,12 @@ return {sum, 0}
 `)
 	// eomProc: KEYS fingerprint counter (a dummy when ARGV[1] is 0), flag,
 	// delivered, complaints; ARGV fp rcpts, fp ttl, cur, nb, delivered
-	// ttl, delivered n, read (1: the bulk state is needed). The delivered
-	// recipients are reserved here and given back by finishProc when the
-	// message is refused. Replies {fp count, flag fields, delivered,
-	// complaints} (the last three only when read).
+	// ttl, delivered n, read: "1" when the message is bulk by its headers,
+	// else the fingerprint threshold (the bulk state is read only when the
+	// fingerprint count passes it). The delivered recipients are reserved
+	// here and given back by finishProc when the message is refused.
+	// Replies {fp count, flag fields, delivered, complaints} (the last three
+	// only when read).
 	eomProc = store.NewProc("optout.eom", rollingLua+`
 local fp = 0
 local n = tonumber(ARGV[1])
@@ -66,13 +68,13 @@ if n > 0 then
 end
 local cur, nb = tonumber(ARGV[3]), tonumber(ARGV[4])
 local d = tonumber(ARGV[6])
-if ARGV[7] == '1' then
+local read = ARGV[7] == '1' or (n > 0 and fp > tonumber(string.sub(ARGV[7], 2)))
+if read then
   return {fp, redis.call('HGETALL', KEYS[2]), rolling(KEYS[3], d, cur, nb, ARGV[5]), rolling(KEYS[4], 0, cur, nb, 0)}
 end
-if d ~= 0 then
-  -- Only the write: the bucket that just left the window goes now, any
-  -- older one when the sums are next read (rolling).
-  redis.call('HINCRBY', KEYS[3], cur, d)
+if d ~= 0 and redis.call('HINCRBY', KEYS[3], cur, d) == d then
+  -- The bucket's first count: the bucket that just left the window goes
+  -- now (any older one when the sums are next read), the expiry moves.
   redis.call('HDEL', KEYS[3], cur - nb)
   redis.call('PEXPIRE', KEYS[3], ARGV[5])
 end
@@ -200,7 +202,7 @@ type bulkPending struct {
 // queueEOM adds bulk_mail's end-of-message work: the fingerprint count
 // (fp != ""), the reservation of the delivered recipients and, when read,
 // the flag and the complaint-rate sums.
-func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, read bool) *bulkPending {
+func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, byHeaders bool, threshold int) *bulkPending {
 	now := s.Clock.Now()
 	rate := s.S.Rate
 	fpWindow := s.Cfg.Bulk.FingerprintWindow
@@ -213,8 +215,9 @@ func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, re
 		} else {
 			fpKey = r.h.CustomerKey(customer, "fp", fp)
 		}
-		rd := "0"
-		if read {
+		// "1": bulk by its headers; "tN": read when the count passes N.
+		rd := "t" + strconv.Itoa(threshold)
+		if byHeaders {
 			rd = "1"
 		}
 		p.call = sb.Proc(eomProc, []string{fpKey, r.flagKey(customer), r.counterKey(customer, KindDelivered), r.counterKey(customer, KindComplaint)},
@@ -228,7 +231,7 @@ func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, re
 				return BulkState{}, err
 			}
 		}
-		if !read {
+		if !byHeaders && fp == "" {
 			return BulkState{}, nil
 		}
 		return b.Bulk(ctx, customer, fp, rcpts, fpWindow, rate, now)

@@ -238,7 +238,7 @@ func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
 		return
 	}
 	sb, own := b.svc.batchOf(bt)
-	x.p = b.svc.queueEOM(sb, t.Customer.ID, fp, int64(len(t.Rcpts)), by != "" || fp != "")
+	x.p = b.svc.queueEOM(sb, t.Customer.ID, fp, int64(len(t.Rcpts)), by != "", cb.FingerprintRecipients)
 	if own {
 		ctx, cancel := b.svc.ctx(ctx)
 		defer cancel()

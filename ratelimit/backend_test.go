@@ -45,7 +45,7 @@ func kinds() []backendKind {
 		{"redis", func(t *testing.T, clk *clock.Fake) Backend {
 			r := testenv.StartRedis(t, testenv.RedisOptions{})
 			h := redisHandle(t, r.Addr(), clk)
-			if err := h.LoadScripts(context.Background(), runScript, releaseScript); err != nil {
+			if err := h.LoadScripts(context.Background(), store.BatchScript()); err != nil {
 				t.Fatal(err)
 			}
 			b := newRedis(h)

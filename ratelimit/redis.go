@@ -4,23 +4,21 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
+	"fmt"
 	"hash/fnv"
 	"strconv"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/aupguard/aupguard/store"
 )
 
+// run.lua and release.lua are procs of the store's batch script (batch.go):
+// a direct Run or Release is a batch of one.
 var (
 	//go:embed run.lua
 	runLua string
 	//go:embed release.lua
 	releaseLua string
-
-	runScript     = redis.NewScript(runLua)
-	releaseScript = redis.NewScript(releaseLua)
 )
 
 // redisBackend runs every stage's ops in one script call (EVALSHA, reloaded
@@ -134,9 +132,16 @@ func (r *redisBackend) Run(ctx context.Context, customer string, mode Mode, ops 
 	keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
-	v, err := runScript.Run(ctx, r.h.Client, keys, args...).Slice()
+	sb := r.h.NewBatch()
+	call := sb.Proc(runProc, keys, args...)
+	_ = sb.Exec(ctx)
+	res, err := call.Result()
 	if err != nil {
-		return Result{}, store.Unavailable(err)
+		return Result{}, err
+	}
+	v, ok := res.([]any)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: ratelimit: reply of type %T", store.ErrUnavailable, res)
 	}
 	return decodeRun(v, ops)
 }
@@ -173,5 +178,9 @@ func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) e
 	keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
-	return store.Unavailable(releaseScript.Run(ctx, r.h.Client, keys, args...).Err())
+	sb := r.h.NewBatch()
+	call := sb.Proc(releaseProc, keys, args...)
+	_ = sb.Exec(ctx)
+	_, err := call.Result()
+	return err
 }

@@ -10,8 +10,7 @@ local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
 else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = store_now() -- the batch's one TIME (store/batch.go)
 end
 local done = {}
 local nops = (#ARGV - 1) / 8

@@ -21,8 +21,7 @@ local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
 else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = store_now() -- the batch's one TIME (store/batch.go)
 end
 
 local EPS = 0.5 -- half a millisecond of float slack, as memory.go
@@ -127,7 +126,7 @@ local function window_eval(op)
       -- The common case: room left. Reset from the newest bucket.
       local reset = 0
       if sum > 0 then reset = (hi + 1) * B + P - now end
-      return true, 0, {tostring(sum), tostring(reset), '0', tostring(cur)}, {sum, stale}
+      return true, 0, {tostring(sum), tostring(reset), '0', tostring(cur)}, {sum, stale, hi}
     end
   end
   local _, _, sum, idx, cnt, stale = window_scan(op)
@@ -140,15 +139,22 @@ local function window_eval(op)
   return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(cur)}, {sum, stale}
 end
 
+-- The bucket and the total grow together; the window's bounds and the
+-- key's expiry change only with the bucket (once per bucket_ms): an expiry
+-- set at a bucket's first write outlives the bucket's time in the window.
 local function window_apply(op, st)
   local B, P, n = tonumber(op.d), tonumber(op.b), tonumber(op.c)
   local cur = math.floor(now / B)
   local lo = math.floor((now - P) / B)
-  local sum, stale = st[1], st[2]
+  local sum, stale, hi = st[1], st[2], st[3]
   if #stale > 0 then redis.call('HDEL', op.key, unpack(stale)) end
   redis.call('HINCRBY', op.key, tostring(cur), n)
-  redis.call('HSET', op.key, 't', tostring(sum + n), 'lo', tostring(lo), 'hi', tostring(cur))
-  redis.call('PEXPIRE', op.key, P + 2 * B)
+  if hi == cur and #stale == 0 then
+    redis.call('HINCRBY', op.key, 't', n)
+  else
+    redis.call('HSET', op.key, 't', tostring(sum + n), 'lo', tostring(lo), 'hi', tostring(cur))
+    redis.call('PEXPIRE', op.key, P + 2 * B)
+  end
 end
 
 -- Exact sliding window over the send times to one recipient. A customer's
@@ -206,8 +212,11 @@ local function rcpt_store(st)
   local parts = {}
   for i, t in ipairs(st.times) do parts[i] = struct.pack('>I4', t - base) end
   if #parts > 0 then
-    redis.call('HSET', st.cur, st.field, table.concat(parts))
-    redis.call('PEXPIREAT', st.cur, (st.g + 2) * st.keep)
+    -- A new field (a recipient new in this generation) sets the key's
+    -- expiry, the same for every field of the generation.
+    if redis.call('HSET', st.cur, st.field, table.concat(parts)) == 1 then
+      redis.call('PEXPIREAT', st.cur, (st.g + 2) * st.keep)
+    end
   else
     redis.call('HDEL', st.cur, st.field)
   end
@@ -317,11 +326,14 @@ local function spike_run(op, write)
     else
       redis.call('HINCRBY', winkey, 'c', n)
     end
-    redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
+    local inmin = redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
     if not cached then
       redis.call('HSET', winkey, 'b', fmt(baseline), 'bh', tostring(hour), 'bd', op.d)
     end
-    redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
+    if inmin == n then
+      -- The minute's first message: the expiry moves once a minute.
+      redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
+    end
   end
   return {tostring(flagged), tostring(count), fmt(threshold), fmt(baseline)}
 end

@@ -32,7 +32,8 @@ var procs struct {
 }
 
 // NewProc registers a proc. body is the body of a Lua function of (KEYS,
-// ARGV), the proc's own slices of the script's keys and arguments; it must
+// ARGV), the proc's own slices of the script's keys and arguments; it may
+// call store_now() for the server's time in ms (one TIME per batch); it must
 // return a value Redis can reply with (a table, a number or a string, never
 // nil). All keys of one batch must hash to one Cluster slot (a customer's
 // hash tag); a read outside it goes beside the script (Batch.Side). It
@@ -72,7 +73,18 @@ func BatchScript() *redis.Script {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	b.WriteString("-- aupguard: one stage's store work in one script (store/batch.go)\nlocal P = {}\n")
+	b.WriteString(`-- aupguard: one stage's store work in one script (store/batch.go)
+local P = {}
+-- store_now is the server's time in ms, read once per batch (TIME).
+local batch_now
+local function store_now()
+  if batch_now == nil then
+    local t = redis.call('TIME')
+    batch_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return batch_now
+end
+`)
 	for _, n := range names {
 		fmt.Fprintf(&b, "P[%q] = function(KEYS, ARGV)\n%s\nend\n", n, procs.byName[n].lua)
 	}
