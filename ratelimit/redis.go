@@ -69,15 +69,22 @@ func (r *redisBackend) clockMs() int64 {
 // For release, a window op carries the bucket it reserved instead of the
 // bucket size.
 func (r *redisBackend) encode(customer string, ops []Op, release bool, args []any) ([]string, []any) {
-	var keys []string
-	index := map[string]int{}
+	keys := make([]string, 0, len(ops)+2)
+	names := make([]string, 0, len(ops)) // op.Key of keys[i], "" for the others
 	key := func(k string) int {
-		if i, ok := index[k]; ok {
-			return i
+		for i, n := range names {
+			if n == k {
+				return i + 1
+			}
 		}
 		keys = append(keys, r.h.CustomerKey(customer, "rl", k))
-		index[k] = len(keys)
+		names = append(names, k)
 		return len(keys)
+	}
+	pad := func() {
+		for len(names) < len(keys) {
+			names = append(names, "")
+		}
 	}
 	for _, op := range ops {
 		var ki int
@@ -85,6 +92,7 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 		switch op.Kind {
 		case KindSpike:
 			keys = append(keys, r.h.CustomerKey(customer, "rl", op.Key+":base"), r.h.CustomerKey(customer, "rl", op.Key+":win"))
+			pad()
 			ki = len(keys) - 1
 			sp := op.Spike
 			a = strconv.FormatFloat(sp.Factor, 'f', -1, 64)
@@ -100,9 +108,10 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 			}
 			g := r.clockMs() / keep
 			ki = len(keys) + 1
-			for _, x := range []int64{g - 1, g, g + 1} {
+			for _, x := range [3]int64{g - 1, g, g + 1} {
 				keys = append(keys, r.h.CustomerKey(customer, "rl", "rr", strconv.FormatInt(keep/60000, 10)+"m", strconv.FormatInt(x, 10), shard))
 			}
+			pad()
 			a = strconv.FormatInt(op.Limit, 10)
 			d = field + "|" + strconv.FormatInt(g, 10)
 			if release {
@@ -122,7 +131,7 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 				d = strconv.FormatInt(op.Bucket, 10)
 			}
 		}
-		args = append(args, string(op.Kind), ki, op.Name, a, b, c, d, e)
+		args = append(args, kindArg(op.Kind), ki, op.Name, a, b, c, d, e)
 	}
 	return keys, args
 }
@@ -183,4 +192,26 @@ func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) e
 	_ = sb.Exec(ctx)
 	_, err := call.Result()
 	return err
+}
+
+// The kinds as script arguments, boxed once (this runs for every op).
+var (
+	argRate      any = string(KindRate)
+	argWindow    any = string(KindWindow)
+	argRecipient any = string(KindRecipient)
+	argSpike     any = string(KindSpike)
+)
+
+func kindArg(k Kind) any {
+	switch k {
+	case KindRate:
+		return argRate
+	case KindWindow:
+		return argWindow
+	case KindRecipient:
+		return argRecipient
+	case KindSpike:
+		return argSpike
+	}
+	return string(k)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -20,6 +19,7 @@ import (
 type Proc struct {
 	name string
 	lua  string
+	arg  any // name as a script argument, boxed once
 }
 
 // Name returns the proc's registered name.
@@ -51,7 +51,7 @@ func NewProc(name, body string) *Proc {
 	if _, dup := procs.byName[name]; dup {
 		panic("store: duplicate proc " + name)
 	}
-	p := &Proc{name: name, lua: body}
+	p := &Proc{name: name, lua: body, arg: name}
 	procs.byName[name] = p
 	return p
 }
@@ -263,11 +263,17 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 		for _, c := range calls {
 			nargs += len(c.args)
 		}
+		nkeys := 0
+		for _, c := range calls {
+			nkeys += len(c.keys)
+		}
+		keys = make([]string, 0, nkeys)
 		args = make([]any, 0, nargs)
 		args = append(args, len(calls))
 		for _, c := range calls {
 			keys = append(keys, c.keys...)
-			args = append(args, c.proc.name, strconv.Itoa(len(c.keys)), strconv.Itoa(len(c.args)))
+			// Small ints go into an interface without an allocation.
+			args = append(args, c.proc.arg, len(c.keys), len(c.args))
 		}
 		for _, c := range calls {
 			args = append(args, c.args...)
