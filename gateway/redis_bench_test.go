@@ -3,8 +3,8 @@ package gateway
 import (
 	"context"
 	"fmt"
-	"os"
 	"net/netip"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
