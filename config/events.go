@@ -18,6 +18,9 @@ const (
 	DefaultMetricsTopCustomers = 20
 	// DefaultEventsRetention is how long single events are kept.
 	DefaultEventsRetention = 30 * 24 * time.Hour
+	// DefaultAcceptedRetention is how long routine accepted-message events
+	// stay in Redis.
+	DefaultAcceptedRetention = 3 * 24 * time.Hour
 	// DefaultAggregateRetention is how long the hourly per-customer
 	// counters are kept (13 months: a year-on-year comparison).
 	DefaultAggregateRetention = 396 * 24 * time.Hour
@@ -67,6 +70,15 @@ type EventsConfig struct {
 	Retention time.Duration `yaml:"retention"`
 	// AggregateRetention is how long the hourly counters are kept.
 	AggregateRetention time.Duration `yaml:"aggregate_retention"`
+	// AcceptedRetention is how long Redis keeps the routine events (a
+	// message accepted at end of message with no decision against it),
+	// which are most of them, in a compact form: long enough to answer
+	// "what happened to reference X" for the days a customer asks, while
+	// refusals, holds, monitor-mode would-be decisions and errors stay
+	// for Retention. The full record of every event is the decision log
+	// line, for the provider's log store (docs/capacity.md). At most
+	// Retention; the memory backend keeps every event for Retention.
+	AcceptedRetention time.Duration `yaml:"accepted_retention"`
 	// Buffer is how many events may wait for the writer; beyond it events
 	// are dropped and counted, never waited for.
 	Buffer int `yaml:"buffer"`
@@ -155,6 +167,9 @@ func (e *EventsConfig) defaults() {
 	if e.Retention == 0 {
 		e.Retention = DefaultEventsRetention
 	}
+	if e.AcceptedRetention == 0 {
+		e.AcceptedRetention = min(DefaultAcceptedRetention, e.Retention)
+	}
 	if e.AggregateRetention == 0 {
 		e.AggregateRetention = DefaultAggregateRetention
 	}
@@ -172,6 +187,9 @@ func (e *EventsConfig) defaults() {
 func (e *EventsConfig) validate(v *validator) {
 	if e.Retention < time.Hour {
 		v.errf("events.retention", "must be at least 1h, got %s", e.Retention)
+	}
+	if e.AcceptedRetention < time.Hour || e.AcceptedRetention > e.Retention {
+		v.errf("events.accepted_retention", "must be between 1h and events.retention (%s), got %s", e.Retention, e.AcceptedRetention)
 	}
 	if e.AggregateRetention < e.Retention {
 		v.errf("events.aggregate_retention", "must be at least events.retention (%s), got %s", e.Retention, e.AggregateRetention)

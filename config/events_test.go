@@ -24,6 +24,9 @@ func TestEventsAdminReportsConfig(t *testing.T) {
 		{"admin negative top", "admin: {metrics_top_customers: -1}\n" + cust, "must not be negative"},
 		{"retention too short", "events: {retention: 10m}\n" + cust, "at least 1h"},
 		{"aggregates shorter than events", "events: {retention: 720h, aggregate_retention: 24h}\n" + cust, "at least events.retention"},
+		{"accepted kept longer than every event", "events: {retention: 72h, accepted_retention: 96h}\n" + cust, "between 1h and events.retention"},
+		{"accepted retention too short", "events: {accepted_retention: 30m}\n" + cust, "between 1h and events.retention"},
+		{"accepted retention defaults to at most retention", "events: {retention: 48h}\n" + cust, ""},
 		{"tiny buffer", "events: {buffer: 2}\n" + cust, "at least 16"},
 		{"tiny cap", "events: {daily_cap: 10}\n" + cust, "at least 1000"},
 		{"tiny ring", "events: {ring: 10}\n" + cust, "at least 100"},
@@ -45,7 +48,7 @@ func TestEventsAdminReportsConfig(t *testing.T) {
 					t.Fatal(err)
 				}
 				if cfg.Admin.Listen == "" || cfg.Admin.DashboardRange != DefaultDashboardRange || cfg.Events.Retention == 0 ||
-					cfg.Events.Buffer == 0 || cfg.Reports.SMTP.Port == 0 || cfg.Reports.SMTP.Timeout != DefaultReportSMTPTimeout {
+					cfg.Events.Buffer == 0 || cfg.Events.AcceptedRetention == 0 || cfg.Events.AcceptedRetention > cfg.Events.Retention || cfg.Reports.SMTP.Port == 0 || cfg.Reports.SMTP.Timeout != DefaultReportSMTPTimeout {
 					t.Fatalf("defaults not applied: %+v %+v %+v", cfg.Admin, cfg.Events, cfg.Reports)
 				}
 				return

@@ -19,7 +19,7 @@ import (
 )
 
 func eventsConfig() config.EventsConfig {
-	return config.EventsConfig{Retention: 48 * time.Hour, AggregateRetention: 400 * 24 * time.Hour, Buffer: 1024, DailyCap: 100000, Ring: 1000, File: "off"}
+	return config.EventsConfig{Retention: 48 * time.Hour, AcceptedRetention: 24 * time.Hour, AggregateRetention: 400 * 24 * time.Hour, Buffer: 1024, DailyCap: 100000, Ring: 1000, File: "off"}
 }
 
 func memoryHandle(t testing.TB, clk clock.Clock, path string) *store.Handle {
@@ -159,6 +159,25 @@ func TestBackends(t *testing.T) {
 				})
 			}
 
+			t.Run("routine event content", func(t *testing.T) {
+				// Kept in the compact routine form on Redis: what comes back
+				// is the event as recorded.
+				evs, err := r.Events(ctx, Query{Ref: "REF0000001"})
+				if err != nil || len(evs) != 1 {
+					t.Fatalf("%v %v", evs, err)
+				}
+				want := FromDecision(sequence(base)[0])
+				if got := evs[0]; !reflect.DeepEqual(got, want) {
+					t.Fatalf("got  %+v\nwant %+v", got, want)
+				}
+				if h.Backend == store.Redis {
+					n, err := h.Client.XLen(ctx, h.Key("{ev:"+dayKey(base)+"}", "a")).Result()
+					if err != nil || n != 2 {
+						t.Fatalf("routine stream holds %d events (%v), want the 2 accepted messages", n, err)
+					}
+				}
+			})
+
 			t.Run("event content", func(t *testing.T) {
 				evs, err := r.Events(ctx, Query{Ref: "REF0000004"})
 				if err != nil || len(evs) != 1 {
@@ -232,6 +251,8 @@ func TestBackends(t *testing.T) {
 					for key, want := range map[string]time.Duration{
 						h.Key("{ev:"+day+"}", "s"):                  48 * time.Hour,
 						h.Key("{ev:"+day+"}", "r"):                  48 * time.Hour,
+						h.Key("{ev:"+day+"}", "a"):                  24 * time.Hour,
+						h.Key("{ev:"+day+"}", "ar"):                 24 * time.Hour,
 						h.Key("{ev:"+day+"}", "c"):                  400 * 24 * time.Hour,
 						h.CustomerKey("acme", "evh", hourKey(base)): 400 * 24 * time.Hour,
 						h.CustomerKey("acme", "evd", day):           400 * 24 * time.Hour,

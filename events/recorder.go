@@ -92,7 +92,7 @@ func openBackend(h *store.Handle, cfg config.EventsConfig, appendTo bool) (backe
 			_ = h.LoadScripts(ctx, dayScript, aggScript)
 			cancel()
 		}
-		return &redisBackend{h: h, retention: cfg.Retention, aggKeep: cfg.AggregateRetention, cap: cfg.DailyCap}, nil
+		return &redisBackend{h: h, retention: cfg.Retention, accepted: cfg.AcceptedRetention, aggKeep: cfg.AggregateRetention, cap: cfg.DailyCap}, nil
 	}
 	m := newMemory(h.Clock, cfg.Ring, cfg.Retention, cfg.AggregateRetention)
 	path := FilePath(h, cfg)

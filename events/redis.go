@@ -11,6 +11,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -18,6 +20,9 @@ import (
 //
 //	PREFIX{ev:YYYYMMDD}:s        stream of the day's events (field "e": the JSON event), MAXLEN ~ daily_cap, TTL retention
 //	PREFIX{ev:YYYYMMDD}:r        hash ref -> comma-separated stream ids, TTL retention
+//	PREFIX{ev:YYYYMMDD}:a        stream of the day's routine events (accepted at end of message, nothing
+//	                             against them) in a compact form (field "e", routineRecord), TTL accepted_retention
+//	PREFIX{ev:YYYYMMDD}:ar       hash ref -> stream ids of the routine stream, TTL accepted_retention
 //	PREFIX{ev:YYYYMMDD}:c        set of the customers with events that day, TTL aggregate_retention
 //	PREFIX{c:ID}:evh:YYYYMMDDHH  hash of the customer's counters for one hour, TTL aggregate_retention
 //	PREFIX{c:ID}:evd:YYYYMMDD    the same for one day
@@ -80,8 +85,72 @@ const idSlack = 2 * time.Minute
 type redisBackend struct {
 	h         *store.Handle
 	retention time.Duration
-	aggKeep   time.Duration
-	cap       int64
+	// accepted is the retention of routine events (<= retention).
+	accepted time.Duration
+	aggKeep  time.Duration
+	cap      int64
+}
+
+// streams are a day's two streams, with their ref hashes: the full events
+// and the routine ones.
+var streams = [2][2]string{{"s", "r"}, {"a", "ar"}}
+
+// routineRecord is a routine event as the routine stream keeps it: what
+// an accepted message's event holds, under short names (the stage, the
+// action and the empty refusal fields are implied).
+type routineRecord struct {
+	T int64     `json:"t"`
+	R string    `json:"r"`
+	Q string    `json:"q,omitempty"`
+	C string    `json:"c,omitempty"`
+	B string    `json:"b,omitempty"`
+	L string    `json:"l,omitempty"`
+	D string    `json:"d,omitempty"`
+	N int       `json:"n,omitempty"`
+	H []string  `json:"h,omitempty"`
+	P []string  `json:"p,omitempty"`
+	S int64     `json:"s,omitempty"`
+	M string    `json:"m,omitempty"`
+	F []Finding `json:"f,omitempty"`
+	X float64   `json:"x,omitempty"`
+}
+
+// routine reports whether e goes to the routine stream: a message
+// accepted at end of message with nothing decided against it (a monitor
+// mode would-be refusal is not routine).
+func (e *Event) routine() bool {
+	return e.Stage == gateway.StageEOM && e.Action == actionAccept && e.Effective == actionAccept &&
+		e.Check == "" && e.Finding == "" && e.Detail == "" && e.Code == 0 && e.Enhanced == ""
+}
+
+func encodeRoutine(e *Event) ([]byte, error) {
+	m := e.Mode
+	if m == policy.Enforce.String() {
+		m = ""
+	}
+	return json.Marshal(routineRecord{T: e.Time.UnixMilli(), R: e.Ref, Q: e.QueueID, C: e.Customer, B: e.By, L: e.Client,
+		D: e.SenderDomain, N: e.Rcpts, H: e.RcptHashes, P: e.RcptPlain, S: e.Size, M: m, F: e.Findings, X: e.DurationMS})
+}
+
+func decodeRoutine(b []byte) (Event, bool) {
+	var r routineRecord
+	if json.Unmarshal(b, &r) != nil {
+		return Event{}, false
+	}
+	mode := r.M
+	if mode == "" {
+		mode = policy.Enforce.String()
+	}
+	return Event{Time: time.UnixMilli(r.T).UTC(), Stage: gateway.StageEOM, Ref: r.R, QueueID: r.Q, Customer: r.C, By: r.B, Client: r.L,
+		SenderDomain: r.D, Rcpts: r.N, RcptHashes: r.H, RcptPlain: r.P, Size: r.S, Action: actionAccept, Effective: actionAccept,
+		Mode: mode, Findings: r.F, DurationMS: r.X}, true
+}
+
+func (r *redisBackend) acceptedKeep() time.Duration {
+	if r.accepted <= 0 || r.accepted > r.retention {
+		return r.retention
+	}
+	return r.accepted
 }
 
 func (r *redisBackend) dayKey(day, kind string) string {
@@ -90,37 +159,50 @@ func (r *redisBackend) dayKey(day, kind string) string {
 
 func (r *redisBackend) write(ctx context.Context, evs []Event) error {
 	type day struct{ args []any }
-	days := map[string]*day{}
+	type dk struct {
+		day     string
+		routine int
+	}
+	days := map[dk]*day{}
 	type ck struct{ customer, hour string }
 	counts := map[ck]map[string]int64{}
-	var order []string
+	var order []dk
 	for i := range evs {
 		e := &evs[i]
-		b, err := json.Marshal(e)
+		k := dk{day: dayKey(e.Time)}
+		keep := r.retention
+		var b []byte
+		var err error
+		if e.routine() {
+			k.routine = 1
+			keep = r.acceptedKeep()
+			b, err = encodeRoutine(e)
+		} else {
+			b, err = json.Marshal(e)
+		}
 		if err != nil {
 			return err
 		}
-		dk := dayKey(e.Time)
-		d := days[dk]
+		d := days[k]
 		if d == nil {
-			d = &day{args: []any{r.cap, int64(r.retention / time.Second), int64(r.aggKeep / time.Second)}}
-			days[dk] = d
-			order = append(order, dk)
+			d = &day{args: []any{r.cap, int64(keep / time.Second), int64(r.aggKeep / time.Second)}}
+			days[k] = d
+			order = append(order, k)
 		}
 		d.args = append(d.args, strings.ToUpper(e.Ref), e.CustomerOf(), e.Time.UnixMilli(), b)
-		k := ck{e.CustomerOf(), hourKey(e.Time)}
-		c := counts[k]
+		c := counts[ck{e.CustomerOf(), hourKey(e.Time)}]
 		if c == nil {
 			c = map[string]int64{}
-			counts[k] = c
+			counts[ck{e.CustomerOf(), hourKey(e.Time)}] = c
 		}
 		for _, x := range e.Counters() {
 			c[x.Field] += x.N
 		}
 	}
 	pipe := r.h.Client.Pipeline()
-	for _, dk := range order {
-		dayScript.Run(ctx, pipe, []string{r.dayKey(dk, "s"), r.dayKey(dk, "r"), r.dayKey(dk, "c")}, days[dk].args...)
+	for _, k := range order {
+		st := streams[k.routine]
+		dayScript.Run(ctx, pipe, []string{r.dayKey(k.day, st[0]), r.dayKey(k.day, st[1]), r.dayKey(k.day, "c")}, days[k].args...)
 	}
 	for k, c := range counts {
 		args := []any{int64(r.aggKeep / time.Second)}
@@ -173,29 +255,22 @@ func (r *redisBackend) query(ctx context.Context, q Query) ([]Event, error) {
 	}
 	var out []Event
 	for _, d := range ds {
-		// Page through the day newest first; stream ids are milliseconds.
-		end := "+"
-		if ms := until.Add(idSlack).UnixMilli(); dayKey(until) == d {
-			end = strconv.FormatInt(ms, 10)
-		}
-		start := strconv.FormatInt(since.Add(-idSlack).UnixMilli(), 10)
-		for len(out) < q.limit() {
-			msgs, err := r.h.Client.XRevRangeN(ctx, r.dayKey(d, "s"), end, start, 500).Result()
+		// Each of the day's streams gives up to the limit; merged, the
+		// newest limit events of the day are among them.
+		n := len(out)
+		for si, st := range streams {
+			got, err := r.page(ctx, q, d, st[0], si == 1, since, until, q.limit()-n)
 			if err != nil {
-				return nil, store.Unavailable(err)
+				return nil, err
 			}
-			for _, m := range msgs {
-				if e, ok := decode(m); ok && q.match(&e) {
-					out = append(out, e)
-					if len(out) == q.limit() {
-						break
-					}
-				}
+			out = append(out, got...)
+		}
+		if len(out) > n {
+			day := out[n:]
+			sort.SliceStable(day, func(i, j int) bool { return day[i].Time.After(day[j].Time) })
+			if len(out) > q.limit() {
+				out = out[:q.limit()]
 			}
-			if len(msgs) < 500 {
-				break
-			}
-			end = "(" + msgs[len(msgs)-1].ID
 		}
 		if len(out) >= q.limit() {
 			break
@@ -205,25 +280,69 @@ func (r *redisBackend) query(ctx context.Context, q Query) ([]Event, error) {
 	return out, nil
 }
 
+// page reads one day's stream newest first, up to limit matching events.
+func (r *redisBackend) page(ctx context.Context, q Query, d, stream string, routine bool, since, until time.Time, limit int) ([]Event, error) {
+	var out []Event
+	// Stream ids are milliseconds.
+	end := "+"
+	if ms := until.Add(idSlack).UnixMilli(); dayKey(until) == d {
+		end = strconv.FormatInt(ms, 10)
+	}
+	start := strconv.FormatInt(since.Add(-idSlack).UnixMilli(), 10)
+	for len(out) < limit {
+		msgs, err := r.h.Client.XRevRangeN(ctx, r.dayKey(d, stream), end, start, 500).Result()
+		if err != nil {
+			return nil, store.Unavailable(err)
+		}
+		for _, m := range msgs {
+			if e, ok := decodeAny(m, routine); ok && q.match(&e) {
+				out = append(out, e)
+				if len(out) == limit {
+					break
+				}
+			}
+		}
+		if len(msgs) < 500 {
+			break
+		}
+		end = "(" + msgs[len(msgs)-1].ID
+	}
+	return out, nil
+}
+
+func decodeAny(m redis.XMessage, routine bool) (Event, bool) {
+	if routine {
+		s, _ := m.Values["e"].(string)
+		return decodeRoutine([]byte(s))
+	}
+	return decode(m)
+}
+
 func (r *redisBackend) byRef(ctx context.Context, q Query, ds []string) ([]Event, error) {
 	ref := strings.ToUpper(q.Ref)
 	pipe := r.h.Client.Pipeline()
-	gets := make([]*redis.StringCmd, len(ds))
+	gets := make([][2]*redis.StringCmd, len(ds))
 	for i, d := range ds {
-		gets[i] = pipe.HGet(ctx, r.dayKey(d, "r"), ref)
+		for si, st := range streams {
+			gets[i][si] = pipe.HGet(ctx, r.dayKey(d, st[1]), ref)
+		}
 	}
 	if _, err := pipe.Exec(ctx); err != nil && err != redis.Nil {
 		return nil, store.Unavailable(err)
 	}
 	pipe = r.h.Client.Pipeline()
 	var reads []*redis.XMessageSliceCmd
+	var routine []bool
 	for i, d := range ds {
-		ids, err := gets[i].Result()
-		if err != nil {
-			continue
-		}
-		for _, id := range strings.Split(ids, ",") {
-			reads = append(reads, pipe.XRange(ctx, r.dayKey(d, "s"), id, id))
+		for si, st := range streams {
+			ids, err := gets[i][si].Result()
+			if err != nil {
+				continue
+			}
+			for _, id := range strings.Split(ids, ",") {
+				reads = append(reads, pipe.XRange(ctx, r.dayKey(d, st[0]), id, id))
+				routine = append(routine, si == 1)
+			}
 		}
 	}
 	if len(reads) == 0 {
@@ -233,9 +352,9 @@ func (r *redisBackend) byRef(ctx context.Context, q Query, ds []string) ([]Event
 		return nil, store.Unavailable(err)
 	}
 	var out []Event
-	for _, c := range reads {
+	for i, c := range reads {
 		for _, m := range c.Val() {
-			if e, ok := decode(m); ok && q.match(&e) {
+			if e, ok := decodeAny(m, routine[i]); ok && q.match(&e) {
 				out = append(out, e)
 			}
 		}

@@ -100,7 +100,13 @@ func Build(d *Deps) (*State, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
-	st.Chain = policy.NewChain(steps)
+	var opts []policy.ChainOption
+	if h := d.Store; h != nil {
+		// One store round trip per stage: the checks that need the store
+		// at a stage add their work to one batch (store.Batch).
+		opts = append(opts, policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+	}
+	st.Chain = policy.NewChain(steps, opts...)
 	return st, nil
 }
 

@@ -60,31 +60,73 @@ func NewSuppression(svc *Service) *Suppression { return &Suppression{svc: svc} }
 // Name implements policy.Check.
 func (c *Suppression) Name() string { return SuppressionName }
 
-// Rcpt implements policy.RcptChecker.
-func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
+type lookupKey struct{}
+
+// PrepareRcpt implements policy.RcptPreparer: the lookup (and the
+// escalation count of a listed recipient) goes into the stage's batch.
+func (c *Suppression) PrepareRcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt, b policy.Batch) {
+	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	if pend == nil {
+		pend = map[*policy.Rcpt]*pendingLookup{}
+		t.SetValue(lookupKey{}, pend)
+	}
 	canon, err := c.svc.Settings.canonicalAddr(r.Addr)
 	if err != nil {
-		return nil, nil // not an address that can be on a list
+		pend[r] = nil // not an address that can be on a list
+		return
 	}
 	h := c.svc.Settings.Hash(canon)
-	ctx, cancel := c.svc.ctx(ctx)
-	defer cancel()
-	list, err := c.svc.Backend.Lookup(ctx, t.Customer.ID, h)
-	if err != nil {
-		return nil, err
-	}
-	if list == "" && c.svc.Settings.FoldSubaddress {
-		// An entry recorded while sub-addresses were not folded is stored
-		// under the full "user+tag" form: it still suppresses.
+	sb, own := c.svc.batchOf(b)
+	p := &pendingLookup{hash: h, l: c.svc.queueLookup(sb, t.Customer.ID, h, t.DryRun)}
+	if c.svc.Settings.FoldSubaddress {
 		if full := r.Addr.Canonical(c.svc.Settings.CaseSensitive, false); full != canon {
-			h2 := c.svc.Settings.Hash(full)
-			if list, err = c.svc.Backend.Lookup(ctx, t.Customer.ID, h2); err != nil {
-				return nil, err
-			}
+			p.full = c.svc.Settings.Hash(full)
 		}
 	}
-	if list == "" {
+	pend[r] = p
+	if own {
+		ctx, cancel := c.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
+	}
+}
+
+// pendingLookup is one recipient's lookup in the stage's batch.
+type pendingLookup struct {
+	hash string
+	// full is the hash of the unfolded "user+tag" form when sub-addresses
+	// are folded and the recipient has one ("" otherwise).
+	full string
+	l    *lookup
+}
+
+// Rcpt implements policy.RcptChecker.
+func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
+	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	if _, ok := pend[r]; !ok {
+		c.PrepareRcpt(ctx, t, r, nil)
+		pend, _ = t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	}
+	p := pend[r]
+	delete(pend, r)
+	if p == nil {
 		return nil, nil
+	}
+	h := p.hash
+	ctx, cancel := c.svc.ctx(ctx)
+	defer cancel()
+	list, hits, raised, err, hitErr := p.l.result(ctx, c.svc, t.Customer.ID)
+	if err == nil && list == "" && p.full != "" {
+		// An entry recorded while sub-addresses were not folded is stored
+		// under the full "user+tag" form: it still suppresses. This second
+		// lookup happens only for such recipients not found folded.
+		if list, err = c.svc.Backend.Lookup(ctx, t.Customer.ID, p.full); err == nil && list != "" && !t.DryRun {
+			s := c.svc.Settings
+			hits, raised, hitErr = c.svc.Backend.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
+		}
+	}
+	if err != nil || list == "" {
+		return nil, err
 	}
 	f := policy.Finding{Name: FindingOptedOut, Action: policy.Reject, Reply: ReplyOptedOut,
 		Detail: "recipient " + h + " is on the customer's suppression list", Attrs: map[string]string{"rcpt_hash": h, "list": "customer"}}
@@ -98,10 +140,9 @@ func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) (
 		return out, nil
 	}
 	s := c.svc.Settings
-	hits, raised, err := c.svc.Backend.Hit(ctx, t.Customer.ID, s.Escalation, s.Threshold, c.svc.Clock.Now())
-	if err != nil {
+	if hitErr != nil {
 		// The refusal stands; only the count failed.
-		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", err)
+		c.svc.Log.Error("counting a send to an opted-out recipient failed", "customer", t.Customer.ID, "err", hitErr)
 		return out, nil
 	}
 	f.Attrs["hits"] = strconv.FormatInt(hits, 10)
@@ -188,10 +229,11 @@ func (b *Bulk) Body(t *policy.Txn) io.Writer {
 	return w
 }
 
-// EOM implements policy.EOMChecker.
-func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	cb := b.settings(t.Customer.ID)
-	by := ""
+type bulkKey struct{}
+
+// signals says why the message is bulk by its headers ("precedence",
+// "list_id" or "") and returns its body fingerprint ("" for none).
+func (b *Bulk) signals(t *policy.Txn, cb CustomerBulk) (by, fp string) {
 	// RFC 2076 §3.9 / RFC 3834 §3.1.8: Precedence bulk or list.
 	for _, v := range t.HeaderValues("Precedence") {
 		if p := strings.ToLower(unfold(v)); p == "bulk" || p == "list" {
@@ -202,19 +244,55 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 	if by == "" && len(t.HeaderValues("List-Id")) > 0 {
 		by = "list_id"
 	}
-	fp := ""
 	if w, ok := t.Value(fpKey{}).(*fingerprint); ok && cb.FingerprintRecipients >= 0 && !t.DryRun {
 		// The fingerprint count is judged by counting this message: a dry
 		// run leaves it out (docs/optout.md) and reads only the rest.
 		fp = w.sum()
 	}
+	return by, fp
+}
+
+// bulkTxn is what bulk_mail keeps for one message between its stages.
+type bulkTxn struct {
+	by, fp string
+	p      *bulkPending
+}
+
+// PrepareEOM implements policy.EOMPreparer: the fingerprint count, the
+// reservation of the delivered recipients (given back in PrepareFinish when
+// the message is refused) and, for bulk candidates, the flag and the
+// complaint-rate sums go into the stage's batch.
+func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
+	cb := b.settings(t.Customer.ID)
+	by, fp := b.signals(t, cb)
+	x := &bulkTxn{by: by, fp: fp}
+	t.SetValue(bulkKey{}, x)
+	if len(t.Rcpts) == 0 && by == "" && fp == "" {
+		return
+	}
+	sb, own := b.svc.batchOf(bt)
+	x.p = b.svc.queueEOM(sb, t.Customer.ID, fp, int64(len(t.Rcpts)), by != "", cb.FingerprintRecipients, t.DryRun)
+	if own {
+		ctx, cancel := b.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
+	}
+}
+
+// EOM implements policy.EOMChecker.
+func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+	cb := b.settings(t.Customer.ID)
+	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	if !ok {
+		b.PrepareEOM(ctx, t, nil)
+		x, _ = t.Value(bulkKey{}).(*bulkTxn)
+	}
+	by, fp := x.by, x.fp
 	if by == "" && fp == "" {
 		return nil, nil
 	}
 	s := b.svc.Settings
-	ctx, cancel := b.svc.ctx(ctx)
-	defer cancel()
-	st, err := b.svc.Backend.Bulk(ctx, t.Customer.ID, fp, int64(len(t.Rcpts)), b.svc.Config.Bulk.FingerprintWindow, s.Rate, b.svc.Clock.Now())
+	st, err := x.p.result()
 	if err != nil && by == "" {
 		return nil, err
 	}
@@ -315,16 +393,34 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 		Detail: "bulk mail missing " + strings.Join(missing, ", "), Attrs: attrs("missing", strings.Join(missing, "; "))}, false
 }
 
-// Finish implements policy.Finisher: accepted recipients count as delivered
-// for the complaint rate.
-func (b *Bulk) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
-	if !accepted || len(t.Rcpts) == 0 || t.DryRun {
+// PrepareFinish implements policy.FinishPreparer: the delivered
+// recipients reserved at end of message stay counted for the complaint
+// rate when the message was accepted; otherwise (refused, deferred,
+// aborted) they and the fingerprint count are given back. The recipients
+// a message was accepted for are exactly those it had at end of message.
+func (b *Bulk) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, bt policy.Batch) {
+	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	if !ok || x.p == nil || t.DryRun {
+		return // a dry run reserved nothing
+	}
+	t.SetValue(bulkKey{}, nil)
+	if accepted {
 		return
 	}
-	ctx, cancel := b.svc.ctx(ctx)
-	defer cancel()
-	if _, err := b.svc.Backend.Count(ctx, t.Customer.ID, KindDelivered, int64(len(t.Rcpts)), b.svc.Settings.Rate, b.svc.Clock.Now()); err != nil {
-		b.svc.Log.Error("counting delivered recipients failed", "customer", t.Customer.ID, "err", err)
+	if _, err := x.p.call.Result(); err != nil {
+		return // nothing was reserved
+	}
+	sb, own := b.svc.batchOf(bt)
+	customer := t.Customer.ID
+	b.svc.queueGiveBack(sb, customer, x.p).Then(func(_ any, err error) {
+		if err != nil {
+			b.svc.Log.Error("giving back delivered recipients failed", "customer", customer, "err", err)
+		}
+	})
+	if own {
+		ctx, cancel := b.svc.ctx(ctx)
+		defer cancel()
+		_ = sb.Exec(ctx)
 	}
 }
 

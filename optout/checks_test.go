@@ -9,8 +9,11 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/testenv"
 	"github.com/aupguard/aupguard/mailaddr"
 	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/store"
 )
 
 func txn(cust string, rcpts ...string) *policy.Txn {
@@ -222,10 +225,17 @@ func TestBulkFinishCountsDelivered(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			svc := mk(t)
 			chain := policy.NewChain([]policy.Step{{Check: NewBulk(svc, nil), Enabled: true}})
-			chain.Finish(bg, txn("acme", "a@x.example", "b@x.example"), true)
-			chain.Finish(bg, txn("acme", "c@x.example"), false)
+			// Delivered recipients are reserved at end of message and
+			// given back when the message is not accepted.
+			send := func(accepted bool, rcpts ...string) {
+				tx := txn("acme", rcpts...)
+				chain.EOM(bg, tx)
+				chain.Finish(bg, tx, accepted)
+			}
+			send(true, "a@x.example", "b@x.example")
+			send(false, "c@x.example")
 			clk.Advance(time.Hour)
-			chain.Finish(bg, txn("acme", "d@x.example"), true)
+			send(true, "d@x.example")
 			st, err := svc.Status(bg, "acme")
 			if err != nil || st.Delivered != 3 {
 				t.Fatalf("status %+v, %v; want 3 delivered", st, err)
@@ -346,5 +356,55 @@ func TestStamperRefusesForeignUnsubscribeLink(t *testing.T) {
 				t.Fatalf("findings %+v, want refused %v", fs, tt.refused)
 			}
 		})
+	}
+}
+
+// TestSuppressionBatchedOnCluster runs the suppression check through a
+// chain with the store's batches on a Redis Cluster: the customer's list
+// is read in the batch script (the customer's slot), the provider-wide
+// list beside it in the same pipeline (another slot), and a send to a
+// recipient on either list still counts toward the escalation.
+func TestSuppressionBatchedOnCluster(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	cfg := testConfig(t, "")
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+		Redis: config.RedisConfig{Addrs: rc.Addrs(), Cluster: true, KeyPrefix: "t:"}}, clock.NewFake(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	svc, err := NewService(h, cfg, testKey, clock.NewFake(t0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := policy.NewChain([]policy.Step{{Check: NewSuppression(svc), Enabled: true, OnError: policy.Defer}},
+		policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+	if _, _, err := svc.Add(bg, "acme", "opted.out@example.com", SourceAPI, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := svc.Add(bg, GlobalList, "trap@traps.example", SourceCLI, ""); err != nil {
+		t.Fatal(err)
+	}
+	for i, tt := range []struct {
+		rcpt    string
+		want    policy.Action
+		finding string
+	}{
+		{"ok@example.com", policy.Accept, ""},
+		{"opted.out@example.com", policy.Reject, FindingOptedOut},
+		{"trap@traps.example", policy.Reject, FindingSuppressed},
+		{"ok2@example.com", policy.Accept, ""},
+	} {
+		t.Run(fmt.Sprintf("%d_%s", i, tt.rcpt), func(t *testing.T) {
+			a, _ := mailaddr.Parse(tt.rcpt)
+			v := chain.Rcpt(bg, txn("acme"), &policy.Rcpt{Addr: a})
+			if v.Action != tt.want || v.Finding != tt.finding || v.Errors != 0 {
+				t.Fatalf("verdict %v %q (errors %d, %+v), want %v %q", v.Action, v.Finding, v.Errors, v.Results, tt.want, tt.finding)
+			}
+		})
+	}
+	st, err := svc.Status(bg, "acme")
+	if err != nil || st.OptedOutSends != 2 {
+		t.Fatalf("status %+v, %v: want 2 opted-out sends (customer list and global list)", st, err)
 	}
 }

@@ -221,12 +221,22 @@ func (r *redisBackend) Count(ctx context.Context, customer, kind string, n int64
 
 func (r *redisBackend) Sums(ctx context.Context, customer string, w Window, now time.Time, kinds ...string) ([]int64, error) {
 	cmds := make([]*redis.Cmd, len(kinds))
-	_, err := r.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
-		for i, k := range kinds {
-			cmds[i] = countScript.Run(ctx, p, []string{r.counterKey(customer, k)}, 0, w.index(now), w.Buckets, ttlMillis(w))
+	run := func() error {
+		_, err := r.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			for i, k := range kinds {
+				cmds[i] = countScript.EvalSha(ctx, p, []string{r.counterKey(customer, k)}, 0, w.index(now), w.Buckets, ttlMillis(w))
+			}
+			return nil
+		})
+		return err
+	}
+	err := run()
+	if redis.HasErrorPrefix(err, "NOSCRIPT") {
+		// In a pipeline go-redis cannot fall back to EVAL: load, retry.
+		if err = r.h.LoadScripts(ctx, countScript); err == nil {
+			err = run()
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		return nil, store.Unavailable(err)
 	}

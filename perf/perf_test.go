@@ -48,6 +48,9 @@ func TestPerf(t *testing.T) {
 	edAddr := env.startGateway(t, bin)
 	env.keyType = "rsa"
 	nullAddr := startProc(t, bin, "nullmilter", "-listen", "inet:"+freeAddr(t))
+	// The anchor that shares nothing with the gateway (no milter library,
+	// no buffered transport): the cheapest a milter can be.
+	rawAddr := startProc(t, bin, "nullmilter", "-raw", "-listen", "inet:"+freeAddr(t))
 	warm := func(addr string) {
 		if _, err := loadgen.Run(context.Background(), env.loadOpts(addr, 200, perfSessions, perfSize, 0)); err != nil {
 			t.Fatalf("warm-up %s: %v", addr, err)
@@ -58,11 +61,14 @@ func TestPerf(t *testing.T) {
 		// signing only (AUPG_PERF=milter), to iterate on the hot path.
 		warm(edAddr)
 		warm(nullAddr)
+		warm(rawAddr)
+		raw := mustLoad(t, env.loadOpts(rawAddr, perfMessages, perfSessions, perfSize, 0))
 		null := mustLoad(t, env.loadOpts(nullAddr, perfMessages, perfSessions, perfSize, 0))
 		ed := mustLoad(t, env.loadOpts(edAddr, perfMessages, perfSessions, perfSize, 0))
 		edHalf := mustLoad(t, env.loadOpts(edAddr, perfMessages/2, perfSessions, perfSize, ed.PerSecond/2))
-		fmt.Printf("do-nothing %.0f msg/s, aupguard Ed25519 %.0f msg/s, ratio %.2f; at half of peak p50 %v p99 %v\n",
-			null.PerSecond, ed.PerSecond, ed.PerSecond/null.PerSecond, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99)
+		fmt.Printf("raw do-nothing %.0f msg/s, do-nothing (gateway transport) %.0f msg/s, aupguard Ed25519 %.0f msg/s, ratio %.2f (vs raw %.2f)\n",
+			raw.PerSecond, null.PerSecond, ed.PerSecond, ed.PerSecond/null.PerSecond, ed.PerSecond/raw.PerSecond)
+		fmt.Printf("at half of peak (%.0f msg/s): %s\n", ed.PerSecond/2, stageLatencies(edHalf))
 		return
 	}
 	gwAddr := env.startGateway(t, bin) // RSA-2048 signing, the production default
@@ -71,6 +77,8 @@ func TestPerf(t *testing.T) {
 	warm(gwAddr)
 	warm(edAddr)
 	warm(nullAddr)
+	warm(rawAddr)
+	raw := mustLoad(t, env.loadOpts(rawAddr, perfMessages, perfSessions, perfSize, 0))
 	null := mustLoad(t, env.loadOpts(nullAddr, perfMessages, perfSessions, perfSize, 0))
 	gw := mustLoad(t, env.loadOpts(gwAddr, perfMessages, perfSessions, perfSize, 0))
 	half := mustLoad(t, env.loadOpts(gwAddr, perfMessages/2, perfSessions, perfSize, gw.PerSecond/2))
@@ -78,6 +86,7 @@ func TestPerf(t *testing.T) {
 	edHalf := mustLoad(t, env.loadOpts(edAddr, perfMessages/2, perfSessions, perfSize, ed.PerSecond/2))
 
 	// 2. Postfix with each milter.
+	pfRaw := env.postfixRate(t, rawAddr)
 	pfNull := env.postfixRate(t, nullAddr)
 	pfGw := env.postfixRate(t, gwAddr)
 	pfEd := env.postfixRate(t, edAddr)
@@ -96,6 +105,7 @@ func TestPerf(t *testing.T) {
 	report := fmt.Sprintf(`
 aupguard performance, one run on this machine (%d cores)
 milter protocol, %d messages of %d B, %d sessions:
+  raw do-nothing milter (no library) %8.0f msg/s
   do-nothing milter                  %8.0f msg/s
   aupguard, RSA-2048 signing         %8.0f msg/s   ratio %.2f (target >= 0.50)
   aupguard, Ed25519 signing          %8.0f msg/s   ratio %.2f (target >= 0.50)
@@ -103,16 +113,19 @@ at half of peak, end-of-message reply (target p99 < 2ms):
   RSA-2048     (%.0f msg/s offered): p50 %v p99 %v
   Ed25519      (%.0f msg/s offered): p50 %v p99 %v
 Postfix, %d messages of %d B, %d SMTP sessions, delivered to the sink:
+  with raw do-nothing milter      %8.1f msg/s
   with do-nothing milter          %8.1f msg/s
   with aupguard, RSA-2048 signing %8.1f msg/s   ratio %.2f (target >= 0.95)
   with aupguard, Ed25519 signing  %8.1f msg/s   ratio %.2f (target >= 0.95)
 memory: %d concurrent messages of %d MB through the milter protocol: peak RSS %d MB (target < 200 MB), %d accepted
-`, nproc(), perfMessages, perfSize, perfSessions, null.PerSecond, gw.PerSecond, gw.PerSecond/null.PerSecond,
+at half of peak, every stage (RSA-2048): %s
+at half of peak, every stage (Ed25519):  %s
+`, nproc(), perfMessages, perfSize, perfSessions, raw.PerSecond, null.PerSecond, gw.PerSecond, gw.PerSecond/null.PerSecond,
 		ed.PerSecond, ed.PerSecond/null.PerSecond,
 		gw.PerSecond/2, half.Latency["eom"].P50, half.Latency["eom"].P99,
 		ed.PerSecond/2, edHalf.Latency["eom"].P50, edHalf.Latency["eom"].P99,
-		perfMessages, perfSize, perfSessions, pfNull, pfGw, pfGw/pfNull, pfEd, pfEd/pfNull,
-		bigSessions, bigSize>>20, peak.Load()>>20, big.Accepted)
+		perfMessages, perfSize, perfSessions, pfRaw, pfNull, pfGw, pfGw/pfNull, pfEd, pfEd/pfNull,
+		bigSessions, bigSize>>20, peak.Load()>>20, big.Accepted, stageLatencies(half), stageLatencies(edHalf))
 	t.Log(report)
 	fmt.Println(report)
 	fmt.Println("milter load, do-nothing:\n" + null.String())
@@ -253,4 +266,15 @@ func readStatusKB(pid int, key string) int64 {
 func nproc() int {
 	b, _ := os.ReadFile("/proc/cpuinfo")
 	return strings.Count(string(b), "processor\t:")
+}
+
+// stageLatencies renders p50/p99 of the MAIL, RCPT and end-of-message replies.
+func stageLatencies(r loadgen.Result) string {
+	var parts []string
+	for _, st := range []string{"mail", "rcpt", "eom"} {
+		if l, ok := r.Latency[st]; ok {
+			parts = append(parts, fmt.Sprintf("%s p50 %v p99 %v", st, l.P50, l.P99))
+		}
+	}
+	return strings.Join(parts, "; ")
 }

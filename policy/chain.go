@@ -30,12 +30,37 @@ type Step struct {
 // run (a held message is DKIM-signed, so that it can be released as is).
 // For a customer in monitor mode every check runs and the verdict is what
 // would have been done.
+//
+// Store work is batched per stage: when the stage reaches its first check
+// that needs the store (a MailPreparer, RcptPreparer or EOMPreparer), every
+// enabled check from there to the end of the chain adds its part to one
+// batch, which runs once (one store round trip); the checks then decide in
+// order as before, each from its own results. What a check reserved for a
+// transaction that an earlier check then refused is given back by the
+// check itself (at the next recipient or at Finish), so counters count
+// only what was accepted.
 type Chain struct {
-	steps []Step
+	steps   []Step
+	batches func() Batch
+}
+
+// ChainOption configures a chain.
+type ChainOption func(*Chain)
+
+// WithBatches gives the chain the store's batch factory; without it each
+// check that needs the store makes its own round trip.
+func WithBatches(newBatch func() Batch) ChainOption {
+	return func(c *Chain) { c.batches = newBatch }
 }
 
 // NewChain builds a chain from steps, in order.
-func NewChain(steps []Step) *Chain { return &Chain{steps: steps} }
+func NewChain(steps []Step, opts ...ChainOption) *Chain {
+	c := &Chain{steps: steps}
+	for _, o := range opts {
+		o(c)
+	}
+	return c
+}
 
 // Steps returns the chain's steps in order.
 func (c *Chain) Steps() []Step { return c.steps }
@@ -78,7 +103,13 @@ func (v Verdict) Effective() Action {
 
 // Mail runs the MAIL FROM stage.
 func (c *Chain) Mail(ctx context.Context, t *Txn) Verdict {
-	return c.run(t, func(ch Check) (bool, []Finding, error) {
+	return c.run(ctx, t, func(ch Check, b Batch) bool {
+		p, ok := ch.(MailPreparer)
+		if ok && b != nil {
+			p.PrepareMail(ctx, t, b)
+		}
+		return ok
+	}, func(ch Check) (bool, []Finding, error) {
 		m, ok := ch.(MailChecker)
 		if !ok {
 			return false, nil, nil
@@ -90,7 +121,13 @@ func (c *Chain) Mail(ctx context.Context, t *Txn) Verdict {
 
 // Rcpt runs the RCPT TO stage for one recipient.
 func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
-	return c.run(t, func(ch Check) (bool, []Finding, error) {
+	return c.run(ctx, t, func(ch Check, b Batch) bool {
+		p, ok := ch.(RcptPreparer)
+		if ok && b != nil {
+			p.PrepareRcpt(ctx, t, r, b)
+		}
+		return ok
+	}, func(ch Check) (bool, []Finding, error) {
 		m, ok := ch.(RcptChecker)
 		if !ok {
 			return false, nil, nil
@@ -102,7 +139,13 @@ func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
 
 // EOM runs the end-of-message stage.
 func (c *Chain) EOM(ctx context.Context, t *Txn) Verdict {
-	return c.run(t, func(ch Check) (bool, []Finding, error) {
+	return c.run(ctx, t, func(ch Check, b Batch) bool {
+		p, ok := ch.(EOMPreparer)
+		if ok && b != nil {
+			p.PrepareEOM(ctx, t, b)
+		}
+		return ok
+	}, func(ch Check) (bool, []Finding, error) {
 		m, ok := ch.(EOMChecker)
 		if !ok {
 			return false, nil, nil
@@ -127,18 +170,51 @@ func (c *Chain) BodyWriters(t *Txn) []io.Writer {
 	return out
 }
 
-// Finish tells every enabled Finisher how the transaction ended.
+// Finish tells every enabled Finisher how the transaction ended, then
+// runs the store work of every enabled FinishPreparer in one batch (none
+// when nothing was added: the common case of an accepted message).
 func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
+	var b Batch
+	if c.batches != nil {
+		b = c.batches()
+	}
 	for _, s := range c.steps {
-		f, ok := s.Check.(Finisher)
-		if !ok || !c.enabled(s, t.Customer) {
+		if !c.enabled(s, t.Customer) {
+			continue
+		}
+		if f, ok := s.Check.(Finisher); ok {
+			func() {
+				defer func() { _ = recover() }()
+				f.Finish(ctx, t, accepted)
+			}()
+		}
+		if f, ok := s.Check.(FinishPreparer); ok {
+			func() {
+				defer func() { _ = recover() }()
+				f.PrepareFinish(ctx, t, accepted, b)
+			}()
+		}
+	}
+	if b != nil {
+		_ = b.Exec(ctx) // each check logs its own failure
+	}
+}
+
+// prepare adds the store work of the enabled checks from steps[from] on
+// to one batch and runs it. A check that panics while preparing adds
+// nothing; it then finds no prepared work and asks the store itself.
+func (c *Chain) prepare(ctx context.Context, t *Txn, from int, prep func(Check, Batch) bool) {
+	b := c.batches()
+	for _, s := range c.steps[from:] {
+		if !c.enabled(s, t.Customer) {
 			continue
 		}
 		func() {
 			defer func() { _ = recover() }()
-			f.Finish(ctx, t, accepted)
+			prep(s.Check, b)
 		}()
 	}
+	_ = b.Exec(ctx) // a failure is each call's error, seen by its check
 }
 
 func safeBody(b BodyChecker, t *Txn) (w io.Writer) {
@@ -170,13 +246,18 @@ func call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Find
 	return fn(ch)
 }
 
-func (c *Chain) run(t *Txn, fn func(Check) (bool, []Finding, error)) Verdict {
+func (c *Chain) run(ctx context.Context, t *Txn, prep func(Check, Batch) bool, fn func(Check) (bool, []Finding, error)) Verdict {
 	v := Verdict{Action: Accept}
 	monitor := t.Customer != nil && t.Customer.Mode == Monitor
 	v.Monitor = monitor
-	for _, s := range c.steps {
+	prepared := c.batches == nil
+	for i, s := range c.steps {
 		if !c.enabled(s, t.Customer) {
 			continue
+		}
+		if !prepared && isPreparer(s.Check, prep) {
+			prepared = true
+			c.prepare(ctx, t, i, prep)
 		}
 		ran, findings, err := call(fn, s.Check)
 		if !ran {
@@ -202,6 +283,12 @@ func (c *Chain) run(t *Txn, fn func(Check) (bool, []Finding, error)) Verdict {
 		}
 	}
 	return v
+}
+
+// isPreparer reports whether ch has store work at the stage prep is for
+// (prep with a nil batch only answers).
+func isPreparer(ch Check, prep func(Check, Batch) bool) bool {
+	return prep(ch, nil)
 }
 
 func errorFinding(s Step, err error) Finding {

@@ -101,3 +101,41 @@ func errorReply(err error) (Reply, bool) {
 	}
 	return Reply{}, false
 }
+
+// Batch is the store work of one stage of one transaction. Every check that
+// needs the store at a stage adds its part to the stage's batch in its
+// Prepare method; the chain then runs the batch once (one store round
+// trip) before the checks decide, and each check reads its own results in
+// its stage method. The checks never see each other's parts. The store's
+// batch (store.Batch) implements it.
+type Batch interface {
+	// Exec runs everything added, once.
+	Exec(ctx context.Context) error
+}
+
+// MailPreparer adds a check's store work at MAIL FROM to the stage's batch.
+type MailPreparer interface {
+	Check
+	PrepareMail(ctx context.Context, t *Txn, b Batch)
+}
+
+// RcptPreparer adds a check's store work at RCPT TO to the stage's batch.
+type RcptPreparer interface {
+	Check
+	PrepareRcpt(ctx context.Context, t *Txn, r *Rcpt, b Batch)
+}
+
+// EOMPreparer adds a check's store work at end of message to the stage's
+// batch.
+type EOMPreparer interface {
+	Check
+	PrepareEOM(ctx context.Context, t *Txn, b Batch)
+}
+
+// FinishPreparer adds a check's store work at the end of the transaction
+// (giving back what a refused message reserved) to one batch, run once
+// after every Finisher was told.
+type FinishPreparer interface {
+	Check
+	PrepareFinish(ctx context.Context, t *Txn, accepted bool, b Batch)
+}

@@ -132,7 +132,7 @@ func Open(ctx context.Context, h *store.Handle) (Backend, error) {
 			r := newRedis(h)
 			// A failure here is not fatal: Script.Run reloads on NOSCRIPT,
 			// and an outage at start is an outage like any other.
-			_ = h.LoadScripts(ctx, runScript, releaseScript)
+			_ = h.LoadScripts(ctx, store.BatchScript())
 			return r, nil
 		}
 		return newMemory(h.Clock, h.Path)

@@ -45,7 +45,7 @@ func kinds() []backendKind {
 		{"redis", func(t *testing.T, clk *clock.Fake) Backend {
 			r := testenv.StartRedis(t, testenv.RedisOptions{})
 			h := redisHandle(t, r.Addr(), clk)
-			if err := h.LoadScripts(context.Background(), runScript, releaseScript); err != nil {
+			if err := h.LoadScripts(context.Background(), store.BatchScript()); err != nil {
 				t.Fatal(err)
 			}
 			b := newRedis(h)
@@ -160,6 +160,17 @@ var scenarios = []struct {
 		ok(ModeReserve, window("rpd", 3, 2)),
 		{advance: 20 * time.Minute, mode: ModeReserve, ops: []Op{window("rpd", 3, 1)}, allowed: true, binding: -1},
 		{release: []int{0}, mode: ModeUsage, ops: []Op{window("rpd", 3, 1)}, allowed: true, binding: -1, used: []int64{1}},
+	}},
+	{"the running daily total follows reservations, releases and buckets leaving the window", []step{
+		ok(ModeReserve, window("rpd", 100, 4)),
+		{advance: 3 * time.Hour, mode: ModeReserve, ops: []Op{window("rpd", 100, 5)}, allowed: true, binding: -1, used: []int64{4}},
+		{advance: 3 * time.Hour, mode: ModeReserve, ops: []Op{window("rpd", 100, 6)}, allowed: true, binding: -1, used: []int64{9}},
+		{release: []int{1}, mode: ModeReserve, ops: []Op{window("rpd", 100, 1)}, allowed: true, binding: -1, used: []int64{10}},
+		{advance: 18*time.Hour + 10*time.Minute, mode: ModeReserve, ops: []Op{window("rpd", 100, 1)}, allowed: true, binding: -1, used: []int64{7}},
+		{mode: ModeUsage, ops: []Op{window("rpd", 100, 1)}, allowed: true, binding: -1, used: []int64{8}},
+		{advance: 6 * time.Hour, mode: ModeReserve, ops: []Op{window("rpd", 8, 1)}, allowed: true, binding: -1, used: []int64{1}},
+		{advance: 25 * time.Hour, mode: ModeReserve, ops: []Op{window("rpd", 8, 8)}, allowed: true, binding: -1, used: []int64{0}},
+		denied(0, 24*time.Hour+10*time.Minute, window("rpd", 8, 1)),
 	}},
 	{"per-recipient hour and day windows, exact", []step{
 		ok(ModeReserve, rcpt("prh", "bob", "m1", 2, time.Hour), rcpt("prd", "bob", "m1", 3, 24*time.Hour)),

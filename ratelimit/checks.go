@@ -11,6 +11,7 @@ import (
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/secrets"
+	"github.com/aupguard/aupguard/store"
 )
 
 // Check names.
@@ -162,11 +163,19 @@ func (rateCheck) Name() string { return RateName }
 
 type stateKey struct{}
 
-// txnState is what rate_limit reserved for one message.
+// txnState is what rate_limit reserved for one message, and the counter
+// runs it added to the current stage's batch.
 type txnState struct {
 	rcpt map[*policy.Rcpt][]Op
 	msg  []Op
 	seq  int
+	// mail, rcptRun and eom are the runs of the stage in progress (nil
+	// when the stage needs no store, or was not prepared).
+	mail    *pendingRun
+	mailSet bool
+	rcptRun map[*policy.Rcpt]*pendingRun
+	eom     *pendingRun
+	eomSet  bool
 }
 
 func state(t *policy.Txn) *txnState {
@@ -176,6 +185,29 @@ func state(t *policy.Txn) *txnState {
 	s := &txnState{rcpt: map[*policy.Rcpt][]Op{}}
 	t.SetValue(stateKey{}, s)
 	return s
+}
+
+// settle records the reservations of runs whose check never decided (an
+// earlier check ended the stage): they are given back like any other
+// reservation of a refused recipient or message.
+func (rc rateCheck) settle(t *policy.Txn, st *txnState) {
+	m := mode(t)
+	for r, p := range st.rcptRun {
+		if res, err := p.result(); err == nil && (res.Allowed || m == ModeForce) && m != ModeCheck {
+			st.rcpt[r] = reserved(p.ops, res)
+		}
+		delete(st.rcptRun, r)
+	}
+	if p := st.eom; p != nil {
+		st.eom = nil
+		if res, err := p.result(); err == nil {
+			applied := (res.Allowed || m == ModeForce) && m != ModeCheck
+			rc.c.looks.record(t.Customer.ID, p.ops, res, applied)
+			if applied {
+				st.msg = reserved(p.ops, res)
+			}
+		}
+	}
 }
 
 func mode(t *policy.Txn) Mode {
@@ -205,12 +237,8 @@ func reserved(ops []Op, r Result) []Op {
 	return out
 }
 
-// Mail looks at the message counters without reserving: a customer whose
-// message rate or daily quota is exhausted is deferred at MAIL FROM,
-// before it sends the data. The decision that counts is at end of message.
-// The look asks the store only when the use it reported in the last second
-// does not show room (lookCache).
-func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+// mailOps are the message counters the MAIL FROM look evaluates.
+func (rc rateCheck) mailOps(t *policy.Txn) []Op {
 	s := rc.c.settings(t)
 	var ops []Op
 	for _, l := range countedLimits {
@@ -229,19 +257,51 @@ func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 		}
 		ops = append(ops, l.op(limit, n))
 	}
+	return ops
+}
+
+// PrepareMail adds the MAIL FROM look to the stage's batch, unless the use
+// the store reported in the last second shows room (lookCache).
+func (rc rateCheck) PrepareMail(ctx context.Context, t *policy.Txn, b policy.Batch) {
+	st := state(t)
+	st.mailSet = true
+	st.mail = nil
+	ops := rc.mailOps(t)
 	if len(ops) == 0 || rc.c.looks.allows(t.Customer.ID, ops) {
+		return
+	}
+	sb, own := rc.c.batchOf(b)
+	st.mail = queueRun(sb, rc.c.b, t.Customer.ID, ModeCheck, ops)
+	if own {
+		_ = sb.Exec(ctx)
+	}
+}
+
+// Mail looks at the message counters without reserving: a customer whose
+// message rate or daily quota is exhausted is deferred at MAIL FROM,
+// before it sends the data. The decision that counts is at end of message.
+// The look asks the store only when the use it reported in the last second
+// does not show room (lookCache).
+func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+	st := state(t)
+	if !st.mailSet {
+		rc.PrepareMail(ctx, t, nil)
+	}
+	p := st.mail
+	st.mail, st.mailSet = nil, false
+	if p == nil {
 		return nil, nil
 	}
-	r, err := rc.c.b.Run(ctx, t.Customer.ID, ModeCheck, ops)
+	r, err := p.result()
 	if err != nil {
 		return nil, err
 	}
-	rc.c.looks.record(t.Customer.ID, ops, r, false)
-	return limitFindings(ops, r), nil
+	rc.c.looks.record(t.Customer.ID, p.ops, r, false)
+	return limitFindings(p.ops, r), nil
 }
 
-// Rcpt reserves the recipient counters for this recipient.
-func (rc rateCheck) Rcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt) ([]policy.Finding, error) {
+// rcptOps are the recipient counters of one recipient.
+func (rc rateCheck) rcptOps(t *policy.Txn, rcpt *policy.Rcpt) []Op {
 	s := rc.c.settings(t)
 	var ops []Op
 	for _, l := range countedLimits {
@@ -267,58 +327,78 @@ func (rc rateCheck) Rcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt) 
 			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_day", Key: "rcpt:" + h, Limit: s.PerRecipientPerDay, Period: 24 * time.Hour, N: 1, Member: member, Keep: keep})
 		}
 	}
+	return ops
+}
+
+// PrepareRcpt adds to the stage's batch the release of earlier recipients
+// that a later check refused (they would otherwise hold the quota until
+// the end of the transaction) and this recipient's reservation.
+func (rc rateCheck) PrepareRcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt, b policy.Batch) {
+	st := state(t)
+	if st.rcptRun == nil {
+		st.rcptRun = map[*policy.Rcpt]*pendingRun{}
+	}
+	ops := rc.rcptOps(t, rcpt)
 	if len(ops) == 0 {
+		st.rcptRun[rcpt] = nil
+		return
+	}
+	sb, own := rc.c.batchOf(b)
+	rc.giveBackRefused(t, st, sb)
+	st.rcptRun[rcpt] = queueRun(sb, rc.c.b, t.Customer.ID, mode(t), ops)
+	if own {
+		_ = sb.Exec(ctx)
+	}
+}
+
+// Rcpt reserves the recipient counters for this recipient.
+func (rc rateCheck) Rcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt) ([]policy.Finding, error) {
+	st := state(t)
+	if _, ok := st.rcptRun[rcpt]; !ok {
+		rc.PrepareRcpt(ctx, t, rcpt, nil)
+	}
+	p := st.rcptRun[rcpt]
+	delete(st.rcptRun, rcpt)
+	if p == nil {
 		return nil, nil
 	}
-	if err := rc.giveBackRefused(ctx, t); err != nil {
-		return nil, err
-	}
-	m := mode(t)
-	r, err := rc.c.b.Run(ctx, t.Customer.ID, m, ops)
+	r, err := p.result()
 	if err != nil {
 		return nil, err
 	}
-	if (r.Allowed || m == ModeForce) && m != ModeCheck {
-		state(t).rcpt[rcpt] = reserved(ops, r)
+	if (r.Allowed || mode(t) == ModeForce) && mode(t) != ModeCheck {
+		st.rcpt[rcpt] = reserved(p.ops, r)
 	}
-	return limitFindings(ops, r), nil
+	return limitFindings(p.ops, r), nil
 }
 
-// giveBackRefused releases, before the next recipient is counted, the
-// reservations of earlier recipients that a later check refused (they are
-// not in t.Rcpts): otherwise they would hold the quota until the end of
-// the transaction. This costs a round trip only when it happens.
-func (rc rateCheck) giveBackRefused(ctx context.Context, t *policy.Txn) error {
-	st, ok := t.Value(stateKey{}).(*txnState)
-	if !ok || len(st.rcpt) == 0 {
-		return nil
+// giveBackRefused adds to sb the release of the reservations of earlier
+// recipients that a later check refused (they are not in t.Rcpts). It
+// costs nothing when nothing was refused; when the release fails the
+// reservation stays counted (the counters err towards refusing).
+func (rc rateCheck) giveBackRefused(t *policy.Txn, st *txnState, sb *store.Batch) {
+	rc.settle(t, st)
+	if len(st.rcpt) == 0 {
+		return
 	}
 	in := make(map[*policy.Rcpt]bool, len(t.Rcpts))
 	for _, r := range t.Rcpts {
 		in[r] = true
 	}
 	var give []Op
-	var refused []*policy.Rcpt
 	for r, ops := range st.rcpt {
 		if !in[r] {
 			give = append(give, ops...)
-			refused = append(refused, r)
+			delete(st.rcpt, r)
 		}
 	}
-	if len(give) == 0 {
-		return nil
+	if len(give) > 0 {
+		queueRelease(sb, rc.c.b, t.Customer.ID, give)
 	}
-	if err := rc.c.b.Release(ctx, t.Customer.ID, give); err != nil {
-		return err
-	}
-	for _, r := range refused {
-		delete(st.rcpt, r)
-	}
-	return nil
 }
 
-// EOM reserves the message counters and runs the spike detector.
-func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+// eomOps are the message counters and the spike detector.
+func (rc rateCheck) eomOps(t *policy.Txn) []Op {
 	s := rc.c.settings(t)
 	var ops []Op
 	for _, l := range countedLimits {
@@ -333,18 +413,49 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	if s.SpikeEnabled {
 		ops = append(ops, Op{Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: s.SpikeWindow, N: 1, Spike: s.Spike})
 	}
+	return ops
+}
+
+// PrepareEOM adds the message counters' reservation and the spike
+// detector to the stage's batch.
+func (rc rateCheck) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
+	st := state(t)
+	st.eomSet = true
+	st.eom = nil
+	ops := rc.eomOps(t)
 	if len(ops) == 0 {
+		return
+	}
+	sb, own := rc.c.batchOf(b)
+	rc.giveBackRefused(t, st, sb)
+	st.eom = queueRun(sb, rc.c.b, t.Customer.ID, mode(t), ops)
+	if own {
+		_ = sb.Exec(ctx)
+	}
+}
+
+// EOM reserves the message counters and runs the spike detector.
+func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
+	st := state(t)
+	if !st.eomSet {
+		rc.PrepareEOM(ctx, t, nil)
+	}
+	p := st.eom
+	st.eom, st.eomSet = nil, false
+	if p == nil {
 		return nil, nil
 	}
-	m := mode(t)
-	r, err := rc.c.b.Run(ctx, t.Customer.ID, m, ops)
+	ops := p.ops
+	r, err := p.result()
 	if err != nil {
 		return nil, err
 	}
+	s := rc.c.settings(t)
+	m := mode(t)
 	applied := (r.Allowed || m == ModeForce) && m != ModeCheck
 	rc.c.looks.record(t.Customer.ID, ops, r, applied)
 	if applied {
-		state(t).msg = reserved(ops, r)
+		st.msg = reserved(ops, r)
 	}
 	f := limitFindings(ops, r)
 	if s.SpikeEnabled && applied {
@@ -366,14 +477,15 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	return f, nil
 }
 
-// Finish keeps the reservations of an accepted message's accepted
-// recipients and gives back the rest, in one round trip (none when there
-// is nothing to give back, the common case).
-func (rc rateCheck) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
+// PrepareFinish keeps the reservations of an accepted message's accepted
+// recipients and gives back the rest, in the chain's finish batch (no
+// store work at all when there is nothing to give back, the common case).
+func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, b policy.Batch) {
 	st, ok := t.Value(stateKey{}).(*txnState)
 	if !ok {
 		return
 	}
+	rc.settle(t, st)
 	t.SetValue(stateKey{}, nil)
 	var give []Op
 	if !accepted {
@@ -393,9 +505,16 @@ func (rc rateCheck) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	if len(give) == 0 {
 		return
 	}
-	if err := rc.c.b.Release(ctx, t.Customer.ID, give); err != nil {
-		// The reservation stays counted: the counters err towards refusing.
-		rc.c.log.Warn("rate_limit: release failed, reservation stays counted", "ref", t.Ref, "customer", t.Customer.ID, "err", err)
+	sb, own := rc.c.batchOf(b)
+	ref, customer := t.Ref, t.Customer.ID
+	queueRelease(sb, rc.c.b, customer, give).Then(func(_ any, err error) {
+		if err != nil {
+			// The reservation stays counted: the counters err towards refusing.
+			rc.c.log.Warn("rate_limit: release failed, reservation stays counted", "ref", ref, "customer", customer, "err", err)
+		}
+	})
+	if own {
+		_ = sb.Exec(ctx)
 	}
 }
 

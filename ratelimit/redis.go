@@ -3,23 +3,22 @@ package ratelimit
 import (
 	"context"
 	_ "embed"
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
 	"strconv"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/store"
 )
 
+// run.lua and release.lua are procs of the store's batch script (batch.go):
+// a direct Run or Release is a batch of one.
 var (
 	//go:embed run.lua
 	runLua string
 	//go:embed release.lua
 	releaseLua string
-
-	runScript     = redis.NewScript(runLua)
-	releaseScript = redis.NewScript(releaseLua)
 )
 
 // redisBackend runs every stage's ops in one script call (EVALSHA, reloaded
@@ -41,19 +40,51 @@ func (r *redisBackend) nowArg() string {
 	return strconv.FormatInt(r.now().UnixMilli(), 10)
 }
 
+// recipientShards is the number of hashes a customer's recipients are
+// spread over in one generation: with Redis's default
+// hash-max-listpack-entries (128), up to 8192 recipients of a customer per
+// generation stay in the compact listpack encoding (docs/capacity.md).
+const recipientShards = 64
+
+// rcptField turns a recipient counter key (a keyed hash already) into its
+// 8-byte field and its shard.
+func rcptField(key string) (field, shard string) {
+	h := fnv.New64a()
+	h.Write([]byte(key))
+	sum := h.Sum64()
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], sum)
+	return string(b[:]), strconv.FormatUint(sum%recipientShards, 10)
+}
+
+// clockMs is this gateway's time in ms (the fake clock in tests).
+func (r *redisBackend) clockMs() int64 {
+	if r.now != nil {
+		return r.now().UnixMilli()
+	}
+	return time.Now().UnixMilli()
+}
+
 // encode turns ops into KEYS and ARGV (8 fields per op, see run.lua).
 // For release, a window op carries the bucket it reserved instead of the
 // bucket size.
 func (r *redisBackend) encode(customer string, ops []Op, release bool, args []any) ([]string, []any) {
-	var keys []string
-	index := map[string]int{}
+	keys := make([]string, 0, len(ops)+2)
+	names := make([]string, 0, len(ops)) // op.Key of keys[i], "" for the others
 	key := func(k string) int {
-		if i, ok := index[k]; ok {
-			return i
+		for i, n := range names {
+			if n == k {
+				return i + 1
+			}
 		}
 		keys = append(keys, r.h.CustomerKey(customer, "rl", k))
-		index[k] = len(keys)
+		names = append(names, k)
 		return len(keys)
+	}
+	pad := func() {
+		for len(names) < len(keys) {
+			names = append(names, "")
+		}
 	}
 	for _, op := range ops {
 		var ki int
@@ -61,11 +92,32 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 		switch op.Kind {
 		case KindSpike:
 			keys = append(keys, r.h.CustomerKey(customer, "rl", op.Key+":base"), r.h.CustomerKey(customer, "rl", op.Key+":win"))
+			pad()
 			ki = len(keys) - 1
 			sp := op.Spike
 			a = strconv.FormatFloat(sp.Factor, 'f', -1, 64)
 			d = strconv.FormatInt(sp.Floor, 10) + "|" + strconv.FormatInt(sp.Baseline, 10)
 			e = strconv.FormatFloat(sp.Alpha, 'f', -1, 64)
+		case KindRecipient:
+			// Three generations' shard hashes (G-1, G, G+1 by this
+			// gateway's clock; the script picks by the store's).
+			field, shard := rcptField(op.Key)
+			keep := ms(op.Keep)
+			if keep <= 0 {
+				keep = ms(op.Period)
+			}
+			g := r.clockMs() / keep
+			ki = len(keys) + 1
+			for _, x := range [3]int64{g - 1, g, g + 1} {
+				keys = append(keys, r.h.CustomerKey(customer, "rl", "rr", strconv.FormatInt(keep/60000, 10)+"m", strconv.FormatInt(x, 10), shard))
+			}
+			pad()
+			a = strconv.FormatInt(op.Limit, 10)
+			d = field + "|" + strconv.FormatInt(g, 10)
+			if release {
+				d += "|" + strconv.FormatInt(op.Bucket, 10)
+			}
+			e = strconv.FormatInt(keep, 10)
 		default:
 			ki = key(op.Key)
 			a = strconv.FormatInt(op.Limit, 10)
@@ -78,10 +130,8 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 			if release {
 				d = strconv.FormatInt(op.Bucket, 10)
 			}
-		case KindRecipient:
-			d, e = op.Member, strconv.FormatInt(ms(op.Keep), 10)
 		}
-		args = append(args, string(op.Kind), ki, op.Name, a, b, c, d, e)
+		args = append(args, kindArg(op.Kind), ki, op.Name, a, b, c, d, e)
 	}
 	return keys, args
 }
@@ -91,42 +141,43 @@ func (r *redisBackend) Run(ctx context.Context, customer string, mode Mode, ops 
 	keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
-	v, err := runScript.Run(ctx, r.h.Client, keys, args...).Slice()
+	sb := r.h.NewBatch()
+	call := sb.Proc(runProc, keys, args...)
+	_ = sb.Exec(ctx)
+	res, err := call.Result()
 	if err != nil {
-		return Result{}, store.Unavailable(err)
+		return Result{}, err
 	}
-	if len(v) != 4+4*len(ops) {
-		return Result{}, fmt.Errorf("ratelimit: script returned %d values for %d ops", len(v), len(ops))
+	v, ok := res.([]any)
+	if !ok {
+		return Result{}, fmt.Errorf("%w: ratelimit: reply of type %T", store.ErrUnavailable, res)
 	}
-	num := func(x any) int64 {
-		switch t := x.(type) {
-		case int64:
-			return t
-		case string:
-			n, err := strconv.ParseFloat(t, 64)
-			if err != nil {
-				return 0
-			}
-			return int64(n)
-		}
-		return 0
-	}
-	flt := func(x any) float64 {
-		s, _ := x.(string)
-		f, _ := strconv.ParseFloat(s, 64)
-		return f
-	}
-	res := Result{Allowed: num(v[0]) == 1, Binding: int(num(v[1])) - 1, Retry: msDur(num(v[2])), Now: time.UnixMilli(num(v[3])), Ops: make([]OpResult, len(ops))}
-	for i, op := range ops {
-		f := v[4+4*i : 8+4*i]
-		if op.Kind == KindSpike {
-			res.Ops[i] = OpResult{Flagged: num(f[0]) == 1, Count: num(f[1]), Threshold: flt(f[2]), Baseline: flt(f[3])}
-			continue
-		}
-		res.Ops[i] = OpResult{Used: num(f[0]), Reset: msDur(num(f[1])), Next: msDur(num(f[2])), Bucket: num(f[3])}
-	}
-	return res, nil
+	return decodeRun(v, ops)
 }
+
+func num(x any) int64 {
+	switch t := x.(type) {
+	case int64:
+		return t
+	case string:
+		n, err := strconv.ParseFloat(t, 64)
+		if err != nil {
+			return 0
+		}
+		return int64(n)
+	}
+	return 0
+}
+
+func flt(x any) float64 {
+	s, _ := x.(string)
+	f, _ := strconv.ParseFloat(s, 64)
+	return f
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+func unixMilli(ms int64) time.Time { return time.UnixMilli(ms) }
 
 // Release implements Backend in one round trip.
 func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) error {
@@ -136,5 +187,31 @@ func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) e
 	keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
-	return store.Unavailable(releaseScript.Run(ctx, r.h.Client, keys, args...).Err())
+	sb := r.h.NewBatch()
+	call := sb.Proc(releaseProc, keys, args...)
+	_ = sb.Exec(ctx)
+	_, err := call.Result()
+	return err
+}
+
+// The kinds as script arguments, boxed once (this runs for every op).
+var (
+	argRate      any = string(KindRate)
+	argWindow    any = string(KindWindow)
+	argRecipient any = string(KindRecipient)
+	argSpike     any = string(KindSpike)
+)
+
+func kindArg(k Kind) any {
+	switch k {
+	case KindRate:
+		return argRate
+	case KindWindow:
+		return argWindow
+	case KindRecipient:
+		return argRecipient
+	case KindSpike:
+		return argSpike
+	}
+	return string(k)
 }

@@ -254,3 +254,68 @@ func commandStats(tb testing.TB, cl *redis.Client) (map[string]int64, int64) {
 	}
 	return out, total
 }
+
+// TestRecipientStateCompact checks the per-recipient layout on a real
+// Redis: every recipient of a customer is a field of a few shard hashes
+// (no key per recipient), the fields survive any byte in the recipient's
+// key, and a release takes the reservation out.
+func TestRecipientStateCompact(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+		Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "t:"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	b := openRedis(t, h)
+	ctx := context.Background()
+	const n = 500
+	var firsts []Op
+	for i := 0; i < n; i++ {
+		who := fmt.Sprintf("who-%d-|x", i)
+		ops := []Op{rcpt("prh", who, "m", 2, time.Hour), rcpt("prd", who, "m", 3, 24*time.Hour)}
+		res, err := b.Run(ctx, "acme", ModeReserve, ops)
+		if err != nil || !res.Allowed {
+			t.Fatalf("recipient %d: %+v %v", i, res, err)
+		}
+		if i == 0 {
+			firsts = reserved(ops, res)
+		}
+	}
+	keys, err := r.Client().Keys(ctx, "t:*").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) == 0 || len(keys) > recipientShards {
+		t.Fatalf("%d keys for %d recipients, want at most %d shard hashes: %v", len(keys), n, recipientShards, keys[:min(len(keys), 5)])
+	}
+	var fields int64
+	for _, k := range keys {
+		c, err := r.Client().HLen(ctx, k).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		fields += c
+	}
+	if fields != n {
+		t.Fatalf("%d fields, want one per recipient (%d)", fields, n)
+	}
+	// A second send to the first recipient, its release, then two more: the
+	// hourly limit of 2 counts the first send and the two new ones' first.
+	who := "who-0-|x"
+	ops := []Op{rcpt("prh", who, "m2", 2, time.Hour), rcpt("prd", who, "m2", 3, 24*time.Hour)}
+	res, err := b.Run(ctx, "acme", ModeReserve, ops)
+	if err != nil || !res.Allowed || res.Ops[0].Used != 1 {
+		t.Fatalf("second send: %+v %v", res, err)
+	}
+	if err := b.Release(ctx, "acme", reserved(ops, res)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Release(ctx, "acme", firsts); err != nil {
+		t.Fatal(err)
+	}
+	res, err = b.Run(ctx, "acme", ModeReserve, ops)
+	if err != nil || !res.Allowed || res.Ops[0].Used != 0 {
+		t.Fatalf("after both releases: %+v %v, want 0 used", res, err)
+	}
+}

@@ -10,9 +10,9 @@ local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
 else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = store_now() -- the batch's one TIME (store/batch.go)
 end
+local done = {}
 local nops = (#ARGV - 1) / 8
 for i = 0, nops - 1 do
   local b = 1 + i * 8
@@ -27,11 +27,47 @@ for i = 0, nops - 1 do
       redis.call('SET', key, string.format('%.3f', new), 'PX', math.max(1, math.ceil(new - now) + 1))
     end
   elseif kind == 'window' then
+    -- The bucket and the running total together (run.lua).
     if redis.call('HEXISTS', key, d) == 1 then
-      if redis.call('HINCRBY', key, d, -n) <= 0 then redis.call('HDEL', key, d) end
+      local left = redis.call('HINCRBY', key, d, -n)
+      if left <= 0 then redis.call('HDEL', key, d) end
+      if redis.call('HEXISTS', key, 't') == 1 then
+        local t = redis.call('HINCRBY', key, 't', -n - math.min(left, 0))
+        if t < 0 then redis.call('HSET', key, 't', 0) end
+      end
     end
   elseif kind == 'recipient' then
-    redis.call('ZREM', key, d)
+    -- d = field|G|time: take one send at that time out of the recipient's
+    -- times (run.lua), once for the hour and day limits together.
+    local field = string.sub(d, 1, 8)
+    local G, at = string.match(string.sub(d, 10), '^(%d+)|(%d+)$')
+    if field and not done[field .. at] then
+      done[field .. at] = true
+      G, at = tonumber(G), tonumber(at)
+      local keep = tonumber(ARGV[b + 8])
+      local g = math.floor(now / keep)
+      local k1, k2, k3 = KEYS[tonumber(ARGV[b + 2])], KEYS[tonumber(ARGV[b + 2]) + 1], KEYS[tonumber(ARGV[b + 2]) + 2]
+      local cands = {{k2, G}, {k1, G - 1}, {k3, G + 1}}
+      for _, c in ipairs(cands) do
+        local v = redis.call('HGET', c[1], field)
+        if v then
+          local base = (c[2] - 1) * keep
+          local parts, removed = {}, false
+          for i = 1, #v - 3, 4 do
+            local x = struct.unpack('>I4', v, i)
+            if not removed and base + x == at then
+              removed = true
+            else
+              parts[#parts + 1] = struct.pack('>I4', x)
+            end
+          end
+          if removed then
+            if #parts > 0 then redis.call('HSET', c[1], field, table.concat(parts)) else redis.call('HDEL', c[1], field) end
+            break
+          end
+        end
+      end
+    end
   end
 end
 return nops

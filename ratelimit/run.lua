@@ -11,7 +11,7 @@
 -- ARGV[3..]: 8 fields per op: kind, key index, name, a, b, c, d, e
 --   rate      a=limit b=period_ms c=n
 --   window    a=limit b=period_ms c=n d=bucket_ms
---   recipient a=limit b=period_ms c=n d=member e=keep_ms
+--   recipient a=limit b=period_ms c=n d=field|G e=keep_ms (keys: G-1, G, G+1)
 --   spike     a=factor b=window_ms c=n d=floor|baseline e=alpha (keys: base, base+1=win)
 -- Returns {allowed, binding op (1-based, 0 none), retry_ms, now_ms,
 --          then 4 strings per op}.
@@ -21,8 +21,7 @@ local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
 else
-  local t = redis.call('TIME')
-  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  now = store_now() -- the batch's one TIME (store/batch.go)
 end
 
 local EPS = 0.5 -- half a millisecond of float slack, as memory.go
@@ -54,8 +53,12 @@ end
 
 -- Bucketed sliding window: buckets of bucket_ms; every bucket that
 -- intersects (now-period, now] is counted in full, so the count errs only
--- upwards, by at most one bucket.
-local function window_state(op)
+-- upwards, by at most one bucket. Besides the buckets (numeric fields) the
+-- hash keeps a running total 't' of the buckets present, 'lo' the lowest
+-- bucket still counted when it was last written and 'hi' the newest bucket
+-- written: a message reads three fields and the buckets that left the
+-- window since (usually none), instead of summing 144 buckets.
+local function window_scan(op)
   local B = tonumber(op.d)
   local P = tonumber(op.b)
   local lo = math.floor((now - P) / B)
@@ -64,7 +67,9 @@ local function window_state(op)
   local sum = 0
   for i = 1, #raw, 2 do
     local j, c = tonumber(raw[i]), tonumber(raw[i + 1])
-    if j < lo then
+    if j == nil then
+      -- t, lo, hi
+    elseif j < lo then
       stale[#stale + 1] = raw[i]
     elseif c > 0 then
       idx[#idx + 1] = j
@@ -86,44 +91,162 @@ local function window_free_after(B, P, idx, cnt, need)
   return P
 end
 
+-- window_total returns the window's sum from the running total, and the
+-- buckets that left the window (nil when the total must be rebuilt).
+local function window_total(op)
+  local B, P = tonumber(op.d), tonumber(op.b)
+  local lo = math.floor((now - P) / B)
+  local m = redis.call('HMGET', op.key, 't', 'lo', 'hi')
+  local t, olo, hi = tonumber(m[1]), tonumber(m[2]), tonumber(m[3])
+  if t == nil or olo == nil or hi == nil or lo - olo > 200 then return nil end
+  local stale = {}
+  if olo < lo then
+    local ids = {}
+    for j = olo, math.min(lo - 1, hi) do ids[#ids + 1] = tostring(j) end
+    if #ids > 0 then
+      local v = redis.call('HMGET', op.key, unpack(ids))
+      for i = 1, #ids do
+        if v[i] then
+          t = t - tonumber(v[i])
+          stale[#stale + 1] = ids[i]
+        end
+      end
+    end
+  end
+  return t, stale, hi
+end
+
 local function window_eval(op)
   local L, n = tonumber(op.a), tonumber(op.c)
-  local B, P, sum, idx, cnt, stale = window_state(op)
+  local B, P = tonumber(op.d), tonumber(op.b)
+  local cur = math.floor(now / B)
+  if mode ~= 'usage' then
+    local sum, stale, hi = window_total(op)
+    if sum ~= nil and sum + n <= L and sum + 1 <= L then
+      -- The common case: room left. Reset from the newest bucket.
+      local reset = 0
+      if sum > 0 then reset = (hi + 1) * B + P - now end
+      return true, 0, {tostring(sum), tostring(reset), '0', tostring(cur)}, {sum, stale, hi}
+    end
+  end
+  local _, _, sum, idx, cnt, stale = window_scan(op)
   local ok = sum + n <= L
   local retry = 0
   if not ok then retry = window_free_after(B, P, idx, cnt, sum + n - L) end
   local reset = 0
   if #idx > 0 then reset = (idx[#idx] + 1) * B + P - now end
   local nxt = window_free_after(B, P, idx, cnt, sum + 1 - L)
-  return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(math.floor(now / B))}, stale
+  return ok, retry, {tostring(sum), tostring(reset), tostring(nxt), tostring(cur)}, {sum, stale}
 end
 
-local function window_apply(op, stale)
+-- The bucket and the total grow together; the window's bounds and the
+-- key's expiry change only with the bucket (once per bucket_ms): an expiry
+-- set at a bucket's first write outlives the bucket's time in the window.
+local function window_apply(op, st)
   local B, P, n = tonumber(op.d), tonumber(op.b), tonumber(op.c)
-  redis.call('HINCRBY', op.key, tostring(math.floor(now / B)), n)
+  local cur = math.floor(now / B)
+  local lo = math.floor((now - P) / B)
+  local sum, stale, hi = st[1], st[2], st[3]
   if #stale > 0 then redis.call('HDEL', op.key, unpack(stale)) end
-  redis.call('PEXPIRE', op.key, P + 2 * B)
+  redis.call('HINCRBY', op.key, tostring(cur), n)
+  if hi == cur and #stale == 0 then
+    redis.call('HINCRBY', op.key, 't', n)
+  else
+    redis.call('HSET', op.key, 't', tostring(sum + n), 'lo', tostring(lo), 'hi', tostring(cur))
+    redis.call('PEXPIRE', op.key, P + 2 * B)
+  end
 end
 
--- Exact sliding window over a sorted set of send times (per recipient).
+-- Exact sliding window over the send times to one recipient. A customer's
+-- recipients are kept in hashes by generation (now / keep) and shard: the
+-- field is the recipient's 8-byte key, the value its send times in the
+-- window, 4 bytes each (ms since the start of the previous generation).
+-- A recipient written in generation g moves out of g-1; what is left in
+-- g-1 expires with its key. About 30 bytes a recipient in a listpack hash
+-- instead of a sorted set key per recipient.
+-- op.key/key2/key3: the shard's hashes of generations G-1, G and G+1 by the
+-- gateway's clock; op.d = field|G[|reserved time, release only].
+local rstate = {}
+local function rcpt_keys(op, keep)
+  -- The field is 8 bytes of binary (it may hold any byte, '|' too).
+  local field = string.sub(op.d, 1, 8)
+  local G = tonumber(string.match(string.sub(op.d, 10), '^(%d+)'))
+  local g = math.floor(now / keep)
+  if g == G + 1 then return field, g, op.key3, op.key2 end
+  if g == G - 1 then return field, g, op.key, nil end
+  return field, g, op.key2, op.key
+end
+
+local function rcpt_unpack(times, v, base, since)
+  if not v then return end
+  for i = 1, #v - 3, 4 do
+    local t = base + struct.unpack('>I4', v, i)
+    if t > since then times[#times + 1] = t end
+  end
+end
+
+local function rcpt_load(op)
+  local keep = tonumber(op.e)
+  local field, g, cur, prev = rcpt_keys(op, keep)
+  local id = cur .. '|' .. field
+  local st = rstate[id]
+  if st then return st end
+  local times = {}
+  rcpt_unpack(times, redis.call('HGET', cur, field), (g - 1) * keep, now - keep)
+  local inprev = false
+  if prev then
+    local pv = redis.call('HGET', prev, field)
+    if pv then
+      inprev = true
+      rcpt_unpack(times, pv, (g - 2) * keep, now - keep)
+    end
+  end
+  table.sort(times)
+  st = {times = times, field = field, g = g, cur = cur, prev = prev, inprev = inprev, keep = keep}
+  rstate[id] = st
+  return st
+end
+
+local function rcpt_store(st)
+  local base = (st.g - 1) * st.keep
+  local parts = {}
+  for i, t in ipairs(st.times) do parts[i] = struct.pack('>I4', t - base) end
+  if #parts > 0 then
+    -- A new field (a recipient new in this generation) sets the key's
+    -- expiry, the same for every field of the generation.
+    if redis.call('HSET', st.cur, st.field, table.concat(parts)) == 1 then
+      redis.call('PEXPIREAT', st.cur, (st.g + 2) * st.keep)
+    end
+  else
+    redis.call('HDEL', st.cur, st.field)
+  end
+  if st.inprev then
+    redis.call('HDEL', st.prev, st.field)
+    st.inprev = false
+  end
+end
+
 local function recipient_eval(op)
   local L, P = tonumber(op.a), tonumber(op.b)
-  local since = '(' .. tostring(now - P)
-  local count = redis.call('ZCOUNT', op.key, since, '+inf')
+  local st = rcpt_load(op)
+  local since = now - P
+  local inwin = {}
+  for _, t in ipairs(st.times) do
+    if t > since then inwin[#inwin + 1] = t end
+  end
+  local count = #inwin
   local ok = count + 1 <= L
   local retry = 0
-  if not ok then
-    local r = redis.call('ZRANGEBYSCORE', op.key, since, '+inf', 'WITHSCORES', 'LIMIT', count - L, 1)
-    retry = tonumber(r[2]) + P - now
-  end
-  return ok, retry, {tostring(count), '0', tostring(retry), '0'}
+  if not ok then retry = inwin[count - L + 1] + P - now end
+  return ok, retry, {tostring(count), '0', tostring(retry), tostring(now)}
 end
 
 local function recipient_apply(op)
-  local keep = tonumber(op.e)
-  redis.call('ZREMRANGEBYSCORE', op.key, '-inf', tostring(now - keep))
-  redis.call('ZADD', op.key, now, op.d)
-  redis.call('PEXPIRE', op.key, keep)
+  local st = rcpt_load(op)
+  if st.applied then return end -- the hour and the day limit share one send
+  st.applied = true
+  st.times[#st.times + 1] = now
+  rcpt_store(st)
 end
 
 -- Spike detection: see the package documentation (spike.go).
@@ -179,12 +302,19 @@ local function spike_run(op, write)
       if m > minute - wmin then count = count + tonumber(v) else stale[#stale + 1] = k end
     end
   end
-  local s = slot_of(hour)
-  local sl = redis.call('HMGET', basekey, tostring((s + 167) % 168), tostring(s), tostring((s + 1) % 168))
-  local baseline = 0
-  for i = 1, 3 do
-    local v = tonumber(sl[i]) or dflt
-    if v > baseline then baseline = v end
+  -- The baseline changes only when an hour is folded in: it is read from
+  -- the baseline hash once per hour and kept in the window hash ('b', for
+  -- hour 'bh' and default 'bd'), not read for every message.
+  local baseline = tonumber(f['b'])
+  local cached = baseline ~= nil and f['bh'] == tostring(hour) and f['bd'] == op.d
+  if not cached then
+    local s = slot_of(hour)
+    local sl = redis.call('HMGET', basekey, tostring((s + 167) % 168), tostring(s), tostring((s + 1) % 168))
+    baseline = 0
+    for i = 1, 3 do
+      local v = tonumber(sl[i]) or dflt
+      if v > baseline then baseline = v end
+    end
   end
   local threshold = math.max(floor, factor * baseline * wmin / 60)
   local flagged = 0
@@ -196,8 +326,14 @@ local function spike_run(op, write)
     else
       redis.call('HINCRBY', winkey, 'c', n)
     end
-    redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
-    redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
+    local inmin = redis.call('HINCRBY', winkey, 'm' .. tostring(minute), n)
+    if not cached then
+      redis.call('HSET', winkey, 'b', fmt(baseline), 'bh', tostring(hour), 'bd', op.d)
+    end
+    if inmin == n then
+      -- The minute's first message: the expiry moves once a minute.
+      redis.call('PEXPIRE', winkey, 8 * 24 * HOUR)
+    end
   end
   return {tostring(flagged), tostring(count), fmt(threshold), fmt(baseline)}
 end
@@ -207,7 +343,7 @@ local nops = (#ARGV - 2) / 8
 for i = 0, nops - 1 do
   local b = 2 + i * 8
   local ki = tonumber(ARGV[b + 2])
-  ops[i + 1] = {kind = ARGV[b + 1], key = KEYS[ki], key2 = KEYS[ki + 1], name = ARGV[b + 3],
+  ops[i + 1] = {kind = ARGV[b + 1], key = KEYS[ki], key2 = KEYS[ki + 1], key3 = KEYS[ki + 2], name = ARGV[b + 3],
     a = ARGV[b + 4], b = ARGV[b + 5], c = ARGV[b + 6], d = ARGV[b + 7], e = ARGV[b + 8]}
 end
 

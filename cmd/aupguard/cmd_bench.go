@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os/signal"
 	"syscall"
 	"time"
@@ -75,6 +76,7 @@ func runNullMilter(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nullmilter", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	addr := fs.String("listen", "inet:127.0.0.1:8899", "listen address")
+	raw := fs.Bool("raw", false, "speak the milter protocol directly, with no milter library and no buffered transport (the cheapest anchor)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -83,7 +85,15 @@ func runNullMilter(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	m, err := loadgen.ListenNop(network, address)
+	var m interface {
+		Addr() net.Addr
+		Close() error
+	}
+	if *raw {
+		m, err = loadgen.ListenRawNop(network, address)
+	} else {
+		m, err = loadgen.ListenNop(network, address)
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

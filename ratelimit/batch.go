@@ -1,0 +1,102 @@
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/store"
+)
+
+// The counter work of a stage as procs of the store's batch script: the
+// same Lua as the stand-alone scripts (run.lua, release.lua), so a batch
+// and a direct Run behave alike.
+var (
+	runProc     = store.NewProc("ratelimit.run", runLua)
+	releaseProc = store.NewProc("ratelimit.release", releaseLua)
+)
+
+// pendingRun is a Run added to a batch; its Result is known after Exec.
+type pendingRun struct {
+	ops  []Op
+	call *store.Call
+	res  Result
+	err  error
+	done bool
+}
+
+// result decodes the call's reply once.
+func (p *pendingRun) result() (Result, error) {
+	if p.done {
+		return p.res, p.err
+	}
+	p.done = true
+	v, err := p.call.Result()
+	if err != nil {
+		p.err = err
+		return p.res, err
+	}
+	switch x := v.(type) {
+	case Result:
+		p.res = x
+	case []any:
+		p.res, p.err = decodeRun(x, p.ops)
+	default:
+		p.err = fmt.Errorf("%w: ratelimit: batch reply of type %T", store.ErrUnavailable, v)
+	}
+	return p.res, p.err
+}
+
+// queueRun adds a Run of ops to batch sb: a proc call of the batch script
+// on Redis, the backend's Run on any other backend (memory, tests).
+func queueRun(sb *store.Batch, b Backend, customer string, mode Mode, ops []Op) *pendingRun {
+	p := &pendingRun{ops: ops}
+	if r, ok := b.(*redisBackend); ok && sb.Redis() {
+		keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
+		p.call = sb.Proc(runProc, keys, args...)
+		return p
+	}
+	p.call = sb.Func(func(ctx context.Context) (any, error) { return b.Run(ctx, customer, mode, ops) })
+	return p
+}
+
+// queueRelease adds a Release of ops to batch sb.
+func queueRelease(sb *store.Batch, b Backend, customer string, ops []Op) *store.Call {
+	if r, ok := b.(*redisBackend); ok && sb.Redis() {
+		keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
+		return sb.Proc(releaseProc, keys, args...)
+	}
+	return sb.Func(func(ctx context.Context) (any, error) { return nil, b.Release(ctx, customer, ops) })
+}
+
+// batchOf returns the store batch the chain passed, or a batch of the
+// check's own that the caller runs at once (own is true): a chain without
+// batches, or a check called directly, still makes one round trip.
+func (c *Checks) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
+	if sb, ok := b.(*store.Batch); ok && sb != nil {
+		return sb, false
+	}
+	if r, ok := c.b.(*redisBackend); ok {
+		return r.h.NewBatch(), true
+	}
+	var h *store.Handle
+	return h.NewBatch(), true
+}
+
+// decodeRun turns run.lua's reply into a Result.
+func decodeRun(v []any, ops []Op) (Result, error) {
+	if len(v) != 4+4*len(ops) {
+		return Result{}, errors.New("ratelimit: script returned " + itoa(len(v)) + " values for " + itoa(len(ops)) + " ops")
+	}
+	res := Result{Allowed: num(v[0]) == 1, Binding: int(num(v[1])) - 1, Retry: msDur(num(v[2])), Now: unixMilli(num(v[3])), Ops: make([]OpResult, len(ops))}
+	for i, op := range ops {
+		f := v[4+4*i : 8+4*i]
+		if op.Kind == KindSpike {
+			res.Ops[i] = OpResult{Flagged: num(f[0]) == 1, Count: num(f[1]), Threshold: flt(f[2]), Baseline: flt(f[3])}
+			continue
+		}
+		res.Ops[i] = OpResult{Used: num(f[0]), Reset: msDur(num(f[1])), Next: msDur(num(f[2])), Bucket: num(f[3])}
+	}
+	return res, nil
+}
