@@ -109,6 +109,7 @@ func New(opts Options) (*Daemon, error) {
 		WriteTimeout:   cfg.Milter.WriteTimeout,
 		Logger:         log,
 		Sessions:       sessionObserver(observers),
+		Panics:         deps.Panics,
 	})
 	if err != nil {
 		for _, s := range d.extras {

@@ -93,6 +93,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	d.events = rec
 	m := metrics.New(metrics.Options{TopCustomers: cfg.Admin.MetricsTopCustomers})
 	m.WatchEvents(rec)
+	m.WatchPanics(d.deps.Panics.Counts)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/secrets"
 	"github.com/aupguard/aupguard/store"
 )
@@ -41,7 +42,7 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if ephemeral && log != nil {
 		log.Warn("no secret_file and no store.path: recipient hashes and unsubscribe links change at every restart")
 	}
-	d := &Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key}
+	d := &Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key, Panics: panics.New(log)}
 	if err := openResolver(d); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("dns: %w", err)

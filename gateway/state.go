@@ -109,7 +109,7 @@ func Build(d *Deps) (*State, error) {
 		st.closeAll()
 		return nil, errors.Join(errs...)
 	}
-	st.Chain = policy.NewChain(steps)
+	st.Chain = policy.NewChain(steps).ReportPanics(d.Panics)
 	return st, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/resolver"
 )
 
@@ -170,6 +171,25 @@ var (
 	descMisses   = prometheus.NewDesc("aupguard_dns_cache_misses_total", "DNS questions sent upstream.", nil, nil)
 	descDNSErrs  = prometheus.NewDesc("aupguard_dns_upstream_errors_total", "Upstream DNS queries that failed.", nil, nil)
 )
+
+var descPanics = prometheus.NewDesc("aupguard_panics_total",
+	"Panics recovered (each logged with its stack), by where: milter_connection (the milter library serving one MTA connection, which is closed), milter_handler (the gateway's handler of one milter event: the message is deferred), check (a check: it becomes its on_error).",
+	[]string{"where"}, nil)
+
+// WatchPanics exports the recovered panics, read at each scrape. Every
+// place is exported from the start, at 0, so that an alert on an increase
+// sees the first one.
+func (m *Metrics) WatchPanics(counts func() []panics.Count) {
+	m.register("panics", newCollector(func(ch chan<- prometheus.Metric) {
+		seen := map[string]uint64{panics.WhereConnection: 0, panics.WhereHandler: 0, panics.WhereCheck: 0}
+		for _, c := range counts() {
+			seen[c.Where] = c.N
+		}
+		for w, n := range seen {
+			ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(n), w)
+		}
+	}, descPanics))
+}
 
 // DNSStats are a DNS cache's counters.
 type DNSStats struct {

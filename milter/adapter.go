@@ -2,13 +2,13 @@ package milter
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"strings"
 
 	gm "github.com/d--j/go-milter"
 
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/policy"
 )
 
@@ -34,7 +34,7 @@ var tempfail = policy.ReplyTempFailure
 
 func (a *adapter) guard(stage string, resp **gm.Response) {
 	if p := recover(); p != nil {
-		a.s.log.Error("milter handler panicked", "stage", stage, "panic", fmt.Sprint(p))
+		a.s.opts.Panics.Recovered(panics.WhereHandler, stage, p)
 		*resp = reply(tempfail)
 	}
 }
@@ -116,7 +116,11 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 
 func (a *adapter) Abort(gm.Modifier) error {
 	func() {
-		defer func() { _ = recover() }()
+		defer func() {
+			if p := recover(); p != nil {
+				a.s.opts.Panics.Recovered(panics.WhereHandler, "abort", p)
+			}
+		}()
 		a.sess.Abort(context.Background())
 	}()
 	return nil
@@ -125,12 +129,20 @@ func (a *adapter) Abort(gm.Modifier) error {
 func (a *adapter) Unknown(string, gm.Modifier) (*gm.Response, error) { return gm.RespContinue, nil }
 
 func (a *adapter) Cleanup(gm.Modifier) {
-	defer func() { _ = recover() }()
+	// The connection count is kept right even when closing the session
+	// panics.
+	defer func() {
+		a.s.active.Add(-1)
+		if a.s.opts.Sessions != nil {
+			a.s.opts.Sessions.SessionClosed()
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			a.s.opts.Panics.Recovered(panics.WhereHandler, "close", p)
+		}
+	}()
 	a.sess.Close()
-	a.s.active.Add(-1)
-	if a.s.opts.Sessions != nil {
-		a.s.opts.Sessions.SessionClosed()
-	}
 }
 
 // outcome maps a gateway answer at MAIL or RCPT to a milter response.

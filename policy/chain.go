@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/aupguard/aupguard/panics"
 )
 
 // FindingError is the finding name under which a check's failure (store
@@ -31,11 +33,19 @@ type Step struct {
 // For a customer in monitor mode every check runs and the verdict is what
 // would have been done.
 type Chain struct {
-	steps []Step
+	steps  []Step
+	panics *panics.Reporter
 }
 
 // NewChain builds a chain from steps, in order.
 func NewChain(steps []Step) *Chain { return &Chain{steps: steps} }
+
+// ReportPanics makes the chain log and count, through r, every panic of a
+// check it recovers (the check still becomes its on_error).
+func (c *Chain) ReportPanics(r *panics.Reporter) *Chain {
+	c.panics = r
+	return c
+}
 
 // Steps returns the chain's steps in order.
 func (c *Chain) Steps() []Step { return c.steps }
@@ -120,7 +130,7 @@ func (c *Chain) BodyWriters(t *Txn) []io.Writer {
 		if !ok || !c.enabled(s, t.Customer) {
 			continue
 		}
-		if w := safeBody(b, t); w != nil {
+		if w := c.safeBody(b, t); w != nil {
 			out = append(out, w)
 		}
 	}
@@ -135,15 +145,22 @@ func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
 			continue
 		}
 		func() {
-			defer func() { _ = recover() }()
+			defer func() {
+				if p := recover(); p != nil {
+					c.panics.Recovered(panics.WhereCheck, s.Check.Name()+": finish", p)
+				}
+			}()
 			f.Finish(ctx, t, accepted)
 		}()
 	}
 }
 
-func safeBody(b BodyChecker, t *Txn) (w io.Writer) {
+// safeBody asks b for its body writer; a check that panics here gets no
+// body (and its EOM check sees what it saw).
+func (c *Chain) safeBody(b BodyChecker, t *Txn) (w io.Writer) {
 	defer func() {
-		if recover() != nil {
+		if p := recover(); p != nil {
+			c.panics.Recovered(panics.WhereCheck, b.Name()+": body", p)
 			w = nil
 		}
 	}()
@@ -160,10 +177,12 @@ func (c *Chain) enabled(s Step, cust *Customer) bool {
 }
 
 // call runs one check, turning a panic into an error so that no check can
-// take the milter connection down.
-func call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Finding, err error) {
+// take the milter connection down; the panic is logged with its stack and
+// counted.
+func (c *Chain) call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Finding, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			c.panics.Recovered(panics.WhereCheck, ch.Name(), p)
 			ran, f, err = true, nil, fmt.Errorf("check %s panicked: %v", ch.Name(), p)
 		}
 	}()
@@ -178,7 +197,7 @@ func (c *Chain) run(t *Txn, fn func(Check) (bool, []Finding, error)) Verdict {
 		if !c.enabled(s, t.Customer) {
 			continue
 		}
-		ran, findings, err := call(fn, s.Check)
+		ran, findings, err := c.call(fn, s.Check)
 		if !ran {
 			continue
 		}

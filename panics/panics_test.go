@@ -1,0 +1,62 @@
+package panics
+
+import (
+	"bytes"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"testing"
+)
+
+func TestRecoveredIsLoggedOnceWithStackAndCounted(t *testing.T) {
+	var buf bytes.Buffer
+	r := New(slog.New(slog.NewJSONHandler(&buf, nil)))
+	func() {
+		defer func() {
+			if p := recover(); p != nil {
+				r.Recovered(WhereCheck, "rate_limit", p)
+			}
+		}()
+		var m map[string]int
+		m["x"] = 1 // nil map write
+	}()
+	r.RecoveredStack(WhereConnection, "", "boom", []byte("stack"))
+	r.RecoveredStack(WhereConnection, "", "boom", []byte("stack"))
+
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("%d log lines, want 3:\n%s", len(lines), buf.String())
+	}
+	var first map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if first["where"] != WhereCheck || first["detail"] != "rate_limit" ||
+		!strings.Contains(first["panic"].(string), "nil map") ||
+		!strings.Contains(first["stack"].(string), "panics_test.go") {
+		t.Errorf("log line lacks where/detail/panic/stack: %v", first)
+	}
+	got := r.Counts()
+	want := []Count{{WhereCheck, 1}, {WhereConnection, 2}}
+	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("Counts() = %v, want %v", got, want)
+	}
+	if r.Total() != 3 {
+		t.Errorf("Total() = %d, want 3", r.Total())
+	}
+}
+
+func TestNilReporterStillLogs(t *testing.T) {
+	var buf bytes.Buffer
+	old := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
+	defer slog.SetDefault(old)
+	var r *Reporter
+	r.Recovered(WhereHandler, "eom", "x")
+	if !strings.Contains(buf.String(), "panic recovered") {
+		t.Fatalf("nil reporter logged nothing: %q", buf.String())
+	}
+	if r.Total() != 0 || r.Counts() != nil {
+		t.Fatal("nil reporter counts")
+	}
+}
