@@ -21,11 +21,15 @@ type adapter struct {
 }
 
 func (s *Server) newMilter() gm.Milter {
-	s.active.Add(1)
+	// This runs in the library's connection goroutine, outside any handler:
+	// a panic here is recovered by the library (WithPanicHandler) and ends
+	// this connection only. Count the connection once nothing can fail.
 	if s.opts.Sessions != nil {
 		s.opts.Sessions.SessionOpened()
 	}
-	return &adapter{s: s, sess: s.engine.NewSession()}
+	a := &adapter{s: s, sess: s.engine.NewSession()}
+	s.active.Add(1)
+	return a
 }
 
 // tempfail is what a panic becomes: the message is deferred, the MTA
