@@ -106,6 +106,11 @@ func TestBadConfigs(t *testing.T) {
 				`bad.yaml:4: store.backend: want memory or redis, got "mysql"`,
 			}},
 		{"yaml syntax", "milter: [\n", []string{"bad.yaml:1: did not find expected node content"}},
+		{"empty file", "", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"blank lines", "\n\n  \n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"comments only", "# aupguard\n# customers:\n#  - id: x\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"document marker only", "---\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"explicit null", "~\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

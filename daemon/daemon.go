@@ -199,6 +199,16 @@ func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	old := d.cfg
 	d.mu.Unlock()
+	if len(cfg.Customers) == 0 && len(old.Customers) > 0 {
+		// With no customer every client is unidentified: every message
+		// would get a permanent refusal. A half-written file or a broken
+		// config tool is far likelier than a provider with no customers
+		// left; to really run without customers, restart.
+		err := fmt.Errorf("%s: the new config has no customers while the running one has %d: every message would be refused as unidentified; keeping the running config (restart to run without customers)",
+			d.opts.ConfigPath, len(old.Customers))
+		d.log.Error("reload refused: no customers", "file", d.opts.ConfigPath, "running_customers", len(old.Customers), "error", err.Error())
+		return err
+	}
 	if !reflect.DeepEqual(old.Store, cfg.Store) || old.SecretFile != cfg.SecretFile || !reflect.DeepEqual(old.DNS, cfg.DNS) ||
 		old.Milter.Listen != cfg.Milter.Listen {
 		d.log.Warn("store, secret, dns and milter.listen changes take effect at restart; keeping the running ones")
