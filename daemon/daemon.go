@@ -170,14 +170,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("shutdown deadline reached; closed remaining MTA connections", "err", e)
 	}
 	for _, s := range d.extras {
-		_ = s.Shutdown(sd)
+		if e := s.Shutdown(sd); e != nil && !errors.Is(e, context.Canceled) {
+			d.log.Error("shutdown: a service did not stop cleanly", "err", e)
+			err = errors.Join(err, fmt.Errorf("shutdown: %w", e))
+		}
 	}
 	stopServices()
 	d.engine.Close()
 	closeObservers(d)
-	_ = d.deps.Store.Close()
+	// The memory store writes its last state here: a failure loses what
+	// was counted since the last snapshot, so it is an error exit.
+	if e := d.deps.Store.Close(); e != nil {
+		d.log.Error("shutdown: closing the store failed", "store", d.deps.Store.Backend, "err", e)
+		err = errors.Join(err, fmt.Errorf("closing the store: %w", e))
+	}
+	if err != nil {
+		d.log.Error("aupguard stopped with errors", "err", err)
+		return err
+	}
 	d.log.Info("aupguard stopped")
-	return err
+	return nil
 }
 
 // Reload reads the config again. A config with errors is refused, each

@@ -34,6 +34,9 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if err != nil {
 		return nil, err
 	}
+	if h.Client != nil {
+		store.RouteRedisLog(log)
+	}
 	key, ephemeral, err := secrets.Load(cfg.SecretFile, cfg.Store.Path)
 	if err != nil {
 		h.Close()
