@@ -34,6 +34,7 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if err != nil {
 		return nil, err
 	}
+	h.Logger = log
 	if h.Client != nil {
 		store.RouteRedisLog(log)
 	}

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -49,6 +50,9 @@ type Handle struct {
 	Clock clock.Clock
 	// Timeout bounds one store operation.
 	Timeout time.Duration
+	// Logger receives what the backends report in the background (a
+	// snapshot that cannot be written); nil discards it.
+	Logger *slog.Logger
 
 	mu     sync.Mutex
 	shared map[string]any
