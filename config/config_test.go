@@ -129,3 +129,36 @@ func TestBadConfigs(t *testing.T) {
 		})
 	}
 }
+
+func TestReadTimeoutWarning(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		warn       string // "" for none
+	}{
+		{"default", "customers: []\n", ""},
+		{"as long as smtpd_timeout", "milter:\n  read_timeout: 300s\n", ""},
+		{"shorter than smtpd_timeout", "log: {format: text}\nmilter:\n  read_timeout: 60s\n",
+			"w.yaml:3: milter.read_timeout: 1m0s is shorter than Postfix's smtpd_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml), "w.yaml", testOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := cfg.Warnings()
+			if tt.warn == "" {
+				if len(ws) != 0 {
+					t.Fatalf("warnings %v, want none", ws)
+				}
+				if cfg.Milter.ReadTimeout < MTACommandTimeout {
+					t.Fatalf("default read_timeout %s is shorter than %s", cfg.Milter.ReadTimeout, MTACommandTimeout)
+				}
+				return
+			}
+			if len(ws) != 1 || !strings.HasPrefix(ws[0].Error(), tt.warn) {
+				t.Fatalf("warnings %v, want %q", ws, tt.warn)
+			}
+		})
+	}
+}

@@ -146,6 +146,9 @@ func (d *Daemon) Logger() *slog.Logger { return d.log }
 // accepting, lets MTA connections finish up to milter.shutdown_timeout, and
 // closes the store.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	logWarnings(d.log, d.cfg)
+	d.mu.Unlock()
 	d.log.Info("aupguard started", "milter", d.milter.Addr().String(), "store", d.deps.Store.Backend,
 		"customers", len(d.cfg.Customers), "chain", fmt.Sprint(d.cfg.Chain))
 	errc := make(chan error, 1+len(d.extras))
@@ -190,6 +193,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.log.Info("aupguard stopped")
 	return nil
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "file", w.File, "line", w.Line, "path", w.Path, "warning", w.Msg)
+	}
 }
 
 // Reload reads the config again. A config with errors is refused, each
@@ -238,6 +248,7 @@ func (d *Daemon) Reload() error {
 	d.mu.Lock()
 	d.cfg = cfg
 	d.mu.Unlock()
+	logWarnings(d.log, cfg)
 	d.log.Info("config reloaded", "customers", len(cfg.Customers), "chain", fmt.Sprint(cfg.Chain))
 	return nil
 }

@@ -49,6 +49,9 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	_ = st
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+	}
 	if *quiet {
 		return 0
 	}
