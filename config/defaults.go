@@ -8,9 +8,10 @@ const (
 	DefaultListen         = "inet:127.0.0.1:8891"
 	DefaultMaxConnections = 512
 	// DefaultReadTimeout is how long an MTA connection may stay silent.
-	// Postfix sends the next milter event when the SMTP client sends its
-	// next command, and waits up to smtpd_timeout (300s) for each; the
-	// header and body events come after the whole DATA. A default shorter
+	// Postfix waits up to smtpd_timeout (300s) for each SMTP command, and
+	// one silence of the milter connection can span several of them (it
+	// sends no event for EHLO, AUTH, NOOP or RSET until the next MAIL
+	// FROM; the header and body events come after the whole DATA). A default shorter
 	// than what Postfix tolerates would cut sessions Postfix keeps (451
 	// 4.7.1 from milter_default_action = tempfail), so it is libmilter's
 	// own default, 2h10s: long enough for any session, and a dead peer is
