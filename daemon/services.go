@@ -98,6 +98,12 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
 	}
+	if b := d.deps.Store.Breaker; b != nil {
+		m.WatchBreaker(func() metrics.BreakerStats {
+			s := b.Stats()
+			return metrics.BreakerStats{Open: s.Open, Opens: s.Opens, FastFailed: s.FastFailed}
+		})
+	}
 	if d.deps.Resolver != nil {
 		d.rawResolver = d.deps.Resolver
 		if stats, ok := dnsStats(d.deps.Resolver); ok {

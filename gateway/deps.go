@@ -38,6 +38,9 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if h.Client != nil {
 		store.RouteRedisLog(log)
 	}
+	if h.Breaker != nil && log != nil {
+		h.Breaker.SetLogger(log)
+	}
 	key, ephemeral, err := secrets.Load(cfg.SecretFile, cfg.Store.Path)
 	if err != nil {
 		h.Close()

@@ -191,6 +191,32 @@ func (m *Metrics) WatchPanics(counts func() []panics.Count) {
 	}, descPanics))
 }
 
+var (
+	descBreakerOpen  = prometheus.NewDesc("aupguard_store_circuit_open", "1 while the store's circuit breaker is open: store calls fail at once and the checks give their on_error outcome.", nil, nil)
+	descBreakerOpens = prometheus.NewDesc("aupguard_store_circuit_opens_total", "Times the store's circuit breaker opened (store outages seen).", nil, nil)
+	descBreakerFast  = prometheus.NewDesc("aupguard_store_circuit_fast_failures_total", "Store calls failed at once while the circuit breaker was open (the work they would have counted is not counted; see aupguard_findings_total{finding=\"check_error\"} for the messages).", nil, nil)
+)
+
+// BreakerStats are a store circuit breaker's state and counters.
+type BreakerStats struct {
+	Open              bool
+	Opens, FastFailed uint64
+}
+
+// WatchBreaker exports the store's circuit breaker, read at each scrape.
+func (m *Metrics) WatchBreaker(stats func() BreakerStats) {
+	m.register("breaker", newCollector(func(ch chan<- prometheus.Metric) {
+		s := stats()
+		open := 0.0
+		if s.Open {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, open)
+		ch <- prometheus.MustNewConstMetric(descBreakerOpens, prometheus.CounterValue, float64(s.Opens))
+		ch <- prometheus.MustNewConstMetric(descBreakerFast, prometheus.CounterValue, float64(s.FastFailed))
+	}, descBreakerOpen, descBreakerOpens, descBreakerFast))
+}
+
 // DNSStats are a DNS cache's counters.
 type DNSStats struct {
 	Hits, Misses, Errors uint64

@@ -53,6 +53,9 @@ type Handle struct {
 	// Logger receives what the backends report in the background (a
 	// snapshot that cannot be written); nil discards it.
 	Logger *slog.Logger
+	// Breaker is the circuit breaker around the Redis client (nil for
+	// memory).
+	Breaker *Breaker
 
 	mu     sync.Mutex
 	shared map[string]any
@@ -101,6 +104,8 @@ func Open(cfg config.StoreConfig, clk clock.Clock) (*Handle, error) {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	h.Client = redis.NewUniversalClient(opts)
+	h.Breaker = newBreaker(h.Clock)
+	h.Client.AddHook(h.Breaker)
 	return h, nil
 }
 
