@@ -33,13 +33,15 @@ const (
 // unreachable or too slow opens it: for a short back-off every call fails
 // at once with ErrCircuitOpen, without dialling or waiting for the
 // client's retries, so each message gets its on_error outcome immediately.
-// Then one call at a time goes through as a probe; its success closes the
+// After the back-off one PING at a time, in the background, probes
+// recovery (the messages never wait for it); its success closes the
 // breaker, its failure doubles the back-off. Redis error replies (a
 // missing script, a wrong type) are answers, not outages: they do not
 // count.
 type Breaker struct {
-	clk clock.Clock
-	log atomic.Pointer[slog.Logger]
+	clk   clock.Clock
+	log   atomic.Pointer[slog.Logger]
+	probe func(ctx context.Context) error // one PING
 
 	mu        sync.Mutex
 	open      bool
@@ -51,17 +53,22 @@ type Breaker struct {
 
 	opens      atomic.Uint64 // times the breaker opened
 	fastFailed atomic.Uint64 // calls failed fast, all outages
+	probes     atomic.Uint64 // probes finished
 }
+
+// probeTimeout bounds one probe.
+const probeTimeout = time.Second
 
 // BreakerStats are the breaker's counters.
 type BreakerStats struct {
 	Open       bool
 	Opens      uint64
 	FastFailed uint64
+	Probes     uint64
 }
 
-func newBreaker(clk clock.Clock) *Breaker {
-	return &Breaker{clk: clk}
+func newBreaker(clk clock.Clock, probe func(ctx context.Context) error) *Breaker {
+	return &Breaker{clk: clk, probe: probe}
 }
 
 // SetLogger sets where the breaker logs its transitions.
@@ -79,23 +86,33 @@ func (b *Breaker) Stats() BreakerStats {
 	b.mu.Lock()
 	open := b.open
 	b.mu.Unlock()
-	return BreakerStats{Open: open, Opens: b.opens.Load(), FastFailed: b.fastFailed.Load()}
+	return BreakerStats{Open: open, Opens: b.opens.Load(), FastFailed: b.fastFailed.Load(), Probes: b.probes.Load()}
 }
 
-// allow says whether a call may go to Redis, and whether it is the probe.
-func (b *Breaker) allow() (ok, probe bool) {
+// allow says whether a call may go to Redis. While the breaker is open it
+// may not, and once the back-off is over it starts the probe.
+func (b *Breaker) allow() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.open {
-		return true, false
+		return true
 	}
-	if b.probing || b.clk.Now().Before(b.until) {
-		b.failedNow++
-		b.fastFailed.Add(1)
-		return false, false
+	b.failedNow++
+	b.fastFailed.Add(1)
+	if !b.probing && !b.clk.Now().Before(b.until) && b.probe != nil {
+		b.probing = true
+		go b.runProbe()
 	}
-	b.probing = true
-	return true, true
+	return false
+}
+
+// runProbe pings the store once and records the outcome.
+func (b *Breaker) runProbe() {
+	ctx, cancel := context.WithTimeout(context.WithValue(context.Background(), passedKey{}, true), probeTimeout)
+	defer cancel()
+	err := b.probe(ctx)
+	b.done(true, err)
+	b.probes.Add(1)
 }
 
 // done records the outcome of a call that went to Redis.
@@ -159,14 +176,13 @@ func (b *Breaker) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 		if ctx.Value(passedKey{}) != nil {
 			return next(ctx, cmd)
 		}
-		ok, probe := b.allow()
-		if !ok {
+		if !b.allow() {
 			err := fmt.Errorf("%w (%s)", ErrCircuitOpen, cmd.Name())
 			cmd.SetErr(err)
 			return err
 		}
 		err := next(context.WithValue(ctx, passedKey{}, true), cmd)
-		b.done(probe, err)
+		b.done(false, err)
 		return err
 	}
 }
@@ -177,8 +193,7 @@ func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 		if ctx.Value(passedKey{}) != nil {
 			return next(ctx, cmds)
 		}
-		ok, probe := b.allow()
-		if !ok {
+		if !b.allow() {
 			err := fmt.Errorf("%w (pipeline)", ErrCircuitOpen)
 			for _, c := range cmds {
 				c.SetErr(err)
@@ -186,7 +201,7 @@ func (b *Breaker) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.Proc
 			return err
 		}
 		err := next(context.WithValue(ctx, passedKey{}, true), cmds)
-		b.done(probe, err)
+		b.done(false, err)
 		return err
 	}
 }

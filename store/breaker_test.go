@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -66,22 +67,36 @@ func TestBreakerAgainstRealRedis(t *testing.T) {
 		t.Fatalf("fast failures %d, want 101", st.FastFailed)
 	}
 
-	// After the back-off one call probes; Redis is still down: it fails
-	// for real and the back-off grows.
-	clk.Advance(breakerMinBackoff)
-	if err := h.Client.Get(ctx, "k").Err(); err == nil || errors.Is(err, ErrCircuitOpen) {
-		t.Fatalf("probe: %v, want the real failure", err)
+	// After the back-off a call still fails at once, and starts one
+	// probe in the background; Redis is still down: the probe fails and
+	// the back-off grows.
+	waitProbes := func(n uint64) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for h.Breaker.Stats().Probes < n {
+			if time.Now().After(deadline) {
+				t.Fatalf("probe %d never finished", n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 	clk.Advance(breakerMinBackoff)
 	if err := h.Client.Get(ctx, "k").Err(); !errors.Is(err, ErrCircuitOpen) {
-		t.Fatalf("after a failed probe the back-off doubles: %v", err)
+		t.Fatalf("call after the back-off: %v, want a fast failure (the probe is PING)", err)
+	}
+	waitProbes(1)
+	clk.Advance(breakerMinBackoff)
+	h.Client.Get(ctx, "k")
+	if st := h.Breaker.Stats(); st.Probes != 1 || !st.Open {
+		t.Fatalf("after a failed probe the back-off doubles, no new probe yet: %+v", st)
 	}
 
 	srv.Start()
 	clk.Advance(breakerMaxBackoff)
-	if err := h.Client.Get(ctx, "k").Err(); err != nil && !errors.Is(err, redis.Nil) {
-		t.Fatalf("probe with Redis back: %v", err)
+	if err := h.Client.Get(ctx, "k").Err(); !errors.Is(err, ErrCircuitOpen) {
+		t.Fatalf("call that starts the probe: %v", err)
 	}
+	waitProbes(2)
 	if st := h.Breaker.Stats(); st.Open {
 		t.Fatalf("breaker still open after a good probe: %+v", st)
 	}
@@ -90,24 +105,39 @@ func TestBreakerAgainstRealRedis(t *testing.T) {
 	}
 }
 
-// TestBreakerOneProbeAtATime: while the probe is out, the other calls
-// fail fast.
+// TestBreakerOneProbeAtATime: while the probe is out, every call fails
+// fast and no second probe starts; a good probe closes the breaker.
 func TestBreakerOneProbeAtATime(t *testing.T) {
 	clk := clock.NewFake(time.Now())
-	b := newBreaker(clk)
+	release := make(chan struct{})
+	var started atomic.Int32
+	b := newBreaker(clk, func(context.Context) error {
+		started.Add(1)
+		<-release
+		return nil
+	})
 	b.done(false, errors.New("dial tcp: connection refused"))
-	clk.Advance(breakerMinBackoff)
-	ok, probe := b.allow()
-	if !ok || !probe {
-		t.Fatal("no probe after the back-off")
+	if b.allow() {
+		t.Fatal("a call went through right after the failure")
 	}
+	clk.Advance(breakerMinBackoff)
 	for range 10 {
-		if ok, _ := b.allow(); ok {
-			t.Fatal("a second call went through while the probe is out")
+		if b.allow() {
+			t.Fatal("a call went through while the probe is out")
 		}
 	}
-	b.done(true, nil)
-	if ok, probe := b.allow(); !ok || probe {
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Stats().Probes < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("probe never finished")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := started.Load(); n != 1 {
+		t.Fatalf("%d probes started, want 1", n)
+	}
+	if !b.allow() {
 		t.Fatal("not closed after a good probe")
 	}
 }

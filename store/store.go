@@ -104,7 +104,8 @@ func Open(cfg config.StoreConfig, clk clock.Clock) (*Handle, error) {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	h.Client = redis.NewUniversalClient(opts)
-	h.Breaker = newBreaker(h.Clock)
+	client := h.Client
+	h.Breaker = newBreaker(h.Clock, func(ctx context.Context) error { return client.Ping(ctx).Err() })
 	h.Client.AddHook(h.Breaker)
 	return h, nil
 }
