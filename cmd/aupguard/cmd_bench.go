@@ -31,6 +31,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	client := fs.String("client", "127.0.0.5", "client address of the sending customer")
 	from := fs.String("from", "bench@acme.example", "envelope sender and From address")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole run")
+	progress := fs.Duration("progress", 0, "print msg/s and errors every interval to stderr (0: off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -39,8 +40,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 2
 	}
-	res, err := loadgen.Run(context.Background(), loadgen.Options{Network: network, Address: address, Sessions: *sessions, Messages: *messages,
-		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout})
+	o := loadgen.Options{Network: network, Address: address, Sessions: *sessions, Messages: *messages,
+		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout}
+	if *progress > 0 {
+		o.Progress, o.Interval = stderr, *progress
+	}
+	res, err := loadgen.Run(context.Background(), o)
 	fmt.Fprint(stdout, res.String())
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)
