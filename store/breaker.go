@@ -39,7 +39,7 @@ const (
 // missing script, a wrong type) are answers, not outages: they do not
 // count.
 type Breaker struct {
-	clk   clock.Clock
+	clk   clock.Clock // wall time of the back-off (not the store's clock)
 	log   atomic.Pointer[slog.Logger]
 	probe func(ctx context.Context) error // one PING
 

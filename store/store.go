@@ -105,7 +105,8 @@ func Open(cfg config.StoreConfig, clk clock.Clock) (*Handle, error) {
 	}
 	h.Client = redis.NewUniversalClient(opts)
 	client := h.Client
-	h.Breaker = newBreaker(h.Clock, func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	// The back-off runs on real time whatever clock the store's data uses.
+	h.Breaker = newBreaker(clock.System{}, func(ctx context.Context) error { return client.Ping(ctx).Err() })
 	h.Client.AddHook(h.Breaker)
 	return h, nil
 }
@@ -118,7 +119,7 @@ func (h *Handle) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	if err := h.Client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -172,7 +173,7 @@ func Unavailable(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // LoadScripts loads Lua scripts at start so that the hot path can use
