@@ -88,7 +88,10 @@ customers:
 		t.Fatal(err)
 	}
 	eng := gateway.NewEngine(st, nil, nil)
-	opts.Listen, opts.MaxConnections = "inet:127.0.0.1:0", 8
+	if opts.Listen == "" {
+		opts.Listen = "inet:127.0.0.1:0"
+	}
+	opts.MaxConnections = 8
 	s, err := Listen(eng, opts)
 	if err != nil {
 		t.Fatal(err)
