@@ -118,7 +118,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		return nil, nil, err
 	}
 	if l := cfg.OptOut.Unsubscribe.Listen; l != "" && l != "off" {
-		s, err := newHTTPService("unsubscribe", l, &d.unsubscribe)
+		s, err := newHTTPService("unsubscribe", l, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -127,7 +127,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
-		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock,
+		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock, Panics: d.deps.Panics,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,

@@ -173,7 +173,7 @@ var (
 )
 
 var descPanics = prometheus.NewDesc("aupguard_panics_total",
-	"Panics recovered (each logged with its stack), by where: milter_connection (the milter library serving one MTA connection, which is closed), milter_handler (the gateway's handler of one milter event: the message is deferred), check (a check: it becomes its on_error).",
+	"Panics recovered (each logged with its stack), by where: milter_connection (the milter library serving one MTA connection, which is closed), milter_handler (the gateway's handler of one milter event: the message is deferred), check (a check: it becomes its on_error), http (an admin API or unsubscribe request: answered 500).",
 	[]string{"where"}, nil)
 
 // WatchPanics exports the recovered panics, read at each scrape. Every
@@ -181,7 +181,7 @@ var descPanics = prometheus.NewDesc("aupguard_panics_total",
 // sees the first one.
 func (m *Metrics) WatchPanics(counts func() []panics.Count) {
 	m.register("panics", newCollector(func(ch chan<- prometheus.Metric) {
-		seen := map[string]uint64{panics.WhereConnection: 0, panics.WhereHandler: 0, panics.WhereCheck: 0}
+		seen := map[string]uint64{panics.WhereConnection: 0, panics.WhereHandler: 0, panics.WhereCheck: 0, panics.WhereHTTP: 0}
 		for _, c := range counts() {
 			seen[c.Where] = c.N
 		}

@@ -8,6 +8,7 @@ package panics
 import (
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"sort"
 	"sync"
@@ -97,3 +98,50 @@ func (r *Reporter) Total() uint64 {
 	}
 	return n
 }
+
+// WhereHTTP is an HTTP handler (admin API, unsubscribe endpoint).
+const WhereHTTP = "http"
+
+// HTTP wraps h so that a panic while serving one request is reported here
+// (net/http would recover it with a plain-text line on stderr, uncounted)
+// and answered 500 when nothing was written yet. http.ErrAbortHandler, the
+// sanctioned way to abort a response, is passed on untouched.
+func (r *Reporter) HTTP(name string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		tw := &trackingWriter{ResponseWriter: w}
+		defer func() {
+			p := recover()
+			if p == nil {
+				return
+			}
+			if p == http.ErrAbortHandler {
+				panic(p)
+			}
+			r.Recovered(WhereHTTP, name+" "+req.Method+" "+req.URL.Path, p)
+			if !tw.wrote {
+				http.Error(w, "internal error", http.StatusInternalServerError)
+			}
+		}()
+		h.ServeHTTP(tw, req)
+	})
+}
+
+// trackingWriter records whether the response was started.
+type trackingWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (t *trackingWriter) WriteHeader(code int) {
+	t.wrote = true
+	t.ResponseWriter.WriteHeader(code)
+}
+
+func (t *trackingWriter) Write(b []byte) (int, error) {
+	t.wrote = true
+	return t.ResponseWriter.Write(b)
+}
+
+// Unwrap gives http.ResponseController the underlying writer (flushing,
+// deadlines).
+func (t *trackingWriter) Unwrap() http.ResponseWriter { return t.ResponseWriter }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -58,5 +60,35 @@ func TestNilReporterStillLogs(t *testing.T) {
 	}
 	if r.Total() != 0 || r.Counts() != nil {
 		t.Fatal("nil reporter counts")
+	}
+}
+
+func TestHTTPPanicIsAnswered500LoggedAndCounted(t *testing.T) {
+	var buf bytes.Buffer
+	r := New(slog.New(slog.NewJSONHandler(&buf, nil)))
+	h := r.HTTP("admin", http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == "/abort" {
+			panic(http.ErrAbortHandler)
+		}
+		panic("handler bug")
+	}))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest("GET", "/api/x", nil))
+	if rec.Code != 500 {
+		t.Fatalf("status %d, want 500", rec.Code)
+	}
+	if r.Total() != 1 || !strings.Contains(buf.String(), "admin GET /api/x") || !strings.Contains(buf.String(), "handler bug") {
+		t.Fatalf("not reported: %d %s", r.Total(), buf.String())
+	}
+	func() {
+		defer func() {
+			if p := recover(); p != http.ErrAbortHandler {
+				t.Fatalf("ErrAbortHandler not passed on: %v", p)
+			}
+		}()
+		h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/abort", nil))
+	}()
+	if r.Total() != 1 {
+		t.Fatal("an abort was counted as a panic")
 	}
 }
