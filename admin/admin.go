@@ -33,6 +33,7 @@ import (
 	"github.com/aupguard/aupguard/config"
 	"github.com/aupguard/aupguard/events"
 	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/ratelimit"
 	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/reputation"
@@ -83,6 +84,8 @@ type Options struct {
 	Mounts map[string]http.Handler
 	Logger *slog.Logger
 	Clock  clock.Clock
+	// Panics logs and counts a panic while serving a request.
+	Panics *panics.Reporter
 	// Listener, when set, is used instead of listening on admin.listen.
 	Listener net.Listener
 }
@@ -139,7 +142,7 @@ func New(o Options) (*Server, error) {
 		}
 	}
 	s.srv = &http.Server{
-		Handler:           s.Handler(),
+		Handler:           s.o.Panics.HTTP("admin", s.Handler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		WriteTimeout:      2 * time.Minute,

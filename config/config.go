@@ -232,6 +232,16 @@ func (e Error) Error() string {
 	return b.String()
 }
 
+// isEmptyDocument reports whether a YAML document holds no value: an
+// empty file, blanks and comments only, a bare "---", or an explicit null.
+func isEmptyDocument(root *yaml.Node) bool {
+	if len(root.Content) == 0 {
+		return true
+	}
+	n := root.Content[0]
+	return n.Kind == yaml.ScalarNode && n.Tag == "!!null"
+}
+
 // Errors is every error found in a config, in file order.
 type Errors []Error
 
@@ -258,6 +268,13 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	var root yaml.Node
 	if err := yaml.Unmarshal(data, &root); err != nil {
 		return nil, Errors{yamlError(file, err.Error())}
+	}
+	if isEmptyDocument(&root) {
+		// Every setting has a default, so an empty file would be a valid
+		// config with no customers: every message refused as unidentified.
+		// A config tool that truncated the file while writing it must not
+		// turn the gateway into that.
+		return nil, Errors{{File: file, Line: 1, Msg: "the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}}
 	}
 	// Type and unknown-key errors do not stop decoding (yaml.v3 collects
 	// them), so validation below still runs and every error is reported.

@@ -106,6 +106,11 @@ func TestBadConfigs(t *testing.T) {
 				`bad.yaml:4: store.backend: want memory or redis, got "mysql"`,
 			}},
 		{"yaml syntax", "milter: [\n", []string{"bad.yaml:1: did not find expected node content"}},
+		{"empty file", "", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"blank lines", "\n\n  \n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"comments only", "# aupguard\n# customers:\n#  - id: x\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"document marker only", "---\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
+		{"explicit null", "~\n", []string{"bad.yaml:1: the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -120,6 +125,39 @@ func TestBadConfigs(t *testing.T) {
 			}
 			if strings.Join(got, "\n") != strings.Join(tt.want, "\n") {
 				t.Fatalf("errors:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+}
+
+func TestReadTimeoutWarning(t *testing.T) {
+	tests := []struct {
+		name, yaml string
+		warn       string // "" for none
+	}{
+		{"default", "customers: []\n", ""},
+		{"as long as smtpd_timeout", "milter:\n  read_timeout: 300s\n", ""},
+		{"shorter than smtpd_timeout", "log: {format: text}\nmilter:\n  read_timeout: 60s\n",
+			"w.yaml:3: milter.read_timeout: 1m0s is shorter than Postfix's smtpd_timeout"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse([]byte(tt.yaml), "w.yaml", testOpts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ws := cfg.Warnings()
+			if tt.warn == "" {
+				if len(ws) != 0 {
+					t.Fatalf("warnings %v, want none", ws)
+				}
+				if cfg.Milter.ReadTimeout < MTACommandTimeout {
+					t.Fatalf("default read_timeout %s is shorter than %s", cfg.Milter.ReadTimeout, MTACommandTimeout)
+				}
+				return
+			}
+			if len(ws) != 1 || !strings.HasPrefix(ws[0].Error(), tt.warn) {
+				t.Fatalf("warnings %v, want %q", ws, tt.warn)
 			}
 		})
 	}

@@ -5,9 +5,22 @@ import "time"
 // Defaults for everything the config may leave out. Safe by default: the
 // milter and admin listeners are on loopback.
 const (
-	DefaultListen          = "inet:127.0.0.1:8891"
-	DefaultMaxConnections  = 512
-	DefaultReadTimeout     = 60 * time.Second
+	DefaultListen         = "inet:127.0.0.1:8891"
+	DefaultMaxConnections = 512
+	// DefaultReadTimeout is how long an MTA connection may stay silent.
+	// Postfix waits up to smtpd_timeout (300s) for each SMTP command, and
+	// one silence of the milter connection can span several of them (it
+	// sends no event for EHLO, AUTH, NOOP or RSET until the next MAIL
+	// FROM; the header and body events come after the whole DATA). A default shorter
+	// than what Postfix tolerates would cut sessions Postfix keeps (451
+	// 4.7.1 from milter_default_action = tempfail), so it is libmilter's
+	// own default, 2h10s: long enough for any session, and a dead peer is
+	// found by TCP keepalive anyway.
+	DefaultReadTimeout = 7210 * time.Second
+	// MTACommandTimeout is Postfix's smtpd_timeout default: the longest an
+	// SMTP client may pause between commands, hence between two milter
+	// events. check-config warns about a milter.read_timeout below it.
+	MTACommandTimeout      = 300 * time.Second
 	DefaultWriteTimeout    = 30 * time.Second
 	DefaultShutdownTimeout = 30 * time.Second
 	DefaultDecisionTimeout = 2 * time.Second

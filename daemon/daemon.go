@@ -130,6 +130,7 @@ func New(opts Options) (*Daemon, error) {
 		WriteTimeout:   cfg.Milter.WriteTimeout,
 		Logger:         log,
 		Sessions:       sessionObserver(observers),
+		Panics:         deps.Panics,
 	})
 	if err != nil {
 		for _, s := range d.extras {
@@ -166,6 +167,9 @@ func (d *Daemon) Logger() *slog.Logger { return d.log }
 // accepting, lets MTA connections finish up to milter.shutdown_timeout, and
 // closes the store.
 func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	logWarnings(d.log, d.cfg)
+	d.mu.Unlock()
 	d.log.Info("aupguard started", "milter", d.milter.Addr().String(), "store", d.deps.Store.Backend,
 		"customers", len(d.cfg.Customers), "chain", fmt.Sprint(d.cfg.Chain))
 	errc := make(chan error, 1+len(d.extras))
@@ -192,15 +196,34 @@ func (d *Daemon) Run(ctx context.Context) error {
 		d.log.Warn("shutdown deadline reached; closed remaining MTA connections", "err", e)
 	}
 	for _, s := range d.extras {
-		_ = s.Shutdown(sd)
+		if e := s.Shutdown(sd); e != nil && !errors.Is(e, context.Canceled) {
+			d.log.Error("shutdown: a service did not stop cleanly", "err", e)
+			err = errors.Join(err, fmt.Errorf("shutdown: %w", e))
+		}
 	}
 	stopServices()
 	<-watched
 	d.engine.Close()
 	closeObservers(d)
-	_ = d.deps.Store.Close()
+	// The memory store writes its last state here: a failure loses what
+	// was counted since the last snapshot, so it is an error exit.
+	if e := d.deps.Store.Close(); e != nil {
+		d.log.Error("shutdown: closing the store failed", "store", d.deps.Store.Backend, "err", e)
+		err = errors.Join(err, fmt.Errorf("closing the store: %w", e))
+	}
+	if err != nil {
+		d.log.Error("aupguard stopped with errors", "err", err)
+		return err
+	}
 	d.log.Info("aupguard stopped")
-	return err
+	return nil
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "file", w.File, "line", w.Line, "path", w.Path, "warning", w.Msg)
+	}
 }
 
 // Reload reads the config again. A config with errors is refused, each
@@ -235,6 +258,17 @@ func (d *Daemon) Reload() error {
 		d.logDirectoryError("reload refused: the config file conflicts with the customer directory", err)
 		return err
 	}
+	if len(cfg.Customers) == 0 && len(old.Customers) > 0 {
+		d.dir.SetBase(d.file)
+		// With no customer every client is unidentified: every message
+		// would get a permanent refusal. A half-written file or a broken
+		// config tool is far likelier than a provider with no customers
+		// left; to really run without customers, restart.
+		err := fmt.Errorf("%s: the new config (file and customer directory together) has no customers while the running one has %d: every message would be refused as unidentified; keeping the running config (restart to run without customers)",
+			d.opts.ConfigPath, len(old.Customers))
+		d.log.Error("reload refused: no customers", "file", d.opts.ConfigPath, "running_customers", len(old.Customers), "error", err.Error())
+		return err
+	}
 	if err := d.install(cfg); err != nil {
 		d.dir.SetBase(d.file)
 		d.log.Error("reload refused", "err", err)
@@ -245,6 +279,7 @@ func (d *Daemon) Reload() error {
 	}
 	d.file = file
 	d.dirInForce.Store(d.dir.Version())
+	logWarnings(d.log, cfg)
 	d.log.Info("config reloaded", "customers", len(cfg.Customers), "chain", fmt.Sprint(cfg.Chain))
 	return nil
 }

@@ -97,9 +97,16 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	m := metrics.New(metrics.Options{TopCustomers: cfg.Admin.MetricsTopCustomers})
 	m.WatchEvents(rec)
 	m.WatchDirectory(d.directoryStats)
+	m.WatchPanics(d.deps.Panics.Counts)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
+	}
+	if b := d.deps.Store.Breaker; b != nil {
+		m.WatchBreaker(func() metrics.BreakerStats {
+			s := b.Stats()
+			return metrics.BreakerStats{Open: s.Open, Opens: s.Opens, FastFailed: s.FastFailed}
+		})
 	}
 	if d.deps.Resolver != nil {
 		d.rawResolver = d.deps.Resolver
@@ -131,7 +138,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		return nil, nil, err
 	}
 	if l := cfg.OptOut.Unsubscribe.Listen; l != "" && l != "off" {
-		s, err := newHTTPService("unsubscribe", l, &d.unsubscribe)
+		s, err := newHTTPService("unsubscribe", l, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe))
 		if err != nil {
 			return nil, nil, err
 		}
@@ -141,6 +148,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
+		Panics: d.deps.Panics,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,

@@ -8,6 +8,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/secrets"
 	"github.com/aupguard/aupguard/store"
 )
@@ -37,6 +38,13 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if err != nil {
 		return nil, err
 	}
+	h.Logger = log
+	if h.Client != nil {
+		store.RouteRedisLog(log)
+	}
+	if h.Breaker != nil && log != nil {
+		h.Breaker.SetLogger(log)
+	}
 	key, ephemeral, err := secrets.Load(cfg.SecretFile, cfg.Store.Path)
 	if err != nil {
 		h.Close()
@@ -45,7 +53,7 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if ephemeral && log != nil {
 		log.Warn("no secret_file and no store.path: recipient hashes and unsubscribe links change at every restart")
 	}
-	d := &Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key}
+	d := &Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key, Panics: panics.New(log)}
 	if err := openResolver(d); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("dns: %w", err)

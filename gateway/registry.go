@@ -14,6 +14,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/resolver"
 	"github.com/aupguard/aupguard/secrets"
@@ -28,6 +29,9 @@ type Deps struct {
 	Logger   *slog.Logger
 	Resolver resolver.Resolver
 	Secret   secrets.Key
+	// Panics logs and counts the panics recovered in checks and milter
+	// connections (nil: logged to slog.Default, not counted).
+	Panics *panics.Reporter
 }
 
 // Factory builds a check from the config. It is called at start and on

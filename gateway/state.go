@@ -106,7 +106,7 @@ func Build(d *Deps) (*State, error) {
 		// at a stage add their work to one batch (store.Batch).
 		opts = append(opts, policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
 	}
-	st.Chain = policy.NewChain(steps, opts...)
+	st.Chain = policy.NewChain(steps, opts...).ReportPanics(d.Panics)
 	return st, nil
 }
 

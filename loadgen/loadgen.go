@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"sort"
 	"strings"
@@ -48,6 +49,11 @@ type Options struct {
 	SameRcpt   bool
 	// Timeout bounds the whole run.
 	Timeout time.Duration
+	// Progress, when set, receives one line every Interval (default 1s):
+	// the time into the run, messages done and errors in that interval,
+	// so that a run across an event (a store outage) shows its course.
+	Progress io.Writer
+	Interval time.Duration
 }
 
 // Sender is one customer of a run with many.
@@ -119,6 +125,11 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		pace = t.C
 	}
 	start := time.Now()
+	if o.Progress != nil {
+		stop := make(chan struct{})
+		defer close(stop)
+		go progress(o, start, stop, func() (int64, int64) { return accepted.Load() + refused.Load(), errs.Load() })
+	}
 	var wg sync.WaitGroup
 	for i := 0; i < o.Sessions; i++ {
 		wg.Add(1)
@@ -170,6 +181,27 @@ func Run(ctx context.Context, o Options) (Result, error) {
 		}
 	}
 	return r, ctx.Err()
+}
+
+// progress writes one line per interval until stop.
+func progress(o Options, start time.Time, stop <-chan struct{}, counts func() (done, errs int64)) {
+	iv := o.Interval
+	if iv <= 0 {
+		iv = time.Second
+	}
+	t := time.NewTicker(iv)
+	defer t.Stop()
+	var lastDone, lastErrs int64
+	for {
+		select {
+		case <-stop:
+			return
+		case now := <-t.C:
+			d, e := counts()
+			fmt.Fprintf(o.Progress, "t=%5.1fs  %6.0f msg/s  errors %d\n", now.Sub(start).Seconds(), float64(d-lastDone)/iv.Seconds(), e-lastErrs)
+			lastDone, lastErrs = d, e
+		}
+	}
 }
 
 // oneMessage runs one milter session for one message, as Postfix does for

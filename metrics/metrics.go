@@ -19,6 +19,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/decision"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/resolver"
 )
 
@@ -183,6 +184,51 @@ var (
 	descMisses   = prometheus.NewDesc("aupguard_dns_cache_misses_total", "DNS questions sent upstream.", nil, nil)
 	descDNSErrs  = prometheus.NewDesc("aupguard_dns_upstream_errors_total", "Upstream DNS queries that failed.", nil, nil)
 )
+
+var descPanics = prometheus.NewDesc("aupguard_panics_total",
+	"Panics recovered (each logged with its stack), by where: milter_connection (the milter library serving one MTA connection, which is closed), milter_handler (the gateway's handler of one milter event: the message is deferred), check (a check: it becomes its on_error), http (an admin API or unsubscribe request: answered 500).",
+	[]string{"where"}, nil)
+
+// WatchPanics exports the recovered panics, read at each scrape. Every
+// place is exported from the start, at 0, so that an alert on an increase
+// sees the first one.
+func (m *Metrics) WatchPanics(counts func() []panics.Count) {
+	m.register("panics", newCollector(func(ch chan<- prometheus.Metric) {
+		seen := map[string]uint64{panics.WhereConnection: 0, panics.WhereHandler: 0, panics.WhereCheck: 0, panics.WhereHTTP: 0}
+		for _, c := range counts() {
+			seen[c.Where] = c.N
+		}
+		for w, n := range seen {
+			ch <- prometheus.MustNewConstMetric(descPanics, prometheus.CounterValue, float64(n), w)
+		}
+	}, descPanics))
+}
+
+var (
+	descBreakerOpen  = prometheus.NewDesc("aupguard_store_circuit_open", "1 while the store's circuit breaker is open: store calls fail at once and the checks give their on_error outcome.", nil, nil)
+	descBreakerOpens = prometheus.NewDesc("aupguard_store_circuit_opens_total", "Times the store's circuit breaker opened (store outages seen).", nil, nil)
+	descBreakerFast  = prometheus.NewDesc("aupguard_store_circuit_fast_failures_total", "Store calls failed at once while the circuit breaker was open (the work they would have counted is not counted; see aupguard_findings_total{finding=\"check_error\"} for the messages).", nil, nil)
+)
+
+// BreakerStats are a store circuit breaker's state and counters.
+type BreakerStats struct {
+	Open              bool
+	Opens, FastFailed uint64
+}
+
+// WatchBreaker exports the store's circuit breaker, read at each scrape.
+func (m *Metrics) WatchBreaker(stats func() BreakerStats) {
+	m.register("breaker", newCollector(func(ch chan<- prometheus.Metric) {
+		s := stats()
+		open := 0.0
+		if s.Open {
+			open = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descBreakerOpen, prometheus.GaugeValue, open)
+		ch <- prometheus.MustNewConstMetric(descBreakerOpens, prometheus.CounterValue, float64(s.Opens))
+		ch <- prometheus.MustNewConstMetric(descBreakerFast, prometheus.CounterValue, float64(s.FastFailed))
+	}, descBreakerOpen, descBreakerOpens, descBreakerFast))
+}
 
 // DNSStats are a DNS cache's counters.
 type DNSStats struct {

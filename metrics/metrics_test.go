@@ -13,6 +13,7 @@ import (
 
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/policy"
 )
 
@@ -242,4 +243,34 @@ func BenchmarkObserve(b *testing.B) {
 			m.Observe(d)
 		}
 	})
+}
+
+func TestPanicsAndBreakerExported(t *testing.T) {
+	m := New(Options{})
+	m.WatchPanics(func() []panics.Count { return []panics.Count{{Where: panics.WhereCheck, N: 2}} })
+	m.WatchBreaker(func() BreakerStats { return BreakerStats{Open: true, Opens: 3, FastFailed: 40} })
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, mm := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range mm.GetLabel() {
+				name += "{" + l.GetValue() + "}"
+			}
+			v := mm.GetCounter().GetValue() + mm.GetGauge().GetValue()
+			got[name] = v
+		}
+	}
+	want := map[string]float64{
+		"aupguard_panics_total{check}": 2, "aupguard_panics_total{milter_connection}": 0, "aupguard_panics_total{milter_handler}": 0,
+		"aupguard_store_circuit_open": 1, "aupguard_store_circuit_opens_total": 3, "aupguard_store_circuit_fast_failures_total": 40,
+	}
+	for k, v := range want {
+		if g, ok := got[k]; !ok || g != v {
+			t.Errorf("%s = %v (present %v), want %v", k, g, ok, v)
+		}
+	}
 }

@@ -2,7 +2,6 @@ package milter
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"sort"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/policy"
 )
 
@@ -23,11 +23,15 @@ type adapter struct {
 }
 
 func (s *Server) newMilter() gm.Milter {
-	s.active.Add(1)
+	// This runs in the library's connection goroutine, outside any handler:
+	// a panic here is recovered by the library (WithPanicHandler) and ends
+	// this connection only. Count the connection once nothing can fail.
 	if s.opts.Sessions != nil {
 		s.opts.Sessions.SessionOpened()
 	}
-	return &adapter{s: s, sess: s.engine.NewSession()}
+	a := &adapter{s: s, sess: s.engine.NewSession()}
+	s.active.Add(1)
+	return a
 }
 
 // tempfail is what a panic becomes: the message is deferred, the MTA
@@ -36,7 +40,7 @@ var tempfail = policy.ReplyTempFailure
 
 func (a *adapter) guard(stage string, resp **gm.Response) {
 	if p := recover(); p != nil {
-		a.s.log.Error("milter handler panicked", "stage", stage, "panic", fmt.Sprint(p))
+		a.s.opts.Panics.Recovered(panics.WhereHandler, stage, p)
 		*resp = reply(tempfail)
 	}
 }
@@ -136,7 +140,11 @@ func (a *adapter) EndOfMessage(m gm.Modifier) (resp *gm.Response, err error) {
 
 func (a *adapter) Abort(gm.Modifier) error {
 	func() {
-		defer func() { _ = recover() }()
+		defer func() {
+			if p := recover(); p != nil {
+				a.s.opts.Panics.Recovered(panics.WhereHandler, "abort", p)
+			}
+		}()
 		a.sess.Abort(context.Background())
 	}()
 	return nil
@@ -145,12 +153,20 @@ func (a *adapter) Abort(gm.Modifier) error {
 func (a *adapter) Unknown(string, gm.Modifier) (*gm.Response, error) { return gm.RespContinue, nil }
 
 func (a *adapter) Cleanup(gm.Modifier) {
-	defer func() { _ = recover() }()
+	// The connection count is kept right even when closing the session
+	// panics.
+	defer func() {
+		a.s.active.Add(-1)
+		if a.s.opts.Sessions != nil {
+			a.s.opts.Sessions.SessionClosed()
+		}
+	}()
+	defer func() {
+		if p := recover(); p != nil {
+			a.s.opts.Panics.Recovered(panics.WhereHandler, "close", p)
+		}
+	}()
 	a.sess.Close()
-	a.s.active.Add(-1)
-	if a.s.opts.Sessions != nil {
-		a.s.opts.Sessions.SessionClosed()
-	}
 }
 
 // outcome maps a gateway answer at MAIL or RCPT to a milter response.

@@ -23,6 +23,7 @@ import (
 
 	"github.com/aupguard/aupguard/gateway"
 	"github.com/aupguard/aupguard/internal/milterconn"
+	"github.com/aupguard/aupguard/panics"
 )
 
 // Protocol is what the gateway asks of the MTA. It replies only at MAIL
@@ -55,6 +56,8 @@ type Options struct {
 	WriteTimeout   time.Duration
 	Logger         *slog.Logger
 	Sessions       SessionObserver
+	// Panics logs and counts recovered panics (nil: slog.Default, uncounted).
+	Panics *panics.Reporter
 }
 
 // Server is the milter listener.
@@ -96,9 +99,39 @@ func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
 		// applies milter_connect_timeout, then milter_default_action.
 		ln = netutil.LimitListener(ln, opts.MaxConnections)
 	}
-	s.ln = milterconn.Listener(ln)
+	s.ln = milterconn.NewListener(ln, milterconn.Options{Rejected: func(remote net.Addr, err *milterconn.ProtocolError) {
+		// One line per connection closed; the library's own warning about
+		// the failed read is not repeated (see libraryWarning).
+		log.Warn("milter connection closed: protocol violation", "remote", remote.String(), "err", err.Error())
+	}})
+	libraryLog.Store(log)
 	s.srv = gm.NewServer(s.serverOptions()...)
 	return s, nil
+}
+
+// libraryLog is where the milter library's warnings go: the logger of the
+// last server opened (the library has one process-wide warning hook).
+var libraryLog atomic.Pointer[slog.Logger]
+
+func init() { gm.LogWarning = libraryWarning }
+
+// libraryWarning logs one warning of the milter library through slog, so
+// that the log stays structured. A warning about a protocol violation that
+// milterconn already logged is dropped.
+func libraryWarning(format string, v ...any) {
+	for _, a := range v {
+		if err, ok := a.(error); ok {
+			var pe *milterconn.ProtocolError
+			if errors.As(err, &pe) {
+				return
+			}
+		}
+	}
+	log := libraryLog.Load()
+	if log == nil {
+		log = slog.Default()
+	}
+	log.Warn("milter library: " + fmt.Sprintf(format, v...))
 }
 
 func (s *Server) serverOptions() []gm.Option {
@@ -115,6 +148,11 @@ func (s *Server) serverOptions() []gm.Option {
 		gm.WithMacroRequest(gm.StageEOH, []gm.MacroName{gm.MacroQueueId}),
 		gm.WithMacroRequest(gm.StageEOM, []gm.MacroName{gm.MacroQueueId}),
 		gm.WithMilter(func() gm.Milter { return s.newMilter() }),
+		// A panic while the library serves one connection closes that
+		// connection only (third_party/go-milter/PATCHES.md).
+		gm.WithPanicHandler(func(p any, stack []byte) {
+			s.opts.Panics.RecoveredStack(panics.WhereConnection, "", p, stack)
+		}),
 	}
 	if s.opts.ReadTimeout > 0 {
 		o = append(o, gm.WithReadTimeout(s.opts.ReadTimeout))

@@ -64,6 +64,13 @@ func (c *testCheck) Finish(_ context.Context, _ *policy.Txn, accepted bool) {
 
 func startServer(t *testing.T, check policy.Check) *Server {
 	t.Helper()
+	return startServerWith(t, check, Options{})
+}
+
+// startServerWith starts a server for the customer acme with one check;
+// opts' Listen and MaxConnections are set here.
+func startServerWith(t testing.TB, check policy.Check, opts Options) *Server {
+	t.Helper()
 	cfg, err := config.Parse([]byte(`
 customers:
   - id: acme
@@ -76,12 +83,16 @@ customers:
 	}
 	h, _ := store.Open(cfg.Store, nil)
 	deps := &gateway.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
-	st, err := gateway.NewState(deps, policy.NewChain([]policy.Step{{Check: check, Enabled: true, OnError: policy.Defer}}))
+	st, err := gateway.NewState(deps, policy.NewChain([]policy.Step{{Check: check, Enabled: true, OnError: policy.Defer}}).ReportPanics(opts.Panics))
 	if err != nil {
 		t.Fatal(err)
 	}
 	eng := gateway.NewEngine(st, nil, nil)
-	s, err := Listen(eng, Options{Listen: "inet:127.0.0.1:0", MaxConnections: 8})
+	if opts.Listen == "" {
+		opts.Listen = "inet:127.0.0.1:0"
+	}
+	opts.MaxConnections = 8
+	s, err := Listen(eng, opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -94,7 +105,7 @@ customers:
 	return s
 }
 
-func session(t *testing.T, s *Server, login, client string) *gm.ClientSession {
+func session(t testing.TB, s *Server, login, client string) *gm.ClientSession {
 	t.Helper()
 	c := gm.NewClient("tcp", s.Addr().String(), gm.WithActions(gm.AllClientSupportedActionMasks))
 	macros := gm.NewMacroBag()

@@ -81,7 +81,11 @@ func Open(h *store.Handle) (Backend, error) {
 			if h.Path != "" {
 				path = filepath.Join(h.Path, "optout.log")
 			}
-			return openMemory(path, h.Clock)
+			m, err := openMemory(path, h.Clock)
+			if err == nil && path != "" {
+				m.startSnapshots(h.Logger)
+			}
+			return m, err
 		}
 	})
 	if err != nil {

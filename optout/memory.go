@@ -24,8 +24,9 @@ import (
 // start (a torn last record, from a crash mid-write, is dropped: it was
 // never acknowledged), and rewritten compactly when it has grown to more
 // than twice the live state. Complaint and opted-out-send counts are logged
-// as they happen; delivered counts are snapshotted at Close (after a crash
-// they restart from zero); fingerprint counts are not persisted.
+// as they happen; delivered counts and body fingerprint counts (one change
+// per message) are logged every SnapshotInterval when they changed, and at
+// Close (snapshot.go): a crash loses at most that interval of them.
 type memory struct {
 	clock clock.Clock
 
@@ -40,6 +41,10 @@ type memory struct {
 	log     *os.File
 	lock    *os.File
 	records int
+
+	dirty      map[cntBucket]struct{} // delivered counts not yet logged
+	dirtyFP    map[string]struct{}    // fingerprint counts not yet logged
+	stop, done chan struct{}          // the snapshot loop (snapshot.go)
 }
 
 type fpCount struct {
@@ -70,6 +75,7 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		clock: clk, path: path,
 		lists: map[string]map[string]Entry{}, flags: map[string]Flag{},
 		counters: map[string]map[int64]int64{}, fps: map[string]fpCount{},
+		dirty: map[cntBucket]struct{}{}, dirtyFP: map[string]struct{}{},
 	}
 	if path == "" {
 		return m, nil
@@ -166,6 +172,8 @@ func (m *memory) apply(rec record) {
 	case "unflag":
 		delete(m.flags, rec.List)
 		delete(m.counters, rec.List+"\x00"+KindOptedOut)
+	case "fpset":
+		m.fps[rec.List] = fpCount{n: rec.N, expires: time.UnixMilli(rec.Bucket)}
 	case "cnt", "cntset":
 		k := rec.List + "\x00" + rec.Kind
 		b := m.counters[k]
@@ -228,7 +236,7 @@ func (m *memory) compact() error {
 		}
 		n++
 	}
-	for _, r := range m.counterRecords() {
+	for _, r := range append(m.counterRecords(), m.fpRecords(m.clock.Now())...) {
 		if err := enc.Encode(r); err != nil {
 			f.Close()
 			return err
@@ -281,17 +289,12 @@ func (m *memory) write(recs ...record) error {
 
 // Close snapshots the counters, and releases the log and its lock.
 func (m *memory) Close() error {
+	m.stopSnapshots()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var err error
 	if m.log != nil {
-		var recs []record
-		for _, r := range m.counterRecords() {
-			if r.Kind == KindDelivered {
-				recs = append(recs, r)
-			}
-		}
-		err = m.write(recs...)
+		err = m.flushLocked()
 		if e := m.log.Close(); err == nil {
 			err = e
 		}
@@ -437,6 +440,8 @@ func (m *memory) Count(_ context.Context, customer, kind string, n int64, w Wind
 		if err := m.write(record{Op: "cnt", List: customer, Kind: kind, Bucket: w.index(now), N: n}); err != nil {
 			return 0, err
 		}
+	} else if n != 0 && m.log != nil {
+		m.dirty[cntBucket{customer + "\x00" + kind, w.index(now)}] = struct{}{}
 	}
 	return m.count(customer, kind, n, w, now), nil
 }
@@ -464,6 +469,9 @@ func (m *memory) Bulk(_ context.Context, customer, fp string, rcpts int64, fpWin
 		}
 		c.n += rcpts
 		m.fps[k] = c
+		if m.log != nil {
+			m.dirtyFP[k] = struct{}{}
+		}
 		st.Fingerprint = c.n
 		if m.fpOps++; m.fpOps%4096 == 0 {
 			for k, c := range m.fps {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+
+	"github.com/aupguard/aupguard/panics"
 )
 
 // FindingError is the finding name under which a check's failure (store
@@ -42,6 +44,7 @@ type Step struct {
 type Chain struct {
 	steps   []Step
 	batches func() Batch
+	panics  *panics.Reporter
 }
 
 // ChainOption configures a chain.
@@ -59,6 +62,13 @@ func NewChain(steps []Step, opts ...ChainOption) *Chain {
 	for _, o := range opts {
 		o(c)
 	}
+	return c
+}
+
+// ReportPanics makes the chain log and count, through r, every panic of a
+// check it recovers (the check still becomes its on_error).
+func (c *Chain) ReportPanics(r *panics.Reporter) *Chain {
+	c.panics = r
 	return c
 }
 
@@ -163,7 +173,7 @@ func (c *Chain) BodyWriters(t *Txn) []io.Writer {
 		if !ok || !c.enabled(s, t.Customer) {
 			continue
 		}
-		if w := safeBody(b, t); w != nil {
+		if w := c.safeBody(b, t); w != nil {
 			out = append(out, w)
 		}
 	}
@@ -184,13 +194,21 @@ func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
 		}
 		if f, ok := s.Check.(Finisher); ok {
 			func() {
-				defer func() { _ = recover() }()
+				defer func() {
+					if p := recover(); p != nil {
+						c.panics.Recovered(panics.WhereCheck, s.Check.Name()+": finish", p)
+					}
+				}()
 				f.Finish(ctx, t, accepted)
 			}()
 		}
 		if f, ok := s.Check.(FinishPreparer); ok {
 			func() {
-				defer func() { _ = recover() }()
+				defer func() {
+					if p := recover(); p != nil {
+						c.panics.Recovered(panics.WhereCheck, s.Check.Name()+": finish", p)
+					}
+				}()
 				f.PrepareFinish(ctx, t, accepted, b)
 			}()
 		}
@@ -210,16 +228,23 @@ func (c *Chain) prepare(ctx context.Context, t *Txn, from int, prep func(Check, 
 			continue
 		}
 		func() {
-			defer func() { _ = recover() }()
+			defer func() {
+				if p := recover(); p != nil {
+					c.panics.Recovered(panics.WhereCheck, s.Check.Name()+": prepare", p)
+				}
+			}()
 			prep(s.Check, b)
 		}()
 	}
 	_ = b.Exec(ctx) // a failure is each call's error, seen by its check
 }
 
-func safeBody(b BodyChecker, t *Txn) (w io.Writer) {
+// safeBody asks b for its body writer; a check that panics here gets no
+// body (and its EOM check sees what it saw).
+func (c *Chain) safeBody(b BodyChecker, t *Txn) (w io.Writer) {
 	defer func() {
-		if recover() != nil {
+		if p := recover(); p != nil {
+			c.panics.Recovered(panics.WhereCheck, b.Name()+": body", p)
 			w = nil
 		}
 	}()
@@ -236,10 +261,12 @@ func (c *Chain) enabled(s Step, cust *Customer) bool {
 }
 
 // call runs one check, turning a panic into an error so that no check can
-// take the milter connection down.
-func call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Finding, err error) {
+// take the milter connection down; the panic is logged with its stack and
+// counted.
+func (c *Chain) call(fn func(Check) (bool, []Finding, error), ch Check) (ran bool, f []Finding, err error) {
 	defer func() {
 		if p := recover(); p != nil {
+			c.panics.Recovered(panics.WhereCheck, ch.Name(), p)
 			ran, f, err = true, nil, fmt.Errorf("check %s panicked: %v", ch.Name(), p)
 		}
 	}()
@@ -259,7 +286,7 @@ func (c *Chain) run(ctx context.Context, t *Txn, prep func(Check, Batch) bool, f
 			prepared = true
 			c.prepare(ctx, t, i, prep)
 		}
-		ran, findings, err := call(fn, s.Check)
+		ran, findings, err := c.call(fn, s.Check)
 		if !ran {
 			continue
 		}

@@ -135,7 +135,11 @@ func Open(ctx context.Context, h *store.Handle) (Backend, error) {
 			_ = h.LoadScripts(ctx, store.BatchScript())
 			return r, nil
 		}
-		return newMemory(h.Clock, h.Path)
+		m, err := newMemory(h.Clock, h.Path)
+		if err == nil && m.file != "" {
+			m.startSnapshots(h.Logger)
+		}
+		return m, err
 	})
 	if err != nil {
 		return nil, err

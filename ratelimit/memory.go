@@ -21,13 +21,18 @@ import (
 // memory is the in-process backend (one MTA): the reference semantics that
 // run.lua and release.lua reproduce on Redis. Time comes from the injected
 // clock. When the store has a path, the counters and spike baselines are
-// written to it at Close and read back at start, so that a restart does not
-// hand every customer a fresh daily quota or forget weeks of baseline.
+// written to it (snapshot.go) every SnapshotInterval when they changed, and
+// at Close, and read back at start, so that neither a restart nor a crash
+// hands every customer a fresh daily quota or forgets weeks of baseline.
 type memory struct {
-	mu   sync.Mutex
-	clk  clock.Clock
-	file string
-	keys map[string]*memKey
+	mu    sync.Mutex
+	clk   clock.Clock
+	file  string
+	keys  map[string]*memKey
+	dirty bool // changed since the last snapshot
+
+	stop chan struct{} // closed by Close: ends the snapshot loop
+	done chan struct{} // closed when the snapshot loop has ended
 }
 
 // memKey is one counter; its fields mirror the Redis types used by the
@@ -66,29 +71,13 @@ func newMemory(clk clock.Clock, dir string) (*memory, error) {
 	return m, nil
 }
 
-// Close writes the counters to the store path, if any (atomically:
-// a temporary file renamed over the old one).
+// Close stops the periodic snapshots and writes the counters a last time.
 func (m *memory) Close() error {
 	if m.file == "" {
 		return nil
 	}
-	m.mu.Lock()
-	now := m.clk.Now().UnixMilli()
-	for k, v := range m.keys {
-		if v.Expire != 0 && v.Expire <= now {
-			delete(m.keys, k)
-		}
-	}
-	b, err := json.Marshal(m.keys)
-	m.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	tmp := m.file + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return fmt.Errorf("ratelimit: %w", err)
-	}
-	return os.Rename(tmp, m.file)
+	m.stopSnapshots()
+	return m.snapshot()
 }
 
 // get returns a live key, or nil; expired keys are dropped as Redis does.
@@ -142,6 +131,7 @@ func (m *memory) Run(ctx context.Context, customer string, mode Mode, ops []Op) 
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dirty = true
 	nowT := m.clk.Now()
 	now := nowT.UnixMilli()
 	m.expireSome(now)
@@ -419,6 +409,7 @@ func (m *memory) Release(ctx context.Context, customer string, ops []Op) error {
 	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.dirty = true
 	now := m.clk.Now().UnixMilli()
 	for _, op := range ops {
 		k := memName(customer, op.Key)

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -49,6 +50,12 @@ type Handle struct {
 	Clock clock.Clock
 	// Timeout bounds one store operation.
 	Timeout time.Duration
+	// Logger receives what the backends report in the background (a
+	// snapshot that cannot be written); nil discards it.
+	Logger *slog.Logger
+	// Breaker is the circuit breaker around the Redis client (nil for
+	// memory).
+	Breaker *Breaker
 
 	mu     sync.Mutex
 	shared map[string]any
@@ -97,6 +104,10 @@ func Open(cfg config.StoreConfig, clk clock.Clock) (*Handle, error) {
 		opts.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 	h.Client = redis.NewUniversalClient(opts)
+	client := h.Client
+	// The back-off runs on real time whatever clock the store's data uses.
+	h.Breaker = newBreaker(clock.System{}, func(ctx context.Context) error { return client.Ping(ctx).Err() })
+	h.Client.AddHook(h.Breaker)
 	return h, nil
 }
 
@@ -108,7 +119,7 @@ func (h *Handle) Ping(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	if err := h.Client.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("%w: %v", ErrUnavailable, err)
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
 	}
 	return nil
 }
@@ -179,7 +190,7 @@ func Unavailable(err error) error {
 	if err == nil || errors.Is(err, redis.Nil) {
 		return err
 	}
-	return fmt.Errorf("%w: %v", ErrUnavailable, err)
+	return fmt.Errorf("%w: %w", ErrUnavailable, err)
 }
 
 // LoadScripts loads Lua scripts at start so that the hot path can use

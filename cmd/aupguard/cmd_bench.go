@@ -35,6 +35,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole run")
 	customers := fs.Int("customers", 0, "send as this many distinct customers in turn, those of a generated config (customer.GenerateConfig: client 10.x.y.7, From bench@cN.example)")
 	by := fs.String("customers-by", "network", "how the generated customers are identified: network, login or glob")
+	progress := fs.Duration("progress", 0, "print msg/s and errors every interval to stderr (0: off)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -59,8 +60,12 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		}
 		senders = append(senders, sd)
 	}
-	res, err := loadgen.Run(context.Background(), loadgen.Options{Network: network, Address: address, Sessions: *sessions, Messages: *messages,
-		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout, Senders: senders})
+	o := loadgen.Options{Network: network, Address: address, Sessions: *sessions, Messages: *messages,
+		Size: *size, Rcpts: *rcpts, Rate: *rate, Login: *login, Client: *client, From: *from, Timeout: *timeout, Senders: senders}
+	if *progress > 0 {
+		o.Progress, o.Interval = stderr, *progress
+	}
+	res, err := loadgen.Run(context.Background(), o)
 	fmt.Fprint(stdout, res.String())
 	if err != nil {
 		fmt.Fprintf(stderr, "bench: %v\n", err)

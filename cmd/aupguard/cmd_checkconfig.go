@@ -50,6 +50,9 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	_ = st
+	for _, w := range cfg.Warnings() {
+		fmt.Fprintln(stderr, "warning: "+w.Error())
+	}
 	var postconf postconfFunc
 	if *postfixDir != "" {
 		postconf = runPostconf(*postfixDir)

@@ -5,6 +5,7 @@ package milterconn
 import (
 	"bufio"
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 )
@@ -34,18 +35,34 @@ const (
 	maxHeld = 64 << 10
 )
 
-// Listener wraps ln so that its connections read through a buffer
-// and coalesce the packets they write (see above).
-func Listener(ln net.Listener) net.Listener { return bufListener{ln} }
+// Listener wraps ln so that its connections read through a buffer, check
+// every packet they read (framing.go) and coalesce the packets they write
+// (see above).
+func Listener(ln net.Listener) net.Listener { return NewListener(ln, Options{}) }
 
-type bufListener struct{ net.Listener }
+// Options tune a Listener.
+type Options struct {
+	// Rejected, when set, is called once for each connection closed because
+	// it broke the milter protocol.
+	Rejected func(remote net.Addr, err *ProtocolError)
+}
+
+// NewListener is Listener with options.
+func NewListener(ln net.Listener, o Options) net.Listener { return bufListener{ln, o} }
+
+type bufListener struct {
+	net.Listener
+	o Options
+}
 
 func (l bufListener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
 	}
-	return newBufConn(c), nil
+	bc := newBufConn(c)
+	bc.rejected = l.o.Rejected
+	return bc, nil
 }
 
 var readBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufferSize) }}
@@ -53,8 +70,13 @@ var readBufs = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readB
 // bufConn is one MTA connection with buffered reads and coalesced writes.
 type bufConn struct {
 	net.Conn
-	rmu sync.Mutex
-	r   *bufio.Reader // nil once closed
+	rmu      sync.Mutex
+	r        *bufio.Reader // nil once closed
+	pr       packetReader
+	pkt      []byte // the checked packet being read by the library
+	off      int    // pkt[:off] has been read
+	rerr     error  // sticky protocol error
+	rejected func(net.Addr, *ProtocolError)
 
 	wmu  sync.Mutex
 	w    []byte // written by the library, not yet sent
@@ -67,15 +89,37 @@ func newBufConn(c net.Conn) *bufConn {
 	return &bufConn{Conn: c, r: r}
 }
 
-// Read reads from the buffer, refilling it from the socket (deadlines set
-// on the connection apply to the refill).
+// Read hands out the bytes of whole, checked packets. When the current one
+// is used up it reads the next through the buffer (deadlines set on the
+// connection apply to the refill) and checks it; a packet that breaks the
+// protocol is never handed out: Read fails from then on, and the library
+// closes the connection.
 func (c *bufConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	if c.r == nil {
 		return 0, net.ErrClosed
 	}
-	return c.r.Read(p)
+	if c.rerr != nil {
+		return 0, c.rerr
+	}
+	if c.off == len(c.pkt) {
+		pkt, err := c.pr.next(c.r, c.pkt)
+		c.pkt, c.off = pkt, 0
+		if err != nil {
+			var pe *ProtocolError
+			if errors.As(err, &pe) {
+				c.rerr = err
+				if c.rejected != nil {
+					c.rejected(c.Conn.RemoteAddr(), pe)
+				}
+			}
+			return 0, err
+		}
+	}
+	n := copy(p, c.pkt[c.off:])
+	c.off += n
+	return n, nil
 }
 
 // Write appends p to the pending bytes and sends them unless everything
@@ -138,6 +182,7 @@ func (c *bufConn) Close() error {
 		c.r.Reset(nil)
 		readBufs.Put(c.r)
 		c.r = nil
+		c.pkt = nil
 	}
 	c.rmu.Unlock()
 	return err

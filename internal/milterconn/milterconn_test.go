@@ -116,6 +116,7 @@ func TestReadsAreBufferedAndDeadlinesApply(t *testing.T) {
 	}
 	bl := Listener(ln)
 	defer bl.Close()
+	want := string(packet('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff")) + string(packet('H', "mx.example\x00"))
 	done := make(chan []byte, 1)
 	go func() {
 		c, err := bl.Accept()
@@ -126,7 +127,7 @@ func TestReadsAreBufferedAndDeadlinesApply(t *testing.T) {
 		defer c.Close()
 		var got []byte
 		buf := make([]byte, 3)
-		for len(got) < len("hello, milter") {
+		for len(got) < len(want) {
 			n, err := c.Read(buf)
 			if err != nil {
 				break
@@ -147,10 +148,10 @@ func TestReadsAreBufferedAndDeadlinesApply(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	if _, err := io.WriteString(cl, "hello, milter"); err != nil {
+	if _, err := io.WriteString(cl, want); err != nil {
 		t.Fatal(err)
 	}
-	if got := <-done; string(got) != "hello, milter" {
+	if got := <-done; string(got) != want {
 		t.Fatalf("read %q", got)
 	}
 }

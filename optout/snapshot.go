@@ -1,0 +1,124 @@
+package optout
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+)
+
+// SnapshotInterval is how often the memory backend logs the delivered and
+// body fingerprint counts that changed. After a crash (SIGKILL, OOM kill) at
+// most this much of them is lost; opt-outs, flags, complaint and
+// opted-out-send counts are logged before each call returns and lose
+// nothing.
+const SnapshotInterval = time.Second
+
+// cntBucket names one bucket of one rolling counter.
+type cntBucket struct {
+	key    string // customer "\x00" kind
+	bucket int64
+}
+
+// startSnapshots starts the loop that logs the changed counts every
+// SnapshotInterval.
+func (m *memory) startSnapshots(log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m.stop, m.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(SnapshotInterval)
+		defer t.Stop()
+		failing := false
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+			m.mu.Lock()
+			err := m.flushLocked()
+			m.mu.Unlock()
+			switch {
+			case err != nil && !failing:
+				log.Error("optout: logging the delivered and fingerprint counts failed; they will be lost in a crash until it works again", "file", m.path, "err", err)
+				failing = true
+			case err == nil && failing:
+				log.Info("optout: delivered and fingerprint counts logged again", "file", m.path)
+				failing = false
+			}
+		}
+	}()
+}
+
+// stopSnapshots ends the loop and waits for it; called without m.mu.
+func (m *memory) stopSnapshots() {
+	if m.stop == nil {
+		return
+	}
+	close(m.stop)
+	<-m.done
+	m.stop = nil
+}
+
+// flushLocked logs the counts changed since the last flush, each as its
+// current value (replay sets it), and compacts the log when it has grown
+// to more than twice the live state; called with m.mu held.
+func (m *memory) flushLocked() error {
+	if m.log == nil || len(m.dirty) == 0 && len(m.dirtyFP) == 0 {
+		return nil
+	}
+	recs := make([]record, 0, len(m.dirty)+len(m.dirtyFP))
+	for d := range m.dirty {
+		n, ok := m.counters[d.key][d.bucket]
+		if !ok {
+			continue // left the window since
+		}
+		c, kind, _ := strings.Cut(d.key, "\x00")
+		recs = append(recs, record{Op: "cntset", List: c, Kind: kind, Bucket: d.bucket, N: n})
+	}
+	for k := range m.dirtyFP {
+		if c, ok := m.fps[k]; ok {
+			recs = append(recs, record{Op: "fpset", List: k, Bucket: c.expires.UnixMilli(), N: c.n})
+		}
+	}
+	if err := m.write(recs...); err != nil {
+		return err
+	}
+	clear(m.dirty)
+	clear(m.dirtyFP)
+	live := len(m.flags) + len(m.fps)
+	for _, l := range m.lists {
+		live += len(l)
+	}
+	for _, b := range m.counters {
+		live += len(b)
+	}
+	if m.records <= 2*live+1000 {
+		return nil
+	}
+	// compact renames a new file over the log: append to that one.
+	if err := m.compact(); err != nil {
+		return err
+	}
+	f, err := os.OpenFile(m.path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return err
+	}
+	old := m.log
+	m.log = f
+	return old.Close()
+}
+
+// fpRecords returns the live fingerprint counts as fpset records.
+func (m *memory) fpRecords(now time.Time) []record {
+	var out []record
+	for k, c := range m.fps {
+		if now.Before(c.expires) {
+			out = append(out, record{Op: "fpset", List: k, Bucket: c.expires.UnixMilli(), N: c.n})
+		}
+	}
+	return out
+}

@@ -1,0 +1,118 @@
+package ratelimit
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// SnapshotInterval is how often the memory backend writes its counters
+// when they changed. After a crash (SIGKILL, OOM kill) at most this much
+// counting is lost: a customer can exceed a quota by at most what it sent
+// in the last interval.
+const SnapshotInterval = time.Second
+
+// startSnapshots starts the loop that writes the counters every
+// SnapshotInterval while they change.
+func (m *memory) startSnapshots(log *slog.Logger) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	m.stop, m.done = make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(m.done)
+		t := time.NewTicker(SnapshotInterval)
+		defer t.Stop()
+		failing := false
+		for {
+			select {
+			case <-m.stop:
+				return
+			case <-t.C:
+			}
+			err := m.snapshot()
+			switch {
+			case err != nil && !failing:
+				// Logged once per outage, not once a second.
+				log.Error("ratelimit: writing the counters' snapshot failed; they will be lost in a crash until it works again", "file", m.file, "err", err)
+				failing = true
+			case err == nil && failing:
+				log.Info("ratelimit: counters' snapshot written again", "file", m.file)
+				failing = false
+			}
+		}
+	}()
+}
+
+// stopSnapshots ends the loop and waits for it.
+func (m *memory) stopSnapshots() {
+	if m.stop == nil {
+		return
+	}
+	close(m.stop)
+	<-m.done
+	m.stop = nil
+}
+
+// snapshot writes the live counters to the file atomically: a temporary
+// file, fsynced, renamed over the old one, and the directory fsynced, so
+// that a crash at any point leaves either the old or the new snapshot.
+// Nothing is written when nothing changed since the last snapshot (a
+// command that only reads the counters leaves the file alone).
+func (m *memory) snapshot() error {
+	m.mu.Lock()
+	if !m.dirty {
+		m.mu.Unlock()
+		return nil
+	}
+	now := m.clk.Now().UnixMilli()
+	for k, v := range m.keys {
+		if v.Expire != 0 && v.Expire <= now {
+			delete(m.keys, k)
+		}
+	}
+	b, err := json.Marshal(m.keys)
+	m.dirty = false
+	m.mu.Unlock()
+	if err == nil {
+		err = writeFileSync(m.file, b)
+	}
+	if err != nil {
+		m.mu.Lock()
+		m.dirty = true // try again at the next tick
+		m.mu.Unlock()
+		return fmt.Errorf("ratelimit: %w", err)
+	}
+	return nil
+}
+
+// writeFileSync replaces path with b durably.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
