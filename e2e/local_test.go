@@ -575,7 +575,6 @@ customers:
 	// Every recipient opted out: the message is refused, and Postfix
 	// bounces non-SMTP mail a milter refuses to its sender, who learns why.
 	env.Sink.Reset()
-	logFrom = len(pf.Log())
 	if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "news@acme.example"}, news); err != nil {
 		t.Fatalf("sendmail: %v %s", err, out)
 	}

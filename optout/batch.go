@@ -39,18 +39,6 @@ if th > 0 and sum >= th and redis.call('EXISTS', KEYS[3]) == 0 then
 end
 return {list, sum, 0}
 `)
-	// hitProc: the escalation count alone (a recipient found only on the
-	// global list of a Cluster): KEYS counter, flag; ARGV cur, nb, ttl,
-	// threshold, since. Replies {hits, raised}.
-	hitProc = store.NewProc("optout.hit", rollingLua+`
-local sum = rolling(KEYS[1], 1, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
-local th = tonumber(ARGV[4])
-if th > 0 and sum >= th and redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], 'reason', 'opted_out_sends', 'since', ARGV[5], 'hits', sum)
-  return {sum, 1}
-end
-return {sum, 0}
-`)
 	// eomProc: KEYS fingerprint counter (a dummy when ARGV[1] is 0), flag,
 	// delivered, complaints; ARGV fp rcpts, fp ttl, cur, nb, delivered
 	// ttl, delivered n, read: "1" when the message is bulk by its headers,
@@ -106,11 +94,6 @@ func (s *Service) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
 // lookup is a recipient lookup added to a batch.
 type lookup struct {
 	call, global *store.Call
-	list         string
-	hits         int64
-	raised       bool
-	err          error
-	done         bool
 }
 
 // queueLookup adds the lookup of hash for customer, with the escalation

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 )
@@ -19,8 +20,9 @@ func TestRecoveredIsLoggedOnceWithStackAndCounted(t *testing.T) {
 				r.Recovered(WhereCheck, "rate_limit", p)
 			}
 		}()
-		var m map[string]int
-		m["x"] = 1 // nil map write
+		var s []int
+		i := len(os.Args) + 1
+		_ = s[i] // an index out of range: a runtime error
 	}()
 	r.RecoveredStack(WhereConnection, "", "boom", []byte("stack"))
 	r.RecoveredStack(WhereConnection, "", "boom", []byte("stack"))

@@ -20,12 +20,11 @@ type memory struct {
 	path string
 	clk  clock.Clock
 
-	mu       sync.Mutex
-	st       memState
-	dirty    bool
-	stop     chan struct{}
-	done     chan struct{}
-	closeErr error
+	mu    sync.Mutex
+	st    memState
+	dirty bool
+	stop  chan struct{}
+	done  chan struct{}
 }
 
 type memState struct {

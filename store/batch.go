@@ -285,7 +285,9 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 		script = s.Run(ctx, b.h.Client, keys, args...)
 		err = script.Err()
 	} else {
-		_, err = b.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		// Pipelined's error is the first failed command's: each command's
+		// own error is read below.
+		_, _ = b.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			if len(calls) > 0 {
 				script = s.EvalSha(ctx, p, keys, args...)
 			}
@@ -299,7 +301,6 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 			// loads it again; the side reads already answered.
 			script = s.Run(ctx, b.h.Client, keys, args...)
 		}
-		err = nil
 		if script != nil {
 			err = script.Err()
 		}
