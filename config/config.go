@@ -55,6 +55,8 @@ type Config struct {
 	Notifications NotificationsConfig `yaml:"notifications"`
 
 	root *yaml.Node
+	// warnings are found at Parse (Warnings).
+	warnings Errors
 }
 
 // MilterConfig is the milter listener.
@@ -297,6 +299,8 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
 	v.errs = append(es, v.errs...)
+	// Warnings are placed now, while the tree is there.
+	cfg.warnings = cfg.findWarnings(file)
 	// The YAML tree only serves to place errors; a config of 100,000
 	// customers would otherwise keep hundreds of MB of it alive.
 	cfg.root = nil

@@ -4,10 +4,14 @@ import "fmt"
 
 // Warnings are settings that are valid but probably wrong, with their
 // place (check-config prints them; serve logs them at start and reload).
-func (c *Config) Warnings() Errors {
+func (c *Config) Warnings() Errors { return c.warnings }
+
+// findWarnings finds the warnings of a config read from file (placed by
+// line while the YAML tree is kept).
+func (c *Config) findWarnings(file string) Errors {
 	var ws Errors
 	if rt := c.Milter.ReadTimeout; rt > 0 && rt < MTACommandTimeout {
-		ws = append(ws, Error{File: c.File, Line: c.lineOf("milter.read_timeout"), Path: "milter.read_timeout",
+		ws = append(ws, Error{File: file, Line: c.lineOf("milter.read_timeout"), Path: "milter.read_timeout",
 			Msg: fmt.Sprintf("%s is shorter than Postfix's smtpd_timeout (%s by default): an SMTP client that pauses longer between commands loses its milter connection and gets milter_default_action (451 4.7.1); use at least %s", rt, MTACommandTimeout, MTACommandTimeout)})
 	}
 	return ws

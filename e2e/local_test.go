@@ -300,8 +300,11 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 		// (There are more deferral lines than deferred messages: pickup
 		// retries every deferred maildrop file each time it scans, which
 		// every new submission triggers.)
-		if got := len(env.Sink.Messages()); got > 2 || n != 6-got {
-			t.Errorf("%d of the burst delivered, %d waiting in maildrop, %d deferrals; want at most 2 delivered and the rest waiting\n%s", got, n, deferred, pf.Log())
+		// Every burst message not delivered is waiting (nothing lost); a
+		// file an earlier subtest left deferred may wait beside them, as
+		// pickup scans on its own schedule.
+		if got := len(env.Sink.Messages()); got > 2 || n < 6-got {
+			t.Errorf("%d of the burst delivered, %d waiting in maildrop, %d deferrals; want at most 2 delivered and every other one waiting\n%s", got, n, deferred, pf.Log())
 		}
 		noBounce(t, env, logFrom)
 

@@ -36,7 +36,7 @@ func TestRecoveredIsLoggedOnceWithStackAndCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	if first["where"] != WhereCheck || first["detail"] != "rate_limit" ||
-		!strings.Contains(first["panic"].(string), "nil map") ||
+		!strings.Contains(first["panic"].(string), "index out of range") ||
 		!strings.Contains(first["stack"].(string), "panics_test.go") {
 		t.Errorf("log line lacks where/detail/panic/stack: %v", first)
 	}

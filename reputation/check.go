@@ -30,7 +30,8 @@ var (
 )
 
 // Check is the bounce_rate check: at end of message it reads the
-// customer's hard-bounce rate over the window (one store round trip) and
+// customer's hard-bounce rate over the window (in the stage's one store
+// batch, PrepareEOM) and
 // reports bounce_rate_warn over warn and bounce_rate_high over act, the
 // latter deferring the message as the customer's outcome says (report
 // only, bulk mail only, all mail). When the message is accepted it
@@ -52,9 +53,20 @@ type bulkKey struct{}
 func (c *Check) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	bulk := IsBulk(t)
 	t.SetValue(bulkKey{}, bulk)
-	st, err := c.svc.Standing(ctx, t.Customer.ID)
-	if err != nil {
-		return nil, err
+	var st Standing
+	if p, ok := t.Value(pendingKey{}).(*eomPending); ok {
+		// Read in the stage's one batch (PrepareEOM).
+		tot, err := p.result()
+		if err != nil {
+			return nil, err
+		}
+		st = c.svc.judge(t.Customer.ID, tot.Counts)
+		c.svc.note(st)
+	} else {
+		var err error
+		if st, err = c.svc.Standing(ctx, t.Customer.ID); err != nil {
+			return nil, err
+		}
 	}
 	attrs := map[string]string{
 		"rate": pct(st.Rate), "hard": strconv.FormatInt(st.Hard, 10), "final": strconv.FormatInt(st.Final(), 10),
@@ -85,8 +97,11 @@ func (c *Check) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error
 // Finish implements policy.Finisher: an accepted message's queue id is
 // remembered with its customer.
 func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
-	if !accepted || t.QueueID == "" || t.Customer == nil || t.Customer.ID == "" {
+	if !accepted || t.QueueID == "" || t.Customer == nil || t.Customer.ID == "" || t.DryRun {
 		return
+	}
+	if p, ok := t.Value(pendingKey{}).(*eomPending); ok && p.remembered {
+		return // remembered in the end-of-message batch
 	}
 	bulk, _ := t.Value(bulkKey{}).(bool)
 	ctx, cancel := c.svc.Store.Context(ctx)

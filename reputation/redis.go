@@ -91,11 +91,15 @@ func (r *redisBackend) bucketKey(c string, h int64) string {
 }
 
 func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) error {
-	v := m.Customer + "\t0"
+	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), r.messageValue(m), ttl).Err())
+}
+
+// messageValue is a remembered message as stored: "customer\tbulk".
+func (r *redisBackend) messageValue(m Message) string {
 	if m.Bulk {
-		v = m.Customer + "\t1"
+		return m.Customer + "\t1"
 	}
-	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), v, ttl).Err())
+	return m.Customer + "\t0"
 }
 
 func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.Time, ttl time.Duration) (string, bool, Counts, error) {
