@@ -29,6 +29,10 @@ type Backend interface {
 	Scan(ctx context.Context, list string, fn func(Entry) error) error
 	// Len returns the number of entries of a list.
 	Len(ctx context.Context, list string) (int64, error)
+	// Sources returns how many opt-outs were recorded on a list by each
+	// source (unsubscribe, complaint, api, cli, import) since it began: a
+	// cumulative count of new entries, kept when an entry is removed later.
+	Sources(ctx context.Context, list string) (map[string]int64, error)
 	// Hit counts one send to an opted-out recipient in w and, when the
 	// count reaches threshold (> 0) and the customer is not flagged yet,
 	// raises its flag. It returns the count and whether it raised the flag.

@@ -32,7 +32,8 @@ type memory struct {
 	mu       sync.RWMutex
 	lists    map[string]map[string]Entry
 	flags    map[string]Flag
-	counters map[string]map[int64]int64 // customer "\x00" kind → bucket → count
+	counters map[string]map[int64]int64  // customer "\x00" kind → bucket → count
+	sources  map[string]map[string]int64 // list → source → opt-outs recorded
 	fps      map[string]fpCount
 	fpOps    int
 
@@ -70,6 +71,7 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		clock: clk, path: path,
 		lists: map[string]map[string]Entry{}, flags: map[string]Flag{},
 		counters: map[string]map[int64]int64{}, fps: map[string]fpCount{},
+		sources: map[string]map[string]int64{},
 	}
 	if path == "" {
 		return m, nil
@@ -156,6 +158,7 @@ func (m *memory) apply(rec record) {
 		}
 		if _, ok := l[rec.Entry.Hash]; !ok {
 			l[rec.Entry.Hash] = *rec.Entry
+			m.addSource(rec.Entry.List, rec.Entry.Source, 1)
 		}
 	case "del":
 		delete(m.lists[rec.List], rec.Hash)
@@ -166,6 +169,10 @@ func (m *memory) apply(rec record) {
 	case "unflag":
 		delete(m.flags, rec.List)
 		delete(m.counters, rec.List+"\x00"+KindOptedOut)
+	case "srcset":
+		// A compacted log's adds counted the live entries; this sets the
+		// whole count, removed entries included.
+		m.addSource(rec.List, rec.Kind, rec.N-m.sources[rec.List][rec.Kind])
 	case "cnt", "cntset":
 		k := rec.List + "\x00" + rec.Kind
 		b := m.counters[k]
@@ -179,6 +186,16 @@ func (m *memory) apply(rec record) {
 			b[rec.Bucket] = rec.N
 		}
 	}
+}
+
+// addSource adds n to a list's count of opt-outs recorded by source.
+func (m *memory) addSource(list, source string, n int64) {
+	s := m.sources[list]
+	if s == nil {
+		s = map[string]int64{}
+		m.sources[list] = s
+	}
+	s[source] += n
 }
 
 // logged reports whether increments of a counter kind are logged one by
@@ -234,6 +251,15 @@ func (m *memory) compact() error {
 			return err
 		}
 		n++
+	}
+	for list, bySource := range m.sources {
+		for src, c := range bySource {
+			if err := enc.Encode(record{Op: "srcset", List: list, Kind: src, N: c}); err != nil {
+				f.Close()
+				return err
+			}
+			n++
+		}
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -327,6 +353,16 @@ func (m *memory) Add(_ context.Context, es []Entry) (int, error) {
 		m.apply(r)
 	}
 	return len(recs), nil
+}
+
+func (m *memory) Sources(_ context.Context, list string) (map[string]int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]int64, len(m.sources[list]))
+	for k, v := range m.sources[list] {
+		out[k] = v
+	}
+	return out, nil
 }
 
 func (m *memory) Remove(_ context.Context, list, hash string) (bool, error) {

@@ -36,6 +36,21 @@ type CustomerStatus struct {
 	RateLevel string `json:"rate_level"`
 	// ListSize is the number of entries on the customer's own list.
 	ListSize int64 `json:"list_size"`
+	// Sources counts the opt-outs recorded on the customer's list by
+	// source (unsubscribe, complaint, api, cli, import), since it began.
+	Sources map[string]int64 `json:"sources"`
+}
+
+// SourceOrder is the order sources are shown in (reports, console).
+var SourceOrder = []string{SourceUnsubscribe, SourceComplaint, SourceAPI, SourceCLI, SourceImport}
+
+// OptOutsRecorded is the total of Sources.
+func (cs *CustomerStatus) OptOutsRecorded() int64 {
+	var n int64
+	for _, v := range cs.Sources {
+		n += v
+	}
+	return n
 }
 
 // Status reads a customer's flag, counters and list size from the store.
@@ -87,6 +102,9 @@ func status(ctx context.Context, b Backend, id string, threshold int, esc, rate 
 	cs.Delivered, cs.Complaints = r[0], r[1]
 	cs.ComplaintRate, cs.RateLevel = rateLevel(cs.Complaints, cs.Delivered, warn, act, minDelivered)
 	if cs.ListSize, err = b.Len(ctx, id); err != nil {
+		return cs, err
+	}
+	if cs.Sources, err = b.Sources(ctx, id); err != nil {
 		return cs, err
 	}
 	return cs, nil
