@@ -179,6 +179,11 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 </table>
 {{- end}}
 
+{{- with .Trend}}
+<h2>Complaint rate trend</h2>
+{{.}}
+{{- end}}
+
 <h2>Limits and current use</h2>
 {{- with .Quota}}
 <table id="quota"><thead><tr><th>Limit</th><th>Kind</th><th class="n">Limit</th><th class="n">Used</th><th class="n">Remaining</th><th>Next free</th><th>All free</th></tr></thead><tbody>

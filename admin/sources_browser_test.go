@@ -17,6 +17,7 @@ import (
 	"github.com/aupguard/aupguard/optout"
 	"github.com/aupguard/aupguard/report"
 	"github.com/aupguard/aupguard/secrets"
+	"github.com/aupguard/aupguard/store"
 )
 
 // TestOptOutSourcesShown records opt-outs through the real ways in (the
@@ -28,8 +29,10 @@ func TestOptOutSourcesShown(t *testing.T) {
 	testenv.Need(t, "chromium")
 	key := secrets.Key("console-sources-test-secret-0123")
 	var deps optout.APIDeps
+	var st *store.Handle
 	e := start(t, trafficConfig, "", func(o *Options) {
 		o.Standing = nil // the real standing, from the store
+		st = o.Store
 		deps = optout.APIDeps{Store: o.Store, Config: o.Config, Secret: key}
 		api, err := optout.NewAPI(deps)
 		if err != nil {
@@ -76,6 +79,23 @@ func TestOptOutSourcesShown(t *testing.T) {
 		}
 	}
 
+	// Delivered mail counted as the checks count it: 1000 two buckets ago
+	// (with no complaint), 500 in the current bucket (with the ARF's one).
+	b, err := optout.Open(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := optout.NewWindow(e.cfg.OptOut.Complaints.Window)
+	size := e.cfg.OptOut.Complaints.Window / time.Duration(w.Buckets)
+	for _, c := range []struct {
+		n   int64
+		ago time.Duration
+	}{{1000, 2 * size}, {500, 0}} {
+		if _, err := b.Count(context.Background(), "acme", optout.KindDelivered, c.n, w, now.Add(-c.ago)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
 	// The text report.
 	rep, err := report.Build(context.Background(), e.rec, report.Options{Since: now.Add(-6 * time.Hour), Until: now.Add(time.Minute), Config: e.cfg, Top: 10, Now: now,
 		Standing: e.srv.o.Standing})
@@ -111,6 +131,12 @@ func TestOptOutSourcesShown(t *testing.T) {
 		{"customer", "/customers/acme", []string{
 			`id="optout-sources"><span data-source="unsubscribe">unsubscribe link: 2</span>, <span data-source="complaint">complaint: 1</span>, <span data-source="api">API: 1</span>, <span data-source="cli">CLI: 0</span>, <span data-source="import">import: 3</span> \(total 7\)`,
 			`<tr><th>Own suppression list</th><td>7 addresses</td></tr>`,
+			`<h2>Complaint rate trend</h2>\s*<svg id="complaint-trend"[^>]* data-points="3">`,
+			`<g class="threshold" data-threshold="warn" data-value="0.001">.*?>warn 0.1%</text></g>`,
+			`<g class="threshold" data-threshold="act" data-value="0.003">.*?>act 0.3%</text></g>`,
+			`<circle class="point" data-start="[^"]+" data-complaints="0" data-delivered="1000"`,
+			`<circle class="point" data-start="[^"]+" data-complaints="1" data-delivered="500"[^>]*><title>[^<]*: 1 complaints of 500 delivered \(0.20%\)</title>`,
+			`>0.0%</text>.*>0.1%</text>.*>0.2%</text>.*>0.3%</text>.*>0.4%</text>`,
 		}},
 	} {
 		t.Run(p.name, func(t *testing.T) {

@@ -41,6 +41,9 @@ type Backend interface {
 	Count(ctx context.Context, customer, kind string, n int64, w Window, now time.Time) (int64, error)
 	// Sums returns the rolling sums of counters kinds.
 	Sums(ctx context.Context, customer string, w Window, now time.Time, kinds ...string) ([]int64, error)
+	// Buckets returns the live buckets of a customer's rolling counter
+	// kind in w (bucket index → count), for trends; it changes nothing.
+	Buckets(ctx context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error)
 	// Bulk adds rcpts to the fingerprint's count (none when fp is empty)
 	// and reads the flag and the delivered and complaint sums: all a bulk
 	// message needs, in one round trip.

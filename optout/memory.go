@@ -444,6 +444,19 @@ func (m *memory) count(customer, kind string, n int64, w Window, now time.Time) 
 	return sum
 }
 
+func (m *memory) Buckets(_ context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	cur := w.index(now)
+	out := map[int64]int64{}
+	for i, v := range m.counters[customer+"\x00"+kind] {
+		if i > cur-int64(w.Buckets) && i <= cur {
+			out[i] = v
+		}
+	}
+	return out, nil
+}
+
 func (m *memory) Hit(_ context.Context, customer string, w Window, threshold int, now time.Time) (int64, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -108,6 +108,24 @@ func (r *redisBackend) Add(ctx context.Context, es []Entry) (int, error) {
 	return added, nil
 }
 
+func (r *redisBackend) Buckets(ctx context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error) {
+	m, err := r.h.Client.HGetAll(ctx, r.counterKey(customer, kind)).Result()
+	if err != nil {
+		return nil, store.Unavailable(err)
+	}
+	cur := w.index(now)
+	out := map[int64]int64{}
+	for k, v := range m {
+		i, err1 := strconv.ParseInt(k, 10, 64)
+		n, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil || i <= cur-int64(w.Buckets) || i > cur {
+			continue
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
 func (r *redisBackend) Sources(ctx context.Context, list string) (map[string]int64, error) {
 	m, err := r.h.Client.HGetAll(ctx, r.sourcesKey(list)).Result()
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"testing"
+	"time"
 
 	"github.com/aupguard/aupguard/clock"
 )
@@ -121,4 +122,50 @@ func TestMemorySourcesSurviveRestartAndCompaction(t *testing.T) {
 	}
 	defer m.Close()
 	check(m, "compacted and replayed")
+}
+
+// TestTrend counts delivered mail and complaints in several buckets of the
+// complaint window and reads the trend back, on both backends.
+func TestTrend(t *testing.T) {
+	cfg := testConfig(t, "")
+	clk := clock.NewFake(t0)
+	w := NewWindow(cfg.OptOut.Complaints.Window)
+	size := time.Duration(w.size()) * time.Millisecond
+	for name, mk := range svcKinds(t, cfg, clk) {
+		t.Run(name, func(t *testing.T) {
+			svc := mk(t)
+			if pts, err := Trend(bg, svc.h, cfg, "acme"); err != nil || len(pts) != 0 {
+				t.Fatalf("empty trend = %v, %v", pts, err)
+			}
+			// Older than the window: not part of the trend.
+			count := func(kind string, n int64, ago time.Duration) {
+				if _, err := svc.Backend.Count(bg, "acme", kind, n, w, t0.Add(-ago)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			count(KindDelivered, 99, cfg.OptOut.Complaints.Window+2*size)
+			count(KindDelivered, 1000, 3*size)
+			count(KindComplaint, 2, 3*size)
+			count(KindDelivered, 500, size)
+			count(KindComplaint, 1, 0)
+			pts, err := Trend(bg, svc.h, cfg, "acme")
+			if err != nil {
+				t.Fatal(err)
+			}
+			type got struct{ c, d int64 }
+			var g []got
+			for _, p := range pts {
+				g = append(g, got{p.Complaints, p.Delivered})
+			}
+			if want := []got{{2, 1000}, {0, 0}, {0, 500}, {1, 0}}; !reflect.DeepEqual(g, want) {
+				t.Fatalf("trend %+v, want %+v", g, want)
+			}
+			if pts[0].Rate != 0.002 || !pts[3].Start.Equal(time.UnixMilli(w.index(t0)*w.size()).UTC()) || pts[1].Start.Sub(pts[0].Start) != size {
+				t.Fatalf("trend points %+v", pts)
+			}
+			if _, err := Trend(bg, svc.h, cfg, "nosuch"); err == nil {
+				t.Fatal("trend of an unknown customer")
+			}
+		})
+	}
 }
