@@ -241,19 +241,32 @@ func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []
 // validated definitions, so a change costs the changed customer plus a
 // copy of the list.
 func (m *Manager) Effective() (*config.Config, error) {
+	cfg, _, err := m.EffectiveUpdate()
+	return cfg, err
+}
+
+// EffectiveUpdate is Effective, also returning the ids of the customers
+// added, changed or removed since the effective config it last returned
+// (nil: everything, as at the first call or after a full resync), for
+// customer.Directory.Update.
+func (m *Manager) EffectiveUpdate() (*config.Config, map[string]bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	list, _ := m.merged(m.live)
 	if m.eff == nil || m.effBase != m.base {
 		cfg, err := m.base.WithCustomers(list, m.opts)
 		if err != nil {
-			return nil, fieldErrors(err, list)
+			return nil, nil, fieldErrors(err, list)
 		}
 		m.setEff(cfg)
 		if m.own == nil {
 			m.own = ownersOf(cfg.Customers)
 		}
-		return cfg, nil
+		return cfg, nil, nil
+	}
+	changed := make(map[string]bool, len(m.dirty))
+	for id := range m.dirty {
+		changed[id] = true
 	}
 	var sub []config.Customer
 	var at []int
@@ -265,6 +278,7 @@ func (m *Manager) Effective() (*config.Config, error) {
 		}
 		sub = append(sub, list[i])
 		at = append(at, i)
+		changed[id] = true
 	}
 	if len(sub) > 0 {
 		norm, err := m.base.WithCustomers(sub, m.opts)
@@ -272,7 +286,7 @@ func (m *Manager) Effective() (*config.Config, error) {
 		if err != nil {
 			ve, ok := fieldErrors(err, sub).(ValidationError)
 			if !ok {
-				return nil, err
+				return nil, nil, err
 			}
 			errs = ve
 		}
@@ -285,7 +299,7 @@ func (m *Manager) Effective() (*config.Config, error) {
 			errs = append(errs, m.own.conflicts(c, skip)...)
 		}
 		if len(errs) > 0 {
-			return nil, errs
+			return nil, nil, errs
 		}
 		for k, i := range at {
 			list[i] = norm.Customers[k]
@@ -293,7 +307,7 @@ func (m *Manager) Effective() (*config.Config, error) {
 	}
 	cfg := m.base.WithCheckedCustomers(list)
 	m.setEff(cfg)
-	return cfg, nil
+	return cfg, changed, nil
 }
 
 // setEff records the effective config returned (caller holds m.mu).
