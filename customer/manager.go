@@ -89,6 +89,10 @@ type Manager struct {
 	effBase *config.Config
 	effIdx  map[string]int
 	dirty   map[string]bool
+	// pending are the ids changed since the last EffectiveUpdate
+	// (pendingAll: everything), whoever called Effective in between.
+	pending    map[string]bool
+	pendingAll bool
 }
 
 // NewManager manages the directory of store s over the config file base.
@@ -96,7 +100,7 @@ func NewManager(s Store, base *config.Config, opts config.Options, clk clock.Clo
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Manager{s: s, base: base, baseIdx: index(base), opts: opts, clock: clk, live: map[string]config.Customer{}, dirty: map[string]bool{}}
+	return &Manager{s: s, base: base, baseIdx: index(base), opts: opts, clock: clk, live: map[string]config.Customer{}, dirty: map[string]bool{}, pending: map[string]bool{}, pendingAll: true}
 }
 
 func index(base *config.Config) map[string]int {
@@ -241,17 +245,54 @@ func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []
 // validated definitions, so a change costs the changed customer plus a
 // copy of the list.
 func (m *Manager) Effective() (*config.Config, error) {
-	cfg, _, err := m.EffectiveUpdate()
+	cfg, _, err := m.effective(false)
 	return cfg, err
 }
 
 // EffectiveUpdate is Effective, also returning the ids of the customers
-// added, changed or removed since the effective config it last returned
-// (nil: everything, as at the first call or after a full resync), for
-// customer.Directory.Update.
+// added, changed or removed since the config the last EffectiveUpdate
+// returned (nil: everything, as at the first call, after a full resync
+// or Invalidate), for customer.Directory.Update. One caller (the
+// gateway's applier) uses it.
 func (m *Manager) EffectiveUpdate() (*config.Config, map[string]bool, error) {
+	return m.effective(true)
+}
+
+// Invalidate makes the next Effective validate everything and the next
+// EffectiveUpdate report everything changed (after an apply failed).
+func (m *Manager) Invalidate() {
+	m.mu.Lock()
+	m.eff = nil
+	m.mu.Unlock()
+}
+
+func (m *Manager) effective(consume bool) (*config.Config, map[string]bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	cfg, changed, err := m.effectiveLocked()
+	if err != nil {
+		return nil, nil, err
+	}
+	if changed == nil {
+		m.pendingAll = true
+	}
+	for id := range changed {
+		m.pending[id] = true
+	}
+	if !consume {
+		return cfg, nil, nil
+	}
+	out := m.pending
+	if m.pendingAll {
+		out = nil
+	}
+	m.pending, m.pendingAll = map[string]bool{}, false
+	return cfg, out, nil
+}
+
+// effectiveLocked computes the effective config and what changed since
+// the last one computed (caller holds m.mu).
+func (m *Manager) effectiveLocked() (*config.Config, map[string]bool, error) {
 	list, _ := m.merged(m.live)
 	if m.eff == nil || m.effBase != m.base {
 		cfg, err := m.base.WithCustomers(list, m.opts)

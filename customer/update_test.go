@@ -122,6 +122,11 @@ customers:
 			t.Fatalf("%s: %v", st.name, err)
 		}
 		before := answers(dir)
+		// Another reader of the effective config (the console, the API)
+		// must not swallow the changes the index update needs.
+		if _, err := m.Effective(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
 		cfg, changed, err := m.EffectiveUpdate()
 		if err != nil {
 			t.Fatalf("%s: %v", st.name, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/resolver"
 	"github.com/aupguard/aupguard/secrets"
@@ -28,6 +29,10 @@ type Deps struct {
 	Logger   *slog.Logger
 	Resolver resolver.Resolver
 	Secret   secrets.Key
+	// Directory, when set, is the identification index already built for
+	// Config (customer.Directory.Update of the running one, for a live
+	// directory change); nil builds it from Config.
+	Directory *customer.Directory
 }
 
 // Factory builds a check from the config. It is called at start and on
