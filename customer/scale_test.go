@@ -82,7 +82,7 @@ func BenchmarkDirectoryChange(b *testing.B) {
 	}
 	// As at a gateway's start: the first effective config is validated
 	// whole; each change after it costs the changed customer.
-	eff, err := m.Effective()
+	eff, _, err := m.EffectiveUpdate()
 	if err != nil {
 		b.Fatal(err)
 	}

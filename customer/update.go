@@ -21,10 +21,11 @@ const ordGap = 1 << 20
 // directory shares d's unchanged customers and copies only the maps it
 // changes, so an update costs the changed customers plus copying the
 // index maps, not rebuilding a million logins. It falls back to
-// NewDirectory when the order keys have no room left.
+// NewDirectory when changed is nil (everything changed) or the order keys
+// have no room left.
 func (d *Directory) Update(cfg *config.Config, changed map[string]bool) (*Directory, error) {
-	if d == nil || d.ord == nil {
-		return NewDirectory(cfg)
+	if d == nil || d.ord == nil || changed == nil {
+		return NewDirectory(cfg) // nil changed: everything (EffectiveUpdate)
 	}
 	n := &Directory{
 		all:   make([]*policy.Customer, 0, len(cfg.Customers)),
