@@ -259,6 +259,14 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 			data["Thresholds"] = map[string]any{"Warn": cfg.Warn, "Act": cfg.Act}
 		}
 	}
+	if s.o.Store != nil {
+		cfg := s.cfg.Load()
+		if pts, err := optout.Trend(ctx, s.o.Store, cfg, id); err != nil {
+			errs = append(errs, "complaint rate trend unavailable")
+		} else {
+			data["Trend"] = template.HTML(report.ComplaintTrendChart(pts, cfg.OptOut.Complaints.Warn, cfg.OptOut.Complaints.Act))
+		}
+	}
 	if s.o.Directory != nil {
 		if log, err := s.o.Directory.Log(ctx, id, 50); err != nil {
 			errs = append(errs, "change history unavailable")

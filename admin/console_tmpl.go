@@ -6,6 +6,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/report"
+
 	"go.yaml.in/yaml/v3"
 )
 
@@ -33,6 +36,10 @@ var consoleFuncs = template.FuncMap{
 	},
 	"pct":  func(f float64) string { return fmt.Sprintf("%.3f%%", f*100) },
 	"join": strings.Join,
+	// sourceOrder and sourceLabels are the opt-out sources, in the
+	// reports' order, and their names.
+	"sourceOrder":  func() []string { return optout.SourceOrder },
+	"sourceLabels": func() []string { return report.SourceNames },
 	"attrs": func(m map[string]string) string {
 		var parts []string
 		for k, v := range m {
@@ -168,7 +175,13 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <tr><th>Sends to opted-out recipients</th><td>{{.OptedOutSends}} (flag at {{.FlagThreshold}})</td></tr>
 <tr><th>Complaint rate</th><td id="complaint-rate">{{pct .ComplaintRate}}: {{.Complaints}} of {{.Delivered}} delivered, <span class="{{if eq .RateLevel "act"}}bad{{else if eq .RateLevel "warn"}}warn{{end}}">{{.RateLevel}}</span> (warn at {{pct $.Thresholds.Warn}}, act at {{pct $.Thresholds.Act}})</td></tr>
 <tr><th>Own suppression list</th><td>{{.ListSize}} addresses</td></tr>
+<tr><th>Opt-outs recorded, by source</th><td id="optout-sources">{{$src := .Sources}}{{range $i, $k := sourceOrder}}{{if $i}}, {{end}}<span data-source="{{$k}}">{{index sourceLabels $i}}: {{index $src $k}}</span>{{end}} (total {{.OptOutsRecorded}})</td></tr>
 </table>
+{{- end}}
+
+{{- with .Trend}}
+<h2>Complaint rate trend</h2>
+{{.}}
 {{- end}}
 
 <h2>Limits and current use</h2>

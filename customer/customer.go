@@ -26,6 +26,10 @@ type Directory struct {
 	exact    map[string]*policy.Customer
 	globs    globIndex
 	networks prefixIndex
+	// defs are the customers' definitions (in the config the directory
+	// was built from) and ord their order keys, for Update.
+	defs map[string]*config.Customer
+	ord  map[string]int64
 }
 
 // NewDirectory builds the directory from a validated config.
@@ -34,20 +38,21 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 	for i := range cfg.Customers {
 		n += len(cfg.Customers[i].Logins)
 	}
-	d := &Directory{byID: make(map[string]*policy.Customer, len(cfg.Customers)), exact: make(map[string]*policy.Customer, n)}
-	order := 0
+	d := &Directory{byID: make(map[string]*policy.Customer, len(cfg.Customers)), exact: make(map[string]*policy.Customer, n),
+		defs: make(map[string]*config.Customer, len(cfg.Customers)), ord: make(map[string]int64, len(cfg.Customers))}
 	for i := range cfg.Customers {
 		cc := &cfg.Customers[i]
 		c, err := build(cc)
 		if err != nil {
 			return nil, fmt.Errorf("customer %q: %w", cc.ID, err)
 		}
+		order := int64(i) * ordGap
 		d.all = append(d.all, c)
 		d.byID[c.ID] = c
+		d.defs[c.ID], d.ord[c.ID] = cc, order
 		for _, l := range cc.Logins {
 			if hasMeta(l) {
 				d.globs.add(glob{pattern: l, order: order, c: c})
-				order++
 			} else if _, dup := d.exact[l]; !dup {
 				d.exact[l] = c
 			}

@@ -25,7 +25,7 @@ type globIndex struct {
 
 type glob struct {
 	pattern string
-	order   int // position in config order: the first match wins
+	order   int64 // the customer's order key (config order): the first match wins
 	c       *policy.Customer
 }
 
@@ -67,14 +67,15 @@ func (g *globIndex) finish() {
 
 // match returns the matching glob that comes first in config order.
 func (g *globIndex) match(login string) (*policy.Customer, bool) {
-	best := glob{order: -1}
+	var best glob
+	found := false
 	try := func(list []glob) {
 		for _, gl := range list { // each bucket is in config order
-			if best.order >= 0 && gl.order >= best.order {
+			if found && gl.order >= best.order {
 				return
 			}
 			if ok, _ := path.Match(gl.pattern, login); ok {
-				best = gl
+				best, found = gl, true
 				return
 			}
 		}
@@ -92,7 +93,7 @@ func (g *globIndex) match(login string) (*policy.Customer, bool) {
 		try(g.bySuffix[login[len(login)-n:]])
 	}
 	try(g.rest)
-	return best.c, best.order >= 0
+	return best.c, found
 }
 
 // literalPrefix is the text of a glob before its first metacharacter. A
@@ -131,6 +132,9 @@ type prefixIndex struct {
 type lengthMaps struct {
 	lens []int // descending
 	m    map[int]map[key128]*policy.Customer
+	// owned, in a copy made by clone, marks the lengths whose map the
+	// copy has made its own (the others are shared with the original).
+	owned map[int]bool
 }
 
 type key128 struct{ hi, lo uint64 }
@@ -139,10 +143,14 @@ func (lm *lengthMaps) add(k key128, bits int, c *policy.Customer) {
 	if lm.m == nil {
 		lm.m = map[int]map[key128]*policy.Customer{}
 	}
+	lm.own(bits)
 	mm, ok := lm.m[bits]
 	if !ok {
 		mm = map[key128]*policy.Customer{}
 		lm.m[bits] = mm
+		if lm.owned != nil {
+			lm.owned[bits] = true
+		}
 		lm.lens = append(lm.lens, bits)
 		slices.SortFunc(lm.lens, func(a, b int) int { return b - a })
 	}
@@ -183,16 +191,21 @@ func mask(k key128, bits int) key128 {
 }
 
 func (pi *prefixIndex) add(p netip.Prefix, c *policy.Customer) {
+	lm, k, bits := pi.slot(p)
+	lm.add(k, bits, c)
+}
+
+// slot returns the maps, key and length a prefix is filed under.
+func (pi *prefixIndex) slot(p netip.Prefix) (*lengthMaps, key128, int) {
 	// A v4-mapped IPv6 prefix stays IPv6: it never contained an (unmapped)
 	// IPv4 client, and still does not.
 	a := p.Addr()
 	if a.Is4() {
 		k := addrKey(netip.AddrFrom16(a.As16()))
 		bits := p.Bits() + 96
-		pi.v4.add(mask(k, bits), bits, c)
-		return
+		return &pi.v4, mask(k, bits), bits
 	}
-	pi.v6.add(mask(addrKey(a), p.Bits()), p.Bits(), c)
+	return &pi.v6, mask(addrKey(a), p.Bits()), p.Bits()
 }
 
 func (pi *prefixIndex) lookup(a netip.Addr) *policy.Customer {

@@ -78,6 +78,21 @@ type Manager struct {
 	version int64
 	live    map[string]config.Customer
 	synced  bool
+
+	// own indexes the effective directory's logins and networks (nil:
+	// build it when next needed); a change is validated against it.
+	own *owners
+	// eff is the last effective config Effective returned (for effBase),
+	// effIdx its customers' positions, and dirty the ids changed since:
+	// only those are validated again.
+	eff     *config.Config
+	effBase *config.Config
+	effIdx  map[string]int
+	dirty   map[string]bool
+	// pending are the ids changed since the last EffectiveUpdate
+	// (pendingAll: everything), whoever called Effective in between.
+	pending    map[string]bool
+	pendingAll bool
 }
 
 // NewManager manages the directory of store s over the config file base.
@@ -85,7 +100,7 @@ func NewManager(s Store, base *config.Config, opts config.Options, clk clock.Clo
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Manager{s: s, base: base, baseIdx: index(base), opts: opts, clock: clk, live: map[string]config.Customer{}}
+	return &Manager{s: s, base: base, baseIdx: index(base), opts: opts, clock: clk, live: map[string]config.Customer{}, dirty: map[string]bool{}, pending: map[string]bool{}, pendingAll: true}
 }
 
 func index(base *config.Config) map[string]int {
@@ -101,6 +116,7 @@ func (m *Manager) SetBase(base *config.Config) {
 	idx := index(base)
 	m.mu.Lock()
 	m.base, m.baseIdx = base, idx
+	m.own, m.eff = nil, nil
 	m.mu.Unlock()
 }
 
@@ -137,11 +153,18 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 				if c.Version <= m.version {
 					continue
 				}
+				if old, ok := m.effDef(c.ID); ok && m.own != nil {
+					m.own.remove(old)
+				}
 				if c.Op == OpRemove {
 					delete(m.live, c.ID)
 				} else if def, err := Decode(c.Definition); err == nil {
 					m.live[c.ID] = def
 				}
+				if cur, ok := m.effDef(c.ID); ok && m.own != nil {
+					m.own.add(cur)
+				}
+				m.dirty[c.ID] = true
 				m.version = c.Version
 			}
 			return true, nil
@@ -161,8 +184,28 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 	}
 	m.mu.Lock()
 	m.live, m.version, m.synced = live, ver, true
+	m.own, m.eff = nil, nil
 	m.mu.Unlock()
 	return true, nil
+}
+
+// effDef is a customer's effective definition (caller holds m.mu).
+func (m *Manager) effDef(id string) (config.Customer, bool) {
+	if c, ok := m.live[id]; ok {
+		return c, true
+	}
+	if i, ok := m.baseIdx[id]; ok {
+		return m.base.Customers[i], true
+	}
+	return config.Customer{}, false
+}
+
+// ensureOwners builds the ownership maps if needed (caller holds m.mu).
+func (m *Manager) ensureOwners() {
+	if m.own == nil {
+		list, _ := m.merged(m.live)
+		m.own = ownersOf(list)
+	}
 }
 
 // merged is the effective customer list (caller holds m.mu).
@@ -195,16 +238,126 @@ func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []
 // Effective returns the config file with the effective customer list,
 // validated. An error means the file and the store conflict (e.g. a login
 // claimed by a file customer and a store customer); it names both.
+//
+// The first call validates the whole list; later ones validate only the
+// customers changed since (each on its own, then its logins and networks
+// against the ownership maps of the others) and reuse the others' already
+// validated definitions, so a change costs the changed customer plus a
+// copy of the list.
 func (m *Manager) Effective() (*config.Config, error) {
+	cfg, _, err := m.effective(false)
+	return cfg, err
+}
+
+// EffectiveUpdate is Effective, also returning the ids of the customers
+// added, changed or removed since the config the last EffectiveUpdate
+// returned (nil: everything, as at the first call, after a full resync
+// or Invalidate), for customer.Directory.Update. One caller (the
+// gateway's applier) uses it.
+func (m *Manager) EffectiveUpdate() (*config.Config, map[string]bool, error) {
+	return m.effective(true)
+}
+
+// Invalidate makes the next Effective validate everything and the next
+// EffectiveUpdate report everything changed (after an apply failed).
+func (m *Manager) Invalidate() {
 	m.mu.Lock()
-	list, _ := m.merged(m.live)
-	base := m.base
+	m.eff = nil
 	m.mu.Unlock()
-	cfg, err := base.WithCustomers(list, m.opts)
+}
+
+func (m *Manager) effective(consume bool) (*config.Config, map[string]bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cfg, changed, err := m.effectiveLocked()
 	if err != nil {
-		return nil, fieldErrors(err, list)
+		return nil, nil, err
 	}
-	return cfg, nil
+	if changed == nil {
+		m.pendingAll = true
+	}
+	for id := range changed {
+		m.pending[id] = true
+	}
+	if !consume {
+		return cfg, nil, nil
+	}
+	out := m.pending
+	if m.pendingAll {
+		out = nil
+	}
+	m.pending, m.pendingAll = map[string]bool{}, false
+	return cfg, out, nil
+}
+
+// effectiveLocked computes the effective config and what changed since
+// the last one computed (caller holds m.mu).
+func (m *Manager) effectiveLocked() (*config.Config, map[string]bool, error) {
+	list, _ := m.merged(m.live)
+	if m.eff == nil || m.effBase != m.base {
+		cfg, err := m.base.WithCustomers(list, m.opts)
+		if err != nil {
+			return nil, nil, fieldErrors(err, list)
+		}
+		m.setEff(cfg)
+		if m.own == nil {
+			m.own = ownersOf(cfg.Customers)
+		}
+		return cfg, nil, nil
+	}
+	changed := make(map[string]bool, len(m.dirty))
+	for id := range m.dirty {
+		changed[id] = true
+	}
+	var sub []config.Customer
+	var at []int
+	for i := range list {
+		id := list[i].ID
+		if j, ok := m.effIdx[id]; ok && !m.dirty[id] {
+			list[i] = m.eff.Customers[j]
+			continue
+		}
+		sub = append(sub, list[i])
+		at = append(at, i)
+		changed[id] = true
+	}
+	if len(sub) > 0 {
+		norm, err := m.base.WithCustomers(sub, m.opts)
+		var errs ValidationError
+		if err != nil {
+			ve, ok := fieldErrors(err, sub).(ValidationError)
+			if !ok {
+				return nil, nil, err
+			}
+			errs = ve
+		}
+		m.ensureOwners()
+		skip := make(map[string]bool, len(sub))
+		for _, c := range sub {
+			skip[c.ID] = true
+		}
+		for _, c := range sub {
+			errs = append(errs, m.own.conflicts(c, skip)...)
+		}
+		if len(errs) > 0 {
+			return nil, nil, errs
+		}
+		for k, i := range at {
+			list[i] = norm.Customers[k]
+		}
+	}
+	cfg := m.base.WithCheckedCustomers(list)
+	m.setEff(cfg)
+	return cfg, changed, nil
+}
+
+// setEff records the effective config returned (caller holds m.mu).
+func (m *Manager) setEff(cfg *config.Config) {
+	idx := make(map[string]int, len(cfg.Customers))
+	for i, c := range cfg.Customers {
+		idx[c.ID] = i
+	}
+	m.eff, m.effBase, m.effIdx, m.dirty = cfg, m.base, idx, map[string]bool{}
 }
 
 // List returns the effective directory.
@@ -291,18 +444,16 @@ func (m *Manager) Remove(ctx context.Context, id, via string) (Change, error) {
 	if e.Source == SourceConfig {
 		return Change{}, ValidationError{{Customer: id, Message: "defined in the config file only: remove it there"}}
 	}
-	m.mu.Lock()
-	live := make(map[string]config.Customer, len(m.live))
-	for k, v := range m.live {
-		if k != id {
-			live[k] = v
+	if e.Shadows {
+		// The file's definition comes back: it must not claim what
+		// another customer has (checked against the ownership maps).
+		m.mu.Lock()
+		m.ensureOwners()
+		errs := m.own.conflicts(m.base.Customers[m.baseIdx[id]], nil)
+		m.mu.Unlock()
+		if len(errs) > 0 {
+			return Change{}, errs
 		}
-	}
-	list, _ := m.merged(live)
-	base := m.base
-	m.mu.Unlock()
-	if _, err := base.WithCustomers(list, m.opts); err != nil {
-		return Change{}, fieldErrors(err, list)
 	}
 	cs, err := m.s.Apply(ctx, []Change{{Time: m.clock.Now().UTC(), Op: OpRemove, ID: id, Via: via}})
 	if err != nil {
@@ -327,10 +478,6 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 		return nil, err
 	}
 	m.mu.Lock()
-	live := make(map[string]config.Customer, len(m.live)+len(defs))
-	for k, v := range m.live {
-		live[k] = v
-	}
 	seen := map[string]bool{}
 	var dupErr ValidationError
 	for i, d := range defs {
@@ -338,9 +485,7 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 			dupErr = append(dupErr, FieldError{Customer: d.ID, Field: fmt.Sprintf("customers[%d].id", i), Message: "listed twice"})
 		}
 		seen[d.ID] = true
-		live[d.ID] = d
 	}
-	list, _ := m.merged(live)
 	base := m.base
 	old := make(map[string]config.Customer, len(defs))
 	for _, d := range defs {
@@ -354,8 +499,30 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 	if len(dupErr) > 0 {
 		return nil, dupErr
 	}
-	if _, err := base.WithCustomers(list, m.opts); err != nil {
-		return nil, fieldErrors(err, list)
+	// Each definition on its own, exactly like the file's customers; then
+	// what must be unique across customers (id, logins, networks) against
+	// the ownership maps of the others: the cost of a change is the
+	// changed customers', not the directory's.
+	var errs ValidationError
+	if _, err := base.WithCustomers(defs, m.opts); err != nil {
+		ve, ok := fieldErrors(err, defs).(ValidationError)
+		if !ok {
+			return nil, err
+		}
+		errs = ve
+	}
+	skip := make(map[string]bool, len(defs))
+	for _, d := range defs {
+		skip[d.ID] = true
+	}
+	m.mu.Lock()
+	m.ensureOwners()
+	for _, d := range defs {
+		errs = append(errs, m.own.conflicts(d, skip)...)
+	}
+	m.mu.Unlock()
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	now := m.clock.Now().UTC()
 	cs := make([]Change, len(defs))

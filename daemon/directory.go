@@ -34,7 +34,7 @@ func (d *Daemon) openDirectory(file *config.Config) (*config.Config, error) {
 		d.log.Warn("customer directory: store unavailable at start; serving the config file's customers until it answers", "err", err)
 		return file, nil
 	}
-	eff, err := d.dir.Effective()
+	eff, _, err := d.dir.EffectiveUpdate()
 	if err != nil {
 		d.logDirectoryError("customer directory conflicts with the config file; serving the config file's customers", err)
 		return file, nil
@@ -66,13 +66,24 @@ func (d *Daemon) applyDirectory() {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
 	start := time.Now()
-	cfg, err := d.dir.Effective()
+	cfg, changed, err := d.dir.EffectiveUpdate()
 	if err != nil {
 		d.dirFailed.Add(1)
 		d.logDirectoryError("customer directory change not applied", err)
 		return
 	}
-	if err := d.install(cfg); err != nil {
+	// The index of the running State is updated into a new one for the
+	// changed customers only (the running one stays intact for the
+	// messages under way); everything, when the manager says so.
+	var dir *customer.Directory
+	if cur := d.engine.State(); changed != nil && cur != nil && cur.Dir != nil {
+		if dir, err = cur.Dir.Update(cfg, changed); err != nil {
+			d.log.Warn("customer directory: incremental index update failed; rebuilding", "err", err)
+			dir = nil
+		}
+	}
+	if err := d.installWith(cfg, dir); err != nil {
+		d.dir.Invalidate() // the next apply starts from the whole directory
 		d.dirFailed.Add(1)
 		d.log.Error("customer directory change not applied", "err", err)
 		return
@@ -80,13 +91,19 @@ func (d *Daemon) applyDirectory() {
 	d.dirApplies.Add(1)
 	d.dirInForce.Store(d.dir.Version())
 	d.log.Info("customer directory applied", "event", "directory_applied", "version", d.dir.Version(),
-		"customers", len(cfg.Customers), "ms", time.Since(start).Milliseconds())
+		"customers", len(cfg.Customers), "changed", len(changed), "incremental", dir != nil, "ms", time.Since(start).Milliseconds())
 }
 
 // install builds a State and the config-dependent handlers for cfg and
 // swaps them in.
-func (d *Daemon) install(cfg *config.Config) error {
-	st, err := gateway.Build(d.deps.WithConfig(cfg))
+func (d *Daemon) install(cfg *config.Config) error { return d.installWith(cfg, nil) }
+
+// installWith is install with the identification index already built
+// for cfg (nil: built from cfg).
+func (d *Daemon) installWith(cfg *config.Config, dir *customer.Directory) error {
+	deps := d.deps.WithConfig(cfg)
+	deps.Directory = dir
+	st, err := gateway.Build(deps)
 	if err != nil {
 		return err
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -171,6 +172,11 @@ func TestDirectoryTwoGateways(t *testing.T) {
 	t.Logf("gateway B applied the customer added on A after %v", time.Since(added).Round(time.Millisecond))
 	if !strings.Contains(b.out.String(), `"directory_applied"`) || strings.Contains(b.out.String(), "config reloaded") {
 		t.Fatalf("B did not apply the directory change by itself:\n%s", b.out.String())
+	}
+	// B updated its running identification index for the one changed
+	// customer (the messages below are identified through it).
+	if !regexp.MustCompile(`"directory_applied".*"changed":1,"incremental":true`).MatchString(b.out.String()) {
+		t.Fatalf("B did not update its index incrementally:\n%s", b.out.String())
 	}
 
 	req, _ := http.NewRequest("GET", "http://"+b.admin+"/metrics", nil)

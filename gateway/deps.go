@@ -67,5 +67,6 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 func (d *Deps) WithConfig(cfg *config.Config) *Deps {
 	n := *d
 	n.Config = cfg
+	n.Directory = nil
 	return &n
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/aupguard/aupguard/clock"
 	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/customer"
 	"github.com/aupguard/aupguard/panics"
 	"github.com/aupguard/aupguard/policy"
 	"github.com/aupguard/aupguard/resolver"
@@ -32,6 +33,10 @@ type Deps struct {
 	// Panics logs and counts the panics recovered in checks and milter
 	// connections (nil: logged to slog.Default, not counted).
 	Panics *panics.Reporter
+	// Directory, when set, is the identification index already built for
+	// Config (customer.Directory.Update of the running one, for a live
+	// directory change); nil builds it from Config.
+	Directory *customer.Directory
 }
 
 // Factory builds a check from the config. It is called at start and on

@@ -38,9 +38,12 @@ func NewState(d *Deps, chain *policy.Chain) (*State, error) {
 
 func newState(d *Deps) (*State, error) {
 	cfg := d.Config
-	dir, err := customer.NewDirectory(cfg)
-	if err != nil {
-		return nil, err
+	dir := d.Directory
+	if dir == nil {
+		var err error
+		if dir, err = customer.NewDirectory(cfg); err != nil {
+			return nil, err
+		}
 	}
 	local, err := customer.NewLocalIdentifier(cfg, dir)
 	if err != nil {

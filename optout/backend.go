@@ -29,6 +29,10 @@ type Backend interface {
 	Scan(ctx context.Context, list string, fn func(Entry) error) error
 	// Len returns the number of entries of a list.
 	Len(ctx context.Context, list string) (int64, error)
+	// Sources returns how many opt-outs were recorded on a list by each
+	// source (unsubscribe, complaint, api, cli, import) since it began: a
+	// cumulative count of new entries, kept when an entry is removed later.
+	Sources(ctx context.Context, list string) (map[string]int64, error)
 	// Hit counts one send to an opted-out recipient in w and, when the
 	// count reaches threshold (> 0) and the customer is not flagged yet,
 	// raises its flag. It returns the count and whether it raised the flag.
@@ -37,6 +41,9 @@ type Backend interface {
 	Count(ctx context.Context, customer, kind string, n int64, w Window, now time.Time) (int64, error)
 	// Sums returns the rolling sums of counters kinds.
 	Sums(ctx context.Context, customer string, w Window, now time.Time, kinds ...string) ([]int64, error)
+	// Buckets returns the live buckets of a customer's rolling counter
+	// kind in w (bucket index → count), for trends; it changes nothing.
+	Buckets(ctx context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error)
 	// Bulk adds rcpts to the fingerprint's count (none when fp is empty)
 	// and reads the flag and the delivered and complaint sums: all a bulk
 	// message needs, in one round trip.

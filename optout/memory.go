@@ -33,7 +33,8 @@ type memory struct {
 	mu       sync.RWMutex
 	lists    map[string]map[string]Entry
 	flags    map[string]Flag
-	counters map[string]map[int64]int64 // customer "\x00" kind → bucket → count
+	counters map[string]map[int64]int64  // customer "\x00" kind → bucket → count
+	sources  map[string]map[string]int64 // list → source → opt-outs recorded
 	fps      map[string]fpCount
 	fpOps    int
 
@@ -76,6 +77,7 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		lists: map[string]map[string]Entry{}, flags: map[string]Flag{},
 		counters: map[string]map[int64]int64{}, fps: map[string]fpCount{},
 		dirty: map[cntBucket]struct{}{}, dirtyFP: map[string]struct{}{},
+		sources: map[string]map[string]int64{},
 	}
 	if path == "" {
 		return m, nil
@@ -162,6 +164,7 @@ func (m *memory) apply(rec record) {
 		}
 		if _, ok := l[rec.Entry.Hash]; !ok {
 			l[rec.Entry.Hash] = *rec.Entry
+			m.addSource(rec.Entry.List, rec.Entry.Source, 1)
 		}
 	case "del":
 		delete(m.lists[rec.List], rec.Hash)
@@ -174,6 +177,10 @@ func (m *memory) apply(rec record) {
 		delete(m.counters, rec.List+"\x00"+KindOptedOut)
 	case "fpset":
 		m.fps[rec.List] = fpCount{n: rec.N, expires: time.UnixMilli(rec.Bucket)}
+	case "srcset":
+		// A compacted log's adds counted the live entries; this sets the
+		// whole count, removed entries included.
+		m.addSource(rec.List, rec.Kind, rec.N-m.sources[rec.List][rec.Kind])
 	case "cnt", "cntset":
 		k := rec.List + "\x00" + rec.Kind
 		b := m.counters[k]
@@ -187,6 +194,16 @@ func (m *memory) apply(rec record) {
 			b[rec.Bucket] = rec.N
 		}
 	}
+}
+
+// addSource adds n to a list's count of opt-outs recorded by source.
+func (m *memory) addSource(list, source string, n int64) {
+	s := m.sources[list]
+	if s == nil {
+		s = map[string]int64{}
+		m.sources[list] = s
+	}
+	s[source] += n
 }
 
 // logged reports whether increments of a counter kind are logged one by
@@ -242,6 +259,15 @@ func (m *memory) compact() error {
 			return err
 		}
 		n++
+	}
+	for list, bySource := range m.sources {
+		for src, c := range bySource {
+			if err := enc.Encode(record{Op: "srcset", List: list, Kind: src, N: c}); err != nil {
+				f.Close()
+				return err
+			}
+			n++
+		}
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()
@@ -332,6 +358,16 @@ func (m *memory) Add(_ context.Context, es []Entry) (int, error) {
 	return len(recs), nil
 }
 
+func (m *memory) Sources(_ context.Context, list string) (map[string]int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	out := make(map[string]int64, len(m.sources[list]))
+	for k, v := range m.sources[list] {
+		out[k] = v
+	}
+	return out, nil
+}
+
 func (m *memory) Remove(_ context.Context, list, hash string) (bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -409,6 +445,19 @@ func (m *memory) count(customer, kind string, n int64, w Window, now time.Time) 
 		sum += v
 	}
 	return sum
+}
+
+func (m *memory) Buckets(_ context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	cur := w.index(now)
+	out := map[int64]int64{}
+	for i, v := range m.counters[customer+"\x00"+kind] {
+		if i > cur-int64(w.Buckets) && i <= cur {
+			out[i] = v
+		}
+	}
+	return out, nil
 }
 
 func (m *memory) Hit(_ context.Context, customer string, w Window, threshold int, now time.Time) (int64, bool, error) {

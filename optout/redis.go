@@ -32,6 +32,16 @@ func (r *redisBackend) listKey(list string) string {
 	return r.h.CustomerKey(list, "optout")
 }
 
+// sourcesKey is the hash of a list's recorded opt-outs by source (beside
+// the list, in its Cluster slot). It is written where opt-outs are
+// recorded, never on the per-message path.
+func (r *redisBackend) sourcesKey(list string) string {
+	if list == GlobalList {
+		return r.h.Key("optout", "global", "sources")
+	}
+	return r.h.CustomerKey(list, "optout", "sources")
+}
+
 func (r *redisBackend) counterKey(customer, kind string) string {
 	return r.h.CustomerKey(customer, "cnt", kind)
 }
@@ -73,13 +83,63 @@ func (r *redisBackend) Add(ctx context.Context, es []Entry) (int, error) {
 		if err != nil {
 			return added, store.Unavailable(err)
 		}
-		for _, c := range cmds {
+		// Count the entries that were new, by list and source: one more
+		// round trip, on the recording path only.
+		bySource := map[[2]string]int64{}
+		for i, c := range cmds {
 			if c.Val() {
 				added++
+				e := es[start+i]
+				bySource[[2]string{e.List, e.Source}]++
+			}
+		}
+		if len(bySource) > 0 {
+			_, err := r.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+				for k, n := range bySource {
+					p.HIncrBy(ctx, r.sourcesKey(k[0]), k[1], n)
+				}
+				return nil
+			})
+			if err != nil {
+				return added, store.Unavailable(err)
 			}
 		}
 	}
 	return added, nil
+}
+
+func (r *redisBackend) Buckets(ctx context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error) {
+	m, err := r.h.Client.HGetAll(ctx, r.counterKey(customer, kind)).Result()
+	if err != nil {
+		return nil, store.Unavailable(err)
+	}
+	cur := w.index(now)
+	out := map[int64]int64{}
+	for k, v := range m {
+		i, err1 := strconv.ParseInt(k, 10, 64)
+		n, err2 := strconv.ParseInt(v, 10, 64)
+		if err1 != nil || err2 != nil || i <= cur-int64(w.Buckets) || i > cur {
+			continue
+		}
+		out[i] = n
+	}
+	return out, nil
+}
+
+func (r *redisBackend) Sources(ctx context.Context, list string) (map[string]int64, error) {
+	m, err := r.h.Client.HGetAll(ctx, r.sourcesKey(list)).Result()
+	if err != nil {
+		return nil, store.Unavailable(err)
+	}
+	out := make(map[string]int64, len(m))
+	for k, v := range m {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		out[k] = n
+	}
+	return out, nil
 }
 
 func (r *redisBackend) Remove(ctx context.Context, list, hash string) (bool, error) {

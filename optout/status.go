@@ -2,6 +2,7 @@ package optout
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/aupguard/aupguard/config"
@@ -36,6 +37,21 @@ type CustomerStatus struct {
 	RateLevel string `json:"rate_level"`
 	// ListSize is the number of entries on the customer's own list.
 	ListSize int64 `json:"list_size"`
+	// Sources counts the opt-outs recorded on the customer's list by
+	// source (unsubscribe, complaint, api, cli, import), since it began.
+	Sources map[string]int64 `json:"sources"`
+}
+
+// SourceOrder is the order sources are shown in (reports, console).
+var SourceOrder = []string{SourceUnsubscribe, SourceComplaint, SourceAPI, SourceCLI, SourceImport}
+
+// OptOutsRecorded is the total of Sources.
+func (cs *CustomerStatus) OptOutsRecorded() int64 {
+	var n int64
+	for _, v := range cs.Sources {
+		n += v
+	}
+	return n
 }
 
 // Status reads a customer's flag, counters and list size from the store.
@@ -89,6 +105,9 @@ func status(ctx context.Context, b Backend, id string, threshold int, esc, rate 
 	if cs.ListSize, err = b.Len(ctx, id); err != nil {
 		return cs, err
 	}
+	if cs.Sources, err = b.Sources(ctx, id); err != nil {
+		return cs, err
+	}
 	return cs, nil
 }
 
@@ -111,4 +130,61 @@ func rateLevel(complaints, delivered int64, warn, act float64, minDelivered int6
 		return r, RateWarn
 	}
 	return r, RateOK
+}
+
+// TrendPoint is one bucket of a customer's complaint-rate trend.
+type TrendPoint struct {
+	// Start is the bucket's start; the bucket is the complaint window
+	// divided in 24 (7 h for the default 7 days).
+	Start      time.Time `json:"start"`
+	Complaints int64     `json:"complaints"`
+	Delivered  int64     `json:"delivered"`
+	// Rate is Complaints/Delivered, 0 when nothing was delivered.
+	Rate float64 `json:"rate"`
+}
+
+// Trend reads the complaint window's buckets of a customer's delivered
+// and complaint counters: the complaint rate over time, oldest first,
+// from the first bucket with any count to the current one (none when
+// nothing was counted in the window).
+func Trend(ctx context.Context, h *store.Handle, cfg *config.Config, customerID string) ([]TrendPoint, error) {
+	if err := knownList(cfg, customerID); err != nil || customerID == GlobalList {
+		return nil, badRequest(fmt.Errorf("bad customer id %q", customerID))
+	}
+	b, err := Open(h)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := h.Context(ctx)
+	defer cancel()
+	return trend(ctx, b, customerID, NewWindow(cfg.OptOut.Complaints.Window), h.Clock.Now())
+}
+
+func trend(ctx context.Context, b Backend, id string, w Window, now time.Time) ([]TrendPoint, error) {
+	d, err := b.Buckets(ctx, id, KindDelivered, w, now)
+	if err != nil {
+		return nil, err
+	}
+	c, err := b.Buckets(ctx, id, KindComplaint, w, now)
+	if err != nil {
+		return nil, err
+	}
+	cur := w.index(now)
+	first := cur + 1
+	for _, m := range []map[int64]int64{d, c} {
+		for i, n := range m {
+			if n != 0 && i < first {
+				first = i
+			}
+		}
+	}
+	var out []TrendPoint
+	for i := first; i <= cur; i++ {
+		p := TrendPoint{Start: time.UnixMilli(i * w.size()).UTC(), Complaints: c[i], Delivered: d[i]}
+		if p.Delivered > 0 {
+			p.Rate = float64(p.Complaints) / float64(p.Delivered)
+		}
+		out = append(out, p)
+	}
+	return out, nil
 }

@@ -51,10 +51,11 @@ var funcs = template.FuncMap{
 	"rate": func(o OptOutRow) []string {
 		return standingCells(o)
 	},
-	"i64":     func(n int64) string { return strconv.FormatInt(n, 10) },
-	"bounce":  bounceCells,
-	"listing": listingCells,
-	"i64add":  func(a, b int64) int64 { return a + b },
+	"i64":         func(n int64) string { return strconv.FormatInt(n, 10) },
+	"bounce":      bounceCells,
+	"listing":     listingCells,
+	"i64add":      func(a, b int64) int64 { return a + b },
+	"sourceNames": func() []string { return SourceNames },
 }
 
 var page = template.Must(template.New("report").Funcs(funcs).Parse(`<!DOCTYPE html>
@@ -173,6 +174,18 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 <tbody>
 {{- range .R.OptOut}}{{$s := rate .}}
 <tr data-customer="{{.Customer}}"><td>{{label .Customer}}</td><td class="n">{{.OptedOut}}</td><td class="n">{{.Suppressed}}</td><td class="n">{{.Escalated}}</td><td>{{index $s 0}}</td><td class="n">{{index $s 1}}</td><td>{{index $s 2}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+{{- end}}
+
+{{- if .R.OptOutSources}}
+<h2>Opt-outs recorded by source</h2>
+<table id="optout-sources">
+<thead><tr><th>Customer</th>{{range sourceNames}}<th class="n">{{.}}</th>{{end}}<th class="n">Total</th></tr></thead>
+<tbody>
+{{- range .R.OptOutSources}}
+<tr data-customer="{{.Customer}}"><td>{{label .Customer}}</td>{{range .Counts}}<td class="n">{{.}}</td>{{end}}<td class="n">{{.Total}}</td></tr>
 {{- end}}
 </tbody>
 </table>

@@ -105,6 +105,15 @@ func (r *Report) WriteText(w io.Writer) error {
 	}
 	table("Opt-outs and complaints", "CUSTOMER\tTO OPTED-OUT\tTO SUPPRESSED\tESCALATIONS\tFLAG\tCOMPLAINTS\tCOMPLAINT RATE", rows)
 	rows = nil
+	for _, o := range r.OptOutSources {
+		row := []string{customerLabel(o.Customer)}
+		for _, n := range o.Counts {
+			row = append(row, i64(n))
+		}
+		rows = append(rows, append(row, i64(o.Total)))
+	}
+	table("Opt-outs recorded by source (since the list began)", "CUSTOMER\tUNSUBSCRIBE LINK\tCOMPLAINT\tAPI\tCLI\tIMPORT\tTOTAL", rows)
+	rows = nil
 	for _, d := range r.DMARC {
 		rows = append(rows, []string{d.Domain, customerLabel(d.Customer), d.Finding, i64(d.Count)})
 	}

@@ -118,7 +118,10 @@ type Report struct {
 	Spikes       []Mark            `json:"spikes"`
 	LimitHits    []Mark            `json:"limit_hits"`
 	OptOut       []OptOutRow       `json:"optout"`
-	DMARC        []DMARCRow        `json:"dmarc_failures"`
+	// OptOutSources are the opt-outs recorded on each customer's list by
+	// source, since the list began (customers with any, most first).
+	OptOutSources []SourceRow `json:"optout_sources"`
+	DMARC         []DMARCRow  `json:"dmarc_failures"`
 	// Times are the buckets of Series.
 	Times  []time.Time `json:"times"`
 	Series []Series    `json:"series"`
@@ -175,6 +178,18 @@ type Mark struct {
 	Kind     string    `json:"kind"` // the finding: volume_spike, quota_exceeded...
 	Count    int64     `json:"count"`
 }
+
+// SourceRow is one customer's recorded opt-outs by source.
+type SourceRow struct {
+	Customer string `json:"customer"`
+	// Counts are in optout.SourceOrder: unsubscribe link, complaint, API,
+	// CLI, import.
+	Counts []int64 `json:"counts"`
+	Total  int64   `json:"total"`
+}
+
+// SourceNames are the column names of SourceRow.Counts.
+var SourceNames = []string{"unsubscribe link", "complaint", "API", "CLI", "import"}
 
 // OptOutRow is a customer's sends to opted-out or suppressed recipients in
 // the period, with the current standing.
@@ -410,6 +425,22 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 			optRows[cs.ID] = &OptOutRow{Customer: cs.ID}
 		}
 	}
+	for _, cs := range r.Customers {
+		if st := cs.Standing; st != nil && st.OptOutsRecorded() > 0 {
+			row := SourceRow{Customer: cs.ID, Total: st.OptOutsRecorded()}
+			for _, src := range optout.SourceOrder {
+				row.Counts = append(row.Counts, st.Sources[src])
+			}
+			r.OptOutSources = append(r.OptOutSources, row)
+		}
+	}
+	sort.Slice(r.OptOutSources, func(i, j int) bool {
+		a, b := r.OptOutSources[i], r.OptOutSources[j]
+		if a.Total != b.Total {
+			return a.Total > b.Total
+		}
+		return a.Customer < b.Customer
+	})
 	for id, row := range optRows {
 		row.Standing = standing[id]
 		r.OptOut = append(r.OptOut, *row)

@@ -5,8 +5,11 @@ import (
 	"html"
 	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/aupguard/aupguard/optout"
 )
 
 // Chart geometry (SVG user units).
@@ -273,4 +276,111 @@ func spanName(d time.Duration) string {
 		return "day"
 	}
 	return "hour"
+}
+
+// rateTicks returns round tick values (fractions) for a rate axis from 0
+// covering max: the step is 1, 2 or 5 times a power of ten, at most five
+// steps, the top is the last tick.
+func rateTicks(max float64) []float64 {
+	if max <= 0 {
+		max = 0.001
+	}
+	step := math.Pow(10, math.Floor(math.Log10(max/5)))
+	for {
+		for _, m := range []float64{1, 2, 5} {
+			st := m * step
+			n := math.Ceil(max/st - 1e-9)
+			if n <= 5 {
+				ticks := make([]float64, int(n)+1)
+				for i := range ticks {
+					ticks[i] = float64(i) * st
+				}
+				return ticks
+			}
+		}
+		step *= 10
+	}
+}
+
+// pctLabel prints a fraction as a percentage with no more digits than the
+// tick step needs.
+func pctLabel(v, step float64) string {
+	d := 0
+	for s := step * 100; s < 1 && d < 6; s *= 10 {
+		d++
+	}
+	return fmt.Sprintf("%.*f%%", d, v*100)
+}
+
+// ComplaintTrendChart renders a customer's complaint rate over time as
+// inline SVG, with the warn and act thresholds drawn as labelled lines
+// (the y axis always reaches above act). A single bucket is a dot, not a
+// line from zero; a bucket with nothing delivered has no rate and breaks
+// the line.
+func ComplaintTrendChart(pts []optout.TrendPoint, warn, act float64) string {
+	max := act * 1.2
+	for _, p := range pts {
+		if p.Delivered > 0 && p.Rate > max {
+			max = p.Rate
+		}
+	}
+	ticks := rateTicks(max)
+	top := ticks[len(ticks)-1]
+	n := len(pts)
+	plotW, plotH := float64(chartW-marginL-marginR-60), float64(chartH-marginT-marginB)
+	x := func(i int) float64 {
+		if n <= 1 {
+			return marginL + plotW/2
+		}
+		return marginL + plotW*float64(i)/float64(n-1)
+	}
+	y := func(v float64) float64 { return marginT + plotH - plotH*v/top }
+	label := func(t time.Time) string { return t.Format("Jan 2 15h") }
+
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg id="complaint-trend" class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" role="img" aria-labelledby="trend-title" data-points="%d">`, chartW, chartH+20, n)
+	b.WriteString(`<title id="trend-title">Complaint rate (complaints / delivered) over the complaint window</title>`)
+	for _, v := range ticks {
+		fmt.Fprintf(&b, `<line class="grid" x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#ddd"/>`, marginL, marginL+plotW, y(v), y(v))
+		fmt.Fprintf(&b, `<text class="tick" x="%d" y="%.1f" text-anchor="end" font-size="11" fill="#555">%s</text>`, marginL-6, y(v)+4, pctLabel(v, ticks[1]))
+	}
+	step := (n + 7) / 8
+	if step < 1 {
+		step = 1
+	}
+	for i := 0; i < n; i += step {
+		fmt.Fprintf(&b, `<text class="xlabel" x="%.1f" y="%d" text-anchor="middle" font-size="11" fill="#555">%s</text>`, x(i), chartH-marginB+16, html.EscapeString(label(pts[i].Start)))
+	}
+	fmt.Fprintf(&b, `<line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="#888"/>`, marginL, marginL+plotW, y(0), y(0))
+	for _, th := range []struct {
+		name, col string
+		v         float64
+	}{{"warn", "#E69F00", warn}, {"act", "#D55E00", act}} {
+		fmt.Fprintf(&b, `<g class="threshold" data-threshold="%s" data-value="%g"><line x1="%d" x2="%.1f" y1="%.1f" y2="%.1f" stroke="%s" stroke-dasharray="6 4" stroke-width="1.5"/><text x="%.1f" y="%.1f" font-size="12" fill="%s">%s %s</text></g>`,
+			th.name, th.v, marginL, marginL+plotW, y(th.v), y(th.v), th.col, marginL+plotW+6, y(th.v)+4, th.col, th.name, strconv.FormatFloat(th.v*100, 'g', 6, 64)+"%")
+	}
+	if n == 0 {
+		fmt.Fprintf(&b, `<text class="empty" x="%d" y="%d" text-anchor="middle" font-size="14" fill="#777">nothing delivered or complained about in the window</text>`, chartW/2, chartH/2)
+	}
+	// Runs of buckets with a rate are drawn as lines; a lone one as a dot.
+	var run []string
+	flush := func() {
+		if len(run) > 1 {
+			fmt.Fprintf(&b, `<polyline class="series" fill="none" stroke="%s" stroke-width="2" points="%s"/>`, palette[0], strings.Join(run, " "))
+		}
+		run = nil
+	}
+	for i, p := range pts {
+		if p.Delivered == 0 {
+			flush()
+			continue
+		}
+		run = append(run, fmt.Sprintf("%.1f,%.1f", x(i), y(p.Rate)))
+		fmt.Fprintf(&b, `<circle class="point" data-start="%s" data-complaints="%d" data-delivered="%d" cx="%.1f" cy="%.1f" r="3" fill="%s"><title>%s: %d complaints of %d delivered (%s)</title></circle>`,
+			p.Start.Format(time.RFC3339), p.Complaints, p.Delivered, x(i), y(p.Rate), palette[0], label(p.Start), p.Complaints, p.Delivered, pctLabel(p.Rate, 0.0001))
+	}
+	flush()
+	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d" font-size="12">complaint rate</text>`, marginL, chartH+6, palette[0], marginL+18, chartH+16)
+	b.WriteString(`</svg>`)
+	return b.String()
 }
