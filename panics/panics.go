@@ -53,9 +53,12 @@ func (r *Reporter) RecoveredStack(where, detail string, value any, stack []byte)
 	log := slog.Default()
 	if r != nil {
 		log = r.log
-		r.counter(where).Add(1)
 	}
 	log.Error("panic recovered", "where", where, "detail", detail, "panic", fmt.Sprint(value), "stack", string(stack))
+	// Counted once logged: whoever sees the count finds the line.
+	if r != nil {
+		r.counter(where).Add(1)
+	}
 }
 
 func (r *Reporter) counter(where string) *atomic.Uint64 {
