@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/aupguard/aupguard/internal/atomicfile"
 	"github.com/aupguard/aupguard/store"
 )
 
@@ -180,7 +181,7 @@ func (m *memoryStore) Apply(_ context.Context, cs []Change) ([]Change, error) {
 	return out, m.persist()
 }
 
-// persist rewrites the file atomically (temp file, fsync, rename).
+// persist rewrites the file atomically (atomicfile.Write).
 func (m *memoryStore) persist() error {
 	if m.file == "" {
 		return nil
@@ -189,21 +190,10 @@ func (m *memoryStore) persist() error {
 	if err != nil {
 		return err
 	}
-	tmp := m.file + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
+	if err := atomicfile.Write(m.file, b); err != nil {
 		return fmt.Errorf("customer directory: %w", err)
 	}
-	if _, err = f.Write(b); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("customer directory: %w", err)
-	}
-	return os.Rename(tmp, m.file)
+	return nil
 }
 
 func (m *memoryStore) Log(_ context.Context, id string, limit int) ([]Change, error) {

@@ -4,9 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/aupguard/aupguard/internal/atomicfile"
 )
 
 // SnapshotInterval is how often the memory backend writes its counters
@@ -78,41 +78,13 @@ func (m *memory) snapshot() error {
 	m.dirty = false
 	m.mu.Unlock()
 	if err == nil {
-		err = writeFileSync(m.file, b)
+		err = atomicfile.Write(m.file, b)
 	}
 	if err != nil {
 		m.mu.Lock()
 		m.dirty = true // try again at the next tick
 		m.mu.Unlock()
 		return fmt.Errorf("ratelimit: %w", err)
-	}
-	return nil
-}
-
-// writeFileSync replaces path with b durably.
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }

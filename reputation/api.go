@@ -33,7 +33,7 @@ func (s *Service) Overview(ctx context.Context) (Overview, error) {
 	if keys := Keys(cfg); len(keys) > 0 {
 		ctx, cancel := s.Store.Context(ctx)
 		defer cancel()
-		if o.Listings, err = s.B.Listings(ctx, keys); err != nil {
+		if o.Listings, err = s.Backend.Listings(ctx, keys); err != nil {
 			return o, err
 		}
 	}

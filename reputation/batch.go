@@ -69,7 +69,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 	remember := t.QueueID != "" && !t.DryRun
 	msg := Message{Customer: customer, Bulk: IsBulk(t)}
 	ttl := svc.Config().Reputation.Deliveries.QueueIDTTL
-	if r, ok := svc.B.(*redisBackend); ok && sb.Redis() {
+	if r, ok := svc.Backend.(*redisBackend); ok && sb.Redis() {
 		hs := hours(since, until)
 		keys := make([]string, len(hs))
 		for i, h := range hs {
@@ -83,7 +83,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 			p.remembered = true
 		}
 	} else {
-		be := svc.B
+		be := svc.Backend
 		p.totals = sb.Func(func(ctx context.Context) (any, error) {
 			if remember {
 				if err := be.Remember(ctx, t.QueueID, msg, ttl); err != nil {

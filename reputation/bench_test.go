@@ -57,7 +57,7 @@ func BenchmarkReaderLine(b *testing.B) {
 	svc, _ := NewService(h, testConfig(b, ""), testKey, clk, nil)
 	rd := NewReader(svc)
 	ctx := context.Background()
-	_ = svc.B.Remember(ctx, "4F3A21C0D2", Message{Customer: "acme"}, time.Hour)
+	_ = svc.Backend.Remember(ctx, "4F3A21C0D2", Message{Customer: "acme"}, time.Hour)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		rd.Line(ctx, fmt.Sprintf("Nov 29 23:50:01 mta1 postfix/smtp[4242]: 4F3A21C0D2: to=<u%d@example.org>, relay=mx.example.org[192.0.2.25]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)", i))

@@ -106,7 +106,7 @@ func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	bulk, _ := t.Value(bulkKey{}).(bool)
 	ctx, cancel := c.svc.Store.Context(ctx)
 	defer cancel()
-	if err := c.svc.B.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Config().Reputation.Deliveries.QueueIDTTL); err != nil {
+	if err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Config().Reputation.Deliveries.QueueIDTTL); err != nil {
 		c.svc.Log.Error("remembering the queue id of an accepted message failed", "queue_id", t.QueueID, "customer", t.Customer.ID, "err", err)
 	}
 }

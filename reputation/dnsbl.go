@@ -193,7 +193,7 @@ func (w *Watcher) check(ctx context.Context, addr string, z config.DNSBLZone) {
 	w.Stats.mu.Unlock()
 	now := w.svc.Clock.Now()
 	sctx, cancel := w.svc.Store.Context(ctx)
-	before, after, err := w.svc.B.Observe(sctx, k, o, now, w.svc.Config().Reputation.DNSBL.History)
+	before, after, err := w.svc.Backend.Observe(sctx, k, o, now, w.svc.Config().Reputation.DNSBL.History)
 	cancel()
 	if err != nil {
 		log.Error("blocklist state not stored", "event", "dnsbl_store_failed", "address", addr, "zone", z.Zone, "err", err)
@@ -229,13 +229,13 @@ func (w *Watcher) notify(ctx context.Context, l Listing) {
 	}
 	log := w.svc.Log
 	sctx, cancel := w.svc.Store.Context(ctx)
-	claimed, err := w.svc.B.ClaimNotice(sctx, l.ListingKey)
+	claimed, err := w.svc.Backend.ClaimNotice(sctx, l.ListingKey)
 	cancel()
 	if err != nil || !claimed {
 		return
 	}
 	sctx, cancel = w.svc.Store.Context(ctx)
-	if full, err := w.svc.B.Listings(sctx, []ListingKey{l.ListingKey}); err == nil && len(full) == 1 {
+	if full, err := w.svc.Backend.Listings(sctx, []ListingKey{l.ListingKey}); err == nil && len(full) == 1 {
 		l.History = full[0].History
 	}
 	cancel()
@@ -248,7 +248,7 @@ func (w *Watcher) notify(ctx context.Context, l Listing) {
 		w.Stats.MailErrors.Add(1)
 		log.Error("postmaster mail about a listing failed: retried next round", "event", "dnsbl_mail_failed", "address", l.Address, "zone", l.Zone, "err", err)
 		uctx, cancel := w.svc.Store.Context(context.WithoutCancel(ctx))
-		_ = w.svc.B.Unclaim(uctx, l.ListingKey)
+		_ = w.svc.Backend.Unclaim(uctx, l.ListingKey)
 		cancel()
 		return
 	}
@@ -285,7 +285,7 @@ func (w *Watcher) TopSenders(ctx context.Context, addr string, t time.Time) ([]S
 		names[c.ID] = c.Name
 	}
 	sctx, cancel := w.svc.Store.Context(ctx)
-	tot, err := w.svc.B.Totals(sctx, ids, t.Add(-cfg.Reputation.DNSBL.ReportWindow), t.Add(time.Second))
+	tot, err := w.svc.Backend.Totals(sctx, ids, t.Add(-cfg.Reputation.DNSBL.ReportWindow), t.Add(time.Second))
 	cancel()
 	if err != nil {
 		return nil, err

@@ -92,7 +92,7 @@ func TestDNSBLWatcher(t *testing.T) {
 			// some, gamma only through .11 (its own transport).
 			rd := NewReader(svc)
 			for _, c := range []string{"acme", "beta", "gamma"} {
-				_ = svc.B.Remember(ctx, "Q"+c+"X", Message{Customer: c}, time.Hour)
+				_ = svc.Backend.Remember(ctx, "Q"+c+"X", Message{Customer: c}, time.Hour)
 			}
 			line := func(prog, qid, rcpt, dsn, status string) string {
 				return "Nov 29 10:00:00 mta1 " + prog + "[7]: " + qid + ": to=<" + rcpt + ">, relay=mx[192.0.2.99]:25, delay=1, delays=0/0/0/1, dsn=" + dsn + ", status=" + status + " (x)"
@@ -110,7 +110,7 @@ func TestDNSBLWatcher(t *testing.T) {
 			clk.Advance(time.Minute)
 
 			state := func(addr, zone string) Listing {
-				ls, err := svc.B.Listings(ctx, []ListingKey{{Address: addr, Zone: zone}})
+				ls, err := svc.Backend.Listings(ctx, []ListingKey{{Address: addr, Zone: zone}})
 				if err != nil {
 					t.Fatal(err)
 				}

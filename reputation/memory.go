@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/internal/atomicfile"
 )
 
 // memory is the embedded backend. With a path, its state is written to a
@@ -118,23 +119,7 @@ func (m *memory) flush() error {
 	if err != nil {
 		return err
 	}
-	tmp := m.path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, m.path)
+	return atomicfile.Write(m.path, b)
 }
 
 // Close writes the state a last time.

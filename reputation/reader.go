@@ -95,7 +95,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		now := r.svc.Clock.Now()
 		since, _ := r.svc.window(now)
 		sctx, cancel := r.svc.Store.Context(ctx)
-		customer, counted, counts, err = r.svc.B.Record(sctx, res, now, since, seenTTL(r.svc.Config()))
+		customer, counted, counts, err = r.svc.Backend.Record(sctx, res, now, since, seenTTL(r.svc.Config()))
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 			break

@@ -46,11 +46,12 @@ type Standing struct {
 // Service is what the bounce_rate check, the delivery-log reader, the
 // reports and the admin API share: the backend and the config.
 type Service struct {
-	B      Backend
-	Store  *store.Handle
-	Secret secrets.Key
-	Clock  clock.Clock
-	Log    *slog.Logger
+	// Backend holds the counters, remembered queue ids and listings.
+	Backend Backend
+	Store   *store.Handle
+	Secret  secrets.Key
+	Clock   clock.Clock
+	Log     *slog.Logger
 
 	// last keeps each customer's latest standing seen by this process
 	// (for /metrics and level-change log lines).
@@ -79,7 +80,7 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{B: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{}}
+	s := &Service{Backend: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{}}
 	s.cfg.Store(cfg)
 	return s, nil
 }
@@ -146,7 +147,7 @@ func (s *Service) Standings(ctx context.Context, customers []string) ([]Standing
 	ctx, cancel := s.Store.Context(ctx)
 	defer cancel()
 	since, until := s.window(s.Clock.Now())
-	t, err := s.B.Totals(ctx, customers, since, until)
+	t, err := s.Backend.Totals(ctx, customers, since, until)
 	if err != nil {
 		return nil, err
 	}
