@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // TestAdminThroughPostfix: a message refused through Postfix is found by

@@ -21,9 +21,9 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 	"github.com/miekg/dns"
 
-	"github.com/aupguard/aupguard/internal/fakedns"
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // authConfig runs only the authentication checks. The gateway's resolver

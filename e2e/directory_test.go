@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // lockedBuf is a goroutine-safe buffer for a child's output.

@@ -13,12 +13,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/internal/golden"
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/testkit/golden"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // headersConfig: the private Postfix calls itself mta1.provider.test, a

@@ -13,11 +13,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/customer"
-	"github.com/aupguard/aupguard/internal/fakedns"
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
 )
 
 // localConfig: two hosting customers whose sites run as the Unix users

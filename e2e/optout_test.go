@@ -12,9 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 func optoutConfig(storeDir string) string {

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // ratelimitConfig: one customer limited to 3 messages a minute, one to 2

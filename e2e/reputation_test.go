@@ -15,10 +15,10 @@ import (
 
 	"github.com/emersion/go-smtp"
 
-	"github.com/aupguard/aupguard/internal/fakedns"
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/reputation"
+	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // The egress address of the test MTA and its DNSBL query name.

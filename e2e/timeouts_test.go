@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
 )
 
 // slowClient speaks SMTP to addr from 127.0.0.5 and sleeps pause before

@@ -15,11 +15,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/auth"
-	"github.com/aupguard/aupguard/internal/fakedns"
-	"github.com/aupguard/aupguard/internal/gwtest"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // verdictConfig: two customers, every identity and opt-out check, the

@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/mailaddr"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
 func testCustomer(t *testing.T, domains ...string) *policy.Customer {

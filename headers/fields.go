@@ -3,7 +3,7 @@ package headers
 import (
 	"bytes"
 
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // SplitHeader splits the header section of a raw message into fields the

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // ForgeryName is the name of the header forgery check.

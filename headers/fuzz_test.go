@@ -7,8 +7,8 @@ import (
 	"testing"
 	"unicode/utf8"
 
-	"github.com/aupguard/aupguard/mailaddr"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
 // The fuzz targets' seed corpora live in testdata/fuzz/<Target>/; the

@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/customer"
-	"github.com/aupguard/aupguard/internal/golden"
-	"github.com/aupguard/aupguard/mailaddr"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/mailaddr"
+	"github.com/aupguard/aupguard/internal/testkit/golden"
 )
 
 // Golden files: testdata/NAME.eml is a message as the client submits it

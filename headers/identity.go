@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/aupguard/aupguard/mailaddr"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
 // IdentityName is the name of the sender identity check.

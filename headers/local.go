@@ -4,7 +4,7 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // standaloneSMTPReceived matches the trace field Postfix's smtpd writes in

@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/aupguard/aupguard/mailaddr"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
 // TestIdentityMailLocalLogin: the envelope sender of local mail that is

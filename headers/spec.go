@@ -1,6 +1,6 @@
 package headers
 
-import "github.com/aupguard/aupguard/policy"
+import "github.com/aupguard/aupguard/internal/engine/policy"
 
 // The header checks declare themselves here: their names and every
 // finding they can report, with the default action and reply.

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // SyntaxName is the name of the header syntax check.

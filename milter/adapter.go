@@ -8,10 +8,10 @@ import (
 
 	gm "github.com/d--j/go-milter"
 
-	"github.com/aupguard/aupguard/customer"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/panics"
-	"github.com/aupguard/aupguard/policy"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/observability/panics"
 )
 
 // adapter is one MTA connection: it implements the library's Milter

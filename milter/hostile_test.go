@@ -16,7 +16,7 @@ import (
 
 	gm "github.com/d--j/go-milter"
 
-	"github.com/aupguard/aupguard/panics"
+	"github.com/aupguard/aupguard/internal/observability/panics"
 )
 
 // pkt frames one milter packet.

@@ -21,9 +21,9 @@ import (
 	gm "github.com/d--j/go-milter"
 	"golang.org/x/net/netutil"
 
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/milterconn"
-	"github.com/aupguard/aupguard/panics"
+	"github.com/aupguard/aupguard/internal/observability/panics"
 )
 
 // Protocol is what the gateway asks of the MTA. It replies only at MAIL

@@ -11,11 +11,11 @@ import (
 
 	gm "github.com/d--j/go-milter"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/policy"
-	"github.com/aupguard/aupguard/secrets"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // testCheck refuses one recipient at RCPT, panics on a marked sender,

@@ -8,9 +8,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aupguard/aupguard/internal/fakedns"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/loadgen"
+	"github.com/aupguard/aupguard/internal/loadgen"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 	"github.com/aupguard/aupguard/milter"
 )
 

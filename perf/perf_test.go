@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/loadgen"
+	"github.com/aupguard/aupguard/internal/loadgen"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // Run sizes, from the targets in DEVELOPERS.md.

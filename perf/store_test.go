@@ -15,8 +15,8 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/loadgen"
+	"github.com/aupguard/aupguard/internal/loadgen"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // TestStoreFootprint measures what the production-like gateway costs its

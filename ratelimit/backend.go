@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // Kind is the algorithm of one counter.

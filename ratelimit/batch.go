@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aupguard/aupguard/policy"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // The counter work of a stage as procs of the store's batch script: the

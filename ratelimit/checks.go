@@ -7,11 +7,11 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/policy"
-	"github.com/aupguard/aupguard/secrets"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // Check names.

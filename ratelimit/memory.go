@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/internal/clock"
 )
 
 // memory is the in-process backend (one MTA): the reference semantics that

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // QuotaReport is a customer's limits and their current use, for

@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 func TestQuota(t *testing.T) {

@@ -9,7 +9,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // run.lua and release.lua are procs of the store's batch script (batch.go):

@@ -3,7 +3,7 @@ package ratelimit
 import (
 	"time"
 
-	"github.com/aupguard/aupguard/config"
+	"github.com/aupguard/aupguard/internal/engine/config"
 )
 
 // Settings are one customer's effective limits: defaults.limits with the

@@ -1,6 +1,6 @@
 package ratelimit
 
-import "github.com/aupguard/aupguard/policy"
+import "github.com/aupguard/aupguard/internal/engine/policy"
 
 // The volume checks declare themselves here: names and findings with their
 // default actions and replies.

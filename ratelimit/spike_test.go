@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/internal/clock"
 )
 
 // hourlyPattern is a customer's normal week: office hours with a

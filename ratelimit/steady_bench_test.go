@@ -8,10 +8,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // BenchmarkDailyWindowsSteadyState is the end-of-message counter work of a

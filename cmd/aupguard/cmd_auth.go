@@ -16,10 +16,10 @@ import (
 	"os"
 	"strings"
 
-	"github.com/aupguard/aupguard/auth"
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/resolver"
+	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/resolver"
 )
 
 func init() {

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aupguard/aupguard/auth"
-	"github.com/aupguard/aupguard/internal/fakedns"
+	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 )
 
 // zoneRecord turns the record printed by dkim keygen/record into a fakedns line.

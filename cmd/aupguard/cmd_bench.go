@@ -10,8 +10,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aupguard/aupguard/customer"
-	"github.com/aupguard/aupguard/loadgen"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/loadgen"
 	"github.com/aupguard/aupguard/milter"
 )
 

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 )
 
 func init() {

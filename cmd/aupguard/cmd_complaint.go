@@ -9,7 +9,7 @@ import (
 	"net/mail"
 	"strings"
 
-	"github.com/aupguard/aupguard/optout"
+	"github.com/aupguard/aupguard/internal/checks/optout"
 )
 
 func init() {

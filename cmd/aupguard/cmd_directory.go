@@ -19,11 +19,11 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/customer"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // directory is where the customer commands change the live directory: the

@@ -11,11 +11,11 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/events"
-	"github.com/aupguard/aupguard/report"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/observability/events"
+	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 func init() {

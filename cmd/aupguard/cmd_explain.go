@@ -10,7 +10,7 @@ import (
 	"os"
 	"strings"
 
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 )
 
 func init() {

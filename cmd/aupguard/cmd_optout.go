@@ -10,12 +10,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/optout"
-	"github.com/aupguard/aupguard/secrets"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 func init() {

@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aupguard/aupguard/optout"
-	"github.com/aupguard/aupguard/secrets"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/secrets"
 )
 
 func TestOptoutCommands(t *testing.T) {

@@ -12,8 +12,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/customer"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
 )
 
 func init() {

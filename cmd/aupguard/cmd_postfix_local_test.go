@@ -8,8 +8,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 func TestLocalSubmissionReport(t *testing.T) {

@@ -10,9 +10,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/ratelimit"
-	"github.com/aupguard/aupguard/store"
 )
 
 func init() {

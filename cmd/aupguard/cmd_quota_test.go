@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/internal/testenv"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 	"github.com/aupguard/aupguard/ratelimit"
-	"github.com/aupguard/aupguard/store"
 )
 
 func TestQuotaCommand(t *testing.T) {

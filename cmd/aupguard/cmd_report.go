@@ -17,10 +17,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/optout"
-	"github.com/aupguard/aupguard/report"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 func init() {

@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aupguard/aupguard/clock"
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/events"
-	"github.com/aupguard/aupguard/gateway"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/policy"
-	"github.com/aupguard/aupguard/store"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/observability/events"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // recordSome writes decisions through a recorder on the store the config

@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/aupguard/aupguard/daemon"
+	"github.com/aupguard/aupguard/internal/engine/daemon"
 )
 
 func init() {

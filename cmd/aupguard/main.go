@@ -12,8 +12,8 @@ import (
 	"os"
 	"sort"
 
-	"github.com/aupguard/aupguard/config"
-	"github.com/aupguard/aupguard/gateway"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 )
 
 // command is one subcommand. run gets the arguments after the command name

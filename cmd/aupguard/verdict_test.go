@@ -18,12 +18,12 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/daemon"
-	"github.com/aupguard/aupguard/events"
-	"github.com/aupguard/aupguard/internal/testenv"
-	"github.com/aupguard/aupguard/optout"
-	"github.com/aupguard/aupguard/policy"
-	"github.com/aupguard/aupguard/secrets"
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/engine/daemon"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/observability/events"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // redisSnapshot is every key of a Redis database: its type and DUMP, and

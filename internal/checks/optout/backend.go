@@ -1,0 +1,102 @@
+package optout
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/store"
+)
+
+// Backend is where lists, flags and counters live. Every method that
+// changes a list or a flag returns only once the change is durable: fsynced
+// to the log (memory backend) or acknowledged by Redis (whose AOF settings
+// decide the rest, see docs/optout.md). Failures of Redis are wrapped as
+// store.ErrUnavailable.
+type Backend interface {
+	// Add stores entries, keeping an existing entry (its first source and
+	// time) for an address already on the list; added counts new ones.
+	Add(ctx context.Context, es []Entry) (added int, err error)
+	// Remove deletes an address (by hash) from a list.
+	Remove(ctx context.Context, list, hash string) (bool, error)
+	// Get returns one entry.
+	Get(ctx context.Context, list, hash string) (Entry, bool, error)
+	// Lookup says which list suppresses hash for customer: the customer's
+	// own, GlobalList, or "" for none. One round trip.
+	Lookup(ctx context.Context, customer, hash string) (string, error)
+	// Scan calls fn for every entry of a list, in no particular order.
+	Scan(ctx context.Context, list string, fn func(Entry) error) error
+	// Len returns the number of entries of a list.
+	Len(ctx context.Context, list string) (int64, error)
+	// Sources returns how many opt-outs were recorded on a list by each
+	// source (unsubscribe, complaint, api, cli, import) since it began: a
+	// cumulative count of new entries, kept when an entry is removed later.
+	Sources(ctx context.Context, list string) (map[string]int64, error)
+	// Hit counts one send to an opted-out recipient in w and, when the
+	// count reaches threshold (> 0) and the customer is not flagged yet,
+	// raises its flag. It returns the count and whether it raised the flag.
+	Hit(ctx context.Context, customer string, w Window, threshold int, now time.Time) (int64, bool, error)
+	// Count adds n to a customer's rolling counter kind and returns the sum.
+	Count(ctx context.Context, customer, kind string, n int64, w Window, now time.Time) (int64, error)
+	// Sums returns the rolling sums of counters kinds.
+	Sums(ctx context.Context, customer string, w Window, now time.Time, kinds ...string) ([]int64, error)
+	// Buckets returns the live buckets of a customer's rolling counter
+	// kind in w (bucket index → count), for trends; it changes nothing.
+	Buckets(ctx context.Context, customer, kind string, w Window, now time.Time) (map[int64]int64, error)
+	// Bulk adds rcpts to the fingerprint's count (none when fp is empty)
+	// and reads the flag and the delivered and complaint sums: all a bulk
+	// message needs, in one round trip.
+	Bulk(ctx context.Context, customer, fp string, rcpts int64, fpWindow time.Duration, rate Window, now time.Time) (BulkState, error)
+	// GetFlag returns the customer's flag, nil when not flagged.
+	GetFlag(ctx context.Context, customer string) (*Flag, error)
+	// SetFlag raises a flag (replacing any).
+	SetFlag(ctx context.Context, customer string, f Flag) error
+	// ClearFlag clears the flag and the opted-out send count, reporting
+	// whether there was a flag.
+	ClearFlag(ctx context.Context, customer string) (bool, error)
+}
+
+// Counter kinds.
+const (
+	// KindOptedOut counts sends to opted-out recipients (escalation).
+	KindOptedOut = "o"
+	// KindDelivered counts accepted recipients.
+	KindDelivered = "d"
+	// KindComplaint counts complaints.
+	KindComplaint = "c"
+)
+
+// BulkState is what the bulk rule reads from the store for one message.
+type BulkState struct {
+	// Fingerprint is the number of recipients the body went to in its window.
+	Fingerprint int64
+	Flag        *Flag
+	Delivered   int64
+	Complaints  int64
+}
+
+// Open returns the handle's one opt-out backend (shared by the checks, the
+// admin API and the commands of this process).
+func Open(h *store.Handle) (Backend, error) {
+	v, err := h.Shared("optout", func() (any, error) {
+		switch h.Backend {
+		case store.Redis:
+			return newRedis(h), nil
+		default:
+			path := ""
+			if h.Path != "" {
+				path = filepath.Join(h.Path, "optout.log")
+			}
+			m, err := openMemory(path, h.Clock)
+			if err == nil && path != "" {
+				m.startSnapshots(h.Logger)
+			}
+			return m, err
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("optout store: %w", err)
+	}
+	return v.(Backend), nil
+}

@@ -1,0 +1,327 @@
+package optout
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/store"
+)
+
+// The opt-out work of a stage as procs of the store's batch script (see
+// store.Batch): the recipient lookup with its escalation count at RCPT, the
+// bulk state with the delivered reservation at end of message, and the
+// give-back of a refused message. The memory backend does the same with
+// its methods (memory.go is the reference).
+var (
+	// rcptProc: KEYS customer list, opted-out counter, flag[, global list
+	// (not on a Cluster: another slot)]; ARGV hash, cur, nb, ttl,
+	// threshold, since. Replies {list (0 none, 1 customer, 2 global),
+	// hits, raised}; the escalation is counted only for a listed
+	// recipient.
+	rcptProc = store.NewProc("optout.rcpt", rollingLua+`
+local list = 0
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
+  list = 1
+elseif KEYS[4] ~= nil and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
+  list = 2
+end
+if list == 0 then return {0, 0, 0} end
+local sum = rolling(KEYS[2], 1, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
+local th = tonumber(ARGV[5])
+if th > 0 and sum >= th and redis.call('EXISTS', KEYS[3]) == 0 then
+  redis.call('HSET', KEYS[3], 'reason', 'opted_out_sends', 'since', ARGV[6], 'hits', sum)
+  return {list, sum, 1}
+end
+return {list, sum, 0}
+`)
+	// eomProc: KEYS fingerprint counter (a dummy when ARGV[1] is 0), flag,
+	// delivered, complaints; ARGV fp rcpts, fp ttl, cur, nb, delivered
+	// ttl, delivered n, read: "1" when the message is bulk by its headers,
+	// else the fingerprint threshold (the bulk state is read only when the
+	// fingerprint count passes it). The delivered recipients are reserved
+	// here and given back by finishProc when the message is refused.
+	// Replies {fp count, flag fields, delivered, complaints} (the last three
+	// only when read).
+	eomProc = store.NewProc("optout.eom", rollingLua+`
+local fp = 0
+local n = tonumber(ARGV[1])
+if n > 0 then
+  fp = redis.call('INCRBY', KEYS[1], n)
+  if fp == n then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+end
+local cur, nb = tonumber(ARGV[3]), tonumber(ARGV[4])
+local d = tonumber(ARGV[6])
+local read = ARGV[7] == '1' or (n > 0 and fp > tonumber(string.sub(ARGV[7], 2)))
+if read then
+  return {fp, redis.call('HGETALL', KEYS[2]), rolling(KEYS[3], d, cur, nb, ARGV[5]), rolling(KEYS[4], 0, cur, nb, 0)}
+end
+if d ~= 0 and redis.call('HINCRBY', KEYS[3], cur, d) == d then
+  -- The bucket's first count: the bucket that just left the window goes
+  -- now (any older one when the sums are next read), the expiry moves.
+  redis.call('HDEL', KEYS[3], cur - nb)
+  redis.call('PEXPIRE', KEYS[3], ARGV[5])
+end
+return {fp, {}, 0, 0}
+`)
+	// finishProc gives back what eomProc reserved for a refused message:
+	// KEYS fingerprint counter (or a dummy), delivered; ARGV fp rcpts,
+	// delivered bucket, delivered n.
+	finishProc = store.NewProc("optout.finish", `
+local n = tonumber(ARGV[1])
+if n > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], n) end
+local d = tonumber(ARGV[3])
+if d > 0 and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
+  if redis.call('HINCRBY', KEYS[2], ARGV[2], -d) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
+end
+return 0
+`)
+)
+
+// batchOf returns the store batch the chain passed, or one of the
+// service's own that the caller runs at once (own is true).
+func (s *Service) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
+	if sb, ok := b.(*store.Batch); ok && sb != nil {
+		return sb, false
+	}
+	return s.h.NewBatch(), true
+}
+
+// lookup is a recipient lookup added to a batch.
+type lookup struct {
+	call, global *store.Call
+}
+
+// queueLookup adds the lookup of hash for customer, with the escalation
+// count when the recipient is listed. A dry run (explain) only reads.
+func (s *Service) queueLookup(sb *store.Batch, customer, hash string, dry bool) *lookup {
+	st := s.Settings
+	now := s.Clock.Now()
+	l := &lookup{}
+	if dry {
+		b := s.Backend
+		l.call = sb.Func(func(ctx context.Context) (any, error) {
+			list, err := b.Lookup(ctx, customer, hash)
+			return lookupReply{list: list}, err
+		})
+		return l
+	}
+	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
+		keys := []string{r.listKey(customer), r.counterKey(customer, KindOptedOut), r.flagKey(customer)}
+		if sb.Cluster() {
+			l.global = sb.Side(redis.NewBoolCmd(context.Background(), "hexists", r.listKey(GlobalList), hash))
+		} else {
+			keys = append(keys, r.listKey(GlobalList))
+		}
+		l.call = sb.Proc(rcptProc, keys, hash, st.Escalation.index(now), st.Escalation.Buckets, ttlMillis(st.Escalation), st.Threshold, now.Unix())
+		return l
+	}
+	b := s.Backend
+	l.call = sb.Func(func(ctx context.Context) (any, error) {
+		list, err := b.Lookup(ctx, customer, hash)
+		if err != nil || list == "" {
+			return lookupReply{list: list}, err
+		}
+		hits, raised, err := b.Hit(ctx, customer, st.Escalation, st.Threshold, now)
+		return lookupReply{list: list, hits: hits, raised: raised}, err
+	})
+	return l
+}
+
+// lookupReply is a lookup's result from a backend's own methods.
+type lookupReply struct {
+	list   string
+	hits   int64
+	raised bool
+}
+
+// result returns the list that suppresses the recipient ("" none), the
+// escalation count and whether this send raised the flag. err is a lookup
+// failure; hitErr a failed count (the refusal stands).
+func (l *lookup) result(ctx context.Context, s *Service, customer string) (list string, hits int64, raised bool, err, hitErr error) {
+	v, cerr := l.call.Result()
+	if x, ok := v.(lookupReply); ok { // a backend's own methods
+		if x.list == "" {
+			return "", 0, false, cerr, nil
+		}
+		return x.list, x.hits, x.raised, nil, cerr
+	}
+	if cerr != nil {
+		return "", 0, false, cerr, nil
+	}
+	if l.global != nil {
+		if _, gerr := l.global.Result(); gerr != nil {
+			return "", 0, false, gerr, nil
+		}
+	}
+	a, _ := v.([]any)
+	if len(a) != 3 {
+		return "", 0, false, store.Unavailable(errors.New("optout: unexpected batch reply")), nil
+	}
+	code, _ := a[0].(int64)
+	hits, _ = a[1].(int64)
+	r, _ := a[2].(int64)
+	switch code {
+	case 1:
+		return customer, hits, r == 1, nil, nil
+	case 2:
+		return GlobalList, hits, r == 1, nil, nil
+	}
+	if l.global != nil {
+		if v, _ := l.global.Result(); isTrue(v) {
+			// Only on the provider-wide list, in another Cluster slot:
+			// the escalation is counted now (a refusal, not the hot path).
+			hits, raised, hitErr = s.Backend.Hit(ctx, customer, s.Settings.Escalation, s.Settings.Threshold, s.Clock.Now())
+			return GlobalList, hits, raised, nil, hitErr
+		}
+	}
+	return "", 0, false, nil, nil
+}
+
+// bulkPending is the bulk state and delivered reservation of one message.
+type bulkPending struct {
+	call   *store.Call
+	fp     string
+	rcpts  int64
+	bucket int64
+}
+
+// queueEOM adds bulk_mail's end-of-message work: the fingerprint count
+// (fp != ""), the reservation of the delivered recipients and, when read,
+// the flag and the complaint-rate sums.
+func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, byHeaders bool, threshold int, dry bool) *bulkPending {
+	now := s.Clock.Now()
+	rate := s.Settings.Rate
+	fpWindow := s.Config.Bulk.FingerprintWindow
+	p := &bulkPending{fp: fp, rcpts: rcpts, bucket: rate.index(now)}
+	if dry {
+		// A dry run (explain) reserves nothing and counts no fingerprint:
+		// it reads the flag and the complaint rate only.
+		b := s.Backend
+		p.call = sb.Func(func(ctx context.Context) (any, error) {
+			if !byHeaders {
+				return BulkState{}, nil
+			}
+			return b.Bulk(ctx, customer, "", rcpts, fpWindow, rate, now)
+		})
+		return p
+	}
+	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
+		fpKey := r.h.CustomerKey(customer, "fp", "-")
+		n := rcpts
+		if fp == "" {
+			n = 0
+		} else {
+			fpKey = r.h.CustomerKey(customer, "fp", fp)
+		}
+		// "1": bulk by its headers; "tN": read when the count passes N.
+		rd := "t" + strconv.Itoa(threshold)
+		if byHeaders {
+			rd = "1"
+		}
+		p.call = sb.Proc(eomProc, []string{fpKey, r.flagKey(customer), r.counterKey(customer, KindDelivered), r.counterKey(customer, KindComplaint)},
+			n, fpWindow.Milliseconds(), p.bucket, rate.Buckets, ttlMillis(rate), rcpts, rd)
+		return p
+	}
+	b := s.Backend
+	p.call = sb.Func(func(ctx context.Context) (any, error) {
+		if rcpts > 0 {
+			if _, err := b.Count(ctx, customer, KindDelivered, rcpts, rate, now); err != nil {
+				return BulkState{}, err
+			}
+		}
+		if !byHeaders && fp == "" {
+			return BulkState{}, nil
+		}
+		return b.Bulk(ctx, customer, fp, rcpts, fpWindow, rate, now)
+	})
+	return p
+}
+
+// result returns the bulk state.
+func (p *bulkPending) result() (BulkState, error) {
+	v, err := p.call.Result()
+	if err != nil {
+		return BulkState{}, err
+	}
+	switch x := v.(type) {
+	case BulkState:
+		return x, nil
+	case []any:
+		if len(x) != 4 {
+			break
+		}
+		var st BulkState
+		st.Fingerprint, _ = x[0].(int64)
+		if fl, _ := x[1].([]any); len(fl) > 0 {
+			m := map[string]string{}
+			for i := 0; i+1 < len(fl); i += 2 {
+				k, _ := fl[i].(string)
+				s, _ := fl[i+1].(string)
+				m[k] = s
+			}
+			st.Flag = flagFromMap(m)
+		}
+		st.Delivered, _ = x[2].(int64)
+		st.Complaints, _ = x[3].(int64)
+		return st, nil
+	}
+	return BulkState{}, store.Unavailable(errors.New("optout: unexpected bulk batch reply"))
+}
+
+// queueGiveBack adds the give-back of what p reserved (the message was not
+// delivered).
+func (s *Service) queueGiveBack(sb *store.Batch, customer string, p *bulkPending) *store.Call {
+	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
+		fpKey := r.h.CustomerKey(customer, "fp", "-")
+		n := p.rcpts
+		if p.fp == "" {
+			n = 0
+		} else {
+			fpKey = r.h.CustomerKey(customer, "fp", p.fp)
+		}
+		return sb.Proc(finishProc, []string{fpKey, r.counterKey(customer, KindDelivered)}, n, strconv.FormatInt(p.bucket, 10), p.rcpts)
+	}
+	b := s.Backend
+	now := s.Clock.Now()
+	return sb.Func(func(ctx context.Context) (any, error) {
+		if m, ok := b.(*memory); ok {
+			m.giveBack(customer, p.fp, p.rcpts, p.bucket, now)
+			return nil, nil
+		}
+		_, err := b.Count(ctx, customer, KindDelivered, -p.rcpts, s.Settings.Rate, now)
+		return nil, err
+	})
+}
+
+// giveBack undoes a message's fingerprint count and delivered reservation
+// in the bucket it went to (memory's counterpart of finishProc).
+func (m *memory) giveBack(customer, fp string, rcpts, bucket int64, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if fp != "" {
+		k := customer + "\x00" + fp
+		if c, ok := m.fps[k]; ok && now.Before(c.expires) {
+			c.n -= rcpts
+			m.fps[k] = c
+		}
+	}
+	if b := m.counters[customer+"\x00"+KindDelivered]; b != nil {
+		if v, ok := b[bucket]; ok {
+			if v -= rcpts; v <= 0 {
+				delete(b, bucket)
+			} else {
+				b[bucket] = v
+			}
+		}
+	}
+}
+
+func isTrue(v any) bool {
+	c, ok := v.(*redis.BoolCmd)
+	return ok && c.Val()
+}

@@ -1,0 +1,65 @@
+package reputation
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
+)
+
+// BenchmarkBounceRateEOM measures the check's end-of-message work (one
+// store round trip reading the window's counters) and its Finish (one
+// write), per message, on the memory store and on a real Redis.
+func BenchmarkBounceRateEOM(b *testing.B) {
+	for _, backend := range []string{"memory", "redis"} {
+		b.Run(backend, func(b *testing.B) {
+			sc := config.StoreConfig{Backend: "memory"}
+			if backend == "redis" {
+				r := testenv.StartRedis(b, testenv.RedisOptions{})
+				sc = config.StoreConfig{Backend: "redis", Timeout: time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "b:", DialTimeout: time.Second}}
+			}
+			clk := clock.NewFake(t0)
+			h, err := store.Open(sc, clk)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer h.Close()
+			svc, err := NewService(h, testConfig(b, ""), testKey, clk, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			chk := NewCheck(svc)
+			ctx := context.Background()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				tx := &policy.Txn{Customer: &policy.Customer{ID: "acme"}, QueueID: fmt.Sprintf("Q%d", i)}
+				if _, err := chk.EOM(ctx, tx); err != nil {
+					b.Fatal(err)
+				}
+				chk.Finish(ctx, tx, true)
+			}
+		})
+	}
+}
+
+// BenchmarkReaderLine measures one delivery line: parse, classify, match
+// and count (memory store).
+func BenchmarkReaderLine(b *testing.B) {
+	clk := clock.NewFake(t0)
+	h, _ := store.Open(config.StoreConfig{Backend: "memory"}, clk)
+	defer h.Close()
+	svc, _ := NewService(h, testConfig(b, ""), testKey, clk, nil)
+	rd := NewReader(svc)
+	ctx := context.Background()
+	_ = svc.Backend.Remember(ctx, "4F3A21C0D2", Message{Customer: "acme"}, time.Hour)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		rd.Line(ctx, fmt.Sprintf("Nov 29 23:50:01 mta1 postfix/smtp[4242]: 4F3A21C0D2: to=<u%d@example.org>, relay=mx.example.org[192.0.2.25]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)", i))
+	}
+}

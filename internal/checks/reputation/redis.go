@@ -1,0 +1,260 @@
+package reputation
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/internal/store"
+)
+
+// redisBackend keeps the state in Redis. A customer's keys share its
+// Cluster hash tag, so that recording a result is one script in one slot;
+// the queue-id map lives outside (the customer is what it tells).
+//
+//	PREFIX rep:q:QUEUEID                   "customer\tbulk" (TTL queue_id_ttl)
+//	PREFIX {c:ID}:rep:seen:QUEUEID         set of counted results (f|hash, d|hash)
+//	PREFIX {c:ID}:rep:h:HOUR               hash s h p o d e|EGRESS (TTL 32 days)
+//	PREFIX rep:bl:{ADDR|ZONE}              hash of the listing state
+//	PREFIX rep:blh:{ADDR|ZONE}             list of state changes, newest first
+type redisBackend struct {
+	h *store.Handle
+}
+
+func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
+
+// recordScript counts one result once: KEYS[1] the seen set, KEYS[2] the
+// current hour's bucket, KEYS[3..] the window's buckets to sum. ARGV:
+// member, field, egress field ("" for none), seen TTL, bucket TTL (seconds).
+var recordScript = redis.NewScript(`
+local counted = redis.call('SADD', KEYS[1], ARGV[1])
+if counted == 1 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+  if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
+  redis.call('EXPIRE', KEYS[2], ARGV[5])
+end
+local out = {counted}
+for i = 3, #KEYS do
+  local v = redis.call('HMGET', KEYS[i], 's', 'h', 'p', 'o', 'd')
+  for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
+end
+return out
+`)
+
+// observeScript applies one query outcome to a listing: KEYS[1] state,
+// KEYS[2] history. ARGV: answered (1/0), listed (1/0), codes (comma
+// separated), now (unix ms), error, history length. It returns the state
+// before and after as two flat field lists.
+var observeScript = redis.NewScript(`
+local before = redis.call('HGETALL', KEYS[1])
+local known = redis.call('HGET', KEYS[1], 'known')
+local listed = redis.call('HGET', KEYS[1], 'listed')
+redis.call('HSET', KEYS[1], 'checked', ARGV[4], 'error', ARGV[5])
+if ARGV[1] == '1' then
+  if known ~= '1' or listed ~= ARGV[2] then
+    redis.call('HSET', KEYS[1], 'known', '1', 'listed', ARGV[2], 'since', ARGV[4], 'notified', '0')
+    redis.call('LPUSH', KEYS[2], ARGV[4] .. '|' .. ARGV[2] .. '|' .. ARGV[3])
+    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
+  end
+  if ARGV[2] == '1' then
+    redis.call('HSET', KEYS[1], 'codes', ARGV[3])
+  else
+    redis.call('HSET', KEYS[1], 'codes', '')
+  end
+end
+return {before, redis.call('HGETALL', KEYS[1])}
+`)
+
+// claimScript sets notified on a listed state that is not notified yet.
+var claimScript = redis.NewScript(`
+if redis.call('HGET', KEYS[1], 'listed') == '1' and redis.call('HGET', KEYS[1], 'notified') ~= '1' then
+  redis.call('HSET', KEYS[1], 'notified', '1')
+  return 1
+end
+return 0
+`)
+
+func (r *redisBackend) qidKey(qid string) string { return r.h.Key("rep", "q", qid) }
+func (r *redisBackend) blKey(k ListingKey) string {
+	return r.h.Key("rep", "bl", "{"+k.String()+"}")
+}
+func (r *redisBackend) blhKey(k ListingKey) string {
+	return r.h.Key("rep", "blh", "{"+k.String()+"}")
+}
+func (r *redisBackend) bucketKey(c string, h int64) string {
+	return r.h.CustomerKey(c, "rep", "h", strconv.FormatInt(h, 10))
+}
+
+func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) error {
+	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), r.messageValue(m), ttl).Err())
+}
+
+// messageValue is a remembered message as stored: "customer\tbulk".
+func (r *redisBackend) messageValue(m Message) string {
+	if m.Bulk {
+		return m.Customer + "\t1"
+	}
+	return m.Customer + "\t0"
+}
+
+func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.Time, ttl time.Duration) (string, bool, Counts, error) {
+	v, err := r.h.Client.Get(ctx, r.qidKey(res.QueueID)).Result()
+	if errors.Is(err, redis.Nil) {
+		return "", false, Counts{}, nil
+	}
+	if err != nil {
+		return "", false, Counts{}, store.Unavailable(err)
+	}
+	c, _, _ := strings.Cut(v, "\t")
+	keys := []string{r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now))}
+	for _, h := range hours(since, now.Add(time.Second)) {
+		keys = append(keys, r.bucketKey(c, h))
+	}
+	eg := ""
+	if res.Egress != "" && res.Class.Final() {
+		eg = egressPrefix + res.Egress
+	}
+	out, err := recordScript.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
+		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second)).Int64Slice()
+	if err != nil {
+		return c, false, Counts{}, store.Unavailable(err)
+	}
+	var cs Counts
+	for i := 1; i+4 < len(out); i += 5 {
+		cs.Sent += out[i]
+		cs.Hard += out[i+1]
+		cs.Policy += out[i+2]
+		cs.Other += out[i+3]
+		cs.Deferred += out[i+4]
+	}
+	return c, len(out) > 0 && out[0] == 1, cs, nil
+}
+
+func (r *redisBackend) Totals(ctx context.Context, customers []string, since, until time.Time) (map[string]Totals, error) {
+	hs := hours(since, until)
+	pipe := r.h.Client.Pipeline()
+	cmds := make(map[string][]*redis.MapStringStringCmd, len(customers))
+	for _, c := range customers {
+		for _, h := range hs {
+			cmds[c] = append(cmds[c], pipe.HGetAll(ctx, r.bucketKey(c, h)))
+		}
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, store.Unavailable(err)
+	}
+	out := make(map[string]Totals, len(customers))
+	for _, c := range customers {
+		var t Totals
+		for _, cmd := range cmds[c] {
+			for f, v := range cmd.Val() {
+				n, _ := strconv.ParseInt(v, 10, 64)
+				sumFields(&t, f, n)
+			}
+		}
+		out[c] = t
+	}
+	return out, nil
+}
+
+func (r *redisBackend) Observe(ctx context.Context, k ListingKey, o Observation, now time.Time, history int) (Listing, Listing, error) {
+	ans, listed := "0", "0"
+	if o.Answered {
+		ans = "1"
+	}
+	if o.Listed {
+		listed = "1"
+	}
+	codes := strings.Join(sortedCodes(o.Codes), ",")
+	res, err := observeScript.Run(ctx, r.h.Client, []string{r.blKey(k), r.blhKey(k)},
+		ans, listed, codes, now.UnixMilli(), o.Error, history).Slice()
+	if err != nil {
+		return Listing{}, Listing{}, store.Unavailable(err)
+	}
+	if len(res) != 2 {
+		return Listing{}, Listing{}, errors.New("reputation: unexpected script reply")
+	}
+	return parseListing(k, res[0]), parseListing(k, res[1]), nil
+}
+
+func parseListing(k ListingKey, v any) Listing {
+	l := Listing{ListingKey: k}
+	flat, _ := v.([]any)
+	m := map[string]string{}
+	for i := 0; i+1 < len(flat); i += 2 {
+		ks, _ := flat[i].(string)
+		vs, _ := flat[i+1].(string)
+		m[ks] = vs
+	}
+	fillListing(&l, m)
+	return l
+}
+
+func fillListing(l *Listing, m map[string]string) {
+	ms := func(s string) time.Time {
+		n, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || n == 0 {
+			return time.Time{}
+		}
+		return time.UnixMilli(n).UTC()
+	}
+	l.Known = m["known"] == "1"
+	l.Listed = m["listed"] == "1"
+	if c := m["codes"]; c != "" {
+		l.Codes = strings.Split(c, ",")
+	}
+	l.Since, l.Checked = ms(m["since"]), ms(m["checked"])
+	l.Error = m["error"]
+	l.Notified = m["notified"] == "1"
+}
+
+func (r *redisBackend) ClaimNotice(ctx context.Context, k ListingKey) (bool, error) {
+	n, err := claimScript.Run(ctx, r.h.Client, []string{r.blKey(k)}).Int()
+	if err != nil {
+		return false, store.Unavailable(err)
+	}
+	return n == 1, nil
+}
+
+func (r *redisBackend) Unclaim(ctx context.Context, k ListingKey) error {
+	return store.Unavailable(r.h.Client.HSet(ctx, r.blKey(k), "notified", "0").Err())
+}
+
+func (r *redisBackend) Listings(ctx context.Context, keys []ListingKey) ([]Listing, error) {
+	pipe := r.h.Client.Pipeline()
+	states := make([]*redis.MapStringStringCmd, len(keys))
+	hist := make([]*redis.StringSliceCmd, len(keys))
+	for i, k := range keys {
+		states[i] = pipe.HGetAll(ctx, r.blKey(k))
+		hist[i] = pipe.LRange(ctx, r.blhKey(k), 0, -1)
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return nil, store.Unavailable(err)
+	}
+	out := make([]Listing, len(keys))
+	for i, k := range keys {
+		l := Listing{ListingKey: k}
+		fillListing(&l, states[i].Val())
+		for _, e := range hist[i].Val() {
+			parts := strings.SplitN(e, "|", 3)
+			if len(parts) != 3 {
+				continue
+			}
+			n, _ := strconv.ParseInt(parts[0], 10, 64)
+			ch := Change{Time: time.UnixMilli(n).UTC(), Listed: parts[1] == "1"}
+			if parts[2] != "" {
+				ch.Codes = strings.Split(parts[2], ",")
+			}
+			l.History = append(l.History, ch)
+		}
+		out[i] = l
+	}
+	return out, nil
+}
+
+// Scripts are the Lua scripts of this backend, for store.LoadScripts.
+func Scripts() []*redis.Script { return []*redis.Script{recordScript, observeScript, claimScript} }

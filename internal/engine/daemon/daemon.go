@@ -1,0 +1,285 @@
+// Package daemon runs the gateway as a service: it loads the config, opens
+// the store and the milter listener, reloads on request without dropping
+// MTA connections, and shuts down gracefully. cmd/aupguard's serve command
+// and the end-to-end tests both run it.
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"reflect"
+	"sync"
+	"sync/atomic"
+
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/observability/admin"
+	"github.com/aupguard/aupguard/internal/observability/events"
+	"github.com/aupguard/aupguard/internal/observability/metrics"
+	"github.com/aupguard/aupguard/internal/observability/notify"
+	"github.com/aupguard/aupguard/milter"
+)
+
+// Options tune a Daemon.
+type Options struct {
+	// ConfigPath is the config file; Reload reads it again.
+	ConfigPath string
+	// LogOutput receives the log (default: discarded).
+	LogOutput io.Writer
+	Clock     clock.Clock
+	// Stdin is where reputation.deliveries.source "-" reads (default os.Stdin).
+	Stdin io.Reader
+}
+
+// Daemon is a running gateway.
+type Daemon struct {
+	opts   Options
+	log    *slog.Logger
+	deps   *gateway.Deps
+	engine *gateway.Engine
+	milter *milter.Server
+	extras []Service
+
+	events      *events.Recorder
+	metrics     *metrics.Metrics
+	admin       *admin.Server
+	rawResolver any // the caching resolver, before instrumentation (/readyz)
+	optoutAPI   swapHandler
+	unsubscribe swapHandler
+	rep         *repLoop
+
+	notifier   *notify.Notifier
+	dir        *customer.Manager
+	file       *config.Config // the config file as read (d.cfg is effective)
+	dirApplied int64          // the directory version installed at start
+	dirInForce atomic.Int64
+	dirApplies atomic.Uint64
+	dirFailed  atomic.Uint64
+	reloadMu   sync.Mutex // one reload or directory change at a time
+
+	mu  sync.Mutex
+	cfg *config.Config
+}
+
+// Service is something else the daemon runs beside the milter (the admin
+// server, the unsubscribe endpoint), started and stopped with it.
+type Service interface {
+	Serve(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+// New loads the config, opens everything and listens; Run serves.
+func New(opts Options) (*Daemon, error) {
+	cfg, err := config.Load(opts.ConfigPath, gateway.ConfigOptions())
+	if err != nil {
+		return nil, err
+	}
+	if opts.LogOutput == nil {
+		opts.LogOutput = io.Discard
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.System{}
+	}
+	log := gateway.NewLogger(cfg.Log, opts.LogOutput)
+	deps, err := gateway.OpenDeps(cfg, opts.Clock, log)
+	if err != nil {
+		return nil, err
+	}
+	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg}
+	if cfg, err = d.openDirectory(cfg); err != nil {
+		deps.Store.Close()
+		return nil, err
+	}
+	d.cfg, d.deps = cfg, deps.WithConfig(cfg)
+	deps = d.deps
+	observers, extras, err := services(d)
+	if err != nil {
+		deps.Store.Close()
+		return nil, err
+	}
+	d.extras = extras
+	st, err := gateway.Build(deps)
+	if err != nil {
+		for _, s := range d.extras {
+			_ = s.Shutdown(context.Background())
+		}
+		deps.Store.Close()
+		return nil, err
+	}
+	d.engine = gateway.NewEngine(st, opts.Clock, log, observers...)
+	allowed := make([]netip.Prefix, 0, len(cfg.Milter.AllowedMTAs))
+	for _, s := range cfg.Milter.AllowedMTAs {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, err
+		}
+		allowed = append(allowed, p)
+	}
+	d.milter, err = milter.Listen(d.engine, milter.Options{
+		Listen:         cfg.Milter.Listen,
+		AllowedMTAs:    allowed,
+		MaxConnections: cfg.Milter.MaxConnections,
+		ReadTimeout:    cfg.Milter.ReadTimeout,
+		WriteTimeout:   cfg.Milter.WriteTimeout,
+		Logger:         log,
+		Sessions:       sessionObserver(observers),
+		Panics:         deps.Panics,
+	})
+	if err != nil {
+		for _, s := range d.extras {
+			_ = s.Shutdown(context.Background())
+		}
+		deps.Store.Close()
+		return nil, err
+	}
+	return d, nil
+}
+
+func sessionObserver(obs []gateway.Observer) milter.SessionObserver {
+	for _, o := range obs {
+		if so, ok := o.(milter.SessionObserver); ok {
+			return so
+		}
+	}
+	return nil
+}
+
+// MilterAddr is the milter listener's address.
+func (d *Daemon) MilterAddr() net.Addr { return d.milter.Addr() }
+
+// Engine returns the gateway engine.
+func (d *Daemon) Engine() *gateway.Engine { return d.engine }
+
+// Deps returns the daemon's dependencies (store, secret, resolver).
+func (d *Daemon) Deps() *gateway.Deps { return d.deps }
+
+// Logger returns the daemon's logger.
+func (d *Daemon) Logger() *slog.Logger { return d.log }
+
+// Run serves until ctx is done, then shuts down gracefully: it stops
+// accepting, lets MTA connections finish up to milter.shutdown_timeout, and
+// closes the store.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	logWarnings(d.log, d.cfg)
+	d.mu.Unlock()
+	d.log.Info("aupguard started", "milter", d.milter.Addr().String(), "store", d.deps.Store.Backend,
+		"customers", len(d.cfg.Customers), "chain", fmt.Sprint(d.cfg.Chain))
+	errc := make(chan error, 1+len(d.extras))
+	go func() { errc <- d.milter.Serve() }()
+	sctx, stopServices := context.WithCancel(context.Background())
+	defer stopServices()
+	for _, s := range d.extras {
+		go func(s Service) { errc <- s.Serve(sctx) }(s)
+	}
+	watched := make(chan struct{})
+	go func() { defer close(watched); d.watchDirectory(sctx) }()
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if err != nil {
+			d.log.Error("listener failed", "err", err)
+		}
+	}
+	d.log.Info("aupguard shutting down", "active_sessions", d.milter.Active(), "deadline", d.cfg.Milter.ShutdownTimeout.String())
+	sd, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout)
+	defer cancel()
+	if e := d.milter.Shutdown(sd); e != nil && !errors.Is(e, context.Canceled) {
+		d.log.Warn("shutdown deadline reached; closed remaining MTA connections", "err", e)
+	}
+	for _, s := range d.extras {
+		if e := s.Shutdown(sd); e != nil && !errors.Is(e, context.Canceled) {
+			d.log.Error("shutdown: a service did not stop cleanly", "err", e)
+			err = errors.Join(err, fmt.Errorf("shutdown: %w", e))
+		}
+	}
+	stopServices()
+	<-watched
+	d.engine.Close()
+	closeObservers(d)
+	// The memory store writes its last state here: a failure loses what
+	// was counted since the last snapshot, so it is an error exit.
+	if e := d.deps.Store.Close(); e != nil {
+		d.log.Error("shutdown: closing the store failed", "store", d.deps.Store.Backend, "err", e)
+		err = errors.Join(err, fmt.Errorf("closing the store: %w", e))
+	}
+	if err != nil {
+		d.log.Error("aupguard stopped with errors", "err", err)
+		return err
+	}
+	d.log.Info("aupguard stopped")
+	return nil
+}
+
+// logWarnings logs the config's warnings, one line each.
+func logWarnings(log *slog.Logger, cfg *config.Config) {
+	for _, w := range cfg.Warnings() {
+		log.Warn("config warning", "file", w.File, "line", w.Line, "path", w.Path, "warning", w.Msg)
+	}
+}
+
+// Reload reads the config again. A config with errors is refused, each
+// error logged with its place, and the running config stays. Transactions
+// under way finish on the config they started with.
+func (d *Daemon) Reload() error {
+	cfg, err := config.Load(d.opts.ConfigPath, gateway.ConfigOptions())
+	if err != nil {
+		var es config.Errors
+		if errors.As(err, &es) {
+			for _, e := range es {
+				d.log.Error("reload refused: config error", "file", e.File, "line", e.Line, "path", e.Path, "error", e.Msg)
+			}
+		} else {
+			d.log.Error("reload refused", "err", err)
+		}
+		return err
+	}
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	d.mu.Lock()
+	old := d.cfg
+	d.mu.Unlock()
+	if !reflect.DeepEqual(old.Store, cfg.Store) || old.SecretFile != cfg.SecretFile || !reflect.DeepEqual(old.DNS, cfg.DNS) ||
+		old.Milter.Listen != cfg.Milter.Listen {
+		d.log.Warn("store, secret, dns and milter.listen changes take effect at restart; keeping the running ones")
+	}
+	file := cfg
+	d.dir.SetBase(file)
+	if cfg, err = d.dir.Effective(); err != nil {
+		d.dir.SetBase(d.file)
+		d.logDirectoryError("reload refused: the config file conflicts with the customer directory", err)
+		return err
+	}
+	if len(cfg.Customers) == 0 && len(old.Customers) > 0 {
+		d.dir.SetBase(d.file)
+		// With no customer every client is unidentified: every message
+		// would get a permanent refusal. A half-written file or a broken
+		// config tool is far likelier than a provider with no customers
+		// left; to really run without customers, restart.
+		err := fmt.Errorf("%s: the new config (file and customer directory together) has no customers while the running one has %d: every message would be refused as unidentified; keeping the running config (restart to run without customers)",
+			d.opts.ConfigPath, len(old.Customers))
+		d.log.Error("reload refused: no customers", "file", d.opts.ConfigPath, "running_customers", len(old.Customers), "error", err.Error())
+		return err
+	}
+	if err := d.install(cfg); err != nil {
+		d.dir.SetBase(d.file)
+		d.log.Error("reload refused", "err", err)
+		return err
+	}
+	if d.rep != nil && (old.Reputation.Deliveries.Source != cfg.Reputation.Deliveries.Source || old.Reputation.DNSBL.Interval != cfg.Reputation.DNSBL.Interval) {
+		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
+	}
+	d.file = file
+	d.dirInForce.Store(d.dir.Version())
+	logWarnings(d.log, cfg)
+	d.log.Info("config reloaded", "customers", len(cfg.Customers), "chain", fmt.Sprint(cfg.Chain))
+	return nil
+}

@@ -1,0 +1,129 @@
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"sync"
+
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/observability/report"
+)
+
+// repLoop runs the reputation loop beside the milter: the delivery-log
+// reader and the blocklist watcher (each only when configured).
+type repLoop struct {
+	svc     *reputation.Service
+	reader  *reputation.Reader
+	watcher *reputation.Watcher
+	d       *Daemon
+
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// newRepLoop builds the reputation service, reader and watcher for cfg.
+func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
+	svc, err := reputation.NewService(d.deps.Store, cfg, d.deps.Secret, d.deps.Clock, d.log)
+	if err != nil {
+		return nil, err
+	}
+	l := &repLoop{svc: svc, d: d}
+	if cfg.Reputation.Deliveries.Source != "" {
+		l.reader = reputation.NewReader(svc)
+		inChain := false
+		for _, c := range cfg.Chain {
+			inChain = inChain || c == reputation.CheckName
+		}
+		if !inChain || !cfg.CheckEnabled(reputation.CheckName) {
+			d.log.Warn("reputation.deliveries.source is set but check bounce_rate is not in the chain or disabled: no queue id is remembered, no result can be matched to a customer")
+		}
+		if cfg.Reputation.Deliveries.Egress == "" && len(cfg.Reputation.Deliveries.Transports) == 0 {
+			d.log.Warn("reputation.deliveries.egress unknown (provider.egress_ips has not exactly one address): listing reports cannot rank senders per address")
+		}
+	}
+	if len(cfg.Reputation.DNSBL.Zones) > 0 {
+		if d.deps.Resolver == nil {
+			return nil, fmt.Errorf("reputation.dnsbl: no resolver")
+		}
+		l.watcher = reputation.NewWatcher(svc, d.deps.Resolver)
+		h := d.deps.Store
+		l.watcher.Complaints = func(ctx context.Context, id string) (int64, int64, float64, error) {
+			st, err := optout.Status(ctx, h, svc.Config(), id)
+			return st.Complaints, st.Delivered, st.ComplaintRate, err
+		}
+		l.watcher.Notify = func(ctx context.Context, subject, body string) error {
+			c := svc.Config()
+			if c.Provider.Postmaster == "" || c.Reports.SMTP.Host == "" {
+				return fmt.Errorf("provider.postmaster or reports.smtp.host not set: no postmaster mail")
+			}
+			m, err := report.NewMailer(c)
+			if err != nil {
+				return err
+			}
+			return m.SendText(ctx, c.Provider.Postmaster, subject, body, svc.Clock.Now())
+		}
+		if cfg.Provider.Postmaster == "" || cfg.Reports.SMTP.Host == "" {
+			d.log.Warn("blocklist watch: provider.postmaster or reports.smtp.host not set: listings are logged and counted, not mailed")
+		}
+	}
+	return l, nil
+}
+
+// Serve runs the reader and the watcher until Shutdown.
+func (l *repLoop) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	l.mu.Lock()
+	l.cancel = cancel
+	l.mu.Unlock()
+	if l.reader != nil {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			in := l.d.opts.Stdin
+			if in == nil {
+				in = os.Stdin
+			}
+			if err := l.reader.Run(ctx, in); err != nil {
+				l.d.log.Error("delivery log reader stopped", "err", err)
+			}
+		}()
+	}
+	if l.watcher != nil {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			_ = l.watcher.Run(ctx)
+		}()
+	}
+	<-ctx.Done()
+	l.wg.Wait()
+	return nil
+}
+
+// Shutdown stops the reader and the watcher.
+func (l *repLoop) Shutdown(context.Context) error {
+	l.mu.Lock()
+	if l.cancel != nil {
+		l.cancel()
+	}
+	l.mu.Unlock()
+	l.wg.Wait()
+	return nil
+}
+
+// Reputation returns the reputation service, reader and watcher (nil when
+// not configured).
+func (d *Daemon) Reputation() (*reputation.Service, *reputation.Reader, *reputation.Watcher) {
+	if d.rep == nil {
+		return nil, nil, nil
+	}
+	return d.rep.svc, d.rep.reader, d.rep.watcher
+}
+
+// API is the admin API's /api/reputation handler.
+func (l *repLoop) API() http.Handler { return l.svc.API() }

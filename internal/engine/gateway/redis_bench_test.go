@@ -1,0 +1,131 @@
+package gateway
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
+)
+
+// BenchmarkSessionRedis runs one 4 KiB message to two distinct recipients
+// through the engine and every check of the default chain on a real Redis
+// (spike detection on), and reports what the store did per message from
+// the server's own counters: script calls, commands run inside them, and
+// the Lua time (commandstats usec; it counts wall time inside the server,
+// so it is noisy on a shared machine; the call counts are not).
+func BenchmarkSessionRedis(b *testing.B) {
+	r := testenv.StartRedis(b, testenv.RedisOptions{})
+	dns := fakedns.Start(b, "acme.example. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.acme.example. TXT \"v=DMARC1; p=none\"\n")
+	yaml := `
+dns: {servers: ["` + dns.Addr() + `"], timeout: 1s}
+store: {backend: redis, redis: {addrs: ["` + r.Addr() + `"]}, timeout: 5s}
+optout: {unsubscribe: {listen: "off"}}
+spike: {enabled: true}
+defaults:
+  limits: {messages_per_minute: 100000000, messages_per_hour: 100000000, messages_per_day: 100000000,
+           recipients_per_hour: 100000000, recipients_per_day: 100000000, bytes_per_day: 1000GB,
+           per_recipient_per_hour: 100000000, per_recipient_per_day: 100000000, spike_floor: 100000000}
+customers:
+  - id: acme
+    networks: [192.0.2.0/24]
+    domains: [acme.example]
+`
+	cfg, err := config.Parse([]byte(yaml), "bench.yaml", ConfigOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := store.Open(cfg.Store, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	deps := &Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	if err := openResolver(deps); err != nil {
+		b.Fatal(err)
+	}
+	st, err := Build(deps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	e := NewEngine(st, nil, nil)
+	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+	ctx := context.Background()
+	client := netip.MustParseAddr("192.0.2.7")
+	send := func(i int) {
+		s := e.NewSession()
+		s.Connect("client.test", client)
+		s.Helo("client.test")
+		s.Mail(ctx, "news@acme.example", "SIZE=5000", "")
+		s.Rcpt(ctx, fmt.Sprintf("a%d@example.org", i), "")
+		s.Rcpt(ctx, fmt.Sprintf("b%d@example.org", i), "")
+		s.Header("From", " News <news@acme.example>")
+		s.Header("To", " <a@example.org>")
+		s.Header("Subject", " Hello")
+		s.Header("Date", " Mon, 23 Nov 2026 10:00:00 +0000")
+		s.Header("Message-ID", fmt.Sprintf(" <%d@acme.example>", i))
+		s.EndOfHeaders()
+		// A body of its own: the same body to every recipient would be bulk.
+		s.Body([]byte(fmt.Sprintf("Message number %d for you.\r\n", i)))
+		s.Body(body)
+		if o := s.EndOfMessage(ctx, "Q1"); o.Action != policy.Accept {
+			b.Fatalf("message refused: %v %s %s", o.Reply, o.Verdict.Check, o.Verdict.Detail)
+		}
+		s.Close()
+	}
+	for i := 0; i < 50; i++ {
+		send(-i - 1)
+	}
+	rc := r.Client()
+	rc.ConfigResetStat(ctx)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		send(i)
+	}
+	b.StopTimer()
+	calls, inner, usec := scriptStats(b, rc)
+	b.ReportMetric(calls/float64(b.N), "scripts/msg")
+	b.ReportMetric(inner/float64(b.N), "rediscmds/msg")
+	b.ReportMetric(usec/float64(b.N), "lua-µs/msg")
+}
+
+var cmdStat = regexp.MustCompile(`^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),`)
+
+// scriptStats sums commandstats: script calls (eval, evalsha) and their
+// usec, and every other command (run inside the scripts or alone).
+func scriptStats(b *testing.B, rc *redis.Client) (calls, others, usec float64) {
+	s, err := rc.Info(context.Background(), "commandstats").Result()
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, l := range strings.Split(s, "\r\n") {
+		m := cmdStat.FindStringSubmatch(l)
+		if m == nil || m[1] == "info" || m[1] == "config|resetstat" {
+			continue
+		}
+		if os.Getenv("AUPG_DUMP") != "" {
+			fmt.Println(l)
+		}
+		c, _ := strconv.ParseFloat(m[2], 64)
+		u, _ := strconv.ParseFloat(m[3], 64)
+		if m[1] == "evalsha" || m[1] == "eval" {
+			calls += c
+			usec += u
+		} else {
+			others += c
+		}
+	}
+	return calls, others, usec
+}

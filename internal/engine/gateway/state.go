@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+)
+
+// State is everything built from one config: the customer directory and the
+// chain. A reload builds a new State and swaps it in; transactions already
+// under way finish on the State they started with.
+type State struct {
+	Config *config.Config
+	Dir    *customer.Directory
+	Chain  *policy.Chain
+	Deps   *Deps
+
+	// Local attributes mail submitted on the MTA host itself.
+	Local *customer.LocalIdentifier
+
+	unidentifiedAction policy.Action
+	unidentifiedReply  policy.Reply
+}
+
+// NewState builds a State around a chain made by the caller (tests,
+// benchmarks); Build makes the chain from the config.
+func NewState(d *Deps, chain *policy.Chain) (*State, error) {
+	st, err := newState(d)
+	if err != nil {
+		return nil, err
+	}
+	st.Chain = chain
+	return st, nil
+}
+
+func newState(d *Deps) (*State, error) {
+	cfg := d.Config
+	dir := d.Directory
+	if dir == nil {
+		var err error
+		if dir, err = customer.NewDirectory(cfg); err != nil {
+			return nil, err
+		}
+	}
+	local, err := customer.NewLocalIdentifier(cfg, dir)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
+	// config.Parse validated these; a config built by hand may not be.
+	if st.unidentifiedAction, err = policy.ParseAction(cfg.Unidentified.Action); err != nil {
+		return nil, fmt.Errorf("unidentified.action: %w", err)
+	}
+	st.unidentifiedReply = policy.ReplyRelayDenied
+	if st.unidentifiedAction == policy.Defer {
+		st.unidentifiedReply = policy.ReplyPolicyDefer
+	}
+	if u := cfg.Unidentified; u.Code != 0 {
+		r, err := policy.NewReply(u.Code, u.Enhanced, u.Text)
+		if err != nil {
+			return nil, fmt.Errorf("unidentified: %w", err)
+		}
+		st.unidentifiedReply = r
+	}
+	return st, nil
+}
+
+// Build builds a State from d.Config: every check of the chain is
+// constructed by its factory. Every error is returned, not just the first.
+func Build(d *Deps) (*State, error) {
+	cfg := d.Config
+	st, err := newState(d)
+	if err != nil {
+		return nil, err
+	}
+	var errs []error
+	storeOnError, err := policy.ParseAction(cfg.Store.OnError)
+	if err != nil {
+		errs = append(errs, fmt.Errorf("store.on_error: %w", err))
+	}
+	var steps []policy.Step
+	for _, name := range cfg.Chain {
+		p, ok := registry[name]
+		if !ok {
+			errs = append(errs, fmt.Errorf("chain: unknown check %q", name))
+			continue
+		}
+		ch, err := p.factory(d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("check %s: %w", name, err))
+			continue
+		}
+		step, err := stepFor(ch, cfg, name, storeOnError)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		steps = append(steps, step)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	var opts []policy.ChainOption
+	if h := d.Store; h != nil {
+		// One store round trip per stage: the checks that need the store
+		// at a stage add their work to one batch (store.Batch).
+		opts = append(opts, policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+	}
+	st.Chain = policy.NewChain(steps, opts...).ReportPanics(d.Panics)
+	return st, nil
+}
+
+// stepFor puts a check in the chain with its provider-wide settings.
+func stepFor(ch policy.Check, cfg *config.Config, name string, storeOnError policy.Action) (policy.Step, error) {
+	step := policy.Step{Check: ch, Enabled: cfg.CheckEnabled(name), OnError: storeOnError}
+	cc, ok := cfg.Checks[name]
+	if !ok {
+		return step, nil
+	}
+	if cc.Action != "" {
+		a, err := policy.ParseAction(cc.Action)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.action: %w", name, err)
+		}
+		step.Action = &a
+	}
+	if cc.OnError != "" {
+		a, err := policy.ParseAction(cc.OnError)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.on_error: %w", name, err)
+		}
+		step.OnError = a
+	}
+	for f, s := range cc.Findings {
+		a, err := policy.ParseAction(s)
+		if err != nil {
+			return step, fmt.Errorf("checks.%s.findings.%s: %w", name, f, err)
+		}
+		if step.Findings == nil {
+			step.Findings = map[string]policy.Action{}
+		}
+		step.Findings[f] = a
+	}
+	return step, nil
+}

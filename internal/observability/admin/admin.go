@@ -1,0 +1,287 @@
+// Package admin is the gateway's admin HTTP server: /healthz, /readyz,
+// /metrics (Prometheus), a JSON API (customers and their usage, events by
+// reference id, reports, and what other packages mount: opt-outs,
+// complaints, customer flags) and the postmaster's dashboard.
+//
+// It listens on loopback by default. Every endpoint but /healthz needs the
+// bearer token of admin.token_file (RFC 6750 §2.1), compared in constant
+// time; a browser may send it as the password of HTTP Basic authentication
+// (RFC 7617), so that the dashboard opens without a header-setting client.
+// Without a token file the server does not run (ErrDisabled): it never
+// runs unauthenticated. The token never appears in the log.
+package admin
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"crypto/tls"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/observability/events"
+	"github.com/aupguard/aupguard/internal/observability/panics"
+	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/ratelimit"
+)
+
+// ErrDisabled is returned by New when the admin server is off: no
+// admin.token_file, or admin.listen "off".
+var ErrDisabled = errors.New("admin server disabled: admin.token_file is not set (it never runs without authentication) or admin.listen is off")
+
+// Record is the decision record the API reads (*events.Recorder).
+type Record interface {
+	Events(ctx context.Context, q events.Query) ([]events.Event, error)
+	Aggregates(ctx context.Context, q events.AggQuery) ([]events.Bucket, error)
+}
+
+// flusher is a Record that can be waited for (the recorder's queue).
+type flusher interface {
+	Flush(ctx context.Context) error
+}
+
+// Options configure the server.
+type Options struct {
+	// Config is the running config (SetConfig replaces it on reload).
+	Config *config.Config
+	// Store is the gateway's store (for quotas and opt-out standings).
+	Store *store.Handle
+	// Events is the decision record; without it the event, report and
+	// dashboard endpoints answer 503.
+	Events Record
+	// Gatherer serves /metrics (the metrics registry); nil: 404.
+	Gatherer prometheus.Gatherer
+	// Ready checks the store and the resolver for /readyz.
+	Ready func(ctx context.Context) error
+	// Quota returns a customer's limits and use; default ratelimit.Quota
+	// on Store.
+	Quota func(ctx context.Context, customer string) (any, error)
+	// Standing returns a customer's opt-out standing; default
+	// report.OptOutStanding on Store.
+	Standing report.StandingFunc
+	// Reputation returns bounce standings and blocklist states; default
+	// report.ReputationOf on Store.
+	Reputation report.ReputationFunc
+	// Directory is the live customer directory (nil: its API is not served).
+	Directory Directory
+	// Mounts are other packages' handlers by ServeMux pattern (e.g.
+	// "/api/optouts", "/api/customers/{id}/flag"), served behind the token.
+	Mounts map[string]http.Handler
+	Logger *slog.Logger
+	Clock  clock.Clock
+	// Panics logs and counts a panic while serving a request.
+	Panics *panics.Reporter
+	// Listener, when set, is used instead of listening on admin.listen.
+	Listener net.Listener
+}
+
+// Server is the admin HTTP server.
+type Server struct {
+	o     Options
+	cfg   atomic.Pointer[config.Config]
+	log   *slog.Logger
+	token [sha256.Size]byte
+	ln    net.Listener
+	srv   *http.Server
+	tls   bool
+}
+
+// New reads the token, listens and prepares the server; Serve serves.
+func New(o Options) (*Server, error) {
+	if o.Config == nil {
+		return nil, errors.New("admin: no config")
+	}
+	ac := o.Config.Admin
+	if ac.TokenFile == "" || ac.Listen == "off" {
+		return nil, ErrDisabled
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Clock == nil {
+		o.Clock = clock.System{}
+	}
+	s := &Server{o: o, log: o.Logger}
+	s.cfg.Store(o.Config)
+	tok, err := readToken(ac.TokenFile, s.log)
+	if err != nil {
+		return nil, err
+	}
+	// Comparing digests keeps the comparison constant-time whatever the
+	// lengths (subtle.ConstantTimeCompare returns early on a length
+	// mismatch).
+	s.token = sha256.Sum256([]byte(tok))
+	if s.o.Quota == nil && o.Store != nil {
+		s.o.Quota = func(ctx context.Context, id string) (any, error) {
+			return ratelimit.Quota(ctx, o.Store, s.cfg.Load(), id)
+		}
+	}
+	if s.o.Reputation == nil && o.Store != nil {
+		s.o.Reputation = func(ctx context.Context, ids []string, listings bool) ([]reputation.Standing, []reputation.Listing, error) {
+			return report.ReputationOf(o.Store, s.cfg.Load())(ctx, ids, listings)
+		}
+	}
+	if s.o.Standing == nil && o.Store != nil {
+		s.o.Standing = func(ctx context.Context, id string) (*optout.CustomerStatus, error) {
+			return report.OptOutStanding(o.Store, s.cfg.Load())(ctx, id)
+		}
+	}
+	s.srv = &http.Server{
+		Handler:           s.o.Panics.HTTP("admin", s.Handler()),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		WriteTimeout:      2 * time.Minute,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	if ac.TLSCert != "" {
+		cert, err := tls.LoadX509KeyPair(ac.TLSCert, ac.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("admin TLS: %w", err)
+		}
+		s.srv.TLSConfig = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		s.tls = true
+	}
+	s.ln = o.Listener
+	if s.ln == nil {
+		if s.ln, err = net.Listen("tcp", ac.Listen); err != nil {
+			return nil, fmt.Errorf("admin listen %s: %w", ac.Listen, err)
+		}
+	}
+	return s, nil
+}
+
+// readToken reads the token file; a file others can read is reported.
+func readToken(path string, log *slog.Logger) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("admin.token_file is readable by group or others; chmod 600 it", "file", path, "mode", fi.Mode().Perm().String())
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("admin.token_file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if len(tok) < 16 {
+		return "", fmt.Errorf("admin.token_file %s: the token must be at least 16 characters (e.g. openssl rand -hex 32)", path)
+	}
+	return tok, nil
+}
+
+// Addr is the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// TLS reports whether the server serves HTTPS.
+func (s *Server) TLS() bool { return s.tls }
+
+// SetConfig installs a reloaded config (customers, dashboard settings).
+// The token, listener and TLS settings keep their values until restart.
+func (s *Server) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
+
+// Serve serves until ctx is done or Shutdown is called.
+func (s *Server) Serve(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.srv.Shutdown(sctx)
+	})
+	defer stop()
+	s.log.Info("admin server listening", "addr", s.ln.Addr().String(), "tls", s.tls)
+	var err error
+	if s.tls {
+		err = s.srv.ServeTLS(s.ln, "", "")
+	} else {
+		err = s.srv.Serve(s.ln)
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops the server gracefully.
+func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// authorized checks the request's credentials: "Authorization: Bearer
+// TOKEN" (RFC 6750 §2.1) or Basic with TOKEN as the password (RFC 7617).
+func (s *Server) authorized(r *http.Request) bool {
+	h := r.Header.Get("Authorization")
+	scheme, cred, ok := strings.Cut(h, " ")
+	if !ok {
+		return false
+	}
+	var presented string
+	switch strings.ToLower(scheme) {
+	case "bearer":
+		presented = strings.TrimSpace(cred)
+	case "basic":
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+		if err != nil {
+			return false
+		}
+		_, pw, ok := strings.Cut(string(b), ":")
+		if !ok {
+			return false
+		}
+		presented = pw
+	default:
+		return false
+	}
+	sum := sha256.Sum256([]byte(presented))
+	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
+}
+
+// statusRecorder remembers the status for the access log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusRecorder) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// Handler returns the server's handler: authentication, then the routes.
+// The access log has method, path (never the query or headers), status,
+// duration and client.
+func (s *Server) Handler() http.Handler {
+	mux := s.routes()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		if r.URL.Path == "/healthz" || s.authorized(r) {
+			mux.ServeHTTP(rec, r)
+		} else {
+			// RFC 6750 §3: a challenge naming the scheme; Basic too, so a
+			// browser asks for the token.
+			w.Header().Add("WWW-Authenticate", `Bearer realm="aupguard"`)
+			w.Header().Add("WWW-Authenticate", `Basic realm="aupguard", charset="UTF-8"`)
+			writeError(rec, http.StatusUnauthorized, "authentication required")
+		}
+		level := slog.LevelDebug
+		if rec.status == http.StatusUnauthorized || rec.status >= 500 {
+			level = slog.LevelWarn
+		}
+		s.log.Log(r.Context(), level, "admin request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"ms", float64(time.Since(start).Microseconds())/1000, "client", r.RemoteAddr)
+	})
+}

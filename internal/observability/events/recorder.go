@@ -1,0 +1,262 @@
+package events
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/decision"
+	"github.com/aupguard/aupguard/internal/store"
+)
+
+// maxBatch is the most events written in one store round trip.
+const maxBatch = 512
+
+// pause is how long the writer rests after a batch that was not full: it
+// bounds the writer's wake-ups (and store round trips) to about 100 a
+// second under light load, instead of one per decision, so that recording
+// takes no CPU the milter needs. The queue absorbs what arrives meanwhile.
+const pause = 10 * time.Millisecond
+
+// sharedKind is the store.Handle.Shared kind of the recorder.
+const sharedKind = "events"
+
+// ErrNoRecord is returned by Open for a memory store without an events file:
+// the events then live only inside the running gateway (ask its admin API).
+var ErrNoRecord = errors.New("memory store without events.file: the events live only in the running gateway; query its admin API (/api/events, /api/report)")
+
+// Reader queries the record.
+type Reader struct {
+	b backend
+}
+
+// Events returns the events q selects, newest first.
+func (r *Reader) Events(ctx context.Context, q Query) ([]Event, error) {
+	return r.b.query(ctx, q)
+}
+
+// Aggregates returns the counters q selects, by bucket start then customer.
+func (r *Reader) Aggregates(ctx context.Context, q AggQuery) ([]Bucket, error) {
+	return r.b.aggregates(ctx, q)
+}
+
+// Recorder records decisions. It implements decision.Observer; Observe never
+// blocks. There is one Recorder per store handle (store.Handle.Shared), so
+// the milter and the admin API share it; Close (or the handle's Close)
+// flushes what is queued.
+type Recorder struct {
+	Reader
+	log     *slog.Logger
+	timeout time.Duration
+
+	ch     chan *decision.Decision
+	stop   chan struct{}
+	done   chan struct{}
+	once   sync.Once
+	closed atomic.Bool
+
+	dropped   atomic.Uint64
+	enqueued  atomic.Uint64
+	processed atomic.Uint64
+	recorded  atomic.Uint64
+	failed    atomic.Uint64
+	lastWarn  atomic.Int64
+}
+
+// FilePath returns the JSON-lines file of the memory backend: events.file,
+// else events.jsonl under store.path, else "" (none; also for "off").
+func FilePath(h *store.Handle, cfg config.EventsConfig) string {
+	switch {
+	case cfg.File == "off":
+		return ""
+	case cfg.File != "":
+		return cfg.File
+	case h.Path != "":
+		return filepath.Join(h.Path, "events.jsonl")
+	}
+	return ""
+}
+
+func openBackend(h *store.Handle, cfg config.EventsConfig, appendTo bool) (backend, error) {
+	if h.Backend == store.Redis {
+		if appendTo {
+			// EVALSHA from the first batch on; a failure here is not
+			// fatal (Script.Run loads on NOSCRIPT).
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_ = h.LoadScripts(ctx, dayScript, aggScript)
+			cancel()
+		}
+		return &redisBackend{h: h, retention: cfg.Retention, accepted: cfg.AcceptedRetention, aggKeep: cfg.AggregateRetention, cap: cfg.DailyCap}, nil
+	}
+	m := newMemory(h.Clock, cfg.Ring, cfg.Retention, cfg.AggregateRetention)
+	path := FilePath(h, cfg)
+	if path == "" {
+		if !appendTo {
+			return nil, ErrNoRecord
+		}
+		return m, nil
+	}
+	if err := m.openFile(path, appendTo); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// Open opens the record for reading, for the commands: with Redis, the
+// store itself; with the memory store, the events file (a snapshot of what
+// the gateway wrote so far), or ErrNoRecord when there is none.
+func Open(h *store.Handle, cfg config.EventsConfig) (*Reader, error) {
+	b, err := openBackend(h, cfg, false)
+	if err != nil {
+		return nil, err
+	}
+	return &Reader{b: b}, nil
+}
+
+// New returns the handle's recorder, starting it on first use. With the
+// memory store it loads the events file (if any) and appends to it.
+func New(h *store.Handle, cfg config.EventsConfig, log *slog.Logger) (*Recorder, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	v, err := h.Shared(sharedKind, func() (any, error) {
+		b, err := openBackend(h, cfg, true)
+		if err != nil {
+			return nil, err
+		}
+		buf := cfg.Buffer
+		if buf <= 0 {
+			buf = config.DefaultEventsBuffer
+		}
+		r := &Recorder{Reader: Reader{b: b}, log: log, timeout: 5 * time.Second,
+			ch: make(chan *decision.Decision, buf), stop: make(chan struct{}), done: make(chan struct{})}
+		go r.run()
+		return r, nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r, ok := v.(*Recorder)
+	if !ok {
+		return nil, fmt.Errorf("events: store handle holds a %T as %q", v, sharedKind)
+	}
+	return r, nil
+}
+
+// Observe queues d for recording and returns at once; when the queue is
+// full, d is dropped and counted (Dropped). d must not change afterwards
+// (the gateway builds one Decision per decision).
+func (r *Recorder) Observe(d *decision.Decision) {
+	if d == nil || r.closed.Load() {
+		return
+	}
+	select {
+	case r.ch <- d:
+		r.enqueued.Add(1)
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Dropped counts events dropped because the queue was full.
+func (r *Recorder) Dropped() uint64 { return r.dropped.Load() }
+
+// Recorded counts events stored.
+func (r *Recorder) Recorded() uint64 { return r.recorded.Load() }
+
+// Failed counts events lost because the store failed.
+func (r *Recorder) Failed() uint64 { return r.failed.Load() }
+
+// Queued is the number of events waiting for the writer.
+func (r *Recorder) Queued() int { return len(r.ch) }
+
+func (r *Recorder) run() {
+	defer close(r.done)
+	batch := make([]Event, 0, maxBatch)
+	for {
+		select {
+		case d := <-r.ch:
+			batch = append(batch[:0], FromDecision(d))
+			batch = r.fill(batch)
+			r.flush(batch)
+			if len(batch) < maxBatch {
+				select {
+				case <-time.After(pause):
+				case <-r.stop:
+				}
+			}
+		case <-r.stop:
+			for {
+				batch = r.fill(batch[:0])
+				if len(batch) == 0 {
+					return
+				}
+				r.flush(batch)
+			}
+		}
+	}
+}
+
+// fill takes what is queued, up to maxBatch, without waiting.
+func (r *Recorder) fill(batch []Event) []Event {
+	for len(batch) < maxBatch {
+		select {
+		case d := <-r.ch:
+			batch = append(batch, FromDecision(d))
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+func (r *Recorder) flush(batch []Event) {
+	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
+	defer cancel()
+	defer r.processed.Add(uint64(len(batch)))
+	if err := r.b.write(ctx, batch); err != nil {
+		r.failed.Add(uint64(len(batch)))
+		// One warning a minute at most: a store outage must not flood the log.
+		now := time.Now().Unix()
+		if last := r.lastWarn.Load(); now-last >= 60 && r.lastWarn.CompareAndSwap(last, now) {
+			r.log.Warn("events: recording failed, events lost", "events", len(batch), "lost_total", r.failed.Load(), "err", err)
+		}
+		return
+	}
+	r.recorded.Add(uint64(len(batch)))
+}
+
+// Flush waits until every event queued before the call has been written
+// (or has failed): the admin API calls it before answering from the
+// record, so that a report includes the decisions just made.
+func (r *Recorder) Flush(ctx context.Context) error {
+	target := r.enqueued.Load()
+	for r.processed.Load() < target {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-r.done:
+			return nil
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// Close stops recording: what is queued is written, the file closed.
+func (r *Recorder) Close() error {
+	var err error
+	r.once.Do(func() {
+		r.closed.Store(true)
+		close(r.stop)
+		<-r.done
+		err = r.b.close()
+	})
+	return err
+}

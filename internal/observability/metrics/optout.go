@@ -1,0 +1,25 @@
+package metrics
+
+import "github.com/aupguard/aupguard/internal/checks/optout"
+
+// findingEscalation is the finding that flags a customer.
+const findingEscalation = optout.FindingEscalation
+
+// OptOut counts new opt-out entries (optout.Counters). An unknown source
+// is counted as "other", so the label stays bounded.
+func (m *Metrics) OptOut(source string, n int) {
+	switch source {
+	case optout.SourceUnsubscribe, optout.SourceComplaint, optout.SourceAPI, optout.SourceImport, optout.SourceCLI:
+	default:
+		source = "other"
+	}
+	m.optouts.WithLabelValues(source).Add(float64(n))
+}
+
+// Complaint counts an ingested complaint report (optout.Counters).
+func (m *Metrics) Complaint() { m.reports.Inc() }
+
+// BadToken counts an invalid unsubscribe token (optout.Counters).
+func (m *Metrics) BadToken() { m.badTokens.Inc() }
+
+var _ optout.Counters = (*Metrics)(nil)
