@@ -305,7 +305,7 @@ func TestConfigValidation(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.want, func(t *testing.T) {
-			_, err := config.Parse([]byte(tt.yaml), "t.yaml", config.Options{})
+			_, err := config.Parse([]byte(tt.yaml), "t.yaml", config.Options{Sections: []config.SectionSpec{Section}})
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one about %s", err, tt.want)
 			}
@@ -318,8 +318,11 @@ func TestConfigValidation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Headers
-	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxLineLength != 998 || h.TrustedReceived != 0 || len(h.OriginHeaders) != 3 {
+	h, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.MaxCount != DefaultHeaderMaxCount || h.MaxLineLength != 998 || h.TrustedReceived != 0 || len(h.OriginHeaders) != 3 {
 		t.Errorf("defaults not applied: %+v", h)
 	}
 }
@@ -331,10 +334,13 @@ func TestConfigSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := cfg.Headers
-	if h.MaxCount != config.DefaultHeaderMaxCount || h.MaxBytes != config.DefaultHeaderMaxBytes ||
-		h.MaxLineLength != config.DefaultHeaderMaxLineLength || h.TrustedReceived != 0 ||
-		!reflect.DeepEqual(h.OriginHeaders, config.DefaultOriginHeaders) {
+	h, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.MaxCount != DefaultHeaderMaxCount || h.MaxBytes != DefaultHeaderMaxBytes ||
+		h.MaxLineLength != DefaultHeaderMaxLineLength || h.TrustedReceived != 0 ||
+		!reflect.DeepEqual(h.OriginHeaders, DefaultOriginHeaders) {
 		t.Errorf("snippet differs from the defaults: %+v", h)
 	}
 }
@@ -350,7 +356,7 @@ func BenchmarkChecks(b *testing.B) {
 	for i := 0; i < 12; i++ {
 		hs = append(hs, policy.Header{Name: "X-Extra-" + strconv.Itoa(i), Value: " =?UTF-8?Q?caf=C3=A9?= value"})
 	}
-	s := &Settings{MaxCount: 500, MaxBytes: 1 << 18, MaxLineLength: 998, OriginHeaders: config.DefaultOriginHeaders}
+	s := &Settings{MaxCount: 500, MaxBytes: 1 << 18, MaxLineLength: 998, OriginHeaders: DefaultOriginHeaders}
 	cust := &policy.Customer{ID: "acme"}
 	p, _ := mailaddr.ParsePattern("acme.example")
 	cust.Domains = []mailaddr.Pattern{p}

@@ -96,7 +96,10 @@ type Settings struct {
 
 // SettingsFromConfig builds the settings from a validated config.
 func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
-	h := cfg.Headers
+	h, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
 	s := &Settings{
 		MaxCount:         h.MaxCount,
 		MaxBytes:         int64(h.MaxBytes),
@@ -134,13 +137,7 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 		s.Provider.AuthservIDs = append(s.Provider.AuthservIDs, strings.ToLower(id))
 	}
 	s.OriginHeaders = append(s.OriginHeaders, h.OriginHeaders...)
-	for _, n := range h.OriginAllowedNetworks {
-		p, err := config.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("headers.origin_allowed_networks: %w", err)
-		}
-		s.OriginAllowed = append(s.OriginAllowed, p)
-	}
+	s.OriginAllowed = config.Prefixes(h.OriginAllowedNetworks)
 	for _, c := range cfg.Customers {
 		for _, n := range c.Networks {
 			p, err := config.ParsePrefix(n)

@@ -181,7 +181,7 @@ func (a *AuthConfig) validate(v *validator) {
 	}
 	from := false
 	for i, h := range a.Signing.Headers {
-		if !validFieldName(h) {
+		if !ValidFieldName(h) {
 			v.errf(fmt.Sprintf("auth.signing.headers[%d]", i), "bad header field name %q", h)
 		}
 		if strings.EqualFold(h, "From") {
@@ -196,7 +196,7 @@ func (a *AuthConfig) validate(v *validator) {
 		v.errf("auth.signing.headers", "must include From (RFC 6376 §5.4)")
 	}
 	for i, h := range a.Signing.Oversign {
-		if !validFieldName(h) {
+		if !ValidFieldName(h) {
 			v.errf(fmt.Sprintf("auth.signing.oversign[%d]", i), "bad header field name %q", h)
 		}
 	}

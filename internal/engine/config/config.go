@@ -42,7 +42,6 @@ type Config struct {
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
 
-	Headers HeadersConfig `yaml:"headers"`
 	Auth    AuthConfig    `yaml:"auth"`
 	Spike   SpikeConfig   `yaml:"spike"`
 	OptOut  OptOutConfig  `yaml:"optout"`
@@ -53,6 +52,12 @@ type Config struct {
 	Reputation ReputationConfig `yaml:"reputation"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
+
+	// Raw holds the top-level sections that check families own (see
+	// SectionSpec), as YAML; the core does not read them.
+	Raw map[string]yaml.Node `yaml:",inline"`
+	// sections are the families' decoded settings (Section).
+	sections sections
 
 	root *yaml.Node
 	// warnings are found at Parse (Warnings).
@@ -208,6 +213,11 @@ type Options struct {
 	Specs []policy.Spec
 	// DefaultChain is used when the config has no chain.
 	DefaultChain []string
+	// Sections are the top-level sections check families own: each is
+	// handed its raw YAML to decode and validate. A top-level key that is
+	// neither core nor one of them is an error. Nil skips that validation
+	// (families then decode their section when asked, Config.SectionOf).
+	Sections []SectionSpec
 }
 
 // Error is one configuration error with its place.
@@ -298,6 +308,7 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	cfg.applyDefaults(opts)
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
+	cfg.decodeSections(v, opts.Sections)
 	v.errs = append(es, v.errs...)
 	// Warnings are placed now, while the tree is there.
 	cfg.warnings = cfg.findWarnings(file)
@@ -324,8 +335,22 @@ func yamlError(file, msg string) Error {
 }
 
 // Marshal renders the effective config (after defaults) as YAML.
+// The families' sections are rendered from their decoded settings (with
+// their defaults), not as written.
 func (c *Config) Marshal() ([]byte, error) {
-	return yaml.Marshal(c)
+	cp := *c
+	cp.Raw = make(map[string]yaml.Node, len(c.Raw)+len(c.sections.typed))
+	for k, n := range c.Raw {
+		cp.Raw[k] = n
+	}
+	for k, v := range c.sections.typed {
+		var n yaml.Node
+		if err := n.Encode(v); err != nil {
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		cp.Raw[k] = n
+	}
+	return yaml.Marshal(&cp)
 }
 
 // CheckEnabled reports whether the named check is enabled provider-wide.

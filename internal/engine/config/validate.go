@@ -194,7 +194,6 @@ func (c *Config) validate(v *validator) {
 	c.validateLocal(v)
 	c.DNS.validate(v)
 	c.Admin.validate(v)
-	c.Headers.validate(v)
 	c.Auth.validate(v)
 	c.Spike.validate(v)
 	c.OptOut.validate(v)

@@ -60,13 +60,3 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	}
 	return d, nil
 }
-
-// WithConfig returns a copy of d for another config, sharing the store,
-// secret and resolver (a reload keeps them; changing store, secret or DNS
-// settings needs a restart).
-func (d *Deps) WithConfig(cfg *config.Config) *Deps {
-	n := *d
-	n.Config = cfg
-	n.Directory = nil
-	return &n
-}

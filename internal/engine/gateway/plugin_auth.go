@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"fmt"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"net/netip"
 
 	"github.com/aupguard/aupguard/internal/checks/auth"
@@ -15,8 +16,8 @@ import (
 // signature when the headers are complete, so dkim and dmarc (and
 // bulk_mail through auth.DKIMAligned) count it as an aligned pass. They
 // share their results through the typed policy.Txn.Auth.
-func init() {
-	register(auth.SPFSpec, func(d *Deps) (policy.Check, error) {
+var authFamily = setup.Family{Name: "auth", Checks: []setup.Check{
+	{Spec: auth.SPFSpec, New: func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -33,15 +34,15 @@ func init() {
 			d.Logger.Warn("spf: provider.egress_ips is empty, SPF is not evaluated (and cannot make DMARC pass)")
 		}
 		return auth.NewSPF(egress, r, d.Config.DNS.Timeout).WithHelo(d.Config.Provider.EgressHelo()), nil
-	})
-	register(auth.DKIMSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: auth.DKIMSpec, New: func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
 		}
 		return auth.NewDKIM(r, d.Config.Auth.DKIM.MaxSignatures, d.Config.DNS.Timeout), nil
-	})
-	register(auth.DMARCSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: auth.DMARCSpec, New: func(d *Deps) (policy.Check, error) {
 		r, err := authResolver(d)
 		if err != nil {
 			return nil, err
@@ -53,16 +54,16 @@ func init() {
 			}
 		}
 		return auth.NewDMARC(r, d.Config.DNS.Timeout, require, d.Config.Auth.DMARC.RequireAlignment), nil
-	})
-	register(auth.SignSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: auth.SignSpec, New: func(d *Deps) (policy.Check, error) {
 		keys, err := auth.LoadKeys(d.Config)
 		if err != nil {
 			return nil, err
 		}
 		s := d.Config.Auth.Signing
 		return auth.NewSigner(keys, auth.SignOptions{Headers: s.Headers, Oversign: s.Oversign, Expiration: s.Expiration}, d.Clock), nil
-	})
-}
+	}},
+}}
 
 // authResolver returns the shared resolver of d. Without one (a caller
 // that did not open it), a resolver of its own is made from the dns

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/checks/optout"
@@ -14,15 +15,15 @@ import (
 // customer stamp and Feedback-ID, then one-click unsubscribe), which come
 // before DKIM signing (dkim_sign declares that it signs headers, and the
 // config refuses a chain that adds headers after it).
-func init() {
-	register(optout.SuppressionSpec, func(d *Deps) (policy.Check, error) {
+var optoutFamily = setup.Family{Name: "optout", Checks: []setup.Check{
+	{Spec: optout.SuppressionSpec, New: func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewSuppression(svc), nil
-	})
-	register(optout.BulkSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: optout.BulkSpec, New: func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
@@ -30,22 +31,22 @@ func init() {
 		// DKIM alignment comes from the typed auth results on the
 		// transaction (dkim, dmarc and the gateway's own signature).
 		return optout.NewBulk(svc, auth.DKIMAligned), nil
-	})
-	register(optout.StampSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: optout.StampSpec, New: func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewStamper(svc), nil
-	})
-	register(optout.UnsubscribeSpec, func(d *Deps) (policy.Check, error) {
+	}},
+	{Spec: optout.UnsubscribeSpec, New: func(d *Deps) (policy.Check, error) {
 		svc, err := optoutService(d)
 		if err != nil {
 			return nil, err
 		}
 		return optout.NewUnsubscriber(svc), nil
-	})
-}
+	}},
+}}
 
 func optoutService(d *Deps) (*optout.Service, error) {
 	svc, err := optout.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -11,8 +12,8 @@ import (
 // customer's hard-bounce rate, read back from Postfix's delivery log, at
 // end of message. It runs after bulk_mail, whose bulk judgement its
 // defer_bulk outcome uses (reputation.Spec declares it), and remembers accepted messages' queue ids.
-func init() {
-	register(reputation.Spec, func(d *Deps) (policy.Check, error) {
+var reputationFamily = setup.Family{Name: "reputation", Checks: []setup.Check{
+	{Spec: reputation.Spec, New: func(d *Deps) (policy.Check, error) {
 		svc, err := reputation.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
 		if err != nil {
 			return nil, err
@@ -21,5 +22,5 @@ func init() {
 		defer cancel()
 		_ = d.Store.LoadScripts(ctx, reputation.Scripts()...)
 		return reputation.NewCheck(svc), nil
-	})
-}
+	}},
+}}

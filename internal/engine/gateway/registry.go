@@ -9,55 +9,50 @@ package gateway
 import (
 	_ "embed"
 	"fmt"
-	"log/slog"
 	"strings"
 
-	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
-	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/policy"
-	"github.com/aupguard/aupguard/internal/observability/panics"
-	"github.com/aupguard/aupguard/internal/resolver"
-	"github.com/aupguard/aupguard/internal/secrets"
-	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
-// Deps are what a check may need, passed in (never globals).
-type Deps struct {
-	Config   *config.Config
-	Store    *store.Handle
-	Clock    clock.Clock
-	Logger   *slog.Logger
-	Resolver resolver.Resolver
-	Secret   secrets.Key
-	// Panics logs and counts the panics recovered in checks and milter
-	// connections (nil: logged to slog.Default, not counted).
-	Panics *panics.Reporter
-	// Directory, when set, is the identification index already built for
-	// Config (customer.Directory.Update of the running one, for a live
-	// directory change); nil builds it from Config.
-	Directory *customer.Directory
-}
+// Deps are what a check may need (package setup).
+type Deps = setup.Deps
 
-// Factory builds a check from the config. It is called at start and on
-// every reload.
-type Factory func(d *Deps) (policy.Check, error)
+// Factory builds a check from the config (package setup).
+type Factory = setup.Factory
 
 type plugin struct {
 	spec    policy.Spec
 	factory Factory
 }
 
-// registry is filled by the plugin_*.go files of this package at init, one
-// file per family of checks (CoreDNS-style), and never changes afterwards.
-var registry = map[string]plugin{}
+// registry holds every check of the families (families.go), by name; it
+// is built once when the package is initialised and never changes.
+var registry = buildRegistry(families)
 
-// register adds a check, as its package declares it.
-func register(spec policy.Spec, f Factory) {
-	if _, dup := registry[spec.Name]; dup {
-		panic(fmt.Sprintf("gateway: check %q registered twice", spec.Name))
+// buildRegistry indexes the families' checks by name; a name declared
+// twice is a programming error.
+func buildRegistry(fams []setup.Family) map[string]plugin {
+	r := map[string]plugin{}
+	for _, f := range fams {
+		for _, c := range f.Checks {
+			if _, dup := r[c.Spec.Name]; dup {
+				panic(fmt.Sprintf("gateway: check %q declared twice (family %s)", c.Spec.Name, f.Name))
+			}
+			r[c.Spec.Name] = plugin{spec: c.Spec, factory: c.New}
+		}
 	}
-	registry[spec.Name] = plugin{spec: spec, factory: f}
+	return r
+}
+
+// Sections returns the config sections the families own.
+func Sections() []config.SectionSpec {
+	var out []config.SectionSpec
+	for _, f := range families {
+		out = append(out, f.Sections...)
+	}
+	return out
 }
 
 // chainList is the default chain, in data: one check name per line.
@@ -103,5 +98,5 @@ func Specs() []policy.Spec {
 // ConfigOptions are the options config.Load needs to validate check and
 // finding names and the chain.
 func ConfigOptions() config.Options {
-	return config.Options{Checks: CheckNames(), Specs: Specs(), DefaultChain: DefaultChain()}
+	return config.Options{Checks: CheckNames(), Specs: Specs(), DefaultChain: DefaultChain(), Sections: Sections()}
 }

@@ -1,8 +1,10 @@
-package config
+package headers
 
 import (
 	"fmt"
 	"strings"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
 )
 
 // Defaults of the headers section.
@@ -21,10 +23,10 @@ const (
 // the customer's own addresses.
 var DefaultOriginHeaders = []string{"X-Originating-IP", "X-Sender-IP", "X-Source-IP"}
 
-// HeadersConfig configures the header and sender-identity checks
-// (header_syntax, sender_identity, header_forgery in package headers). The
+// Config is the headers: section of the config, which this package owns:
+// the settings of header_syntax, sender_identity and header_forgery. The
 // provider's own hostnames, networks and authserv-id come from provider:.
-type HeadersConfig struct {
+type Config struct {
 	// MaxCount is the most header fields a message may have
 	// (finding header_count_exceeded).
 	MaxCount int `yaml:"max_count"`
@@ -41,7 +43,7 @@ type HeadersConfig struct {
 	// OriginAllowedNetworks are extra networks (CIDR) an origin header may
 	// name for every customer, besides the SMTP client address and the
 	// customer's own networks (e.g. the provider's webmail front-ends).
-	OriginAllowedNetworks []string `yaml:"origin_allowed_networks"`
+	OriginAllowedNetworks []config.Prefix `yaml:"origin_allowed_networks"`
 	// TrustedReceived is how many topmost Received: fields the provider's
 	// own MTAs wrote before the milter sees the message: 0 with Postfix
 	// running the milter at submission (Postfix does not pass the
@@ -57,60 +59,57 @@ type HeadersConfig struct {
 	AuthservIDs []string `yaml:"authserv_ids"`
 }
 
-func (h *HeadersConfig) defaults() {
-	if h.MaxCount == 0 {
-		h.MaxCount = DefaultHeaderMaxCount
-	}
-	if h.MaxBytes == 0 {
-		h.MaxBytes = DefaultHeaderMaxBytes
-	}
-	if h.MaxLineLength == 0 {
-		h.MaxLineLength = DefaultHeaderMaxLineLength
-	}
-	if h.OriginHeaders == nil {
-		h.OriginHeaders = append([]string(nil), DefaultOriginHeaders...)
+// Section is the headers: section, decoded and validated here.
+var Section = config.SectionSpec{Key: "headers", Decode: decodeConfig}
+
+// DefaultConfig is the headers: section when the config leaves it out.
+func DefaultConfig() *Config {
+	return &Config{
+		MaxCount:      DefaultHeaderMaxCount,
+		MaxBytes:      DefaultHeaderMaxBytes,
+		MaxLineLength: DefaultHeaderMaxLineLength,
+		OriginHeaders: append([]string(nil), DefaultOriginHeaders...),
 	}
 }
 
-func (h *HeadersConfig) validate(v *validator) {
-	v.positive("headers.max_count", h.MaxCount)
-	v.positive("headers.max_bytes", h.MaxBytes)
-	v.positive("headers.received_depth", h.ReceivedDepth)
+// decodeConfig decodes the headers: section over its defaults and
+// validates it; errors are placed through s.
+func decodeConfig(s *config.Section) any {
+	h := DefaultConfig()
+	s.Decode(h)
+	s.Positive("headers.max_count", h.MaxCount)
+	s.Positive("headers.max_bytes", h.MaxBytes)
+	s.Positive("headers.received_depth", h.ReceivedDepth)
 	if h.MaxLineLength < 78 {
-		v.errf("headers.max_line_length", "must be at least 78 (RFC 5322 §2.1.1), got %d", h.MaxLineLength)
+		s.Errorf("headers.max_line_length", "must be at least 78 (RFC 5322 §2.1.1), got %d", h.MaxLineLength)
 	}
 	seen := map[string]bool{}
 	for i, name := range h.OriginHeaders {
 		p := fmt.Sprintf("headers.origin_headers[%d]", i)
-		if !validFieldName(name) {
-			v.errf(p, "bad header name %q", name)
+		if !config.ValidFieldName(name) {
+			s.Errorf(p, "bad header name %q", name)
 		}
 		if seen[strings.ToLower(name)] {
-			v.errf(p, "header %q listed twice", name)
+			s.Errorf(p, "header %q listed twice", name)
 		}
 		seen[strings.ToLower(name)] = true
 	}
-	for i, n := range h.OriginAllowedNetworks {
-		v.prefix(fmt.Sprintf("headers.origin_allowed_networks[%d]", i), n)
-	}
-	v.positive("headers.trusted_received", h.TrustedReceived)
+	s.Positive("headers.trusted_received", h.TrustedReceived)
 	for i, id := range h.AuthservIDs {
 		if id == "" || strings.ContainsAny(id, " \t;()\"") {
-			v.errf(fmt.Sprintf("headers.authserv_ids[%d]", i), "bad authserv-id %q", id)
+			s.Errorf(fmt.Sprintf("headers.authserv_ids[%d]", i), "bad authserv-id %q", id)
 		}
 	}
+	return h
 }
 
-// validFieldName reports whether s is a header field name: printable
-// US-ASCII except colon (RFC 5322 §2.2, ftext).
-func validFieldName(s string) bool {
-	if s == "" {
-		return false
+// ConfigOf returns the headers: section of cfg (decoded at config.Parse,
+// or now for a config parsed without this package's section).
+func ConfigOf(cfg *config.Config) (*Config, error) {
+	v, err := cfg.SectionOf(Section)
+	h, _ := v.(*Config)
+	if h == nil {
+		h = DefaultConfig()
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < 33 || s[i] > 126 || s[i] == ':' {
-			return false
-		}
-	}
-	return true
+	return h, err
 }
