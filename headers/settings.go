@@ -116,19 +116,9 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 		}
 		s.Provider.Hostnames = append(s.Provider.Hostnames, p)
 	}
-	for _, n := range pv.Networks {
-		p, err := config.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("provider.networks: %w", err)
-		}
-		s.Provider.Networks = append(s.Provider.Networks, p)
-	}
-	for _, n := range pv.EgressIPs {
-		p, err := config.ParsePrefix(n)
-		if err != nil {
-			return nil, fmt.Errorf("provider.egress_ips: %w", err)
-		}
-		s.Provider.Networks = append(s.Provider.Networks, p)
+	s.Provider.Networks = append(s.Provider.Networks, config.Prefixes(pv.Networks)...)
+	for _, a := range pv.EgressIPs {
+		s.Provider.Networks = append(s.Provider.Networks, netip.PrefixFrom(a.Addr, a.BitLen()))
 	}
 	if pv.AuthServID != "" {
 		s.Provider.AuthservIDs = append(s.Provider.AuthservIDs, strings.ToLower(pv.AuthServID))

@@ -12,7 +12,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
 	"strings"
 
@@ -182,12 +181,7 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	var egress []netip.Addr
-	for _, s := range cfg.Provider.EgressIPs {
-		if a, err := netip.ParseAddr(s); err == nil {
-			egress = append(egress, a.Unmap())
-		}
-	}
+	egress := config.Addrs(cfg.Provider.EgressIPs)
 	status := 0
 	all := map[string][]auth.DomainReport{}
 	for _, id := range fs.Args() {

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"sort"
 	"strings"
 	"time"
@@ -120,13 +121,13 @@ type ProviderConfig struct {
 	// Hostnames of the provider's MTAs; "*." patterns allowed.
 	Hostnames []string `yaml:"hostnames"`
 	// Networks are the provider's own IP ranges (CIDR).
-	Networks []string `yaml:"networks"`
+	Networks []Prefix `yaml:"networks"`
 	// AuthServID is the authserv-id the provider's MTAs put in
 	// Authentication-Results (RFC 8601 §2.5).
 	AuthServID string `yaml:"authserv_id"`
 	// EgressIPs are the addresses receivers see the provider's mail come
 	// from; SPF is evaluated against them.
-	EgressIPs []string `yaml:"egress_ips"`
+	EgressIPs []Addr `yaml:"egress_ips"`
 	// HeloName is the name the provider's egress MTAs give in EHLO
 	// (Postfix smtp_helo_name, by default $myhostname). Receivers evaluate
 	// SPF for null-sender mail (bounces) on it (RFC 7208 §2.4), never on
@@ -299,7 +300,14 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 			return nil, Errors{yamlError(file, err.Error())}
 		}
 		for _, m := range te.Errors {
-			es = append(es, yamlError(file, m))
+			e := yamlError(file, m)
+			if len(root.Content) > 0 {
+				e.Path = pathAtLine(root.Content[0], "", e.Line)
+			}
+			if k, ok := unknownField(e.Msg); ok {
+				e.Msg = fmt.Sprintf("unknown key %q", k) + didYouMean(k, yamlKeys(reflect.TypeOf(cfg), e.Path, ""))
+			}
+			es = append(es, e)
 		}
 	}
 	if len(root.Content) > 0 {
@@ -357,4 +365,14 @@ func (c *Config) Marshal() ([]byte, error) {
 func (c *Config) CheckEnabled(name string) bool {
 	cc, ok := c.Checks[name]
 	return !ok || cc.Enabled == nil || *cc.Enabled
+}
+
+// unknownField reads yaml.v3's "field K not found in type T".
+func unknownField(msg string) (string, bool) {
+	rest, ok := strings.CutPrefix(msg, "field ")
+	if !ok {
+		return "", false
+	}
+	k, _, ok := strings.Cut(rest, " not found in type ")
+	return k, ok
 }

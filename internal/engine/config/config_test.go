@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -54,7 +55,7 @@ func TestBadConfigs(t *testing.T) {
 		want []string // every error, in order, as printed
 	}{
 		{"unknown key", "milter:\n  listen: inet:127.0.0.1:1\n  bogus: 1\n",
-			[]string{"bad.yaml:3: field bogus not found in type config.MilterConfig"}},
+			[]string{`bad.yaml:3: milter.bogus: unknown key "bogus"`}},
 		{"non-loopback without allowed mtas", "milter:\n  listen: inet:0.0.0.0:8891\n",
 			[]string{`bad.yaml:2: milter.listen: listening on non-loopback "0.0.0.0" requires milter.allowed_mtas`}},
 		{"bad listen", "milter:\n  listen: tcp/8891\n",
@@ -87,6 +88,11 @@ func TestBadConfigs(t *testing.T) {
 			`bad.yaml:9: customers[2].id: id "b c": only letters, digits, '-', '_' and '.' are allowed`,
 			`bad.yaml:9: customers[2]: customer "b c" has neither logins nor networks: no mail can be attributed to it`,
 		}},
+		{"provider addresses", "provider:\n  networks: [10.0.0.1/8]\n  egress_ips:\n    - 192.0.2.1/32\n",
+			[]string{
+				`bad.yaml:2: provider.networks[0]: bad network "10.0.0.1/8": host bits set (did you mean 10.0.0.0/8?)`,
+				`bad.yaml:4: provider.egress_ips[0]: bad address "192.0.2.1/32"`,
+			}},
 		{"same network twice", "customers:\n  - id: a\n    networks: [192.0.2.0/24]\n    domains: [a.example]\n  - id: b\n    networks: [192.0.2.0/24]\n    domains: [b.example]\n",
 			[]string{`bad.yaml:6: customers[1].networks[0]: network 192.0.2.0/24 is already customer "a"'s`}},
 		{"no domains", "customers:\n  - id: a\n    logins: [a]\n",
@@ -102,7 +108,7 @@ func TestBadConfigs(t *testing.T) {
 			[]string{`bad.yaml:2: unidentified: reply 550 4.7.1: class of code and enhanced code differ`}},
 		{"type error and semantic error together", "milter:\n  max_connections: lots\nstore:\n  backend: mysql\n",
 			[]string{
-				"bad.yaml:2: cannot unmarshal !!str `lots` into int",
+				"bad.yaml:2: milter.max_connections: cannot unmarshal !!str `lots` into int",
 				`bad.yaml:4: store.backend: want memory or redis, got "mysql"`,
 			}},
 		{"yaml syntax", "milter: [\n", []string{"bad.yaml:1: did not find expected node content"}},
@@ -160,5 +166,58 @@ func TestReadTimeoutWarning(t *testing.T) {
 				t.Fatalf("warnings %v, want %q", ws, tt.warn)
 			}
 		})
+	}
+}
+
+// A top-level key that is neither core nor a family's section is refused
+// at its line with the closest known key; a family's section is decoded by
+// the family, its unknown keys placed too.
+func TestUnknownSection(t *testing.T) {
+	spec := SectionSpec{Key: "widgets", Decode: func(s *Section) any {
+		w := &struct {
+			Size int `yaml:"size"`
+		}{Size: 1}
+		s.Decode(w)
+		s.Positive("widgets.size", w.Size)
+		return w
+	}}
+	opts := Options{Sections: []SectionSpec{spec}}
+	tests := []struct {
+		name, yaml string
+		want       []string
+	}{
+		{"misspelled section", "log:\n  level: info\nwidget:\n  size: 2\n",
+			[]string{`t.yaml:3: widget: unknown key (did you mean widgets?)`}},
+		{"misspelled key in a section", "widgets:\n  sise: 2\n",
+			[]string{`t.yaml:2: widgets.sise: unknown key "sise" (did you mean size?)`}},
+		{"family validation", "widgets:\n  size: -3\n",
+			[]string{`t.yaml:2: widgets.size: must not be negative, got -3`}},
+		{"type error", "widgets:\n  size: big\n",
+			[]string{"t.yaml:2: widgets.size: cannot unmarshal !!str `big` into int"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "t.yaml", opts)
+			var es Errors
+			if !errors.As(err, &es) {
+				t.Fatalf("error %v, want Errors", err)
+			}
+			var got []string
+			for _, e := range es {
+				got = append(got, e.Error())
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(tt.want, "\n"))
+			}
+		})
+	}
+	cfg, err := Parse([]byte("widgets:\n  size: 7\n"), "t.yaml", opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := cfg.Section("widgets").(*struct {
+		Size int `yaml:"size"`
+	}); w.Size != 7 {
+		t.Errorf("decoded %+v", w)
 	}
 }

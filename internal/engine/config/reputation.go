@@ -200,8 +200,8 @@ func (r *ReputationConfig) defaults(p *ProviderConfig) {
 	if d.QueueIDTTL == 0 {
 		d.QueueIDTTL = DefaultQueueIDTTL
 	}
-	if d.Egress == "" && len(p.EgressIPs) == 1 && !strings.Contains(p.EgressIPs[0], "/") {
-		d.Egress = p.EgressIPs[0]
+	if d.Egress == "" && len(p.EgressIPs) == 1 {
+		d.Egress = p.EgressIPs[0].String()
 	}
 	b := &r.Bounces
 	if b.Window == 0 {
@@ -234,9 +234,7 @@ func (r *ReputationConfig) defaults(p *ProviderConfig) {
 	}
 	if len(l.Addresses) == 0 {
 		for _, a := range p.EgressIPs {
-			if !strings.Contains(a, "/") {
-				l.Addresses = append(l.Addresses, a)
-			}
+			l.Addresses = append(l.Addresses, a.String())
 		}
 	}
 	for i := range l.Zones {

@@ -42,7 +42,7 @@ func TestReputationConfig(t *testing.T) {
 		{"dup zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: x.example}, {zone: X.example}]\n", "listed twice"},
 		{"bad zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: \"a b\"}]\n", "want a DNS zone"},
 		{"interval", "reputation:\n  dnsbl: {interval: 1ms}\n", "must be at least 1s"},
-		{"unknown key", "reputation:\n  bounce: {}\n", "field bounce not found"},
+		{"unknown key", "reputation:\n  bounce: {}\n", `reputation.bounce: unknown key "bounce" (did you mean bounces?)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -427,11 +427,11 @@ func pathAtLine(n *yaml.Node, p string, line int) string {
 	case yaml.MappingNode:
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			k, v := n.Content[i], n.Content[i+1]
-			if k.Line == line && v.Kind == yaml.ScalarNode {
-				return join(p, k.Value)
-			}
-			if q := pathAtLine(v, join(p, k.Value), line); q != "" {
+			if q := pathAtLine(v, join(p, k.Value), line); q != "" && (k.Line != line || v.Line == line) {
 				return q
+			}
+			if k.Line == line {
+				return join(p, k.Value)
 			}
 		}
 	case yaml.SequenceNode:
@@ -446,4 +446,34 @@ func pathAtLine(n *yaml.Node, p string, line int) string {
 		}
 	}
 	return ""
+}
+
+// Addr is an IP address as the config writes it, decoded once (an error is
+// a type error at its line).
+type Addr struct{ netip.Addr }
+
+// UnmarshalYAML decodes an address (IPv4-mapped IPv6 is unmapped).
+func (a *Addr) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	ip, err := netip.ParseAddr(s)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: bad address %q", n.Line, s)}}
+	}
+	a.Addr = ip.Unmap()
+	return nil
+}
+
+// MarshalYAML renders the address.
+func (a Addr) MarshalYAML() (any, error) { return a.Addr.String(), nil }
+
+// Addrs returns the addresses of as.
+func Addrs(as []Addr) []netip.Addr {
+	out := make([]netip.Addr, len(as))
+	for i, a := range as {
+		out[i] = a.Addr
+	}
+	return out
 }

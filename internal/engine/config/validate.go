@@ -270,14 +270,8 @@ func (p *ProviderConfig) validate(v *validator) {
 	for i, h := range p.Hostnames {
 		v.domainPattern(fmt.Sprintf("provider.hostnames[%d]", i), h)
 	}
-	for i, n := range p.Networks {
-		v.prefix(fmt.Sprintf("provider.networks[%d]", i), n)
-	}
-	for i, n := range p.EgressIPs {
-		if _, err := netip.ParseAddr(n); err != nil {
-			v.errf(fmt.Sprintf("provider.egress_ips[%d]", i), "bad address %q", n)
-		}
-	}
+	// networks and egress_ips are typed (Prefix, Addr): decoding placed
+	// their errors.
 }
 
 func (u *UnidentifiedConfig) validate(v *validator) {

@@ -2,8 +2,8 @@ package gateway
 
 import (
 	"fmt"
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/setup"
-	"net/netip"
 
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -22,14 +22,7 @@ var authFamily = setup.Family{Name: "auth", Checks: []setup.Check{
 		if err != nil {
 			return nil, err
 		}
-		var egress []netip.Addr
-		for _, s := range d.Config.Provider.EgressIPs {
-			a, err := netip.ParseAddr(s)
-			if err != nil {
-				return nil, fmt.Errorf("provider.egress_ips: %v", err)
-			}
-			egress = append(egress, a.Unmap())
-		}
+		egress := config.Addrs(d.Config.Provider.EgressIPs)
 		if len(egress) == 0 && d.Logger != nil {
 			d.Logger.Warn("spf: provider.egress_ips is empty, SPF is not evaluated (and cannot make DMARC pass)")
 		}
