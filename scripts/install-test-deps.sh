@@ -21,6 +21,7 @@ PACKAGES=(
 	python3-dkim     # independent DKIM verifier (dkimpy) for the signing tests
 	util-linux       # unshare, setpriv: Postfix.SendmailAs submits as a Unix user
 	mount            # mount --bind in SendmailAs's private mount namespace
+	libssl-dev       # the optional OpenSSL RSA signer (go test -tags openssl)
 )
 
 # System services the packages start that the tests must not compete with.

@@ -50,6 +50,13 @@ go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 45m ./...
 
+# The optional OpenSSL-backed RSA signer (cgo, libcrypto): the default
+# binary is static, pure Go; a provider signing with RSA can build with
+# -tags openssl (docs/auth.md).
+echo "== go vet and go test -race -tags openssl (the OpenSSL RSA signer)"
+go vet -tags openssl ./internal/checks/auth/
+go test -race -count=1 -tags openssl ./internal/checks/auth/
+
 if [ "${SKIP_FUZZ:-}" != 1 ]; then
   # A count, not a duration: Go 1.26's fuzz coordinator can report a bare
   # "context deadline exceeded" failure, with no failing input, when a

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+
+	"github.com/aupguard/aupguard/internal/checks/auth"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -15,7 +17,7 @@ func init() {
 		if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			v = bi.Main.Version
 		}
-		fmt.Fprintf(stdout, "aupguard %s\n", v)
+		fmt.Fprintf(stdout, "aupguard %s (RSA signing: %s)\n", v, auth.RSABackend)
 		return 0
 	})
 }

@@ -130,7 +130,18 @@ func NewSigner(keys Keys, opts SignOptions, clk clock.Clock) *Signer {
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Signer{keys: keys, opts: opts, clk: clk}
+	// RSA keys sign through this build's backend (rsa_go.go, or OpenSSL
+	// with -tags openssl); the caller's Keys are left as they are.
+	own := make(Keys, len(keys))
+	for id, list := range keys {
+		ks := make([]Key, len(list))
+		for i, k := range list {
+			k.Signer = rsaSigner(k.Signer)
+			ks[i] = k
+		}
+		own[id] = ks
+	}
+	return &Signer{keys: own, opts: opts, clk: clk}
 }
 
 // Name implements policy.Check.
