@@ -63,8 +63,8 @@ func runDKIMKeygen(args []string, stdout, stderr io.Writer) int {
 	var key crypto.Signer
 	switch *typ {
 	case "rsa":
-		if *bits < config.MinRSABits {
-			fmt.Fprintf(stderr, "aupguard dkim keygen: %d bits is too weak (want at least %d)\n", *bits, config.MinRSABits)
+		if *bits < auth.MinRSABits {
+			fmt.Fprintf(stderr, "aupguard dkim keygen: %d bits is too weak (want at least %d)\n", *bits, auth.MinRSABits)
 			return 2
 		}
 		k, err := rsa.GenerateKey(rand.Reader, *bits)
@@ -124,7 +124,7 @@ func runDKIMRecord(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	key, err := config.ReadDKIMKey(*keyFile)
+	key, err := auth.ReadDKIMKey(*keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard dkim record: %v\n", err)
 		return 1

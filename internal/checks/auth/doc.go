@@ -12,4 +12,9 @@
 // Every DNS question goes through a resolver.Resolver (the gateway's
 // caching resolver), bounded by the caller's context: a temporary DNS
 // failure is an error wrapped with 451 4.4.3, never a finding.
+//
+// The package owns its configuration: the auth: section and the
+// customers' require_alignment and dkim keys are decoded and validated in
+// config.go (the customers' key files are read there, once), and setup.go
+// declares the family the gateway plugs in (Family).
 package auth

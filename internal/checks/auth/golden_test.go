@@ -116,7 +116,7 @@ func buildState(t testing.TB, dnsAddr, keys string) *gateway.State {
 
 func TestGolden(t *testing.T) {
 	keys := keyDir(t)
-	customerKey, err := config.ReadDKIMKey(filepath.Join(keys, "customer-rsa.pem"))
+	customerKey, err := auth.ReadDKIMKey(filepath.Join(keys, "customer-rsa.pem"))
 	if err != nil {
 		t.Fatal(err)
 	}

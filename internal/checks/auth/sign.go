@@ -62,15 +62,31 @@ func (k Key) DNSRecord() (string, error) {
 // Keys are the customers' signing keys, by customer id.
 type Keys map[string][]Key
 
-// LoadKeys reads every customer's signing keys from cfg (config.ReadDKIMKey:
-// missing files, loose permissions and weak keys are errors naming the
-// config path). All errors are returned together.
+// LoadKeys returns every customer's signing keys of cfg, as validating
+// the customers read them (Config.Keys).
 func LoadKeys(cfg *config.Config) (Keys, error) {
+	a, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return a.Keys(cfg.Customers)
+}
+
+// Keys returns the signing keys of customers, taken from what validating
+// them read (checkCustomer), or read now for customers that were not
+// validated with this package's section (ReadDKIMKey: missing files, loose
+// permissions and weak keys are errors naming the config path). All
+// errors are returned together.
+func (a *Config) Keys(customers []config.Customer) (Keys, error) {
+	kf := a.keys
+	if kf == nil {
+		kf = newKeyFiles()
+	}
 	ks := Keys{}
 	var errs []string
-	for i, c := range cfg.Customers {
+	for i, c := range customers {
 		for j, k := range c.DKIM {
-			signer, err := config.ReadDKIMKey(k.KeyFile)
+			signer, err := kf.get(k.KeyFile)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("customers[%d].dkim[%d].key_file: %v", i, j, err))
 				continue

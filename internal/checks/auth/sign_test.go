@@ -69,7 +69,7 @@ var unsubscribe = []policy.Header{
 }
 
 func signerFor(t testing.TB, keys ...Key) *Signer {
-	return NewSigner(Keys{"acme": keys}, SignOptions{Headers: config.DefaultSignedHeaders, Oversign: []string{"From"}}, clock.NewFake(testNow))
+	return NewSigner(Keys{"acme": keys}, SignOptions{Headers: DefaultSignedHeaders, Oversign: []string{"From"}}, clock.NewFake(testNow))
 }
 
 // verifyGo verifies a signed message with go-msgauth, keys from records.

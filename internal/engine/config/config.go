@@ -43,7 +43,6 @@ type Config struct {
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
 
-	Auth    AuthConfig    `yaml:"auth"`
 	Spike   SpikeConfig   `yaml:"spike"`
 	OptOut  OptOutConfig  `yaml:"optout"`
 	Bulk    BulkConfig    `yaml:"bulk"`

@@ -85,7 +85,6 @@ func (c *Config) applyDefaults(opts Options) {
 	c.LocalSubmission.defaults(&c.Provider)
 	c.DNS.defaults()
 	c.Admin.defaults()
-	c.Auth.defaults()
 	c.Spike.defaults()
 	c.OptOut.defaults()
 	c.Bulk.defaults()

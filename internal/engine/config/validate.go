@@ -194,7 +194,6 @@ func (c *Config) validate(v *validator) {
 	c.validateLocal(v)
 	c.DNS.validate(v)
 	c.Admin.validate(v)
-	c.Auth.validate(v)
 	c.Spike.validate(v)
 	c.OptOut.validate(v)
 	c.Bulk.validate(v)
@@ -431,7 +430,6 @@ func (c *Config) validateCustomers(v *validator) {
 			}
 		}
 		cu.Limits.validate(v, p+".limits")
-		cu.CustomerAuth.validate(v, p)
 		cu.CustomerOptOut.validate(v, p)
 	}
 	c.validateOverlaps(v)
@@ -500,6 +498,7 @@ func (c *Config) WithCustomers(list []Customer, opts Options) (*Config, error) {
 	v := &validator{cfg: &cp, opts: opts}
 	cp.validateCustomers(v)
 	cp.validateAbuseContacts(v)
+	cp.checkCustomers(v, cp.Customers, 0)
 	if len(v.errs) > 0 {
 		for i := range v.errs {
 			v.errs[i].File = ""

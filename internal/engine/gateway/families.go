@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/aupguard/aupguard/headers"
+	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
@@ -11,7 +12,7 @@ import (
 var families = []setup.Family{
 	headers.Family,
 	ratelimitFamily,
-	authFamily,
+	auth.Family,
 	optoutFamily,
 	reputationFamily,
 }

@@ -1,0 +1,90 @@
+package auth
+
+import (
+	"fmt"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/internal/resolver"
+)
+
+// Family is the sender-authentication family as the gateway plugs it in:
+// SPF at MAIL FROM, then at end of message DKIM verification and the DMARC
+// decision, and, last in the chain, DKIM signing of what is accepted. The
+// signer plans its signature when the headers are complete, so dkim and
+// dmarc (and bulk_mail through DKIMAligned) count it as an aligned pass.
+// They share their results through the typed policy.Txn.Auth. It owns the
+// auth: section of the config and the customers' require_alignment and
+// dkim keys (config.go).
+var Family = setup.Family{
+	Name:     "auth",
+	Sections: []config.SectionSpec{Section},
+	Checks: []setup.Check{
+		{Spec: SPFSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			r, err := resolverOf(d)
+			if err != nil {
+				return nil, err
+			}
+			egress := config.Addrs(d.Config.Provider.EgressIPs)
+			if len(egress) == 0 && d.Logger != nil {
+				d.Logger.Warn("spf: provider.egress_ips is empty, SPF is not evaluated (and cannot make DMARC pass)")
+			}
+			return NewSPF(egress, r, d.Config.DNS.Timeout).WithHelo(d.Config.Provider.EgressHelo()), nil
+		}},
+		{Spec: DKIMSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			a, err := ConfigOf(d.Config)
+			if err != nil {
+				return nil, err
+			}
+			r, err := resolverOf(d)
+			if err != nil {
+				return nil, err
+			}
+			return NewDKIM(r, a.DKIM.MaxSignatures, d.Config.DNS.Timeout), nil
+		}},
+		{Spec: DMARCSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			a, err := ConfigOf(d.Config)
+			if err != nil {
+				return nil, err
+			}
+			r, err := resolverOf(d)
+			if err != nil {
+				return nil, err
+			}
+			require := map[string]bool{}
+			for _, c := range d.Config.Customers {
+				if c.RequireAlignment != nil {
+					require[c.ID] = *c.RequireAlignment
+				}
+			}
+			return NewDMARC(r, d.Config.DNS.Timeout, require, a.DMARC.RequireAlignment), nil
+		}},
+		{Spec: SignSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			a, err := ConfigOf(d.Config)
+			if err != nil {
+				return nil, err
+			}
+			keys, err := a.Keys(d.Config.Customers)
+			if err != nil {
+				return nil, err
+			}
+			s := a.Signing
+			return NewSigner(keys, SignOptions{Headers: s.Headers, Oversign: s.Oversign, Expiration: s.Expiration}, d.Clock), nil
+		}},
+	},
+}
+
+// resolverOf returns the shared resolver of d. Without one (a caller that
+// did not open it), a resolver of its own is made from the dns section, so
+// that the checks still honour dns.servers.
+func resolverOf(d *setup.Deps) (resolver.Resolver, error) {
+	if d.Resolver != nil {
+		return d.Resolver, nil
+	}
+	c, err := resolver.New(d.Config.DNS, d.Clock)
+	if err != nil {
+		return nil, fmt.Errorf("dns: %v", err)
+	}
+	return c, nil
+}
