@@ -87,8 +87,6 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Admin.defaults()
 	c.Auth.defaults()
 	c.Spike.defaults()
-	c.OptOut.defaults()
-	c.Bulk.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Reputation.defaults(&c.Provider)

@@ -196,8 +196,6 @@ func (c *Config) validate(v *validator) {
 	c.Admin.validate(v)
 	c.Auth.validate(v)
 	c.Spike.validate(v)
-	c.OptOut.validate(v)
-	c.Bulk.validate(v)
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Reputation.validate(v)
@@ -432,7 +430,6 @@ func (c *Config) validateCustomers(v *validator) {
 		}
 		cu.Limits.validate(v, p+".limits")
 		cu.CustomerAuth.validate(v, p)
-		cu.CustomerOptOut.validate(v, p)
 	}
 	c.validateOverlaps(v)
 }
@@ -499,6 +496,7 @@ func (c *Config) WithCustomers(list []Customer, opts Options) (*Config, error) {
 	}
 	v := &validator{cfg: &cp, opts: opts}
 	cp.validateCustomers(v)
+	cp.checkCustomers(v, cp.Customers, 0)
 	cp.validateAbuseContacts(v)
 	if len(v.errs) > 0 {
 		for i := range v.errs {

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/aupguard/aupguard/headers"
+	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
@@ -12,6 +13,6 @@ var families = []setup.Family{
 	headers.Family,
 	ratelimitFamily,
 	authFamily,
-	optoutFamily,
+	optout.Family,
 	reputationFamily,
 }
