@@ -121,3 +121,40 @@ func TestConfigSnippet(t *testing.T) {
 		t.Errorf("snippet differs from the defaults: %+v %+v", o, b)
 	}
 }
+
+// TestCheckCustomerLiveDirectory checks that a customer of the live
+// directory (config.WithCustomers, not the file) gets the same validation
+// of its bulk keys as one in the file.
+func TestCheckCustomerLiveDirectory(t *testing.T) {
+	base, err := config.Parse([]byte("customers:\n  - id: a\n    networks: [192.0.2.1]\n    domains: [a.example]\n"), "t.yaml", sectionOpts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	neg := -3
+	tests := []struct {
+		name string
+		c    config.Customer
+		want string
+	}{
+		{"add without base", config.Customer{ID: "b", CustomerOptOut: config.CustomerOptOut{Unsubscribe: "add"}}, "customers[0].unsubscribe: add needs optout.unsubscribe.base_url"},
+		{"bad mode", config.Customer{ID: "b", CustomerOptOut: config.CustomerOptOut{Unsubscribe: "never"}}, `customers[0].unsubscribe: want require or add, got "never"`},
+		{"bad fingerprint", config.Customer{ID: "b", CustomerOptOut: config.CustomerOptOut{FingerprintRecipients: &neg}}, "customers[0].fingerprint_recipients: want a count"},
+		{"valid", config.Customer{ID: "b", CustomerOptOut: config.CustomerOptOut{Unsubscribe: "require"}}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := tt.c
+			c.Networks, c.Domains = []string{"192.0.2.2"}, []string{"b.example"}
+			_, err := base.WithCustomers([]config.Customer{c}, sectionOpts)
+			if tt.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err = %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
