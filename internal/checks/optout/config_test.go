@@ -101,7 +101,7 @@ func TestConfigOfWithoutSections(t *testing.T) {
 }
 
 // TestConfigSnippet checks that configs/snippets/optout.yaml is valid and
-// states the defaults (bar its example base_url and fold_subaddress).
+// states the defaults (bar its example base_url).
 func TestConfigSnippet(t *testing.T) {
 	cfg, err := config.Load("../../../configs/snippets/optout.yaml", sectionOpts)
 	if err != nil {
@@ -116,7 +116,8 @@ func TestConfigSnippet(t *testing.T) {
 		t.Fatal(err)
 	}
 	d, db := DefaultConfig(), DefaultBulkConfig()
-	if o.Unsubscribe.Listen != d.Unsubscribe.Listen || o.Unsubscribe.TokenTTL != 0 || o.Feedback.SenderID != d.Feedback.SenderID ||
+	if o.KeepPlain || o.CaseSensitiveLocal || !o.FoldsSubaddress() || o.FoldSubaddress == nil ||
+		o.Unsubscribe.Listen != d.Unsubscribe.Listen || o.Unsubscribe.TokenTTL != 0 || o.Feedback.SenderID != d.Feedback.SenderID ||
 		!o.AddsFeedbackID() || o.Escalation != d.Escalation || o.Complaints != d.Complaints || *b != *db {
 		t.Errorf("snippet differs from the defaults: %+v %+v", o, b)
 	}
