@@ -385,7 +385,11 @@ func TestOptOutEdgesThroughPostfix(t *testing.T) {
 		}
 	})
 	t.Run("links expire no earlier than their ttl and the page says what works", func(t *testing.T) {
-		ttl := d.Config.OptOut.Unsubscribe.TokenTTL
+		oc, err := optout.ConfigOf(d.Config)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ttl := oc.Unsubscribe.TokenTTL
 		now := time.Now()
 		// Issued 30 s less than ttl ago: the minute it is stored in may
 		// have begun earlier, yet the link must still work.

@@ -92,6 +92,6 @@ func runCustomer(args []string, stdout, stderr io.Writer) int {
 		flag = fmt.Sprintf("yes, %s since %s (%d sends to opted-out recipients)", st.Flag.Reason, st.Flag.Since.Format(time.RFC3339), st.Flag.Hits)
 	}
 	fmt.Fprintf(stdout, "customer:         %s\nflagged:          %s\nopted-out sends:  %d (flag at %d, window %s)\ncomplaints:       %d of %d delivered = %.3f%% (%s, window %s)\nsuppressed:       %d addresses on its own list\n",
-		id, flag, st.OptedOutSends, st.FlagThreshold, svc.Config.OptOut.Escalation.Window, st.Complaints, st.Delivered, st.ComplaintRate*100, st.RateLevel, svc.Config.OptOut.Complaints.Window, st.ListSize)
+		id, flag, st.OptedOutSends, st.FlagThreshold, svc.Settings.Escalation.Width, st.Complaints, st.Delivered, st.ComplaintRate*100, st.RateLevel, svc.Settings.Rate.Width, st.ListSize)
 	return 0
 }

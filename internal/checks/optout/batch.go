@@ -196,7 +196,7 @@ type bulkPending struct {
 func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, byHeaders bool, threshold int, dry bool) *bulkPending {
 	now := s.Clock.Now()
 	rate := s.Settings.Rate
-	fpWindow := s.Config.Bulk.FingerprintWindow
+	fpWindow := s.Settings.FingerprintWindow
 	p := &bulkPending{fp: fp, rcpts: rcpts, bucket: rate.index(now)}
 	if dry {
 		// A dry run (explain) reserves nothing and counts no fingerprint:

@@ -191,21 +191,9 @@ func BulkBy(t *policy.Txn) string {
 
 type unsubKey struct{}
 
-// NewBulk builds the bulk_mail check from the service's config.
+// NewBulk builds the bulk_mail check from the service's settings.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
-	cfg := svc.Config
-	b := &Bulk{svc: svc, Aligned: aligned, Customer: map[string]CustomerBulk{}}
-	b.Default = CustomerBulk{AddUnsubscribe: cfg.Bulk.Unsubscribe == "add", FingerprintRecipients: cfg.Bulk.FingerprintRecipients}
-	for i := range cfg.Customers {
-		cu := &cfg.Customers[i]
-		cb := b.Default
-		cb.AddUnsubscribe = cfg.UnsubscribeMode(cu) == "add"
-		if cu.FingerprintRecipients != nil {
-			cb.FingerprintRecipients = *cu.FingerprintRecipients
-		}
-		b.Customer[cu.ID] = cb
-	}
-	return b
+	return &Bulk{svc: svc, Aligned: aligned, Default: svc.Settings.Bulk, Customer: svc.Settings.Customers}
 }
 
 // Name implements policy.Check.
@@ -441,8 +429,7 @@ const FindingFeedbackIDReplaced = "client_feedback_id_removed"
 
 // NewStamper builds the feedback_stamp check.
 func NewStamper(svc *Service) *Stamper {
-	fb := svc.Config.OptOut.Feedback.FeedbackID
-	return &Stamper{svc: svc, feedbackID: fb == nil || *fb}
+	return &Stamper{svc: svc, feedbackID: svc.Settings.FeedbackID}
 }
 
 // Name implements policy.Check.

@@ -46,7 +46,7 @@ customers:
     networks: [192.0.2.11]
     domains: [beta.example, "*.beta.example"]
 ` + extra
-	cfg, err := config.Parse([]byte(y), "test.yaml", config.Options{})
+	cfg, err := config.Parse([]byte(y), "test.yaml", sectionOpts)
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}

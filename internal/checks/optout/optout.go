@@ -92,8 +92,8 @@ func (w Window) size() int64 {
 // index is the bucket now falls into.
 func (w Window) index(now time.Time) int64 { return now.UnixMilli() / w.size() }
 
-// Settings are the normalisation and escalation settings the package
-// takes from the config.
+// Settings are the opt-out and bulk settings of the package's checks and
+// service, built once from the typed optout: and bulk: sections.
 type Settings struct {
 	// CaseSensitive keeps the local part's case; FoldSubaddress drops "+tag".
 	CaseSensitive  bool
@@ -112,31 +112,67 @@ type Settings struct {
 	// UnsubscribeBase is the public base URL of unsubscribe links.
 	UnsubscribeBase string
 	TokenTTL        time.Duration
-	// SenderID is the Feedback-ID's last field.
-	SenderID string
+	// SenderID is the Feedback-ID's last field; FeedbackID says whether
+	// feedback_stamp adds a Feedback-ID.
+	SenderID   string
+	FeedbackID bool
+	// FingerprintWindow is the window of bulk_mail's body fingerprint count.
+	FingerprintWindow time.Duration
+	// Bulk is bulk_mail's provider-wide default; Customers the customers'
+	// own (their keys over the default), by customer id.
+	Bulk      CustomerBulk
+	Customers map[string]CustomerBulk
 }
 
-// SettingsFromConfig builds the Settings of cfg with the secret key.
+// SettingsFromConfig builds the Settings of cfg's optout: and bulk:
+// sections (ConfigOf, BulkConfigOf) and customers, with the secret key.
 func SettingsFromConfig(cfg *config.Config, key secrets.Key) (*Settings, error) {
+	o, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	b, err := BulkConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return NewSettings(o, b, cfg.Customers, key)
+}
+
+// NewSettings builds the Settings of the typed sections o and b, for the
+// customers list, with the secret key.
+func NewSettings(o *Config, b *BulkConfig, customers []config.Customer, key secrets.Key) (*Settings, error) {
 	if len(key) == 0 {
 		return nil, errors.New("optout: no secret key")
 	}
-	o := cfg.OptOut
-	return &Settings{
-		CaseSensitive:   o.CaseSensitiveLocal,
-		FoldSubaddress:  o.FoldsSubaddress(),
-		KeepPlain:       o.KeepPlain,
-		Secret:          key,
-		Threshold:       o.Escalation.Threshold,
-		Escalation:      NewWindow(o.Escalation.Window),
-		Rate:            NewWindow(o.Complaints.Window),
-		Warn:            o.Complaints.Warn,
-		Act:             o.Complaints.Act,
-		MinDelivered:    int64(o.Complaints.MinDelivered),
-		UnsubscribeBase: o.Unsubscribe.BaseURL,
-		TokenTTL:        o.Unsubscribe.TokenTTL,
-		SenderID:        o.Feedback.SenderID,
-	}, nil
+	s := &Settings{
+		CaseSensitive:     o.CaseSensitiveLocal,
+		FoldSubaddress:    o.FoldsSubaddress(),
+		KeepPlain:         o.KeepPlain,
+		Secret:            key,
+		Threshold:         o.Escalation.Threshold,
+		Escalation:        NewWindow(o.Escalation.Window),
+		Rate:              NewWindow(o.Complaints.Window),
+		Warn:              o.Complaints.Warn,
+		Act:               o.Complaints.Act,
+		MinDelivered:      int64(o.Complaints.MinDelivered),
+		UnsubscribeBase:   o.Unsubscribe.BaseURL,
+		TokenTTL:          o.Unsubscribe.TokenTTL,
+		SenderID:          o.Feedback.SenderID,
+		FeedbackID:        o.AddsFeedbackID(),
+		FingerprintWindow: b.FingerprintWindow,
+		Bulk:              CustomerBulk{AddUnsubscribe: b.Unsubscribe == UnsubscribeAdd, FingerprintRecipients: b.FingerprintRecipients},
+		Customers:         make(map[string]CustomerBulk, len(customers)),
+	}
+	for i := range customers {
+		cu := &customers[i]
+		cb := s.Bulk
+		cb.AddUnsubscribe = b.UnsubscribeMode(cu) == UnsubscribeAdd
+		if cu.FingerprintRecipients != nil {
+			cb.FingerprintRecipients = *cu.FingerprintRecipients
+		}
+		s.Customers[cu.ID] = cb
+	}
+	return s, nil
 }
 
 // Canonical normalises an address for suppression: the domain is a

@@ -129,7 +129,11 @@ func TestMemorySourcesSurviveRestartAndCompaction(t *testing.T) {
 func TestTrend(t *testing.T) {
 	cfg := testConfig(t, "")
 	clk := clock.NewFake(t0)
-	w := NewWindow(cfg.OptOut.Complaints.Window)
+	oc, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewWindow(oc.Complaints.Window)
 	size := time.Duration(w.size()) * time.Millisecond
 	for name, mk := range svcKinds(t, cfg, clk) {
 		t.Run(name, func(t *testing.T) {
@@ -143,7 +147,7 @@ func TestTrend(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			count(KindDelivered, 99, cfg.OptOut.Complaints.Window+2*size)
+			count(KindDelivered, 99, oc.Complaints.Window+2*size)
 			count(KindDelivered, 1000, 3*size)
 			count(KindComplaint, 2, 3*size)
 			count(KindDelivered, 500, size)

@@ -66,7 +66,10 @@ func Status(ctx context.Context, h *store.Handle, cfg *config.Config, customerID
 	if err := knownList(cfg, customerID); err != nil {
 		return CustomerStatus{Customer: customerID}, badRequest(err)
 	}
-	o := cfg.OptOut
+	o, err := ConfigOf(cfg)
+	if err != nil {
+		return CustomerStatus{Customer: customerID}, err
+	}
 	return status(ctx, b, customerID, o.Escalation.Threshold, NewWindow(o.Escalation.Window), NewWindow(o.Complaints.Window),
 		o.Complaints.Warn, o.Complaints.Act, int64(o.Complaints.MinDelivered), h.Clock.Now())
 }
@@ -157,7 +160,11 @@ func Trend(ctx context.Context, h *store.Handle, cfg *config.Config, customerID 
 	}
 	ctx, cancel := h.Context(ctx)
 	defer cancel()
-	return trend(ctx, b, customerID, NewWindow(cfg.OptOut.Complaints.Window), h.Clock.Now())
+	o, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return trend(ctx, b, customerID, NewWindow(o.Complaints.Window), h.Clock.Now())
 }
 
 func trend(ctx context.Context, b Backend, id string, w Window, now time.Time) ([]TrendPoint, error) {

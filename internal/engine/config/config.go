@@ -44,8 +44,6 @@ type Config struct {
 	Customers []Customer             `yaml:"customers"`
 
 	Spike   SpikeConfig   `yaml:"spike"`
-	OptOut  OptOutConfig  `yaml:"optout"`
-	Bulk    BulkConfig    `yaml:"bulk"`
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
 	// Reputation is the bounce-rate and blocklist loop (reputation.go).
@@ -200,6 +198,19 @@ type Customer struct {
 
 	CustomerAuth   `yaml:",inline"`
 	CustomerOptOut `yaml:",inline"`
+}
+
+// CustomerOptOut is a customer's own opt-out and bulk settings. The keys
+// belong to the customer entry (customers: is core); their meaning and
+// validation are package optout's (optout.BulkSection's CheckCustomer).
+type CustomerOptOut struct {
+	// Unsubscribe says what happens to bulk mail without one-click
+	// unsubscribe headers: "require" (refuse it) or "add" (the gateway adds
+	// List-Unsubscribe and List-Unsubscribe-Post pointing at its own
+	// endpoint). Empty inherits bulk.unsubscribe.
+	Unsubscribe string `yaml:"unsubscribe"`
+	// FingerprintRecipients overrides bulk.fingerprint_recipients (nil inherits).
+	FingerprintRecipients *int `yaml:"fingerprint_recipients"`
 }
 
 // Options tune Load.

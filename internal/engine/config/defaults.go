@@ -86,8 +86,6 @@ func (c *Config) applyDefaults(opts Options) {
 	c.DNS.defaults()
 	c.Admin.defaults()
 	c.Spike.defaults()
-	c.OptOut.defaults()
-	c.Bulk.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Reputation.defaults(&c.Provider)

@@ -195,8 +195,6 @@ func (c *Config) validate(v *validator) {
 	c.DNS.validate(v)
 	c.Admin.validate(v)
 	c.Spike.validate(v)
-	c.OptOut.validate(v)
-	c.Bulk.validate(v)
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Reputation.validate(v)
@@ -430,7 +428,6 @@ func (c *Config) validateCustomers(v *validator) {
 			}
 		}
 		cu.Limits.validate(v, p+".limits")
-		cu.CustomerOptOut.validate(v, p)
 	}
 	c.validateOverlaps(v)
 }
@@ -497,8 +494,8 @@ func (c *Config) WithCustomers(list []Customer, opts Options) (*Config, error) {
 	}
 	v := &validator{cfg: &cp, opts: opts}
 	cp.validateCustomers(v)
-	cp.validateAbuseContacts(v)
 	cp.checkCustomers(v, cp.Customers, 0)
+	cp.validateAbuseContacts(v)
 	if len(v.errs) > 0 {
 		for i := range v.errs {
 			v.errs[i].File = ""

@@ -137,13 +137,17 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	if err := d.buildHandlers(cfg); err != nil {
 		return nil, nil, err
 	}
-	if l := cfg.OptOut.Unsubscribe.Listen; l != "" && l != "off" {
-		s, err := newHTTPService("unsubscribe", l, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe))
+	oc, err := optout.ConfigOf(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	if u := oc.Unsubscribe; u.Enabled() {
+		s, err := newHTTPService("unsubscribe", u.Listen, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe))
 		if err != nil {
 			return nil, nil, err
 		}
 		svcs = append(svcs, s)
-		d.log.Info("unsubscribe endpoint listening", "addr", s.ln.Addr().String(), "base_url", cfg.OptOut.Unsubscribe.BaseURL)
+		d.log.Info("unsubscribe endpoint listening", "addr", s.ln.Addr().String(), "base_url", u.BaseURL)
 	}
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),

@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/aupguard/aupguard/headers"
 	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
@@ -13,6 +14,6 @@ var families = []setup.Family{
 	headers.Family,
 	ratelimitFamily,
 	auth.Family,
-	optoutFamily,
+	optout.Family,
 	reputationFamily,
 }

@@ -444,12 +444,11 @@ func (s *Session) rcptIDs(addrs []mailaddr.Address) (hashes, plain []string) {
 	if st == nil {
 		st = s.e.state.Load()
 	}
-	o := &st.Config.OptOut
 	for _, a := range addrs {
 		// One keyed hash of one canonical form for a recipient everywhere:
 		// the decision log, the findings, the events and `aupguard optout
 		// check` all show optout's hash (optout.Settings.Hash).
-		hashes = append(hashes, st.Deps.Secret.Hash("optout", a.Canonical(o.CaseSensitiveLocal, o.FoldsSubaddress())))
+		hashes = append(hashes, st.Deps.Secret.Hash("optout", a.Canonical(st.rcptCaseSensitive, st.rcptFold)))
 		if st.Config.Log.PlainRecipients {
 			plain = append(plain, a.Canonical(false, false))
 		}

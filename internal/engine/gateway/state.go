@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -23,6 +24,9 @@ type State struct {
 
 	unidentifiedAction policy.Action
 	unidentifiedReply  policy.Reply
+	// rcptCaseSensitive and rcptFold are how recipients are canonicalised for their keyed hash
+	// in decisions: optout's (one hash of a recipient everywhere).
+	rcptCaseSensitive, rcptFold bool
 }
 
 // NewState builds a State around a chain made by the caller (tests,
@@ -50,6 +54,11 @@ func newState(d *Deps) (*State, error) {
 		return nil, err
 	}
 	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
+	oc, err := optout.ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	st.rcptCaseSensitive, st.rcptFold = oc.CaseSensitiveLocal, oc.FoldsSubaddress()
 	// config.Parse validated these; a config built by hand may not be.
 	if st.unidentifiedAction, err = policy.ParseAction(cfg.Unidentified.Action); err != nil {
 		return nil, fmt.Errorf("unidentified.action: %w", err)

@@ -250,21 +250,23 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 			data["Quota"] = qr
 		}
 	}
+	cfg := s.cfg.Load()
+	// The config was validated when it was loaded: its optout: section
+	// decoded then, and ConfigOf returns it.
+	oc, ocErr := optout.ConfigOf(cfg)
 	if s.o.Standing != nil {
-		if st, err := s.o.Standing(ctx, id); err != nil {
+		if st, err := s.o.Standing(ctx, id); err != nil || ocErr != nil {
 			errs = append(errs, "opt-out standing unavailable")
 		} else {
 			data["Standing"] = st
-			cfg := s.cfg.Load().OptOut.Complaints
-			data["Thresholds"] = map[string]any{"Warn": cfg.Warn, "Act": cfg.Act}
+			data["Thresholds"] = map[string]any{"Warn": oc.Complaints.Warn, "Act": oc.Complaints.Act}
 		}
 	}
 	if s.o.Store != nil {
-		cfg := s.cfg.Load()
-		if pts, err := optout.Trend(ctx, s.o.Store, cfg, id); err != nil {
+		if pts, err := optout.Trend(ctx, s.o.Store, cfg, id); err != nil || ocErr != nil {
 			errs = append(errs, "complaint rate trend unavailable")
 		} else {
-			data["Trend"] = template.HTML(report.ComplaintTrendChart(pts, cfg.OptOut.Complaints.Warn, cfg.OptOut.Complaints.Act))
+			data["Trend"] = template.HTML(report.ComplaintTrendChart(pts, oc.Complaints.Warn, oc.Complaints.Act))
 		}
 	}
 	if s.o.Directory != nil {

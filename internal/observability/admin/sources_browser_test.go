@@ -85,8 +85,12 @@ func TestOptOutSourcesShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := optout.NewWindow(e.cfg.OptOut.Complaints.Window)
-	size := e.cfg.OptOut.Complaints.Window / time.Duration(w.Buckets)
+	oc, err := optout.ConfigOf(e.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := optout.NewWindow(oc.Complaints.Window)
+	size := oc.Complaints.Window / time.Duration(w.Buckets)
 	for _, c := range []struct {
 		n   int64
 		ago time.Duration
