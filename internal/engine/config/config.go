@@ -49,8 +49,6 @@ type Config struct {
 	Bulk    BulkConfig    `yaml:"bulk"`
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
-	// Reputation is the bounce-rate and blocklist loop (reputation.go).
-	Reputation ReputationConfig `yaml:"reputation"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 

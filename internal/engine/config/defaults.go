@@ -91,6 +91,5 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Bulk.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
-	c.Reputation.defaults(&c.Provider)
 	c.Notifications.defaults()
 }

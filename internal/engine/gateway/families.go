@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"github.com/aupguard/aupguard/headers"
+	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
@@ -13,5 +14,5 @@ var families = []setup.Family{
 	ratelimitFamily,
 	authFamily,
 	optoutFamily,
-	reputationFamily,
+	reputation.Family,
 }
