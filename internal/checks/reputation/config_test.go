@@ -127,3 +127,21 @@ func TestReputationEffectiveConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestSnippet: configs/snippets/reputation.yaml is a valid config whose
+// values are the defaults, as it says.
+func TestSnippet(t *testing.T) {
+	cfg, err := config.Load("../../../configs/snippets/reputation.yaml", config.Options{Sections: []config.SectionSpec{Section}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, _ := yaml.Marshal(got)
+	w, _ := yaml.Marshal(DefaultConfig())
+	if string(g) != string(w) {
+		t.Errorf("snippet differs from the defaults:\n%s\nwant\n%s", g, w)
+	}
+}
