@@ -140,10 +140,10 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	r.svc.noteLevel(st)
 }
 
-// egressLog is an egress address for the log ("unknown" when unset).
+// egressLog is an egress address for the log ("" when unset).
 func egressLog(a config.Addr) string {
 	if !a.IsValid() {
-		return "unknown"
+		return ""
 	}
 	return a.String()
 }
