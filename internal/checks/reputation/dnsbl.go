@@ -134,6 +134,8 @@ func reverseName(a netip.Addr, zone string) (string, error) {
 // codes (Spamhaus 127.255.255.x: the query was refused, nothing is said
 // about the address). A failed query or an answer the zone does not
 // document (a resolver that rewrites NXDOMAIN, say) is not an answer.
+// z is a zone as the reputation: section decoded it (its answer ranges
+// parsed).
 func Query(ctx context.Context, r Resolver, addr netip.Addr, z DNSBLZone) (Observation, string) {
 	name, err := reverseName(addr, z.Zone)
 	if err != nil {
