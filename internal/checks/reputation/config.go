@@ -303,10 +303,14 @@ func decodeConfig(s *config.Section) any {
 	s.Duration("reputation.deliveries.poll", d.Poll)
 	s.Duration("reputation.deliveries.queue_id_ttl", d.QueueIDTTL)
 	// egress and the transports' addresses are config.Addr: a bad one was
-	// reported, at its line, when it was decoded.
-	for k := range d.Transports {
+	// reported, at its line, when it was decoded; a null one decodes to
+	// no address (for egress: unset, the default applies).
+	for k, a := range d.Transports {
 		if k == "" || strings.ContainsAny(k, " \t:[]") {
 			s.Errorf("reputation.deliveries.transports."+k, "want a log name such as postfix-ip2/smtp, got %q", k)
+		}
+		if !a.IsValid() {
+			s.Errorf("reputation.deliveries.transports."+k, "want an IP address, got none")
 		}
 	}
 	b := r.Bounces

@@ -57,6 +57,7 @@ func TestReputationConfig(t *testing.T) {
 		{"bad transport name", "reputation:\n  deliveries: {transports: {\"a b\": 192.0.2.1}}\n", "reputation.deliveries.transports.a b: want a log name such as postfix-ip2/smtp"},
 		{"bad dnsbl address", "reputation:\n  dnsbl:\n    addresses:\n      - 192.0.2.1\n      - 192.0.2.0/24\n", `t.yaml:5: reputation.dnsbl.addresses[1]: bad address "192.0.2.0/24"`},
 		{"bad error range", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones:\n      - zone: x.example\n        errors: [127.255.255.0-::1]\n", "t.yaml:6: reputation.dnsbl.zones[0].errors[0]: bad address range"},
+		{"null transport", "reputation:\n  deliveries:\n    transports:\n      postfix/smtp: ~\n", "t.yaml:4: reputation.deliveries.transports.postfix/smtp: want an IP address, got none"},
 		{"customer bad rate", "reputation:\n  bounces:\n    customers:\n      a: {act: 0}\n", "reputation.bounces.customers.a.act: want a rate above 0"},
 		{"bad range", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: x.example, listed: [127.0.0.9-127.0.0.2]}]\n", "reputation.dnsbl.zones[0].listed[0]: bad address range"},
 		{"no address", "reputation:\n  dnsbl:\n    zones: [{zone: x.example}]\n", "no egress address to watch"},
