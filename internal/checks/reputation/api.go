@@ -30,7 +30,7 @@ func (s *Service) Overview(ctx context.Context) (Overview, error) {
 			return o, err
 		}
 	}
-	if keys := Keys(cfg); len(keys) > 0 {
+	if keys := Keys(s.Reputation()); len(keys) > 0 {
 		ctx, cancel := s.Store.Context(ctx)
 		defer cancel()
 		if o.Listings, err = s.Backend.Listings(ctx, keys); err != nil {

@@ -68,7 +68,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 	since, until := svc.window(svc.Clock.Now())
 	remember := t.QueueID != "" && !t.DryRun
 	msg := Message{Customer: customer, Bulk: IsBulk(t)}
-	ttl := svc.Config().Reputation.Deliveries.QueueIDTTL
+	ttl := svc.Reputation().Deliveries.QueueIDTTL
 	if r, ok := svc.Backend.(*redisBackend); ok && sb.Redis() {
 		hs := hours(since, until)
 		keys := make([]string, len(hs))

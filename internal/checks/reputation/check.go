@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
-	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
@@ -70,7 +69,7 @@ func (c *Check) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error
 	}
 	attrs := map[string]string{
 		"rate": pct(st.Rate), "hard": strconv.FormatInt(st.Hard, 10), "final": strconv.FormatInt(st.Final(), 10),
-		"bulk": strconv.FormatBool(bulk), "outcome": st.Outcome,
+		"bulk": strconv.FormatBool(bulk), "outcome": string(st.Outcome),
 	}
 	desc := fmt.Sprintf("hard-bounce rate %s (%d of %d final results in %s)", pct(st.Rate), st.Hard, st.Final(), st.Window)
 	switch st.Level {
@@ -80,13 +79,13 @@ func (c *Check) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error
 	case LevelAct:
 		f := policy.Finding{Name: FindingHigh, Action: policy.Accept, Attrs: attrs}
 		switch {
-		case st.Outcome == config.BounceDeferAll:
+		case st.Outcome == BounceDeferAll:
 			f.Action, f.Reply = policy.Defer, ReplyAllSuspended
-		case st.Outcome == config.BounceDeferBulk && bulk:
+		case st.Outcome == BounceDeferBulk && bulk:
 			f.Action, f.Reply = policy.Defer, ReplyBulkSuspended
 		}
 		f.Detail = fmt.Sprintf("%s above act %s; outcome %s", desc, pct(st.Act), st.Outcome)
-		if st.Outcome == config.BounceDeferBulk && !bulk {
+		if st.Outcome == BounceDeferBulk && !bulk {
 			f.Detail += " (not bulk: accepted)"
 		}
 		return []policy.Finding{f}, nil
@@ -106,7 +105,7 @@ func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	bulk, _ := t.Value(bulkKey{}).(bool)
 	ctx, cancel := c.svc.Store.Context(ctx)
 	defer cancel()
-	if err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Config().Reputation.Deliveries.QueueIDTTL); err != nil {
+	if err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Reputation().Deliveries.QueueIDTTL); err != nil {
 		c.svc.Log.Error("remembering the queue id of an accepted message failed", "queue_id", t.QueueID, "customer", t.Customer.ID, "err", err)
 	}
 }

@@ -62,12 +62,12 @@ func NewWatcher(svc *Service, r Resolver) *Watcher {
 	return &Watcher{svc: svc, R: r, Stats: newWatcherStats()}
 }
 
-// Keys returns the (address, zone) pairs the config watches.
-func Keys(cfg *config.Config) []ListingKey {
+// Keys returns the (address, zone) pairs the reputation: section watches.
+func Keys(cfg *Config) []ListingKey {
 	var out []ListingKey
-	for _, a := range cfg.Reputation.DNSBL.Addresses {
-		for _, z := range cfg.Reputation.DNSBL.Zones {
-			out = append(out, ListingKey{Address: a, Zone: z.Zone})
+	for _, a := range cfg.DNSBL.Addresses {
+		for _, z := range cfg.DNSBL.Zones {
+			out = append(out, ListingKey{Address: a.String(), Zone: z.Zone})
 		}
 	}
 	return out
@@ -75,8 +75,12 @@ func Keys(cfg *config.Config) []ListingKey {
 
 // Run queries every interval until ctx ends; the first round is at once.
 func (w *Watcher) Run(ctx context.Context) error {
-	l := w.svc.Config().Reputation.DNSBL
-	w.svc.Log.Info("blocklist watch started", "addresses", strings.Join(l.Addresses, ","), "zones", len(l.Zones), "interval", l.Interval.String())
+	l := w.svc.Reputation().DNSBL
+	addrs := make([]string, len(l.Addresses))
+	for i, a := range l.Addresses {
+		addrs[i] = a.String()
+	}
+	w.svc.Log.Info("blocklist watch started", "addresses", strings.Join(addrs, ","), "zones", len(l.Zones), "interval", l.Interval.String())
 	t := time.NewTicker(l.Interval)
 	defer t.Stop()
 	for {
@@ -91,23 +95,22 @@ func (w *Watcher) Run(ctx context.Context) error {
 
 // Round queries every address in every zone once.
 func (w *Watcher) Round(ctx context.Context) {
-	cfg := w.svc.Config().Reputation.DNSBL
+	cfg := w.svc.Reputation().DNSBL
 	for _, a := range cfg.Addresses {
 		for _, z := range cfg.Zones {
 			if ctx.Err() != nil {
 				return
 			}
-			w.check(ctx, a, z)
+			w.check(ctx, a.Addr, z)
 		}
 	}
 }
 
 // reverseName builds the DNSBL query name: the address's octets (IPv4) or
 // nibbles (IPv6) in reverse order under the zone (RFC 5782 §2.1, §2.4).
-func reverseName(addr, zone string) (string, error) {
-	a, err := netip.ParseAddr(addr)
-	if err != nil {
-		return "", err
+func reverseName(a netip.Addr, zone string) (string, error) {
+	if !a.IsValid() {
+		return "", errors.New("no address")
 	}
 	a = a.Unmap()
 	var parts []string
@@ -131,7 +134,9 @@ func reverseName(addr, zone string) (string, error) {
 // codes (Spamhaus 127.255.255.x: the query was refused, nothing is said
 // about the address). A failed query or an answer the zone does not
 // document (a resolver that rewrites NXDOMAIN, say) is not an answer.
-func Query(ctx context.Context, r Resolver, addr string, z config.DNSBLZone) (Observation, string) {
+// z is a zone as the reputation: section decoded it (its answer ranges
+// parsed).
+func Query(ctx context.Context, r Resolver, addr netip.Addr, z DNSBLZone) (Observation, string) {
 	name, err := reverseName(addr, z.Zone)
 	if err != nil {
 		return Observation{Error: err.Error()}, "failed"
@@ -155,9 +160,9 @@ func Query(ctx context.Context, r Resolver, addr string, z config.DNSBLZone) (Ob
 			continue
 		}
 		switch {
-		case inRanges(a, z.Errors):
+		case inRanges(a, z.ErrorRanges):
 			codes = append(codes, a.String())
-		case inRanges(a, z.Listed):
+		case inRanges(a, z.ListedRanges):
 			listed = append(listed, a.String())
 		default:
 			unexpected = append(unexpected, a.String())
@@ -174,9 +179,9 @@ func Query(ctx context.Context, r Resolver, addr string, z config.DNSBLZone) (Ob
 	return Observation{Answered: true}, "clean"
 }
 
-func inRanges(a netip.Addr, rs []string) bool {
-	for _, s := range rs {
-		if r, err := config.ParseIPRange(s); err == nil && r.Contains(a) {
+func inRanges(a netip.Addr, rs []IPRange) bool {
+	for _, r := range rs {
+		if r.Contains(a) {
 			return true
 		}
 	}
@@ -184,16 +189,17 @@ func inRanges(a netip.Addr, rs []string) bool {
 }
 
 // check queries one address in one zone and acts on the outcome.
-func (w *Watcher) check(ctx context.Context, addr string, z config.DNSBLZone) {
+func (w *Watcher) check(ctx context.Context, ip netip.Addr, z DNSBLZone) {
 	log := w.svc.Log
+	addr := ip.String()
 	k := ListingKey{Address: addr, Zone: z.Zone}
-	o, result := Query(ctx, w.R, addr, z)
+	o, result := Query(ctx, w.R, ip, z)
 	w.Stats.mu.Lock()
 	w.Stats.queries[[2]string{z.Zone, result}]++
 	w.Stats.mu.Unlock()
 	now := w.svc.Clock.Now()
 	sctx, cancel := w.svc.Store.Context(ctx)
-	before, after, err := w.svc.Backend.Observe(sctx, k, o, now, w.svc.Config().Reputation.DNSBL.History)
+	before, after, err := w.svc.Backend.Observe(sctx, k, o, now, w.svc.Reputation().DNSBL.History)
 	cancel()
 	if err != nil {
 		log.Error("blocklist state not stored", "event", "dnsbl_store_failed", "address", addr, "zone", z.Zone, "err", err)
@@ -243,7 +249,7 @@ func (w *Watcher) notify(ctx context.Context, l Listing) {
 	if err != nil {
 		log.Warn("listing report without senders", "address", l.Address, "err", err)
 	}
-	subj, body := ListingMail(w.svc.Config(), l, rows, err)
+	subj, body := ListingMail(w.svc.Config(), w.svc.Reputation(), l, rows, err)
 	if err := w.Notify(ctx, subj, body); err != nil {
 		w.Stats.MailErrors.Add(1)
 		log.Error("postmaster mail about a listing failed: retried next round", "event", "dnsbl_mail_failed", "address", l.Address, "zone", l.Zone, "err", err)
@@ -277,7 +283,7 @@ type SenderRow struct {
 // TopSenders ranks the customers by their deliveries through addr in the
 // report window before t, with their bounce and complaint rates.
 func (w *Watcher) TopSenders(ctx context.Context, addr string, t time.Time) ([]SenderRow, error) {
-	cfg := w.svc.Config()
+	cfg, rep := w.svc.Config(), w.svc.Reputation()
 	ids := make([]string, 0, len(cfg.Customers))
 	names := map[string]string{}
 	for _, c := range cfg.Customers {
@@ -285,7 +291,7 @@ func (w *Watcher) TopSenders(ctx context.Context, addr string, t time.Time) ([]S
 		names[c.ID] = c.Name
 	}
 	sctx, cancel := w.svc.Store.Context(ctx)
-	tot, err := w.svc.Backend.Totals(sctx, ids, t.Add(-cfg.Reputation.DNSBL.ReportWindow), t.Add(time.Second))
+	tot, err := w.svc.Backend.Totals(sctx, ids, t.Add(-rep.DNSBL.ReportWindow), t.Add(time.Second))
 	cancel()
 	if err != nil {
 		return nil, err
@@ -307,7 +313,7 @@ func (w *Watcher) TopSenders(ctx context.Context, addr string, t time.Time) ([]S
 		}
 		return rows[i].Customer < rows[j].Customer
 	})
-	if top := cfg.Reputation.DNSBL.Top; top > 0 && len(rows) > top {
+	if top := rep.DNSBL.Top; top > 0 && len(rows) > top {
 		rows = rows[:top]
 	}
 	for i := range rows {
@@ -334,8 +340,9 @@ func (s *WatcherStats) States() []Listing {
 	return out
 }
 
-// ListingMail renders the postmaster mail about a listing.
-func ListingMail(cfg *config.Config, l Listing, rows []SenderRow, rowsErr error) (subject, body string) {
+// ListingMail renders the postmaster mail about a listing (cfg gives the
+// subject prefix, rep the report window).
+func ListingMail(cfg *config.Config, rep *Config, l Listing, rows []SenderRow, rowsErr error) (subject, body string) {
 	subject = fmt.Sprintf("egress %s listed on %s (%s)", l.Address, l.Zone, strings.Join(l.Codes, ","))
 	if p := cfg.Reports.SubjectPrefix; p != "" {
 		subject = p + " " + subject
@@ -343,7 +350,7 @@ func ListingMail(cfg *config.Config, l Listing, rows []SenderRow, rowsErr error)
 	var b strings.Builder
 	fmt.Fprintf(&b, "The egress address %s is listed on the DNS blocklist %s since %s.\n", l.Address, l.Zone, l.Since.UTC().Format(time.RFC3339))
 	fmt.Fprintf(&b, "Answer: %s\n\n", strings.Join(l.Codes, ", "))
-	win := cfg.Reputation.DNSBL.ReportWindow
+	win := rep.DNSBL.ReportWindow
 	fmt.Fprintf(&b, "Customers who sent most through %s in the %s before the listing\n", l.Address, win)
 	b.WriteString("(deliveries: final results through this address; bounce rate: hard bounces among final results,\nall addresses, same window; complaint rate: complaint window of optout):\n\n")
 	switch {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -216,11 +217,11 @@ func TestReverseName(t *testing.T) {
 		"2001:db8::1":       "1.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.zen.example",
 	}
 	for in, want := range cases {
-		if got, err := reverseName(in, "zen.example"); err != nil || got != want {
+		if got, err := reverseName(netip.MustParseAddr(in), "zen.example"); err != nil || got != want {
 			t.Errorf("reverseName(%s) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := reverseName("not an ip", "z"); err == nil {
-		t.Error("bad address accepted")
+	if _, err := reverseName(netip.Addr{}, "z"); err == nil {
+		t.Error("no address accepted")
 	}
 }

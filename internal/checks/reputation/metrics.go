@@ -86,7 +86,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			}
 			ch <- prometheus.MustNewConstMetric(descListed, prometheus.GaugeValue, v, k.Address, k.Zone)
 		}
-		for _, k := range Keys(w.svc.Config()) {
+		for _, k := range Keys(w.svc.Reputation()) {
 			ch <- prometheus.MustNewConstMetric(descListings, prometheus.CounterValue, float64(st.listings[k]), k.Address, k.Zone)
 		}
 		for k, n := range st.queries {

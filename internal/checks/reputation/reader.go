@@ -41,7 +41,7 @@ func NewReader(svc *Service) *Reader {
 // Run reads the configured source until ctx ends: the followed file, or
 // stdin for "-".
 func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
-	d := r.svc.Config().Reputation.Deliveries
+	d := r.svc.Reputation().Deliveries
 	fn := func(line string) { r.Line(ctx, line) }
 	if d.Source == "-" {
 		r.svc.Log.Info("reading delivery results", "source", "stdin")
@@ -49,7 +49,7 @@ func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
 		r.svc.Log.Info("delivery results: end of standard input")
 		return err
 	}
-	r.svc.Log.Info("following delivery log", "source", d.Source, "from_start", d.FromStart, "egress", d.Egress)
+	r.svc.Log.Info("following delivery log", "source", d.Source, "from_start", d.FromStart, "egress", egressLog(d.Egress))
 	return Follow(ctx, d.Source, d.FromStart, d.Poll, fn)
 }
 
@@ -57,9 +57,9 @@ func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
 // (so that a log read again counts nothing twice): the bounce window and
 // a day, at most as long as the queue id itself. Older results no longer
 // weigh on the rate.
-func seenTTL(cfg *config.Config) time.Duration {
-	d := cfg.Reputation.Bounces.Window + 24*time.Hour
-	if q := cfg.Reputation.Deliveries.QueueIDTTL; q < d {
+func seenTTL(cfg *Config) time.Duration {
+	d := cfg.Bounces.Window + 24*time.Hour
+	if q := cfg.Deliveries.QueueIDTTL; q < d {
 		d = q
 	}
 	return d
@@ -82,7 +82,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	// Only a result from a receiver (relay=host[addr]:port) left through an
 	// egress address; relay=none (no host found, nothing connected) did not.
 	if d.Relay != "" && d.Relay != "none" {
-		res.Egress = r.svc.Config().Reputation.Deliveries.EgressFor(d.Program)
+		res.Egress = r.svc.Reputation().Deliveries.EgressFor(d.Program)
 	}
 	var (
 		customer string
@@ -95,7 +95,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		now := r.svc.Clock.Now()
 		since, _ := r.svc.window(now)
 		sctx, cancel := r.svc.Store.Context(ctx)
-		customer, counted, counts, err = r.svc.Backend.Record(sctx, res, now, since, seenTTL(r.svc.Config()))
+		customer, counted, counts, err = r.svc.Backend.Record(sctx, res, now, since, seenTTL(r.svc.Reputation()))
 		cancel()
 		if err == nil || !errors.Is(err, store.ErrUnavailable) || time.Now().After(deadline) || ctx.Err() != nil {
 			break
@@ -138,4 +138,12 @@ func (r *Reader) Line(ctx context.Context, line string) {
 		log.Info("delivery result", attrs...)
 	}
 	r.svc.noteLevel(st)
+}
+
+// egressLog is an egress address for the log ("" when unset).
+func egressLog(a config.Addr) string {
+	if !a.IsValid() {
+		return ""
+	}
+	return a.String()
 }

@@ -29,7 +29,7 @@ type Settings struct {
 	Warn      float64 `json:"warn"`
 	Act       float64 `json:"act"`
 	MinVolume int64   `json:"min_volume"`
-	Outcome   string  `json:"outcome"`
+	Outcome   Outcome `json:"outcome"`
 }
 
 // Standing is a customer's bounce standing over the window.
@@ -58,18 +58,42 @@ type Service struct {
 	mu     sync.Mutex
 	last   map[string]Standing
 	levels map[string]string
-	cfg    atomic.Pointer[config.Config]
+	cfg    atomic.Pointer[configs]
+}
+
+// configs are the config in force and its reputation: section, replaced
+// together.
+type configs struct {
+	cfg *config.Config
+	rep *Config
 }
 
 // Config returns the config in force.
-func (s *Service) Config() *config.Config { return s.cfg.Load() }
+func (s *Service) Config() *config.Config { return s.cfg.Load().cfg }
+
+// Reputation returns the reputation: section of the config in force.
+func (s *Service) Reputation() *Config { return s.cfg.Load().rep }
 
 // SetConfig replaces the config (reload); the delivery source, the
-// watched addresses and zones and the interval need a restart.
-func (s *Service) SetConfig(cfg *config.Config) { s.cfg.Store(cfg) }
+// watched addresses and zones and the interval need a restart. A config
+// whose reputation: section does not decode (it was validated at Parse:
+// never in serve) keeps the section in force.
+func (s *Service) SetConfig(cfg *config.Config) {
+	rep, err := ConfigOf(cfg)
+	if err != nil {
+		s.Log.Error("reputation settings not replaced", "err", err)
+		rep = s.Reputation()
+	}
+	s.cfg.Store(&configs{cfg: cfg, rep: rep})
+}
 
-// NewService opens the reputation backend of h.
+// NewService opens the reputation backend of h for cfg, whose
+// reputation: section it reads with ConfigOf.
 func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.Clock, log *slog.Logger) (*Service, error) {
+	rep, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
 	b, err := Open(h)
 	if err != nil {
 		return nil, err
@@ -81,13 +105,13 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Service{Backend: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{}}
-	s.cfg.Store(cfg)
+	s.cfg.Store(&configs{cfg: cfg, rep: rep})
 	return s, nil
 }
 
 // Settings returns a customer's bounce settings.
 func (s *Service) Settings(customer string) Settings {
-	b := s.Config().Reputation.Bounces
+	b := s.Reputation().Bounces
 	st := Settings{Warn: b.Warn, Act: b.Act, MinVolume: int64(b.MinVolume), Outcome: b.Outcome}
 	if o, ok := b.Customers[customer]; ok {
 		if o.Outcome != "" {
@@ -108,7 +132,7 @@ func (s *Service) Settings(customer string) Settings {
 
 // judge computes a standing from counts.
 func (s *Service) judge(customer string, c Counts) Standing {
-	st := Standing{Customer: customer, Window: s.Config().Reputation.Bounces.Window, Counts: c, Settings: s.Settings(customer)}
+	st := Standing{Customer: customer, Window: s.Reputation().Bounces.Window, Counts: c, Settings: s.Settings(customer)}
 	st.Rate, st.Level = level(c, st.Settings)
 	return st
 }
@@ -130,7 +154,7 @@ func level(c Counts, st Settings) (float64, string) {
 
 // window returns the bounce window ending at now.
 func (s *Service) window(now time.Time) (time.Time, time.Time) {
-	return now.Add(-s.Config().Reputation.Bounces.Window), now.Add(time.Second)
+	return now.Add(-s.Reputation().Bounces.Window), now.Add(time.Second)
 }
 
 // Standing reads a customer's bounce standing from the store.

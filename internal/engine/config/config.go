@@ -46,8 +46,6 @@ type Config struct {
 	Spike   SpikeConfig   `yaml:"spike"`
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
-	// Reputation is the bounce-rate and blocklist loop (reputation.go).
-	Reputation ReputationConfig `yaml:"reputation"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 

@@ -88,6 +88,5 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Spike.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
-	c.Reputation.defaults(&c.Provider)
 	c.Notifications.defaults()
 }

@@ -469,6 +469,11 @@ func (a *Addr) UnmarshalYAML(n *yaml.Node) error {
 // MarshalYAML renders the address.
 func (a Addr) MarshalYAML() (any, error) { return a.Addr.String(), nil }
 
+// IsZero reports whether the address is unset (for omitempty: yaml.v3
+// would otherwise take every Addr for zero, netip.Addr's fields being
+// unexported).
+func (a Addr) IsZero() bool { return !a.IsValid() }
+
 // Addrs returns the addresses of as.
 func Addrs(as []Addr) []netip.Addr {
 	out := make([]netip.Addr, len(as))

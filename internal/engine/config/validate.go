@@ -197,7 +197,6 @@ func (c *Config) validate(v *validator) {
 	c.Spike.validate(v)
 	c.Events.validate(v)
 	c.Reports.validate(v)
-	c.Reputation.validate(v)
 	c.Notifications.validate(v)
 	c.Defaults.Limits.validate(v, "defaults.limits")
 }

@@ -274,7 +274,7 @@ func (d *Daemon) Reload() error {
 		d.log.Error("reload refused", "err", err)
 		return err
 	}
-	if d.rep != nil && (old.Reputation.Deliveries.Source != cfg.Reputation.Deliveries.Source || old.Reputation.DNSBL.Interval != cfg.Reputation.DNSBL.Interval) {
+	if d.rep != nil && repNeedsRestart(old, cfg) {
 		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
 	}
 	d.file = file

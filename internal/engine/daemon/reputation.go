@@ -33,7 +33,8 @@ func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
 		return nil, err
 	}
 	l := &repLoop{svc: svc, d: d}
-	if cfg.Reputation.Deliveries.Source != "" {
+	rep := svc.Reputation()
+	if rep.Deliveries.Source != "" {
 		l.reader = reputation.NewReader(svc)
 		inChain := false
 		for _, c := range cfg.Chain {
@@ -42,11 +43,11 @@ func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
 		if !inChain || !cfg.CheckEnabled(reputation.CheckName) {
 			d.log.Warn("reputation.deliveries.source is set but check bounce_rate is not in the chain or disabled: no queue id is remembered, no result can be matched to a customer")
 		}
-		if cfg.Reputation.Deliveries.Egress == "" && len(cfg.Reputation.Deliveries.Transports) == 0 {
+		if !rep.Deliveries.Egress.IsValid() && len(rep.Deliveries.Transports) == 0 {
 			d.log.Warn("reputation.deliveries.egress unknown (provider.egress_ips has not exactly one address): listing reports cannot rank senders per address")
 		}
 	}
-	if len(cfg.Reputation.DNSBL.Zones) > 0 {
+	if len(rep.DNSBL.Zones) > 0 {
 		if d.deps.Resolver == nil {
 			return nil, fmt.Errorf("reputation.dnsbl: no resolver")
 		}
@@ -72,6 +73,18 @@ func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
 		}
 	}
 	return l, nil
+}
+
+// repNeedsRestart reports whether a reload changes reputation settings
+// that take effect only at restart: the delivery source and the
+// blocklist interval.
+func repNeedsRestart(old, cfg *config.Config) bool {
+	o, errOld := reputation.ConfigOf(old)
+	n, errNew := reputation.ConfigOf(cfg)
+	if errOld != nil || errNew != nil {
+		return false
+	}
+	return o.Deliveries.Source != n.Deliveries.Source || o.DNSBL.Interval != n.DNSBL.Interval
 }
 
 // Serve runs the reader and the watcher until Shutdown.

@@ -4,6 +4,7 @@ import (
 	"github.com/aupguard/aupguard/headers"
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
@@ -15,5 +16,5 @@ var families = []setup.Family{
 	ratelimitFamily,
 	auth.Family,
 	optout.Family,
-	reputationFamily,
+	reputation.Family,
 }

@@ -88,7 +88,7 @@ func bounceCells(st reputation.Standing) []string {
 	if level == reputation.LevelAct || level == reputation.LevelWarn {
 		level = strings.ToUpper(level)
 	}
-	return []string{customerLabel(st.Customer), i64(st.Sent), i64(st.Hard), i64(st.Policy), i64(st.Other), i64(st.Deferred), rate, level, st.Outcome}
+	return []string{customerLabel(st.Customer), i64(st.Sent), i64(st.Hard), i64(st.Policy), i64(st.Other), i64(st.Deferred), rate, level, string(st.Outcome)}
 }
 
 // listingCells renders a blocklist state's row.

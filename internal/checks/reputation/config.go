@@ -1,13 +1,15 @@
-package config
+package reputation
 
 import (
 	"fmt"
 	"net/netip"
 	"strings"
 	"time"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
 )
 
-// Defaults of the reputation section.
+// Defaults of the reputation: section.
 const (
 	// DefaultDeliveriesPoll is how often a followed delivery log is
 	// checked for new lines and for rotation.
@@ -39,20 +41,29 @@ const (
 	DefaultDNSBLHistory = 50
 )
 
+// Outcome is what a bounce rate over act does to the customer's mail.
+type Outcome string
+
 // The outcomes of a bounce rate over act.
 const (
 	// BounceReport records the finding; mail goes on.
-	BounceReport = "report"
+	BounceReport Outcome = "report"
 	// BounceDeferBulk defers the customer's bulk mail (451 4.7.1).
-	BounceDeferBulk = "defer_bulk"
+	BounceDeferBulk Outcome = "defer_bulk"
 	// BounceDeferAll defers all of the customer's mail.
-	BounceDeferAll = "defer_all"
+	BounceDeferAll Outcome = "defer_all"
 )
 
-// ReputationConfig configures the reputation loop: delivery results read
-// from Postfix's log (bounce rates per customer, check bounce_rate) and the
-// blocklist watch of the provider's egress addresses.
-type ReputationConfig struct {
+// Valid reports whether o is one of the outcomes.
+func (o Outcome) Valid() bool {
+	return o == BounceReport || o == BounceDeferBulk || o == BounceDeferAll
+}
+
+// Config is the reputation: section of the config, which this package
+// owns: the delivery results read from Postfix's log (bounce rates per
+// customer, check bounce_rate) and the blocklist watch of the provider's
+// egress addresses (provider.egress_ips by default).
+type Config struct {
 	Deliveries DeliveriesConfig `yaml:"deliveries"`
 	Bounces    BouncesConfig    `yaml:"bounces"`
 	DNSBL      DNSBLConfig      `yaml:"dnsbl"`
@@ -70,12 +81,13 @@ type DeliveriesConfig struct {
 	// Poll is how often the file is checked for new lines and rotation.
 	Poll time.Duration `yaml:"poll"`
 	// Egress is the address receivers see this MTA's deliveries come from;
-	// default: provider.egress_ips when it holds exactly one address.
-	Egress string `yaml:"egress"`
+	// default: provider.egress_ips when it holds exactly one address. The
+	// zero Addr: unknown.
+	Egress config.Addr `yaml:"egress,omitempty"`
 	// Transports maps the name a delivery agent logs under (syslog_name
 	// and program, e.g. "postfix-ip2/smtp") to the egress address it binds
 	// to (its smtp_bind_address in master.cf).
-	Transports map[string]string `yaml:"transports"`
+	Transports map[string]config.Addr `yaml:"transports,omitempty"`
 	// QueueIDTTL is how long an accepted message's queue id is remembered.
 	QueueIDTTL time.Duration `yaml:"queue_id_ttl"`
 }
@@ -92,18 +104,18 @@ type BouncesConfig struct {
 	Warn float64 `yaml:"warn"`
 	Act  float64 `yaml:"act"`
 	// Outcome over act: report, defer_bulk or defer_all.
-	Outcome string `yaml:"outcome"`
+	Outcome Outcome `yaml:"outcome"`
 	// Customers override these per customer id.
-	Customers map[string]BounceOverride `yaml:"customers"`
+	Customers map[string]BounceOverride `yaml:"customers,omitempty"`
 }
 
 // BounceOverride is one customer's own bounce settings; empty fields
 // inherit.
 type BounceOverride struct {
-	Outcome   string   `yaml:"outcome"`
-	Warn      *float64 `yaml:"warn"`
-	Act       *float64 `yaml:"act"`
-	MinVolume *int     `yaml:"min_volume"`
+	Outcome   Outcome  `yaml:"outcome,omitempty"`
+	Warn      *float64 `yaml:"warn,omitempty"`
+	Act       *float64 `yaml:"act,omitempty"`
+	MinVolume *int     `yaml:"min_volume,omitempty"`
 }
 
 // DNSBLConfig is the blocklist watch.
@@ -111,7 +123,7 @@ type DNSBLConfig struct {
 	// Zones are the DNS blocklists queried; none: no watcher.
 	Zones []DNSBLZone `yaml:"zones"`
 	// Addresses are the egress addresses watched; default provider.egress_ips.
-	Addresses []string `yaml:"addresses"`
+	Addresses []config.Addr `yaml:"addresses"`
 	// Interval between two queries of one address in one zone.
 	Interval time.Duration `yaml:"interval"`
 	// ReportWindow is the period before a listing whose senders through
@@ -125,16 +137,23 @@ type DNSBLConfig struct {
 
 // DNSBLZone is one blocklist and the meaning of its answers.
 type DNSBLZone struct {
-	// Zone is the DNS zone, e.g. zen.spamhaus.org.
+	// Zone is the DNS zone, e.g. zen.spamhaus.org (lower case, without
+	// the final dot).
 	Zone string `yaml:"zone"`
 	// Listed are the answers (A records) that mean "listed", as addresses
-	// or ranges "127.0.0.2-127.0.0.11". Default for zen.spamhaus.org:
-	// 127.0.0.2-127.0.0.11; otherwise 127.0.0.2-127.0.0.255.
+	// or ranges "127.0.0.2-127.0.0.11", as the config writes them. Default
+	// for zen.spamhaus.org: 127.0.0.2-127.0.0.11; otherwise
+	// 127.0.0.2-127.0.0.255.
 	Listed []string `yaml:"listed"`
 	// Errors are answers that mean the query was refused, not a listing
 	// (Spamhaus: 127.255.255.252 typo, .254 public resolver, .255 too
-	// many queries). Default 127.255.255.0-127.255.255.255.
+	// many queries), as the config writes them. Default
+	// 127.255.255.0-127.255.255.255.
 	Errors []string `yaml:"errors"`
+	// ListedRanges and ErrorRanges are Listed and Errors parsed once, when
+	// the section is decoded (each error placed at its entry).
+	ListedRanges []IPRange `yaml:"-"`
+	ErrorRanges  []IPRange `yaml:"-"`
 }
 
 // IPRange is an inclusive range of addresses of one family.
@@ -143,6 +162,14 @@ type IPRange struct{ From, To netip.Addr }
 // Contains reports whether a is in the range.
 func (r IPRange) Contains(a netip.Addr) bool {
 	return a.BitLen() == r.From.BitLen() && r.From.Compare(a) <= 0 && a.Compare(r.To) <= 0
+}
+
+// String renders the range as ParseIPRange reads it.
+func (r IPRange) String() string {
+	if r.From == r.To {
+		return r.From.String()
+	}
+	return r.From.String() + "-" + r.To.String()
 }
 
 // ParseIPRange parses "A" or "A-B".
@@ -165,8 +192,8 @@ func ParseIPRange(s string) (IPRange, error) {
 	return IPRange{From: a, To: b}, nil
 }
 
-// Spamhaus ZEN's documented return codes: 127.0.0.2 SBL, .3 CSS, .4-.7 XBL, .9 DROP, .10-.11 PBL; 127.255.255.x are
-// error codes, not listings.
+// Spamhaus ZEN's documented return codes: 127.0.0.2 SBL, .3 CSS, .4-.7
+// XBL, .9 DROP, .10-.11 PBL; 127.255.255.x are error codes, not listings.
 var zenListed = []string{"127.0.0.2-127.0.0.11"}
 
 func (z *DNSBLZone) defaults() {
@@ -184,15 +211,32 @@ func (z *DNSBLZone) defaults() {
 }
 
 // EgressFor returns the egress address of a delivery agent's log name:
-// its transports entry, else Egress.
+// its transports entry, else Egress; "" when unknown.
 func (d *DeliveriesConfig) EgressFor(program string) string {
 	if e, ok := d.Transports[program]; ok {
-		return e
+		return e.String()
 	}
-	return d.Egress
+	if !d.Egress.IsValid() {
+		return ""
+	}
+	return d.Egress.String()
 }
 
-func (r *ReputationConfig) defaults(p *ProviderConfig) {
+// Section is the reputation: section, decoded and validated here.
+var Section = config.SectionSpec{Key: "reputation", Decode: decodeConfig}
+
+// DefaultConfig is the reputation: section when the config leaves it out
+// and names no egress address (provider.egress_ips fills in the egress
+// defaults at decode).
+func DefaultConfig() *Config {
+	r := &Config{}
+	r.defaults(nil)
+	return r
+}
+
+// defaults fills in every setting the config left out (or set to zero);
+// p, when set, gives the egress addresses.
+func (r *Config) defaults(p *config.ProviderConfig) {
 	d := &r.Deliveries
 	if d.Poll == 0 {
 		d.Poll = DefaultDeliveriesPoll
@@ -200,8 +244,8 @@ func (r *ReputationConfig) defaults(p *ProviderConfig) {
 	if d.QueueIDTTL == 0 {
 		d.QueueIDTTL = DefaultQueueIDTTL
 	}
-	if d.Egress == "" && len(p.EgressIPs) == 1 {
-		d.Egress = p.EgressIPs[0].String()
+	if p != nil && !d.Egress.IsValid() && len(p.EgressIPs) == 1 {
+		d.Egress = p.EgressIPs[0]
 	}
 	b := &r.Bounces
 	if b.Window == 0 {
@@ -232,112 +276,128 @@ func (r *ReputationConfig) defaults(p *ProviderConfig) {
 	if l.History == 0 {
 		l.History = DefaultDNSBLHistory
 	}
-	if len(l.Addresses) == 0 {
-		for _, a := range p.EgressIPs {
-			l.Addresses = append(l.Addresses, a.String())
-		}
+	if p != nil && len(l.Addresses) == 0 {
+		l.Addresses = append([]config.Addr(nil), p.EgressIPs...)
 	}
 	for i := range l.Zones {
 		l.Zones[i].defaults()
 	}
 }
 
-func validOutcome(s string) bool {
-	return s == BounceReport || s == BounceDeferBulk || s == BounceDeferAll
-}
-
-func (v *validator) rate(p string, r float64) {
+// rate reports at p a rate outside (0, 1].
+func rate(s *config.Section, p string, r float64) {
 	if r <= 0 || r > 1 {
-		v.errf(p, "want a rate above 0 and at most 1 (0.05 = 5%%), got %v", r)
+		s.Errorf(p, "want a rate above 0 and at most 1 (0.05 = 5%%), got %v", r)
 	}
 }
 
-func (r *ReputationConfig) validate(v *validator) {
+// decodeConfig decodes the reputation: section over its defaults, fills
+// in the egress addresses from provider.egress_ips, parses the zones'
+// answer ranges and validates it; errors are placed through s.
+func decodeConfig(s *config.Section) any {
+	r := DefaultConfig()
+	s.Decode(r)
+	r.defaults(&s.Config.Provider)
+
 	d := r.Deliveries
-	v.duration("reputation.deliveries.poll", d.Poll)
-	v.duration("reputation.deliveries.queue_id_ttl", d.QueueIDTTL)
-	if d.Egress != "" {
-		if _, err := netip.ParseAddr(d.Egress); err != nil {
-			v.errf("reputation.deliveries.egress", "want an IP address, got %q", d.Egress)
-		}
-	}
+	s.Duration("reputation.deliveries.poll", d.Poll)
+	s.Duration("reputation.deliveries.queue_id_ttl", d.QueueIDTTL)
+	// egress and the transports' addresses are config.Addr: a bad one was
+	// reported, at its line, when it was decoded; a null one decodes to
+	// no address (for egress: unset, the default applies).
 	for k, a := range d.Transports {
-		if _, err := netip.ParseAddr(a); err != nil {
-			v.errf("reputation.deliveries.transports."+k, "want an IP address, got %q", a)
-		}
 		if k == "" || strings.ContainsAny(k, " \t:[]") {
-			v.errf("reputation.deliveries.transports."+k, "want a log name such as postfix-ip2/smtp, got %q", k)
+			s.Errorf("reputation.deliveries.transports."+k, "want a log name such as postfix-ip2/smtp, got %q", k)
+		}
+		if !a.IsValid() {
+			s.Errorf("reputation.deliveries.transports."+k, "want an IP address, got none")
 		}
 	}
 	b := r.Bounces
 	if b.Window < time.Hour {
-		v.errf("reputation.bounces.window", "must be at least 1h (hourly counters), got %s", b.Window)
+		s.Errorf("reputation.bounces.window", "must be at least 1h (hourly counters), got %s", b.Window)
 	}
-	v.positive("reputation.bounces.min_volume", b.MinVolume)
-	v.rate("reputation.bounces.warn", b.Warn)
-	v.rate("reputation.bounces.act", b.Act)
+	s.Positive("reputation.bounces.min_volume", b.MinVolume)
+	rate(s, "reputation.bounces.warn", b.Warn)
+	rate(s, "reputation.bounces.act", b.Act)
 	if b.Warn > b.Act {
-		v.errf("reputation.bounces.warn", "warn (%v) is above act (%v)", b.Warn, b.Act)
+		s.Errorf("reputation.bounces.warn", "warn (%v) is above act (%v)", b.Warn, b.Act)
 	}
-	if !validOutcome(b.Outcome) {
-		v.errf("reputation.bounces.outcome", "want report, defer_bulk or defer_all, got %q", b.Outcome)
+	if !b.Outcome.Valid() {
+		s.Errorf("reputation.bounces.outcome", "want report, defer_bulk or defer_all, got %q", b.Outcome)
 	}
 	ids := map[string]bool{}
-	for _, c := range v.cfg.Customers {
+	for _, c := range s.Config.Customers {
 		ids[c.ID] = true
 	}
 	for id, o := range b.Customers {
 		p := "reputation.bounces.customers." + id
 		if !ids[id] {
-			v.errf(p, "no customer %q in customers", id)
+			s.Errorf(p, "no customer %q in customers", id)
 		}
-		if o.Outcome != "" && !validOutcome(o.Outcome) {
-			v.errf(p+".outcome", "want report, defer_bulk or defer_all, got %q", o.Outcome)
+		if o.Outcome != "" && !o.Outcome.Valid() {
+			s.Errorf(p+".outcome", "want report, defer_bulk or defer_all, got %q", o.Outcome)
 		}
 		if o.Warn != nil {
-			v.rate(p+".warn", *o.Warn)
+			rate(s, p+".warn", *o.Warn)
 		}
 		if o.Act != nil {
-			v.rate(p+".act", *o.Act)
+			rate(s, p+".act", *o.Act)
 		}
 		if o.MinVolume != nil {
-			v.positive(p+".min_volume", *o.MinVolume)
+			s.Positive(p+".min_volume", *o.MinVolume)
 		}
 	}
-	l := r.DNSBL
+	l := &r.DNSBL
 	if l.Interval < time.Second {
-		v.errf("reputation.dnsbl.interval", "must be at least 1s, got %s", l.Interval)
+		s.Errorf("reputation.dnsbl.interval", "must be at least 1s, got %s", l.Interval)
 	}
-	v.duration("reputation.dnsbl.report_window", l.ReportWindow)
-	v.positive("reputation.dnsbl.top", l.Top)
-	v.positive("reputation.dnsbl.history", l.History)
-	for i, a := range l.Addresses {
-		if _, err := netip.ParseAddr(a); err != nil {
-			v.errf(fmt.Sprintf("reputation.dnsbl.addresses[%d]", i), "want an IP address, got %q", a)
-		}
-	}
+	s.Duration("reputation.dnsbl.report_window", l.ReportWindow)
+	s.Positive("reputation.dnsbl.top", l.Top)
+	s.Positive("reputation.dnsbl.history", l.History)
 	seen := map[string]bool{}
-	for i, z := range l.Zones {
+	for i := range l.Zones {
+		z := &l.Zones[i]
 		p := fmt.Sprintf("reputation.dnsbl.zones[%d]", i)
 		if z.Zone == "" || strings.ContainsAny(z.Zone, " \t/\\") || strings.Contains(z.Zone, "..") {
-			v.errf(p+".zone", "want a DNS zone such as zen.spamhaus.org, got %q", z.Zone)
+			s.Errorf(p+".zone", "want a DNS zone such as zen.spamhaus.org, got %q", z.Zone)
 		}
 		if seen[z.Zone] {
-			v.errf(p+".zone", "zone %q listed twice", z.Zone)
+			s.Errorf(p+".zone", "zone %q listed twice", z.Zone)
 		}
 		seen[z.Zone] = true
-		for j, s := range z.Listed {
-			if _, err := ParseIPRange(s); err != nil {
-				v.errf(fmt.Sprintf("%s.listed[%d]", p, j), "%v", err)
-			}
-		}
-		for j, s := range z.Errors {
-			if _, err := ParseIPRange(s); err != nil {
-				v.errf(fmt.Sprintf("%s.errors[%d]", p, j), "%v", err)
-			}
-		}
+		z.ListedRanges = parseRanges(s, p+".listed", z.Listed)
+		z.ErrorRanges = parseRanges(s, p+".errors", z.Errors)
 	}
 	if len(l.Zones) > 0 && len(l.Addresses) == 0 {
-		v.errf("reputation.dnsbl.addresses", "no egress address to watch: set reputation.dnsbl.addresses or provider.egress_ips")
+		s.Errorf("reputation.dnsbl.addresses", "no egress address to watch: set reputation.dnsbl.addresses or provider.egress_ips")
 	}
+	return r
+}
+
+// parseRanges parses the answer ranges of a zone, reporting each bad one
+// at p[j].
+func parseRanges(s *config.Section, p string, list []string) []IPRange {
+	out := make([]IPRange, 0, len(list))
+	for j, str := range list {
+		rg, err := ParseIPRange(str)
+		if err != nil {
+			s.Errorf(fmt.Sprintf("%s[%d]", p, j), "%v", err)
+			continue
+		}
+		out = append(out, rg)
+	}
+	return out
+}
+
+// ConfigOf returns the reputation: section of cfg (decoded at
+// config.Parse, or now for a config parsed without this package's
+// section).
+func ConfigOf(cfg *config.Config) (*Config, error) {
+	v, err := cfg.SectionOf(Section)
+	r, _ := v.(*Config)
+	if r == nil {
+		r = DefaultConfig()
+	}
+	return r, err
 }

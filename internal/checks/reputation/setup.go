@@ -1,0 +1,33 @@
+package reputation
+
+import (
+	"context"
+
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
+)
+
+// Family is the reputation family as the gateway plugs it in:
+// bounce_rate judges the customer's hard-bounce rate, read back from
+// Postfix's delivery log, at end of message, and remembers accepted
+// messages' queue ids. It runs after bulk_mail, whose bulk judgement its
+// defer_bulk outcome uses (Spec declares it). It owns the reputation:
+// section of the config (config.go); the delivery-log reader and the
+// blocklist watcher run beside the milter (package daemon).
+var Family = setup.Family{
+	Name:     "reputation",
+	Sections: []config.SectionSpec{Section},
+	Checks: []setup.Check{
+		{Spec: Spec, New: func(d *setup.Deps) (policy.Check, error) {
+			svc, err := NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
+			if err != nil {
+				return nil, err
+			}
+			ctx, cancel := d.Store.Context(context.Background())
+			defer cancel()
+			_ = d.Store.LoadScripts(ctx, Scripts()...)
+			return NewCheck(svc), nil
+		}},
+	},
+}
