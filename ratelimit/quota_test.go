@@ -109,7 +109,10 @@ func TestSnippet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := SettingsFor(cfg, "anyone")
+	s, err := SettingsFor(cfg, "anyone")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s.MessagesPerMinute != 60 || s.BytesPerDay != 2e9 || s.MessageSize != 25e6 || !s.FoldSubaddress || s.CaseSensitiveLocal ||
 		s.Spike.Factor != 5 || s.Spike.Floor != 100 || s.Spike.Baseline != 60 || s.SpikeWindow != 10*time.Minute || !s.SpikeEnabled {
 		t.Fatalf("snippet settings: %+v", s)

@@ -44,7 +44,6 @@ type Config struct {
 	Customers []Customer             `yaml:"customers"`
 
 	Auth    AuthConfig    `yaml:"auth"`
-	Spike   SpikeConfig   `yaml:"spike"`
 	OptOut  OptOutConfig  `yaml:"optout"`
 	Bulk    BulkConfig    `yaml:"bulk"`
 	Events  EventsConfig  `yaml:"events"`

@@ -86,7 +86,6 @@ func (c *Config) applyDefaults(opts Options) {
 	c.DNS.defaults()
 	c.Admin.defaults()
 	c.Auth.defaults()
-	c.Spike.defaults()
 	c.OptOut.defaults()
 	c.Bulk.defaults()
 	c.Events.defaults()

@@ -195,7 +195,6 @@ func (c *Config) validate(v *validator) {
 	c.DNS.validate(v)
 	c.Admin.validate(v)
 	c.Auth.validate(v)
-	c.Spike.validate(v)
 	c.OptOut.validate(v)
 	c.Bulk.validate(v)
 	c.Events.validate(v)

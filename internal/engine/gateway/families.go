@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/aupguard/aupguard/headers"
 	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // families are the check families the gateway knows, one line each. Each
@@ -10,7 +11,7 @@ import (
 // order the checks run in is chain.list's.
 var families = []setup.Family{
 	headers.Family,
-	ratelimitFamily,
+	ratelimit.Family,
 	authFamily,
 	optoutFamily,
 	reputationFamily,
