@@ -12,8 +12,9 @@ import (
 // Family is the volume family as the gateway plugs it in: the size and
 // recipient caps need no counters and run first; rate_limit then reserves
 // the customer's counters (one store round trip per stage) and detects
-// spikes. It owns the spike: section of the config and validates the
-// limits of defaults: and of every customer entry (config.go).
+// spikes. It owns the spike: section of the config (config.go); the limits
+// are the core's (config.Limits in defaults: and customers:), resolved per
+// customer in settings.go.
 var Family = setup.Family{
 	Name:     "ratelimit",
 	Sections: []config.SectionSpec{Section},
