@@ -105,7 +105,7 @@ func TestMemoryPersists(t *testing.T) {
 // TestSnippet: the documented snippet is a valid config and means what
 // its comments say.
 func TestSnippet(t *testing.T) {
-	cfg, err := config.Load("../configs/snippets/ratelimit.yaml", config.Options{})
+	cfg, err := config.Load("../configs/snippets/ratelimit.yaml", config.Options{Sections: []config.SectionSpec{Section}})
 	if err != nil {
 		t.Fatal(err)
 	}
