@@ -49,7 +49,7 @@ func kinds() []backendKind {
 				t.Fatal(err)
 			}
 			b := newRedis(h)
-			b.now = clk.Now
+			b.clk = clk
 			return b
 		}},
 	}

@@ -64,16 +64,21 @@ type Checks struct {
 
 // New builds the volume checks on backend b (see Open) for cfg; secret
 // hashes recipient addresses before they are used as counter keys; clk
-// ages the cached looks at the counters (nil: the system clock).
-func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log *slog.Logger) *Checks {
-	def, per := settingsByCustomer(cfg)
+// ages the cached looks at the counters (nil: the system clock). An error
+// is a bad spike: section (ConfigOf).
+func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log *slog.Logger) (*Checks, error) {
+	sp, err := ConfigOf(cfg)
+	if err != nil {
+		return nil, err
+	}
+	def, per := settingsByCustomer(cfg, sp)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(clk.Now)}
+	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {

@@ -70,7 +70,10 @@ func (o outcome) delivered() bool {
 func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...policy.Check) *harness {
 	t.Helper()
 	cfg := parseConfig(t, y)
-	c := New(b, cfg, testSecret, clk, nil)
+	c, err := New(b, cfg, testSecret, clk, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
 	steps := []policy.Step{{Check: c.Size(), Enabled: true, OnError: policy.Defer}, {Check: c.RcptCap(), Enabled: true, OnError: policy.Defer}, {Check: c.Rate(), Enabled: true, OnError: policy.Defer}}
 	for _, x := range extra {
 		steps = append(steps, policy.Step{Check: x, Enabled: true, OnError: policy.Defer})

@@ -35,4 +35,14 @@
 // (default the last 10 minutes, at one-minute resolution) are a spike when
 // they exceed both factor × baseline × window/1h and the absolute floor.
 // After four weeks without mail the baseline starts over.
+//
+// Files: setup.go registers the family (Family: the three checks and the
+// spike: section); config.go decodes and validates the spike: section;
+// spec.go declares the checks and their findings; settings.go resolves
+// each customer's limits (config.Limits of defaults: and customers:,
+// validated with the core customers: section) once per config; checks.go
+// and look.go are the checks; backend.go is the counter interface, with
+// memory.go (snapshot.go saves it) and redis.go (run.lua, release.lua;
+// batch.go runs them in the store's batch) behind it; quota.go reports a
+// customer's use (command quota, admin console).
 package ratelimit

@@ -67,7 +67,11 @@ func Quota(ctx context.Context, h *store.Handle, cfg *config.Config, customerID 
 	if err != nil {
 		return QuotaReport{}, err
 	}
-	return quota(ctx, b, SettingsFor(cfg, customerID), customerID)
+	s, err := SettingsFor(cfg, customerID)
+	if err != nil {
+		return QuotaReport{}, err
+	}
+	return quota(ctx, b, s, customerID)
 }
 
 func quota(ctx context.Context, b Backend, s Settings, customerID string) (QuotaReport, error) {

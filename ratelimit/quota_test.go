@@ -105,11 +105,14 @@ func TestMemoryPersists(t *testing.T) {
 // TestSnippet: the documented snippet is a valid config and means what
 // its comments say.
 func TestSnippet(t *testing.T) {
-	cfg, err := config.Load("../configs/snippets/ratelimit.yaml", config.Options{})
+	cfg, err := config.Load("../configs/snippets/ratelimit.yaml", config.Options{Sections: []config.SectionSpec{Section}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := SettingsFor(cfg, "anyone")
+	s, err := SettingsFor(cfg, "anyone")
+	if err != nil {
+		t.Fatal(err)
+	}
 	if s.MessagesPerMinute != 60 || s.BytesPerDay != 2e9 || s.MessageSize != 25e6 || !s.FoldSubaddress || s.CaseSensitiveLocal ||
 		s.Spike.Factor != 5 || s.Spike.Floor != 100 || s.Spike.Baseline != 60 || s.SpikeWindow != 10*time.Minute || !s.SpikeEnabled {
 		t.Fatalf("snippet settings: %+v", s)

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -26,18 +27,23 @@ var (
 // its hash tag, so the call is valid on a Cluster.
 type redisBackend struct {
 	h *store.Handle
-	// now, when set (tests only), replaces Redis TIME so that the shared
+	// clk, when set (tests only), replaces Redis TIME so that the shared
 	// table test drives both backends with one fake clock.
-	now func() time.Time
+	clk clock.Clock
+	// wall is this gateway's clock, an estimate of Redis TIME for picking
+	// the recipient generations a call sends (the script decides by
+	// TIME). It is the system clock, not the store handle's Clock, which
+	// is the memory backend's time and may be a test's fake one.
+	wall clock.Clock
 }
 
-func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
+func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h, wall: clock.System{}} }
 
 func (r *redisBackend) nowArg() string {
-	if r.now == nil {
+	if r.clk == nil {
 		return ""
 	}
-	return strconv.FormatInt(r.now().UnixMilli(), 10)
+	return strconv.FormatInt(r.clk.Now().UnixMilli(), 10)
 }
 
 // recipientShards is the number of hashes a customer's recipients are
@@ -59,10 +65,10 @@ func rcptField(key string) (field, shard string) {
 
 // clockMs is this gateway's time in ms (the fake clock in tests).
 func (r *redisBackend) clockMs() int64 {
-	if r.now != nil {
-		return r.now().UnixMilli()
+	if r.clk != nil {
+		return r.clk.Now().UnixMilli()
 	}
-	return time.Now().UnixMilli()
+	return r.wall.Now().UnixMilli()
 }
 
 // encode turns ops into KEYS and ARGV (8 fields per op, see run.lua).

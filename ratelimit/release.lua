@@ -10,7 +10,7 @@ local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
 else
-  now = store_now() -- the batch's one TIME (store/batch.go)
+  now = store_now() -- the batch's one TIME (internal/store/batch.go)
 end
 local done = {}
 local nops = (#ARGV - 1) / 8

@@ -21,7 +21,7 @@ local now
 if ARGV[2] ~= '' then
   now = tonumber(ARGV[2])
 else
-  now = store_now() -- the batch's one TIME (store/batch.go)
+  now = store_now() -- the batch's one TIME (internal/store/batch.go)
 end
 
 local EPS = 0.5 -- half a millisecond of float slack, as memory.go
@@ -249,7 +249,7 @@ local function recipient_apply(op)
   rcpt_store(st)
 end
 
--- Spike detection: see the package documentation (spike.go).
+-- Spike detection: see the package documentation (doc.go).
 local function slot_of(hour) return (hour + 72) % 168 end -- 0 = Monday 00h UTC
 
 local function spike_params(op)

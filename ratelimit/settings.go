@@ -28,8 +28,12 @@ type Settings struct {
 }
 
 // SettingsFor returns the effective limits of a customer (the defaults for
-// an id the config does not know).
-func SettingsFor(cfg *config.Config, customerID string) Settings {
+// an id the config does not know); an error is a bad spike: section.
+func SettingsFor(cfg *config.Config, customerID string) (Settings, error) {
+	sp, err := ConfigOf(cfg)
+	if err != nil {
+		return Settings{}, err
+	}
 	l := cfg.Defaults.Limits
 	for _, c := range cfg.Customers {
 		if c.ID == customerID {
@@ -37,20 +41,22 @@ func SettingsFor(cfg *config.Config, customerID string) Settings {
 			break
 		}
 	}
-	return fromLimits(cfg, l)
+	return fromLimits(sp, l), nil
 }
 
 // settingsByCustomer resolves every customer's limits once (at start and
 // reload), so the hot path does a map lookup.
-func settingsByCustomer(cfg *config.Config) (Settings, map[string]Settings) {
+func settingsByCustomer(cfg *config.Config, sp *Config) (Settings, map[string]Settings) {
 	m := make(map[string]Settings, len(cfg.Customers))
 	for _, c := range cfg.Customers {
-		m[c.ID] = fromLimits(cfg, cfg.Defaults.Limits.Merge(c.Limits))
+		m[c.ID] = fromLimits(sp, cfg.Defaults.Limits.Merge(c.Limits))
 	}
-	return fromLimits(cfg, cfg.Defaults.Limits), m
+	return fromLimits(sp, cfg.Defaults.Limits), m
 }
 
-func fromLimits(cfg *config.Config, l config.Limits) Settings {
+// fromLimits turns limits (config.Limits: pointers, nil when left out)
+// and the spike: section into a customer's settings.
+func fromLimits(sp *Config, l config.Limits) Settings {
 	i := func(p *int64) int64 {
 		if p == nil {
 			return 0
@@ -76,13 +82,13 @@ func fromLimits(cfg *config.Config, l config.Limits) Settings {
 		PerRecipientPerDay:   i(l.PerRecipientPerDay),
 		FoldSubaddress:       l.FoldSubaddress == nil || *l.FoldSubaddress,
 		CaseSensitiveLocal:   l.CaseSensitiveLocal != nil && *l.CaseSensitiveLocal,
-		SpikeEnabled:         cfg.Spike.SpikeEnabled(),
-		SpikeWindow:          cfg.Spike.Window,
+		SpikeEnabled:         sp.Enabled,
+		SpikeWindow:          sp.Window,
 		Spike: SpikeParams{
-			Factor:   config.DefaultSpikeFactor,
-			Floor:    config.DefaultSpikeFloor,
-			Baseline: config.DefaultSpikeBaseline,
-			Alpha:    cfg.Spike.Alpha,
+			Factor:   DefaultSpikeFactor,
+			Floor:    DefaultSpikeFloor,
+			Baseline: DefaultSpikeBaseline,
+			Alpha:    sp.Alpha,
 		},
 	}
 	if l.SpikeFactor != nil && *l.SpikeFactor > 0 {
@@ -93,12 +99,6 @@ func fromLimits(cfg *config.Config, l config.Limits) Settings {
 	}
 	if l.SpikeBaseline != nil && *l.SpikeBaseline > 0 {
 		s.Spike.Baseline = *l.SpikeBaseline
-	}
-	if s.SpikeWindow <= 0 {
-		s.SpikeWindow = config.DefaultSpikeWindow
-	}
-	if s.Spike.Alpha <= 0 {
-		s.Spike.Alpha = config.DefaultSpikeAlpha
 	}
 	return s
 }

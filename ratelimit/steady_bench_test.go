@@ -29,7 +29,7 @@ func BenchmarkDailyWindowsSteadyState(b *testing.B) {
 	defer h.Close()
 	rb := newRedis(h)
 	clk := clock.NewFake(time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
-	rb.now = clk.Now
+	rb.clk = clk
 	ctx := context.Background()
 	ops := []Op{window("mpd", 1e9, 1), window("bpd", 1e12, 4000)}
 	for i := 0; i < WindowBuckets; i++ {

@@ -43,7 +43,6 @@ type Config struct {
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
 
-	Spike   SpikeConfig   `yaml:"spike"`
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
 

@@ -85,7 +85,6 @@ func (c *Config) applyDefaults(opts Options) {
 	c.LocalSubmission.defaults(&c.Provider)
 	c.DNS.defaults()
 	c.Admin.defaults()
-	c.Spike.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()

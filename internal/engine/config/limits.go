@@ -4,30 +4,13 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"time"
 
 	"go.yaml.in/yaml/v3"
 )
 
-// Defaults of the volume limits and spike detection (package ratelimit).
-const (
-	// DefaultSpikeWindow is the short window compared with the baseline.
-	DefaultSpikeWindow = 10 * time.Minute
-	// DefaultSpikeAlpha is the weight of the newest week in the baseline
-	// (an exponentially weighted moving average per hour of the week).
-	DefaultSpikeAlpha = 0.3
-	// DefaultSpikeFactor: a short window above factor × baseline is a spike.
-	DefaultSpikeFactor = 5.0
-	// DefaultSpikeFloor is the message count per short window below which
-	// nothing is a spike, so that small senders are never flagged.
-	DefaultSpikeFloor = 100
-	// DefaultSpikeBaseline is the hourly message count assumed for an hour
-	// of the week a customer has no history for (new customers).
-	DefaultSpikeBaseline = 60
-)
-
 // Limits are a customer's volume limits (check message_size,
-// recipients_per_message and rate_limit). In defaults.limits a field left
+// recipients_per_message and rate_limit; package ratelimit validates them
+// and resolves them per customer). In defaults.limits a field left
 // out is unlimited; in customers[].limits a field left out inherits
 // defaults.limits. 0 means unlimited, so a customer can be freed from a
 // default limit.
@@ -65,7 +48,7 @@ type Limits struct {
 	// parts, almost nobody has them).
 	CaseSensitiveLocal *bool `yaml:"case_sensitive_local"`
 	// SpikeFactor, SpikeFloor and SpikeBaseline tune spike detection for
-	// a customer (see SpikeConfig): a spike is a short window above
+	// a customer (the spike: section, package ratelimit): a spike is a short window above
 	// SpikeFactor × baseline and above SpikeFloor messages; SpikeBaseline
 	// is the hourly count assumed without history. 0 keeps the default.
 	SpikeFactor   *float64 `yaml:"spike_factor"`
@@ -109,42 +92,11 @@ func (l Limits) Merge(o Limits) Limits {
 	return l
 }
 
-// SpikeConfig configures spike detection (finding volume_spike of check
-// rate_limit): per customer, the hourly message count of each hour of the
-// week is learnt as an exponentially weighted moving average, and the
-// count of the last Window is compared with factor × that baseline
-// (customers[].limits.spike_factor and spike_floor set the thresholds).
-type SpikeConfig struct {
-	// Enabled turns spike detection on (default true).
-	Enabled *bool `yaml:"enabled"`
-	// Window is the short window (default 10m; whole minutes, 1m to 1h).
-	Window time.Duration `yaml:"window"`
-	// Alpha is the weight of the newest week in the average, in (0, 1]
-	// (default 0.3: a change of habit is learnt in about three weeks).
-	Alpha float64 `yaml:"alpha"`
-}
-
-// SpikeEnabled reports whether spike detection is on.
-func (s *SpikeConfig) SpikeEnabled() bool { return s.Enabled == nil || *s.Enabled }
-
-func (s *SpikeConfig) defaults() {
-	if s.Window == 0 {
-		s.Window = DefaultSpikeWindow
-	}
-	if s.Alpha == 0 {
-		s.Alpha = DefaultSpikeAlpha
-	}
-}
-
-func (s *SpikeConfig) validate(v *validator) {
-	if s.Window < time.Minute || s.Window > time.Hour || s.Window%time.Minute != 0 {
-		v.errf("spike.window", "want whole minutes between 1m and 1h, got %s", s.Window)
-	}
-	if s.Alpha <= 0 || s.Alpha > 1 {
-		v.errf("spike.alpha", "want a weight in (0, 1], got %g", s.Alpha)
-	}
-}
-
+// validate checks the limits at path p: counts and sizes are not negative
+// (0 is unlimited), a spike factor is at least 1 (0 keeps the default).
+// Limits belong to the core defaults: and customers: sections, so they are
+// validated here, also for a config parsed without the families' sections
+// and for every customer of the live directory (WithCustomers).
 func (l *Limits) validate(v *validator, p string) {
 	ints := []struct {
 		name string

@@ -194,7 +194,6 @@ func (c *Config) validate(v *validator) {
 	c.validateLocal(v)
 	c.DNS.validate(v)
 	c.Admin.validate(v)
-	c.Spike.validate(v)
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)

@@ -6,6 +6,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // families are the check families the gateway knows, one line each. Each
@@ -13,7 +14,7 @@ import (
 // order the checks run in is chain.list's.
 var families = []setup.Family{
 	headers.Family,
-	ratelimitFamily,
+	ratelimit.Family,
 	auth.Family,
 	optout.Family,
 	reputation.Family,

@@ -1,4 +1,4 @@
-package gateway
+package ratelimit_test
 
 import (
 	"context"
@@ -6,11 +6,12 @@ import (
 	"testing"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 )
 
 // TestRateLimitExplain runs the volume checks through the real chain
-// (registry, config, engine) with explain, which is a dry run: nothing it
-// reserves stays counted.
+// (Family as the gateway registers it, config, engine) with explain, which
+// is a dry run: nothing it reserves stays counted.
 func TestRateLimitExplain(t *testing.T) {
 	y := `
 log: {format: json}
@@ -21,22 +22,22 @@ customers:
     domains: [acme.example]
     limits: {messages_per_day: 1, recipients_per_message: 2, message_size: 300}
 `
-	cfg, err := config.Parse([]byte(y), "test.yaml", ConfigOptions())
+	cfg, err := config.Parse([]byte(y), "test.yaml", gateway.ConfigOptions())
 	if err != nil {
 		t.Fatal(err)
 	}
-	deps, err := OpenDeps(cfg, nil, nil)
+	deps, err := gateway.OpenDeps(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer deps.Store.Close()
-	st, err := Build(deps)
+	st, err := gateway.Build(deps)
 	if err != nil {
 		t.Fatal(err)
 	}
 	msg := "From: a@acme.example\r\nTo: x@example.org\r\nSubject: hi\r\n\r\nHello.\r\n"
 	for i := 0; i < 3; i++ {
-		res, err := Explain(context.Background(), st, ExplainInput{Customer: "acme", Rcpts: []string{"x@example.org", "y@example.org", "z@example.org"}, Message: strings.NewReader(msg)})
+		res, err := gateway.Explain(context.Background(), st, gateway.ExplainInput{Customer: "acme", Rcpts: []string{"x@example.org", "y@example.org", "z@example.org"}, Message: strings.NewReader(msg)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -48,7 +49,7 @@ customers:
 		}
 	}
 	big := msg + strings.Repeat("x", 400) + "\r\n"
-	res, err := Explain(context.Background(), st, ExplainInput{Customer: "acme", Message: strings.NewReader(big)})
+	res, err := gateway.Explain(context.Background(), st, gateway.ExplainInput{Customer: "acme", Message: strings.NewReader(big)})
 	if err != nil {
 		t.Fatal(err)
 	}
