@@ -291,3 +291,24 @@ func TestNewDefaultsToResolvConf(t *testing.T) {
 		t.Fatal("bad server accepted")
 	}
 }
+
+// BenchmarkLookupMiss is a question that is never cached (TTL 0, RFC 1035
+// §3.2.1), as with a resolver that serves TTL-0 records: every lookup is a
+// query upstream.
+func BenchmarkLookupMiss(b *testing.B) {
+	srv := fakedns.Start(b, `zero.example. 0 TXT "v=spf1 -all"`)
+	c, err := resolver.New(config.DNSConfig{Servers: []string{srv.Addr()}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.LookupTXT(ctx, "zero.example"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Hits != 0 {
+		b.Fatalf("TTL-0 answer cached: %+v", st)
+	}
+}
