@@ -91,7 +91,8 @@ func isSpecial(c byte) bool {
 }
 
 func lex(s string) (*lexer, error) {
-	lx := &lexer{}
+	// Room for the tokens of a usual "Name <local@example.com>" at once.
+	lx := &lexer{toks: make([]token, 0, 16)}
 	space := false
 	for i := 0; i < len(s); {
 		c := s[i]
@@ -177,7 +178,7 @@ func lex(s string) (*lexer, error) {
 		case c == ')' || c == ']' || c == '\\':
 			return nil, syntaxErr("unexpected %q", c)
 		case isSpecial(c):
-			lx.toks = append(lx.toks, token{kind: tSpecial, text: string(c), space: space})
+			lx.toks = append(lx.toks, token{kind: tSpecial, text: s[i : i+1], space: space})
 			space = false
 			i++
 		default:
@@ -265,6 +266,8 @@ func parseList(s string, groups bool) ([]Mailbox, error) {
 // phrase reads words (atoms, quoted strings, and the dots of RFC 5322
 // §4.1 obs-phrase) and returns the display name, raw and decoded.
 func (p *parser) phrase() (raw string, words int) {
+	// A phrase of one word is that word's text, without a copy.
+	var first string
 	var b strings.Builder
 	for {
 		t, ok := p.peek()
@@ -274,12 +277,24 @@ func (p *parser) phrase() (raw string, words int) {
 		if t.kind != tAtom && t.kind != tQuoted && !(t.kind == tSpecial && t.text == "." && words > 0) {
 			break
 		}
-		if t.space && b.Len() > 0 {
-			b.WriteByte(' ')
+		switch words {
+		case 0:
+			first = t.text
+		case 1:
+			b.Grow(len(first) + 1 + len(t.text) + 32)
+			b.WriteString(first)
+			fallthrough
+		default:
+			if t.space && b.Len() > 0 {
+				b.WriteByte(' ')
+			}
+			b.WriteString(t.text)
 		}
-		b.WriteString(t.text)
 		words++
 		p.pos++
+	}
+	if words <= 1 {
+		return first, words
 	}
 	return b.String(), words
 }
@@ -435,6 +450,7 @@ func (p *parser) domain() (string, error) {
 		return t.text, nil
 	}
 	var b strings.Builder
+	b.Grow(64)
 	for {
 		t, ok := p.peek()
 		if !ok || t.kind != tAtom {

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
 )
@@ -64,22 +65,41 @@ func forgeryFinding(name, detail string, attrs map[string]string) policy.Finding
 // EOM implements policy.EOMChecker.
 func (c *Forgery) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	var col collector
-	counts := map[string]int{}
+	// How often each singleton field occurs (Date and From among them);
+	// counted on the stack, no map per message.
+	var countBuf [16]int
+	counts := countBuf[:0]
+	if len(Singletons) > len(countBuf) {
+		counts = make([]int, 0, len(Singletons))
+	}
+	counts = counts[:len(Singletons)]
+	date, from := 0, 0
 	for _, h := range t.Headers {
-		counts[strings.ToLower(strings.TrimRight(h.Name, " \t"))]++
+		name := strings.TrimRight(h.Name, " \t")
+		for i, s := range Singletons {
+			if lowerIs(name, s.Field) {
+				counts[i]++
+			}
+		}
+		if lowerIs(name, "Date") {
+			date++
+		}
+		if lowerIs(name, "From") {
+			from++
+		}
 	}
 	// RFC 5322 §3.6: the origination date and the originator fields are
 	// the only required ones.
-	if counts["date"] == 0 {
+	if date == 0 {
 		col.add(forgeryFinding(FindingDateMissing, "no Date field", nil))
 	}
-	if counts["from"] == 0 {
+	if from == 0 {
 		col.add(forgeryFinding(FindingFromMissing, "no From field", nil))
 	}
 	// RFC 5322 §3.6: these fields occur at most once. A second copy is how
 	// one reader is shown another sender or subject than the next one.
-	for _, s := range Singletons {
-		if n := counts[strings.ToLower(s.Field)]; n > 1 {
+	for i, s := range Singletons {
+		if n := counts[i]; n > 1 {
 			col.add(forgeryFinding(s.Finding,
 				fmt.Sprintf("%d %s fields, RFC 5322 §3.6 allows one", n, s.Field),
 				map[string]string{"header": s.Field, "count": strconv.Itoa(n)}))
@@ -234,4 +254,32 @@ func customerID(t *policy.Txn) string {
 		return ""
 	}
 	return t.Customer.ID
+}
+
+// lowerIs reports whether strings.ToLower(name) == strings.ToLower(field)
+// for an ASCII field name, without lower-casing copies: ASCII names compare
+// byte by byte ignoring case; a name with other bytes is lower-cased as
+// before (the rare case, so the result stays exactly ToLower's).
+func lowerIs(name, field string) bool {
+	for i := 0; i < len(name); i++ {
+		if name[i] >= utf8.RuneSelf {
+			return strings.ToLower(name) == strings.ToLower(field)
+		}
+	}
+	if len(name) != len(field) {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		a, b := name[i], field[i]
+		if 'A' <= a && a <= 'Z' {
+			a += 'a' - 'A'
+		}
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		if a != b {
+			return false
+		}
+	}
+	return true
 }

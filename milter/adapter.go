@@ -204,10 +204,12 @@ func canonicalFolding(v string) string {
 
 // fieldValue is a header value as the MTA is to write it after "Name:".
 // Postfix writes exactly what the milter sends, so the gateway supplies the
-// single space RFC 5322 §2.2 shows and every reader expects ("Name: value");
-// folding is sent as LF, which the MTA turns into its line ends.
+// single space RFC 5322 §2.2 shows and every reader expects ("Name: value").
+// Folding is sent as LF, which the MTA turns into its line ends: the
+// library's header packets turn CR LF into LF as they are built
+// (milterutil.AppendCrLfToLf, third_party/go-milter/PATCHES.md), so the
+// value is not copied here to do it.
 func fieldValue(v string) string {
-	v = strings.ReplaceAll(v, "\r\n", "\n")
 	if v != "" && v[0] != ' ' && v[0] != '\t' {
 		v = " " + v
 	}

@@ -67,7 +67,9 @@ func validLDH(d string) error {
 	if len(d) > 253 {
 		return fmt.Errorf("domain %q: longer than 253 octets", d)
 	}
-	for _, label := range strings.Split(d, ".") {
+	// Label by label, without a slice of them (this runs for every address).
+	for rest := d; ; {
+		label, tail, more := strings.Cut(rest, ".")
 		if label == "" || len(label) > 63 {
 			return fmt.Errorf("domain %q: empty or over-long label", d)
 		}
@@ -77,8 +79,11 @@ func validLDH(d string) error {
 				return fmt.Errorf("domain %q: character %q not allowed", d, c)
 			}
 		}
+		if !more {
+			return nil
+		}
+		rest = tail
 	}
-	return nil
 }
 
 // Address is an envelope or header address split into local part and

@@ -1,6 +1,9 @@
 package mailaddr
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestNormalizeDomain(t *testing.T) {
 	tests := []struct{ in, want string }{
@@ -17,7 +20,12 @@ func TestNormalizeDomain(t *testing.T) {
 			}
 		})
 	}
-	for _, bad := range []string{"a b.example", "a..example", "exa\x00mple.com"} {
+	long := strings.Repeat("a", 63)
+	if _, err := NormalizeDomain(long + "." + long + ".example"); err != nil {
+		t.Errorf("63-octet labels refused: %v", err)
+	}
+	for _, bad := range []string{"a b.example", "a..example", "exa\x00mple.com", ".example", "..", long + "a.example", "example." + long + "a",
+		strings.Repeat("abcdefghi.", 26) + "example"} {
 		if _, err := NormalizeDomain(bad); err == nil {
 			t.Errorf("%q accepted", bad)
 		}

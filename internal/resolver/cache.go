@@ -37,6 +37,9 @@ type Cache struct {
 	clk     clock.Clock
 	udp     *dns.Client
 	tcp     *dns.Client
+	// pools holds reusable UDP sockets for the servers on loopback only
+	// (see udpPool); a server without one gets a socket per query.
+	pools map[string]*udpPool
 
 	mu       sync.Mutex
 	entries  map[question]*list.Element
@@ -136,6 +139,14 @@ func New(cfg config.DNSConfig, clk clock.Clock) (*Cache, error) {
 	}
 	if c.size <= 0 {
 		c.size = config.DefaultDNSCacheSize
+	}
+	for _, s := range servers {
+		if reusable(s) && c.pools[s] == nil {
+			if c.pools == nil {
+				c.pools = map[string]*udpPool{}
+			}
+			c.pools[s] = &udpPool{addr: s, timeout: c.timeout}
+		}
 	}
 	return c, nil
 }
@@ -311,7 +322,10 @@ var errTruncated = errors.New("truncated")
 
 // exchange asks the upstream servers in turn until one gives a usable
 // answer (NOERROR or NXDOMAIN). UDP first, TCP when the reply is truncated
-// (RFC 7766 §5).
+// (RFC 7766 §5). Over UDP a server on loopback is asked on a reused
+// socket, any other on a fresh one with a random source port (udpPool,
+// RFC 5452 §9.2). A reply is taken only when its ID and question match the
+// query (RFC 5452 §9.1).
 func (c *Cache) exchange(ctx context.Context, q question) (*dns.Msg, error) {
 	req := new(dns.Msg)
 	req.SetQuestion(q.name, q.qtype)
@@ -322,7 +336,7 @@ func (c *Cache) exchange(ctx context.Context, q question) (*dns.Msg, error) {
 		if ctx.Err() != nil {
 			break
 		}
-		m, _, err := c.udp.ExchangeContext(ctx, req, srv)
+		m, err := c.exchangeUDP(ctx, req, srv)
 		if err == nil && m.Truncated {
 			m, _, err = c.tcp.ExchangeContext(ctx, req, srv)
 			if err == nil && m.Truncated {
@@ -333,8 +347,8 @@ func (c *Cache) exchange(ctx context.Context, q question) (*dns.Msg, error) {
 			last = err
 			continue
 		}
-		if m.Id != req.Id {
-			last = fmt.Errorf("reply id mismatch from %s", srv)
+		if !answers(req, m) {
+			last = fmt.Errorf("reply to another question from %s", srv)
 			continue
 		}
 		switch m.Rcode {
@@ -354,6 +368,16 @@ func (c *Cache) exchange(ctx context.Context, q question) (*dns.Msg, error) {
 		timeout = true
 	}
 	return nil, &net.DNSError{Err: last.Error(), Name: strings.TrimSuffix(q.name, "."), IsTimeout: timeout, IsTemporary: true}
+}
+
+// exchangeUDP sends req to srv over UDP: on a pooled socket for a server
+// on loopback, else on a socket of its own.
+func (c *Cache) exchangeUDP(ctx context.Context, req *dns.Msg, srv string) (*dns.Msg, error) {
+	if p := c.pools[srv]; p != nil {
+		return p.exchange(ctx, req)
+	}
+	m, _, err := c.udp.ExchangeContext(ctx, req, srv)
+	return m, err
 }
 
 // LookupTXT returns the TXT records of name, the strings of each record

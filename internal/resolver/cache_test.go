@@ -291,3 +291,158 @@ func TestNewDefaultsToResolvConf(t *testing.T) {
 		t.Fatal("bad server accepted")
 	}
 }
+
+// BenchmarkLookupMiss is a question that is never cached (TTL 0, RFC 1035
+// §3.2.1), as with a resolver that serves TTL-0 records: every lookup is a
+// query upstream.
+func BenchmarkLookupMiss(b *testing.B) {
+	srv := fakedns.Start(b, `zero.example. 0 TXT "v=spf1 -all"`)
+	c, err := resolver.New(config.DNSConfig{Servers: []string{srv.Addr()}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.LookupTXT(ctx, "zero.example"); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if st := c.Stats(); st.Hits != 0 {
+		b.Fatalf("TTL-0 answer cached: %+v", st)
+	}
+}
+
+// sockets zone: TTL-0 answers are never cached (RFC 1035 §3.2.1), so each
+// lookup is a query the server sees.
+const socketZone = `
+zero.example.  0 TXT "v=spf1 -all"
+zero1.example. 0 TXT "1"
+zero2.example. 0 TXT "2"
+zero3.example. 0 TXT "3"
+zero4.example. 0 TXT "4"
+late.example.  0 TXT "late"
+late.example.    DELAY 300ms
+spoof.example.   MISMATCH
+`
+
+func distinct(s []string) int {
+	m := map[string]bool{}
+	for _, x := range s {
+		m[x] = true
+	}
+	return len(m)
+}
+
+func TestSocketsReusedOnlyOnLoopback(t *testing.T) {
+	t.Run("loopback server: one socket for sequential queries", func(t *testing.T) {
+		srv := fakedns.Start(t, socketZone)
+		c, _ := newCache(t, config.DNSConfig{}, srv.Addr())
+		for i := 0; i < 20; i++ {
+			if got, err := txt(t, c, "zero.example"); err != nil || len(got) != 1 || got[0] != "v=spf1 -all" {
+				t.Fatalf("lookup %d: %q %v", i, got, err)
+			}
+		}
+		src := srv.Sources("zero.example")
+		if len(src) != 20 || distinct(src) != 1 {
+			t.Fatalf("%d queries from %d source ports, want 20 from 1: %v", len(src), distinct(src), src)
+		}
+		if st := c.Stats(); st.Hits != 0 || st.Misses != 20 {
+			t.Fatalf("TTL-0 answers cached: %+v", st)
+		}
+		if n := resolver.IdleSockets(c, srv.Addr()); n != 1 {
+			t.Fatalf("%d idle sockets, want 1", n)
+		}
+	})
+	t.Run("loopback server: no more sockets than queries in flight", func(t *testing.T) {
+		srv := fakedns.Start(t, socketZone)
+		c, _ := newCache(t, config.DNSConfig{Timeout: 2 * time.Second}, srv.Addr())
+		names := []string{"zero1.example", "zero2.example", "zero3.example", "zero4.example"}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4*25)
+		for _, n := range names {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := 0; i < 25; i++ {
+					if _, err := c.LookupTXT(context.Background(), n); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Fatal(err)
+		}
+		var all []string
+		for _, n := range names {
+			all = append(all, srv.Sources(n)...)
+		}
+		if len(all) != 100 || distinct(all) > len(names) {
+			t.Fatalf("%d queries from %d source ports, want 100 from at most %d", len(all), distinct(all), len(names))
+		}
+	})
+	t.Run("remote server: a fresh socket per query", func(t *testing.T) {
+		srv := fakedns.Start(t, socketZone)
+		c, _ := newCache(t, config.DNSConfig{}, srv.Addr())
+		resolver.FreshSockets(c)
+		for i := 0; i < 10; i++ {
+			if _, err := txt(t, c, "zero.example"); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if src := srv.Sources("zero.example"); len(src) != 10 || distinct(src) != 10 {
+			t.Fatalf("%d queries from %d source ports, want 10 from 10: %v", len(src), distinct(src), src)
+		}
+	})
+}
+
+func TestFailedSocketNotReused(t *testing.T) {
+	tests := []struct {
+		name    string
+		bad     string
+		timeout bool
+	}{
+		// The reply comes after the query gave up: were the socket pooled,
+		// it would be waiting in it for the next query.
+		{"timeout", "late.example", true},
+		// A reply with the query's ID and another question (RFC 5452 §9.1).
+		{"reply to another question", "spoof.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := fakedns.Start(t, socketZone)
+			c, _ := newCache(t, config.DNSConfig{Timeout: 100 * time.Millisecond}, srv.Addr())
+			if _, err := txt(t, c, "zero.example"); err != nil {
+				t.Fatal(err)
+			}
+			_, err := txt(t, c, tt.bad)
+			var de *net.DNSError
+			if !errors.As(err, &de) || !de.Temporary() || de.IsNotFound || de.Timeout() != tt.timeout {
+				t.Fatalf("err = %#v, want a temporary error (timeout %v)", err, tt.timeout)
+			}
+			// Wait for the abandoned query to end and the late reply (if
+			// any) to be sent, then ask again.
+			time.Sleep(400 * time.Millisecond)
+			if n := resolver.IdleSockets(c, srv.Addr()); n != 0 {
+				t.Fatalf("%d idle sockets after the failure, want 0", n)
+			}
+			got, err := txt(t, c, "zero.example")
+			if err != nil || len(got) != 1 || got[0] != "v=spf1 -all" {
+				t.Fatalf("next lookup: %q %v", got, err)
+			}
+			first, bad, next := srv.Sources("zero.example")[0], srv.Sources(tt.bad)[0], srv.Sources("zero.example")[1]
+			if bad != first {
+				t.Fatalf("failed query from %s, want the pooled socket %s", bad, first)
+			}
+			if next == bad {
+				t.Fatalf("query after the failure reused its socket %s", bad)
+			}
+			if n := resolver.IdleSockets(c, srv.Addr()); n != 1 {
+				t.Fatalf("%d idle sockets, want 1", n)
+			}
+		})
+	}
+}

@@ -1,6 +1,10 @@
 package secrets
 
 import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,5 +64,35 @@ func TestHashIsKeyedAndPurposeBound(t *testing.T) {
 	}
 	if len(a.Hash("rcpt", "x")) != 32 {
 		t.Fatal("hash length")
+	}
+}
+
+// TestMACMatchesCryptoHMAC holds the stack-buffer HMAC of Hash and Sign
+// to crypto/hmac, for keys shorter than, as long as and longer than the
+// block size, and messages on both sides of the stack buffer's size.
+func TestMACMatchesCryptoHMAC(t *testing.T) {
+	ref := func(k Key, purpose string, msg []byte) []byte {
+		m := hmac.New(sha256.New, k)
+		m.Write([]byte(purpose))
+		m.Write([]byte{0})
+		m.Write(msg)
+		return m.Sum(nil)
+	}
+	for _, kl := range []int{16, 32, 63, 64, 65, 200} {
+		k := Key(strings.Repeat("k", kl-1) + "z")
+		for _, ml := range []int{0, 1, 100, macStack - 10, macStack, macStack + 1, 5000} {
+			msg := strings.Repeat("m", ml)
+			want := ref(k, "optout", []byte(msg))
+			if got := k.Sign("optout", []byte(msg)); !bytes.Equal(got, want) {
+				t.Errorf("key %d msg %d: Sign = %x, want %x", kl, ml, got, want)
+			}
+			if got := k.Hash("optout", msg); got != hex.EncodeToString(want[:16]) {
+				t.Errorf("key %d msg %d: Hash = %s, want %x", kl, ml, got, want[:16])
+			}
+		}
+	}
+	k := Key("0123456789abcdef")
+	if n := testing.AllocsPerRun(100, func() { _ = k.Hash("optout", "someone@example.org") }); n > 1 {
+		t.Errorf("Hash allocates %v times, want 1 (the result)", n)
 	}
 }

@@ -540,12 +540,7 @@ func (m *modifier) AddHeader(name, value string) error {
 	if !validName(name) {
 		return fmt.Errorf("milter: invalid header name: %q", name)
 	}
-	var buffer bytes.Buffer
-	buffer.WriteString(name)
-	buffer.WriteByte(0)
-	buffer.WriteString(milterutil.CrLfToLf(value))
-	buffer.WriteByte(0)
-	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActAddHeader), buffer.Bytes()))
+	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActAddHeader), headerData(nil, name, value)))
 }
 
 func (m *modifier) ChangeHeader(index int, name, value string) error {
@@ -558,14 +553,9 @@ func (m *modifier) ChangeHeader(index int, name, value string) error {
 	if !validName(name) {
 		return fmt.Errorf("milter: invalid header name: %q", name)
 	}
-	var buffer bytes.Buffer
 	// BigEndian binary representation of the index
-	buffer.Write([]byte{byte(index >> 24), byte(index >> 16), byte(index >> 8), byte(index)})
-	buffer.WriteString(name)
-	buffer.WriteByte(0)
-	buffer.WriteString(milterutil.CrLfToLf(value))
-	buffer.WriteByte(0)
-	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActChangeHeader), buffer.Bytes()))
+	index32 := []byte{byte(index >> 24), byte(index >> 16), byte(index >> 8), byte(index)}
+	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActChangeHeader), headerData(index32, name, value)))
 }
 
 func (m *modifier) InsertHeader(index int, name, value string) error {
@@ -579,14 +569,9 @@ func (m *modifier) InsertHeader(index int, name, value string) error {
 	if !validName(name) {
 		return fmt.Errorf("milter: invalid header name: %q", name)
 	}
-	var buffer bytes.Buffer
 	// BigEndian binary representation of the index
-	buffer.Write([]byte{byte(index >> 24), byte(index >> 16), byte(index >> 8), byte(index)})
-	buffer.WriteString(name)
-	buffer.WriteByte(0)
-	buffer.WriteString(milterutil.CrLfToLf(value))
-	buffer.WriteByte(0)
-	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActInsertHeader), buffer.Bytes()))
+	index32 := []byte{byte(index >> 24), byte(index >> 16), byte(index >> 8), byte(index)}
+	return m.write(modifierStateReadWrite, newResponse(wire.Code(wire.ActInsertHeader), headerData(index32, name, value)))
 }
 
 func (m *modifier) ChangeFrom(value string, esmtpArgs string) error {
@@ -641,8 +626,8 @@ func (m *modifier) write(requiredState modifierState, resp *Response) error {
 	if len(msg.Data) > int(DataSize64K) {
 		return fmt.Errorf("milter: invalid data length: %d > %d", len(msg.Data), DataSize64K)
 	}
-	err := m.writePacket(resp.Response())
-	return err
+	// aupguard patch: the message checked is the one written.
+	return m.writePacket(msg)
 }
 
 func (m *modifier) withState(state modifierState) *modifier {
@@ -655,6 +640,20 @@ func (m *modifier) withState(state modifierState) *modifier {
 }
 
 var _ Modifier = (*modifier)(nil)
+
+// headerData is the payload of a header modification packet: prefix (the
+// index, or nothing), name NUL, value with its line ends as LF and NUL
+// bytes as SP ([milterutil.CrLfToLf]), NUL. aupguard patch: one buffer of
+// the right size instead of a bytes.Buffer and a transform chain with its
+// buffers per header.
+func headerData(prefix []byte, name, value string) []byte {
+	b := make([]byte, 0, len(prefix)+len(name)+len(value)+2)
+	b = append(b, prefix...)
+	b = append(b, name...)
+	b = append(b, 0)
+	b = milterutil.AppendCrLfToLf(b, value)
+	return append(b, 0)
+}
 
 // newModifier creates a new [Modifier] instance from s.
 func newModifier(s *serverSession, state modifierState) *modifier {

@@ -3,6 +3,7 @@ package auth
 import (
 	"io"
 	"strings"
+	"unicode/utf8"
 )
 
 // relaxedHeader returns a header field in the "relaxed" header
@@ -11,10 +12,27 @@ import (
 // value and around the colon removed; CRLF-terminated. value is the raw
 // value after the colon, as the MTA passes it.
 func relaxedHeader(name, value string) string {
-	var b strings.Builder
-	b.Grow(len(name) + len(value) + 3)
-	b.WriteString(strings.ToLower(strings.TrimRight(name, " \t")))
-	b.WriteByte(':')
+	return string(appendRelaxedHeader(make([]byte, 0, len(name)+len(value)+3), name, value))
+}
+
+// appendRelaxedHeader appends relaxedHeader(name, value) to dst.
+func appendRelaxedHeader(dst []byte, name, value string) []byte {
+	name = strings.TrimRight(name, " \t")
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c < utf8.RuneSelf {
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			dst = append(dst, c)
+			continue
+		}
+		// A name that is not ASCII (no valid field name, RFC 5322 §2.2):
+		// lower-cased as before, rune by rune.
+		dst = append(dst, strings.ToLower(name[i:])...)
+		break
+	}
+	dst = append(dst, ':')
 	wsp := false
 	wrote := false
 	for i := 0; i < len(value); i++ {
@@ -29,14 +47,13 @@ func relaxedHeader(name, value string) string {
 			continue
 		}
 		if wsp && wrote {
-			b.WriteByte(' ')
+			dst = append(dst, ' ')
 		}
 		wsp = false
 		wrote = true
-		b.WriteByte(c)
+		dst = append(dst, c)
 	}
-	b.WriteString("\r\n")
-	return b.String()
+	return append(dst, '\r', '\n')
 }
 
 // relaxedBody is the "relaxed" body canonicalization of RFC 6376 §3.4.4,

@@ -94,10 +94,17 @@ var errTemp = errors.New("temporary DNS failure")
 // returns nil, nil when there is none (or none that is valid, §6.6.3 step
 // 4), and an error wrapping errTemp when DNS failed for now.
 func LookupRecord(ctx context.Context, r resolver.Resolver, from string, timeout time.Duration) (*Record, error) {
-	multiple := map[string]int{}
+	var multiple map[string]int // made when a name has several records
 	opts := &dmarc.LookupOptions{LookupTXT: func(name string) ([]string, error) {
-		lctx, cancel := context.WithTimeout(ctx, timeout)
-		defer cancel()
+		// Each lookup within timeout; a caller's deadline that comes
+		// sooner (end of message bounds both lookups together) is that
+		// bound already, without a context of its own.
+		lctx := ctx
+		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
+			var cancel context.CancelFunc
+			lctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
 		txts, err := r.LookupTXT(lctx, name)
 		if err != nil {
 			return nil, err
@@ -107,6 +114,9 @@ func LookupRecord(ctx context.Context, r resolver.Resolver, from string, timeout
 		// (DNS answer order is random, the verdict must not be).
 		recs := dmarcRecords(txts)
 		if len(recs) > 1 {
+			if multiple == nil {
+				multiple = map[string]int{}
+			}
 			multiple[name] = len(recs)
 			return nil, nil
 		}

@@ -220,26 +220,24 @@ func (s *Signer) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error)
 
 // signedNames returns the h= list: each configured field as many times as
 // it occurs (bottom-up selection, RFC 6376 §5.4.2), once more when it is
-// oversigned, plus fields added by the checks before the signer.
+// oversigned, plus fields added by the checks before the signer. Names
+// compare case-insensitively (RFC 5322 §1.2.2), as signNames selects them.
 func (s *Signer) signedNames(hdrs []policy.Header, added []policy.Header) []string {
-	count := map[string]int{}
-	for _, h := range hdrs {
-		count[strings.ToLower(strings.TrimSpace(h.Name))]++
-	}
-	over := map[string]bool{}
-	for _, n := range s.opts.Oversign {
-		over[strings.ToLower(n)] = true
-	}
-	var names []string
-	seen := map[string]bool{}
+	names := make([]string, 0, len(s.opts.Headers)+len(s.opts.Oversign)+2*len(added))
+	var seenBuf [32]string
+	seen := seenBuf[:0]
 	add := func(n string) {
-		l := strings.ToLower(n)
-		if seen[l] || skipSign[l] {
+		if skipSign(n) || containsFold(seen, n) {
 			return
 		}
-		seen[l] = true
-		c := count[l]
-		if c > 0 && over[l] {
+		seen = append(seen, n)
+		c := 0
+		for i := range hdrs {
+			if strings.EqualFold(strings.TrimSpace(hdrs[i].Name), n) {
+				c++
+			}
+		}
+		if c > 0 && containsFold(s.opts.Oversign, n) {
 			c++
 		}
 		for i := 0; i < c; i++ {
@@ -249,7 +247,8 @@ func (s *Signer) signedNames(hdrs []policy.Header, added []policy.Header) []stri
 	for _, n := range s.opts.Headers {
 		add(n)
 	}
-	extra := make([]string, 0, len(added))
+	var extraBuf [8]string
+	extra := extraBuf[:0]
 	for _, h := range added {
 		extra = append(extra, strings.TrimSpace(h.Name))
 	}
@@ -260,37 +259,87 @@ func (s *Signer) signedNames(hdrs []policy.Header, added []policy.Header) []stri
 	return names
 }
 
-// skipSign are fields never signed: changed or added in transit.
-var skipSign = map[string]bool{"dkim-signature": true, "received": true, "return-path": true}
+// containsFold reports whether list holds name, ignoring case.
+func containsFold(list []string, name string) bool {
+	for _, l := range list {
+		if strings.EqualFold(l, name) {
+			return true
+		}
+	}
+	return false
+}
+
+// skipSign reports whether a field is never signed: changed or added in
+// transit.
+func skipSign(name string) bool {
+	return strings.EqualFold(name, "DKIM-Signature") || strings.EqualFold(name, "Received") || strings.EqualFold(name, "Return-Path")
+}
 
 // signNames builds the DKIM-Signature value (RFC 6376 §3.5, §5): tags,
 // then the hash of the selected canonical header fields followed by the
 // signature field itself with an empty b= (§3.7), signed with the key.
+// The value is built in one buffer (no string per tag or per field).
 func (s *Signer) signNames(k Key, bodyHash []byte, hdrs []policy.Header, names []string, now time.Time) (string, error) {
-	tags := []string{
-		"v=1",
-		"a=" + k.Algorithm(),
-		"c=relaxed/relaxed",
-		"d=" + k.Domain,
-		"s=" + k.Selector,
-		"t=" + strconv.FormatInt(now.Unix(), 10),
+	var out strings.Builder
+	size := 256 + len(k.Domain) + len(k.Selector) + 1024 // tags and b= of an RSA-4096 signature, folded
+	for _, n := range names {
+		size += len(n) + 4
 	}
+	out.Grow(size)
+	f := folder{b: &out, line: len("DKIM-Signature:")}
+	out.WriteByte(' ')
+	f.line++
+	f.tag("v=", "1")
+	f.tag("a=", k.Algorithm())
+	f.tag("c=", "relaxed/relaxed")
+	f.tag("d=", k.Domain)
+	f.tag("s=", k.Selector)
+	var num [20]byte
+	f.tagBytes("t=", strconv.AppendInt(num[:0], now.Unix(), 10))
 	if s.opts.Expiration > 0 {
-		tags = append(tags, "x="+strconv.FormatInt(now.Add(s.opts.Expiration).Unix(), 10))
+		f.tagBytes("x=", strconv.AppendInt(num[:0], now.Add(s.opts.Expiration).Unix(), 10))
 	}
-	tags = append(tags, "h="+strings.Join(names, ":"), "bh="+base64.StdEncoding.EncodeToString(bodyHash))
-	unsigned := fold(tags) + ";\r\n\tb="
+	f.list("h=", names)
+	var bh [64]byte
+	n := base64.StdEncoding.EncodedLen(len(bodyHash))
+	if n > len(bh) {
+		return "", fmt.Errorf("dkim body hash of %d bytes", len(bodyHash))
+	}
+	base64.StdEncoding.Encode(bh[:n], bodyHash)
+	f.tagBytes("bh=", bh[:n])
+	out.WriteString(";\r\n\tb=")
+	// The builder only appends: this string stays the unsigned value.
+	unsigned := out.String()
 
 	h := sha256.New()
-	used := map[string]int{}
+	var cbuf [512]byte
+	canon := cbuf[:0]
+	var usedBuf [32]struct {
+		name string
+		n    int
+	}
+	used := usedBuf[:0]
 	for _, n := range names {
-		l := strings.ToLower(n)
 		// RFC 6376 §5.4.2: instances are taken from the bottom up; a name
 		// listed more often than it occurs selects nothing (oversigning).
+		u := -1
+		for i := range used {
+			if strings.EqualFold(used[i].name, n) {
+				u = i
+				break
+			}
+		}
+		if u < 0 {
+			used = append(used, struct {
+				name string
+				n    int
+			}{n, 0})
+			u = len(used) - 1
+		}
 		idx := -1
-		skip := used[l]
+		skip := used[u].n
 		for i := len(hdrs) - 1; i >= 0; i-- {
-			if strings.EqualFold(strings.TrimSpace(hdrs[i].Name), l) {
+			if strings.EqualFold(strings.TrimSpace(hdrs[i].Name), n) {
 				if skip == 0 {
 					idx = i
 					break
@@ -298,17 +347,19 @@ func (s *Signer) signNames(k Key, bodyHash []byte, hdrs []policy.Header, names [
 				skip--
 			}
 		}
-		used[l]++
+		used[u].n++
 		if idx < 0 {
 			continue
 		}
-		io.WriteString(h, relaxedHeader(hdrs[idx].Name, hdrs[idx].Value))
+		canon = appendRelaxedHeader(canon[:0], hdrs[idx].Name, hdrs[idx].Value)
+		h.Write(canon)
 	}
 	// RFC 6376 §3.7: the signature field itself, b= empty, canonicalized,
 	// without its trailing CRLF.
-	c := relaxedHeader("DKIM-Signature", unsigned)
-	io.WriteString(h, strings.TrimSuffix(c, "\r\n"))
-	sum := h.Sum(nil)
+	canon = appendRelaxedHeader(canon[:0], "DKIM-Signature", unsigned)
+	h.Write(canon[:len(canon)-2])
+	var sumBuf [sha256.Size]byte
+	sum := h.Sum(sumBuf[:0])
 
 	var sig []byte
 	var err error
@@ -322,52 +373,93 @@ func (s *Signer) signNames(k Key, bodyHash []byte, hdrs []policy.Header, names [
 	if err != nil {
 		return "", fmt.Errorf("dkim sign with %s._domainkey.%s: %v", k.Selector, k.Domain, err)
 	}
-	return unsigned + foldBase64(base64.StdEncoding.EncodeToString(sig)), nil
+	var ebuf [1024]byte
+	enc := ebuf[:0]
+	if n := base64.StdEncoding.EncodedLen(len(sig)); n <= len(ebuf) {
+		enc = ebuf[:n]
+	} else {
+		enc = make([]byte, n)
+	}
+	base64.StdEncoding.Encode(enc, sig)
+	// b= broken into lines of at most 72 characters; white space inside
+	// b= is ignored by verifiers (RFC 6376 §3.5).
+	for len(enc) > 72 {
+		out.Write(enc[:72])
+		out.WriteString("\r\n\t ")
+		enc = enc[72:]
+	}
+	out.Write(enc)
+	return out.String(), nil
 }
 
-// fold joins tags with "; ", breaking lines before 78 characters (RFC
-// 5322 §2.1.1); the leading space keeps the raw-value convention. The h=
-// list is broken at colons, where folding white space is allowed.
-func fold(tags []string) string {
-	var b strings.Builder
-	line := len("DKIM-Signature:")
-	b.WriteByte(' ')
-	line++
-	for i, t := range tags {
-		if i > 0 {
-			b.WriteString(";")
-			line++
-		}
-		parts := []string{t}
-		if strings.HasPrefix(t, "h=") {
-			parts = strings.SplitAfter(t, ":")
-		}
-		for j, p := range parts {
-			sep := ""
-			if i > 0 && j == 0 {
-				sep = " "
-			}
-			if line+len(sep)+len(p) > 76 {
-				b.WriteString("\r\n\t")
-				line = 1
-				sep = ""
-			}
-			b.WriteString(sep + p)
-			line += len(sep) + len(p)
-		}
-	}
-	return b.String()
+// folder writes tags joined with "; ", breaking lines before 78
+// characters (RFC 5322 §2.1.1); the leading space keeps the raw-value
+// convention. The h= list is broken at colons, where folding white space
+// is allowed.
+type folder struct {
+	b    *strings.Builder
+	line int
+	tags int
 }
 
-// foldBase64 breaks a base64 value into lines of at most 72 characters;
-// white space inside b= is ignored by verifiers (RFC 6376 §3.5).
-func foldBase64(s string) string {
-	var b strings.Builder
-	for len(s) > 72 {
-		b.WriteString(s[:72])
-		b.WriteString("\r\n\t ")
-		s = s[72:]
+// next starts a tag: the separator after the previous one.
+func (f *folder) next() {
+	if f.tags > 0 {
+		f.b.WriteByte(';')
+		f.line++
 	}
-	b.WriteString(s)
-	return b.String()
+	f.tags++
+}
+
+// part writes one unbreakable piece a+v+c, on a new line when it would
+// not fit; first pieces of tags after the first get a space before them.
+func (f *folder) part(first bool, a string, v []byte, vs, c string) {
+	sep := 0
+	if first && f.tags > 1 {
+		sep = 1
+	}
+	n := len(a) + len(v) + len(vs) + len(c)
+	if f.line+sep+n > 76 {
+		f.b.WriteString("\r\n\t")
+		f.line = 1
+		sep = 0
+	}
+	if sep == 1 {
+		f.b.WriteByte(' ')
+	}
+	f.b.WriteString(a)
+	f.b.Write(v)
+	f.b.WriteString(vs)
+	f.b.WriteString(c)
+	f.line += sep + n
+}
+
+func (f *folder) tag(name, value string) {
+	f.next()
+	f.part(true, name, nil, value, "")
+}
+
+func (f *folder) tagBytes(name string, value []byte) {
+	f.next()
+	f.part(true, name, value, "", "")
+}
+
+// list writes name followed by items joined with ':', breakable after
+// each colon.
+func (f *folder) list(name string, items []string) {
+	f.next()
+	if len(items) == 0 {
+		f.part(true, name, nil, "", "")
+		return
+	}
+	for i, it := range items {
+		a, c := "", ":"
+		if i == 0 {
+			a = name
+		}
+		if i == len(items)-1 {
+			c = ""
+		}
+		f.part(i == 0, a, nil, it, c)
+	}
 }

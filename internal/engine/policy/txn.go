@@ -189,25 +189,38 @@ func (t *Txn) AddHeader(name, value string) {
 // DKIM signer, see the message as it will leave) and from the message the
 // MTA delivers. It returns how many fields were removed.
 func (t *Txn) RemoveHeaders(name string, drop func(value string) bool) int {
-	kept := t.Headers[:0:0]
+	// kept is made at the first removal only: a message without such
+	// fields (the usual case) costs no copy. The array of Headers is never
+	// written to, since others may hold it.
+	var kept []Header
 	n, idx := 0, 0
 	// Fields of this name removed by an earlier call no longer count in
 	// Headers; the milter index counts them (exact when they came first).
 	prior := t.removedBefore(name)
-	for _, h := range t.Headers {
+	for i, h := range t.Headers {
 		if !strings.EqualFold(strings.TrimRight(h.Name, " \t"), name) {
-			kept = append(kept, h)
+			if kept != nil {
+				kept = append(kept, h)
+			}
 			continue
 		}
 		idx++
 		if !drop(h.Value) {
-			kept = append(kept, h)
+			if kept != nil {
+				kept = append(kept, h)
+			}
 			continue
+		}
+		if kept == nil {
+			kept = make([]Header, i, len(t.Headers)-1)
+			copy(kept, t.Headers[:i])
 		}
 		n++
 		t.removed = append(t.removed, RemovedHeader{Name: h.Name, Index: idx + prior, Value: h.Value})
 	}
-	t.Headers = kept
+	if kept != nil {
+		t.Headers = kept
+	}
 	return n
 }
 

@@ -23,6 +23,7 @@
 //	refused.example.   REFUSED      ... gets REFUSED
 //	slow.example.      TIMEOUT      ... gets no reply at all
 //	lazy.example.      DELAY 300ms  answers about the name come after 300ms
+//	spoof.example.     MISMATCH     replies carry the query's ID but another question
 //
 // # Answers
 //
@@ -60,7 +61,7 @@ type Zone struct {
 }
 
 type behaviour struct {
-	kind  string // SERVFAIL, REFUSED, TIMEOUT or DELAY
+	kind  string // SERVFAIL, REFUSED, TIMEOUT, MISMATCH or DELAY
 	delay time.Duration
 }
 
@@ -80,7 +81,7 @@ func ParseZone(text string) (*Zone, error) {
 		if len(f) >= 2 {
 			name := dns.CanonicalName(f[0])
 			switch strings.ToUpper(f[1]) {
-			case "SERVFAIL", "REFUSED", "TIMEOUT":
+			case "SERVFAIL", "REFUSED", "TIMEOUT", "MISMATCH":
 				if len(f) != 2 {
 					return nil, fmt.Errorf("line %d: %s takes no argument", n, f[1])
 				}
@@ -122,6 +123,7 @@ type Server struct {
 	mu      sync.Mutex
 	zone    *Zone
 	queries map[string]int
+	sources map[string][]string
 	total   int
 }
 
@@ -154,7 +156,7 @@ func New(zone string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{zone: z, queries: map[string]int{}}
+	s := &Server{zone: z, queries: map[string]int{}, sources: map[string][]string{}}
 	pc, l, err := listenPair()
 	if err != nil {
 		return nil, err
@@ -222,6 +224,15 @@ func (s *Server) Queries(name string) int {
 	return s.queries[dns.CanonicalName(name)]
 }
 
+// Sources returns the client addresses (IP:PORT) the questions about name
+// came from over UDP, in the order received: a test tells from them
+// whether a client reuses its sockets.
+func (s *Server) Sources(name string) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.sources[dns.CanonicalName(name)]...)
+}
+
 // Total returns how many questions the server received.
 func (s *Server) Total() int {
 	s.mu.Lock()
@@ -240,6 +251,9 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 	name := dns.CanonicalName(q.Name)
 	s.mu.Lock()
 	s.queries[name]++
+	if _, udp := w.RemoteAddr().(*net.UDPAddr); udp {
+		s.sources[name] = append(s.sources[name], w.RemoteAddr().String())
+	}
 	s.total++
 	z := s.zone
 	s.mu.Unlock()
@@ -257,6 +271,13 @@ func (s *Server) serve(w dns.ResponseWriter, req *dns.Msg) {
 			return
 		case "REFUSED":
 			m.Rcode = dns.RcodeRefused
+			_ = w.WriteMsg(m)
+			return
+		case "MISMATCH":
+			// What an off-path spoofer who guessed the ID would send: an
+			// answer to a question nobody asked here.
+			m.Question[0].Name = "other." + m.Question[0].Name
+			m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: m.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 300}, A: net.IPv4(192, 0, 2, 66)})
 			_ = w.WriteMsg(m)
 			return
 		case "DELAY":

@@ -122,3 +122,37 @@ func TestSetAndParseErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestSourcesAndMismatch(t *testing.T) {
+	s := Start(t, testZone+"spoof.example. MISMATCH\n")
+	c := &dns.Client{Net: "udp", Timeout: 300 * time.Millisecond}
+	co, err := c.Dial(s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer co.Close()
+	for i := 0; i < 3; i++ {
+		m := new(dns.Msg)
+		m.SetQuestion("example.com.", dns.TypeTXT)
+		if _, _, err := c.ExchangeWithConn(m, co); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := ask(t, s, "udp", "example.com.", dns.TypeTXT); err != nil {
+		t.Fatal(err)
+	}
+	src := s.Sources("EXAMPLE.com")
+	if len(src) != 4 || src[0] != co.LocalAddr().String() || src[1] != src[0] || src[2] != src[0] || src[3] == src[0] {
+		t.Fatalf("Sources = %v, want 3 from %s then one from another port", src, co.LocalAddr())
+	}
+	if _, err := ask(t, s, "tcp", "example.com.", dns.TypeTXT); err != nil || len(s.Sources("example.com")) != 4 {
+		t.Fatalf("tcp question counted as a UDP source: %v %v", s.Sources("example.com"), err)
+	}
+	r, err := ask(t, s, "udp", "spoof.example.", dns.TypeA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Question) != 1 || r.Question[0].Name == "spoof.example." || len(r.Answer) != 1 {
+		t.Fatalf("MISMATCH reply %v", r)
+	}
+}

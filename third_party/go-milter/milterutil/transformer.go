@@ -3,8 +3,10 @@ package milterutil
 import (
 	"errors"
 	"fmt"
-	"golang.org/x/text/transform"
+	"strings"
 	"unicode/utf8"
+
+	"golang.org/x/text/transform"
 )
 
 const cr = '\r'
@@ -466,8 +468,31 @@ var _ transform.Transformer = (*NulToSpTransformer)(nil)
 //
 // postfix wants LF lines endings for header values. Using CRLF results in double CR sequences.
 func CrLfToLf(s string) string {
-	t := transform.Chain(&NulToSpTransformer{}, &CrLfToLfTransformer{})
-	dst, _, _ := transform.String(t, s)
+	// aupguard patch: no transform chain (and its buffers) per call; a
+	// value without CR or NUL is returned as is.
+	if strings.IndexByte(s, cr) < 0 && strings.IndexByte(s, nul) < 0 {
+		return s
+	}
+	return string(AppendCrLfToLf(make([]byte, 0, len(s)), s))
+}
+
+// AppendCrLfToLf appends s to dst as [CrLfToLf] returns it: NUL bytes
+// become SP, CR LF and a single CR become LF. (aupguard patch: lets a
+// header packet be built in one buffer.)
+func AppendCrLfToLf(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch c {
+		case nul:
+			c = sp
+		case cr:
+			if i+1 < len(s) && s[i+1] == lf {
+				i++
+			}
+			c = lf
+		}
+		dst = append(dst, c)
+	}
 	return dst
 }
 
