@@ -14,6 +14,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -82,7 +83,7 @@ customers:
 		t.Fatal(err)
 	}
 	h, _ := store.Open(cfg.Store, nil)
-	deps := &gateway.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
 	st, err := gateway.NewState(deps, policy.NewChain([]policy.Step{{Check: check, Enabled: true, OnError: policy.Defer}}).ReportPanics(opts.Panics))
 	if err != nil {
 		t.Fatal(err)
@@ -247,7 +248,7 @@ func TestPanicBecomesTempfailNotDroppedConnection(t *testing.T) {
 func TestAllowedMTAs(t *testing.T) {
 	cfg, _ := config.Parse([]byte("customers: []\n"), "t.yaml", config.Options{})
 	h, _ := store.Open(cfg.Store, nil)
-	st, _ := gateway.NewState(&gateway.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain(nil))
+	st, _ := gateway.NewState(&setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain(nil))
 	s, err := Listen(gateway.NewEngine(st, nil, nil), Options{Listen: "inet:127.0.0.1:0", AllowedMTAs: []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}})
 	if err != nil {
 		t.Fatal(err)

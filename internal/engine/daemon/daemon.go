@@ -20,6 +20,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/observability/admin"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
@@ -42,7 +43,7 @@ type Options struct {
 type Daemon struct {
 	opts   Options
 	log    *slog.Logger
-	deps   *gateway.Deps
+	deps   *setup.Deps
 	engine *gateway.Engine
 	milter *milter.Server
 	extras []Service
@@ -158,7 +159,7 @@ func (d *Daemon) MilterAddr() net.Addr { return d.milter.Addr() }
 func (d *Daemon) Engine() *gateway.Engine { return d.engine }
 
 // Deps returns the daemon's dependencies (store, secret, resolver).
-func (d *Daemon) Deps() *gateway.Deps { return d.deps }
+func (d *Daemon) Deps() *setup.Deps { return d.deps }
 
 // Logger returns the daemon's logger.
 func (d *Daemon) Logger() *slog.Logger { return d.log }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
@@ -46,7 +47,7 @@ func BenchmarkSessionDefaultChain(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer h.Close()
-	deps := &Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
 	if err := openResolver(deps); err != nil {
 		b.Fatal(err)
 	}

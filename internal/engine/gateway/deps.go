@@ -8,6 +8,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/observability/panics"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
@@ -30,7 +31,7 @@ func NewLogger(cfg config.LogConfig, w io.Writer) *slog.Logger {
 
 // OpenDeps opens what the checks depend on for cfg: the store, the secret
 // and the resolver. The caller closes d.Store.
-func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, error) {
+func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*setup.Deps, error) {
 	if clk == nil {
 		clk = clock.System{}
 	}
@@ -53,7 +54,7 @@ func OpenDeps(cfg *config.Config, clk clock.Clock, log *slog.Logger) (*Deps, err
 	if ephemeral && log != nil {
 		log.Warn("no secret_file and no store.path: recipient hashes and unsubscribe links change at every restart")
 	}
-	d := &Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key, Panics: panics.New(log)}
+	d := &setup.Deps{Config: cfg, Store: h, Clock: clk, Logger: log, Secret: key, Panics: panics.New(log)}
 	if err := openResolver(d); err != nil {
 		h.Close()
 		return nil, fmt.Errorf("dns: %w", err)

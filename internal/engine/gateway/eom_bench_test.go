@@ -15,6 +15,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
@@ -76,7 +77,7 @@ customers:
 		b.Fatal(err)
 	}
 	defer h.Close()
-	deps := &Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
 	if err := openResolver(deps); err != nil {
 		b.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -50,7 +51,7 @@ customers:
 	}
 	h, _ := store.Open(cfg.Store, nil)
 	chk := &rcptStub{}
-	st, err := NewState(&Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain([]policy.Step{{Check: chk, Enabled: true}}))
+	st, err := NewState(&setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain([]policy.Step{{Check: chk, Enabled: true}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,15 +16,9 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
-// Deps are what a check may need (package setup).
-type Deps = setup.Deps
-
-// Factory builds a check from the config (package setup).
-type Factory = setup.Factory
-
 type plugin struct {
 	spec    policy.Spec
-	factory Factory
+	factory setup.Factory
 }
 
 // registry holds every check of the families (families.go), by name; it

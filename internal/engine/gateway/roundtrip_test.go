@@ -13,6 +13,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
@@ -77,7 +78,7 @@ customers:
 	tc := &tripCounter{}
 	h.Client.AddHook(tc)
 	secret := secrets.Key("0123456789abcdef")
-	deps := &Deps{Config: cfg, Store: h, Secret: secret}
+	deps := &setup.Deps{Config: cfg, Store: h, Secret: secret}
 	if err := openResolver(deps); err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -54,7 +55,7 @@ func newTestEngine(t *testing.T, chk *stubCheck) (*Engine, *bytes.Buffer, *State
 		t.Fatal(err)
 	}
 	h, _ := store.Open(cfg.Store, nil)
-	st, err := NewState(&Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain([]policy.Step{{Check: chk, Enabled: true}}))
+	st, err := NewState(&setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}, policy.NewChain([]policy.Step{{Check: chk, Enabled: true}}))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
 // State is everything built from one config: the customer directory and the
@@ -17,7 +18,7 @@ type State struct {
 	Config *config.Config
 	Dir    *customer.Directory
 	Chain  *policy.Chain
-	Deps   *Deps
+	Deps   *setup.Deps
 
 	// Local attributes mail submitted on the MTA host itself.
 	Local *customer.LocalIdentifier
@@ -31,7 +32,7 @@ type State struct {
 
 // NewState builds a State around a chain made by the caller (tests,
 // benchmarks); Build makes the chain from the config.
-func NewState(d *Deps, chain *policy.Chain) (*State, error) {
+func NewState(d *setup.Deps, chain *policy.Chain) (*State, error) {
 	st, err := newState(d)
 	if err != nil {
 		return nil, err
@@ -40,7 +41,7 @@ func NewState(d *Deps, chain *policy.Chain) (*State, error) {
 	return st, nil
 }
 
-func newState(d *Deps) (*State, error) {
+func newState(d *setup.Deps) (*State, error) {
 	cfg := d.Config
 	dir := d.Directory
 	if dir == nil {
@@ -79,7 +80,7 @@ func newState(d *Deps) (*State, error) {
 
 // Build builds a State from d.Config: every check of the chain is
 // constructed by its factory. Every error is returned, not just the first.
-func Build(d *Deps) (*State, error) {
+func Build(d *setup.Deps) (*State, error) {
 	cfg := d.Config
 	st, err := newState(d)
 	if err != nil {
