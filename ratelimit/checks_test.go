@@ -82,7 +82,7 @@ func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...pol
 	if s, ok := cfg.Checks[RateName]; ok {
 		fs := map[string]policy.Action{}
 		for f, a := range s.Findings {
-			fs[f], _ = policy.ParseAction(a)
+			fs[f], _ = a.Get()
 		}
 		steps[2].Findings = fs
 	}

@@ -90,7 +90,7 @@ type StoreConfig struct {
 	// restart (opt-outs, flags). Empty: nothing persists.
 	Path string `yaml:"path"`
 	// OnError is what a message gets when the store fails: defer or accept.
-	OnError string        `yaml:"on_error"`
+	OnError Action        `yaml:"on_error"`
 	Timeout time.Duration `yaml:"timeout"`
 	Redis   RedisConfig   `yaml:"redis"`
 }
@@ -146,7 +146,7 @@ func (p *ProviderConfig) EgressHelo() string {
 
 // UnidentifiedConfig is what happens to mail from a client that is no customer.
 type UnidentifiedConfig struct {
-	Action   string `yaml:"action"` // reject (default), defer or accept
+	Action   Action `yaml:"action"` // reject (default), defer or accept
 	Code     int    `yaml:"code"`
 	Enhanced string `yaml:"enhanced"`
 	Text     string `yaml:"text"`
@@ -155,16 +155,16 @@ type UnidentifiedConfig struct {
 // CheckConfig is the provider-wide setting of one check.
 type CheckConfig struct {
 	Enabled  *bool             `yaml:"enabled"`
-	Action   string            `yaml:"action"`
-	OnError  string            `yaml:"on_error"`
-	Findings map[string]string `yaml:"findings"`
+	Action   Action            `yaml:"action"`
+	OnError  Action            `yaml:"on_error"`
+	Findings map[string]Action `yaml:"findings"`
 }
 
 // CustomerCheckConfig is a customer's own setting of one check.
 type CustomerCheckConfig struct {
 	Enabled  *bool             `yaml:"enabled"`
-	Action   string            `yaml:"action"`
-	Findings map[string]string `yaml:"findings"`
+	Action   Action            `yaml:"action"`
+	Findings map[string]Action `yaml:"findings"`
 }
 
 // Defaults apply to every customer that does not override them.

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 var testOpts = Options{Checks: []string{"sender_identity", "rate"}, DefaultChain: []string{"sender_identity", "rate"}}
@@ -24,7 +26,7 @@ func TestGoodConfigDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Store.Backend != "memory" || cfg.Store.OnError != "defer" || cfg.Unidentified.Action != "reject" {
+	if cfg.Store.Backend != "memory" || cfg.Store.OnError != ActionOf(policy.Defer) || cfg.Unidentified.Action != ActionOf(policy.Reject) {
 		t.Fatalf("defaults not applied: %+v %+v", cfg.Store, cfg.Unidentified)
 	}
 	if strings.Join(cfg.Chain, ",") != "sender_identity,rate" {

@@ -1,6 +1,10 @@
 package config
 
-import "time"
+import (
+	"time"
+
+	"github.com/aupguard/aupguard/internal/engine/policy"
+)
 
 // Defaults for everything the config may leave out. Safe by default: the
 // milter and admin listeners are on loopback.
@@ -56,8 +60,8 @@ func (c *Config) applyDefaults(opts Options) {
 	if c.Store.Backend == "" {
 		c.Store.Backend = "memory"
 	}
-	if c.Store.OnError == "" {
-		c.Store.OnError = "defer"
+	if !c.Store.OnError.IsSet() {
+		c.Store.OnError = ActionOf(policy.Defer)
 	}
 	if c.Store.Timeout == 0 {
 		c.Store.Timeout = DefaultStoreTimeout
@@ -68,8 +72,8 @@ func (c *Config) applyDefaults(opts Options) {
 	if c.Store.Redis.KeyPrefix == "" {
 		c.Store.Redis.KeyPrefix = "aupg:"
 	}
-	if c.Unidentified.Action == "" {
-		c.Unidentified.Action = "reject"
+	if !c.Unidentified.Action.IsSet() {
+		c.Unidentified.Action = ActionOf(policy.Reject)
 	}
 	if c.Defaults.Mode == "" {
 		c.Defaults.Mode = "enforce"

@@ -98,6 +98,7 @@ func child(n *yaml.Node, seg string) *yaml.Node {
 
 // Helpers for section validators.
 
+// action checks a string action at p (sections that keep one).
 func (v *validator) action(p, s string, allowed ...policy.Action) {
 	if s == "" {
 		return
@@ -107,11 +108,17 @@ func (v *validator) action(p, s string, allowed ...policy.Action) {
 		v.errf(p, "%v", err)
 		return
 	}
-	if len(allowed) == 0 {
+	v.allowed(p, ActionOf(a), allowed...)
+}
+
+// allowed records an error at p when a is set and not one of allowed
+// (its name was checked when it was decoded).
+func (v *validator) allowed(p string, a Action, allowed ...policy.Action) {
+	if !a.set || len(allowed) == 0 {
 		return
 	}
 	for _, x := range allowed {
-		if x == a {
+		if x == a.Action {
 			return
 		}
 	}
@@ -119,7 +126,7 @@ func (v *validator) action(p, s string, allowed ...policy.Action) {
 	for i, x := range allowed {
 		names[i] = x.String()
 	}
-	v.errf(p, "action %q not allowed here (want %s)", s, strings.Join(names, " or "))
+	v.errf(p, "action %q not allowed here (want %s)", a.Action.String(), strings.Join(names, " or "))
 }
 
 func (v *validator) prefix(p, s string) {
@@ -257,7 +264,7 @@ func (s *StoreConfig) validate(v *validator) {
 	default:
 		v.errf("store.backend", "want memory or redis, got %q", s.Backend)
 	}
-	v.action("store.on_error", s.OnError, policy.Defer, policy.Accept)
+	v.allowed("store.on_error", s.OnError, policy.Defer, policy.Accept)
 	v.duration("store.timeout", s.Timeout)
 }
 
@@ -270,10 +277,10 @@ func (p *ProviderConfig) validate(v *validator) {
 }
 
 func (u *UnidentifiedConfig) validate(v *validator) {
-	v.action("unidentified.action", u.Action, policy.Reject, policy.Defer, policy.Accept)
+	v.allowed("unidentified.action", u.Action, policy.Reject, policy.Defer, policy.Accept)
 	if u.Code != 0 || u.Enhanced != "" {
 		v.reply("unidentified", u.Code, u.Enhanced, u.Text)
-		if a, err := policy.ParseAction(u.Action); err == nil && u.Code/100 == 4 && a == policy.Reject {
+		if a, _ := u.Action.Get(); u.Code/100 == 4 && a == policy.Reject {
 			v.errf("unidentified.code", "code %d is temporary but action is reject", u.Code)
 		}
 	}
@@ -299,11 +306,9 @@ func (c *Config) validateChecks(v *validator) {
 	for name, cc := range c.Checks {
 		p := "checks." + name
 		v.knownCheck(p, name)
-		v.action(p+".action", cc.Action)
-		v.action(p+".on_error", cc.OnError, policy.Defer, policy.Accept)
-		for f, a := range cc.Findings {
+		v.allowed(p+".on_error", cc.OnError, policy.Defer, policy.Accept)
+		for f := range cc.Findings {
 			v.knownFinding(p+".findings."+f, name, f)
-			v.action(p+".findings."+f, a)
 		}
 	}
 }
@@ -419,10 +424,8 @@ func (c *Config) validateCustomers(v *validator) {
 		for name, o := range cu.Checks {
 			cp := p + ".checks." + name
 			v.knownCheck(cp, name)
-			v.action(cp+".action", o.Action)
-			for f, a := range o.Findings {
+			for f := range o.Findings {
 				v.knownFinding(cp+".findings."+f, name, f)
-				v.action(cp+".findings."+f, a)
 			}
 		}
 		cu.Limits.validate(v, p+".limits")

@@ -90,17 +90,13 @@ func build(cc *config.Customer) (*policy.Customer, error) {
 	for name, o := range cc.Checks {
 		var ov policy.CustomerOverride
 		ov.Enabled = o.Enabled
-		if o.Action != "" {
-			a, err := policy.ParseAction(o.Action)
-			if err != nil {
-				return nil, err
-			}
+		if a, ok := o.Action.Get(); ok {
 			ov.Action = &a
 		}
-		for f, s := range o.Findings {
-			a, err := policy.ParseAction(s)
-			if err != nil {
-				return nil, err
+		for f, fa := range o.Findings {
+			a, ok := fa.Get()
+			if !ok {
+				continue
 			}
 			if ov.Findings == nil {
 				ov.Findings = map[string]policy.Action{}

@@ -60,9 +60,11 @@ func newState(d *setup.Deps) (*State, error) {
 		return nil, err
 	}
 	st.rcptCaseSensitive, st.rcptFold = oc.CaseSensitiveLocal, oc.FoldsSubaddress()
-	// config.Parse validated these; a config built by hand may not be.
-	if st.unidentifiedAction, err = policy.ParseAction(cfg.Unidentified.Action); err != nil {
-		return nil, fmt.Errorf("unidentified.action: %w", err)
+	// Decoded by config.Parse; a config built by hand without one refuses
+	// unidentified mail, as the default does.
+	st.unidentifiedAction = policy.Reject
+	if a, ok := cfg.Unidentified.Action.Get(); ok {
+		st.unidentifiedAction = a
 	}
 	st.unidentifiedReply = policy.ReplyRelayDenied
 	if st.unidentifiedAction == policy.Defer {
@@ -87,9 +89,9 @@ func Build(d *setup.Deps) (*State, error) {
 		return nil, err
 	}
 	var errs []error
-	storeOnError, err := policy.ParseAction(cfg.Store.OnError)
-	if err != nil {
-		errs = append(errs, fmt.Errorf("store.on_error: %w", err))
+	storeOnError := policy.Defer
+	if a, ok := cfg.Store.OnError.Get(); ok {
+		storeOnError = a
 	}
 	var steps []policy.Step
 	for _, name := range cfg.Chain {
@@ -103,12 +105,7 @@ func Build(d *setup.Deps) (*State, error) {
 			errs = append(errs, fmt.Errorf("check %s: %w", name, err))
 			continue
 		}
-		step, err := stepFor(ch, cfg, name, storeOnError)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		steps = append(steps, step)
+		steps = append(steps, stepFor(ch, cfg, name, storeOnError))
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
@@ -123,36 +120,29 @@ func Build(d *setup.Deps) (*State, error) {
 	return st, nil
 }
 
-// stepFor puts a check in the chain with its provider-wide settings.
-func stepFor(ch policy.Check, cfg *config.Config, name string, storeOnError policy.Action) (policy.Step, error) {
+// stepFor puts a check in the chain with its provider-wide settings
+// (their actions were decoded by config.Parse).
+func stepFor(ch policy.Check, cfg *config.Config, name string, storeOnError policy.Action) policy.Step {
 	step := policy.Step{Check: ch, Enabled: cfg.CheckEnabled(name), OnError: storeOnError}
 	cc, ok := cfg.Checks[name]
 	if !ok {
-		return step, nil
+		return step
 	}
-	if cc.Action != "" {
-		a, err := policy.ParseAction(cc.Action)
-		if err != nil {
-			return step, fmt.Errorf("checks.%s.action: %w", name, err)
-		}
+	if a, ok := cc.Action.Get(); ok {
 		step.Action = &a
 	}
-	if cc.OnError != "" {
-		a, err := policy.ParseAction(cc.OnError)
-		if err != nil {
-			return step, fmt.Errorf("checks.%s.on_error: %w", name, err)
-		}
+	if a, ok := cc.OnError.Get(); ok {
 		step.OnError = a
 	}
-	for f, s := range cc.Findings {
-		a, err := policy.ParseAction(s)
-		if err != nil {
-			return step, fmt.Errorf("checks.%s.findings.%s: %w", name, f, err)
+	for f, fa := range cc.Findings {
+		a, ok := fa.Get()
+		if !ok {
+			continue
 		}
 		if step.Findings == nil {
 			step.Findings = map[string]policy.Action{}
 		}
 		step.Findings[f] = a
 	}
-	return step, nil
+	return step
 }
