@@ -79,7 +79,13 @@ func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
 	if network == "unix" {
 		_ = os.Remove(addr)
 	}
-	ln, err := net.Listen(network, addr)
+	// No TCP keep-alive on MTA connections: an idle or vanished MTA is
+	// noticed by milter.read_timeout, and Postfix opens a connection per
+	// SMTP session, so the four keep-alive socket options Go would set on
+	// every accepted connection are four system calls per message for
+	// nothing.
+	lc := net.ListenConfig{KeepAlive: -1}
+	ln, err := lc.Listen(context.Background(), network, addr)
 	if err != nil {
 		return nil, fmt.Errorf("milter listen %s: %w", opts.Listen, err)
 	}

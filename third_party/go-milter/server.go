@@ -259,6 +259,11 @@ type Server struct {
 	mu             sync.Mutex
 	inShutdown     atomic.Bool
 	milterCount    atomic.Uint64
+	// idle takes a new connection to a goroutine waiting for one; quit
+	// ends the waiting ones (aupguard patch, PATCHES.md).
+	idle     chan net.Conn
+	quit     chan struct{}
+	quitOnce sync.Once
 }
 
 // NewServer creates a new milter server.
@@ -300,7 +305,7 @@ func NewServer(opts ...Option) *Server {
 		options.actions = options.actions | OptSetMacros
 	}
 
-	return &Server{options: options}
+	return &Server{options: options, idle: make(chan net.Conn), quit: make(chan struct{})}
 }
 
 // onceCloseListener wraps a net.Listener, protecting it from multiple Close calls.
@@ -336,29 +341,70 @@ func (s *Server) Serve(ln net.Listener) error {
 			}
 			return err
 		}
-		go func(conn net.Conn) {
-			session := serverSession{}
-			if !s.trackSession(&session, true) {
-				_ = conn.Close()
+		s.dispatch(conn)
+	}
+}
+
+// idleWorkerWait is how long a connection's goroutine waits for the next
+// connection before it ends (aupguard patch, PATCHES.md).
+const idleWorkerWait = 30 * time.Second
+
+// dispatch hands conn to an idle connection goroutine, or starts one
+// (aupguard patch, PATCHES.md): an MTA opens a connection per SMTP session,
+// and a goroutine that has served one has grown its stack to what serving
+// takes; reusing it spares every message the stack growth and copying of a
+// new goroutine.
+func (s *Server) dispatch(conn net.Conn) {
+	select {
+	case s.idle <- conn:
+		return
+	default:
+	}
+	go func() {
+		t := time.NewTimer(idleWorkerWait)
+		defer t.Stop()
+		for {
+			s.serveConn(conn)
+			if !t.Stop() {
+				select {
+				case <-t.C:
+				default:
+				}
+			}
+			t.Reset(idleWorkerWait)
+			select {
+			case conn = <-s.idle:
+			case <-t.C:
+				return
+			case <-s.quit:
 				return
 			}
-			if h := s.options.panicHandler; h != nil {
-				// aupguard patch (PATCHES.md): one connection's panic ends
-				// that connection only. The deferred closeConn and Cleanup
-				// of HandleMilterCommands have run when this runs.
-				defer func() {
-					if p := recover(); p != nil {
-						_ = conn.Close()
-						s.trackSession(&session, false)
-						h(p, debug.Stack())
-					}
-				}()
-			}
-			session.init(s, conn, s.options.maxVersion, s.options.actions, s.options.protocol)
-			session.HandleMilterCommands()
-			s.trackSession(&session, false)
-		}(conn)
+		}
+	}()
+}
+
+// serveConn serves one MTA connection until it ends.
+func (s *Server) serveConn(conn net.Conn) {
+	session := serverSession{}
+	if !s.trackSession(&session, true) {
+		_ = conn.Close()
+		return
 	}
+	if h := s.options.panicHandler; h != nil {
+		// aupguard patch (PATCHES.md): one connection's panic ends
+		// that connection only. The deferred closeConn and Cleanup
+		// of HandleMilterCommands have run when this runs.
+		defer func() {
+			if p := recover(); p != nil {
+				_ = conn.Close()
+				s.trackSession(&session, false)
+				h(p, debug.Stack())
+			}
+		}()
+	}
+	session.init(s, conn, s.options.maxVersion, s.options.actions, s.options.protocol)
+	session.HandleMilterCommands()
+	s.trackSession(&session, false)
 }
 
 // MilterCount returns the number of milter backends that this server created in total.
@@ -391,9 +437,17 @@ func (s *Server) closeActiveSessionsLocked() {
 	s.activeSessions = nil
 }
 
+// stopIdle ends the goroutines waiting for a connection.
+func (s *Server) stopIdle() {
+	if s.quit != nil {
+		s.quitOnce.Do(func() { close(s.quit) })
+	}
+}
+
 // Close closes the server and all its listeners.
 func (s *Server) Close() error {
 	s.inShutdown.Store(true)
+	s.stopIdle()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	err := s.closeListenersLocked()
@@ -413,6 +467,7 @@ const shutdownPollIntervalMax = 500 * time.Millisecond
 // Shutdown stops the server gracefully.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.inShutdown.Store(true)
+	s.stopIdle()
 	s.mu.Lock()
 	lnerr := s.closeListenersLocked()
 	s.mu.Unlock()
