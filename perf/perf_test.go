@@ -18,7 +18,7 @@ import (
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
-// Run sizes, from the targets in DEVELOPERS.md.
+// Run sizes, from the project's performance targets (docs/performance.md).
 const (
 	perfMessages = 5000
 	perfSessions = 20
