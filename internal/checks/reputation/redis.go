@@ -19,6 +19,8 @@ import (
 //	PREFIX rep:q:QUEUEID                   "customer\tbulk" (TTL queue_id_ttl)
 //	PREFIX {c:ID}:rep:seen:QUEUEID         set of counted results (f|hash, d|hash)
 //	PREFIX {c:ID}:rep:h:HOUR               hash s h p o d e|EGRESS (TTL 32 days)
+//	PREFIX {c:ID}:rep:t                    hash lo hi s h p o d e|EGRESS: the
+//	                                       totals of the buckets lo..hi (TTL 32 days)
 //	PREFIX rep:bl:{ADDR|ZONE}              hash of the listing state
 //	PREFIX rep:blh:{ADDR|ZONE}             list of state changes, newest first
 type redisBackend struct {
@@ -28,18 +30,36 @@ type redisBackend struct {
 func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
 
 // recordScript counts one result once: KEYS[1] the seen set, KEYS[2] the
-// current hour's bucket, KEYS[3..] the window's buckets to sum. ARGV:
-// member, field, egress field ("" for none), seen TTL, bucket TTL (seconds).
+// current hour's bucket, KEYS[3] the running-total hash (see totalsProc),
+// KEYS[4..] the window's buckets to sum. ARGV: member, field, egress field
+// ("" for none), seen TTL, bucket TTL (seconds), the current hour, the
+// window's first and last hours. A counted result goes into the running total too
+// when its bucket is one the total holds (lo <= hour <= hi): the total
+// stays the exact sum of its buckets. The window's counts come from the
+// running total when it holds exactly the window's buckets, else from the
+// buckets.
 var recordScript = redis.NewScript(`
 local counted = redis.call('SADD', KEYS[1], ARGV[1])
+local cur, lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local m = redis.call('HMGET', KEYS[3], 'lo', 'hi')
+local tlo, thi = tonumber(m[1]), tonumber(m[2])
 if counted == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
   redis.call('EXPIRE', KEYS[2], ARGV[5])
+  if tlo ~= nil and thi ~= nil and tlo <= cur and cur <= thi then
+    redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+    if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+  end
 end
 local out = {counted}
-for i = 3, #KEYS do
+if tlo == lo and thi == hi then
+  local v = redis.call('HMGET', KEYS[3], 's', 'h', 'p', 'o', 'd')
+  for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
+  return out
+end
+for i = 4, #KEYS do
   local v = redis.call('HMGET', KEYS[i], 's', 'h', 'p', 'o', 'd')
   for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
 end
@@ -90,6 +110,16 @@ func (r *redisBackend) bucketKey(c string, h int64) string {
 	return r.h.CustomerKey(c, "rep", "h", strconv.FormatInt(h, 10))
 }
 
+// bucketPrefix is a customer's bucket key without the hour number.
+func (r *redisBackend) bucketPrefix(c string) string { return r.h.CustomerKey(c, "rep", "h", "") }
+
+// totalKey is a customer's running-total hash (see totalsProc).
+func (r *redisBackend) totalKey(c string) string { return r.h.CustomerKey(c, "rep", "t") }
+
+// oldestBucket is the newest hour whose bucket may have expired at now
+// (an hour of slack for the clocks of the MTAs).
+func oldestBucket(now time.Time) int64 { return hour(now.Add(-bucketTTL)) + 1 }
+
 func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) error {
 	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), r.messageValue(m), ttl).Err())
 }
@@ -111,8 +141,14 @@ func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.T
 		return "", false, Counts{}, store.Unavailable(err)
 	}
 	c, _, _ := strings.Cut(v, "\t")
-	keys := []string{r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now))}
-	for _, h := range hours(since, now.Add(time.Second)) {
+	hs := hours(since, now.Add(time.Second))
+	wlo, whi := hour(now), hour(now)-1 // no window: never the running total's range
+	if len(hs) > 0 {
+		wlo, whi = hs[0], hs[len(hs)-1]
+	}
+	keys := make([]string, 0, 3+len(hs))
+	keys = append(keys, r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now)), r.totalKey(c))
+	for _, h := range hs {
 		keys = append(keys, r.bucketKey(c, h))
 	}
 	eg := ""
@@ -120,7 +156,7 @@ func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.T
 		eg = egressPrefix + res.Egress
 	}
 	out, err := recordScript.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
-		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second)).Int64Slice()
+		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second), hour(now), wlo, whi).Int64Slice()
 	if err != nil {
 		return c, false, Counts{}, store.Unavailable(err)
 	}
