@@ -99,6 +99,18 @@ end
 return out
 `)
 
+// totals adds to sb the read of a customer's totals over the buckets of
+// [since, until) from its running total (totalsProc); write is false in a
+// dry run, which writes nothing.
+func (r *redisBackend) totals(sb *store.Batch, customer string, now, since, until time.Time, write bool) *store.Call {
+	w := "0"
+	if write {
+		w = "1"
+	}
+	return sb.Proc(totalsProc, []string{r.totalKey(customer)}, r.bucketPrefix(customer),
+		hour(since), hour(until.Add(-time.Nanosecond)), w, int64(bucketTTL/time.Second), oldestBucket(now))
+}
+
 // eomPending is the bounce_rate check's part of one end-of-message batch.
 type eomPending struct {
 	totals     *store.Call
@@ -135,13 +147,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 	msg := Message{Customer: customer, Bulk: IsBulk(t)}
 	ttl := svc.Reputation().Deliveries.QueueIDTTL
 	if r, ok := svc.Backend.(*redisBackend); ok && sb.Redis() {
-		write := "1"
-		if t.DryRun {
-			write = "0"
-		}
-		p.totals = sb.Proc(totalsProc, []string{r.totalKey(customer)}, r.bucketPrefix(customer),
-			hour(since), hour(until.Add(-time.Nanosecond)), write,
-			int64(bucketTTL/time.Second), oldestBucket(now))
+		p.totals = r.totals(sb, customer, now, since, until, !t.DryRun)
 		if remember {
 			// The queue id's key is outside the customer's slot: beside
 			// the script, in the same pipeline.
