@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,7 +227,10 @@ func TestRunningTotalRebuild(t *testing.T) {
 func commandCalls(t *testing.T, c redis.UniversalClient) map[string]int64 {
 	t.Helper()
 	out := map[string]int64{}
+	var mu sync.Mutex // ForEachMaster runs the nodes concurrently
 	add := func(info string) {
+		mu.Lock()
+		defer mu.Unlock()
 		for _, line := range strings.Split(info, "\n") {
 			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
 			if !ok || !strings.HasPrefix(name, "cmdstat_") {
