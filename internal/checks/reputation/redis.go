@@ -30,39 +30,31 @@ type redisBackend struct {
 func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
 
 // recordScript counts one result once: KEYS[1] the seen set, KEYS[2] the
-// current hour's bucket, KEYS[3] the running-total hash (see totalsProc),
-// KEYS[4..] the window's buckets to sum. ARGV: member, field, egress field
-// ("" for none), seen TTL, bucket TTL (seconds), the current hour, the
-// window's first and last hours. A counted result goes into the running total too
-// when its bucket is one the total holds (lo <= hour <= hi): the total
-// stays the exact sum of its buckets. The window's counts come from the
-// running total when it holds exactly the window's buckets, else from the
-// buckets.
-var recordScript = redis.NewScript(`
+// current hour's bucket, KEYS[3] the running-total hash (see runningLua).
+// ARGV: member, field, egress field ("" for none), seen TTL, bucket TTL
+// (seconds), the current hour, the window's first and last hours, the
+// buckets' key prefix, the newest hour whose bucket may have expired. It
+// moves the running total to the window first, so that it holds the
+// current hour's bucket, then counts a new result in the bucket and in
+// the total alike: the total stays the exact sum of its buckets. It
+// replies {counted, sent, hard, policy, other, deferred} over the window.
+var recordScript = redis.NewScript(runningLua + `
 local counted = redis.call('SADD', KEYS[1], ARGV[1])
 local cur, lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local m = redis.call('HMGET', KEYS[3], 'lo', 'hi')
-local tlo, thi = tonumber(m[1]), tonumber(m[2])
+local acc = running_window(KEYS[3], ARGV[9], lo, hi, true, ARGV[5], tonumber(ARGV[10]))
 if counted == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
   redis.call('EXPIRE', KEYS[2], ARGV[5])
-  if tlo ~= nil and thi ~= nil and tlo <= cur and cur <= thi then
+  if lo <= cur and cur <= hi then
     redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
     if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+    acc[ARGV[2]] = (acc[ARGV[2]] or 0) + 1
   end
 end
 local out = {counted}
-if tlo == lo and thi == hi then
-  local v = redis.call('HMGET', KEYS[3], 's', 'h', 'p', 'o', 'd')
-  for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
-  return out
-end
-for i = 4, #KEYS do
-  local v = redis.call('HMGET', KEYS[i], 's', 'h', 'p', 'o', 'd')
-  for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
-end
+for _, f in ipairs({'s', 'h', 'p', 'o', 'd'}) do out[#out + 1] = acc[f] or 0 end
 return out
 `)
 
@@ -142,21 +134,17 @@ func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.T
 	}
 	c, _, _ := strings.Cut(v, "\t")
 	hs := hours(since, now.Add(time.Second))
-	wlo, whi := hour(now), hour(now)-1 // no window: never the running total's range
+	wlo, whi := hour(now), hour(now) // an empty window: the current hour
 	if len(hs) > 0 {
 		wlo, whi = hs[0], hs[len(hs)-1]
 	}
-	keys := make([]string, 0, 3+len(hs))
-	keys = append(keys, r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now)), r.totalKey(c))
-	for _, h := range hs {
-		keys = append(keys, r.bucketKey(c, h))
-	}
+	keys := []string{r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now)), r.totalKey(c)}
 	eg := ""
 	if res.Egress != "" && res.Class.Final() {
 		eg = egressPrefix + res.Egress
 	}
 	out, err := recordScript.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
-		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second), hour(now), wlo, whi).Int64Slice()
+		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second), hour(now), wlo, whi, r.bucketPrefix(c), oldestBucket(now)).Int64Slice()
 	if err != nil {
 		return c, false, Counts{}, store.Unavailable(err)
 	}
