@@ -235,11 +235,14 @@ func TestRunningTotalRebuild(t *testing.T) {
 	}
 }
 
-// commandCalls returns the calls of each command from INFO commandstats
-// (every node of a Cluster added up).
-func commandCalls(t *testing.T, c redis.UniversalClient) map[string]int64 {
-	t.Helper()
-	out := map[string]int64{}
+// cmdStat is one command's line of INFO commandstats.
+type cmdStat struct{ calls, usec int64 }
+
+// commandStats returns INFO commandstats by command (every node of a
+// Cluster added up).
+func commandStats(tb testing.TB, c redis.UniversalClient) map[string]cmdStat {
+	tb.Helper()
+	out := map[string]cmdStat{}
 	var mu sync.Mutex // ForEachMaster runs the nodes concurrently
 	add := func(info string) {
 		mu.Lock()
@@ -249,12 +252,18 @@ func commandCalls(t *testing.T, c redis.UniversalClient) map[string]int64 {
 			if !ok || !strings.HasPrefix(name, "cmdstat_") {
 				continue
 			}
+			st := out[strings.TrimPrefix(name, "cmdstat_")]
 			for _, kv := range strings.Split(rest, ",") {
-				if v, ok := strings.CutPrefix(kv, "calls="); ok {
-					n, _ := strconv.ParseInt(v, 10, 64)
-					out[strings.TrimPrefix(name, "cmdstat_")] += n
+				k, v, _ := strings.Cut(kv, "=")
+				n, _ := strconv.ParseInt(v, 10, 64)
+				switch k {
+				case "calls":
+					st.calls += n
+				case "usec":
+					st.usec += n
 				}
 			}
+			out[strings.TrimPrefix(name, "cmdstat_")] = st
 		}
 	}
 	ctx := context.Background()
@@ -263,11 +272,21 @@ func commandCalls(t *testing.T, c redis.UniversalClient) map[string]int64 {
 			add(n.Info(ctx, "commandstats").Val())
 			return nil
 		}); err != nil {
-			t.Fatal(err)
+			tb.Fatal(err)
 		}
 		return out
 	}
 	add(c.Info(ctx, "commandstats").Val())
+	return out
+}
+
+// commandCalls returns the calls of each command from INFO commandstats.
+func commandCalls(tb testing.TB, c redis.UniversalClient) map[string]int64 {
+	tb.Helper()
+	out := map[string]int64{}
+	for k, st := range commandStats(tb, c) {
+		out[k] = st.calls
+	}
 	return out
 }
 
