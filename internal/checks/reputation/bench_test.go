@@ -134,3 +134,56 @@ func BenchmarkBounceWindowEOMBatch(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkRecordRedis measures counting one delivery result on a real
+// Redis for a customer with results in every hour of a 24 h window: per
+// result, the Redis commands (INFO commandstats) and the server's time in
+// the record script (evalsha usec).
+func BenchmarkRecordRedis(b *testing.B) {
+	r := testenv.StartRedis(b, testenv.RedisOptions{})
+	clk := clock.NewFake(t0)
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "b:", DialTimeout: time.Second}}, clk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer h.Close()
+	svc, err := NewService(h, testConfig(b, ""), testKey, clk, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	record := func(qid string, n int, c Class) {
+		now := clk.Now()
+		since, _ := svc.window(now)
+		if _, _, _, err := svc.Backend.Record(ctx, Result{QueueID: qid, RcptHash: fmt.Sprint(n), Class: c, Egress: "192.0.2.10"}, now, since, time.Hour); err != nil {
+			b.Fatal(err)
+		}
+	}
+	_ = svc.Backend.Remember(ctx, "F", Message{Customer: "acme"}, 100*time.Hour)
+	clk.Set(t0.Add(-24 * time.Hour))
+	n := 0
+	for clk.Now().Before(t0) {
+		for _, c := range []Class{Sent, Sent, HardBounce, Deferred} {
+			n++
+			record("F", n, c)
+		}
+		clk.Advance(time.Hour)
+	}
+	clk.Set(t0)
+	record("F", -1, Sent) // the hour's first result
+	before := commandStats(b, h.Client)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		record("F", i, Sent)
+	}
+	b.StopTimer()
+	after := commandStats(b, h.Client)
+	var cmds int64
+	for k, st := range after {
+		if k != "info" {
+			cmds += st.calls - before[k].calls
+		}
+	}
+	b.ReportMetric(float64(cmds)/float64(b.N), "redis-cmds/op")
+	b.ReportMetric(float64(after["evalsha"].usec-before["evalsha"].usec)/float64(b.N), "script-µs/op")
+}
