@@ -4,36 +4,124 @@ import (
 	"context"
 	"errors"
 	"strconv"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
 	"github.com/redis/go-redis/v9"
 )
 
-// totalsProc sums the fields of a customer's hourly buckets (KEYS, all in
-// the customer's slot) inside the end-of-message batch, so that reading
-// the bounce rate costs no round trip of its own. It replies a flat list
-// {field, total, ...}; totals are strings, as Lua numbers are floats.
-var totalsProc = store.NewProc("reputation.totals", `
-local acc, order = {}, {}
-for i = 1, #KEYS do
-  local kv = redis.call('HGETALL', KEYS[i])
-  for j = 1, #kv, 2 do
-    local f = kv[j]
-    if acc[f] == nil then
-      acc[f] = 0
-      order[#order + 1] = f
+// runningLua defines running_window, shared by totalsProc and recordScript:
+// it reads a customer's totals over the hourly buckets [lo, cur] in O(1)
+// Redis commands from the customer's running-total hash tk (rep:t, in the
+// customer's slot), which holds the totals of exactly the buckets [lo, hi]
+// of its fields 'lo' and 'hi' (recordScript adds each result it counts to
+// the bucket and to the total alike). It moves that range to the window:
+// it subtracts the buckets that left it and adds the buckets that entered
+// it since the last move (usually none; one an hour), reading only those,
+// and writes the hash back when the range moved and write is set (it is
+// not in a dry run). The hash is rebuilt from the window's buckets when
+// it is missing (the layout before it), unparsable, negative, older than
+// the buckets' TTL (a bucket it counts may have expired), or when moving it
+// would read more buckets than the window has (a long idle customer, a
+// changed window). pre is the buckets' key prefix (the hour number
+// follows); oldest the newest hour whose bucket may have expired. It
+// returns the window's totals and their fields in order.
+const runningLua = `
+local function running_window(tk, pre, lo, cur, write, ttl, oldest)
+  local acc, order = {}, {}
+  local function add(kv, sign)
+    for j = 1, #kv, 2 do
+      local f = kv[j]
+      if f ~= 'lo' and f ~= 'hi' then
+        local n = tonumber(kv[j + 1]) or 0
+        if acc[f] == nil then
+          acc[f] = 0
+          order[#order + 1] = f
+        end
+        acc[f] = acc[f] + sign * n
+      end
     end
-    acc[f] = acc[f] + tonumber(kv[j + 1])
   end
+  local function buckets(a, b, sign)
+    for h = a, b do add(redis.call('HGETALL', pre .. string.format('%d', h)), sign) end
+  end
+  local raw = redis.call('HGETALL', tk)
+  local olo, ohi
+  for j = 1, #raw, 2 do
+    if raw[j] == 'lo' then olo = tonumber(raw[j + 1]) elseif raw[j] == 'hi' then ohi = tonumber(raw[j + 1]) end
+  end
+  local span = cur - lo + 1
+  local rebuild = olo == nil or ohi == nil or ohi < olo - 1 or olo <= oldest
+  if not rebuild then
+    -- Buckets in [olo, ohi] but not in [lo, cur], and the reverse.
+    local drop = math.max(0, math.min(ohi, lo - 1) - olo + 1) + math.max(0, ohi - math.max(olo, cur + 1) + 1)
+    local take = math.max(0, math.min(cur, olo - 1) - lo + 1) + math.max(0, cur - math.max(lo, ohi + 1) + 1)
+    if drop + take > span then
+      rebuild = true
+    else
+      add(raw, 1)
+      buckets(olo, math.min(ohi, lo - 1), -1)
+      buckets(math.max(olo, cur + 1), ohi, -1)
+      buckets(lo, math.min(cur, olo - 1), 1)
+      buckets(math.max(lo, ohi + 1), cur, 1)
+      for _, f in ipairs(order) do
+        if acc[f] < 0 then rebuild = true end
+      end
+    end
+  end
+  if rebuild then
+    acc, order = {}, {}
+    buckets(lo, cur, 1)
+  end
+  if write and (rebuild or olo ~= lo or ohi ~= cur) then
+    local hs = {'lo', string.format('%d', lo), 'hi', string.format('%d', cur)}
+    for _, f in ipairs(order) do
+      if acc[f] ~= 0 then
+        hs[#hs + 1] = f
+        hs[#hs + 1] = string.format('%d', acc[f])
+      end
+    end
+    redis.call('DEL', tk)
+    redis.call('HSET', tk, unpack(hs))
+    redis.call('EXPIRE', tk, ttl)
+  end
+  return acc, order
 end
+`
+
+// totalsProc reads a customer's totals over its bounce window inside the
+// end-of-message batch (no round trip of its own) from the running total
+// (running_window): KEYS[1] the running-total hash; ARGV: the buckets' key
+// prefix, the window's first and last hours, write (1, or 0 in a dry run:
+// nothing is written), the hash's TTL in seconds, and the newest hour
+// whose bucket may have expired. It replies a flat list {field, total,
+// ...} of the non-zero totals; totals are strings, as Lua numbers are
+// floats.
+var totalsProc = store.NewProc("reputation.totals", runningLua+`
+local acc, order = running_window(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]),
+  ARGV[4] == '1', ARGV[5], tonumber(ARGV[6]))
 local out = {}
 for _, f in ipairs(order) do
-  out[#out + 1] = f
-  out[#out + 1] = string.format('%d', acc[f])
+  if acc[f] ~= 0 then
+    out[#out + 1] = f
+    out[#out + 1] = string.format('%d', acc[f])
+  end
 end
 return out
 `)
+
+// totals adds to sb the read of a customer's totals over the buckets of
+// [since, until) from its running total (totalsProc); write is false in a
+// dry run, which writes nothing.
+func (r *redisBackend) totals(sb *store.Batch, customer string, now, since, until time.Time, write bool) *store.Call {
+	w := "0"
+	if write {
+		w = "1"
+	}
+	return sb.Proc(totalsProc, []string{r.totalKey(customer)}, r.bucketPrefix(customer),
+		hour(since), hour(until.Add(-time.Nanosecond)), w, int64(bucketTTL/time.Second), oldestBucket(now))
+}
 
 // eomPending is the bounce_rate check's part of one end-of-message batch.
 type eomPending struct {
@@ -65,17 +153,13 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 	sb, own := svc.batchOf(b)
 	p := &eomPending{}
 	customer := t.Customer.ID
-	since, until := svc.window(svc.Clock.Now())
+	now := svc.Clock.Now()
+	since, until := svc.window(now)
 	remember := t.QueueID != "" && !t.DryRun
 	msg := Message{Customer: customer, Bulk: IsBulk(t)}
 	ttl := svc.Reputation().Deliveries.QueueIDTTL
 	if r, ok := svc.Backend.(*redisBackend); ok && sb.Redis() {
-		hs := hours(since, until)
-		keys := make([]string, len(hs))
-		for i, h := range hs {
-			keys[i] = r.bucketKey(customer, h)
-		}
-		p.totals = sb.Proc(totalsProc, keys)
+		p.totals = r.totals(sb, customer, now, since, until, !t.DryRun)
 		if remember {
 			// The queue id's key is outside the customer's slot: beside
 			// the script, in the same pipeline.

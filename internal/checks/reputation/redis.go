@@ -19,6 +19,8 @@ import (
 //	PREFIX rep:q:QUEUEID                   "customer\tbulk" (TTL queue_id_ttl)
 //	PREFIX {c:ID}:rep:seen:QUEUEID         set of counted results (f|hash, d|hash)
 //	PREFIX {c:ID}:rep:h:HOUR               hash s h p o d e|EGRESS (TTL 32 days)
+//	PREFIX {c:ID}:rep:t                    hash lo hi s h p o d e|EGRESS: the
+//	                                       totals of the buckets lo..hi (TTL 32 days)
 //	PREFIX rep:bl:{ADDR|ZONE}              hash of the listing state
 //	PREFIX rep:blh:{ADDR|ZONE}             list of state changes, newest first
 type redisBackend struct {
@@ -28,21 +30,31 @@ type redisBackend struct {
 func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
 
 // recordScript counts one result once: KEYS[1] the seen set, KEYS[2] the
-// current hour's bucket, KEYS[3..] the window's buckets to sum. ARGV:
-// member, field, egress field ("" for none), seen TTL, bucket TTL (seconds).
-var recordScript = redis.NewScript(`
+// current hour's bucket, KEYS[3] the running-total hash (see runningLua).
+// ARGV: member, field, egress field ("" for none), seen TTL, bucket TTL
+// (seconds), the current hour, the window's first and last hours, the
+// buckets' key prefix, the newest hour whose bucket may have expired. It
+// moves the running total to the window first, so that it holds the
+// current hour's bucket, then counts a new result in the bucket and in
+// the total alike: the total stays the exact sum of its buckets. It
+// replies {counted, sent, hard, policy, other, deferred} over the window.
+var recordScript = redis.NewScript(runningLua + `
 local counted = redis.call('SADD', KEYS[1], ARGV[1])
+local cur, lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
+local acc = running_window(KEYS[3], ARGV[9], lo, hi, true, ARGV[5], tonumber(ARGV[10]))
 if counted == 1 then
   redis.call('EXPIRE', KEYS[1], ARGV[4])
   redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
   if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
   redis.call('EXPIRE', KEYS[2], ARGV[5])
+  if lo <= cur and cur <= hi then
+    redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
+    if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
+    acc[ARGV[2]] = (acc[ARGV[2]] or 0) + 1
+  end
 end
 local out = {counted}
-for i = 3, #KEYS do
-  local v = redis.call('HMGET', KEYS[i], 's', 'h', 'p', 'o', 'd')
-  for j = 1, 5 do out[#out + 1] = tonumber(v[j]) or 0 end
-end
+for _, f in ipairs({'s', 'h', 'p', 'o', 'd'}) do out[#out + 1] = acc[f] or 0 end
 return out
 `)
 
@@ -90,6 +102,16 @@ func (r *redisBackend) bucketKey(c string, h int64) string {
 	return r.h.CustomerKey(c, "rep", "h", strconv.FormatInt(h, 10))
 }
 
+// bucketPrefix is a customer's bucket key without the hour number.
+func (r *redisBackend) bucketPrefix(c string) string { return r.h.CustomerKey(c, "rep", "h", "") }
+
+// totalKey is a customer's running-total hash (see totalsProc).
+func (r *redisBackend) totalKey(c string) string { return r.h.CustomerKey(c, "rep", "t") }
+
+// oldestBucket is the newest hour whose bucket may have expired at now
+// (an hour of slack for the clocks of the MTAs).
+func oldestBucket(now time.Time) int64 { return hour(now.Add(-bucketTTL)) + 1 }
+
 func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) error {
 	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), r.messageValue(m), ttl).Err())
 }
@@ -111,16 +133,18 @@ func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.T
 		return "", false, Counts{}, store.Unavailable(err)
 	}
 	c, _, _ := strings.Cut(v, "\t")
-	keys := []string{r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now))}
-	for _, h := range hours(since, now.Add(time.Second)) {
-		keys = append(keys, r.bucketKey(c, h))
+	hs := hours(since, now.Add(time.Second))
+	wlo, whi := hour(now), hour(now) // an empty window: the current hour
+	if len(hs) > 0 {
+		wlo, whi = hs[0], hs[len(hs)-1]
 	}
+	keys := []string{r.h.CustomerKey(c, "rep", "seen", res.QueueID), r.bucketKey(c, hour(now)), r.totalKey(c)}
 	eg := ""
 	if res.Egress != "" && res.Class.Final() {
 		eg = egressPrefix + res.Egress
 	}
 	out, err := recordScript.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
-		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second)).Int64Slice()
+		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second), hour(now), wlo, whi, r.bucketPrefix(c), oldestBucket(now)).Int64Slice()
 	if err != nil {
 		return c, false, Counts{}, store.Unavailable(err)
 	}
