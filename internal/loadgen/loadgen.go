@@ -47,7 +47,7 @@ type Options struct {
 	// unless SameRcpt.
 	RcptDomain string
 	SameRcpt   bool
-	// Timeout bounds the whole run.
+	// Timeout bounds the whole run (default 5 minutes).
 	Timeout time.Duration
 	// Progress, when set, receives one line every Interval (default 1s):
 	// the time into the run, messages done and errors in that interval,
@@ -113,7 +113,13 @@ func Run(ctx context.Context, o Options) (Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.Timeout)
 	defer cancel()
 	body := makeBody(o.Size)
-	client := gm.NewClient(o.Network, o.Address, gm.WithActions(gm.AllClientSupportedActionMasks))
+	// Replies are waited for as long as Postfix waits for them
+	// (milter_content_timeout, 300 s, bounds a reply to the body and end of
+	// message), not the library's 10 s: with hundreds of large messages in
+	// flight on two cores, the gateway may still be reading a connection's
+	// buffered body when its end of message arrives.
+	client := gm.NewClient(o.Network, o.Address, gm.WithActions(gm.AllClientSupportedActionMasks),
+		gm.WithReadTimeout(postfixContentTimeout))
 	var next atomic.Int64
 	var accepted, refused, errs atomic.Int64
 	var firstErr atomic.Value
@@ -340,3 +346,7 @@ func (m *NopMilter) Addr() net.Addr { return m.ln.Addr() }
 
 // Close stops the milter.
 func (m *NopMilter) Close() error { return m.srv.Close() }
+
+// postfixContentTimeout is Postfix's milter_content_timeout default, the
+// longest it waits for a milter's reply to the message content.
+const postfixContentTimeout = 300 * time.Second
