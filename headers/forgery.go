@@ -263,7 +263,10 @@ func customerID(t *policy.Txn) string {
 func lowerIs(name, field string) bool {
 	for i := 0; i < len(name); i++ {
 		if name[i] >= utf8.RuneSelf {
-			return strings.ToLower(name) == strings.ToLower(field)
+			// Exactly ToLower's equality (not EqualFold's Unicode
+			// folding, which also matches e.g. "ſ" with "s").
+			ln, lf := strings.ToLower(name), strings.ToLower(field)
+			return ln == lf
 		}
 	}
 	if len(name) != len(field) {

@@ -10,7 +10,8 @@ func TestLowerIsMatchesToLower(t *testing.T) {
 	fields := []string{"Date", "From", "Subject", "Key", "Reply-To"}
 	for _, n := range names {
 		for _, f := range fields {
-			if got, want := lowerIs(n, f), strings.ToLower(n) == strings.ToLower(f); got != want {
+			ln, lf := strings.ToLower(n), strings.ToLower(f)
+			if got, want := lowerIs(n, f), ln == lf; got != want {
 				t.Errorf("lowerIs(%q, %q) = %v, want %v", n, f, got, want)
 			}
 		}

@@ -69,8 +69,7 @@ var Family = setup.Family{
 			if err != nil {
 				return nil, err
 			}
-			s := a.Signing
-			return NewSigner(keys, SignOptions{Headers: s.Headers, Oversign: s.Oversign, Expiration: s.Expiration}, d.Clock), nil
+			return NewSigner(keys, SignOptions(a.Signing), d.Clock), nil
 		}},
 	},
 }

@@ -374,7 +374,7 @@ func (s *Signer) signNames(k Key, bodyHash []byte, hdrs []policy.Header, names [
 		return "", fmt.Errorf("dkim sign with %s._domainkey.%s: %v", k.Selector, k.Domain, err)
 	}
 	var ebuf [1024]byte
-	enc := ebuf[:0]
+	var enc []byte
 	if n := base64.StdEncoding.EncodedLen(len(sig)); n <= len(ebuf) {
 		enc = ebuf[:n]
 	} else {
