@@ -218,7 +218,7 @@ func (c *Forgery) origin(col *collector, t *policy.Txn) {
 	}
 	var nets []netip.Prefix
 	if t.Customer != nil {
-		nets = c.s.CustomerNetworks[t.Customer.ID]
+		nets = t.Customer.Networks
 	}
 	var clientAddr netip.Addr
 	if t.Conn != nil {

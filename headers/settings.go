@@ -85,8 +85,6 @@ type Settings struct {
 	OriginHeaders []string
 	// OriginAllowed are networks any customer's origin headers may name.
 	OriginAllowed []netip.Prefix
-	// CustomerNetworks are each customer's client networks, by customer id.
-	CustomerNetworks map[string][]netip.Prefix
 	// TrustedReceived is how many topmost Received: fields the provider's
 	// MTAs wrote before the milter saw the message (0 with Postfix).
 	TrustedReceived int
@@ -101,12 +99,11 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 		return nil, err
 	}
 	s := &Settings{
-		MaxCount:         h.MaxCount,
-		MaxBytes:         int64(h.MaxBytes),
-		MaxLineLength:    h.MaxLineLength,
-		TrustedReceived:  h.TrustedReceived,
-		ReceivedDepth:    h.ReceivedDepth,
-		CustomerNetworks: map[string][]netip.Prefix{},
+		MaxCount:        h.MaxCount,
+		MaxBytes:        int64(h.MaxBytes),
+		MaxLineLength:   h.MaxLineLength,
+		TrustedReceived: h.TrustedReceived,
+		ReceivedDepth:   h.ReceivedDepth,
 	}
 	pv := cfg.Provider
 	for _, name := range pv.Hostnames {
@@ -128,15 +125,6 @@ func SettingsFromConfig(cfg *config.Config) (*Settings, error) {
 	}
 	s.OriginHeaders = append(s.OriginHeaders, h.OriginHeaders...)
 	s.OriginAllowed = config.Prefixes(h.OriginAllowedNetworks)
-	for _, c := range cfg.Customers {
-		for _, n := range c.Networks {
-			p, err := config.ParsePrefix(n)
-			if err != nil {
-				return nil, fmt.Errorf("customer %q: %w", c.ID, err)
-			}
-			s.CustomerNetworks[c.ID] = append(s.CustomerNetworks[c.ID], p)
-		}
-	}
 	return s, nil
 }
 

@@ -57,11 +57,7 @@ func NewDirectory(cfg *config.Config) (*Directory, error) {
 				d.exact[l] = c
 			}
 		}
-		for _, n := range cc.Networks {
-			p, err := config.ParsePrefix(n)
-			if err != nil {
-				return nil, err
-			}
+		for _, p := range c.Networks {
 			d.networks.add(p, c)
 		}
 	}
@@ -86,6 +82,13 @@ func build(cc *config.Customer) (*policy.Customer, error) {
 			return nil, err
 		}
 		c.Domains = append(c.Domains, p)
+	}
+	for _, n := range cc.Networks {
+		p, err := config.ParsePrefix(n)
+		if err != nil {
+			return nil, err
+		}
+		c.Networks = append(c.Networks, p)
 	}
 	for name, o := range cc.Checks {
 		var ov policy.CustomerOverride

@@ -51,10 +51,8 @@ func (d *Directory) Update(cfg *config.Config, changed map[string]bool) (*Direct
 				delete(n.exact, l)
 			}
 		}
-		for _, s := range def.Networks {
-			if p, err := config.ParsePrefix(s); err == nil {
-				n.networks.remove(p, old)
-			}
+		for _, p := range old.Networks {
+			n.networks.remove(p, old)
 		}
 		delete(n.byID, id)
 		delete(n.defs, id)
@@ -100,11 +98,7 @@ func (d *Directory) Update(cfg *config.Config, changed map[string]bool) (*Direct
 				n.exact[l] = c
 			}
 		}
-		for _, s := range cc.Networks {
-			p, err := config.ParsePrefix(s)
-			if err != nil {
-				return nil, err
-			}
+		for _, p := range c.Networks {
 			n.networks.add(p, c)
 		}
 		prev = ord

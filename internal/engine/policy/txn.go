@@ -45,7 +45,10 @@ type Customer struct {
 	Mode         Mode
 	// Domains are the sender domains the customer may use, normalised
 	// (lower-case A-labels); a "*." prefix also matches every subdomain.
-	Domains   []mailaddr.Pattern
+	Domains []mailaddr.Pattern
+	// Networks are the customer's client networks, parsed once by the
+	// customer directory.
+	Networks  []netip.Prefix
 	Overrides map[string]CustomerOverride
 }
 
