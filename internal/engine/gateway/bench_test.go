@@ -38,25 +38,8 @@ customers:
 func BenchmarkSessionDefaultChain(b *testing.B) {
 	dns := fakedns.Start(b, "acme.example. TXT \"v=spf1 ip4:192.0.2.0/24 -all\"\n_dmarc.acme.example. TXT \"v=DMARC1; p=none\"\n")
 	yaml := strings.Replace(benchConfig, "DNS", dns.Addr(), 1)
-	cfg, err := config.Parse([]byte(yaml), "bench.yaml", ConfigOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := store.Open(cfg.Store, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
-	if err := openResolver(deps); err != nil {
-		b.Fatal(err)
-	}
-	st, err := Build(deps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := NewEngine(st, nil, nil)
-	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+	e := benchEngine(b, yaml)
+	body := benchBody
 	ctx := context.Background()
 	client := netip.MustParseAddr("192.0.2.7")
 	b.ReportAllocs()
@@ -82,4 +65,32 @@ func BenchmarkSessionDefaultChain(b *testing.B) {
 		}
 		s.Close()
 	}
+}
+
+// benchBody is the 4 KiB body the benchmarks send.
+var benchBody = []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+
+// benchEngine builds the engine a benchmark drives from its config: the
+// store the config names (closed when the benchmark ends), the resolver
+// of its dns section, every check of its chain.
+func benchEngine(b *testing.B, yaml string) *Engine {
+	b.Helper()
+	cfg, err := config.Parse([]byte(yaml), "bench.yaml", ConfigOptions())
+	if err != nil {
+		b.Fatal(err)
+	}
+	h, err := store.Open(cfg.Store, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
+	if err := openResolver(deps); err != nil {
+		b.Fatal(err)
+	}
+	st, err := Build(deps)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return NewEngine(st, nil, nil)
 }

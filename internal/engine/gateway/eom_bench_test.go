@@ -10,14 +10,9 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 
-	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
-	"github.com/aupguard/aupguard/internal/engine/setup"
-	"github.com/aupguard/aupguard/internal/secrets"
-	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 )
 
@@ -68,25 +63,8 @@ customers:
     dkim:
       - {domain: acme.example, selector: gw, key_file: "` + keyFile + `"}
 `
-	cfg, err := config.Parse([]byte(yaml), "bench.yaml", ConfigOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := store.Open(cfg.Store, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
-	if err := openResolver(deps); err != nil {
-		b.Fatal(err)
-	}
-	st, err := Build(deps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := NewEngine(st, nil, nil)
-	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+	e := benchEngine(b, yaml)
+	body := benchBody
 	ctx := context.Background()
 	client := netip.MustParseAddr("192.0.2.7")
 	added := 0

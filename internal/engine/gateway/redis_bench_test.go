@@ -12,11 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
-	"github.com/aupguard/aupguard/internal/engine/setup"
-	"github.com/aupguard/aupguard/internal/secrets"
-	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
@@ -44,25 +40,8 @@ customers:
     networks: [192.0.2.0/24]
     domains: [acme.example]
 `
-	cfg, err := config.Parse([]byte(yaml), "bench.yaml", ConfigOptions())
-	if err != nil {
-		b.Fatal(err)
-	}
-	h, err := store.Open(cfg.Store, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	deps := &setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")}
-	if err := openResolver(deps); err != nil {
-		b.Fatal(err)
-	}
-	st, err := Build(deps)
-	if err != nil {
-		b.Fatal(err)
-	}
-	e := NewEngine(st, nil, nil)
-	body := []byte(strings.Repeat("The quick brown fox jumps over the lazy dog, again and again and again.\r\n", 56))
+	e := benchEngine(b, yaml)
+	body := benchBody
 	ctx := context.Background()
 	client := netip.MustParseAddr("192.0.2.7")
 	send := func(i int) {
