@@ -252,23 +252,9 @@ func (p *bulkPending) result() (BulkState, error) {
 	case BulkState:
 		return x, nil
 	case []any:
-		if len(x) != 4 {
-			break
+		if st, ok := bulkStateOf(x); ok {
+			return st, nil
 		}
-		var st BulkState
-		st.Fingerprint, _ = x[0].(int64)
-		if fl, _ := x[1].([]any); len(fl) > 0 {
-			m := map[string]string{}
-			for i := 0; i+1 < len(fl); i += 2 {
-				k, _ := fl[i].(string)
-				s, _ := fl[i+1].(string)
-				m[k] = s
-			}
-			st.Flag = flagFromMap(m)
-		}
-		st.Delivered, _ = x[2].(int64)
-		st.Complaints, _ = x[3].(int64)
-		return st, nil
 	}
 	return BulkState{}, store.Unavailable(errors.New("optout: unexpected bulk batch reply"))
 }

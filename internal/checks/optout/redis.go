@@ -320,8 +320,18 @@ func (r *redisBackend) Bulk(ctx context.Context, customer, fp string, rcpts int6
 	if err != nil {
 		return BulkState{}, store.Unavailable(err)
 	}
-	if len(v) != 4 {
+	st, ok := bulkStateOf(v)
+	if !ok {
 		return BulkState{}, store.Unavailable(errors.New("bulk script: unexpected reply"))
+	}
+	return st, nil
+}
+
+// bulkStateOf reads the bulk script's reply {fingerprint count, flag hash
+// as a flat list, delivered, complaints}, run alone or in a stage batch.
+func bulkStateOf(v []any) (BulkState, bool) {
+	if len(v) != 4 {
+		return BulkState{}, false
 	}
 	var st BulkState
 	st.Fingerprint, _ = v[0].(int64)
@@ -336,7 +346,7 @@ func (r *redisBackend) Bulk(ctx context.Context, customer, fp string, rcpts int6
 	}
 	st.Delivered, _ = v[2].(int64)
 	st.Complaints, _ = v[3].(int64)
-	return st, nil
+	return st, true
 }
 
 func flagFromMap(m map[string]string) *Flag {
