@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/periodic"
 )
 
 // memory is the in-process backend (one MTA): the reference semantics that
@@ -31,8 +32,7 @@ type memory struct {
 	keys  map[string]*memKey
 	dirty bool // changed since the last snapshot
 
-	stop chan struct{} // closed by Close: ends the snapshot loop
-	done chan struct{} // closed when the snapshot loop has ended
+	snapshots *periodic.Loop // the snapshot loop (snapshot.go), ended by Close
 }
 
 // memKey is one counter; its fields mirror the Redis types used by the

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/atomicfile"
+	"github.com/aupguard/aupguard/internal/periodic"
 )
 
 // SnapshotInterval is how often the memory backend writes its counters
@@ -18,44 +19,15 @@ const SnapshotInterval = time.Second
 // startSnapshots starts the loop that writes the counters every
 // SnapshotInterval while they change.
 func (m *memory) startSnapshots(log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	m.stop, m.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(SnapshotInterval)
-		defer t.Stop()
-		failing := false
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-			}
-			err := m.snapshot()
-			switch {
-			case err != nil && !failing:
-				// Logged once per outage, not once a second.
-				log.Error("ratelimit: writing the counters' snapshot failed; they will be lost in a crash until it works again", "file", m.file, "err", err)
-				failing = true
-			case err == nil && failing:
-				log.Info("ratelimit: counters' snapshot written again", "file", m.file)
-				failing = false
-			}
-		}
-	}()
+	m.snapshots = periodic.Start(SnapshotInterval, m.snapshot, log, periodic.Messages{
+		Failed:    "ratelimit: writing the counters' snapshot failed; they will be lost in a crash until it works again",
+		Recovered: "ratelimit: counters' snapshot written again",
+		Attrs:     []any{"file", m.file},
+	})
 }
 
 // stopSnapshots ends the loop and waits for it.
-func (m *memory) stopSnapshots() {
-	if m.stop == nil {
-		return
-	}
-	close(m.stop)
-	<-m.done
-	m.stop = nil
-}
+func (m *memory) stopSnapshots() { m.snapshots.Stop() }
 
 // snapshot writes the live counters to the file atomically: a temporary
 // file, fsynced, renamed over the old one, and the directory fsynced, so

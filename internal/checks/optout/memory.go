@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/periodic"
 )
 
 // memory is the embedded backend of a single-MTA install. Lists and flags
@@ -43,9 +44,9 @@ type memory struct {
 	lock    *os.File
 	records int
 
-	dirty      map[cntBucket]struct{} // delivered counts not yet logged
-	dirtyFP    map[string]struct{}    // fingerprint counts not yet logged
-	stop, done chan struct{}          // the snapshot loop (snapshot.go)
+	dirty     map[cntBucket]struct{} // delivered counts not yet logged
+	dirtyFP   map[string]struct{}    // fingerprint counts not yet logged
+	snapshots *periodic.Loop         // the snapshot loop (snapshot.go)
 }
 
 type fpCount struct {

@@ -5,6 +5,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/aupguard/aupguard/internal/periodic"
 )
 
 // SnapshotInterval is how often the memory backend logs the delivered and
@@ -23,45 +25,19 @@ type cntBucket struct {
 // startSnapshots starts the loop that logs the changed counts every
 // SnapshotInterval.
 func (m *memory) startSnapshots(log *slog.Logger) {
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	m.stop, m.done = make(chan struct{}), make(chan struct{})
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(SnapshotInterval)
-		defer t.Stop()
-		failing := false
-		for {
-			select {
-			case <-m.stop:
-				return
-			case <-t.C:
-			}
-			m.mu.Lock()
-			err := m.flushLocked()
-			m.mu.Unlock()
-			switch {
-			case err != nil && !failing:
-				log.Error("optout: logging the delivered and fingerprint counts failed; they will be lost in a crash until it works again", "file", m.path, "err", err)
-				failing = true
-			case err == nil && failing:
-				log.Info("optout: delivered and fingerprint counts logged again", "file", m.path)
-				failing = false
-			}
-		}
-	}()
+	m.snapshots = periodic.Start(SnapshotInterval, func() error {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return m.flushLocked()
+	}, log, periodic.Messages{
+		Failed:    "optout: logging the delivered and fingerprint counts failed; they will be lost in a crash until it works again",
+		Recovered: "optout: delivered and fingerprint counts logged again",
+		Attrs:     []any{"file", m.path},
+	})
 }
 
 // stopSnapshots ends the loop and waits for it; called without m.mu.
-func (m *memory) stopSnapshots() {
-	if m.stop == nil {
-		return
-	}
-	close(m.stop)
-	<-m.done
-	m.stop = nil
-}
+func (m *memory) stopSnapshots() { m.snapshots.Stop() }
 
 // flushLocked logs the counts changed since the last flush, each as its
 // current value (replay sets it), and compacts the log when it has grown

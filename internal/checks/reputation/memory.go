@@ -12,6 +12,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/atomicfile"
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/periodic"
 )
 
 // memory is the embedded backend. With a path, its state is written to a
@@ -24,8 +25,8 @@ type memory struct {
 	mu    sync.Mutex
 	st    memState
 	dirty bool
-	stop  chan struct{}
-	done  chan struct{}
+	// flushes writes the state every memFlushEvery (nil without a path).
+	flushes *periodic.Loop
 }
 
 type memState struct {
@@ -85,24 +86,11 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 				m.st.Listings = st.Listings
 			}
 		}
-		m.stop, m.done = make(chan struct{}), make(chan struct{})
-		go m.flusher()
+		// The memory backend has no logger: a failed flush is retried at
+		// the next interval and reported by Close.
+		m.flushes = periodic.Start(memFlushEvery, m.flush, nil, periodic.Messages{})
 	}
 	return m, nil
-}
-
-func (m *memory) flusher() {
-	defer close(m.done)
-	t := time.NewTicker(memFlushEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-m.stop:
-			return
-		case <-t.C:
-			_ = m.flush()
-		}
-	}
 }
 
 // flush writes the state when it changed.
@@ -124,11 +112,7 @@ func (m *memory) flush() error {
 
 // Close writes the state a last time.
 func (m *memory) Close() error {
-	if m.stop != nil {
-		close(m.stop)
-		<-m.done
-		m.stop = nil
-	}
+	m.flushes.Stop()
 	return m.flush()
 }
 
