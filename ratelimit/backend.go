@@ -24,8 +24,9 @@ const (
 	// length Period, and refusal ends at most one bucket (10 minutes for a
 	// day) later than an exact window would say.
 	KindWindow Kind = "window"
-	// KindRecipient is an exact sliding window of the send times to one
-	// recipient (a sorted set per recipient hash).
+	// KindRecipient is a sliding window of the send times to one
+	// recipient, kept in slots of a minute (ten minutes once an hour old):
+	// it errs upwards only, by at most one slot (recipient.go).
 	KindRecipient Kind = "recipient"
 	// KindSpike counts the message in the spike detector and reports
 	// whether the short window is a spike; it never refuses by itself.
@@ -63,11 +64,10 @@ type Op struct {
 	Period time.Duration
 	// N is the amount (messages, recipients, bytes).
 	N int64
-	// Member identifies a KindRecipient reservation (unique per message
-	// and recipient); Keep is the longest window kept for that recipient.
-	Member string
-	Keep   time.Duration
-	// Bucket is, for release, the KindWindow bucket the reservation went to.
+	// Keep is the longest window kept for a KindRecipient recipient.
+	Keep time.Duration
+	// Bucket is, for release, the KindWindow bucket the reservation went
+	// to, or the time (ms) of a KindRecipient reservation.
 	Bucket int64
 	// Spike parameters.
 	Spike SpikeParams
@@ -91,7 +91,8 @@ type OpResult struct {
 	Reset time.Duration
 	// Next is how long until one more unit is allowed (0: now).
 	Next time.Duration
-	// Bucket is the KindWindow bucket a reservation went to.
+	// Bucket is the KindWindow bucket a reservation went to, or the time
+	// (ms) of a KindRecipient reservation.
 	Bucket int64
 	// Spike results.
 	Flagged   bool
@@ -119,7 +120,7 @@ type Result struct {
 type Backend interface {
 	Run(ctx context.Context, customer string, mode Mode, ops []Op) (Result, error)
 	// Release gives back reservations made by Run (Kind, Key, Limit,
-	// Period, N and Member/Bucket as reserved).
+	// Period, N and Bucket as reserved).
 	Release(ctx context.Context, customer string, ops []Op) error
 }
 

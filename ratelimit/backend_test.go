@@ -77,8 +77,8 @@ func window(name string, limit int64, n int64) Op {
 	return Op{Kind: KindWindow, Name: name, Key: "win:" + name, Limit: limit, Period: 24 * time.Hour, N: n}
 }
 
-func rcpt(name, who, member string, limit int64, period time.Duration) Op {
-	return Op{Kind: KindRecipient, Name: name, Key: "r:" + who, Limit: limit, Period: period, N: 1, Member: member, Keep: 24 * time.Hour}
+func rcpt(name, who string, limit int64, period time.Duration) Op {
+	return Op{Kind: KindRecipient, Name: name, Key: "r:" + who, Limit: limit, Period: period, N: 1, Keep: 24 * time.Hour}
 }
 
 func spike(n int64) Op {
@@ -173,17 +173,46 @@ var scenarios = []struct {
 		denied(0, 24*time.Hour+10*time.Minute, window("rpd", 8, 1)),
 	}},
 	{"per-recipient hour and day windows, exact", []step{
-		ok(ModeReserve, rcpt("prh", "bob", "m1", 2, time.Hour), rcpt("prd", "bob", "m1", 3, 24*time.Hour)),
-		{advance: 10 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", "m2", 2, time.Hour), rcpt("prd", "bob", "m2", 3, 24*time.Hour)}, allowed: true, binding: -1},
-		denied(0, 50*time.Minute, rcpt("prh", "bob", "m3", 2, time.Hour), rcpt("prd", "bob", "m3", 3, 24*time.Hour)),
-		ok(ModeReserve, rcpt("prh", "alice", "m3", 2, time.Hour), rcpt("prd", "alice", "m3", 3, 24*time.Hour)),
-		{advance: 50 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", "m4", 2, time.Hour), rcpt("prd", "bob", "m4", 3, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{1, 2}},
-		{advance: time.Hour, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", "m5", 2, time.Hour), rcpt("prd", "bob", "m5", 3, 24*time.Hour)}, binding: 1, retry: 22 * time.Hour, used: []int64{0, 3}},
+		ok(ModeReserve, rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 3, 24*time.Hour)),
+		{advance: 10 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 3, 24*time.Hour)}, allowed: true, binding: -1},
+		denied(0, 50*time.Minute, rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 3, 24*time.Hour)),
+		ok(ModeReserve, rcpt("prh", "alice", 2, time.Hour), rcpt("prd", "alice", 3, 24*time.Hour)),
+		{advance: 50 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 3, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{1, 2}},
+		{advance: time.Hour, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 3, 24*time.Hour)}, binding: 1, retry: 22 * time.Hour, used: []int64{0, 3}},
+	}},
+	{"per-recipient: sends in one minute share a slot, counted until its latest send leaves", []step{
+		ok(ModeReserve, rcpt("prh", "bob", 3, time.Hour)),
+		{advance: 30 * time.Second, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 3, time.Hour)}, allowed: true, binding: -1, used: []int64{1}},
+		{advance: time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 3, time.Hour)}, allowed: true, binding: -1, used: []int64{2}},
+		// The first two sends are one slot at 0:30: it frees at 1:00:30
+		// (an exact window would free at 1:00:00), the count errs upwards.
+		denied(0, 59*time.Minute, rcpt("prh", "bob", 3, time.Hour)),
+		{advance: 59 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 3, time.Hour)}, allowed: true, binding: -1, used: []int64{1}},
+	}},
+	{"per-recipient: slots an hour old merge by ten minutes, the day count errs upwards by one slot", []step{
+		ok(ModeReserve, rcpt("prd", "bob", 5, 24*time.Hour)),
+		{advance: 4 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{1}},
+		{advance: 4 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{2}},
+		{advance: 4 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{3}},
+		// Two hours on, the sends at 0:00, 0:04 and 0:08 become one slot
+		// at 0:08; the one at 0:12 is of the next ten minutes.
+		{advance: 2 * time.Hour, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{4}},
+		// At 24:05 an exact window counts 3 (0:08, 0:12, 2:12); the slot at
+		// 0:08 still holds all three of the first ten minutes: 5, refused
+		// until 24:08.
+		{advance: 21*time.Hour + 53*time.Minute, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, binding: 0, retry: 3 * time.Minute, used: []int64{5}},
+		{advance: 3 * time.Minute, mode: ModeReserve, ops: []Op{rcpt("prd", "bob", 5, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{2}},
+	}},
+	{"per-recipient: a release takes its send out of a shared slot", []step{
+		ok(ModeReserve, rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 9, 24*time.Hour)),
+		{advance: 20 * time.Second, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 9, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{1, 1}},
+		denied(0, time.Hour, rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 9, 24*time.Hour)),
+		{release: []int{0}, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 2, time.Hour), rcpt("prd", "bob", 9, 24*time.Hour)}, allowed: true, binding: -1, used: []int64{1, 1}},
 	}},
 	{"per-recipient release", []step{
-		ok(ModeReserve, rcpt("prh", "bob", "m1", 1, time.Hour)),
-		denied(0, time.Hour, rcpt("prh", "bob", "m2", 1, time.Hour)),
-		{release: []int{0}, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", "m2", 1, time.Hour)}, allowed: true, binding: -1},
+		ok(ModeReserve, rcpt("prh", "bob", 1, time.Hour)),
+		denied(0, time.Hour, rcpt("prh", "bob", 1, time.Hour)),
+		{release: []int{0}, mode: ModeReserve, ops: []Op{rcpt("prh", "bob", 1, time.Hour)}, allowed: true, binding: -1},
 	}},
 	{"spike: over factor x default baseline in the short window", []step{
 		{mode: ModeReserve, ops: []Op{spike(50)}, allowed: true, binding: -1, check: func(t *testing.T, r Result) {

@@ -173,7 +173,6 @@ type stateKey struct{}
 type txnState struct {
 	rcpt map[*policy.Rcpt][]Op
 	msg  []Op
-	seq  int
 	// mail, rcptRun and eom are the runs of the stage in progress (nil
 	// when the stage needs no store, or was not prepared).
 	mail    *pendingRun
@@ -315,21 +314,18 @@ func (rc rateCheck) rcptOps(t *policy.Txn, rcpt *policy.Rcpt) []Op {
 		}
 	}
 	if s.PerRecipientPerHour > 0 || s.PerRecipientPerDay > 0 {
-		st := state(t)
-		st.seq++
 		// The recipient is a counter key only as a keyed hash of its
 		// canonical form (case and +tag folded as configured).
 		h := rc.c.secret.Hash("rcpt", rcpt.Addr.Canonical(s.CaseSensitiveLocal, s.FoldSubaddress))
-		member := t.Ref + ":" + strconv.Itoa(st.seq)
 		keep := time.Hour
 		if s.PerRecipientPerDay > 0 {
 			keep = 24 * time.Hour
 		}
 		if s.PerRecipientPerHour > 0 {
-			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_hour", Key: "rcpt:" + h, Limit: s.PerRecipientPerHour, Period: time.Hour, N: 1, Member: member, Keep: keep})
+			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_hour", Key: "rcpt:" + h, Limit: s.PerRecipientPerHour, Period: time.Hour, N: 1, Keep: keep})
 		}
 		if s.PerRecipientPerDay > 0 {
-			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_day", Key: "rcpt:" + h, Limit: s.PerRecipientPerDay, Period: 24 * time.Hour, N: 1, Member: member, Keep: keep})
+			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_day", Key: "rcpt:" + h, Limit: s.PerRecipientPerDay, Period: 24 * time.Hour, N: 1, Keep: keep})
 		}
 	}
 	return ops

@@ -42,8 +42,11 @@ type memKey struct {
 	Expire  int64              `json:"x,omitempty"`
 	TAT     float64            `json:"t,omitempty"`
 	Buckets map[int64]int64    `json:"b,omitempty"`
-	Z       map[string]int64   `json:"z,omitempty"`
+	Slots   []rcptSlot         `json:"r,omitempty"` // a recipient's sends (recipient.go)
 	Hash    map[string]float64 `json:"h,omitempty"`
+	// Z is the send times of a snapshot written before the slots (one per
+	// send, by reservation); it is read once, into Slots.
+	Z map[string]int64 `json:"z,omitempty"`
 }
 
 // stateFile is the memory backend's file under store.path.
@@ -67,8 +70,24 @@ func newMemory(clk clock.Clock, dir string) (*memory, error) {
 		if err := json.Unmarshal(b, &m.keys); err != nil {
 			return nil, fmt.Errorf("ratelimit: %s: %w", m.file, err)
 		}
+		for _, k := range m.keys {
+			k.slotsFromTimes()
+		}
 	}
 	return m, nil
+}
+
+// slotsFromTimes turns an older snapshot's send times into slots, one send
+// each (merged at the next send, as any slots).
+func (k *memKey) slotsFromTimes() {
+	if len(k.Z) == 0 {
+		return
+	}
+	for _, t := range k.Z {
+		k.Slots = append(k.Slots, rcptSlot{T: t, N: 1})
+	}
+	sort.Slice(k.Slots, func(a, b int) bool { return k.Slots[a].T < k.Slots[b].T })
+	k.Z = nil
 }
 
 // Close stops the periodic snapshots and writes the counters a last time.
@@ -164,6 +183,7 @@ func (m *memory) Run(ctx context.Context, customer string, mode Mode, ops []Op) 
 	}
 	res.Retry = time.Duration(retry) * time.Millisecond
 	if mode == ModeForce || (mode == ModeReserve && res.Allowed) {
+		var sent map[string]bool // recipients counted: the hour and day limits share one send
 		for i, op := range ops {
 			k := memName(customer, op.Key)
 			switch op.Kind {
@@ -187,16 +207,15 @@ func (m *memory) Run(ctx context.Context, customer string, mode Mode, ops []Op) 
 				e.Buckets[floorDiv(now, b)] += op.N
 				e.Expire = now + ms(op.Period) + 2*b
 			case KindRecipient:
+				if sent[k] {
+					continue
+				}
+				if sent == nil {
+					sent = map[string]bool{}
+				}
+				sent[k] = true
 				e := m.getOrNew(k, now)
-				if e.Z == nil {
-					e.Z = map[string]int64{}
-				}
-				for mem, s := range e.Z {
-					if s <= now-ms(op.Keep) {
-						delete(e.Z, mem)
-					}
-				}
-				e.Z[op.Member] = now
+				e.Slots = rcptAdd(e.Slots, now, ms(op.Keep))
 				e.Expire = now + ms(op.Keep)
 			case KindSpike:
 				res.Ops[i] = m.spikeRun(customer, op, now, true)
@@ -284,24 +303,21 @@ func (m *memory) windowEval(k string, op Op, now int64) (bool, int64, OpResult) 
 	return ok, retry, OpResult{Used: sum, Reset: msDur(reset), Next: msDur(freeAfter(sum + 1 - op.Limit)), Bucket: floorDiv(now, B)}
 }
 
+// recipientEval counts the recipient's sends in the window (recipient.go).
+// Bucket is the reservation's time, by which Release finds its slot.
 func (m *memory) recipientEval(k string, op Op, now int64) (bool, int64, OpResult) {
 	P := ms(op.Period)
-	var in []int64
+	var slots []rcptSlot
 	if e := m.get(k, now); e != nil {
-		for _, s := range e.Z {
-			if s > now-P {
-				in = append(in, s)
-			}
-		}
+		slots = e.Slots
 	}
-	count := int64(len(in))
+	count := rcptCount(slots, now-P)
 	ok := count+1 <= op.Limit
 	var retry int64
 	if !ok {
-		sort.Slice(in, func(a, b int) bool { return in[a] < in[b] })
-		retry = in[count-op.Limit] + P - now
+		retry = rcptFreeAfter(slots, now-P, P, now, count+1-op.Limit)
 	}
-	return ok, retry, OpResult{Used: count, Next: msDur(retry)}
+	return ok, retry, OpResult{Used: count, Next: msDur(retry), Bucket: now}
 }
 
 var minuteField = regexp.MustCompile(`^m(\d+)$`)
@@ -411,6 +427,7 @@ func (m *memory) Release(ctx context.Context, customer string, ops []Op) error {
 	defer m.mu.Unlock()
 	m.dirty = true
 	now := m.clk.Now().UnixMilli()
+	var taken map[string]bool // recipient sends given back (hour and day share one)
 	for _, op := range ops {
 		k := memName(customer, op.Key)
 		e := m.get(k, now)
@@ -435,7 +452,14 @@ func (m *memory) Release(ctx context.Context, customer string, ops []Op) error {
 				}
 			}
 		case KindRecipient:
-			delete(e.Z, op.Member)
+			id := k + "\x00" + strconv.FormatInt(op.Bucket, 10)
+			if !taken[id] {
+				if taken == nil {
+					taken = map[string]bool{}
+				}
+				taken[id] = true
+				e.Slots, _ = rcptRemove(e.Slots, op.Bucket)
+			}
 		}
 	}
 	return nil

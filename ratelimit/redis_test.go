@@ -273,7 +273,7 @@ func TestRecipientStateCompact(t *testing.T) {
 	var firsts []Op
 	for i := 0; i < n; i++ {
 		who := fmt.Sprintf("who-%d-|x", i)
-		ops := []Op{rcpt("prh", who, "m", 2, time.Hour), rcpt("prd", who, "m", 3, 24*time.Hour)}
+		ops := []Op{rcpt("prh", who, 2, time.Hour), rcpt("prd", who, 3, 24*time.Hour)}
 		res, err := b.Run(ctx, "acme", ModeReserve, ops)
 		if err != nil || !res.Allowed {
 			t.Fatalf("recipient %d: %+v %v", i, res, err)
@@ -303,7 +303,7 @@ func TestRecipientStateCompact(t *testing.T) {
 	// A second send to the first recipient, its release, then two more: the
 	// hourly limit of 2 counts the first send and the two new ones' first.
 	who := "who-0-|x"
-	ops := []Op{rcpt("prh", who, "m2", 2, time.Hour), rcpt("prd", who, "m2", 3, 24*time.Hour)}
+	ops := []Op{rcpt("prh", who, 2, time.Hour), rcpt("prd", who, 3, 24*time.Hour)}
 	res, err := b.Run(ctx, "acme", ModeReserve, ops)
 	if err != nil || !res.Allowed || res.Ops[0].Used != 1 {
 		t.Fatalf("second send: %+v %v", res, err)

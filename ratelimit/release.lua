@@ -5,7 +5,7 @@
 -- ARGV[2..]: 8 fields per op: kind, key index, name, a, b, c, d, e
 --   rate      a=limit b=period_ms c=n
 --   window    c=n d=bucket index the reservation went to
---   recipient d=member
+--   recipient d=field|G|time of the reservation, e=keep_ms
 local now
 if ARGV[1] ~= '' then
   now = tonumber(ARGV[1])
@@ -37,32 +37,44 @@ for i = 0, nops - 1 do
       end
     end
   elseif kind == 'recipient' then
-    -- d = field|G|time: take one send at that time out of the recipient's
-    -- times (run.lua), once for the hour and day limits together.
+    -- d = field|G|time: take one send made at that time out of the
+    -- recipient's slots (run.lua; recipient.go, rcptRemove: the first slot
+    -- whose time is not before it), once for the hour and day limits.
     local field = string.sub(d, 1, 8)
     local G, at = string.match(string.sub(d, 10), '^(%d+)|(%d+)$')
     if field and not done[field .. at] then
       done[field .. at] = true
       G, at = tonumber(G), tonumber(at)
       local keep = tonumber(ARGV[b + 8])
-      local g = math.floor(now / keep)
       local k1, k2, k3 = KEYS[tonumber(ARGV[b + 2])], KEYS[tonumber(ARGV[b + 2]) + 1], KEYS[tonumber(ARGV[b + 2]) + 2]
       local cands = {{k2, G}, {k1, G - 1}, {k3, G + 1}}
       for _, c in ipairs(cands) do
         local v = redis.call('HGET', c[1], field)
         if v then
           local base = (c[2] - 1) * keep
-          local parts, removed = {}, false
-          for i = 1, #v - 3, 4 do
-            local x = struct.unpack('>I4', v, i)
-            if not removed and base + x == at then
-              removed = true
-            else
-              parts[#parts + 1] = struct.pack('>I4', x)
+          local slots = {}
+          if #v % 2 == 0 then
+            for i = 1, #v - 3, 4 do slots[#slots + 1] = {struct.unpack('>I4', v, i), 1} end
+          else
+            for i = 2, #v - 5, 6 do
+              local t, cnt = struct.unpack('>I4I2', v, i)
+              slots[#slots + 1] = {t, cnt}
             end
           end
-          if removed then
-            if #parts > 0 then redis.call('HSET', c[1], field, table.concat(parts)) else redis.call('HDEL', c[1], field) end
+          local hit = nil
+          for i, x in ipairs(slots) do
+            if base + x[1] >= at then
+              hit = i
+              break
+            end
+          end
+          if hit then
+            slots[hit][2] = slots[hit][2] - 1
+            local parts = {'\1'}
+            for _, x in ipairs(slots) do
+              if x[2] > 0 then parts[#parts + 1] = struct.pack('>I4I2', x[1], x[2]) end
+            end
+            if #parts > 1 then redis.call('HSET', c[1], field, table.concat(parts)) else redis.call('HDEL', c[1], field) end
             break
           end
         end

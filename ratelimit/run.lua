@@ -157,15 +157,18 @@ local function window_apply(op, st)
   end
 end
 
--- Exact sliding window over the send times to one recipient. A customer's
+-- Sliding window over the send times to one recipient, in slots (the
+-- method and its bounds: recipient.go, the reference). A customer's
 -- recipients are kept in hashes by generation (now / keep) and shard: the
--- field is the recipient's 8-byte key, the value its send times in the
--- window, 4 bytes each (ms since the start of the previous generation).
--- A recipient written in generation g moves out of g-1; what is left in
--- g-1 expires with its key. About 30 bytes a recipient in a listpack hash
--- instead of a sorted set key per recipient.
+-- field is the recipient's 8-byte key, the value a version byte (1) then
+-- 6 bytes per slot: the time of its latest send (ms since the start of
+-- the previous generation, 4 bytes) and its sends (2 bytes). A value of
+-- even length was written before slots: 4-byte times, one send each. A
+-- recipient written in generation g moves out of g-1; what is left in g-1
+-- expires with its key.
 -- op.key/key2/key3: the shard's hashes of generations G-1, G and G+1 by the
 -- gateway's clock; op.d = field|G[|reserved time, release only].
+local FINE, COARSE, COARSE_AGE, MAXN = 60000, 600000, 3600000, 65535
 local rstate = {}
 local function rcpt_keys(op, keep)
   -- The field is 8 bytes of binary (it may hold any byte, '|' too).
@@ -177,12 +180,23 @@ local function rcpt_keys(op, keep)
   return field, g, op.key2, op.key
 end
 
-local function rcpt_unpack(times, v, base, since)
-  if not v then return end
-  for i = 1, #v - 3, 4 do
-    local t = base + struct.unpack('>I4', v, i)
-    if t > since then times[#times + 1] = t end
+-- rcpt_unpack appends a value's slots to ts (times) and ns (sends); it
+-- reports whether the value was in the slot format.
+local function rcpt_unpack(ts, ns, v, base)
+  if not v then return false end
+  if #v % 2 == 0 then
+    for i = 1, #v - 3, 4 do
+      ts[#ts + 1] = base + struct.unpack('>I4', v, i)
+      ns[#ns + 1] = 1
+    end
+    return false
   end
+  for i = 2, #v - 5, 6 do
+    local t, n = struct.unpack('>I4I2', v, i)
+    ts[#ts + 1] = base + t
+    ns[#ns + 1] = n
+  end
+  return true
 end
 
 local function rcpt_load(op)
@@ -191,27 +205,78 @@ local function rcpt_load(op)
   local id = cur .. '|' .. field
   local st = rstate[id]
   if st then return st end
-  local times = {}
-  rcpt_unpack(times, redis.call('HGET', cur, field), (g - 1) * keep, now - keep)
+  local ts, ns = {}, {}
+  local raw = redis.call('HGET', cur, field)
+  local slotted = rcpt_unpack(ts, ns, raw, (g - 1) * keep)
   local inprev = false
   if prev then
     local pv = redis.call('HGET', prev, field)
     if pv then
       inprev = true
-      rcpt_unpack(times, pv, (g - 2) * keep, now - keep)
+      rcpt_unpack(ts, ns, pv, (g - 2) * keep)
+      local idx = {}
+      for i = 1, #ts do idx[i] = i end
+      table.sort(idx, function(x, y) return ts[x] < ts[y] end)
+      local sts, sns = {}, {}
+      for i, j in ipairs(idx) do sts[i], sns[i] = ts[j], ns[j] end
+      ts, ns = sts, sns
     end
   end
-  table.sort(times)
-  st = {times = times, field = field, g = g, cur = cur, prev = prev, inprev = inprev, keep = keep}
+  -- raw is kept to rewrite only what changed (rcpt_store).
+  if not slotted or inprev then raw = nil end
+  st = {ts = ts, ns = ns, raw = raw, field = field, g = g, cur = cur, prev = prev, inprev = inprev, keep = keep}
   rstate[id] = st
   return st
 end
 
-local function rcpt_store(st)
+-- rcpt_add records a send at now (recipient.go, rcptAdd and rcptCompact:
+-- slots past keep dropped, those an hour old merged by ten minutes, the
+-- send joining the newest slot of its minute). It returns the new slots
+-- and how many old ones are unchanged at their head (dropped ones aside).
+local function rcpt_add(st)
+  local ts, ns = st.ts, st.ns
+  local old, lo = now - COARSE_AGE, now - st.keep
+  local ots, ons, m = {}, {}, 0
+  local first = nil -- index in ts of the first slot kept
+  for i = 1, #ts do
+    local t, n = ts[i], ns[i]
+    if t > lo then
+      if first == nil then first = i end
+      if m > 0 and t <= old and ots[m] <= old and math.floor(ots[m] / COARSE) == math.floor(t / COARSE)
+          and ons[m] + n <= MAXN then
+        ots[m], ons[m] = t, ons[m] + n
+      else
+        m = m + 1
+        ots[m], ons[m] = t, n
+      end
+    end
+  end
+  if m > 0 and math.floor(ots[m] / FINE) == math.floor(now / FINE) and ons[m] < MAXN then
+    ots[m] = math.max(ots[m], now)
+    ons[m] = ons[m] + 1
+  else
+    m = m + 1
+    ots[m], ons[m] = now, 1
+  end
+  local same = 0
+  if first then
+    while same < m and first + same <= #ts and ts[first + same] == ots[same + 1] and ns[first + same] == ons[same + 1] do
+      same = same + 1
+    end
+  end
+  return ots, ons, first, same
+end
+
+local function rcpt_store(st, first, same)
   local base = (st.g - 1) * st.keep
-  local parts = {}
-  for i, t in ipairs(st.times) do parts[i] = struct.pack('>I4', t - base) end
-  if #parts > 0 then
+  local parts, from = {'\1'}, 1
+  if st.raw and same > 0 then
+    -- The unchanged slots are copied as they are stored.
+    parts[2] = string.sub(st.raw, 2 + 6 * (first - 1), 1 + 6 * (first - 1 + same))
+    from = same + 1
+  end
+  for i = from, #st.ts do parts[#parts + 1] = struct.pack('>I4I2', st.ts[i] - base, st.ns[i]) end
+  if #st.ts > 0 then
     -- A new field (a recipient new in this generation) sets the key's
     -- expiry, the same for every field of the generation.
     if redis.call('HSET', st.cur, st.field, table.concat(parts)) == 1 then
@@ -229,15 +294,27 @@ end
 local function recipient_eval(op)
   local L, P = tonumber(op.a), tonumber(op.b)
   local st = rcpt_load(op)
+  local ts, ns = st.ts, st.ns
   local since = now - P
-  local inwin = {}
-  for _, t in ipairs(st.times) do
-    if t > since then inwin[#inwin + 1] = t end
+  local count = 0
+  for i = 1, #ts do
+    if ts[i] > since then count = count + ns[i] end
   end
-  local count = #inwin
   local ok = count + 1 <= L
   local retry = 0
-  if not ok then retry = inwin[count - L + 1] + P - now end
+  if not ok then
+    local need, acc = count + 1 - L, 0
+    retry = P
+    for i = 1, #ts do
+      if ts[i] > since then
+        acc = acc + ns[i]
+        if acc >= need then
+          retry = ts[i] + P - now
+          break
+        end
+      end
+    end
+  end
   return ok, retry, {tostring(count), '0', tostring(retry), tostring(now)}
 end
 
@@ -245,8 +322,9 @@ local function recipient_apply(op)
   local st = rcpt_load(op)
   if st.applied then return end -- the hour and the day limit share one send
   st.applied = true
-  st.times[#st.times + 1] = now
-  rcpt_store(st)
+  local first, same
+  st.ts, st.ns, first, same = rcpt_add(st)
+  rcpt_store(st, first, same)
 end
 
 -- Spike detection: see the package documentation (doc.go).
