@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 )
@@ -206,4 +207,46 @@ func TestDropBurstsLoggedOnce(t *testing.T) {
 			t.Fatalf("%d recorded, want %d", got, 2*17)
 		}
 	})
+}
+
+// TestHighRate: 5000 decisions a second for one second (5 a millisecond,
+// synctest's clock) are written in about one batch per rest, none dropped,
+// with the default queue and with the smallest one allowed (which the
+// writer empties whenever it is half full instead of resting).
+func TestHighRate(t *testing.T) {
+	tests := []struct {
+		name       string
+		buffer     int
+		maxBatches int64
+	}{
+		// One batch at the start, then one per rest: 11 in one second.
+		{"default queue", config.DefaultEventsBuffer, int64(time.Second/rest) + 2},
+		// Woken at 8 queued: about one batch per 8 events.
+		{"smallest queue", 16, 1000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newCounting(false)
+				r := newRecorder(b, tt.buffer, slog.New(slog.DiscardHandler))
+				d := oneDecision()
+				for ms := 0; ms < 1000; ms++ {
+					for i := 0; i < 5; i++ {
+						r.Observe(d)
+					}
+					time.Sleep(time.Millisecond)
+				}
+				if err := r.Close(); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("%d batches for 5000 decisions in 1s (rest %s, queue %d)", b.batches.Load(), rest, tt.buffer)
+				if r.Dropped() != 0 || r.Recorded() != 5000 || b.events.Load() != 5000 {
+					t.Fatalf("dropped %d, recorded %d, written %d; want 0, 5000, 5000", r.Dropped(), r.Recorded(), b.events.Load())
+				}
+				if n := b.batches.Load(); n > tt.maxBatches {
+					t.Fatalf("%d batches, want at most %d", n, tt.maxBatches)
+				}
+			})
+		})
+	}
 }
