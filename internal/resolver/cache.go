@@ -57,10 +57,13 @@ type Stats struct {
 	Hits uint64
 	// Misses are questions sent upstream.
 	Misses uint64
-	// Errors are upstream queries that failed (timeout, SERVFAIL...).
+	// Errors are upstream queries that failed (timeout, SERVFAIL...); a
+	// query ended by its own caller giving up is not one.
 	Errors uint64
-	// Dedups are questions that waited for an identical query already
-	// in flight instead of sending their own.
+	// Dedups are questions answered by (or given up while waiting for)
+	// an identical query already in flight instead of sending their own;
+	// a question whose query's caller gave up and that asked again
+	// counts as a miss.
 	Dedups uint64
 	// Entries is the number of questions cached now.
 	Entries int
