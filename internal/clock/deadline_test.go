@@ -124,3 +124,26 @@ func TestWithTimeoutEndedParent(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkWithTimeout is a bound inside a sooner one (a store batch inside
+// a stage that ends first): the standard library makes a context and
+// registers it with its parent, WithTimeout does neither.
+func BenchmarkWithTimeout(b *testing.B) {
+	parent, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	for _, bc := range []struct {
+		name string
+		fn   func(context.Context, time.Duration) (context.Context, context.CancelFunc)
+	}{
+		{"context.WithTimeout", context.WithTimeout},
+		{"clock.WithTimeout", clock.WithTimeout},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				_, c := bc.fn(parent, 2*time.Hour)
+				c()
+			}
+		})
+	}
+}
