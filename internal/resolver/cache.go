@@ -282,10 +282,14 @@ func (a answer) result(name string) ([]dns.RR, error) {
 // followers of f.
 func (c *Cache) lead(ctx context.Context, name string, q question, f *flight, limit time.Time) ([]dns.RR, error) {
 	var ttl time.Duration
+	returned := false
 	// The flight ends however the query does: a panic in it must not
-	// leave its followers waiting (they have no timer of their own).
-	f.err, f.cut = errPanicked, true
+	// leave its followers waiting (they have no timer of their own); they
+	// ask again, or fail, as after a leader that gave up.
 	defer func() {
+		if !returned {
+			f.err, f.cut = &net.DNSError{Err: "query ended by a panic", Name: name, IsTemporary: true}, true
+		}
 		c.mu.Lock()
 		delete(c.inflight, q)
 		if f.err == nil && ttl > 0 {
@@ -297,7 +301,8 @@ func (c *Cache) lead(ctx context.Context, name string, q question, f *flight, li
 	qctx, cancel := clock.WithDeadline(ctx, limit)
 	msg, err := c.query(qctx, q)
 	cancel()
-	f.err, f.cut = err, false
+	returned = true
+	f.err = err
 	if err == nil {
 		f.a, ttl = c.interpret(q, msg)
 		return f.a.result(name)
@@ -315,9 +320,6 @@ func (c *Cache) lead(ctx context.Context, name string, q question, f *flight, li
 	c.errs.Add(1)
 	return nil, err
 }
-
-// errPanicked is a flight's error until its query returns.
-var errPanicked = errors.New("query ended by a panic")
 
 // store caches an answer; c.mu is held.
 func (c *Cache) store(q question, a answer, expires time.Time) {

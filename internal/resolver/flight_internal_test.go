@@ -25,6 +25,7 @@ const (
 	answerOnRelease                  // reply when released, or time out with the query's context
 	failOnRelease                    // SERVFAIL-like failure when released, or time out
 	waitForEnd                       // only the query's context ends it
+	panicOnRelease                   // panic when released
 )
 
 // call is one query the fake transport was asked.
@@ -65,6 +66,9 @@ func (ft *fakeTransport) query(ctx context.Context, q question) (*dns.Msg, error
 			<-ctx.Done()
 			return nil, timeout
 		}
+	}
+	if b == panicOnRelease {
+		panic("fake transport panics")
 	}
 	if b == failOnRelease {
 		return nil, &net.DNSError{Err: "SERVFAIL from fake", Name: q.name, IsTemporary: true}
@@ -295,41 +299,37 @@ func TestFlights(t *testing.T) {
 }
 
 // TestPanicEndsFlight: a query that panics still ends its flight, so
-// followers (who wait without a timer) are not left waiting.
+// its followers (who wait without a timer) ask again instead of waiting
+// for ever.
 func TestPanicEndsFlight(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		c, err := New(config.DNSConfig{Servers: []string{"192.0.2.53"}, Timeout: time.Second}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
-		release := make(chan struct{})
-		var mu sync.Mutex
-		n := 0
-		c.query = func(ctx context.Context, q question) (*dns.Msg, error) {
-			mu.Lock()
-			n++
-			first := n == 1
-			mu.Unlock()
-			if first {
-				<-release
-				panic("boom")
-			}
-			return nil, &net.DNSError{Err: "SERVFAIL from fake", Name: q.name, IsTemporary: true}
-		}
+		ft := &fakeTransport{script: []behaviour{panicOnRelease, answerNow}, release: make(chan struct{})}
+		c.query = ft.query
+		panicked := make(chan any, 1)
 		go func() {
-			defer func() { _ = recover() }()
+			defer func() { panicked <- recover() }()
 			_, _ = c.LookupTXT(context.Background(), "q.example")
 		}()
 		synctest.Wait()
-		done := make(chan error, 1)
+		done := make(chan string, 1)
 		go func() {
-			_, err := c.LookupTXT(context.Background(), "q.example")
-			done <- err
+			txts, err := c.LookupTXT(context.Background(), "q.example")
+			done <- classify(len(txts), err)
 		}()
 		synctest.Wait()
-		close(release)
-		if err := <-done; classify(0, err) != "temporary" {
-			t.Fatalf("follower after the leader's panic: %v", err)
+		close(ft.release)
+		if p := <-panicked; p == nil {
+			t.Fatal("the leader's query did not panic")
+		}
+		if got := <-done; got != "answer" {
+			t.Fatalf("follower after the leader's panic: %s, want the answer of its own query", got)
+		}
+		if len(ft.calls) != 2 {
+			t.Fatalf("%d queries, want 2", len(ft.calls))
 		}
 	})
 }
