@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -338,14 +339,27 @@ func BenchmarkLookupMiss(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
+	g := goroutinesCreated()
 	for i := 0; i < b.N; i++ {
 		if _, err := c.LookupTXT(ctx, "zero.example"); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(goroutinesCreated()-g)/float64(b.N), "goroutines/op")
 	if st := c.Stats(); st.Hits != 0 {
 		b.Fatalf("TTL-0 answer cached: %+v", st)
 	}
+}
+
+// goroutinesCreated is the number of goroutines the process has started
+// (the in-process fakedns server starts one per UDP query it serves).
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
 }
 
 // BenchmarkLookupMissParallel is BenchmarkLookupMiss from several
@@ -365,6 +379,7 @@ func BenchmarkLookupMissParallel(b *testing.B) {
 	}
 	var next atomic.Int32
 	b.ReportAllocs()
+	g := goroutinesCreated()
 	b.RunParallel(func(pb *testing.PB) {
 		name := fmt.Sprintf("zero%d.example", next.Add(1)%names)
 		ctx := context.Background()
@@ -375,6 +390,7 @@ func BenchmarkLookupMissParallel(b *testing.B) {
 			}
 		}
 	})
+	b.ReportMetric(float64(goroutinesCreated()-g)/float64(b.N), "goroutines/op")
 }
 
 // sockets zone: TTL-0 answers are never cached (RFC 1035 §3.2.1), so each
