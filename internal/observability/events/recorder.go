@@ -306,8 +306,9 @@ func (r *Recorder) progressed(n int) {
 }
 
 // Flush waits until every event queued before the call has been written
-// (or has failed): the admin API calls it before answering from the
-// record, so that a report includes the decisions just made.
+// (or has failed), ending the writer's rest so that it writes at once: the
+// admin API calls it before answering from the record, so that a report
+// includes the decisions just made.
 func (r *Recorder) Flush(ctx context.Context) error {
 	target := r.enqueued.Load()
 	for {
