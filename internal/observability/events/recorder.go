@@ -170,6 +170,9 @@ func New(h *store.Handle, cfg config.EventsConfig, log *slog.Logger) (*Recorder,
 // newRecorder starts a recorder writing to b, with a queue of buf events
 // (config.DefaultEventsBuffer when buf <= 0).
 func newRecorder(b backend, buf int, log *slog.Logger) *Recorder {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	if buf <= 0 {
 		buf = config.DefaultEventsBuffer
 	}
