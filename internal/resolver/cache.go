@@ -40,6 +40,8 @@ type Cache struct {
 	// pools holds reusable UDP sockets for the servers on loopback only
 	// (see udpPool); a server without one gets a socket per query.
 	pools map[string]*udpPool
+	// query asks upstream: c.exchange, or a fake transport in tests.
+	query func(context.Context, question) (*dns.Msg, error)
 
 	mu       sync.Mutex
 	entries  map[question]*list.Element
@@ -55,10 +57,13 @@ type Stats struct {
 	Hits uint64
 	// Misses are questions sent upstream.
 	Misses uint64
-	// Errors are upstream queries that failed (timeout, SERVFAIL...).
+	// Errors are upstream queries that failed (timeout, SERVFAIL...); a
+	// query ended by its own caller giving up is not one.
 	Errors uint64
-	// Dedups are questions that waited for an identical query already
-	// in flight instead of sending their own.
+	// Dedups are questions answered by (or given up while waiting for)
+	// an identical query already in flight instead of sending their own;
+	// a question whose query's caller gave up and that asked again
+	// counts as a miss.
 	Dedups uint64
 	// Entries is the number of questions cached now.
 	Entries int
@@ -92,10 +97,17 @@ type entry struct {
 	expires time.Time
 }
 
+// flight is a query upstream in progress, run by the caller that asked
+// first (its leader) and waited for by the others (its followers).
 type flight struct {
 	done chan struct{}
 	a    answer
 	err  error
+	// cut is set when the query failed because its leader's own context
+	// ended (cancelled, or a deadline earlier than dns.timeout): the
+	// answer is unknown rather than bad, and followers with time left ask
+	// again instead of taking the leader's failure as theirs.
+	cut bool
 }
 
 // New makes a Cache from the dns section of the config. An empty
@@ -137,6 +149,7 @@ func New(cfg config.DNSConfig, clk clock.Clock) (*Cache, error) {
 		lru:      list.New(),
 		inflight: map[question]*flight{},
 	}
+	c.query = c.exchange
 	if c.size <= 0 {
 		c.size = config.DefaultDNSCacheSize
 	}
@@ -173,9 +186,9 @@ func (c *Cache) Stats() Stats {
 // zone's NS records, bypassing the cache. Any NOERROR or NXDOMAIN answer
 // will do; timeouts, SERVFAIL and REFUSED from every server are an error.
 func (c *Cache) Ready(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := clock.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	_, err := c.exchange(ctx, question{name: ".", qtype: dns.TypeNS})
+	_, err := c.query(ctx, question{name: ".", qtype: dns.TypeNS})
 	return err
 }
 
@@ -183,52 +196,78 @@ func (c *Cache) Ready(ctx context.Context) error {
 // records of the asked type, or a *net.DNSError: IsNotFound for NXDOMAIN
 // and NODATA, IsTimeout or IsTemporary for failures. The wait is bounded by
 // ctx and by the configured timeout, whichever ends first.
+//
+// A miss is asked upstream by the caller itself, on its own goroutine
+// (lead): no goroutine is started and no other goroutine is woken to hand
+// the answer over. Callers asking the same question meanwhile wait for
+// that query (they follow it). A follower needs no timer of its own: the
+// query it waits for ends by its leader's bound, which is at most
+// dns.timeout after the follower arrived. When that query ends because the
+// leader's own context ended (cut), a follower whose context and
+// dns.timeout still run asks again, leading a new query (or following one
+// another follower started first) within what is left of its own bound:
+// no caller fails because another one gave up sooner.
 func (c *Cache) lookup(ctx context.Context, name string, qtype uint16) ([]dns.RR, error) {
 	q := question{name: dns.CanonicalName(name), qtype: qtype}
 	if _, ok := dns.IsDomainName(q.name); !ok || strings.Contains(q.name, "..") {
 		return nil, &net.DNSError{Err: "invalid domain name", Name: name}
 	}
-	now := c.clk.Now()
-	c.mu.Lock()
-	if el, ok := c.entries[q]; ok {
-		e := el.Value.(*entry)
-		if now.Before(e.expires) {
-			c.lru.MoveToFront(el)
-			c.mu.Unlock()
-			c.hits.Add(1)
-			return e.a.result(name)
+	var limit time.Time // this caller's dns.timeout, from its first miss
+	for {
+		now := c.clk.Now()
+		c.mu.Lock()
+		if el, ok := c.entries[q]; ok {
+			e := el.Value.(*entry)
+			if now.Before(e.expires) {
+				c.lru.MoveToFront(el)
+				c.mu.Unlock()
+				c.hits.Add(1)
+				return e.a.result(name)
+			}
+			c.lru.Remove(el)
+			delete(c.entries, q)
 		}
-		c.lru.Remove(el)
-		delete(c.entries, q)
-	}
-	f, shared := c.inflight[q]
-	if !shared {
-		f = &flight{done: make(chan struct{})}
-		c.inflight[q] = f
-	}
-	c.mu.Unlock()
+		f, shared := c.inflight[q]
+		if !shared {
+			f = &flight{done: make(chan struct{})}
+			c.inflight[q] = f
+		}
+		c.mu.Unlock()
+		if limit.IsZero() {
+			// Wall-clock time, as context deadlines are, whatever clock
+			// the cache's TTLs run on.
+			limit = time.Now().Add(c.timeout)
+		}
 
-	if shared {
+		if !shared {
+			c.misses.Add(1)
+			return c.lead(ctx, name, q, f, limit)
+		}
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			c.dedups.Add(1)
+			return nil, abandoned(ctx, name)
+		}
+		if f.cut && ctx.Err() == nil && time.Now().Before(limit) {
+			continue
+		}
 		c.dedups.Add(1)
-	} else {
-		c.misses.Add(1)
-		// The query runs on its own deadline, so that the caller that
-		// started it giving up does not fail the others waiting for it.
-		go c.fly(q, f)
-	}
-	t := time.NewTimer(c.timeout)
-	defer t.Stop()
-	select {
-	case <-f.done:
 		if f.err != nil {
 			return nil, f.err
 		}
 		return f.a.result(name)
-	case <-ctx.Done():
-		return nil, &net.DNSError{Err: "lookup abandoned: " + ctx.Err().Error(), Name: name, IsTimeout: true, IsTemporary: true}
-	case <-t.C:
-		return nil, &net.DNSError{Err: "timeout", Name: name, IsTimeout: true, IsTemporary: true}
 	}
+}
+
+// abandoned is the error of a lookup whose caller's context ended (or
+// whose deadline has passed, the context's timer not having fired yet).
+func abandoned(ctx context.Context, name string) error {
+	err := ctx.Err()
+	if err == nil {
+		err = context.DeadlineExceeded
+	}
+	return &net.DNSError{Err: "lookup abandoned: " + err.Error(), Name: name, IsTimeout: true, IsTemporary: true}
 }
 
 func (a answer) result(name string) ([]dns.RR, error) {
@@ -238,24 +277,48 @@ func (a answer) result(name string) ([]dns.RR, error) {
 	return a.rrs, nil
 }
 
-func (c *Cache) fly(q question, f *flight) {
-	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
-	defer cancel()
-	msg, err := c.exchange(ctx, q)
+// lead asks q upstream on the caller's goroutine, bounded by the earlier
+// of ctx's deadline and limit, caches the answer, and hands it to the
+// followers of f.
+func (c *Cache) lead(ctx context.Context, name string, q question, f *flight, limit time.Time) ([]dns.RR, error) {
 	var ttl time.Duration
+	returned := false
+	// The flight ends however the query does: a panic in it must not
+	// leave its followers waiting (they have no timer of their own); they
+	// ask again, or fail, as after a leader that gave up.
+	defer func() {
+		if !returned {
+			f.err, f.cut = &net.DNSError{Err: "query ended by a panic", Name: name, IsTemporary: true}, true
+		}
+		c.mu.Lock()
+		delete(c.inflight, q)
+		if f.err == nil && ttl > 0 {
+			c.store(q, f.a, c.clk.Now().Add(ttl))
+		}
+		c.mu.Unlock()
+		close(f.done)
+	}()
+	qctx, cancel := clock.WithDeadline(ctx, limit)
+	msg, err := c.query(qctx, q)
+	cancel()
+	returned = true
+	f.err = err
 	if err == nil {
 		f.a, ttl = c.interpret(q, msg)
-	} else {
-		c.errs.Add(1)
-		f.err = err
+		return f.a.result(name)
 	}
-	c.mu.Lock()
-	delete(c.inflight, q)
-	if err == nil && ttl > 0 {
-		c.store(q, f.a, c.clk.Now().Add(ttl))
+	// The caller's own bound ended the query when its context ended, or
+	// when its deadline, earlier than limit, has passed (the socket's
+	// deadline may fire before the context's timer does).
+	dl, ok := ctx.Deadline()
+	f.cut = ctx.Err() != nil || ok && dl.Before(limit) && !time.Now().Before(dl)
+	if f.cut {
+		return nil, abandoned(ctx, name)
 	}
-	c.mu.Unlock()
-	close(f.done)
+	// Upstream failed (a timeout within dns.timeout, SERVFAIL...); a
+	// caller giving up is not counted against it.
+	c.errs.Add(1)
+	return nil, err
 }
 
 // store caches an answer; c.mu is held.

@@ -3,9 +3,12 @@ package resolver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
+	"runtime/metrics"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -198,6 +201,39 @@ func TestFailures(t *testing.T) {
 	}
 }
 
+// TestFollowerOutlivesLeaderDeadline is the real path of a question asked
+// by a caller with little time left (the leader) and, while its query is
+// upstream, by one with time enough: the leader gives up at its deadline,
+// the other still gets the answer.
+func TestFollowerOutlivesLeaderDeadline(t *testing.T) {
+	srv := fakedns.Start(t, `
+cut.example. 0 TXT "worth the wait"
+cut.example.   DELAY 400ms
+`)
+	c, _ := newCache(t, config.DNSConfig{Timeout: 5 * time.Second}, srv.Addr())
+	lctx, cancel := context.WithTimeout(context.Background(), 150*time.Millisecond)
+	defer cancel()
+	leader := make(chan error, 1)
+	go func() {
+		_, err := c.LookupTXT(lctx, "cut.example")
+		leader <- err
+	}()
+	for srv.Queries("cut.example") == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	got, err := c.LookupTXT(context.Background(), "cut.example")
+	if err != nil || len(got) != 1 || got[0] != "worth the wait" {
+		t.Fatalf("follower: %q %v", got, err)
+	}
+	var de *net.DNSError
+	if err := <-leader; !errors.As(err, &de) || !de.Timeout() || !de.Temporary() {
+		t.Fatalf("leader: %v, want a temporary timeout", err)
+	}
+	if q := srv.Queries("cut.example"); q != 2 {
+		t.Fatalf("%d queries, want 2 (the leader's, cut short, and the follower's)", q)
+	}
+}
+
 // deadServer returns an address where no DNS server listens.
 func deadServer(t *testing.T) string {
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -303,14 +339,58 @@ func BenchmarkLookupMiss(b *testing.B) {
 	}
 	ctx := context.Background()
 	b.ReportAllocs()
+	g := goroutinesCreated()
 	for i := 0; i < b.N; i++ {
 		if _, err := c.LookupTXT(ctx, "zero.example"); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(goroutinesCreated()-g)/float64(b.N), "goroutines/op")
 	if st := c.Stats(); st.Hits != 0 {
 		b.Fatalf("TTL-0 answer cached: %+v", st)
 	}
+}
+
+// goroutinesCreated is the number of goroutines the process has started
+// (the in-process fakedns server starts one per UDP query it serves).
+func goroutinesCreated() uint64 {
+	s := []metrics.Sample{{Name: "/sched/goroutines-created:goroutines"}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return 0
+	}
+	return s[0].Value.Uint64()
+}
+
+// BenchmarkLookupMissParallel is BenchmarkLookupMiss from several
+// goroutines at once, each asking its own never-cached name (so that none
+// shares another's query): the shape of a gateway under load, where the
+// cost of handing a query to another goroutine and back shows.
+func BenchmarkLookupMissParallel(b *testing.B) {
+	var zone strings.Builder
+	const names = 64
+	for i := 0; i < names; i++ {
+		fmt.Fprintf(&zone, "zero%d.example. 0 TXT \"v=spf1 -all\"\n", i)
+	}
+	srv := fakedns.Start(b, zone.String())
+	c, err := resolver.New(config.DNSConfig{Servers: []string{srv.Addr()}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next atomic.Int32
+	b.ReportAllocs()
+	g := goroutinesCreated()
+	b.RunParallel(func(pb *testing.PB) {
+		name := fmt.Sprintf("zero%d.example", next.Add(1)%names)
+		ctx := context.Background()
+		for pb.Next() {
+			if _, err := c.LookupTXT(ctx, name); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.ReportMetric(float64(goroutinesCreated()-g)/float64(b.N), "goroutines/op")
 }
 
 // sockets zone: TTL-0 answers are never cached (RFC 1035 §3.2.1), so each

@@ -116,7 +116,7 @@ func (h *Handle) Ping(ctx context.Context) error {
 	if h.Client == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, h.timeout())
+	ctx, cancel := clock.WithTimeout(ctx, h.timeout())
 	defer cancel()
 	if err := h.Client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("%w: %w", ErrUnavailable, err)
@@ -150,9 +150,10 @@ func (h *Handle) timeout() time.Duration {
 	return h.Timeout
 }
 
-// Context returns ctx bounded by the store's operation timeout.
+// Context returns ctx bounded by the store's operation timeout (ctx
+// itself when it ends sooner, clock.WithTimeout).
 func (h *Handle) Context(ctx context.Context) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, h.timeout())
+	return clock.WithTimeout(ctx, h.timeout())
 }
 
 // CustomerKey builds a Redis key for one customer. All of a customer's keys

@@ -11,6 +11,7 @@ import (
 	"github.com/emersion/go-msgauth/dkim"
 
 	"github.com/aupguard/aupguard/internal/checks/authres"
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/resolver"
 )
@@ -96,7 +97,7 @@ func (c *DKIMCheck) Body(t *policy.Txn) io.Writer {
 	opts := &dkim.VerifyOptions{
 		MaxVerifications: c.max,
 		LookupTXT: func(name string) ([]string, error) {
-			lctx, lcancel := context.WithTimeout(ctx, c.timeout)
+			lctx, lcancel := clock.WithTimeout(ctx, c.timeout)
 			defer lcancel()
 			return c.res.LookupTXT(lctx, name)
 		},

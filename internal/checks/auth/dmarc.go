@@ -10,6 +10,7 @@ import (
 
 	"github.com/emersion/go-msgauth/dmarc"
 
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/resolver"
 )
@@ -99,12 +100,8 @@ func LookupRecord(ctx context.Context, r resolver.Resolver, from string, timeout
 		// Each lookup within timeout; a caller's deadline that comes
 		// sooner (end of message bounds both lookups together) is that
 		// bound already, without a context of its own.
-		lctx := ctx
-		if dl, ok := ctx.Deadline(); !ok || time.Until(dl) > timeout {
-			var cancel context.CancelFunc
-			lctx, cancel = context.WithTimeout(ctx, timeout)
-			defer cancel()
-		}
+		lctx, cancel := clock.WithTimeout(ctx, timeout)
+		defer cancel()
 		txts, err := r.LookupTXT(lctx, name)
 		if err != nil {
 			return nil, err
@@ -171,7 +168,7 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	}
 	// Both lookups (the domain's, the organizational domain's) together
 	// within one DNS timeout.
-	lctx, cancel := context.WithTimeout(ctx, c.timeout)
+	lctx, cancel := clock.WithTimeout(ctx, c.timeout)
 	rec, err := LookupRecord(lctx, c.res, from, c.timeout)
 	cancel()
 	r := get(t)

@@ -9,6 +9,7 @@ import (
 
 	"blitiri.com.ar/go/spf"
 
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/resolver"
 )
@@ -97,7 +98,7 @@ func (c *SPFCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		get(t).SPF = res
 		return []policy.Finding{spfFinding(res, "no domain to evaluate (null sender, and provider.helo_name / provider.hostnames give no HELO name of the egress MTAs)")}, nil
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	ctx, cancel := clock.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	var worst spf.Result
 	var worstErr error

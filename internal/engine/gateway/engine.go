@@ -85,7 +85,8 @@ func (e *Engine) observeStage(stage string, start time.Time) {
 	}
 }
 
-// stageContext bounds the work behind one reply.
+// stageContext bounds the work behind one reply (no context of its own
+// when ctx already ends sooner, clock.WithTimeout).
 func (e *Engine) stageContext(ctx context.Context, st *State) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, st.Config.Milter.DecisionTimeout)
+	return clock.WithTimeout(ctx, st.Config.Milter.DecisionTimeout)
 }

@@ -389,9 +389,7 @@ func (b *blockingBackend) write(ctx context.Context, evs []Event) error {
 
 func TestFullBufferDropsAndCounts(t *testing.T) {
 	bb := &blockingBackend{memory: *newMemory(clock.System{}, 100, time.Hour, time.Hour), release: make(chan struct{})}
-	r := &Recorder{Reader: Reader{b: bb}, log: slog.New(slog.DiscardHandler), timeout: time.Second,
-		ch: make(chan *gateway.Decision, 16), stop: make(chan struct{}), done: make(chan struct{})}
-	go r.run()
+	r := newRecorder(bb, 16, slog.New(slog.DiscardHandler))
 	d := mkDecision(time.Now(), gateway.StageEOM, "REF0000001", "acme", policy.Accept, policy.Accept, "", "", 1)
 	done := make(chan struct{})
 	go func() {
