@@ -14,6 +14,8 @@ import (
 	"time"
 
 	gm "github.com/d--j/go-milter"
+
+	"github.com/aupguard/aupguard/internal/sysmon"
 )
 
 // syncBuf is a goroutine-safe buffer for a child's stderr.
@@ -62,6 +64,63 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// procEnv is the environment of a running process (Linux /proc).
+func procEnv(t *testing.T, pid int) map[string]string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(string(b), "\x00") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			env[k] = v
+		}
+	}
+	return env
+}
+
+// TestServeKeepsOperatorsGODEBUG: an operator's own schedtrace setting is
+// left as it is (no re-exec), other GODEBUG settings are kept beside the
+// gateway's.
+func TestServeKeepsOperatorsGODEBUG(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	for _, tc := range []struct{ godebug, want string }{
+		{"schedtrace=0", "schedtrace=0"},
+		{"madvdontneed=1", "madvdontneed=1," + sysmon.Setting},
+	} {
+		t.Run(tc.godebug, func(t *testing.T) {
+			dir := t.TempDir()
+			ln, _ := net.Listen("tcp", "127.0.0.1:0")
+			addr := ln.Addr().String()
+			ln.Close()
+			cfgPath := filepath.Join(dir, "aupguard.yaml")
+			os.WriteFile(cfgPath, []byte(fmt.Sprintf("milter: {listen: \"inet:%s\"}\noptout: {unsubscribe: {listen: \"off\"}}\n", addr)), 0o600)
+			cmd := exec.Command(bin, "serve", "-config", cfgPath)
+			cmd.Env = append(os.Environ(), "GODEBUG="+tc.godebug)
+			var stderr syncBuf
+			cmd.Stderr = &stderr
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+			waitFor(t, "the milter to listen", func() bool {
+				c, err := net.Dial("tcp", addr)
+				if err == nil {
+					c.Close()
+				}
+				return err == nil
+			})
+			if got := procEnv(t, cmd.Process.Pid)["GODEBUG"]; got != tc.want {
+				t.Errorf("GODEBUG=%q, want %q\n%s", got, tc.want, stderr.String())
+			}
+		})
+	}
+}
+
 // TestServeSignals runs the real binary: SIGHUP with a broken config is
 // refused while an MTA session stays open and carries on; SIGTERM waits for
 // the open session to finish its message before the process exits.
@@ -94,6 +153,12 @@ func TestServeSignals(t *testing.T) {
 		}
 		return err == nil
 	})
+
+	// The process that listens is the one started (same PID), re-executed
+	// with the runtime's monitor kept awake (package sysmon).
+	if env := procEnv(t, cmd.Process.Pid); !strings.Contains(env["GODEBUG"], sysmon.Setting) {
+		t.Errorf("serve runs with GODEBUG=%q, want %s in it", env["GODEBUG"], sysmon.Setting)
+	}
 
 	// An MTA session, open mid-transaction.
 	cs, err := gm.NewClient("tcp", addr, gm.WithActions(gm.AllClientSupportedActionMasks)).Session(gm.NewMacroBag())
