@@ -22,6 +22,7 @@ type countingBackend struct {
 	gate    chan struct{}
 	batches atomic.Int64
 	events  atomic.Int64
+	largest atomic.Int64 // the most events in one call
 }
 
 func (b *countingBackend) write(ctx context.Context, evs []Event) error {
@@ -30,6 +31,12 @@ func (b *countingBackend) write(ctx context.Context, evs []Event) error {
 	}
 	b.batches.Add(1)
 	b.events.Add(int64(len(evs)))
+	for {
+		l := b.largest.Load()
+		if int64(len(evs)) <= l || b.largest.CompareAndSwap(l, int64(len(evs))) {
+			break
+		}
+	}
 	return b.memory.write(ctx, evs)
 }
 
@@ -212,15 +219,17 @@ func TestDropBurstsLoggedOnce(t *testing.T) {
 // TestHighRate: 5000 decisions a second for one second (5 a millisecond,
 // synctest's clock) are written in about one batch per rest, none dropped,
 // with the default queue and with the smallest one allowed (which the
-// writer empties whenever it is half full instead of resting).
+// writer empties whenever it is half full instead of resting); a batch goes
+// to the store in calls of at most eventsPerCall events.
 func TestHighRate(t *testing.T) {
 	tests := []struct {
 		name       string
 		buffer     int
 		maxBatches int64
 	}{
-		// One batch at the start, then one per rest: 11 in one second.
-		{"default queue", config.DefaultEventsBuffer, int64(time.Second/rest) + 2},
+		// One batch at the start, then one per rest: 11 in one second,
+		// each in calls of eventsPerCall and one for what is left.
+		{"default queue", config.DefaultEventsBuffer, 5000/eventsPerCall + int64(time.Second/rest) + 2},
 		// Woken at 8 queued: about one batch per 8 events.
 		{"smallest queue", 16, 1000},
 	}
@@ -239,12 +248,15 @@ func TestHighRate(t *testing.T) {
 				if err := r.Close(); err != nil {
 					t.Fatal(err)
 				}
-				t.Logf("%d batches for 5000 decisions in 1s (rest %s, queue %d)", b.batches.Load(), rest, tt.buffer)
+				t.Logf("%d store calls for 5000 decisions in 1s (rest %s, queue %d)", b.batches.Load(), rest, tt.buffer)
 				if r.Dropped() != 0 || r.Recorded() != 5000 || b.events.Load() != 5000 {
 					t.Fatalf("dropped %d, recorded %d, written %d; want 0, 5000, 5000", r.Dropped(), r.Recorded(), b.events.Load())
 				}
 				if n := b.batches.Load(); n > tt.maxBatches {
-					t.Fatalf("%d batches, want at most %d", n, tt.maxBatches)
+					t.Fatalf("%d store calls, want at most %d", n, tt.maxBatches)
+				}
+				if l := b.largest.Load(); l > eventsPerCall {
+					t.Fatalf("a store call of %d events, want at most %d", l, eventsPerCall)
 				}
 			})
 		})
