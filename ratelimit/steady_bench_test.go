@@ -23,33 +23,8 @@ import (
 // commands run per call (not noisy). Before the running total, each daily
 // quota summed its 144 buckets (HGETALL) for every message.
 func BenchmarkDailyWindowsSteadyState(b *testing.B) {
-	r := testenv.StartRedis(b, testenv.RedisOptions{})
-	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	rb := newRedis(h)
-	clk := clock.NewFake(time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
-	rb.clk = clk
-	ctx := context.Background()
-	ops := []Op{window("mpd", 1e9, 1), window("bpd", 1e12, 4000)}
-	for i := 0; i < WindowBuckets; i++ {
-		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
-			b.Fatal(err)
-		}
-		clk.Advance(10 * time.Minute)
-	}
-	rc := r.Client()
-	rc.ConfigResetStat(ctx)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.StopTimer()
-	reportLua(b, rc)
+	r, rb, clk := steadyRedis(b, time.Date(2026, 11, 20, 0, 0, 0, 0, time.UTC))
+	steadyRun(b, r, rb, clk, []Op{window("mpd", 1e9, 1), window("bpd", 1e12, 4000)}, WindowBuckets, 10*time.Minute, 0)
 }
 
 // BenchmarkRecipientOneAddressSteadyState is the counter work of a message
@@ -60,35 +35,11 @@ func BenchmarkDailyWindowsSteadyState(b *testing.B) {
 // (17 KB). It reports the server's Lua time, the commands per call and the
 // recipient's stored bytes.
 func BenchmarkRecipientOneAddressSteadyState(b *testing.B) {
-	r := testenv.StartRedis(b, testenv.RedisOptions{})
-	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}}}, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	rb := newRedis(h)
 	// Ahead of the real clock: Redis expires the keys by its own.
-	clk := clock.NewFake(time.Now().Add(1000 * time.Hour))
-	rb.clk = clk
-	ctx := context.Background()
+	r, rb, clk := steadyRedis(b, time.Now().Add(1000*time.Hour))
 	ops := []Op{rcpt("prh", "inbox", 1e9, time.Hour), rcpt("prd", "inbox", 1e9, 24*time.Hour)}
-	for i := 0; i < 4320; i++ {
-		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
-			b.Fatal(err)
-		}
-		clk.Advance(20 * time.Second)
-	}
-	rc := r.Client()
-	rc.ConfigResetStat(ctx)
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
-			b.Fatal(err)
-		}
-		clk.Advance(20 * time.Second)
-	}
-	b.StopTimer()
-	reportLua(b, rc)
+	steadyRun(b, r, rb, clk, ops, 4320, 20*time.Second, 20*time.Second)
+	ctx, rc := context.Background(), r.Client()
 	keys, err := rc.Keys(ctx, "*:rr:*").Result()
 	if err != nil {
 		b.Fatal(err)
@@ -104,6 +55,45 @@ func BenchmarkRecipientOneAddressSteadyState(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(size), "recipient-bytes")
+}
+
+// steadyRedis is a private Redis and the Redis backend on it, driven by a
+// fake clock starting at start.
+func steadyRedis(b *testing.B, start time.Time) (*testenv.Redis, *redisBackend, *clock.Fake) {
+	b.Helper()
+	r := testenv.StartRedis(b, testenv.RedisOptions{})
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}}}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	rb := newRedis(h)
+	rb.clk = clock.NewFake(start)
+	return r, rb, rb.clk.(*clock.Fake)
+}
+
+// steadyRun reserves ops fill times, step apart, then b.N times more,
+// every apart, and reports the scripts' Redis time and commands.
+func steadyRun(b *testing.B, r *testenv.Redis, rb *redisBackend, clk *clock.Fake, ops []Op, fill int, step, every time.Duration) {
+	b.Helper()
+	ctx := context.Background()
+	for i := 0; i < fill; i++ {
+		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
+			b.Fatal(err)
+		}
+		clk.Advance(step)
+	}
+	rc := r.Client()
+	rc.ConfigResetStat(ctx)
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := rb.Run(ctx, "acme", ModeReserve, ops); err != nil {
+			b.Fatal(err)
+		}
+		clk.Advance(every)
+	}
+	b.StopTimer()
+	reportLua(b, rc)
 }
 
 var cmdstatLine = regexp.MustCompile(`^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),`)

@@ -64,6 +64,39 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
+// served is a running `aupguard serve` of a test.
+type served struct {
+	cmd    *exec.Cmd
+	stderr *syncBuf
+	done   chan struct{} // closed when the process has exited
+	err    error         // Wait's result, once done is closed
+}
+
+// startServe runs bin serve -config cfgPath, with env added to the test's
+// environment, and waits until its milter listens on addr. The process is
+// killed at the end of the test if it still runs.
+func startServe(t *testing.T, bin, cfgPath, addr string, env ...string) *served {
+	t.Helper()
+	s := &served{cmd: exec.Command(bin, "serve", "-config", cfgPath), stderr: &syncBuf{}, done: make(chan struct{})}
+	if len(env) > 0 {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
+	s.cmd.Stderr = s.stderr
+	if err := s.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { s.err = s.cmd.Wait(); close(s.done) }()
+	t.Cleanup(func() { _ = s.cmd.Process.Kill(); <-s.done })
+	waitFor(t, "the milter to listen", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	return s
+}
+
 // procEnv is the environment of a running process (Linux /proc).
 func procEnv(t *testing.T, pid int) map[string]string {
 	t.Helper()
@@ -99,23 +132,9 @@ func TestServeKeepsOperatorsGODEBUG(t *testing.T) {
 			ln.Close()
 			cfgPath := filepath.Join(dir, "aupguard.yaml")
 			os.WriteFile(cfgPath, []byte(fmt.Sprintf("milter: {listen: \"inet:%s\"}\noptout: {unsubscribe: {listen: \"off\"}}\n", addr)), 0o600)
-			cmd := exec.Command(bin, "serve", "-config", cfgPath)
-			cmd.Env = append(os.Environ(), "GODEBUG="+tc.godebug)
-			var stderr syncBuf
-			cmd.Stderr = &stderr
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-			waitFor(t, "the milter to listen", func() bool {
-				c, err := net.Dial("tcp", addr)
-				if err == nil {
-					c.Close()
-				}
-				return err == nil
-			})
-			if got := procEnv(t, cmd.Process.Pid)["GODEBUG"]; got != tc.want {
-				t.Errorf("GODEBUG=%q, want %q\n%s", got, tc.want, stderr.String())
+			s := startServe(t, bin, cfgPath, addr, "GODEBUG="+tc.godebug)
+			if got := procEnv(t, s.cmd.Process.Pid)["GODEBUG"]; got != tc.want {
+				t.Errorf("GODEBUG=%q, want %q\n%s", got, tc.want, s.stderr.String())
 			}
 		})
 	}
@@ -137,22 +156,8 @@ func TestServeSignals(t *testing.T) {
 	good := fmt.Sprintf("milter: {listen: \"inet:%s\", shutdown_timeout: 20s}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\n"+
 		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr)
 	os.WriteFile(cfgPath, []byte(good), 0o600)
-	cmd := exec.Command(bin, "serve", "-config", cfgPath)
-	var stderr syncBuf
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() { _ = cmd.Process.Kill() }()
-	waitFor(t, "the milter to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	srv := startServe(t, bin, cfgPath, addr)
+	cmd, stderr := srv.cmd, srv.stderr
 
 	// The process that listens is the one started (same PID), re-executed
 	// with the runtime's monitor kept awake (package sysmon).
@@ -187,8 +192,8 @@ func TestServeSignals(t *testing.T) {
 	cmd.Process.Signal(syscall.SIGTERM)
 	waitFor(t, "shutdown to start", func() bool { return strings.Contains(stderr.String(), "shutting down") })
 	select {
-	case err := <-exited:
-		t.Fatalf("exited with a session in flight: %v\n%s", err, stderr.String())
+	case <-srv.done:
+		t.Fatalf("exited with a session in flight: %v\n%s", srv.err, stderr.String())
 	case <-time.After(300 * time.Millisecond):
 	}
 	cs.DataStart()
@@ -200,9 +205,9 @@ func TestServeSignals(t *testing.T) {
 	}
 	cs.Close()
 	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("exit: %v\n%s", err, stderr.String())
+	case <-srv.done:
+		if srv.err != nil {
+			t.Fatalf("exit: %v\n%s", srv.err, stderr.String())
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatalf("did not exit after the last session closed\n%s", stderr.String())
@@ -232,20 +237,8 @@ func TestReloadRefusesBadNamesAndChains(t *testing.T) {
 	cust := "customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n"
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	os.WriteFile(cfgPath, []byte(head+"chain: [sender_identity]\n"+cust), 0o600)
-	cmd := exec.Command(bin, "serve", "-config", cfgPath)
-	var stderr syncBuf
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	waitFor(t, "the milter to listen", func() bool {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-		}
-		return err == nil
-	})
+	srv := startServe(t, bin, cfgPath, addr)
+	cmd, stderr := srv.cmd, srv.stderr
 	// mailFrom reports whether MAIL FROM with a domain acme does not own
 	// is refused.
 	refused := func() bool {
