@@ -128,6 +128,7 @@ var (
 	famDate  = regexp.MustCompile(`\d{8,10}`)
 	famCust  = regexp.MustCompile(`\{c:[^}]*\}`)
 	famShard = regexp.MustCompile(`rr:(\d+)m:\d+:\d+`)
+	famQueue = regexp.MustCompile(`rep:q:[^:]+$`) // one key per accepted message's queue id
 )
 
 // familyUsage returns, by key family (customer, hashes and dates
@@ -144,6 +145,7 @@ func familyUsage(t *testing.T, rc *redis.Client) map[string][2]int64 {
 		}
 		f := famCust.ReplaceAllString(k, "{c:ID}")
 		f = famShard.ReplaceAllString(f, "rr:${1}m:GEN:SHARD")
+		f = famQueue.ReplaceAllString(f, "rep:q:QUEUEID")
 		f = famHex.ReplaceAllString(f, "HASH")
 		f = famDate.ReplaceAllString(f, "DATE")
 		v := out[f]
