@@ -63,7 +63,7 @@ func TestStoreFootprint(t *testing.T) {
 		t.Fatalf("load: %v", err)
 	}
 	time.Sleep(time.Second) // the event writer's last batch
-	stats := commandStats(t, rc)
+	stats := testenv.CommandStats(t, rc)
 	cpu := serverCPU(t, rc) - cpuBefore
 	keysAfter := familyUsage(t, rc)
 	var b strings.Builder
@@ -72,15 +72,15 @@ func TestStoreFootprint(t *testing.T) {
 	names := make([]string, 0, len(stats))
 	for k, v := range stats {
 		names = append(names, k)
-		calls += v[0]
-		usec += v[1]
+		calls += v.Calls
+		usec += v.Usec
 	}
 	sort.Strings(names)
 	fmt.Fprintf(&b, "redis server CPU (INFO cpu, user+sys, all of the server's work incl. network): %.1f µs per message\n", cpu*1e6/float64(n))
 	fmt.Fprintf(&b, "redis commands per message: %.2f, server CPU per message: %.1f µs (commandstats usec)\n", float64(calls)/float64(n), float64(usec)/float64(n))
 	for _, k := range names {
 		v := stats[k]
-		fmt.Fprintf(&b, "  %-14s %7.3f calls/msg %8.1f µs/msg (%.1f µs/call)\n", k, float64(v[0])/float64(n), float64(v[1])/float64(n), float64(v[1])/float64(max(v[0], 1)))
+		fmt.Fprintf(&b, "  %-14s %7.3f calls/msg %8.1f µs/msg (%.1f µs/call)\n", k, float64(v.Calls)/float64(n), float64(v.Usec)/float64(n), float64(v.Usec)/float64(max(v.Calls, 1)))
 	}
 	fams := make([]string, 0, len(keysAfter))
 	var total int64
@@ -100,27 +100,6 @@ func TestStoreFootprint(t *testing.T) {
 	fmt.Fprintf(&b, "  INFO memory used_memory_dataset: %d -> %d B, %.1f B per message\n", dataBefore, dataAfter, float64(dataAfter-dataBefore)/float64(n))
 	t.Log(b.String())
 	fmt.Println(b.String())
-}
-
-var statLine = regexp.MustCompile(`^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),`)
-
-// commandStats returns calls and usec by command.
-func commandStats(t *testing.T, rc *redis.Client) map[string][2]int64 {
-	s, err := rc.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string][2]int64{}
-	for _, l := range strings.Split(s, "\r\n") {
-		m := statLine.FindStringSubmatch(l)
-		if m == nil || m[1] == "config|resetstat" || m[1] == "info" {
-			continue
-		}
-		c, _ := strconv.ParseInt(m[2], 10, 64)
-		u, _ := strconv.ParseInt(m[3], 10, 64)
-		out[m[1]] = [2]int64{c, u}
-	}
-	return out
 }
 
 var (

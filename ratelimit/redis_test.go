@@ -1,7 +1,6 @@
 package ratelimit
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -11,8 +10,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
@@ -224,35 +221,9 @@ defaults: {limits: {messages_per_minute: 100000000, messages_per_hour: 100000000
 		}
 	}
 	b.StopTimer()
-	calls, total := commandStats(b, cl)
-	b.ReportMetric(float64(calls["evalsha"]+calls["eval"])/float64(b.N), "roundtrips/msg")
-	b.ReportMetric(float64(total-calls["evalsha"]-calls["eval"])/float64(b.N), "script-cmds/msg")
-}
-
-// commandStats parses INFO commandstats: calls per command (lower case),
-// and the total.
-func commandStats(tb testing.TB, cl *redis.Client) (map[string]int64, int64) {
-	s, err := cl.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	out := map[string]int64{}
-	var total int64
-	sc := bufio.NewScanner(strings.NewReader(s))
-	for sc.Scan() {
-		line := sc.Text()
-		name, rest, ok := strings.Cut(strings.TrimPrefix(line, "cmdstat_"), ":calls=")
-		if !ok || name == line {
-			continue
-		}
-		n, _ := strconv.ParseInt(strings.SplitN(rest, ",", 2)[0], 10, 64)
-		if name == "info" || name == "config|resetstat" {
-			continue
-		}
-		out[name] += n
-		total += n
-	}
-	return out, total
+	scripts, _, others := testenv.ScriptStats(testenv.CommandStats(b, cl))
+	b.ReportMetric(float64(scripts)/float64(b.N), "roundtrips/msg")
+	b.ReportMetric(float64(others)/float64(b.N), "script-cmds/msg")
 }
 
 // TestRecipientStateCompact checks the per-recipient layout on a real

@@ -2,9 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
@@ -96,32 +93,11 @@ func steadyRun(b *testing.B, r *testenv.Redis, rb *redisBackend, clk *clock.Fake
 	reportLua(b, rc)
 }
 
-var cmdstatLine = regexp.MustCompile(`^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),`)
-
 // reportLua reports the scripts' server time per op (commandstats usec,
 // noisy on a shared machine) and the commands they ran (not noisy).
-func reportLua(b *testing.B, rc interface {
-	Info(context.Context, ...string) *redis.StringCmd
-}) {
+func reportLua(b *testing.B, rc *redis.Client) {
 	b.Helper()
-	s, err := rc.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	var usec, cmds float64
-	for _, l := range strings.Split(s, "\r\n") {
-		m := cmdstatLine.FindStringSubmatch(l)
-		if m == nil || m[1] == "info" || m[1] == "config|resetstat" {
-			continue
-		}
-		c, _ := strconv.ParseFloat(m[2], 64)
-		u, _ := strconv.ParseFloat(m[3], 64)
-		if m[1] == "evalsha" || m[1] == "eval" {
-			usec += u
-		} else {
-			cmds += c
-		}
-	}
-	b.ReportMetric(usec/float64(b.N), "lua-µs/op")
-	b.ReportMetric(cmds/float64(b.N), "rediscmds/op")
+	_, usec, cmds := testenv.ScriptStats(testenv.CommandStats(b, rc))
+	b.ReportMetric(float64(usec)/float64(b.N), "lua-µs/op")
+	b.ReportMetric(float64(cmds)/float64(b.N), "rediscmds/op")
 }

@@ -116,21 +116,13 @@ func BenchmarkBounceWindowEOMBatch(b *testing.B) {
 				}
 			}
 			eom(-1) // the hour's first message moves the running total
-			before := commandStats(b, h.Client)
+			before := testenv.CommandStats(b, h.Client)
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				eom(i)
 			}
 			b.StopTimer()
-			after := commandStats(b, h.Client)
-			var cmds int64
-			for k, st := range after {
-				if k != "info" {
-					cmds += st.calls - before[k].calls
-				}
-			}
-			b.ReportMetric(float64(cmds)/float64(b.N), "redis-cmds/op")
-			b.ReportMetric(float64(after["evalsha"].usec-before["evalsha"].usec)/float64(b.N), "script-µs/op")
+			reportStore(b, before, testenv.CommandStats(b, h.Client))
 		})
 	}
 }
@@ -171,19 +163,23 @@ func BenchmarkRecordRedis(b *testing.B) {
 	}
 	clk.Set(t0)
 	record("F", -1, Sent) // the hour's first result
-	before := commandStats(b, h.Client)
+	before := testenv.CommandStats(b, h.Client)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		record("F", i, Sent)
 	}
 	b.StopTimer()
-	after := commandStats(b, h.Client)
+	reportStore(b, before, testenv.CommandStats(b, h.Client))
+}
+
+// reportStore reports the Redis commands per op and the scripts' server
+// time per op between two readings of INFO commandstats.
+func reportStore(b *testing.B, before, after map[string]testenv.CommandStat) {
+	b.Helper()
 	var cmds int64
 	for k, st := range after {
-		if k != "info" {
-			cmds += st.calls - before[k].calls
-		}
+		cmds += st.Calls - before[k].Calls
 	}
 	b.ReportMetric(float64(cmds)/float64(b.N), "redis-cmds/op")
-	b.ReportMetric(float64(after["evalsha"].usec-before["evalsha"].usec)/float64(b.N), "script-µs/op")
+	b.ReportMetric(float64(after["evalsha"].Usec-before["evalsha"].Usec)/float64(b.N), "script-µs/op")
 }

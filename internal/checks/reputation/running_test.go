@@ -6,7 +6,6 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // readRunning reads a customer's totals over [since, until) the way the
@@ -235,57 +235,12 @@ func TestRunningTotalRebuild(t *testing.T) {
 	}
 }
 
-// cmdStat is one command's line of INFO commandstats.
-type cmdStat struct{ calls, usec int64 }
-
-// commandStats returns INFO commandstats by command (every node of a
-// Cluster added up).
-func commandStats(tb testing.TB, c redis.UniversalClient) map[string]cmdStat {
-	tb.Helper()
-	out := map[string]cmdStat{}
-	var mu sync.Mutex // ForEachMaster runs the nodes concurrently
-	add := func(info string) {
-		mu.Lock()
-		defer mu.Unlock()
-		for _, line := range strings.Split(info, "\n") {
-			name, rest, ok := strings.Cut(strings.TrimSpace(line), ":")
-			if !ok || !strings.HasPrefix(name, "cmdstat_") {
-				continue
-			}
-			st := out[strings.TrimPrefix(name, "cmdstat_")]
-			for _, kv := range strings.Split(rest, ",") {
-				k, v, _ := strings.Cut(kv, "=")
-				n, _ := strconv.ParseInt(v, 10, 64)
-				switch k {
-				case "calls":
-					st.calls += n
-				case "usec":
-					st.usec += n
-				}
-			}
-			out[strings.TrimPrefix(name, "cmdstat_")] = st
-		}
-	}
-	ctx := context.Background()
-	if cc, ok := c.(*redis.ClusterClient); ok {
-		if err := cc.ForEachMaster(ctx, func(ctx context.Context, n *redis.Client) error {
-			add(n.Info(ctx, "commandstats").Val())
-			return nil
-		}); err != nil {
-			tb.Fatal(err)
-		}
-		return out
-	}
-	add(c.Info(ctx, "commandstats").Val())
-	return out
-}
-
 // commandCalls returns the calls of each command from INFO commandstats.
 func commandCalls(tb testing.TB, c redis.UniversalClient) map[string]int64 {
 	tb.Helper()
 	out := map[string]int64{}
-	for k, st := range commandStats(tb, c) {
-		out[k] = st.calls
+	for k, st := range testenv.CommandStats(tb, c) {
+		out[k] = st.Calls
 	}
 	return out
 }

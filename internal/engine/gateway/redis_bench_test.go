@@ -4,13 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"regexp"
-	"strconv"
-	"strings"
 	"testing"
-
-	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
@@ -75,37 +69,8 @@ customers:
 		send(i)
 	}
 	b.StopTimer()
-	calls, inner, usec := scriptStats(b, rc)
-	b.ReportMetric(calls/float64(b.N), "scripts/msg")
-	b.ReportMetric(inner/float64(b.N), "rediscmds/msg")
-	b.ReportMetric(usec/float64(b.N), "lua-µs/msg")
-}
-
-var cmdStat = regexp.MustCompile(`^cmdstat_([a-z|]+):calls=(\d+),usec=(\d+),`)
-
-// scriptStats sums commandstats: script calls (eval, evalsha) and their
-// usec, and every other command (run inside the scripts or alone).
-func scriptStats(b *testing.B, rc *redis.Client) (calls, others, usec float64) {
-	s, err := rc.Info(context.Background(), "commandstats").Result()
-	if err != nil {
-		b.Fatal(err)
-	}
-	for _, l := range strings.Split(s, "\r\n") {
-		m := cmdStat.FindStringSubmatch(l)
-		if m == nil || m[1] == "info" || m[1] == "config|resetstat" {
-			continue
-		}
-		if os.Getenv("AUPG_DUMP") != "" {
-			fmt.Println(l)
-		}
-		c, _ := strconv.ParseFloat(m[2], 64)
-		u, _ := strconv.ParseFloat(m[3], 64)
-		if m[1] == "evalsha" || m[1] == "eval" {
-			calls += c
-			usec += u
-		} else {
-			others += c
-		}
-	}
-	return calls, others, usec
+	calls, usec, inner := testenv.ScriptStats(testenv.CommandStats(b, rc))
+	b.ReportMetric(float64(calls)/float64(b.N), "scripts/msg")
+	b.ReportMetric(float64(inner)/float64(b.N), "rediscmds/msg")
+	b.ReportMetric(float64(usec)/float64(b.N), "lua-µs/msg")
 }
