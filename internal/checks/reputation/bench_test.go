@@ -72,17 +72,7 @@ func BenchmarkReaderLine(b *testing.B) {
 func BenchmarkBounceWindowEOMBatch(b *testing.B) {
 	for _, window := range []time.Duration{24 * time.Hour, 72 * time.Hour} {
 		b.Run(window.String(), func(b *testing.B) {
-			r := testenv.StartRedis(b, testenv.RedisOptions{})
-			clk := clock.NewFake(t0)
-			h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "b:", DialTimeout: time.Second}}, clk)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer h.Close()
-			svc, err := NewService(h, testConfig(b, fmt.Sprintf("reputation:\n  bounces:\n    window: %s\n", window)), testKey, clk, nil)
-			if err != nil {
-				b.Fatal(err)
-			}
+			h, svc, clk := benchRedisService(b, fmt.Sprintf("reputation:\n  bounces:\n    window: %s\n", window))
 			chk := NewCheck(svc)
 			ctx := context.Background()
 			// A result of each class, from two egress addresses, in every
@@ -132,17 +122,7 @@ func BenchmarkBounceWindowEOMBatch(b *testing.B) {
 // result, the Redis commands (INFO commandstats) and the server's time in
 // the record script (evalsha usec).
 func BenchmarkRecordRedis(b *testing.B) {
-	r := testenv.StartRedis(b, testenv.RedisOptions{})
-	clk := clock.NewFake(t0)
-	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "b:", DialTimeout: time.Second}}, clk)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer h.Close()
-	svc, err := NewService(h, testConfig(b, ""), testKey, clk, nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	h, svc, clk := benchRedisService(b, "")
 	ctx := context.Background()
 	record := func(qid string, n int, c Class) {
 		now := clk.Now()
@@ -182,4 +162,22 @@ func reportStore(b *testing.B, before, after map[string]testenv.CommandStat) {
 	}
 	b.ReportMetric(float64(cmds)/float64(b.N), "redis-cmds/op")
 	b.ReportMetric(float64(after["evalsha"].Usec-before["evalsha"].Usec)/float64(b.N), "script-µs/op")
+}
+
+// benchRedisService is the reputation service with config extra on a
+// private Redis, driven by a fake clock at t0.
+func benchRedisService(b *testing.B, extra string) (*store.Handle, *Service, *clock.Fake) {
+	b.Helper()
+	r := testenv.StartRedis(b, testenv.RedisOptions{})
+	clk := clock.NewFake(t0)
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: time.Second, Redis: config.RedisConfig{Addrs: []string{r.Addr()}, KeyPrefix: "b:", DialTimeout: time.Second}}, clk)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { h.Close() })
+	svc, err := NewService(h, testConfig(b, extra), testKey, clk, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return h, svc, clk
 }
