@@ -83,10 +83,10 @@ if ((${#missing[@]} > 0)); then
 		run "${SUDO[@]}" chmod 755 "$POLICY_RC"
 		POLICY_RC_OURS=1
 	fi
-	run "${SUDO[@]}" apt-get update -q
+	run "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=900 update -q
 	say "ran apt-get update"
 	run "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "${missing[@]}"
+		apt-get -o DPkg::Lock::Timeout=900 install -y -q --no-install-recommends "${missing[@]}"
 	say "installed: ${missing[*]}"
 else
 	say "all packages already installed: ${PACKAGES[*]}"
