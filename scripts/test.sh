@@ -11,6 +11,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every phase says how long it took (the whole command must stay under
+# 12 minutes on an idle 2-core machine).
+START=$SECONDS
+PHASE_START=$SECONDS
+phase() {
+  echo "   ($((SECONDS - PHASE_START)) s)"
+  PHASE_START=$SECONDS
+  echo "== $*"
+}
+
 bash scripts/install-test-deps.sh
 
 export PATH="$PATH:/usr/sbin:/sbin"
@@ -19,7 +29,7 @@ export PATH="$PATH:/usr/sbin:/sbin"
 # run (no binary download, no change to go.mod).
 STATICCHECK_VERSION=v0.8.2
 
-echo "== go mod tidy (must change nothing)"
+phase "go mod tidy (must change nothing)"
 tidy_dir="$(mktemp -d)"
 cp go.mod go.sum "$tidy_dir"/
 go mod tidy
@@ -33,7 +43,7 @@ if ! cmp -s go.mod "$tidy_dir/go.mod" || ! cmp -s go.sum "$tidy_dir/go.sum"; the
 fi
 rm -rf "$tidy_dir"
 
-echo "== gofmt -l (must be empty)"
+phase "gofmt -l (must be empty)"
 unformatted="$(gofmt -l .)"
 if [ -n "$unformatted" ]; then
   echo "$unformatted"
@@ -41,19 +51,19 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 
-echo "== go vet"
+phase "go vet"
 go vet ./...
 
-echo "== staticcheck ${STATICCHECK_VERSION}"
+phase "staticcheck ${STATICCHECK_VERSION}"
 go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 
-echo "== go test -race ./..."
-go test -race -count=1 -timeout 45m ./...
+phase "go test -race ./... (each package's closing line; failures in full; the slowest tests last)"
+go test -race -count=1 -timeout 45m -json ./... 2>&1 | go run ./internal/testkit/testsummary -slowest 10
 
 # The optional OpenSSL-backed RSA signer (cgo, libcrypto): the default
 # binary is static, pure Go; a provider signing with RSA can build with
 # -tags openssl (docs/auth.md).
-echo "== go vet and go test -race -tags openssl (the OpenSSL RSA signer)"
+phase "go vet and go test -race -tags openssl (the OpenSSL RSA signer)"
 go vet -tags openssl ./internal/checks/auth/
 go test -race -count=1 -tags openssl ./internal/checks/auth/
 
@@ -63,7 +73,7 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   # -fuzztime duration ends while a worker is busy (go.dev/issue/75804,
   # fixed in Go 1.27). A count has no deadline to race.
   fuzztime="${FUZZTIME:-300000x}"
-  echo "== fuzz targets, ${fuzztime} each"
+  phase "fuzz targets, ${fuzztime} each"
   grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' . | sort | while read -r file; do
     pkg="./$(dirname "${file#./}")"
     for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //'); do
@@ -74,7 +84,7 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
 fi
 
 if [ "${SKIP_BENCH:-}" != 1 ]; then
-  echo "== benchmarks, one iteration each (numbers: see docs/performance.md)"
+  phase "benchmarks, one iteration each (numbers: see docs/performance.md)"
   go test -run='^$' -bench=. -benchtime=1x -timeout 20m ./...
 fi
-echo "== all tests passed"
+phase "all tests passed in $((SECONDS - START)) s"
