@@ -205,6 +205,7 @@ func TestDirectoryTwoGateways(t *testing.T) {
 	// the change log records both, with their interface.
 	req, _ = http.NewRequest("PATCH", "http://"+b.admin+"/api/customers/newco", strings.NewReader(`{"limits": {"messages_per_minute": 100}}`))
 	req.Header.Set("Authorization", "Bearer directory-test-token-0123456789")
+	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("PATCH: %v %v", err, resp)

@@ -448,8 +448,13 @@ func (d *apiDirectory) do(ctx context.Context, method, path string, body []byte,
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Aupguard-Via", customer.ViaCLI)
-	if body != nil {
+	if method != http.MethodGet {
+		// The admin API takes writes only with their media type (a
+		// cross-site form cannot send it); the import takes YAML too.
 		req.Header.Set("Content-Type", "application/json")
+		if path == "/api/customers/import" && !json.Valid(body) {
+			req.Header.Set("Content-Type", "application/yaml")
+		}
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {

@@ -269,6 +269,9 @@ customers:
 	call := func(method, path string, body io.Reader) (int, string) {
 		req, _ := http.NewRequest(method, "http://"+adminAddr+path, body)
 		req.Header.Set("Authorization", "Bearer "+token)
+		if method == "POST" && path == "/api/complaints" {
+			req.Header.Set("Content-Type", "message/rfc822")
+		}
 		var resp *http.Response
 		for i := 0; i < 100; i++ {
 			if resp, err = http.DefaultClient.Do(req); err == nil {

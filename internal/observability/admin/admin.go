@@ -9,6 +9,12 @@
 // (RFC 7617), so that the dashboard opens without a header-setting client.
 // Without a token file the server does not run (ErrDisabled): it never
 // runs unauthenticated. The token never appears in the log.
+//
+// Every request that is not GET or HEAD passes the cross-site guard
+// (guard.go): an API write needs a bearer token or the admin page's own
+// origin, and its route's media type; a console form needs the same
+// origin and its anti-CSRF token. Basic credentials a browser holds never
+// authorise a write started by another site.
 package admin
 
 import (
@@ -36,6 +42,7 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/panics"
 	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/ratelimit"
 )
@@ -88,6 +95,12 @@ type Options struct {
 	Panics *panics.Reporter
 	// Listener, when set, is used instead of listening on admin.listen.
 	Listener net.Listener
+	// Secret keys the console forms' anti-CSRF tokens (the gateway's
+	// secret); nil: a random key for this process.
+	Secret secrets.Key
+	// Registerer, when set, gets the server's own metrics (refused
+	// cross-site requests).
+	Registerer prometheus.Registerer
 }
 
 // Server is the admin HTTP server.
@@ -99,6 +112,10 @@ type Server struct {
 	ln    net.Listener
 	srv   *http.Server
 	tls   bool
+	guard *guard
+	// patterns are the mux's registered patterns (routes), for the
+	// guard's tests.
+	patterns []string
 }
 
 // New reads the token, listens and prepares the server; Serve serves.
@@ -116,8 +133,13 @@ func New(o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = clock.System{}
 	}
-	s := &Server{o: o, log: o.Logger}
+	s := &Server{o: o, log: o.Logger, guard: newGuard(o.Secret)}
 	s.cfg.Store(o.Config)
+	if o.Registerer != nil {
+		if err := o.Registerer.Register(s.guard.refused); err != nil {
+			return nil, fmt.Errorf("admin metrics: %w", err)
+		}
+	}
 	tok, err := readToken(ac.TokenFile, s.log)
 	if err != nil {
 		return nil, err
@@ -222,31 +244,37 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx
 
 // authorized checks the request's credentials: "Authorization: Bearer
 // TOKEN" (RFC 6750 §2.1) or Basic with TOKEN as the password (RFC 7617).
-func (s *Server) authorized(r *http.Request) bool {
+// It returns the scheme that carried the token, "bearer" or "basic", or
+// "" when the request is not authorised.
+func (s *Server) authorized(r *http.Request) string {
 	h := r.Header.Get("Authorization")
 	scheme, cred, ok := strings.Cut(h, " ")
 	if !ok {
-		return false
+		return ""
 	}
 	var presented string
-	switch strings.ToLower(scheme) {
+	scheme = strings.ToLower(scheme)
+	switch scheme {
 	case "bearer":
 		presented = strings.TrimSpace(cred)
 	case "basic":
 		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return false
+			return ""
 		}
 		_, pw, ok := strings.Cut(string(b), ":")
 		if !ok {
-			return false
+			return ""
 		}
 		presented = pw
 	default:
-		return false
+		return ""
 	}
 	sum := sha256.Sum256([]byte(presented))
-	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
+	if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
+		return ""
+	}
+	return scheme
 }
 
 // statusRecorder remembers the status for the access log.
@@ -260,16 +288,20 @@ func (w *statusRecorder) WriteHeader(code int) {
 	w.ResponseWriter.WriteHeader(code)
 }
 
-// Handler returns the server's handler: authentication, then the routes.
-// The access log has method, path (never the query or headers), status,
-// duration and client.
+// Handler returns the server's handler: authentication, the cross-site
+// guard, then the routes. The access log has method, path (never the
+// query or headers), status, duration and client.
 func (s *Server) Handler() http.Handler {
-	mux := s.routes()
+	serve := s.guarded(s.routes())
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		if r.URL.Path == "/healthz" || s.authorized(r) {
-			mux.ServeHTTP(rec, r)
+		scheme := s.authorized(r)
+		if scheme == "" && r.URL.Path == "/healthz" && safeMethod(r.Method) {
+			scheme = "none"
+		}
+		if scheme != "" {
+			serve(rec, r, scheme)
 		} else {
 			// RFC 6750 §3: a challenge naming the scheme; Basic too, so a
 			// browser asks for the token.

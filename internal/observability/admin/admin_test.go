@@ -134,6 +134,9 @@ func (e *env) do(t *testing.T, method, path, auth string) (int, string, http.Hea
 	if auth != "" {
 		req.Header.Set("Authorization", auth)
 	}
+	if !safeMethod(method) {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -30,9 +30,10 @@ import (
 //	GET /api/report                 report: since|from|to, customer, format=json|text|csv|html
 //	GET /                           dashboard: since, customer
 //
-// plus Options.Mounts.
+// plus Options.Mounts. Every pattern is registered through routeMux, which
+// lists them (Server.patterns) for the tests that try each route.
 func (s *Server) routes() *http.ServeMux {
-	mux := http.NewServeMux()
+	mux := &routeMux{ServeMux: http.NewServeMux()}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
@@ -53,7 +54,25 @@ func (s *Server) routes() *http.ServeMux {
 	for pattern, h := range s.o.Mounts {
 		mux.Handle(pattern, h)
 	}
-	return mux
+	s.patterns = mux.patterns
+	return mux.ServeMux
+}
+
+// routeMux is a ServeMux that remembers its patterns.
+type routeMux struct {
+	*http.ServeMux
+	patterns []string
+}
+
+// Handle registers h for pattern.
+func (m *routeMux) Handle(pattern string, h http.Handler) {
+	m.patterns = append(m.patterns, pattern)
+	m.ServeMux.Handle(pattern, h)
+}
+
+// HandleFunc registers f for pattern.
+func (m *routeMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
+	m.Handle(pattern, http.HandlerFunc(f))
 }
 
 type slogPrinter struct{ s *Server }

@@ -3,9 +3,6 @@ package admin
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"html/template"
 	"net/http"
 	"net/http/httptest"
@@ -24,7 +21,8 @@ import (
 
 // The console: server-rendered pages behind the token, no script (the
 // Content-Security-Policy forbids any), one form post (clearing a flag)
-// protected against cross-site requests.
+// that, like every console form, the guard (guard.go) accepts only from
+// the console's own origin with the form's anti-CSRF token.
 //
 //	GET  /decision?ref=REF          find a decision by the reference of a refusal
 //	GET  /decisions                 recent decisions: customer, check, finding, action, since; paged
@@ -32,7 +30,7 @@ import (
 //	GET  /customers/{id}            one customer: definition, volume, checks, limits and use,
 //	                                opt-out standing, flag with its clear action, changes
 //	POST /customers/{id}/clear-flag clear the customer's opt-out flag
-func (s *Server) consoleRoutes(mux *http.ServeMux) {
+func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /decision", s.pageDecision)
 	mux.HandleFunc("GET /decisions", s.pageDecisions)
 	mux.HandleFunc("GET /customers", s.pageCustomers)
@@ -186,15 +184,6 @@ func (s *Server) pageCustomers(w http.ResponseWriter, r *http.Request) {
 	s.render(w, r, http.StatusOK, "customers", map[string]any{"Rows": rows, "Total": total, "Q": r.URL.Query().Get("q")})
 }
 
-// csrfToken is the value the clear-flag form must carry: a MAC of the
-// customer id under the admin token's digest, which a page of another
-// site cannot know.
-func (s *Server) csrfToken(id string) string {
-	m := hmac.New(sha256.New, s.token[:])
-	m.Write([]byte("clear-flag\x00" + id))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
 func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	data := map[string]any{"ID": id}
@@ -276,26 +265,21 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 			data["Changes"] = log
 		}
 	}
-	data["CSRF"] = s.csrfToken(id)
+	data["CSRF"] = s.formToken(r, clearFlagPath(id))
 	data["Cleared"] = r.URL.Query().Get("cleared") != ""
 	data["Errors"] = errs
 	s.render(w, r, http.StatusOK, "customer", data)
 }
 
+// clearFlagPath is the action of a customer's clear-flag form (its
+// anti-CSRF token is bound to it).
+func clearFlagPath(id string) string { return "/customers/" + id + "/clear-flag" }
+
 // clearFlag clears a customer's opt-out flag through the mounted flag
-// handler (DELETE /api/customers/{id}/flag) and returns to the page.
+// handler (DELETE /api/customers/{id}/flag) and returns to the page. The
+// guard has checked the form's origin and anti-CSRF token.
 func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	// A form post from another site carries the browser's credentials:
-	// refuse it (Fetch metadata), and require the page's MAC.
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" {
-		writeError(w, http.StatusForbidden, "cross-site request refused")
-		return
-	}
-	if err := r.ParseForm(); err != nil || !hmac.Equal([]byte(r.PostForm.Get("csrf")), []byte(s.csrfToken(id))) {
-		writeError(w, http.StatusForbidden, "stale or forged form")
-		return
-	}
 	h, ok := s.o.Mounts["/api/customers/{id}/flag"]
 	if !ok {
 		writeError(w, http.StatusNotImplemented, "no flag handler")

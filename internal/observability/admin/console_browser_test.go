@@ -124,8 +124,9 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("unknown customer page: %d", code)
 	}
 
-	// Clearing the flag: a form post with the page's MAC; a cross-site
-	// post or a forged one is refused.
+	// Clearing the flag: a form post with the page's anti-CSRF token; a
+	// cross-site post, a forged token or another form's token is refused
+	// (the guard; TestGuard* and TestCrossSiteInBrowser try the rest).
 	post := func(form url.Values, site string) int {
 		req, _ := http.NewRequest("POST", e.url+"/customers/acme/clear-flag", strings.NewReader(form.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -141,14 +142,22 @@ func TestConsoleInBrowser(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	good := url.Values{"csrf": {e.srv.csrfToken("acme")}}
+	token := func(path string) string {
+		req, _ := http.NewRequest("GET", "/", nil)
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		return e.srv.formToken(req, path)
+	}
+	good := url.Values{"csrf": {token("/customers/acme/clear-flag")}}
 	if code := post(url.Values{"csrf": {"00"}}, "same-origin"); code != http.StatusForbidden {
 		t.Errorf("forged form: %d", code)
 	}
 	if code := post(good, "cross-site"); code != http.StatusForbidden {
 		t.Errorf("cross-site post: %d", code)
 	}
-	if code := post(url.Values{"csrf": {e.srv.csrfToken("beta")}}, ""); code != http.StatusForbidden {
+	if code := post(good, ""); code != http.StatusForbidden {
+		t.Errorf("post without Fetch metadata or Origin: %d", code)
+	}
+	if code := post(url.Values{"csrf": {token("/customers/beta/clear-flag")}}, "same-origin"); code != http.StatusForbidden {
 		t.Errorf("another customer's form: %d", code)
 	}
 	if code := post(good, "same-origin"); code != http.StatusSeeOther {

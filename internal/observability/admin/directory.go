@@ -42,7 +42,7 @@ type Directory interface {
 // A definition is validated exactly like the config file's (400 with
 // every error naming its field); the change is in force on every gateway
 // sharing the store within a second.
-func (s *Server) directoryRoutes(mux *http.ServeMux) {
+func (s *Server) directoryRoutes(mux *routeMux) {
 	if s.o.Directory == nil {
 		return
 	}

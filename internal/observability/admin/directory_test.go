@@ -17,6 +17,9 @@ func (e *env) send(t *testing.T, method, path, body string, hdr ...string) (int,
 	t.Helper()
 	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testToken)
+	if !safeMethod(method) {
+		req.Header.Set("Content-Type", "application/json")
+	}
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
