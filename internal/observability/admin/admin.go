@@ -291,8 +291,11 @@ func (w *statusRecorder) WriteHeader(code int) {
 // Handler returns the server's handler: authentication, the cross-site
 // guard, then the routes. The access log has method, path (never the
 // query or headers), status, duration and client.
-func (s *Server) Handler() http.Handler {
-	serve := s.guarded(s.routes())
+func (s *Server) Handler() http.Handler { return s.authenticated(s.guarded(s.routes())) }
+
+// authenticated is the authentication and access-log layer in front of
+// serve, which gets the scheme that carried the token.
+func (s *Server) authenticated(serve func(w http.ResponseWriter, r *http.Request, scheme string)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
