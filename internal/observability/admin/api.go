@@ -368,7 +368,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	// The page is self-contained: no script, no outside resource.
-	w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; img-src data:; form-action 'self'")
+	w.Header().Set("Content-Security-Policy", defaultCSP)
 	if err := rep.WriteHTML(w, report.HTMLOptions{Dashboard: true, Refresh: cfg.Admin.DashboardRefresh, Ranges: links,
 		Header: consoleHeader(rep), CustomerHref: "/customers/"}); err != nil {
 		s.log.Warn("admin: writing dashboard", "err", err)

@@ -417,3 +417,21 @@ func TestSafeMethodsChangeNothing(t *testing.T) {
 	}
 	t.Logf("%d GET/HEAD requests over every read route: store unchanged (%s)", n, before)
 }
+
+// TestNoScriptOnTheAdminOrigin checks that every response of the admin
+// server (pages, JSON, reports, errors, the 401) forbids script and
+// framing: script of the admin origin would be same-origin, which the
+// guard trusts.
+func TestNoScriptOnTheAdminOrigin(t *testing.T) {
+	e := start(t, adminConfig, "", nil)
+	for _, p := range []string{"/", "/healthz", "/api/report?format=html", "/api/customers", "/customers/acme", "/decisions", "/nosuch"} {
+		for _, auth := range []string{"Bearer " + testToken, ""} {
+			_, _, hdr := e.do(t, "GET", p, auth)
+			csp := hdr.Get("Content-Security-Policy")
+			if !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") || !strings.Contains(csp, "frame-ancestors 'none'") ||
+				hdr.Get("X-Content-Type-Options") != "nosniff" {
+				t.Errorf("GET %s (auth %v): CSP %q, nosniff %q", p, auth != "", csp, hdr.Get("X-Content-Type-Options"))
+			}
+		}
+	}
+}
