@@ -305,7 +305,7 @@ func (s *Server) authenticated(serve func(w http.ResponseWriter, r *http.Request
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		// No response of the admin origin may run script or be framed:
 		// a script there would be same-origin, which the guard trusts.
-		// Pages that need more (inline style) set their own policy.
+		// A handler may set its own (stricter) headers.
 		h := w.Header()
 		h.Set("Content-Security-Policy", defaultCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
