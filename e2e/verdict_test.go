@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"errors"
 	"context"
 	"fmt"
 	"io"
@@ -107,7 +108,7 @@ func TestIdentityFieldsThroughPostfix(t *testing.T) {
 	}
 
 	// A genuine stamp of beta, as a customer could copy it from mail of beta.
-	betaStamp := optout.Stamp(d.Secret, "beta", time.Now())
+	betaStamp := optout.Stamp(d.Secret, "beta", "BETA1", "carol@mailbox.example", time.Now())
 	var framed []byte
 	t.Run("client Feedback-ID and stamp naming another customer are replaced", func(t *testing.T) {
 		env.Sink.Reset()
@@ -143,13 +144,19 @@ func TestIdentityFieldsThroughPostfix(t *testing.T) {
 
 	t.Run("ARF round trip attributes by the gateway's Feedback-ID only", func(t *testing.T) {
 		// The stamp is stripped, as the receiver did: only the
-		// Feedback-ID is left to attribute the complaint.
+		// Feedback-ID is left, which names the customer but no message or
+		// recipient, so the complaint is attributed and refused.
 		res, err := svc.Complaint(context.Background(), bytes.NewReader(arfFor(framed, "carol@mailbox.example", optout.StampHeader)))
-		if err != nil {
-			t.Fatal(err)
+		if !errors.Is(err, optout.ErrRefused) || res.Counted {
+			t.Fatalf("Feedback-ID-only complaint: %+v, %v; want refused (it binds no recipient)", res, err)
 		}
 		if res.Customer != "acme" || res.CustomerBy != "feedback_id" {
 			t.Fatalf("complaint attributed to %s by %s, want acme by feedback_id", res.Customer, res.CustomerBy)
+		}
+		// With the gateway's stamp, as delivered, it counts for acme.
+		res, err = svc.Complaint(context.Background(), bytes.NewReader(arfFor(framed, "carol@mailbox.example")))
+		if err != nil || !res.Counted || res.Customer != "acme" || res.BoundBy != "stamp" {
+			t.Fatalf("stamped complaint: %+v, %v; want counted for acme, bound by the stamp", res, err)
 		}
 		if e, ok, err := svc.Check(context.Background(), "beta", "carol@mailbox.example"); err != nil || ok {
 			t.Fatalf("beta got the suppression: %+v %v %v", e, ok, err)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,12 +19,13 @@ func init() {
 
 func runComplaint(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] != "import" {
-		fmt.Fprintln(stderr, "usage: aupguard complaint import [-config FILE] FILE|-   (one ARF message, or an mbox of them)")
+		fmt.Fprintln(stderr, "usage: aupguard complaint import [-config FILE] [-reporter NAME] FILE|-   (one ARF message, or an mbox of them)")
 		return 2
 	}
 	fs := flag.NewFlagSet("complaint import", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	reporter := fs.String("reporter", "", "the feedback loop or mailbox the reports came from: the per-reporter hourly cap counts against it (default: each report's From domain)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
@@ -44,20 +46,29 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer closeFn()
-	var n, failed, counted, notCounted, suppressed int
+	var n, failed, refused, counted, duplicates, notCounted, suppressed int
 	err = optout.SplitMboxLines(in, func(msg []byte, line int) error {
 		n++
-		res, err := svc.Complaint(context.Background(), bytes.NewReader(msg))
-		if err != nil {
+		res, err := svc.ComplaintFrom(context.Background(), *reporter, bytes.NewReader(msg))
+		switch {
+		case errors.Is(err, optout.ErrRefused):
+			refused++
+			fmt.Fprintf(stderr, "%s: report %d (line %d%s): refused, not recorded: %v\n", name, n, line, messageID(msg), err)
+			return nil
+		case err != nil:
 			failed++
 			fmt.Fprintf(stderr, "%s: report %d (line %d%s): not recorded: %v\n", name, n, line, messageID(msg), err)
 			return nil
 		}
 		suppressed += res.Added
 		what := "counted"
-		if res.Counted {
+		switch {
+		case res.Counted:
 			counted++
-		} else {
+		case res.Duplicate:
+			duplicates++
+			what = "not counted (already counted for this message and recipient)"
+		default:
 			notCounted++
 			what = "not counted (" + res.FeedbackType + ")"
 		}
@@ -69,13 +80,14 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard complaint import: reading %s after report %d: %v\n", name, n, err)
 	}
 	// The summary says exactly what was recorded: every report is counted
-	// once, as recorded (counted or not) or failed.
-	fmt.Fprintf(stdout, "%d report(s): %d recorded (%d complaint(s) counted, %d not counted), %d failed and not recorded; %d recipient(s) newly suppressed\n",
-		n, counted+notCounted, counted, notCounted, failed, suppressed)
+	// once, as recorded (counted, duplicate or not counted), refused or
+	// failed.
+	fmt.Fprintf(stdout, "%d report(s): %d recorded (%d complaint(s) counted, %d duplicate(s), %d not counted), %d refused and %d failed, not recorded; %d recipient(s) newly suppressed\n",
+		n, counted+duplicates+notCounted, counted, duplicates, notCounted, refused, failed, suppressed)
 	switch {
 	case err != nil:
 		return 2
-	case failed > 0:
+	case failed > 0 || refused > 0:
 		return 1
 	}
 	return 0

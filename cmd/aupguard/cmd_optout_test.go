@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/secrets"
@@ -26,7 +27,7 @@ func TestOptoutCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	arf := filepath.Join(dir, "arf.eml")
-	os.WriteFile(arf, []byte("From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\nFeedback-ID: "+optout.FeedbackID(key, "", "acme", "aupguard")+"\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"), 0o600)
+	os.WriteFile(arf, []byte("From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"+optout.StampHeader+": "+optout.Stamp(key, "acme", "M1", "c@x.example", time.Now())+"\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"), 0o600)
 	tests := []struct {
 		name   string
 		args   []string
@@ -45,7 +46,7 @@ func TestOptoutCommands(t *testing.T) {
 		{"export", []string{"optout", "export", "-config", cfg, "-list", "*"}, 0, "list,address,hash,source,time,note\n*,,", ""},
 		{"remove", []string{"optout", "remove", "-config", cfg, "-list", "acme", "jane@example.com"}, 0, "removed", ""},
 		{"list empty", []string{"optout", "list", "-config", cfg, "-list", "acme"}, 0, "", ""},
-		{"complaint", []string{"complaint", "import", "-config", cfg, arf}, 0, "customer acme (by feedback_id), abuse, 1 recipient(s)", ""},
+		{"complaint", []string{"complaint", "import", "-config", cfg, arf}, 0, "customer acme (by stamp), abuse, 1 recipient(s)", ""},
 		{"complainant suppressed", []string{"optout", "check", "-config", cfg, "-list", "acme", "c@x.example"}, 0, "source complaint", ""},
 		{"status", []string{"customer", "status", "-config", cfg, "acme"}, 0, "complaints:       1 of 0 delivered", ""},
 		{"clear", []string{"customer", "clear", "-config", cfg, "acme"}, 0, "was not flagged", ""},

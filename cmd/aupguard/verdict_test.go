@@ -160,7 +160,7 @@ func TestImportsAddUp(t *testing.T) {
 		return "From fbl@isp.example Mon Nov 23 10:00:00 2026\nFrom: fbl@isp.example\nMessage-ID: <" + id + ">\nMIME-Version: 1.0\n" +
 			"Content-Type: multipart/report; report-type=feedback-report; boundary=B\n\n--B\nContent-Type: message/feedback-report\n\n" +
 			"Feedback-Type: abuse\nUser-Agent: t\nVersion: 1\nOriginal-Rcpt-To: <" + rcpt + ">\n\n--B\nContent-Type: text/rfc822-headers\n\n" +
-			"Feedback-ID: " + optout.FeedbackID(key, "", "acme", "aupguard") + "\nFrom: n@acme.example\n\n" + tail + "\n"
+			optout.StampHeader + ": " + optout.Stamp(key, "acme", "M-"+strings.ReplaceAll(id, "@", "-"), rcpt, time.Now()) + "\nFrom: n@acme.example\n\n" + tail + "\n"
 	}
 	mbox := filepath.Join(dir, "fbl.mbox")
 	// The second report is cut short: no closing boundary.
@@ -180,7 +180,7 @@ func TestImportsAddUp(t *testing.T) {
 		{"typo list refused", []string{"optout", "add", "-config", cfg, "-list", "acmee", "x@y.example"}, 1, "", `unknown list "acmee": known lists are acme, beta (customer ids) and * (provider-wide)`},
 		{"typo list not created", []string{"optout", "check", "-config", cfg, "-list", "acme", "x@y.example"}, 1, "not suppressed", ""},
 		{"mbox: one recorded, one named", []string{"complaint", "import", "-config", cfg, mbox}, 1,
-			"2 report(s): 1 recorded (1 complaint(s) counted, 0 not counted), 1 failed and not recorded; 1 recipient(s) newly suppressed",
+			"2 report(s): 1 recorded (1 complaint(s) counted, 0 duplicate(s), 0 not counted), 0 refused and 1 failed, not recorded; 1 recipient(s) newly suppressed",
 			"report 2 (line 23, Message-ID <cut@isp>): not recorded: malformed feedback report: the multipart/report ends after part 2 without its closing boundary"},
 		{"good report recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "c@x.example"}, 0, "source complaint", ""},
 		{"bad report not recorded", []string{"optout", "check", "-config", cfg, "-list", "acme", "d@x.example"}, 1, "not suppressed", ""},
@@ -301,7 +301,7 @@ customers:
 	}
 	arf := "From: fbl@isp.example\r\nMIME-Version: 1.0\r\nContent-Type: multipart/report; report-type=feedback-report; boundary=B\r\n\r\n--B\r\nContent-Type: message/feedback-report\r\n\r\n" +
 		"Feedback-Type: abuse\r\nUser-Agent: t\r\nVersion: 1\r\nOriginal-Rcpt-To: <c@x.example>\r\n\r\n--B\r\nContent-Type: text/rfc822-headers\r\n\r\n" +
-		"Feedback-ID: " + optout.FeedbackID(key, "", "acme", "aupguard") + "\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"
+		optout.StampHeader + ": " + optout.Stamp(key, "acme", "M1", "c@x.example", time.Now()) + "\r\nFrom: n@acme.example\r\n\r\n--B--\r\n"
 	if code, body := call("POST", "/api/complaints", strings.NewReader(arf)); code != 200 {
 		t.Fatalf("complaint: %d %s", code, body)
 	}

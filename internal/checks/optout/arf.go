@@ -18,8 +18,13 @@ import (
 // ErrMalformedReport is wrapped by every error about the report itself.
 var ErrMalformedReport = errors.New("malformed feedback report")
 
-// maxReportSize bounds one report.
-const maxReportSize = 10 << 20
+// maxReportSize bounds one report; maxFeedbackPart its machine-readable
+// part (RFC 5965 §3: a few fields; room for thousands of Original-Rcpt-To,
+// which are counted, not taken).
+const (
+	maxReportSize   = 10 << 20
+	maxFeedbackPart = 256 << 10
+)
 
 // Report is an Abuse Reporting Format report (RFC 5965).
 type Report struct {
@@ -37,6 +42,10 @@ type Report struct {
 	// Original holds the reported message's header fields, from the third
 	// part (message/rfc822 or text/rfc822-headers); nil when absent.
 	Original textproto.MIMEHeader
+	// FromDomain is the domain of the report's own From (the feedback
+	// loop that sent it), lower-cased; "" when it has none. It is what
+	// the report says, as trustworthy as the path it came by.
+	FromDomain string
 }
 
 func malformed(format string, args ...any) error {
@@ -68,6 +77,11 @@ func ParseReport(r io.Reader) (*Report, error) {
 		return nil, malformed("multipart/report without boundary")
 	}
 	rep := &Report{}
+	if a, err := mail.ParseAddress(msg.Header.Get("From")); err == nil {
+		if i := strings.LastIndexByte(a.Address, '@'); i >= 0 {
+			rep.FromDomain = strings.TrimSuffix(strings.ToLower(a.Address[i+1:]), ".")
+		}
+	}
 	var sawFeedback bool
 	mr := multipart.NewReader(msg.Body, params["boundary"])
 	for i := 1; ; i++ {
@@ -143,9 +157,14 @@ func (l *lineJoiner) Read(b []byte) (int, error) {
 
 // parseFields reads the machine-readable part (RFC 5965 §3).
 func (rep *Report) parseFields(r io.Reader) error {
-	b, err := io.ReadAll(io.LimitReader(r, 64<<10))
+	b, err := io.ReadAll(io.LimitReader(r, maxFeedbackPart+1))
 	if err != nil {
 		return malformed("feedback-report part: %v", err)
+	}
+	if len(b) > maxFeedbackPart {
+		// Never a silently cut part: fields past the cut (another
+		// Original-Rcpt-To) would go unseen.
+		return malformed("the message/feedback-report part is larger than %d KiB", maxFeedbackPart>>10)
 	}
 	// The part's fields end at the end of the part; textproto wants a
 	// blank line after them.

@@ -34,7 +34,8 @@ func TestARFGolden(t *testing.T) {
 		{file: "yahoo_full.eml", customer: "acme", customerBy: "stamp", rcpts: []string{"jane.doe@yahoo.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
 		{file: "microsoft_redacted.eml", customer: "beta", customerBy: "stamp", rcpts: []string{"some.one@outlook.example"}, rcptBy: "to_header", ftype: "abuse"},
 		{file: "headers_only_token.eml", customer: "acme", customerBy: "token", rcpts: []string{"bob@example.net"}, rcptBy: "token", ftype: "fraud"},
-		{file: "feedback_id_only.eml", customer: "beta", customerBy: "feedback_id", rcpts: []string{"carol@mailbox.example", "dave@mailbox.example"}, rcptBy: "original_rcpt_to", ftype: "abuse"},
+		// Two recipients named: a complaint is one recipient's, none is taken.
+		{file: "feedback_id_only.eml", wantErr: ErrRefused, errText: "names 2 recipients"},
 		// A forged stamp and a sender domain: nothing the gateway wrote.
 		{file: "forged_stamp_sender_domain.eml", wantErr: ErrUnattributed, errText: "cannot be attributed"},
 		{file: "not_spam.eml", customer: "acme", customerBy: "stamp", rcpts: []string{"frank@isp.example"}, rcptBy: "original_rcpt_to", ftype: "not-spam"},
@@ -51,9 +52,9 @@ func TestARFGolden(t *testing.T) {
 		t.Run(tt.file, func(t *testing.T) {
 			rep, err := ParseReport(bytes.NewReader(fixture(t, "arf/"+tt.file)))
 			var res ComplaintResult
-			var rcpts []string
+			var b *Binding
 			if err == nil {
-				res, rcpts, err = svc.Attribute(rep)
+				res, b, err = svc.Attribute(rep)
 			}
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) || !strings.Contains(err.Error(), tt.errText) {
@@ -64,6 +65,7 @@ func TestARFGolden(t *testing.T) {
 			if err != nil {
 				t.Fatalf("err = %v", err)
 			}
+			rcpts := []string{b.Recipient}
 			if res.Customer != tt.customer || res.CustomerBy != tt.customerBy || res.RcptBy != tt.rcptBy || res.FeedbackType != tt.ftype || !reflect.DeepEqual(rcpts, tt.rcpts) {
 				t.Fatalf("got customer %q by %s, rcpts %v by %s, type %s; want %q by %s, %v by %s, %s",
 					res.Customer, res.CustomerBy, rcpts, res.RcptBy, res.FeedbackType, tt.customer, tt.customerBy, tt.rcpts, tt.rcptBy, tt.ftype)
@@ -78,7 +80,7 @@ func TestComplaintIngestAndMbox(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			svc := mk(t)
 			var mbox bytes.Buffer
-			for _, f := range []string{"yahoo_full.eml", "feedback_id_only.eml", "not_spam.eml"} {
+			for _, f := range []string{"yahoo_full.eml", "headers_only_token.eml", "not_spam.eml"} {
 				mbox.WriteString("From MAILER-DAEMON Sat Mar  1 12:00:00 2025\n")
 				mbox.Write(fixture(t, "arf/"+f))
 				mbox.WriteString("\n")
@@ -92,7 +94,7 @@ func TestComplaintIngestAndMbox(t *testing.T) {
 			if err != nil || len(results) != 3 {
 				t.Fatalf("mbox: %d results, %v", len(results), err)
 			}
-			if results[0].Added != 1 || !results[0].Counted || results[1].Added != 2 || results[2].Counted || results[2].Added != 0 {
+			if results[0].Added != 1 || !results[0].Counted || results[1].Added != 1 || !results[1].Counted || results[2].Counted || results[2].Added != 0 {
 				t.Fatalf("results = %+v", results)
 			}
 			e, ok, err := svc.Check(bg, "acme", "jane.doe@yahoo.example")
@@ -102,9 +104,9 @@ func TestComplaintIngestAndMbox(t *testing.T) {
 			if _, ok, _ := svc.Check(bg, "acme", "frank@isp.example"); ok {
 				t.Fatal("not-spam report suppressed its recipient")
 			}
-			st, err := svc.Status(bg, "beta")
-			if err != nil || st.Complaints != 1 || st.ListSize != 2 {
-				t.Fatalf("beta status = %+v, %v", st, err)
+			st, err := svc.Status(bg, "acme")
+			if err != nil || st.Complaints != 2 || st.ListSize != 2 {
+				t.Fatalf("acme status = %+v, %v", st, err)
 			}
 		})
 	}

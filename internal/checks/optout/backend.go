@@ -55,7 +55,60 @@ type Backend interface {
 	// ClearFlag clears the flag and the opted-out send count, reporting
 	// whether there was a flag.
 	ClearFlag(ctx context.Context, customer string) (bool, error)
+	// PutRecipients stores the keyed tags (RcptTag) of a multi-recipient
+	// message's recipients under its stamp reference for ttl: what a
+	// complaint about the message is checked against.
+	PutRecipients(ctx context.Context, customer, ref string, tags []string, ttl time.Duration, now time.Time) error
+	// Complain records one complaint in one step (one round trip on
+	// Redis): when op.InStore, the recipient's tag must be in the
+	// message's stored set (else ComplaintNotRecipient); a complaint of
+	// the same message and recipient recorded before is a
+	// ComplaintDuplicate; otherwise the entry goes on the list, the
+	// complaint is counted and remembered for op.TTL.
+	Complain(ctx context.Context, op ComplaintOp) (ComplaintOutcome, error)
+	// Reported counts one report from reporter in the hour of now and
+	// returns that hour's count (the per-reporter cap).
+	Reported(ctx context.Context, reporter string, now time.Time) (int64, error)
 }
+
+// ComplaintOp is one complaint to record (Backend.Complain).
+type ComplaintOp struct {
+	// Customer, Ref and Tag name the complaint: the message (its stamp's
+	// reference) and its recipient's tag under that reference.
+	Customer, Ref, Tag string
+	// InStore asks for the tag to be checked against the message's stored
+	// recipient set (a multi-recipient message).
+	InStore bool
+	// Entry is the complainant's suppression entry.
+	Entry Entry
+	// TTL is how long the complaint is remembered (dedupe).
+	TTL time.Duration
+	// Rate is the complaint counter's window.
+	Rate Window
+	Now  time.Time
+}
+
+// ComplaintOutcome is what Backend.Complain did.
+type ComplaintOutcome struct {
+	Status ComplaintStatus
+	// Added is 1 when the complainant was newly put on the list.
+	Added int
+}
+
+// ComplaintStatus says whether a complaint was counted.
+type ComplaintStatus int
+
+// Complaint statuses.
+const (
+	// ComplaintCounted: recorded and counted.
+	ComplaintCounted ComplaintStatus = iota
+	// ComplaintDuplicate: this message and recipient were counted before;
+	// nothing changed.
+	ComplaintDuplicate
+	// ComplaintNotRecipient: the recipient is not in the message's stored
+	// set (or the set is gone); nothing changed.
+	ComplaintNotRecipient
+)
 
 // Counter kinds.
 const (

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // Check names.
@@ -435,8 +436,90 @@ func NewStamper(svc *Service) *Stamper {
 // Name implements policy.Check.
 func (c *Stamper) Name() string { return StampName }
 
+// stampPrep is a message's stamp reference and, for a multi-recipient
+// message, the storing of its recipient set in the end-of-message batch.
+type stampPrep struct {
+	ref  string
+	rcpt string // the one recipient's canonical address; "" for several
+	tags []string
+	call *store.Call
+}
+
+type stampKey struct{}
+
+// prep computes the message's stamp reference and its recipients' tags.
+func (c *Stamper) prep(t *policy.Txn) *stampPrep {
+	p := &stampPrep{ref: NewStampRef(t.Ref)}
+	var canon []string
+	seen := map[string]bool{}
+	for _, r := range t.Rcpts {
+		a, err := c.svc.Settings.canonicalAddr(r.Addr)
+		if err != nil || seen[a] {
+			continue
+		}
+		seen[a] = true
+		canon = append(canon, a)
+	}
+	if len(canon) == 1 {
+		p.rcpt = canon[0]
+		return p
+	}
+	for _, a := range canon {
+		p.tags = append(p.tags, RcptTag(c.svc.Settings.Secret, p.ref, a))
+	}
+	return p
+}
+
+// PrepareEOM implements policy.EOMPreparer: a multi-recipient message's
+// recipient set is stored in the end-of-message batch (no round trip of
+// its own). A one-recipient message needs none: its stamp binds the
+// recipient. A dry run stores nothing.
+func (c *Stamper) PrepareEOM(_ context.Context, t *policy.Txn, b policy.Batch) {
+	if t.DryRun || t.Customer == nil {
+		return
+	}
+	p := c.prep(t)
+	if len(p.tags) > 0 {
+		sb, own := c.svc.batchOf(b)
+		if own {
+			return // EOM stores it itself
+		}
+		p.call = c.svc.queueRecipients(sb, t.Customer.ID, p.ref, p.tags)
+	}
+	t.SetValue(stampKey{}, p)
+}
+
+// stamp returns the message's X-AUP-Customer value; for a multi-recipient
+// message whose set was not queued in a batch (the chain runs without
+// batches), it stores it now. A set that cannot be stored is logged: the
+// message still goes, and complaints about it will be refused.
+func (c *Stamper) stamp(ctx context.Context, t *policy.Txn) string {
+	p, _ := t.Value(stampKey{}).(*stampPrep)
+	if p == nil {
+		p = c.prep(t)
+	}
+	now := c.svc.Clock.Now()
+	if len(p.tags) > 0 && !t.DryRun {
+		var err error
+		if p.call != nil {
+			// Stored with the stage's batch; a failed batch is not tried
+			// again (the store is down: no second timeout on the way).
+			_, err = p.call.Result()
+		} else {
+			sctx, cancel := c.svc.ctx(ctx)
+			err = c.svc.Backend.PutRecipients(sctx, t.Customer.ID, p.ref, p.tags, c.svc.Settings.RecordTTL, now)
+			cancel()
+		}
+		if err != nil {
+			c.svc.Log.Error("feedback stamp: recipient set not stored; complaints about this message will be refused",
+				"customer", t.Customer.ID, "ref", t.Ref, "stamp_ref", p.ref, "err", err)
+		}
+	}
+	return Stamp(c.svc.Settings.Secret, t.Customer.ID, p.ref, p.rcpt, now)
+}
+
 // EOM implements policy.EOMChecker.
-func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
+func (c *Stamper) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	campaign := ""
 	var removed []string
 	if n := t.RemoveHeaders(StampHeader, func(string) bool { return true }); n > 0 {
@@ -462,7 +545,7 @@ func (c *Stamper) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error
 		// Refused: nothing else is added to a message that is not sent.
 		return []policy.Finding{f}, nil
 	}
-	t.AddHeader(StampHeader, Stamp(c.svc.Settings.Secret, t.Customer.ID, c.svc.Clock.Now()))
+	t.AddHeader(StampHeader, c.stamp(ctx, t))
 	if c.feedbackID {
 		t.AddHeader(FeedbackIDHeader, FeedbackID(c.svc.Settings.Secret, campaign, t.Customer.ID, c.svc.Settings.SenderID))
 	}

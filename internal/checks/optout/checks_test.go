@@ -297,7 +297,7 @@ func TestStamperRemovesClientFields(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			txn := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: "acme"}, "REF", time.Now())
-			txn.Headers = []policy.Header{{Name: "From", Value: " a@acme.example"}, {Name: "X-AUP-Customer", Value: " " + Stamp(testKey, "beta", time.Now())}, {Name: "Feedback-ID", Value: " " + tt.fb}}
+			txn.Headers = []policy.Header{{Name: "From", Value: " a@acme.example"}, {Name: "X-AUP-Customer", Value: " " + Stamp(testKey, "beta", "R", "x@y.example", time.Now())}, {Name: "Feedback-ID", Value: " " + tt.fb}}
 			fs, err := c.EOM(context.Background(), txn)
 			if err != nil || len(fs) != 1 || fs[0].Name != FindingFeedbackIDReplaced {
 				t.Fatalf("findings %v, %v", fs, err)

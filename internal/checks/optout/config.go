@@ -28,6 +28,14 @@ const (
 	// DefaultComplaintMinDelivered is the volume below which no rate is
 	// judged: one complaint among ten messages says nothing.
 	DefaultComplaintMinDelivered = 1000
+	// DefaultComplaintRecordTTL is how long a message's complaint binding
+	// lasts: a multi-recipient message's recipient set, and the record
+	// that a (message, recipient) complaint was counted. A stamp older
+	// than this is not counted.
+	DefaultComplaintRecordTTL = 14 * 24 * time.Hour
+	// DefaultComplaintReporterCap is how many complaint reports one
+	// reporter may send per hour; the rest are refused.
+	DefaultComplaintReporterCap = 1000
 	// DefaultFingerprintRecipients is how many recipients of one body
 	// within the window make a message bulk.
 	DefaultFingerprintRecipients = 200
@@ -124,6 +132,14 @@ type ComplaintsConfig struct {
 	Act  float64 `yaml:"act"`
 	// MinDelivered is the delivered count below which no rate is judged.
 	MinDelivered int `yaml:"min_delivered"`
+	// RecordTTL is how long a stamped message can be complained about:
+	// its recipient set (multi-recipient messages) and the records of the
+	// complaints counted for it are kept this long.
+	RecordTTL time.Duration `yaml:"record_ttl"`
+	// ReporterCap is the number of complaint reports accepted per hour
+	// from one reporter (the caller's -reporter / ?reporter=, else the
+	// report's From domain).
+	ReporterCap int `yaml:"reporter_cap"`
 }
 
 // BulkConfig is the bulk: section of the config, which this package owns:
@@ -162,6 +178,8 @@ func DefaultConfig() *Config {
 			Warn:         DefaultComplaintWarn,
 			Act:          DefaultComplaintAct,
 			MinDelivered: DefaultComplaintMinDelivered,
+			RecordTTL:    DefaultComplaintRecordTTL,
+			ReporterCap:  DefaultComplaintReporterCap,
 		},
 	}
 }
@@ -229,6 +247,12 @@ func decodeConfig(s *config.Section) any {
 	if c.MinDelivered == 0 {
 		c.MinDelivered = DefaultComplaintMinDelivered
 	}
+	if c.RecordTTL == 0 {
+		c.RecordTTL = DefaultComplaintRecordTTL
+	}
+	if c.ReporterCap == 0 {
+		c.ReporterCap = DefaultComplaintReporterCap
+	}
 
 	u := o.Unsubscribe
 	if u.Listen != "off" {
@@ -271,6 +295,10 @@ func decodeConfig(s *config.Section) any {
 		s.Errorf("optout.complaints.act", "act (%v) is below warn (%v)", c.Act, c.Warn)
 	}
 	s.Positive("optout.complaints.min_delivered", c.MinDelivered)
+	if c.RecordTTL < time.Hour {
+		s.Errorf("optout.complaints.record_ttl", "must be at least 1h, got %s", c.RecordTTL)
+	}
+	s.Positive("optout.complaints.reporter_cap", c.ReporterCap)
 	return o
 }
 

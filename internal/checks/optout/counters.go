@@ -16,3 +16,9 @@ func (s *Service) countOptOut(source string, n int) {
 		s.Counters.OptOut(source, n)
 	}
 }
+
+// RefusalCounter is implemented by Counters that also count refused
+// complaint reports by reason (the Refused* constants).
+type RefusalCounter interface {
+	ComplaintRefused(reason string)
+}

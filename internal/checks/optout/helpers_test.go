@@ -89,7 +89,7 @@ func svcKinds(t *testing.T, cfg *config.Config, clk clock.Clock) map[string]func
 var placeholder = regexp.MustCompile(`\{\{(STAMP|TOKEN|BASE64|BASEURL):?([^}]*)\}\}`)
 
 // fixture reads a testdata file and fills in what needs the test key:
-// {{STAMP:cust}}, {{TOKEN:cust:rcpt}}, {{BASEURL}} and {{BASE64:file}}
+// {{STAMP:cust[:rcpt[:ref]]}}, {{TOKEN:cust:rcpt}}, {{BASEURL}} and {{BASE64:file}}
 // (another testdata file, base64 in 76-column lines).
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
@@ -102,7 +102,17 @@ func fixture(t testing.TB, name string) []byte {
 		arg := string(p[2])
 		switch string(p[1]) {
 		case "STAMP":
-			return []byte(Stamp(testKey, arg, t0))
+			// STAMP:cust[:rcpt[:ref]]: a one-recipient message's stamp
+			// (rcpt), or a multi-recipient one's (no rcpt).
+			f := strings.SplitN(arg, ":", 3)
+			rcpt, ref := "", "REF1"
+			if len(f) > 1 {
+				rcpt = strings.ToLower(f[1])
+			}
+			if len(f) > 2 {
+				ref = f[2]
+			}
+			return []byte(Stamp(testKey, f[0], ref, rcpt, t0))
 		case "TOKEN":
 			c, r, _ := strings.Cut(arg, ":")
 			return []byte(NewToken(testKey, c, strings.ToLower(r), t0))

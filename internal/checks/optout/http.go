@@ -57,7 +57,7 @@ const (
 //	POST   /api/optouts                        {"list","address","note"} → 201 (200 when already there)
 //	DELETE /api/optouts?list=ID&address=A      remove (address or stored hash)
 //	POST   /api/optouts/import?list=ID         CSV body; bad lines reported, good ones kept
-//	POST   /api/complaints                     one ARF report (message/rfc822 body)
+//	POST   /api/complaints[?reporter=NAME]     one ARF report (message/rfc822 body)
 //	GET    /api/customers/{id}/flag            CustomerStatus
 //	DELETE /api/customers/{id}/flag            clear the flag
 //
@@ -226,9 +226,23 @@ func (a *api) importCSV(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
+// complaint ingests one report. ?reporter=NAME names the feedback loop or
+// mailbox it came from (the per-reporter cap counts against it; default:
+// the report's From domain). A refused report answers 422 with why (429
+// when the reporter is over its hourly cap) and records nothing; a report
+// of a message and recipient already counted answers 200 with
+// "duplicate": true.
 func (a *api) complaint(w http.ResponseWriter, r *http.Request) {
-	res, err := a.svc.Complaint(r.Context(), http.MaxBytesReader(w, r.Body, maxReportSize))
-	if err != nil {
+	res, err := a.svc.ComplaintFrom(r.Context(), r.URL.Query().Get("reporter"), http.MaxBytesReader(w, r.Body, maxReportSize))
+	switch {
+	case errors.Is(err, ErrReporterCapped):
+		w.Header().Set("Retry-After", "3600")
+		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": err.Error(), "result": res})
+		return
+	case errors.Is(err, ErrRefused):
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]any{"error": err.Error(), "result": res})
+		return
+	case err != nil:
 		a.fail(w, err)
 		return
 	}

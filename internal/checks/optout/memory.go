@@ -38,6 +38,14 @@ type memory struct {
 	sources  map[string]map[string]int64 // list → source → opt-outs recorded
 	fps      map[string]fpCount
 	fpOps    int
+	// rsets are multi-recipient messages' recipient sets (customer "\x00"
+	// ref), complained the complaints counted (customer "\x00" ref "\x00"
+	// tag), reports the reports per reporter in reportHour (binding.go).
+	rsets      map[string]expiring
+	complained map[string]expiring
+	rsOps      int
+	reports    map[string]int64
+	reportHour string
 
 	path    string
 	log     *os.File
@@ -46,6 +54,7 @@ type memory struct {
 
 	dirty     map[cntBucket]struct{} // delivered counts not yet logged
 	dirtyFP   map[string]struct{}    // fingerprint counts not yet logged
+	dirtyRS   map[string]struct{}    // recipient sets not yet logged
 	snapshots *periodic.Loop         // the snapshot loop (snapshot.go)
 }
 
@@ -79,6 +88,8 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		counters: map[string]map[int64]int64{}, fps: map[string]fpCount{},
 		dirty: map[cntBucket]struct{}{}, dirtyFP: map[string]struct{}{},
 		sources: map[string]map[string]int64{},
+		rsets:   map[string]expiring{}, complained: map[string]expiring{},
+		dirtyRS: map[string]struct{}{}, reports: map[string]int64{},
 	}
 	if path == "" {
 		return m, nil
@@ -97,7 +108,7 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		m.Close()
 		return nil, err
 	}
-	live := len(m.flags)
+	live := len(m.flags) + len(m.rsets) + len(m.complained)
 	for _, l := range m.lists {
 		live += len(l)
 	}
@@ -178,6 +189,10 @@ func (m *memory) apply(rec record) {
 		delete(m.counters, rec.List+"\x00"+KindOptedOut)
 	case "fpset":
 		m.fps[rec.List] = fpCount{n: rec.N, expires: time.UnixMilli(rec.Bucket)}
+	case "rset":
+		m.rsets[rec.List] = expiring{v: rec.Hash, expires: time.UnixMilli(rec.Bucket)}
+	case "complained":
+		m.complained[rec.List] = expiring{expires: time.UnixMilli(rec.Bucket)}
 	case "srcset":
 		// A compacted log's adds counted the live entries; this sets the
 		// whole count, removed entries included.
@@ -254,7 +269,9 @@ func (m *memory) compact() error {
 		}
 		n++
 	}
-	for _, r := range append(m.counterRecords(), m.fpRecords(m.clock.Now())...) {
+	now := m.clock.Now()
+	recs := append(m.counterRecords(), m.fpRecords(now)...)
+	for _, r := range append(recs, m.bindingRecords(now)...) {
 		if err := enc.Encode(r); err != nil {
 			f.Close()
 			return err

@@ -109,6 +109,10 @@ type Settings struct {
 	Rate         Window
 	Warn, Act    float64
 	MinDelivered int64
+	// RecordTTL is how long a stamped message can be complained about;
+	// ReporterCap the complaint reports accepted per reporter and hour.
+	RecordTTL   time.Duration
+	ReporterCap int64
 	// UnsubscribeBase is the public base URL of unsubscribe links.
 	UnsubscribeBase string
 	TokenTTL        time.Duration
@@ -155,6 +159,8 @@ func NewSettings(o *Config, b *BulkConfig, customers []config.Customer, key secr
 		Warn:              o.Complaints.Warn,
 		Act:               o.Complaints.Act,
 		MinDelivered:      int64(o.Complaints.MinDelivered),
+		RecordTTL:         o.Complaints.RecordTTL,
+		ReporterCap:       int64(o.Complaints.ReporterCap),
 		UnsubscribeBase:   o.Unsubscribe.BaseURL,
 		TokenTTL:          o.Unsubscribe.TokenTTL,
 		SenderID:          o.Feedback.SenderID,

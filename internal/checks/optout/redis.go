@@ -256,7 +256,9 @@ return {fp, flag, rolling(KEYS[3], 0, cur, nb, 0), rolling(KEYS[4], 0, cur, nb, 
 `)
 
 // Scripts are the Lua scripts to preload with store.Handle.LoadScripts.
-func Scripts() []*redis.Script { return []*redis.Script{countScript, hitScript, bulkScript} }
+func Scripts() []*redis.Script {
+	return []*redis.Script{countScript, hitScript, bulkScript, complainScript, reportedScript}
+}
 
 func ttlMillis(w Window) string { return strconv.FormatInt(w.Width.Milliseconds()+w.size(), 10) }
 

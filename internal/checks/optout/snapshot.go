@@ -10,7 +10,7 @@ import (
 )
 
 // SnapshotInterval is how often the memory backend logs the delivered and
-// body fingerprint counts that changed. After a crash (SIGKILL, OOM kill) at
+// body fingerprint counts and the recipient sets that changed. After a crash (SIGKILL, OOM kill) at
 // most this much of them is lost; opt-outs, flags, complaint and
 // opted-out-send counts are logged before each call returns and lose
 // nothing.
@@ -43,10 +43,10 @@ func (m *memory) stopSnapshots() { m.snapshots.Stop() }
 // current value (replay sets it), and compacts the log when it has grown
 // to more than twice the live state; called with m.mu held.
 func (m *memory) flushLocked() error {
-	if m.log == nil || len(m.dirty) == 0 && len(m.dirtyFP) == 0 {
+	if m.log == nil || len(m.dirty) == 0 && len(m.dirtyFP) == 0 && len(m.dirtyRS) == 0 {
 		return nil
 	}
-	recs := make([]record, 0, len(m.dirty)+len(m.dirtyFP))
+	recs := make([]record, 0, len(m.dirty)+len(m.dirtyFP)+len(m.dirtyRS))
 	for d := range m.dirty {
 		n, ok := m.counters[d.key][d.bucket]
 		if !ok {
@@ -60,12 +60,18 @@ func (m *memory) flushLocked() error {
 			recs = append(recs, record{Op: "fpset", List: k, Bucket: c.expires.UnixMilli(), N: c.n})
 		}
 	}
+	for k := range m.dirtyRS {
+		if e, ok := m.rsets[k]; ok {
+			recs = append(recs, record{Op: "rset", List: k, Hash: e.v, Bucket: e.expires.UnixMilli()})
+		}
+	}
 	if err := m.write(recs...); err != nil {
 		return err
 	}
 	clear(m.dirty)
 	clear(m.dirtyFP)
-	live := len(m.flags) + len(m.fps)
+	clear(m.dirtyRS)
+	live := len(m.flags) + len(m.fps) + len(m.rsets) + len(m.complained)
 	for _, l := range m.lists {
 		live += len(l)
 	}

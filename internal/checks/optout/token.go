@@ -3,6 +3,7 @@ package optout
 import (
 	"bytes"
 	"crypto/hmac"
+	"crypto/rand"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
@@ -98,21 +99,82 @@ func ParseToken(key secrets.Key, s string, ttl time.Duration, now time.Time) (To
 }
 
 // Customer stamp: the X-AUP-Customer header the gateway puts on every
-// accepted message, "c=ID; t=UNIXTIME; s=SIG", SIG a truncated HMAC of id
-// and time. It names the customer in a complaint's copy of the message,
-// and cannot be forged by a customer to blame another.
+// accepted message,
+//
+//	c=ID; t=UNIXTIME; m=REF; [r=RTAG;] s=SIG
+//
+// REF is the message's own reference (unique per message), RTAG the keyed
+// tag of its recipient when the message has exactly one (RcptTag), and SIG
+// a truncated HMAC of all of them. It names the customer and the message
+// in a complaint's copy of the message, and cannot be forged by a customer
+// to blame another. A message with several recipients carries one header
+// for all of them, so its stamp names no recipient: the tags of its
+// recipients are stored under REF instead (Backend.PutRecipients), and a
+// complaint is counted only for a recipient found there.
+//
+// Stamps written before recipients were bound ("c=ID; t=UNIXTIME; s=SIG",
+// version 1) still verify and name the customer, but a complaint about
+// them cannot be tied to a recipient and is not counted.
 const StampHeader = "X-AUP-Customer"
 
-// Stamp returns the X-AUP-Customer value for a customer.
-func Stamp(key secrets.Key, customer string, now time.Time) string {
+// stampPurpose keys the stamp's MAC; stampV1Purpose that of version 1.
+const (
+	stampPurpose   = "stamp2"
+	stampV1Purpose = "stamp"
+	rcptTagPurpose = "stamp-rcpt"
+	// maxRefLen bounds a stamp's message reference.
+	maxRefLen = 40
+)
+
+// Stamp returns the X-AUP-Customer value for a message of customer with
+// reference ref (unique per message, [A-Za-z0-9_-]) stamped at now. rcpt is
+// the canonical address of its one recipient, "" for a message with
+// several.
+func Stamp(key secrets.Key, customer, ref, rcpt string, now time.Time) string {
 	ts := strconv.FormatInt(now.Unix(), 10)
-	mac := key.Sign("stamp", []byte(customer+"\x00"+ts))
-	return "c=" + customer + "; t=" + ts + "; s=" + base64.RawURLEncoding.EncodeToString(mac[:macLen])
+	tag := ""
+	if rcpt != "" {
+		tag = RcptTag(key, ref, rcpt)
+	}
+	mac := key.Sign(stampPurpose, []byte(customer+"\x00"+ts+"\x00"+ref+"\x00"+tag))
+	v := "c=" + customer + "; t=" + ts + "; m=" + ref
+	if tag != "" {
+		v += "; r=" + tag
+	}
+	return v + "; s=" + base64.RawURLEncoding.EncodeToString(mac[:macLen])
+}
+
+// RcptTag is the keyed tag of a canonical recipient of the message ref: 64
+// bits of HMAC, so the store and the stamp hold no address, and a tag says
+// nothing about the same address in another message.
+func RcptTag(key secrets.Key, ref, rcpt string) string {
+	mac := key.Sign(rcptTagPurpose, []byte(ref+"\x00"+rcpt))
+	return hex.EncodeToString(mac[:8])
+}
+
+// StampInfo is what a verified X-AUP-Customer stamp says.
+type StampInfo struct {
+	Customer string
+	Issued   time.Time
+	// Ref is the message's reference; "" for a version 1 stamp, which
+	// binds no message and no recipient.
+	Ref string
+	// RcptTag is the tag of the message's one recipient; "" when the
+	// message had several (their tags are stored under Ref).
+	RcptTag string
 }
 
 // ParseStamp verifies an X-AUP-Customer value and returns the customer.
 func ParseStamp(key secrets.Key, v string) (string, error) {
-	var c, ts, sig string
+	si, err := VerifyStamp(key, v)
+	return si.Customer, err
+}
+
+// VerifyStamp verifies an X-AUP-Customer value (either version) and
+// returns what it says.
+func VerifyStamp(key secrets.Key, v string) (StampInfo, error) {
+	var c, ts, ref, tag, sig string
+	var hasRef, hasTag bool
 	for _, part := range strings.Split(unfold(v), ";") {
 		k, val, ok := strings.Cut(strings.TrimSpace(part), "=")
 		if !ok {
@@ -123,19 +185,71 @@ func ParseStamp(key secrets.Key, v string) (string, error) {
 			c = val
 		case "t":
 			ts = val
+		case "m":
+			ref, hasRef = val, true
+		case "r":
+			tag, hasTag = val, true
 		case "s":
 			sig = val
 		}
 	}
 	mac, err := base64.RawURLEncoding.DecodeString(sig)
-	if c == "" || ts == "" || err != nil || len(mac) != macLen {
-		return "", errors.New("malformed " + StampHeader + " header")
+	unix, terr := strconv.ParseInt(ts, 10, 64)
+	if c == "" || terr != nil || err != nil || len(mac) != macLen || hasRef && !validRef(ref) || hasTag && !validTag(tag) || hasTag && !hasRef {
+		return StampInfo{}, errors.New("malformed " + StampHeader + " header")
 	}
-	want := key.Sign("stamp", []byte(c+"\x00"+ts))[:macLen]
+	var want []byte
+	if hasRef {
+		want = key.Sign(stampPurpose, []byte(c+"\x00"+ts+"\x00"+ref+"\x00"+tag))[:macLen]
+	} else {
+		want = key.Sign(stampV1Purpose, []byte(c+"\x00"+ts))[:macLen]
+	}
 	if !hmac.Equal(mac, want) {
-		return "", errors.New(StampHeader + " signature does not verify")
+		return StampInfo{}, errors.New(StampHeader + " signature does not verify")
 	}
-	return c, nil
+	return StampInfo{Customer: c, Issued: time.Unix(unix, 0).UTC(), Ref: ref, RcptTag: tag}, nil
+}
+
+// validRef reports whether s can be a stamp's message reference: 1 to
+// maxRefLen characters of [A-Za-z0-9_-] (it becomes part of store keys).
+func validRef(s string) bool {
+	if s == "" || len(s) > maxRefLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// validTag reports whether s is a recipient tag: 16 lower-case hex digits.
+func validTag(s string) bool {
+	if len(s) != 16 {
+		return false
+	}
+	_, err := hex.DecodeString(s)
+	return err == nil && strings.ToLower(s) == s
+}
+
+// NewStampRef returns a fresh message reference for a stamp: the
+// gateway's reference id of the message (so the decision log line is
+// found from a complaint) and 60 random bits, so references never repeat.
+func NewStampRef(gatewayRef string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	r := strings.Map(func(c rune) rune {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' {
+			return c
+		}
+		return -1
+	}, gatewayRef)
+	if len(r) > 20 {
+		r = r[:20]
+	}
+	return r + "-" + base64.RawURLEncoding.EncodeToString(b[:])[:10]
 }
 
 // unfold undoes header folding (RFC 5322 §2.2.3) and trims.

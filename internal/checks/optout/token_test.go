@@ -1,7 +1,9 @@
 package optout
 
 import (
+	"encoding/base64"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -55,24 +57,55 @@ func TestToken(t *testing.T) {
 	}
 }
 
+// legacyStamp is a version 1 stamp ("c=ID; t=UNIXTIME; s=SIG"), as the
+// gateway wrote before recipients were bound.
+func legacyStamp(customer string, now time.Time) string {
+	ts := strconv.FormatInt(now.Unix(), 10)
+	mac := testKey.Sign(stampV1Purpose, []byte(customer+"\x00"+ts))
+	return "c=" + customer + "; t=" + ts + "; s=" + base64.RawURLEncoding.EncodeToString(mac[:macLen])
+}
+
 func TestStamp(t *testing.T) {
-	v := Stamp(testKey, "acme", t0)
+	one := Stamp(testKey, "acme", "REF1", "jane@example.org", t0)
+	multi := Stamp(testKey, "acme", "REF2", "", t0)
+	tag := RcptTag(testKey, "REF1", "jane@example.org")
 	tests := []struct {
-		name, value, want string
+		name, value, want, ref, tag string
 	}{
-		{"valid", v, "acme"},
-		{"folded", strings.Replace(v, "; s=", ";\r\n\ts=", 1), "acme"},
-		{"customer swapped", strings.Replace(v, "c=acme", "c=beta", 1), ""},
-		{"time changed", strings.Replace(v, "t=", "t=1", 1), ""},
-		{"no signature", "c=acme; t=1", ""},
-		{"garbage", "hello", ""},
+		{"one recipient", one, "acme", "REF1", tag},
+		{"several recipients", multi, "acme", "REF2", ""},
+		{"version 1 still names the customer", legacyStamp("acme", t0), "acme", "", ""},
+		{"folded", strings.Replace(one, "; s=", ";\r\n\ts=", 1), "acme", "REF1", tag},
+		{"customer swapped", strings.Replace(one, "c=acme", "c=beta", 1), "", "", ""},
+		{"time changed", strings.Replace(one, "t=", "t=1", 1), "", "", ""},
+		{"message swapped", strings.Replace(one, "m=REF1", "m=REF2", 1), "", "", ""},
+		{"recipient tag swapped", strings.Replace(one, "r="+tag, "r="+RcptTag(testKey, "REF1", "mallory@example.org"), 1), "", "", ""},
+		{"recipient tag dropped: a multi-recipient stamp is not made from a one-recipient one", strings.Replace(one, "; r="+tag, "", 1), "", "", ""},
+		{"downgraded to version 1", strings.Replace(strings.Replace(one, "; r="+tag, "", 1), "; m=REF1", "", 1), "", "", ""},
+		{"bad ref", strings.Replace(multi, "m=REF2", "m=a:b", 1), "", "", ""},
+		{"no signature", "c=acme; t=1", "", "", ""},
+		{"garbage", "hello", "", "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got, err := ParseStamp(testKey, tt.value)
-			if got != tt.want || (tt.want == "") != (err != nil) {
-				t.Fatalf("ParseStamp(%q) = %q, %v; want %q", tt.value, got, err, tt.want)
+			si, err := VerifyStamp(testKey, tt.value)
+			if si.Customer != tt.want || si.Ref != tt.ref || si.RcptTag != tt.tag || (tt.want == "") != (err != nil) {
+				t.Fatalf("VerifyStamp(%q) = %+v, %v; want %q ref %q tag %q", tt.value, si, err, tt.want, tt.ref, tt.tag)
+			}
+			if si.Customer != "" && !si.Issued.Equal(t0.Truncate(time.Second)) {
+				t.Fatalf("issued %v, want %v", si.Issued, t0)
 			}
 		})
+	}
+}
+
+func TestNewStampRefIsUniqueAndKeySafe(t *testing.T) {
+	seen := map[string]bool{}
+	for i := 0; i < 1000; i++ {
+		r := NewStampRef("AB7K-9:x\n")
+		if !validRef(r) || !strings.HasPrefix(r, "AB7K9x-") || seen[r] {
+			t.Fatalf("ref %q (valid %v, seen %v)", r, validRef(r), seen[r])
+		}
+		seen[r] = true
 	}
 }

@@ -58,7 +58,7 @@ func TestOptOutSourcesShown(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	arf = bytes.ReplaceAll(arf, []byte("{{STAMP:acme}}"), []byte(optout.Stamp(key, "acme", now)))
+	arf = bytes.ReplaceAll(arf, []byte("{{STAMP:acme:jane.doe@yahoo.example}}"), []byte(optout.Stamp(key, "acme", "REF1", "jane.doe@yahoo.example", now)))
 	for _, r := range []struct{ path, ctype, body string }{
 		{"/api/optouts", "application/json", `{"list":"acme","address":"api1@example.net"}`},
 		{"/api/optouts/import?list=acme", "text/csv", "address\na@x.example\nb@x.example\nc@x.example\n"},

@@ -65,7 +65,9 @@ type Metrics struct {
 	optouts   *prometheus.CounterVec
 	reports   prometheus.Counter
 	badTokens prometheus.Counter
-	flagged   prometheus.Counter
+	// refusedComplaints counts complaint reports refused, by reason.
+	refusedComplaints *prometheus.CounterVec
+	flagged           prometheus.Counter
 
 	once sync.Map // names of collectors registered once
 }
@@ -102,7 +104,9 @@ func New(o Options) *Metrics {
 	m.reports = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_complaints_ingested_total", Help: "Complaint (ARF) reports ingested."})
 	m.badTokens = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_unsubscribe_invalid_tokens_total", Help: "Unsubscribe requests with an invalid or expired token."})
 	m.flagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_customers_flagged_total", Help: "Customers flagged for sending to opted-out recipients."})
-	m.reg.MustRegister(m.optouts, m.reports, m.badTokens, m.flagged)
+	m.refusedComplaints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_complaints_refused_total",
+		Help: "Complaint (ARF) reports refused: reporter over its hourly cap, recipient not one the message went to, several recipients, bound to no message, stamp too old."}, []string{"reason"})
+	m.reg.MustRegister(m.optouts, m.reports, m.badTokens, m.flagged, m.refusedComplaints)
 	m.reg.MustRegister(m.decisions, m.findings, m.rcpts, m.bytes, m.stage, m.active, m.sessions, m.storeDur, m.storeErr, m.dnsDur, m.dnsErr,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

@@ -19,7 +19,21 @@ func (m *Metrics) OptOut(source string, n int) {
 // Complaint counts an ingested complaint report (optout.Counters).
 func (m *Metrics) Complaint() { m.reports.Inc() }
 
+// ComplaintRefused counts a refused complaint report (optout.RefusalCounter);
+// an unknown reason is counted as "other", so the label stays bounded.
+func (m *Metrics) ComplaintRefused(reason string) {
+	switch reason {
+	case optout.RefusedCapped, optout.RefusedNotRecipient, optout.RefusedSeveral, optout.RefusedUnbound, optout.RefusedExpired:
+	default:
+		reason = "other"
+	}
+	m.refusedComplaints.WithLabelValues(reason).Inc()
+}
+
 // BadToken counts an invalid unsubscribe token (optout.Counters).
 func (m *Metrics) BadToken() { m.badTokens.Inc() }
 
-var _ optout.Counters = (*Metrics)(nil)
+var (
+	_ optout.Counters       = (*Metrics)(nil)
+	_ optout.RefusalCounter = (*Metrics)(nil)
+)

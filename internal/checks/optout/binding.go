@@ -1,0 +1,224 @@
+package optout
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/internal/store"
+)
+
+// What ties a complaint to one recipient of one message, kept in the store
+// (docs/optout.md, "What a complaint report is trusted for"):
+//
+//   - the recipient set of a multi-recipient message: its recipients' tags
+//     (RcptTag, 64 bits each, never an address) under the stamp's
+//     reference, for optout.complaints.record_ttl
+//     (P{c:ID}:fbr:REF, a string ",tag,tag,...,");
+//   - the complaints counted, one per (message, recipient), for the same
+//     time (P{c:ID}:fbd:REF:TAG), so a report sent again counts once;
+//   - the reports received per reporter and hour (P optout:reporter:HOUR:H).
+
+// recipientBlob is the stored form of a recipient set: ",tag,tag,...,".
+func recipientBlob(tags []string) string {
+	return "," + strings.Join(tags, ",") + ","
+}
+
+// reporterKey names a reporter in store keys: a hash, since the name comes
+// from the report (or the caller) and is not trusted to be short or clean.
+func reporterKey(reporter string) string {
+	h := sha256.Sum256([]byte(reporter))
+	return hex.EncodeToString(h[:8])
+}
+
+func hourOf(now time.Time) string { return strconv.FormatInt(now.Unix()/3600, 10) }
+
+// rsetProc stores a message's recipient set in the end-of-message batch:
+// KEYS the set; ARGV blob, ttl (ms).
+var rsetProc = store.NewProc("optout.rset", `
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 0
+`)
+
+// complainScript records one complaint: KEYS recipient set, dedupe record,
+// list, list sources, complaint counter; ARGV check set ("1"/"0"), tag,
+// dedupe ttl (ms), entry hash, entry value, source, cur, nb, counter ttl.
+// Replies {status (0 counted, 1 duplicate, 2 not a recipient), added}.
+var complainScript = redis.NewScript(rollingLua + `
+if ARGV[1] == '1' then
+  local s = redis.call('GET', KEYS[1])
+  if not s or not string.find(s, ',' .. ARGV[2] .. ',', 1, true) then return {2, 0} end
+end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {1, 0} end
+local added = redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5])
+if added == 1 then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
+rolling(KEYS[5], 1, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])
+return {0, added}
+`)
+
+// reportedScript counts a report: KEYS the reporter's hour counter; ARGV
+// ttl (ms). Returns the count.
+var reportedScript = redis.NewScript(`
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
+`)
+
+func (r *redisBackend) rsetKey(customer, ref string) string {
+	return r.h.CustomerKey(customer, "fbr", ref)
+}
+
+func (r *redisBackend) PutRecipients(ctx context.Context, customer, ref string, tags []string, ttl time.Duration, _ time.Time) error {
+	return store.Unavailable(r.h.Client.Set(ctx, r.rsetKey(customer, ref), recipientBlob(tags), ttl).Err())
+}
+
+func (r *redisBackend) Complain(ctx context.Context, op ComplaintOp) (ComplaintOutcome, error) {
+	check := "0"
+	if op.InStore {
+		check = "1"
+	}
+	e := op.Entry
+	v, err := complainScript.Run(ctx, r.h.Client,
+		[]string{r.rsetKey(op.Customer, op.Ref), r.h.CustomerKey(op.Customer, "fbd", op.Ref, op.Tag),
+			r.listKey(e.List), r.sourcesKey(e.List), r.counterKey(op.Customer, KindComplaint)},
+		check, op.Tag, op.TTL.Milliseconds(), e.Hash, encodeEntry(e), e.Source,
+		op.Rate.index(op.Now), op.Rate.Buckets, ttlMillis(op.Rate)).Slice()
+	if err != nil {
+		return ComplaintOutcome{}, store.Unavailable(err)
+	}
+	if len(v) != 2 {
+		return ComplaintOutcome{}, store.Unavailable(errors.New("complaint script: unexpected reply"))
+	}
+	st, _ := v[0].(int64)
+	added, _ := v[1].(int64)
+	return ComplaintOutcome{Status: ComplaintStatus(st), Added: int(added)}, nil
+}
+
+func (r *redisBackend) Reported(ctx context.Context, reporter string, now time.Time) (int64, error) {
+	n, err := reportedScript.Run(ctx, r.h.Client, []string{r.h.Key("optout", "reporter", hourOf(now), reporterKey(reporter))},
+		(2 * time.Hour).Milliseconds()).Int64()
+	return n, store.Unavailable(err)
+}
+
+// queueRecipients adds the storing of a multi-recipient message's
+// recipient set to the end-of-message batch (no round trip of its own).
+func (s *Service) queueRecipients(sb *store.Batch, customer, ref string, tags []string) *store.Call {
+	ttl := s.Settings.RecordTTL
+	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
+		return sb.Proc(rsetProc, []string{r.rsetKey(customer, ref)}, recipientBlob(tags), ttl.Milliseconds())
+	}
+	b, now := s.Backend, s.Clock.Now()
+	return sb.Func(func(ctx context.Context) (any, error) {
+		return nil, b.PutRecipients(ctx, customer, ref, tags, ttl, now)
+	})
+}
+
+// expiring is a memory-backend value with an expiry.
+type expiring struct {
+	v       string
+	expires time.Time
+}
+
+// PutRecipients keeps the set in memory; it is logged with the next
+// snapshot (at most SnapshotInterval later), like the delivered counts: a
+// crash can lose the last second's sets, and complaints about those
+// messages are then refused, never wrongly counted.
+func (m *memory) PutRecipients(_ context.Context, customer, ref string, tags []string, ttl time.Duration, now time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := customer + "\x00" + ref
+	m.rsets[k] = expiring{v: recipientBlob(tags), expires: now.Add(ttl)}
+	if m.log != nil {
+		m.dirtyRS[k] = struct{}{}
+	}
+	if m.rsOps++; m.rsOps%4096 == 0 {
+		m.sweepLocked(now)
+	}
+	return nil
+}
+
+// sweepLocked drops expired recipient sets and complaint records.
+func (m *memory) sweepLocked(now time.Time) {
+	for k, e := range m.rsets {
+		if !now.Before(e.expires) {
+			delete(m.rsets, k)
+		}
+	}
+	for k, e := range m.complained {
+		if !now.Before(e.expires) {
+			delete(m.complained, k)
+		}
+	}
+}
+
+// Complain is the memory backend's complainScript: the complaint record,
+// the entry and the count are logged (fsynced) together before it returns.
+func (m *memory) Complain(_ context.Context, op ComplaintOp) (ComplaintOutcome, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := op.Now
+	if op.InStore {
+		set, ok := m.rsets[op.Customer+"\x00"+op.Ref]
+		if !ok || !now.Before(set.expires) || !strings.Contains(set.v, ","+op.Tag+",") {
+			return ComplaintOutcome{Status: ComplaintNotRecipient}, nil
+		}
+	}
+	dk := op.Customer + "\x00" + op.Ref + "\x00" + op.Tag
+	if c, ok := m.complained[dk]; ok && now.Before(c.expires) {
+		return ComplaintOutcome{Status: ComplaintDuplicate}, nil
+	}
+	recs := []record{{Op: "complained", List: dk, Bucket: now.Add(op.TTL).UnixMilli()}}
+	added := 0
+	if _, ok := m.lists[op.Entry.List][op.Entry.Hash]; !ok {
+		e := op.Entry
+		recs = append(recs, record{Op: "add", Entry: &e})
+		added = 1
+	}
+	recs = append(recs, record{Op: "cnt", List: op.Customer, Kind: KindComplaint, Bucket: op.Rate.index(now), N: 1})
+	if err := m.write(recs...); err != nil {
+		return ComplaintOutcome{}, err
+	}
+	for _, r := range recs[:len(recs)-1] {
+		m.apply(r)
+	}
+	m.count(op.Customer, KindComplaint, 1, op.Rate, now)
+	return ComplaintOutcome{Status: ComplaintCounted, Added: added}, nil
+}
+
+// Reported counts in memory only: the cap is per hour, and a restart
+// starting the hour's count again is harmless.
+func (m *memory) Reported(_ context.Context, reporter string, now time.Time) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	h := hourOf(now)
+	if m.reportHour != h {
+		m.reportHour = h
+		clear(m.reports)
+	}
+	k := reporterKey(reporter)
+	m.reports[k]++
+	return m.reports[k], nil
+}
+
+// bindingRecords returns the live recipient sets and complaint records as
+// log records (compaction).
+func (m *memory) bindingRecords(now time.Time) []record {
+	var out []record
+	for k, e := range m.rsets {
+		if now.Before(e.expires) {
+			out = append(out, record{Op: "rset", List: k, Hash: e.v, Bucket: e.expires.UnixMilli()})
+		}
+	}
+	for k, e := range m.complained {
+		if now.Before(e.expires) {
+			out = append(out, record{Op: "complained", List: k, Bucket: e.expires.UnixMilli()})
+		}
+	}
+	return out
+}
