@@ -32,7 +32,7 @@ const (
 	// lasts: a multi-recipient message's recipient set, and the record
 	// that a (message, recipient) complaint was counted. A stamp older
 	// than this is not counted.
-	DefaultComplaintRecordTTL = 14 * 24 * time.Hour
+	DefaultComplaintRecordTTL = 7 * 24 * time.Hour
 	// DefaultComplaintReporterCap is how many complaint reports one
 	// reporter may send per hour; the rest are refused.
 	DefaultComplaintReporterCap = 1000
