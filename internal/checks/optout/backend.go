@@ -79,6 +79,9 @@ type ComplaintOp struct {
 	// InStore asks for the tag to be checked against the message's stored
 	// recipient set (a multi-recipient message).
 	InStore bool
+	// Dedupe are the names ("REF:TAG") the complaint is remembered under:
+	// it is a duplicate when any of them was recorded before.
+	Dedupe []string
 	// Entry is the complainant's suppression entry.
 	Entry Entry
 	// TTL is how long the complaint is remembered (dedupe).

@@ -22,7 +22,9 @@ import (
 //     reference, for optout.complaints.record_ttl
 //     (P{c:ID}:fbr:REF, a string ",tag,tag,...,");
 //   - the complaints counted, one per (message, recipient), for the same
-//     time (P{c:ID}:fbd:REF:TAG), so a report sent again counts once;
+//     time (P{c:ID}:fbd:REF:TAG, and for a one-recipient message also
+//     under its unsubscribe link's name, P{c:ID}:fbd:uMINUTE:TAG), so a
+//     report sent again, by the stamp or by the link, counts once;
 //   - the reports received per reporter and hour (P optout:reporter:HOUR:H).
 
 // recipientBlob is the stored form of a recipient set: ",tag,tag,...,".
@@ -39,6 +41,15 @@ func reporterKey(reporter string) string {
 
 func hourOf(now time.Time) string { return strconv.FormatInt(now.Unix()/3600, 10) }
 
+// dedupe returns the names the complaint is remembered under: op.Dedupe,
+// or at least its message and recipient.
+func (op ComplaintOp) dedupe() []string {
+	if len(op.Dedupe) > 0 {
+		return op.Dedupe
+	}
+	return []string{op.Ref + ":" + op.Tag}
+}
+
 // rsetProc stores a message's recipient set in the end-of-message batch:
 // KEYS the set; ARGV blob, ttl (ms).
 var rsetProc = store.NewProc("optout.rset", `
@@ -46,19 +57,25 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 0
 `)
 
-// complainScript records one complaint: KEYS recipient set, dedupe record,
-// list, list sources, complaint counter; ARGV check set ("1"/"0"), tag,
-// dedupe ttl (ms), entry hash, entry value, source, cur, nb, counter ttl.
-// Replies {status (0 counted, 1 duplicate, 2 not a recipient), added}.
+// complainScript records one complaint: KEYS recipient set, list, list
+// sources, complaint counter, then the dedupe records; ARGV check set
+// ("1"/"0"), tag, dedupe ttl (ms), entry hash, entry value, source, cur,
+// nb, counter ttl. Replies {status (0 counted, 1 duplicate, 2 not a
+// recipient), added}.
 var complainScript = redis.NewScript(rollingLua + `
 if ARGV[1] == '1' then
   local s = redis.call('GET', KEYS[1])
   if not s or not string.find(s, ',' .. ARGV[2] .. ',', 1, true) then return {2, 0} end
 end
-if not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then return {1, 0} end
-local added = redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5])
-if added == 1 then redis.call('HINCRBY', KEYS[4], ARGV[6], 1) end
-rolling(KEYS[5], 1, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])
+for i = 5, #KEYS do
+  if redis.call('EXISTS', KEYS[i]) == 1 then return {1, 0} end
+end
+for i = 5, #KEYS do
+  redis.call('SET', KEYS[i], '1', 'PX', ARGV[3])
+end
+local added = redis.call('HSETNX', KEYS[2], ARGV[4], ARGV[5])
+if added == 1 then redis.call('HINCRBY', KEYS[3], ARGV[6], 1) end
+rolling(KEYS[4], 1, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])
 return {0, added}
 `)
 
@@ -84,9 +101,11 @@ func (r *redisBackend) Complain(ctx context.Context, op ComplaintOp) (ComplaintO
 		check = "1"
 	}
 	e := op.Entry
-	v, err := complainScript.Run(ctx, r.h.Client,
-		[]string{r.rsetKey(op.Customer, op.Ref), r.h.CustomerKey(op.Customer, "fbd", op.Ref, op.Tag),
-			r.listKey(e.List), r.sourcesKey(e.List), r.counterKey(op.Customer, KindComplaint)},
+	keys := []string{r.rsetKey(op.Customer, op.Ref), r.listKey(e.List), r.sourcesKey(e.List), r.counterKey(op.Customer, KindComplaint)}
+	for _, d := range op.dedupe() {
+		keys = append(keys, r.h.CustomerKey(op.Customer, "fbd", d))
+	}
+	v, err := complainScript.Run(ctx, r.h.Client, keys,
 		check, op.Tag, op.TTL.Milliseconds(), e.Hash, encodeEntry(e), e.Source,
 		op.Rate.index(op.Now), op.Rate.Buckets, ttlMillis(op.Rate)).Slice()
 	if err != nil {
@@ -169,11 +188,14 @@ func (m *memory) Complain(_ context.Context, op ComplaintOp) (ComplaintOutcome, 
 			return ComplaintOutcome{Status: ComplaintNotRecipient}, nil
 		}
 	}
-	dk := op.Customer + "\x00" + op.Ref + "\x00" + op.Tag
-	if c, ok := m.complained[dk]; ok && now.Before(c.expires) {
-		return ComplaintOutcome{Status: ComplaintDuplicate}, nil
+	var recs []record
+	for _, d := range op.dedupe() {
+		dk := op.Customer + "\x00" + d
+		if c, ok := m.complained[dk]; ok && now.Before(c.expires) {
+			return ComplaintOutcome{Status: ComplaintDuplicate}, nil
+		}
+		recs = append(recs, record{Op: "complained", List: dk, Bucket: now.Add(op.TTL).UnixMilli()})
 	}
-	recs := []record{{Op: "complained", List: dk, Bucket: now.Add(op.TTL).UnixMilli()}}
 	added := 0
 	if _, ok := m.lists[op.Entry.List][op.Entry.Hash]; !ok {
 		e := op.Entry

@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
@@ -443,6 +444,10 @@ type stampPrep struct {
 	rcpt string // the one recipient's canonical address; "" for several
 	tags []string
 	call *store.Call
+	// issued is the stamp's time, which unsubscribe_link uses for its
+	// link too: a complaint by the link and one by the stamp then name
+	// the same minute (Attribute).
+	issued time.Time
 }
 
 type stampKey struct{}
@@ -497,8 +502,10 @@ func (c *Stamper) stamp(ctx context.Context, t *policy.Txn) string {
 	p, _ := t.Value(stampKey{}).(*stampPrep)
 	if p == nil {
 		p = c.prep(t)
+		t.SetValue(stampKey{}, p)
 	}
 	now := c.svc.Clock.Now()
+	p.issued = now
 	if len(p.tags) > 0 && !t.DryRun {
 		var err error
 		if p.call != nil {
@@ -645,7 +652,11 @@ func (c *Unsubscriber) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, 
 	if !ok {
 		return nil, nil
 	}
-	tok := NewToken(c.svc.Settings.Secret, t.Customer.ID, canon, c.svc.Clock.Now())
+	issued := c.svc.Clock.Now()
+	if p, ok := t.Value(stampKey{}).(*stampPrep); ok && !p.issued.IsZero() {
+		issued = p.issued // the stamp's instant (see stampPrep)
+	}
+	tok := NewToken(c.svc.Settings.Secret, t.Customer.ID, canon, issued)
 	t.AddHeader("List-Unsubscribe", "<"+c.svc.Settings.UnsubscribeBase+tok+">")
 	t.AddHeader("List-Unsubscribe-Post", "List-Unsubscribe=One-Click")
 	return nil, nil

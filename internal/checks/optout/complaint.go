@@ -83,6 +83,11 @@ type Binding struct {
 	// InStore says the recipient must be found in the message's stored
 	// recipient set (a multi-recipient message).
 	InStore bool
+	// LinkRef is, for a one-recipient message's stamp, the reference its
+	// unsubscribe link would be counted under ("u" and the stamp's
+	// minute): the complaint is recorded under both, so a report of the
+	// message by its stamp and another by its link count once.
+	LinkRef string
 	// Issued is when the stamp or token was issued.
 	Issued time.Time
 }
@@ -146,7 +151,7 @@ func (s *Service) ComplaintFrom(ctx context.Context, reporter string, r io.Reade
 	e := s.Settings.NewEntry(res.Customer, b.Recipient, SourceComplaint, "ARF "+rep.FeedbackType+" from "+clipUA(rep.UserAgent), now)
 	res.RcptHashes = []string{e.Hash}
 	out, err := s.Backend.Complain(sctx, ComplaintOp{Customer: res.Customer, Ref: b.Ref, Tag: b.Tag, InStore: b.InStore,
-		Entry: e, TTL: s.Settings.RecordTTL, Rate: s.Settings.Rate, Now: now})
+		Dedupe: s.dedupeKeys(b), Entry: e, TTL: s.Settings.RecordTTL, Rate: s.Settings.Rate, Now: now})
 	if err != nil {
 		return res, err
 	}
@@ -326,6 +331,7 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, *Binding, error) {
 		if !hmac.Equal([]byte(b.Tag), []byte(st.RcptTag)) {
 			return res, nil, refuse(&res, RefusedNotRecipient, "the stamp was issued for another recipient of the message")
 		}
+		b.LinkRef = linkRef(st.Issued)
 		res.BoundBy = "stamp"
 		return res, b, nil
 	case tok != nil:
@@ -335,13 +341,27 @@ func (s *Service) Attribute(rep *Report) (ComplaintResult, *Binding, error) {
 		}
 		// A link names no message: the complaint is once per link (its
 		// customer, recipient and issue minute).
-		b.Ref = "u" + strconv.FormatInt(tok.Issued.Unix()/60, 10)
+		b.Ref = linkRef(tok.Issued)
 		b.Tag, b.Issued, res.BoundBy = RcptTag(s.Settings.Secret, b.Ref, rcpt), tok.Issued, "token"
 		return res, b, nil
 	case st != nil:
 		return res, nil, refuse(&res, RefusedUnbound, "the %s stamp predates recipient binding (no m=): it names no message or recipient", StampHeader)
 	}
 	return res, nil, refuse(&res, RefusedUnbound, "a Feedback-ID names the customer only, not the message or the recipient")
+}
+
+// linkRef is the reference a complaint by an unsubscribe link issued at
+// t is counted under: the link names its customer, recipient and minute,
+// not its message.
+func linkRef(t time.Time) string { return "u" + strconv.FormatInt(t.Unix()/60, 10) }
+
+// dedupeKeys are the (reference, tag) names a complaint is recorded under.
+func (s *Service) dedupeKeys(b *Binding) []string {
+	keys := []string{b.Ref + ":" + b.Tag}
+	if b.LinkRef != "" {
+		keys = append(keys, b.LinkRef+":"+RcptTag(s.Settings.Secret, b.LinkRef, b.Recipient))
+	}
+	return keys
 }
 
 // tokenInHeader finds a valid token of the gateway's own endpoint in a

@@ -404,3 +404,67 @@ func TestStamperStoresRecipientSetInTheEOMBatch(t *testing.T) {
 		t.Fatal("a one-recipient message queued a write")
 	}
 }
+
+// TestComplaintByStampAndByLinkCountOnce: a one-recipient bulk message
+// carries the stamp and the gateway's unsubscribe link (both name its
+// recipient); a report of it by the stamp and another by the link alone
+// (the stamp stripped) count once, in either order. Both backends.
+func TestComplaintByStampAndByLinkCountOnce(t *testing.T) {
+	cfg := testConfig(t, "")
+	for name, mk := range svcKinds(t, cfg, clock.NewFake(t0)) {
+		t.Run(name, func(t *testing.T) {
+			svc := mk(t)
+			aligned := func(*policy.Txn) (bool, bool) { return true, true }
+			send := func(rcpt string) (stamp, link string) {
+				chain := policy.NewChain([]policy.Step{
+					{Check: NewBulk(svc, aligned), Enabled: true, OnError: policy.Defer},
+					{Check: NewStamper(svc), Enabled: true},
+					{Check: NewUnsubscriber(svc), Enabled: true},
+				}, policy.WithBatches(func() policy.Batch { return svc.h.NewBatch() }))
+				tx := txn("acme", rcpt)
+				header(tx, "Precedence", "bulk", "From", "news@acme.example")
+				if v := runEOM(chain, tx, strings.Repeat("offer text ", 20)); v.Action.Decisive() {
+					t.Fatalf("bulk message refused: %+v", v)
+				}
+				for _, h := range tx.AddedHeaders() {
+					switch h.Name {
+					case StampHeader:
+						stamp = h.Value
+					case "List-Unsubscribe":
+						link = h.Value
+					}
+				}
+				if stamp == "" || link == "" {
+					t.Fatalf("added %v", tx.AddedHeaders())
+				}
+				return stamp, link
+			}
+			report := func(stamp, link, rcpt string) []byte {
+				r := arfReport("isp.example", stamp, rcpt)
+				return bytes.Replace(r, []byte("From: news@beta.example\r\n"), []byte("From: news@acme.example\r\nList-Unsubscribe: "+link+"\r\n"), 1)
+			}
+			for i, order := range [][2]bool{{true, false}, {false, true}} {
+				rcpt := fmt.Sprintf("reader%d@mailbox.example", i)
+				stamp, link := send(rcpt)
+				for j, byStamp := range order {
+					st := ""
+					if byStamp {
+						st = stamp
+					}
+					res, err := svc.Complaint(bg, bytes.NewReader(report(st, link, rcpt)))
+					want := "stamp"
+					if !byStamp {
+						want = "token"
+					}
+					if err != nil || res.Counted != (j == 0) || res.Duplicate != (j == 1) || res.BoundBy != want {
+						t.Fatalf("order %d, report %d (by stamp %v): %+v, %v", i, j, byStamp, res, err)
+					}
+				}
+			}
+			st, err := svc.Status(bg, "acme")
+			if err != nil || st.Complaints != 2 || st.ListSize != 2 {
+				t.Fatalf("acme: %+v, %v; want 2 complaints, 2 listed", st, err)
+			}
+		})
+	}
+}

@@ -108,6 +108,7 @@ func openMemory(path string, clk clock.Clock) (*memory, error) {
 		m.Close()
 		return nil, err
 	}
+	m.sweepLocked(m.clock.Now()) // expired complaint bindings are not kept
 	live := len(m.flags) + len(m.rsets) + len(m.complained)
 	for _, l := range m.lists {
 		live += len(l)
