@@ -468,3 +468,56 @@ func TestComplaintByStampAndByLinkCountOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestComplaintFeedbackPartTooLarge: a machine-readable part larger than
+// 256 KiB is malformed, never read in part (fields past a cut would go
+// unseen); nothing is recorded.
+func TestComplaintFeedbackPartTooLarge(t *testing.T) {
+	cfg := testConfig(t, "")
+	svc := svcKinds(t, cfg, clock.NewFake(t0))["memory"](t)
+	one := stampMessage(t, svc, "beta", "victim@mailbox.example")
+	pad := make([]string, 0, 6000)
+	for i := 0; i < 6000; i++ {
+		pad = append(pad, fmt.Sprintf("X-Padding-%d: %s", i, strings.Repeat("x", 40)))
+	}
+	r := arfReport("isp.example", one, "victim@mailbox.example")
+	r = bytes.Replace(r, []byte("Version: 1\r\n"), []byte("Version: 1\r\n"+strings.Join(pad, "\r\n")+"\r\n"), 1)
+	res, err := svc.Complaint(bg, bytes.NewReader(r))
+	if !errors.Is(err, ErrMalformedReport) || !strings.Contains(err.Error(), "larger than 256 KiB") || res.Counted {
+		t.Fatalf("%+v, %v", res, err)
+	}
+	if c, l := standing(t, svc); c != 0 || l != 0 {
+		t.Fatalf("beta: %d complaints, %d listed", c, l)
+	}
+}
+
+// BenchmarkStamperEOM is feedback_stamp's end-of-message cost with its
+// store work in the stage's batch: nothing for one recipient, one proc in
+// the batch for several.
+func BenchmarkStamperEOM(b *testing.B) {
+	cfg := testConfig(b, "")
+	for _, kind := range []string{"memory", "redis"} {
+		for _, n := range []int{1, 3} {
+			b.Run(fmt.Sprintf("%s/%d_rcpt", kind, n), func(b *testing.B) {
+				svc := benchService(b, kind, cfg)
+				st := NewStamper(svc)
+				var rcpts []string
+				for i := 0; i < n; i++ {
+					rcpts = append(rcpts, fmt.Sprintf("r%d@example.org", i))
+				}
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					tx := txn("beta", rcpts...)
+					bt := svc.h.NewBatch()
+					st.PrepareEOM(bg, tx, bt)
+					if err := bt.Exec(bg); err != nil {
+						b.Fatal(err)
+					}
+					if _, err := st.EOM(bg, tx); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
