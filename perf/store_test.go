@@ -108,6 +108,9 @@ var (
 	famCust  = regexp.MustCompile(`\{c:[^}]*\}`)
 	famShard = regexp.MustCompile(`rr:(\d+)m:\d+:\d+`)
 	famQueue = regexp.MustCompile(`rep:q:[^:]+$`) // one key per accepted message's queue id
+	// One key per multi-recipient message (its recipient set) and per
+	// counted complaint (optout, complaint binding).
+	famStamp = regexp.MustCompile(`:fb([rd]):[A-Za-z0-9_-]+`)
 )
 
 // familyUsage returns, by key family (customer, hashes and dates
@@ -125,6 +128,7 @@ func familyUsage(t *testing.T, rc *redis.Client) map[string][2]int64 {
 		f := famCust.ReplaceAllString(k, "{c:ID}")
 		f = famShard.ReplaceAllString(f, "rr:${1}m:GEN:SHARD")
 		f = famQueue.ReplaceAllString(f, "rep:q:QUEUEID")
+		f = famStamp.ReplaceAllString(f, ":fb${1}:REF")
 		f = famHex.ReplaceAllString(f, "HASH")
 		f = famDate.ReplaceAllString(f, "DATE")
 		v := out[f]
