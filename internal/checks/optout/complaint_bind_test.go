@@ -16,6 +16,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // stampMessage runs the feedback_stamp check on a message of customer to
@@ -519,5 +520,42 @@ func BenchmarkStamperEOM(b *testing.B) {
 				}
 			})
 		}
+	}
+}
+
+// TestComplaintBindingOnCluster: on a Redis Cluster the recipient set goes
+// in the end-of-message batch script (the customer's slot), the complaint
+// script touches only the customer's slot, and the reporter's counter
+// lives in its own.
+func TestComplaintBindingOnCluster(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	cfg := testConfig(t, "")
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+		Redis: config.RedisConfig{Addrs: rc.Addrs(), Cluster: true, KeyPrefix: "t:"}}, clock.NewFake(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	svc, err := NewService(h, cfg, testKey, clock.NewFake(t0), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	multi := stampMessage(t, svc, "beta", "a@mailbox.example", "b@mailbox.example")
+	for i, want := range []struct {
+		rcpt         string
+		counted, dup bool
+		refused      string
+	}{
+		{"b@mailbox.example", true, false, ""},
+		{"b@mailbox.example", false, true, ""},
+		{"chosen@victims.example", false, false, RefusedNotRecipient},
+	} {
+		res, err := svc.Complaint(bg, bytes.NewReader(arfReport("isp.example", multi, want.rcpt)))
+		if res.Counted != want.counted || res.Duplicate != want.dup || res.Refused != want.refused || (err != nil) != (want.refused != "") {
+			t.Fatalf("report %d: %+v, %v", i, res, err)
+		}
+	}
+	if c, l := standing(t, svc); c != 1 || l != 1 {
+		t.Fatalf("beta: %d complaints, %d listed", c, l)
 	}
 }
