@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 func init() {
@@ -46,7 +47,7 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer closeFn()
-	var n, failed, refused, counted, duplicates, notCounted, suppressed int
+	var n, failed, storeDown, refused, counted, duplicates, notCounted, suppressed int
 	err = optout.SplitMboxLines(in, func(msg []byte, line int) error {
 		n++
 		res, err := svc.ComplaintFrom(context.Background(), *reporter, bytes.NewReader(msg))
@@ -57,6 +58,9 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 			return nil
 		case err != nil:
 			failed++
+			if errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
+				storeDown++
+			}
 			fmt.Fprintf(stderr, "%s: report %d (line %d%s): not recorded: %v\n", name, n, line, messageID(msg), err)
 			return nil
 		}
@@ -87,6 +91,12 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err != nil:
 		return 2
+	case storeDown > 0:
+		// EX_TEMPFAIL (sysexits.h): an MTA piping a mailbox in retries
+		// later; importing the input again is safe, what was recorded
+		// is then a duplicate.
+		fmt.Fprintf(stderr, "aupguard complaint import: %d report(s) not recorded because the store is unavailable; import the input again later (what was recorded counts once)\n", storeDown)
+		return 75
 	case failed > 0 || refused > 0:
 		return 1
 	}

@@ -139,3 +139,35 @@ func TestComplaintImportRefusesForgedDuplicatedAndStuffed(t *testing.T) {
 		})
 	}
 }
+
+// TestComplaintImportStoreDownTempFails: with Redis gone mid-import the
+// command exits 75 (EX_TEMPFAIL: a piping MTA retries) and says to import
+// again; importing again once Redis is back counts each complaint once.
+func TestComplaintImportStoreDownTempFails(t *testing.T) {
+	r := testenv.StartRedis(t, testenv.RedisOptions{})
+	dir := t.TempDir()
+	storeDir := filepath.Join(dir, "store")
+	os.MkdirAll(storeDir, 0o700)
+	os.WriteFile(filepath.Join(storeDir, "secret"), []byte("0123456789abcdef0123456789abcdef\n"), 0o600)
+	cfg := filepath.Join(dir, "aupguard.yaml")
+	os.WriteFile(cfg, []byte("store: {backend: redis, path: "+storeDir+", timeout: 300ms, redis: {addrs: [\""+r.Addr()+"\"], dial_timeout: 200ms}}\ncustomers:\n  - id: beta\n    networks: [192.0.2.2]\n    domains: [beta.example]\n"), 0o600)
+	key, _, err := secrets.Load("", storeDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "one.eml")
+	os.WriteFile(path, []byte(strings.TrimPrefix(complaintReport("one@isp", optout.Stamp(key, "beta", "M1", "victim@mailbox.example", time.Now()), "victim@mailbox.example"), "From fbl@isp.example Mon Nov 23 10:00:00 2026\n")), 0o600)
+	r.Stop()
+	var out, errOut bytes.Buffer
+	if st := runMain([]string{"complaint", "import", "-config", cfg, path}, &out, &errOut); st != 75 || !strings.Contains(errOut.String(), "import the input again later") {
+		t.Fatalf("store down: status %d\n%s\n%s", st, out.String(), errOut.String())
+	}
+	r.Start()
+	for i, want := range []string{"1 complaint(s) counted, 0 duplicate(s)", "0 complaint(s) counted, 1 duplicate(s)"} {
+		out.Reset()
+		errOut.Reset()
+		if st := runMain([]string{"complaint", "import", "-config", cfg, path}, &out, &errOut); st != 0 || !strings.Contains(out.String(), want) {
+			t.Fatalf("import %d after the outage: %d\n%s\n%s", i, st, out.String(), errOut.String())
+		}
+	}
+}
