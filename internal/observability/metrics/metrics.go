@@ -101,7 +101,7 @@ func New(o Options) *Metrics {
 		Help: "DNS lookups that failed (not counting names that do not exist)."}, []string{"type"})
 	m.optouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_optouts_recorded_total",
 		Help: "New opt-out entries recorded by this gateway, by source (unsubscribe, complaint, api, import, cli)."}, []string{"source"})
-	m.reports = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_complaints_ingested_total", Help: "Complaint (ARF) reports ingested."})
+	m.reports = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_complaints_ingested_total", Help: "Complaint (ARF) reports counted (a complaint recorded for its customer; duplicates and refused reports are not)."})
 	m.badTokens = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_unsubscribe_invalid_tokens_total", Help: "Unsubscribe requests with an invalid or expired token."})
 	m.flagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_customers_flagged_total", Help: "Customers flagged for sending to opted-out recipients."})
 	m.refusedComplaints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_complaints_refused_total",

@@ -14,6 +14,9 @@ func TestOptOutCounters(t *testing.T) {
 	m.OptOut(optout.SourceImport, 250)
 	m.OptOut("something-else", 2) // bounded: counted as other
 	m.Complaint()
+	m.ComplaintRefused(optout.RefusedSeveral)
+	m.ComplaintRefused(optout.RefusedSeveral)
+	m.ComplaintRefused("made-up") // bounded: counted as other
 	m.BadToken()
 	m.BadToken()
 	m.Observe(&gateway.Decision{Customer: "acme", Stage: gateway.StageRcpt, Results: []policy.Result{{Check: "optout_suppression", Finding: policy.Finding{Name: optout.FindingEscalation}}}})
@@ -38,15 +41,17 @@ func TestOptOutCounters(t *testing.T) {
 		}
 	}
 	for name, want := range map[string]float64{
-		"aupguard_optouts_recorded_total{source=import}":      250,
-		"aupguard_optouts_recorded_total{source=other}":       2,
-		"aupguard_optouts_recorded_total{source=unsubscribe}": 1,
-		"aupguard_complaints_ingested_total":                  1,
-		"aupguard_unsubscribe_invalid_tokens_total":           2,
-		"aupguard_customers_flagged_total":                    1,
-		"aupguard_directory_version":                          7,
-		"aupguard_directory_customers":                        3,
-		"aupguard_directory_changes_applied_total":            2,
+		"aupguard_optouts_recorded_total{source=import}":               250,
+		"aupguard_optouts_recorded_total{source=other}":                2,
+		"aupguard_optouts_recorded_total{source=unsubscribe}":          1,
+		"aupguard_complaints_ingested_total":                           1,
+		"aupguard_complaints_refused_total{reason=several_recipients}": 2,
+		"aupguard_complaints_refused_total{reason=other}":              1,
+		"aupguard_unsubscribe_invalid_tokens_total":                    2,
+		"aupguard_customers_flagged_total":                             1,
+		"aupguard_directory_version":                                   7,
+		"aupguard_directory_customers":                                 3,
+		"aupguard_directory_changes_applied_total":                     2,
 	} {
 		if got[name] != want {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
