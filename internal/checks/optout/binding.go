@@ -213,6 +213,10 @@ func (m *memory) Complain(_ context.Context, op ComplaintOp) (ComplaintOutcome, 
 	return ComplaintOutcome{Status: ComplaintCounted, Added: added}, nil
 }
 
+// maxReportersPerHour bounds the memory backend's reporters counted apart
+// in one hour.
+const maxReportersPerHour = 10000
+
 // Reported counts in memory only: the cap is per hour, and a restart
 // starting the hour's count again is harmless.
 func (m *memory) Reported(_ context.Context, reporter string, now time.Time) (int64, error) {
@@ -224,6 +228,11 @@ func (m *memory) Reported(_ context.Context, reporter string, now time.Time) (in
 		clear(m.reports)
 	}
 	k := reporterKey(reporter)
+	if _, ok := m.reports[k]; !ok && len(m.reports) >= maxReportersPerHour {
+		// A flood of made-up reporters shares one count (and one cap)
+		// rather than growing the map.
+		k = "overflow"
+	}
 	m.reports[k]++
 	return m.reports[k], nil
 }
