@@ -559,3 +559,29 @@ func TestComplaintBindingOnCluster(t *testing.T) {
 		t.Fatalf("beta: %d complaints, %d listed", c, l)
 	}
 }
+
+// TestReportedBoundsReporters: the memory backend counts at most
+// maxReportersPerHour reporters apart in an hour; further made-up
+// reporters share one count, so a flood of them is capped together.
+func TestReportedBoundsReporters(t *testing.T) {
+	m, err := openMemory("", clock.NewFake(t0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < maxReportersPerHour; i++ {
+		if n, _ := m.Reported(bg, fmt.Sprintf("from:d%d.example", i), t0); n != 1 {
+			t.Fatalf("reporter %d counted %d", i, n)
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if n, _ := m.Reported(bg, fmt.Sprintf("from:extra%d.example", i), t0); n != int64(i+1) {
+			t.Fatalf("extra reporter %d counted %d, want the shared count %d", i, n, i+1)
+		}
+	}
+	if n, _ := m.Reported(bg, "from:d0.example", t0); n != 2 {
+		t.Fatalf("a known reporter counted %d, want 2", n)
+	}
+	if n, _ := m.Reported(bg, "from:extra9.example", t0.Add(time.Hour)); n != 1 || len(m.reports) != 1 {
+		t.Fatalf("next hour: %d, %d reporters", n, len(m.reports))
+	}
+}
