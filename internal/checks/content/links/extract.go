@@ -1,0 +1,516 @@
+package links
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/emersion/go-message"
+	_ "github.com/emersion/go-message/charset" // charsets beyond UTF-8 and US-ASCII
+	"golang.org/x/net/html"
+	"mvdan.cc/xurls/v2"
+)
+
+// Defaults of Options.
+const (
+	DefaultMaxTextBytes = 1 << 20
+	DefaultMaxHosts     = 50
+	DefaultMaxRawBytes  = 16 << 20
+)
+
+const (
+	maxDepth        = 8         // nesting of multipart and message/rfc822 parts
+	maxHeaderBytes  = 256 << 10 // the top-level header block
+	maxRedirects    = 2         // redirect wrappers followed inside one URL
+	maxURLBytes     = 4096      // longer URLs are not looked at
+	maxCarry        = 4096      // unfinished text kept between text chunks
+	urlNoteBytes    = 200       // Host.URL is cut to this
+	textReadBufSize = 32 << 10
+)
+
+// Options bound and shape an extraction.
+type Options struct {
+	// MaxTextBytes is how many bytes of decoded text (text/plain and
+	// text/html parts, after transfer encoding and charset) are examined
+	// per message; the rest is not read. 0 means DefaultMaxTextBytes.
+	MaxTextBytes int64
+	// MaxHosts is how many unique hosts are kept; later ones are counted
+	// in Links.Dropped. 0 means DefaultMaxHosts.
+	MaxHosts int
+	// MaxRawBytes is how many bytes of the raw message (header and body as
+	// fed) are parsed at most: it bounds what the MIME parser may hold (a
+	// part's header block is read whole). 0 means DefaultMaxRawBytes.
+	MaxRawBytes int64
+	// Own are the customer's own domains: hosts equal to or below one of
+	// them, or whose registrable domain is one, are skipped.
+	Own []string
+}
+
+func (o Options) withDefaults() Options {
+	if o.MaxTextBytes <= 0 {
+		o.MaxTextBytes = DefaultMaxTextBytes
+	}
+	if o.MaxHosts <= 0 {
+		o.MaxHosts = DefaultMaxHosts
+	}
+	if o.MaxRawBytes <= 0 {
+		o.MaxRawBytes = DefaultMaxRawBytes
+	}
+	return o
+}
+
+// Links is what an extraction found.
+type Links struct {
+	// Hosts are the unique hosts, in the order the message first names
+	// them.
+	Hosts []Host
+	// URLs counts the http, https and ftp URLs seen (redirect targets
+	// included), duplicates included.
+	URLs int
+	// Own counts URLs skipped as the customer's own.
+	Own int
+	// Dropped counts URLs whose host was not kept: a new host after
+	// Options.MaxHosts were kept.
+	Dropped int
+	// Truncated is set when a bound (text or raw bytes) stopped the
+	// extraction before the end of the message.
+	Truncated bool
+	// Err is the MIME parse error that ended the extraction early, if any
+	// (what was found before it is kept). It is for the log; a malformed
+	// message is not an error of the check.
+	Err error
+}
+
+var errStop = errors.New("links: extraction finished")
+
+// Extractor finds the links of one message as it streams by: header fields
+// with Header, then body chunks with Write, then Close. Nothing is
+// buffered whole: the message flows through a pipe into a streaming MIME
+// parser (github.com/emersion/go-message) running in its own goroutine,
+// which decodes transfer encodings and charsets and reads text parts with
+// xurls and HTML parts with the golang.org/x/net/html tokenizer. An
+// Extractor is for one message and one goroutine.
+type Extractor struct {
+	opt  Options
+	own  []string
+	hdr  bytes.Buffer
+	pw   *io.PipeWriter
+	done chan struct{}
+	fed  int64
+	stop bool
+	res  Links
+	seen map[string]struct{}
+	once sync.Once
+}
+
+// NewExtractor returns an Extractor bounded by o.
+func NewExtractor(o Options) *Extractor {
+	o = o.withDefaults()
+	e := &Extractor{opt: o, seen: map[string]struct{}{}}
+	for _, d := range o.Own {
+		if n := normalizeDomain(d); n != "" {
+			e.own = append(e.own, n)
+		}
+	}
+	return e
+}
+
+// Header adds one header field of the message (value as received, folded
+// or not). Fields past the header bound are ignored.
+func (e *Extractor) Header(name, value string) {
+	if e.pw != nil || e.hdr.Len()+len(name)+len(value) > maxHeaderBytes {
+		return
+	}
+	e.hdr.WriteString(name)
+	e.hdr.WriteString(": ")
+	e.hdr.WriteString(value)
+	e.hdr.WriteString("\r\n")
+}
+
+// Write feeds the next chunk of the body. It never fails: once the
+// extraction has ended (a bound reached, a parse error) further chunks are
+// dropped at no cost.
+func (e *Extractor) Write(p []byte) (int, error) {
+	n := len(p)
+	e.start()
+	if e.stop {
+		return n, nil
+	}
+	if rest := e.opt.MaxRawBytes - e.fed; int64(len(p)) > rest {
+		p = p[:rest]
+	}
+	e.fed += int64(len(p))
+	if _, err := e.pw.Write(p); err != nil {
+		e.stop = true
+	}
+	if e.fed >= e.opt.MaxRawBytes {
+		e.stop = true
+		e.pw.Close()
+	}
+	return n, nil
+}
+
+// Close ends the message and returns what was found. It waits for the
+// parser, which at this point has only what was fed left to read.
+func (e *Extractor) Close() Links {
+	e.start()
+	e.pw.Close()
+	<-e.done
+	if e.fed >= e.opt.MaxRawBytes {
+		// The parser saw the stream end early: what it says about that
+		// end is no fault of the message.
+		e.res.Truncated = true
+		e.res.Err = nil
+	}
+	if errors.Is(e.res.Err, errStop) || errors.Is(e.res.Err, io.EOF) {
+		e.res.Err = nil
+	}
+	return e.res
+}
+
+// start begins the parse on the first body chunk (or at Close).
+func (e *Extractor) start() {
+	e.once.Do(func() {
+		pr, pw := io.Pipe()
+		e.pw = pw
+		e.done = make(chan struct{})
+		hdr := e.hdr.Bytes()
+		go func() {
+			defer close(e.done)
+			p := parser{e: e, budget: e.opt.MaxTextBytes}
+			err := p.message(io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n"), pr))
+			if err != nil && e.res.Err == nil {
+				e.res.Err = err
+			}
+			// Stop the feeder at no cost: further writes fail at once.
+			pr.CloseWithError(errStop)
+		}()
+	})
+}
+
+// Extract reads a whole message from r (tests, the explain command) with
+// the same bounds as the streaming Extractor.
+func Extract(r io.Reader, o Options) Links {
+	e := NewExtractor(o)
+	e.start()
+	buf := make([]byte, 32<<10)
+	for !e.stop {
+		n, err := r.Read(buf)
+		if n > 0 {
+			e.Write(buf[:n])
+		}
+		if err != nil {
+			break
+		}
+	}
+	return e.Close()
+}
+
+// parser walks the MIME tree in the parse goroutine.
+type parser struct {
+	e      *Extractor
+	budget int64 // text bytes left
+	buf    []byte
+}
+
+func (p *parser) message(r io.Reader) error {
+	m, err := message.ReadWithOptions(r, &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes + 2})
+	if m == nil {
+		return err
+	}
+	return p.entity(m, 0)
+}
+
+func (p *parser) entity(m *message.Entity, depth int) error {
+	if depth > maxDepth {
+		return nil
+	}
+	if mr := m.MultipartReader(); mr != nil {
+		for {
+			part, err := mr.NextPart()
+			if part == nil {
+				if err == io.EOF {
+					return nil
+				}
+				return err
+			}
+			if err := p.entity(part, depth+1); err != nil {
+				return err
+			}
+		}
+	}
+	mt, _, _ := m.Header.ContentType()
+	switch mt {
+	case "", "text/plain":
+		return p.text(m.Body)
+	case "text/html":
+		return p.html(m.Body)
+	case "message/rfc822", "message/global":
+		sub, err := message.ReadWithOptions(m.Body, &message.ReadOptions{MaxHeaderBytes: maxHeaderBytes})
+		if sub == nil {
+			return err
+		}
+		return p.entity(sub, depth+1)
+	}
+	return nil
+}
+
+// limit returns r cut to the text budget left.
+func (p *parser) limit(r io.Reader) *budgetReader {
+	return &budgetReader{p: p, r: r}
+}
+
+// budgetReader charges what it reads to the message's text budget and
+// ends the extraction when the budget is spent.
+type budgetReader struct {
+	p *parser
+	r io.Reader
+}
+
+func (b *budgetReader) Read(buf []byte) (int, error) {
+	if b.p.budget <= 0 {
+		b.p.e.res.Truncated = true
+		return 0, errStop
+	}
+	if int64(len(buf)) > b.p.budget {
+		buf = buf[:b.p.budget]
+	}
+	n, err := b.r.Read(buf)
+	b.p.budget -= int64(n)
+	return n, err
+}
+
+// separator reports whether c may end a URL in running text.
+func separator(c byte) bool {
+	switch c {
+	case ' ', '\t', '\r', '\n', '<', '>', '"':
+		return true
+	}
+	return false
+}
+
+// text scans a text/plain body in chunks; the unfinished word at a chunk's
+// end is carried into the next (up to maxCarry bytes).
+func (p *parser) text(r io.Reader) error {
+	br := p.limit(r)
+	if cap(p.buf) < textReadBufSize+maxCarry {
+		p.buf = make([]byte, 0, textReadBufSize+maxCarry)
+	}
+	buf := p.buf[:0]
+	for {
+		n, err := br.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			p.scanText(buf)
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		cut := len(buf)
+		for cut > 0 && !separator(buf[cut-1]) {
+			cut--
+		}
+		if len(buf)-cut > maxCarry || cut == 0 && len(buf) == cap(buf) {
+			cut = len(buf)
+		}
+		p.scanText(buf[:cut])
+		buf = buf[:copy(buf, buf[cut:])]
+	}
+}
+
+var relaxed = xurls.Relaxed()
+
+// scanText finds bare URLs (with a scheme) and www. hosts in running text.
+func (p *parser) scanText(b []byte) {
+	if len(b) == 0 || !mayHoldURL(b) {
+		return
+	}
+	for _, loc := range relaxed.FindAllIndex(b, -1) {
+		m := b[loc[0]:loc[1]]
+		if hasScheme(m) || hasPrefixFold(m, "www.") {
+			p.url(string(m), 0)
+		}
+	}
+}
+
+// mayHoldURL is a cheap pre-test: every match needs "://" or "www.".
+func mayHoldURL(b []byte) bool {
+	return bytes.Contains(b, []byte("://")) || bytes.Contains(b, []byte("www.")) || bytes.Contains(b, []byte("WWW.")) || bytes.Contains(b, []byte("Www."))
+}
+
+func hasScheme(m []byte) bool {
+	return hasPrefixFold(m, "http://") || hasPrefixFold(m, "https://") || hasPrefixFold(m, "ftp://")
+}
+
+func hasPrefixFold(b []byte, prefix string) bool {
+	return len(b) >= len(prefix) && strings.EqualFold(string(b[:len(prefix)]), prefix)
+}
+
+// urlAttrs are the HTML attributes whose value is a URL a reader may
+// follow or a client may fetch.
+var urlAttrs = map[string]bool{
+	"href": true, "src": true, "action": true, "formaction": true,
+	"background": true, "poster": true, "cite": true, "data": true,
+}
+
+// html reads a text/html body with the streaming tokenizer: URL attributes
+// and bare URLs in text (outside script and style).
+func (p *parser) html(r io.Reader) error {
+	z := html.NewTokenizer(p.limit(r))
+	z.SetMaxBuf(int(p.budget) + 1)
+	skip := 0
+	for {
+		switch z.Next() {
+		case html.ErrorToken:
+			if z.Err() == io.EOF {
+				return nil
+			}
+			return z.Err()
+		case html.StartTagToken, html.SelfClosingTagToken:
+			name, more := z.TagName()
+			tag := string(name)
+			if tag == "script" || tag == "style" {
+				skip++
+			}
+			var refresh bool
+			var content string
+			for more {
+				var k, v []byte
+				k, v, more = z.TagAttr()
+				key := string(k)
+				switch {
+				case urlAttrs[key]:
+					p.url(string(v), 0)
+				case tag == "meta" && key == "http-equiv":
+					refresh = strings.EqualFold(strings.TrimSpace(string(v)), "refresh")
+				case tag == "meta" && key == "content":
+					content = string(v)
+				}
+			}
+			if refresh {
+				if i := strings.Index(strings.ToLower(content), "url="); i >= 0 {
+					p.url(strings.Trim(content[i+4:], `'" `), 0)
+				}
+			}
+		case html.EndTagToken:
+			name, _ := z.TagName()
+			if (string(name) == "script" || string(name) == "style") && skip > 0 {
+				skip--
+			}
+		case html.TextToken:
+			if skip == 0 {
+				p.scanText(z.Text())
+			}
+		}
+	}
+}
+
+// url takes one URL as found (an attribute value, a text match, a
+// redirect target) and records its host and the hosts of the URLs it
+// wraps.
+func (p *parser) url(raw string, depth int) {
+	raw = strings.TrimSpace(raw)
+	if raw == "" || len(raw) > maxURLBytes {
+		return
+	}
+	if strings.ContainsAny(raw, "\t\r\n") { // browsers drop them (WHATWG URL)
+		raw = strings.Map(func(r rune) rune {
+			if r == '\t' || r == '\r' || r == '\n' {
+				return -1
+			}
+			return r
+		}, raw)
+	}
+	switch {
+	case strings.HasPrefix(raw, "//"):
+		raw = "http:" + raw
+	case hasPrefixFold([]byte(raw), "www."):
+		raw = "http://" + raw
+	}
+	if !hasScheme([]byte(raw)) {
+		return
+	}
+	raw = strings.Replace(raw, "\\", "/", -1) // browsers read \ as / in http URLs
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return
+	}
+	p.e.res.URLs++
+	p.host(u.Hostname(), raw)
+	if depth >= maxRedirects {
+		return
+	}
+	for _, v := range wrapped(u) {
+		p.url(v, depth+1)
+	}
+}
+
+// wrapped returns the URLs a redirector URL carries: query parameter
+// values that are URLs after percent-decoding (u=, url=, q=, target=,
+// redirect=, whatever the name), and a URL embedded in the path
+// (/r/https://...).
+func wrapped(u *url.URL) []string {
+	var out []string
+	for _, kv := range strings.FieldsFunc(u.RawQuery, func(r rune) bool { return r == '&' || r == ';' }) {
+		_, v, ok := strings.Cut(kv, "=")
+		if !ok {
+			continue
+		}
+		for range 2 { // a value may be encoded twice
+			if d, err := url.QueryUnescape(v); err == nil {
+				v = d
+			}
+			if looksLikeURL(v) {
+				out = append(out, v)
+				break
+			}
+		}
+	}
+	path := u.EscapedPath()
+	if d, err := url.PathUnescape(path); err == nil {
+		path = d
+	}
+	if i := strings.Index(strings.ToLower(path), "http"); i >= 0 && looksLikeURL(path[i:]) {
+		out = append(out, path[i:])
+	}
+	return out
+}
+
+func looksLikeURL(v string) bool {
+	b := []byte(strings.TrimSpace(v))
+	return hasScheme(b) || hasPrefixFold(b, "www.")
+}
+
+// host records one host.
+func (p *parser) host(h, raw string) {
+	r, ok := reduce(h)
+	if !ok {
+		return
+	}
+	for _, o := range p.e.own {
+		if r.full == o || strings.HasSuffix(r.full, "."+o) || r.name == o {
+			p.e.res.Own++
+			return
+		}
+	}
+	key := r.name
+	if r.ip.IsValid() {
+		key = r.ip.String()
+	}
+	if _, dup := p.e.seen[key]; dup {
+		return
+	}
+	if len(p.e.res.Hosts) >= p.e.opt.MaxHosts {
+		p.e.res.Dropped++
+		return
+	}
+	p.e.seen[key] = struct{}{}
+	if len(raw) > urlNoteBytes {
+		raw = raw[:urlNoteBytes]
+	}
+	p.e.res.Hosts = append(p.e.res.Hosts, Host{Name: key, IP: r.ip, URL: raw})
+}
