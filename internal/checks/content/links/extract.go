@@ -7,11 +7,12 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/emersion/go-message"
 	_ "github.com/emersion/go-message/charset" // charsets beyond UTF-8 and US-ASCII
 	"golang.org/x/net/html"
-	"mvdan.cc/xurls/v2"
 )
 
 // Defaults of Options.
@@ -70,9 +71,9 @@ type Links struct {
 	// URLs counts the http, https and ftp URLs seen (redirect targets
 	// included), duplicates included.
 	URLs int
-	// Own counts URLs skipped as the customer's own.
+	// Own counts hosts (as written) skipped as the customer's own.
 	Own int
-	// Dropped counts URLs whose host was not kept: a new host after
+	// Dropped counts hosts (as written) not kept: new hosts after
 	// Options.MaxHosts were kept.
 	Dropped int
 	// Truncated is set when a bound (text or raw bytes) stopped the
@@ -103,13 +104,14 @@ type Extractor struct {
 	stop bool
 	res  Links
 	seen map[string]struct{}
+	raw  map[string]struct{} // hosts as written, already handled
 	once sync.Once
 }
 
 // NewExtractor returns an Extractor bounded by o.
 func NewExtractor(o Options) *Extractor {
 	o = o.withDefaults()
-	e := &Extractor{opt: o, seen: map[string]struct{}{}}
+	e := &Extractor{opt: o, seen: map[string]struct{}{}, raw: map[string]struct{}{}}
 	for _, d := range o.Own {
 		if n := normalizeDomain(d); n != "" {
 			e.own = append(e.own, n)
@@ -322,24 +324,105 @@ func (p *parser) text(r io.Reader) error {
 	}
 }
 
-var relaxed = xurls.Relaxed()
-
-// scanText finds bare URLs (with a scheme) and www. hosts in running text.
+// scanText finds bare URLs with a scheme (http, https, ftp) and "www."
+// hosts in running text, at each "://" or "www." (see urlAt).
 func (p *parser) scanText(b []byte) {
-	if len(b) == 0 || !mayHoldURL(b) {
-		return
-	}
-	for _, loc := range relaxed.FindAllIndex(b, -1) {
-		m := b[loc[0]:loc[1]]
-		if hasScheme(m) || hasPrefixFold(m, "www.") {
-			p.url(string(m), 0)
+	for i := 0; i < len(b); {
+		j := anchor(b[i:])
+		if j < 0 {
+			return
 		}
+		pos := i + j
+		start, end := urlAt(b, i, pos)
+		if start >= 0 {
+			p.url(string(b[start:end]), 0)
+		}
+		i = max(end, pos+1)
 	}
 }
 
-// mayHoldURL is a cheap pre-test: every match needs "://" or "www.".
-func mayHoldURL(b []byte) bool {
-	return bytes.Contains(b, []byte("://")) || bytes.Contains(b, []byte("www.")) || bytes.Contains(b, []byte("WWW.")) || bytes.Contains(b, []byte("Www."))
+// urlAt delimits the URL around the anchor at pos ("://" or "www."), not
+// reaching before from: the scheme before "://" must be http, https or
+// ftp (any case) and start a word; "www." must start a word. The URL runs
+// to the first space (ASCII or Unicode), control character or < > " `,
+// or maxURLBytes; trailing punctuation that ends a sentence (. , ; : ! ?
+// ' *) and closing brackets without their opening one are left out, as a
+// reader would. start is -1 when there is no URL at pos; end is where
+// scanning may go on.
+func urlAt(b []byte, from, pos int) (start, end int) {
+	start = pos
+	if b[pos] == ':' {
+		for start > from && start > pos-6 && isAlpha(b[start-1]) {
+			start--
+		}
+		scheme := string(b[start:pos])
+		if !strings.EqualFold(scheme, "http") && !strings.EqualFold(scheme, "https") && !strings.EqualFold(scheme, "ftp") {
+			return -1, pos + 3
+		}
+	}
+	if start > from && wordByte(b[start-1]) {
+		return -1, pos + 4
+	}
+	end = pos
+	for end < len(b) && end-start < maxURLBytes {
+		c := b[end]
+		if c < 0x80 {
+			if c <= ' ' || c == 0x7f || c == '<' || c == '>' || c == '"' || c == '`' {
+				break
+			}
+			end++
+			continue
+		}
+		r, n := utf8.DecodeRune(b[end:])
+		if unicode.IsSpace(r) || r == utf8.RuneError && n <= 1 {
+			break
+		}
+		end += n
+	}
+	next := end
+	for end > start {
+		c := b[end-1]
+		if strings.IndexByte(".,;:!?'*", c) >= 0 {
+			end--
+			continue
+		}
+		if open := map[byte]byte{')': '(', ']': '[', '}': '{'}[c]; open != 0 &&
+			bytes.Count(b[start:end], []byte{open}) < bytes.Count(b[start:end], []byte{c}) {
+			end--
+			continue
+		}
+		break
+	}
+	if end-pos <= 4 { // nothing after the anchor
+		return -1, next
+	}
+	return start, end
+}
+
+func isAlpha(c byte) bool { return 'a' <= c|0x20 && c|0x20 <= 'z' }
+
+// wordByte reports whether c continues a word (so that an anchor after
+// it does not start a URL: "xhttp://", "foo.www.").
+func wordByte(c byte) bool {
+	return isAlpha(c) || '0' <= c && c <= '9' || c == '.' || c == '-' || c == '_' || c == '/' || c == '@' || c == '+'
+}
+
+// anchor returns the index of the first "://" or "www." (any case) in b,
+// or -1.
+func anchor(b []byte) int {
+	for k := 0; k+3 <= len(b); k++ {
+		switch b[k] {
+		case ':':
+			if b[k+1] == '/' && b[k+2] == '/' {
+				return k
+			}
+		case 'w', 'W':
+			if k+4 <= len(b) && b[k+1]|0x20 == 'w' && b[k+2]|0x20 == 'w' && b[k+3] == '.' {
+				return k
+			}
+		}
+	}
+	return -1
 }
 
 func hasScheme(m []byte) bool {
@@ -487,6 +570,12 @@ func looksLikeURL(v string) bool {
 
 // host records one host.
 func (p *parser) host(h, raw string) {
+	if _, done := p.e.raw[h]; done {
+		return // the same host as written before: nothing new
+	}
+	if len(p.e.raw) < 4*p.e.opt.MaxHosts {
+		p.e.raw[h] = struct{}{}
+	}
 	r, ok := reduce(h)
 	if !ok {
 		return

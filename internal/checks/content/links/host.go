@@ -68,8 +68,10 @@ func reduce(host string) (reduced, bool) {
 	if i := strings.IndexByte(host, '%'); i >= 0 && strings.Contains(host, ":") {
 		host = host[:i] // an IPv6 zone
 	}
-	if a, err := netip.ParseAddr(host); err == nil {
-		return ipHost(a)
+	if strings.Contains(host, ":") || endsInNumber(host) && !strings.ContainsAny(host, "xX") {
+		if a, err := netip.ParseAddr(host); err == nil {
+			return ipHost(a)
+		}
 	}
 	ascii, err := idnaProfile.ToASCII(host)
 	if err != nil {
