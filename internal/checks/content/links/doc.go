@@ -8,11 +8,17 @@
 // body chunks); nothing is buffered whole. A streaming MIME parser
 // (github.com/emersion/go-message) decodes quoted-printable and base64 and
 // converts charsets to UTF-8; text/plain parts are searched for bare URLs
-// with a scheme (http, https, ftp) and "www." hosts with
-// mvdan.cc/xurls/v2; text/html parts are read with the
-// golang.org/x/net/html tokenizer: the URL attributes (href, src, action,
-// formaction, background, poster, cite, data), meta refresh targets, and
-// bare URLs in text outside script and style. message/rfc822 parts are
+// with a scheme (http, https, ftp) and "www." hosts by a small scanner
+// (urlAt: at each "://" or "www." that starts a word, to the first space,
+// control character or < > " `, less the sentence punctuation and
+// unbalanced closing brackets a reader would leave out). mvdan.cc/xurls/v2
+// was tried first and measured: its regular expression of every TLD and
+// scheme took 50 ms per 50 KB newsletter over the whole text, 12 ms on
+// the words around the anchors only, against about 1-2 ms for the whole
+// extraction now (BenchmarkExtractNewsletter). text/html parts are read
+// with the golang.org/x/net/html tokenizer: the URL attributes (href,
+// src, action, formaction, background, poster, cite, data), meta refresh
+// targets, and bare URLs in text outside script and style. message/rfc822 parts are
 // entered. URI syntax is RFC 3986's (net/url), with the leniencies of
 // browsers' URL parsers (the WHATWG URL Standard) where they change which
 // host a reader reaches: tabs and newlines inside a URL dropped, "\" read

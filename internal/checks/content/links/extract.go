@@ -92,7 +92,7 @@ var errStop = errors.New("links: extraction finished")
 // buffered whole: the message flows through a pipe into a streaming MIME
 // parser (github.com/emersion/go-message) running in its own goroutine,
 // which decodes transfer encodings and charsets and reads text parts with
-// xurls and HTML parts with the golang.org/x/net/html tokenizer. An
+// the URL scanner and HTML parts with the golang.org/x/net/html tokenizer. An
 // Extractor is for one message and one goroutine.
 type Extractor struct {
 	opt  Options

@@ -222,4 +222,3 @@ func TestReduce(t *testing.T) {
 		})
 	}
 }
-
