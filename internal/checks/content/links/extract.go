@@ -103,9 +103,12 @@ type Extractor struct {
 	fed  int64
 	stop bool
 	res  Links
-	seen map[string]struct{}
-	raw  map[string]struct{} // hosts as written, already handled
-	once sync.Once
+	// whole is set when the message is written whole, header included
+	// (Extract), rather than as header fields and body.
+	whole bool
+	seen  map[string]struct{}
+	raw   map[string]struct{} // hosts as written, already handled
+	once  sync.Once
 }
 
 // NewExtractor returns an Extractor bounded by o.
@@ -183,7 +186,11 @@ func (e *Extractor) start() {
 		go func() {
 			defer close(e.done)
 			p := parser{e: e, budget: e.opt.MaxTextBytes}
-			err := p.message(io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n"), pr))
+			var r io.Reader = pr
+			if !e.whole {
+				r = io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n"), pr)
+			}
+			err := p.message(r)
 			if err != nil && e.res.Err == nil {
 				e.res.Err = err
 			}
@@ -197,6 +204,7 @@ func (e *Extractor) start() {
 // the same bounds as the streaming Extractor.
 func Extract(r io.Reader, o Options) Links {
 	e := NewExtractor(o)
+	e.whole = true
 	e.start()
 	buf := make([]byte, 32<<10)
 	for !e.stop {
