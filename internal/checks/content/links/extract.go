@@ -73,8 +73,8 @@ type Links struct {
 	URLs int
 	// Own counts hosts (as written) skipped as the customer's own.
 	Own int
-	// Dropped counts hosts (as written) not kept: new hosts after
-	// Options.MaxHosts were kept.
+	// Dropped counts hosts (as written, not reduced) seen after
+	// Options.MaxHosts were kept; they are not looked at further.
 	Dropped int
 	// Truncated is set when a bound (text or raw bytes) stopped the
 	// extraction before the end of the message.
@@ -388,14 +388,24 @@ func urlAt(b []byte, from, pos int) (start, end int) {
 		end += n
 	}
 	next := end
+	// Brackets counted once (not per trailing byte: a URL of a thousand
+	// ")" would cost a million steps).
+	var opens, closes [3]int
+	for _, c := range b[start:end] {
+		if k := strings.IndexByte("([{", c); k >= 0 {
+			opens[k]++
+		} else if k := strings.IndexByte(")]}", c); k >= 0 {
+			closes[k]++
+		}
+	}
 	for end > start {
 		c := b[end-1]
 		if strings.IndexByte(".,;:!?'*", c) >= 0 {
 			end--
 			continue
 		}
-		if open := map[byte]byte{')': '(', ']': '[', '}': '{'}[c]; open != 0 &&
-			bytes.Count(b[start:end], []byte{open}) < bytes.Count(b[start:end], []byte{c}) {
+		if k := strings.IndexByte(")]}", c); k >= 0 && opens[k] < closes[k] {
+			closes[k]--
 			end--
 			continue
 		}
@@ -581,6 +591,10 @@ func (p *parser) host(h, raw string) {
 	if _, done := p.e.raw[h]; done {
 		return // the same host as written before: nothing new
 	}
+	if len(p.e.res.Hosts) >= p.e.opt.MaxHosts {
+		p.e.res.Dropped++ // no work for hosts that cannot be kept
+		return
+	}
 	if len(p.e.raw) < 4*p.e.opt.MaxHosts {
 		p.e.raw[h] = struct{}{}
 	}
@@ -599,10 +613,6 @@ func (p *parser) host(h, raw string) {
 		key = r.ip.String()
 	}
 	if _, dup := p.e.seen[key]; dup {
-		return
-	}
-	if len(p.e.res.Hosts) >= p.e.opt.MaxHosts {
-		p.e.res.Dropped++
 		return
 	}
 	p.e.seen[key] = struct{}{}
