@@ -5,8 +5,8 @@ import (
 	"errors"
 	"io"
 	"net/url"
+	"runtime"
 	"strings"
-	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -88,43 +88,53 @@ type Links struct {
 var errStop = errors.New("links: extraction finished")
 
 // Extractor finds the links of one message as it streams by: header fields
-// with Header, then body chunks with Write, then Close. Nothing is
-// buffered whole: the message flows through a pipe into a streaming MIME
-// parser (github.com/emersion/go-message) running in its own goroutine,
-// which decodes transfer encodings and charsets and reads text parts with
-// the URL scanner and HTML parts with the golang.org/x/net/html tokenizer. An
-// Extractor is for one message and one goroutine.
+// with Header, then body chunks with Write, then Close, then Links.
+// Nothing is buffered whole: the message flows through a pipe into a
+// streaming MIME parser (github.com/emersion/go-message) running in its
+// own goroutine, which decodes transfer encodings and charsets and reads
+// text parts with the URL scanner and HTML parts with the
+// golang.org/x/net/html tokenizer. An Extractor is for one message and
+// one goroutine at a time. It is an io.WriteCloser, as a policy
+// BodyChecker's writer is. An Extractor dropped without Close (an aborted
+// transaction) ends its parse goroutine when it is garbage collected.
 type Extractor struct {
-	opt  Options
-	own  []string
+	st   *state
 	hdr  bytes.Buffer
 	pw   *io.PipeWriter
 	done chan struct{}
 	fed  int64
 	stop bool
-	res  Links
 	// whole is set when the message is written whole, header included
 	// (Extract), rather than as header fields and body.
-	whole bool
-	seen  map[string]struct{}
-	raw   map[string]struct{} // hosts as written, already handled
-	once  sync.Once
+	whole  bool
+	closed bool
+}
+
+// state is what the parse goroutine works on; it holds no reference to
+// the Extractor, so that an abandoned Extractor can be collected.
+type state struct {
+	opt  Options
+	own  []string
+	res  Links
+	seen map[string]struct{}
+	raw  map[string]struct{} // hosts as written, already handled
 }
 
 // NewExtractor returns an Extractor bounded by o.
 func NewExtractor(o Options) *Extractor {
 	o = o.withDefaults()
-	e := &Extractor{opt: o, seen: map[string]struct{}{}, raw: map[string]struct{}{}}
+	st := &state{opt: o, seen: map[string]struct{}{}, raw: map[string]struct{}{}}
 	for _, d := range o.Own {
 		if n := normalizeDomain(d); n != "" {
-			e.own = append(e.own, n)
+			st.own = append(st.own, n)
 		}
 	}
-	return e
+	return &Extractor{st: st}
 }
 
 // Header adds one header field of the message (value as received, folded
-// or not). Fields past the header bound are ignored.
+// or not), before the first Write. Fields past the header bound (256 KiB)
+// are ignored.
 func (e *Extractor) Header(name, value string) {
 	if e.pw != nil || e.hdr.Len()+len(name)+len(value) > maxHeaderBytes {
 		return
@@ -135,70 +145,90 @@ func (e *Extractor) Header(name, value string) {
 	e.hdr.WriteString("\r\n")
 }
 
-// Write feeds the next chunk of the body. It never fails: once the
-// extraction has ended (a bound reached, a parse error) further chunks are
-// dropped at no cost.
+// Write feeds the next chunk of the body (CRLF line ends). It never
+// fails: once the extraction has ended (a bound reached, a parse error,
+// Close) further chunks are dropped at no cost.
 func (e *Extractor) Write(p []byte) (int, error) {
 	n := len(p)
 	e.start()
 	if e.stop {
 		return n, nil
 	}
-	if rest := e.opt.MaxRawBytes - e.fed; int64(len(p)) > rest {
+	if rest := e.st.opt.MaxRawBytes - e.fed; int64(len(p)) > rest {
 		p = p[:rest]
 	}
 	e.fed += int64(len(p))
 	if _, err := e.pw.Write(p); err != nil {
 		e.stop = true
 	}
-	if e.fed >= e.opt.MaxRawBytes {
+	if e.fed >= e.st.opt.MaxRawBytes {
 		e.stop = true
 		e.pw.Close()
 	}
 	return n, nil
 }
 
-// Close ends the message and returns what was found. It waits for the
-// parser, which at this point has only what was fed left to read.
-func (e *Extractor) Close() Links {
+// Close ends the message and waits for the parser, which at this point has
+// only what was fed left to read. It always returns nil; calling it again
+// does nothing.
+func (e *Extractor) Close() error {
+	if e.closed {
+		return nil
+	}
+	e.closed = true
+	e.stop = true
 	e.start()
 	e.pw.Close()
 	<-e.done
-	if e.fed >= e.opt.MaxRawBytes {
+	res := &e.st.res
+	if e.fed >= e.st.opt.MaxRawBytes {
 		// The parser saw the stream end early: what it says about that
 		// end is no fault of the message.
-		e.res.Truncated = true
-		e.res.Err = nil
+		res.Truncated = true
+		res.Err = nil
 	}
-	if errors.Is(e.res.Err, errStop) || errors.Is(e.res.Err, io.EOF) {
-		e.res.Err = nil
+	if errors.Is(res.Err, errStop) || errors.Is(res.Err, io.EOF) {
+		res.Err = nil
 	}
-	return e.res
+	return nil
+}
+
+// Links closes the Extractor (if not yet) and returns what was found.
+func (e *Extractor) Links() Links {
+	e.Close()
+	return e.st.res
 }
 
 // start begins the parse on the first body chunk (or at Close).
 func (e *Extractor) start() {
-	e.once.Do(func() {
-		pr, pw := io.Pipe()
-		e.pw = pw
-		e.done = make(chan struct{})
-		hdr := e.hdr.Bytes()
-		go func() {
-			defer close(e.done)
-			p := parser{e: e, budget: e.opt.MaxTextBytes}
-			var r io.Reader = pr
-			if !e.whole {
-				r = io.MultiReader(bytes.NewReader(hdr), strings.NewReader("\r\n"), pr)
-			}
-			err := p.message(r)
-			if err != nil && e.res.Err == nil {
-				e.res.Err = err
-			}
-			// Stop the feeder at no cost: further writes fail at once.
-			pr.CloseWithError(errStop)
-		}()
-	})
+	if e.pw != nil {
+		return
+	}
+	pr, pw := io.Pipe()
+	e.pw = pw
+	done := make(chan struct{})
+	e.done = done
+	var r io.Reader = pr
+	if !e.whole {
+		r = io.MultiReader(bytes.NewReader(e.hdr.Bytes()), strings.NewReader("\r\n"), pr)
+	}
+	st := e.st
+	go func() {
+		defer close(done)
+		p := parser{st: st, budget: st.opt.MaxTextBytes}
+		err := p.message(r)
+		if err != nil && st.res.Err == nil {
+			st.res.Err = err
+		}
+		// Stop the feeder at no cost: further writes fail at once.
+		pr.CloseWithError(errStop)
+	}()
+	// An abandoned Extractor: end the parse, so that its goroutine and
+	// what it holds go too.
+	runtime.AddCleanup(e, func(pw *io.PipeWriter) { pw.CloseWithError(errAbandoned) }, pw)
 }
+
+var errAbandoned = errors.New("links: extractor abandoned")
 
 // Extract reads a whole message from r (tests, the explain command) with
 // the same bounds as the streaming Extractor.
@@ -216,12 +246,12 @@ func Extract(r io.Reader, o Options) Links {
 			break
 		}
 	}
-	return e.Close()
+	return e.Links()
 }
 
 // parser walks the MIME tree in the parse goroutine.
 type parser struct {
-	e      *Extractor
+	st     *state
 	budget int64 // text bytes left
 	buf    []byte
 }
@@ -282,7 +312,7 @@ type budgetReader struct {
 
 func (b *budgetReader) Read(buf []byte) (int, error) {
 	if b.p.budget <= 0 {
-		b.p.e.res.Truncated = true
+		b.p.st.res.Truncated = true
 		return 0, errStop
 	}
 	if int64(len(buf)) > b.p.budget {
@@ -540,7 +570,7 @@ func (p *parser) url(raw string, depth int) {
 	if err != nil || u.Host == "" {
 		return
 	}
-	p.e.res.URLs++
+	p.st.res.URLs++
 	p.host(u.Hostname(), raw)
 	if depth >= maxRedirects {
 		return
@@ -588,23 +618,23 @@ func looksLikeURL(v string) bool {
 
 // host records one host.
 func (p *parser) host(h, raw string) {
-	if _, done := p.e.raw[h]; done {
+	if _, done := p.st.raw[h]; done {
 		return // the same host as written before: nothing new
 	}
-	if len(p.e.res.Hosts) >= p.e.opt.MaxHosts {
-		p.e.res.Dropped++ // no work for hosts that cannot be kept
+	if len(p.st.res.Hosts) >= p.st.opt.MaxHosts {
+		p.st.res.Dropped++ // no work for hosts that cannot be kept
 		return
 	}
-	if len(p.e.raw) < 4*p.e.opt.MaxHosts {
-		p.e.raw[h] = struct{}{}
+	if len(p.st.raw) < 4*p.st.opt.MaxHosts {
+		p.st.raw[h] = struct{}{}
 	}
 	r, ok := reduce(h)
 	if !ok {
 		return
 	}
-	for _, o := range p.e.own {
+	for _, o := range p.st.own {
 		if r.full == o || strings.HasSuffix(r.full, "."+o) || r.name == o {
-			p.e.res.Own++
+			p.st.res.Own++
 			return
 		}
 	}
@@ -612,12 +642,12 @@ func (p *parser) host(h, raw string) {
 	if r.ip.IsValid() {
 		key = r.ip.String()
 	}
-	if _, dup := p.e.seen[key]; dup {
+	if _, dup := p.st.seen[key]; dup {
 		return
 	}
-	p.e.seen[key] = struct{}{}
+	p.st.seen[key] = struct{}{}
 	if len(raw) > urlNoteBytes {
 		raw = raw[:urlNoteBytes]
 	}
-	p.e.res.Hosts = append(p.e.res.Hosts, Host{Name: key, IP: r.ip, URL: raw})
+	p.st.res.Hosts = append(p.st.res.Hosts, Host{Name: key, IP: r.ip, URL: raw})
 }

@@ -5,9 +5,12 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/textproto"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/checks/content/links"
 )
@@ -49,7 +52,7 @@ func feed(t testing.TB, msg string, size int, o links.Options) links.Links {
 		}
 		body = body[n:]
 	}
-	return e.Close()
+	return e.Links()
 }
 
 func TestExtract(t *testing.T) {
@@ -159,7 +162,7 @@ func TestExtractBounds(t *testing.T) {
 		for range 1000 {
 			e.Write(bytes.Repeat([]byte("http://more.example/ "), 100))
 		}
-		got := e.Close()
+		got := e.Links()
 		if fmt.Sprint(hostNames(got)) != "[first.example]" || !got.Truncated || got.Err != nil {
 			t.Fatalf("got %v truncated %v err %v", hostNames(got), got.Truncated, got.Err)
 		}
@@ -182,7 +185,7 @@ func TestExtractBounds(t *testing.T) {
 	t.Run("Close with no body", func(t *testing.T) {
 		e := links.NewExtractor(links.Options{})
 		e.Header("Subject", "x")
-		if got := e.Close(); len(got.Hosts) != 0 {
+		if got := e.Links(); len(got.Hosts) != 0 {
 			t.Fatalf("got %+v", got)
 		}
 	})
@@ -221,4 +224,41 @@ func TestReduce(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestExtractorLifecycle(t *testing.T) {
+	t.Run("is an io.WriteCloser; Close twice is harmless; Write after Close is dropped", func(t *testing.T) {
+		var w io.WriteCloser = links.NewExtractor(links.Options{})
+		e := w.(*links.Extractor)
+		e.Header("Content-Type", "text/plain")
+		e.Write([]byte("http://one.example/\r\n"))
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := e.Write([]byte("http://two.example/\r\n")); n != 21 || err != nil {
+			t.Fatalf("Write after Close = %d, %v", n, err)
+		}
+		if got := e.Links(); fmt.Sprint(hostNames(got)) != "[one.example]" {
+			t.Fatalf("hosts %v", hostNames(got))
+		}
+	})
+	t.Run("an abandoned Extractor's parse goroutine ends", func(t *testing.T) {
+		before := runtime.NumGoroutine()
+		for range 50 {
+			e := links.NewExtractor(links.Options{})
+			e.Header("Content-Type", "text/html")
+			e.Write([]byte("<a href=\"http://x.example/\">")) // mid-message: the parser waits for more
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before+5 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%d goroutines, %d before: abandoned extractors keep their parsers", runtime.NumGoroutine(), before)
+			}
+			runtime.GC()
+			runtime.Gosched()
+		}
+	})
 }

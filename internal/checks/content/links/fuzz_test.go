@@ -36,7 +36,7 @@ func FuzzExtract(f *testing.F) {
 			e.Write(d[:n])
 			d = d[n:]
 		}
-		b := e.Close()
+		b := e.Links()
 		if len(a.Hosts) > opts.MaxHosts {
 			t.Fatalf("%d hosts kept, bound %d", len(a.Hosts), opts.MaxHosts)
 		}
