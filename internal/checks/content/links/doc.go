@@ -79,6 +79,29 @@
 // questions in flight asked once); that resolver asks A and AAAA, so a
 // lookup is two DNS questions.
 //
+// # Use
+//
+// A check wires the two halves like this (the body stage, then end of
+// message):
+//
+//	// Body(t): one Extractor per message, fed the received header fields.
+//	e := links.NewExtractor(links.Options{Own: customerDomains})
+//	for _, h := range t.Headers {
+//		e.Header(h.Name, h.Value)
+//	}
+//	return e // the chain writes the body chunks and calls Close
+//
+//	// EOM(ctx, t): the hosts, then the lists (one *Lists for the config).
+//	found := e.Links()
+//	res := lists.Check(ctx, found.Hosts)
+//	if res.Listed() {
+//		first := res.Listings[0] // first listed in message order
+//		// reject 5.7.1 naming first.Domain; log zone, code, meaning, URL
+//	}
+//
+// Host.URL and Listing.URL are text of the message, cut to 200 bytes:
+// untrusted, to be quoted in logs and escaped in the console.
+//
 // # The listed_url check
 //
 // listed_url refuses a message that links to a host on a configured URI

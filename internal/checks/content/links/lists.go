@@ -188,6 +188,11 @@ type Result struct {
 	Errors []LookupError
 	// Lookups is the number of DNS lookups made (at most MaxLookups).
 	Lookups int
+	// Answered is the number of lookups the lists answered (listed or
+	// not); Lookups - Answered failed or were error codes. A check can
+	// tell "every list failed" (Answered == 0, Errors not empty)
+	// from "nothing listed".
+	Answered int
 	// NotChecked counts (host, zone) pairs left unasked by MaxLookups.
 	NotChecked int
 }
@@ -269,6 +274,9 @@ feed:
 			a = Answer{Err: "not asked: " + ctx.Err().Error()}
 		} else {
 			res.Lookups++
+		}
+		if asked[i] && a.Err == "" {
+			res.Answered++
 		}
 		switch {
 		case a.Listed:

@@ -128,6 +128,9 @@ func TestCheck(t *testing.T) {
 			if res.Listed() != (len(tc.listings) > 0) {
 				t.Errorf("Listed() = %v", res.Listed())
 			}
+			if res.Answered+len(res.Errors) != res.Lookups {
+				t.Errorf("%d lookups, %d answered, %d errors", res.Lookups, res.Answered, len(res.Errors))
+			}
 		})
 	}
 }
@@ -202,7 +205,7 @@ func TestCheckTimeoutBounded(t *testing.T) {
 	if d := time.Since(start); d > 1500*time.Millisecond {
 		t.Fatalf("Check took %v with a 150ms timeout", d)
 	}
-	if res.Listed() || len(res.Errors) != 30 {
+	if res.Listed() || len(res.Errors) != 30 || res.Answered != 0 {
 		t.Fatalf("listed %v, %d errors (want 30: every host unanswered)", res.Listed(), len(res.Errors))
 	}
 }
