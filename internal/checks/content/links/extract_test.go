@@ -262,3 +262,15 @@ func TestExtractorLifecycle(t *testing.T) {
 		}
 	})
 }
+
+func TestExtractorFoldedHeaderField(t *testing.T) {
+	// The milter passes header values as received: folded, CRLF and all.
+	e := links.NewExtractor(links.Options{})
+	e.Header("Subject", "a\r\n long subject")
+	e.Header("Content-Type", "multipart/alternative;\r\n\tboundary=\"B\"")
+	// The URL is whole only after quoted-printable decoding of the part.
+	e.Write([]byte("--B\r\nContent-Type: text/html\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n<a href=3D\"http://fol=\r\nded.example/\">x</a>\r\n--B--\r\n"))
+	if got := e.Links(); fmt.Sprint(hostNames(got)) != "[folded.example]" || got.Err != nil {
+		t.Fatalf("hosts %v err %v", hostNames(got), got.Err)
+	}
+}
