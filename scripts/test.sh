@@ -6,8 +6,8 @@
 # Cluster, Postfix end-to-end, browser), every fuzz target for a bounded
 # number of inputs, and every benchmark once (so that they keep working).
 #
-# Environment: FUZZTIME (default 300000x: inputs per target, about 20 s on
-# 2 cores), SKIP_FUZZ=1, SKIP_BENCH=1.
+# Environment: FUZZTIME (default 100000x inputs per target, or the count a
+# target names above itself; set, it overrides every count), SKIP_FUZZ=1, SKIP_BENCH=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -72,13 +72,21 @@ if [ "${SKIP_FUZZ:-}" != 1 ]; then
   # "context deadline exceeded" failure, with no failing input, when a
   # -fuzztime duration ends while a worker is busy (go.dev/issue/75804,
   # fixed in Go 1.27). A count has no deadline to race.
-  fuzztime="${FUZZTIME:-300000x}"
-  phase "fuzz targets, ${fuzztime} each"
+  # The budget: FUZZTIME inputs per target (default 100000x, a few seconds
+  # for most targets on 2 cores); a target whose inputs cost more says its
+  # own count in a comment line just above it, `// fuzz count: 30000x`.
+  # FUZZTIME set in the environment overrides every target's count.
+  fuzzdefault="${FUZZTIME:-100000x}"
+  phase "fuzz targets, ${fuzzdefault} each unless the target says its own count"
   grep -rl --include='*_test.go' -E '^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)' . | sort | while read -r file; do
     pkg="./$(dirname "${file#./}")"
-    for target in $(grep -oE '^func Fuzz[A-Za-z0-9_]+' "$file" | sed 's/^func //'); do
-      echo "-- $pkg $target"
-      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$fuzztime" -fuzzminimizetime=5s "$pkg"
+    # "TARGET COUNT" per target: COUNT from the comment line above it, or -.
+    awk '/^\/\/ fuzz count: [0-9]+x$/ { c = $4; next }
+         /^func Fuzz[A-Za-z0-9_]+\(f \*testing\.F\)/ { n = $2; sub(/\(.*/, "", n); print n, (c == "" ? "-" : c); c = ""; next }
+         { c = "" }' "$file" | while read -r target count; do
+      if [ -n "${FUZZTIME:-}" ] || [ "$count" = - ]; then count="$fuzzdefault"; fi
+      echo "-- $pkg $target ($count)"
+      go test -run='^$' -fuzz="^${target}\$" -fuzztime="$count" -fuzzminimizetime=5s "$pkg"
     done
   done
 fi
