@@ -13,7 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -48,9 +48,18 @@ type SessionObserver interface {
 type Options struct {
 	// Listen is "inet:HOST:PORT" or "unix:PATH".
 	Listen string
-	// AllowedMTAs are the networks allowed to connect; empty allows all
-	// (only sensible on loopback, which the config enforces).
-	AllowedMTAs    []netip.Prefix
+	// AllowedMTAs are the networks remote MTAs may connect from over TCP;
+	// empty allows no peer from another host (a loopback listener, which
+	// the config requires without allowed_mtas, has none).
+	AllowedMTAs []netip.Prefix
+	// AllowedPeers are the uids of the local processes that may connect
+	// (peer.go); nil: DefaultPeers as they resolve on this host.
+	AllowedPeers []uint32
+	// SocketGroup is the group of a unix: socket (the MTA's); "" keeps the
+	// gateway's own group. See listenUnix.
+	SocketGroup string
+	// Peers is told of each refused peer (metrics); may be nil.
+	Peers          PeerObserver
 	MaxConnections int
 	ReadTimeout    time.Duration
 	WriteTimeout   time.Duration
@@ -68,6 +77,7 @@ type Server struct {
 	srv    *gm.Server
 	ln     net.Listener
 	active atomic.Int64
+	access atomic.Pointer[Access]
 }
 
 // Listen opens the listener and prepares the server; Serve runs it.
@@ -76,30 +86,38 @@ func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	if network == "unix" {
-		_ = os.Remove(addr)
-	}
-	// No TCP keep-alive on MTA connections: an idle or vanished MTA is
-	// noticed by milter.read_timeout, and Postfix opens a connection per
-	// SMTP session, so the four keep-alive socket options Go would set on
-	// every accepted connection are four system calls per message for
-	// nothing.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), network, addr)
-	if err != nil {
-		return nil, fmt.Errorf("milter listen %s: %w", opts.Listen, err)
-	}
-	if network == "unix" {
-		_ = os.Chmod(addr, 0o660)
-	}
 	log := opts.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{engine: engine, opts: opts, log: log}
-	if len(opts.AllowedMTAs) > 0 {
-		ln = &allowListener{Listener: ln, allowed: opts.AllowedMTAs, log: log}
+	s.SetAccess(opts.AllowedPeers, opts.AllowedMTAs)
+	var ln net.Listener
+	var owners ownerLookup
+	if network == "unix" {
+		if ln, err = listenUnix(addr, opts.SocketGroup, log); err != nil {
+			return nil, err
+		}
+	} else {
+		// Peers on this host are judged by the user owning their socket:
+		// without sock_diag that cannot be known, and the listener does
+		// not start rather than let every local process speak milter.
+		if owners, err = newOwnerLookup(); err != nil {
+			return nil, fmt.Errorf("milter listen %s: cannot check which user a local peer is (%w); use a unix: socket, or allow AF_NETLINK (systemd RestrictAddressFamilies)", opts.Listen, err)
+		}
+		// No TCP keep-alive on MTA connections: an idle or vanished MTA is
+		// noticed by milter.read_timeout, and Postfix opens a connection per
+		// SMTP session, so the four keep-alive socket options Go would set on
+		// every accepted connection are four system calls per message for
+		// nothing.
+		lc := net.ListenConfig{KeepAlive: -1}
+		if ln, err = lc.Listen(context.Background(), network, addr); err != nil {
+			return nil, fmt.Errorf("milter listen %s: %w", opts.Listen, err)
+		}
 	}
+	// The peer check comes before the connection limit: a refused peer
+	// never holds a slot.
+	ln = &peerListener{Listener: ln, access: &s.access, owner: owners, log: log, obs: opts.Peers}
 	if opts.MaxConnections > 0 {
 		// Beyond the limit the MTA waits in the listen backlog; Postfix
 		// applies milter_connect_timeout, then milter_default_action.
@@ -203,28 +221,16 @@ func ParseAddress(s string) (network, addr string, err error) {
 	return "", "", fmt.Errorf("milter address %q: want inet:HOST:PORT or unix:PATH", s)
 }
 
-// allowListener refuses connections from addresses outside the allowed MTAs.
-type allowListener struct {
-	net.Listener
-	allowed []netip.Prefix
-	log     *slog.Logger
-}
-
-func (l *allowListener) Accept() (net.Conn, error) {
-	for {
-		c, err := l.Listener.Accept()
-		if err != nil {
-			return nil, err
+// SetAccess sets who may connect: the uids of local peers (nil:
+// DefaultPeers as they resolve here) and the networks of remote ones. It
+// applies to connections accepted from then on (a reload).
+func (s *Server) SetAccess(uids []uint32, networks []netip.Prefix) {
+	if uids == nil {
+		var unknown []string
+		uids, unknown = ResolvePeers(DefaultPeers)
+		for _, n := range unknown {
+			s.log.Warn("milter: allowed peer is no user on this host", "user", n)
 		}
-		ap, err := netip.ParseAddrPort(c.RemoteAddr().String())
-		if err == nil {
-			for _, p := range l.allowed {
-				if p.Contains(ap.Addr().Unmap()) {
-					return c, nil
-				}
-			}
-		}
-		l.log.Warn("milter connection refused: not an allowed MTA", "remote", c.RemoteAddr().String())
-		_ = c.Close()
 	}
+	s.access.Store(&Access{UIDs: slices.Clone(uids), Networks: slices.Clone(networks)})
 }

@@ -307,6 +307,9 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 		for _, c := range sides {
 			c.done = true
 			c.val, c.err = c.side, Unavailable(c.side.Err())
+			if errors.Is(c.err, redis.Nil) {
+				c.err = nil // "no value" is an answer (e.g. SET NX GET that set)
+			}
 			if c.err != nil && err == nil {
 				err = c.err
 			}

@@ -138,8 +138,12 @@ type Observation struct {
 // MTA) or Redis (shared by all MTAs). Redis failures are wrapped as
 // store.ErrUnavailable.
 type Backend interface {
-	// Remember maps an accepted message's queue id to its customer.
-	Remember(ctx context.Context, queueID string, m Message, ttl time.Duration) error
+	// Remember maps an accepted message's queue id to its customer unless
+	// the queue id is mapped already: the first writer wins, so that a
+	// second transaction claiming the same queue id (a forged one) cannot
+	// re-label the message. It returns the customer already holding the
+	// queue id, or "" when m was recorded.
+	Remember(ctx context.Context, queueID string, m Message, ttl time.Duration) (holder string, err error)
 	// Record counts one delivery result for the customer whose message the
 	// queue id is. It returns the customer ("" when the queue id is not
 	// one the gateway accepted), whether the result was new, and the

@@ -20,7 +20,7 @@ func TestBackends(t *testing.T) {
 			}
 			const ttl = time.Hour
 			t.Run("results count once, per customer and class, matched by queue id", func(t *testing.T) {
-				if err := be.Remember(ctx, "QA1", Message{Customer: "acme", Bulk: true}, ttl); err != nil {
+				if _, err := be.Remember(ctx, "QA1", Message{Customer: "acme", Bulk: true}, ttl); err != nil {
 					t.Fatal(err)
 				}
 				since := t0.Add(-24 * time.Hour)
@@ -130,7 +130,7 @@ func TestMemoryStateSurvivesRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_ = m.Remember(ctx, "Q1", Message{Customer: "acme"}, time.Hour)
+	_, _ = m.Remember(ctx, "Q1", Message{Customer: "acme"}, time.Hour)
 	_, _, _, _ = m.Record(ctx, Result{QueueID: "Q1", RcptHash: "h", Class: HardBounce}, t0, t0.Add(-time.Hour), time.Hour)
 	_, _, _ = m.Observe(ctx, ListingKey{Address: "192.0.2.1", Zone: "z"}, Observation{Answered: true, Listed: true, Codes: []string{"127.0.0.2"}}, t0, 5)
 	if err := m.Close(); err != nil {

@@ -163,16 +163,25 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 		if remember {
 			// The queue id's key is outside the customer's slot: beside
 			// the script, in the same pipeline.
-			sb.Side(redis.NewStatusCmd(context.Background(), "set", r.qidKey(t.QueueID), r.messageValue(msg), "px", ttl.Milliseconds()))
+			qid := t.QueueID
+			sb.Side(r.claimCmd(context.Background(), qid, msg, ttl)).Then(func(v any, err error) {
+				if cmd, ok := v.(*redis.StringCmd); ok && err == nil {
+					if holder, err := claimHolder(cmd); err == nil {
+						svc.claimed(qid, customer, holder)
+					}
+				}
+			})
 			p.remembered = true
 		}
 	} else {
 		be := svc.Backend
 		p.totals = sb.Func(func(ctx context.Context) (any, error) {
 			if remember {
-				if err := be.Remember(ctx, t.QueueID, msg, ttl); err != nil {
+				holder, err := be.Remember(ctx, t.QueueID, msg, ttl)
+				if err != nil {
 					return nil, err
 				}
+				svc.claimed(t.QueueID, customer, holder)
 			}
 			tot, err := be.Totals(ctx, []string{customer}, since, until)
 			if err != nil {

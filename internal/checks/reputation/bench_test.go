@@ -57,7 +57,7 @@ func BenchmarkReaderLine(b *testing.B) {
 	svc, _ := NewService(h, testConfig(b, ""), testKey, clk, nil)
 	rd := NewReader(svc)
 	ctx := context.Background()
-	_ = svc.Backend.Remember(ctx, "4F3A21C0D2", Message{Customer: "acme"}, time.Hour)
+	_, _ = svc.Backend.Remember(ctx, "4F3A21C0D2", Message{Customer: "acme"}, time.Hour)
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		rd.Line(ctx, fmt.Sprintf("Nov 29 23:50:01 mta1 postfix/smtp[4242]: 4F3A21C0D2: to=<u%d@example.org>, relay=mx.example.org[192.0.2.25]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)", i))
@@ -84,7 +84,7 @@ func BenchmarkBounceWindowEOMBatch(b *testing.B) {
 				for _, c := range []Class{Sent, Sent, Sent, HardBounce, PolicyBounce, OtherBounce, Deferred} {
 					n++
 					qid := fmt.Sprintf("F%d", n)
-					_ = svc.Backend.Remember(ctx, qid, Message{Customer: "acme"}, time.Hour)
+					_, _ = svc.Backend.Remember(ctx, qid, Message{Customer: "acme"}, time.Hour)
 					now := clk.Now()
 					since, _ := svc.window(now)
 					if _, _, _, err := svc.Backend.Record(ctx, Result{QueueID: qid, RcptHash: fmt.Sprint(n), Class: c, Egress: fmt.Sprintf("192.0.2.%d", 10+n%2)}, now, since, time.Hour); err != nil {
@@ -131,7 +131,7 @@ func BenchmarkRecordRedis(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
-	_ = svc.Backend.Remember(ctx, "F", Message{Customer: "acme"}, 100*time.Hour)
+	_, _ = svc.Backend.Remember(ctx, "F", Message{Customer: "acme"}, 100*time.Hour)
 	clk.Set(t0.Add(-24 * time.Hour))
 	n := 0
 	for clk.Now().Before(t0) {

@@ -105,9 +105,12 @@ func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	bulk, _ := t.Value(bulkKey{}).(bool)
 	ctx, cancel := c.svc.Store.Context(ctx)
 	defer cancel()
-	if err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Reputation().Deliveries.QueueIDTTL); err != nil {
+	holder, err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Reputation().Deliveries.QueueIDTTL)
+	if err != nil {
 		c.svc.Log.Error("remembering the queue id of an accepted message failed", "queue_id", t.QueueID, "customer", t.Customer.ID, "err", err)
+		return
 	}
+	c.svc.claimed(t.QueueID, t.Customer.ID, holder)
 }
 
 // IsBulk reports whether a message is bulk mail: as bulk_mail judged it

@@ -93,7 +93,7 @@ func TestDNSBLWatcher(t *testing.T) {
 			// some, gamma only through .11 (its own transport).
 			rd := NewReader(svc)
 			for _, c := range []string{"acme", "beta", "gamma"} {
-				_ = svc.Backend.Remember(ctx, "Q"+c+"X", Message{Customer: c}, time.Hour)
+				_, _ = svc.Backend.Remember(ctx, "Q"+c+"X", Message{Customer: c}, time.Hour)
 			}
 			line := func(prog, qid, rcpt, dsn, status string) string {
 				return "Nov 29 10:00:00 mta1 " + prog + "[7]: " + qid + ": to=<" + rcpt + ">, relay=mx[192.0.2.99]:25, delay=1, delays=0/0/0/1, dsn=" + dsn + ", status=" + status + " (x)"

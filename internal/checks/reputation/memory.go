@@ -141,12 +141,16 @@ func (m *memory) expire(now time.Time) {
 	}
 }
 
-func (m *memory) Remember(_ context.Context, qid string, msg Message, ttl time.Duration) error {
+func (m *memory) Remember(_ context.Context, qid string, msg Message, ttl time.Duration) (string, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.st.QueueIDs[qid] = memMessage{Message: msg, Expires: m.clk.Now().Add(ttl)}
+	now := m.clk.Now()
+	if old, ok := m.st.QueueIDs[qid]; ok && !now.After(old.Expires) {
+		return old.Customer, nil
+	}
+	m.st.QueueIDs[qid] = memMessage{Message: msg, Expires: now.Add(ttl)}
 	m.dirty = true
-	return nil
+	return "", nil
 }
 
 func (m *memory) Record(_ context.Context, r Result, now, since time.Time, ttl time.Duration) (string, bool, Counts, error) {

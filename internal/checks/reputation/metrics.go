@@ -17,6 +17,7 @@ import (
 //	aupguard_dnsbl_listings_total{address,zone}    times this process saw the address become listed
 //	aupguard_dnsbl_queries_total{zone,result}      queries by result (listed, clean, error_code, unexpected, failed)
 //	aupguard_dnsbl_mails_total{result}             postmaster mails about listings (sent, failed)
+//	aupguard_queue_id_clashes_total                claims of a queue id another customer held (the first kept)
 type Collector struct {
 	Service *Service
 	Reader  *Reader
@@ -34,12 +35,13 @@ var (
 	descListed    = prometheus.NewDesc("aupguard_dnsbl_listed", "1 while the egress address is listed on the zone, 0 when it is not.", []string{"address", "zone"}, nil)
 	descListings  = prometheus.NewDesc("aupguard_dnsbl_listings_total", "Times the egress address was seen becoming listed on the zone.", []string{"address", "zone"}, nil)
 	descQueries   = prometheus.NewDesc("aupguard_dnsbl_queries_total", "Blocklist queries by zone and result.", []string{"zone", "result"}, nil)
+	descClashes   = prometheus.NewDesc("aupguard_queue_id_clashes_total", "Transactions that claimed a queue id another customer already held (the first is kept; a forged or duplicated milter transaction).", nil, nil)
 	descMails     = prometheus.NewDesc("aupguard_dnsbl_mails_total", "Postmaster mails about listings, by result.", []string{"result"}, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descResults, descUnmatched, descLost, descRate, descFinal, descListed, descListings, descQueries, descMails} {
+	for _, d := range []*prometheus.Desc{descResults, descUnmatched, descLost, descRate, descFinal, descListed, descListings, descQueries, descMails, descClashes} {
 		ch <- d
 	}
 }
@@ -54,6 +56,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(r.Stats.StoreErrors.Load()))
 	}
 	if s := c.Service; s != nil {
+		ch <- prometheus.MustNewConstMetric(descClashes, prometheus.CounterValue, float64(s.Clashes.Load()))
 		latest := s.Latest()
 		sts := make([]Standing, 0, len(latest))
 		for _, st := range latest {

@@ -16,7 +16,7 @@ func TestReaderStdin(t *testing.T) {
 	h := backends()[0].open(t, clk)
 	svc := newTestService(t, h, testConfig(t, "reputation:\n  deliveries: {source: \"-\", egress: 192.0.2.10}\n"), clk, nil)
 	ctx := context.Background()
-	_ = svc.Backend.Remember(ctx, "ABCDEF123", Message{Customer: "acme"}, time.Hour)
+	_, _ = svc.Backend.Remember(ctx, "ABCDEF123", Message{Customer: "acme"}, time.Hour)
 	in := strings.Join([]string{
 		"ABCDEF123: to=<a@example.org>, relay=mx[192.0.2.25]:25, delay=1, delays=0/0/0/1, dsn=2.0.0, status=sent (250 ok)",
 		"ABCDEF123: to=<b@example.org>, relay=mx[192.0.2.25]:25, delay=1, delays=0/0/0/1, dsn=5.1.1, status=bounced (550 5.1.1 unknown)",

@@ -112,8 +112,33 @@ func (r *redisBackend) totalKey(c string) string { return r.h.CustomerKey(c, "re
 // (an hour of slack for the clocks of the MTAs).
 func oldestBucket(now time.Time) int64 { return hour(now.Add(-bucketTTL)) + 1 }
 
-func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) error {
-	return store.Unavailable(r.h.Client.Set(ctx, r.qidKey(qid), r.messageValue(m), ttl).Err())
+func (r *redisBackend) Remember(ctx context.Context, qid string, m Message, ttl time.Duration) (string, error) {
+	cmd := r.claimCmd(ctx, qid, m, ttl)
+	_ = r.h.Client.Process(ctx, cmd)
+	return claimHolder(cmd)
+}
+
+// claimCmd sets the queue id's key only if it does not exist, and returns
+// the value it had (SET NX GET, Redis 7.0): nil when this call set it.
+func (r *redisBackend) claimCmd(ctx context.Context, qid string, m Message, ttl time.Duration) *redis.StringCmd {
+	return redis.NewStringCmd(ctx, "set", r.qidKey(qid), r.messageValue(m), "px", ttl.Milliseconds(), "nx", "get")
+}
+
+// claimHolder reads a claimCmd's answer: the customer already holding the
+// queue id, "" when the claim was recorded.
+func claimHolder(cmd *redis.StringCmd) (string, error) {
+	v, err := cmd.Result()
+	if errors.Is(err, redis.Nil) {
+		return "", nil
+	}
+	if err != nil {
+		return "", store.Unavailable(err)
+	}
+	c, _, _ := strings.Cut(v, "\t")
+	if c == "" {
+		c = "?"
+	}
+	return c, nil
 }
 
 // messageValue is a remembered message as stored: "customer\tbulk".

@@ -113,7 +113,7 @@ func TestRunningTotalEqualsBuckets(t *testing.T) {
 						for i := 0; rw.record(step) && i < 1+step%3; i++ {
 							n++
 							qid := fmt.Sprintf("Q%d", n)
-							if err := r.Remember(ctx, qid, Message{Customer: customer}, time.Hour); err != nil {
+							if _, err := r.Remember(ctx, qid, Message{Customer: customer}, time.Hour); err != nil {
 								t.Fatal(err)
 							}
 							res := Result{QueueID: qid, RcptHash: strconv.Itoa(n), Class: classes[n%len(classes)], Egress: egress[n%len(egress)]}

@@ -59,6 +59,24 @@ type Service struct {
 	last   map[string]Standing
 	levels map[string]string
 	cfg    atomic.Pointer[configs]
+
+	// Clashes counts transactions that claimed a queue id another customer
+	// held already (kept for the first; see Backend.Remember).
+	Clashes atomic.Uint64
+}
+
+// claimed notes the outcome of remembering a queue id for customer:
+// holder is the customer that held it already ("" when recorded). A
+// claim by another customer is logged and counted; the first stays.
+func (s *Service) claimed(qid, customer, holder string) {
+	if holder == "" || holder == customer {
+		return
+	}
+	s.Clashes.Add(1)
+	if s.Log != nil {
+		s.Log.Warn("queue id already held by another customer: kept the first", "event", "queue_id_clash",
+			"queue_id", qid, "holder", holder, "claimed_by", customer)
+	}
 }
 
 // configs are the config in force and its reputation: section, replaced

@@ -61,11 +61,19 @@ type Config struct {
 
 // MilterConfig is the milter listener.
 type MilterConfig struct {
-	// Listen is "inet:HOST:PORT" or "unix:PATH".
+	// Listen is "unix:PATH" (the default, DefaultListen) or
+	// "inet:HOST:PORT".
 	Listen string `yaml:"listen"`
-	// AllowedMTAs lists the addresses or networks allowed to connect; it
-	// is required when Listen is not on loopback.
-	AllowedMTAs     []string      `yaml:"allowed_mtas"`
+	// AllowedMTAs lists the addresses or networks remote MTAs may connect
+	// from over TCP; it is required when Listen is not on loopback.
+	AllowedMTAs []string `yaml:"allowed_mtas"`
+	// AllowedPeers are the Unix users (names or uids) whose processes may
+	// connect: checked on a Unix socket (SO_PEERCRED) and for every TCP
+	// peer on this host (the owner of its socket). Default: postfix, root.
+	AllowedPeers []string `yaml:"allowed_peers"`
+	// SocketGroup is the group of a unix: socket (mode 0660): the MTA's.
+	// Default: postfix.
+	SocketGroup     string        `yaml:"socket_group"`
 	MaxConnections  int           `yaml:"max_connections"`
 	ReadTimeout     time.Duration `yaml:"read_timeout"`
 	WriteTimeout    time.Duration `yaml:"write_timeout"`

@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -40,14 +41,41 @@ func TestGoodConfigDefaults(t *testing.T) {
 	}
 }
 
-func TestDefaultListenIsLoopback(t *testing.T) {
+func TestDefaultListenIsTheMTAsSocket(t *testing.T) {
 	cfg, err := Parse([]byte("customers: []\n"), "x.yaml", testOpts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(cfg.Milter.Listen, "inet:127.0.0.1:") {
-		t.Fatalf("default listen %q is not loopback", cfg.Milter.Listen)
+	m := cfg.Milter
+	if m.Listen != "unix:/var/spool/postfix/aupguard/milter.sock" || m.SocketGroup != "postfix" || !slices.Equal(m.AllowedPeers, []string{"postfix", "root"}) {
+		t.Fatalf("default listen %q group %q peers %q: want Postfix's socket, group postfix, peers postfix and root", m.Listen, m.SocketGroup, m.AllowedPeers)
 	}
+}
+
+func TestMilterPeersValidated(t *testing.T) {
+	for _, tt := range []struct{ name, yaml, want string }{
+		{"empty list", "milter:\n  allowed_peers: []\n", "bad.yaml:2: milter.allowed_peers: empty: no process could speak milter"},
+		{"control character", "milter:\n  allowed_peers: [\"post\\x00fix\"]\n", "bad.yaml:2: milter.allowed_peers[0]: want a user name or a uid"},
+		{"glob", "milter:\n  allowed_peers: [\"*\"]\n", "bad.yaml:2: milter.allowed_peers[0]: want a user name or a uid"},
+		{"group with a space", "milter:\n  socket_group: \"post fix\"\n", "bad.yaml:2: milter.socket_group: want a group name"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse([]byte(tt.yaml), "bad.yaml", testOpts)
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("err %v, want %q", err, tt.want)
+			}
+		})
+	}
+	t.Run("an unknown user is a warning: it allows nobody", func(t *testing.T) {
+		cfg, err := Parse([]byte("milter:\n  allowed_peers: [root, no-such-user-aupg, \"104\"]\n"), "w.yaml", testOpts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ws := cfg.Warnings()
+		if len(ws) != 1 || !strings.Contains(ws[0].Error(), `milter.allowed_peers[1]: "no-such-user-aupg" is no user on this host`) {
+			t.Fatalf("warnings %v", ws)
+		}
+	})
 }
 
 func TestBadConfigs(t *testing.T) {

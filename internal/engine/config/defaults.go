@@ -9,7 +9,13 @@ import (
 // Defaults for everything the config may leave out. Safe by default: the
 // milter and admin listeners are on loopback.
 const (
-	DefaultListen         = "inet:127.0.0.1:8891"
+	// DefaultListen is a Unix socket that only the MTA's group can open
+	// (mode 0660, group DefaultSocketGroup), in a directory under Postfix's
+	// queue directory, so that a chrooted smtpd/cleanup reaches it too as
+	// unix:aupguard/milter.sock (docs/config.md#milter).
+	DefaultListen = "unix:/var/spool/postfix/aupguard/milter.sock"
+	// DefaultSocketGroup is the group of the milter socket: Postfix's.
+	DefaultSocketGroup    = "postfix"
 	DefaultMaxConnections = 512
 	// DefaultReadTimeout is how long an MTA connection may stay silent.
 	// Postfix waits up to smtpd_timeout (300s) for each SMTP command, and
@@ -31,10 +37,21 @@ const (
 	DefaultStoreTimeout    = 500 * time.Millisecond
 )
 
+// DefaultAllowedPeers are the users whose processes may speak milter by
+// default: Postfix's smtpd and cleanup run as postfix; root for the
+// administrator's tools.
+var DefaultAllowedPeers = []string{"postfix", "root"}
+
 func (c *Config) applyDefaults(opts Options) {
 	m := &c.Milter
 	if m.Listen == "" {
 		m.Listen = DefaultListen
+	}
+	if m.AllowedPeers == nil {
+		m.AllowedPeers = append([]string(nil), DefaultAllowedPeers...)
+	}
+	if m.SocketGroup == "" {
+		m.SocketGroup = DefaultSocketGroup
 	}
 	if m.MaxConnections == 0 {
 		m.MaxConnections = DefaultMaxConnections

@@ -225,11 +225,38 @@ func (m *MilterConfig) validate(v *validator) {
 	for i, s := range m.AllowedMTAs {
 		v.prefix(fmt.Sprintf("milter.allowed_mtas[%d]", i), s)
 	}
+	if len(m.AllowedPeers) == 0 {
+		v.errf("milter.allowed_peers", "empty: no process could speak milter; list the MTA's user (postfix) or leave the key out")
+	}
+	for i, s := range m.AllowedPeers {
+		if !validUnixName(s) {
+			v.errf(fmt.Sprintf("milter.allowed_peers[%d]", i), "want a user name or a uid, got %q", s)
+		}
+	}
+	if !validUnixName(m.SocketGroup) {
+		v.errf("milter.socket_group", "want a group name, got %q", m.SocketGroup)
+	}
 	v.positive("milter.max_connections", m.MaxConnections)
 	v.duration("milter.read_timeout", m.ReadTimeout)
 	v.duration("milter.write_timeout", m.WriteTimeout)
 	v.duration("milter.shutdown_timeout", m.ShutdownTimeout)
 	v.duration("milter.decision_timeout", m.DecisionTimeout)
+}
+
+// validUnixName reports whether s can be a Unix user or group name (or a
+// numeric id): letters, digits, '.', '_', '-', '$', not starting with '-'.
+func validUnixName(s string) bool {
+	if s == "" || len(s) > 64 || s[0] == '-' {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-', r == '$':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func isLoopback(host string) bool {

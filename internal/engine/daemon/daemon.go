@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -115,17 +116,16 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.engine = gateway.NewEngine(st, opts.Clock, log, observers...)
-	allowed := make([]netip.Prefix, 0, len(cfg.Milter.AllowedMTAs))
-	for _, s := range cfg.Milter.AllowedMTAs {
-		p, err := config.ParsePrefix(s)
-		if err != nil {
-			return nil, err
-		}
-		allowed = append(allowed, p)
+	uids, allowed, err := milterAccess(cfg, log)
+	if err != nil {
+		return nil, err
 	}
 	d.milter, err = milter.Listen(d.engine, milter.Options{
 		Listen:         cfg.Milter.Listen,
 		AllowedMTAs:    allowed,
+		AllowedPeers:   uids,
+		SocketGroup:    cfg.Milter.SocketGroup,
+		Peers:          d.metrics,
 		MaxConnections: cfg.Milter.MaxConnections,
 		ReadTimeout:    cfg.Milter.ReadTimeout,
 		WriteTimeout:   cfg.Milter.WriteTimeout,
@@ -141,6 +141,29 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	return d, nil
+}
+
+// milterAccess resolves who may speak milter: the uids of
+// milter.allowed_peers (a name that is no user here is logged and allows
+// nobody) and the networks of milter.allowed_mtas.
+func milterAccess(cfg *config.Config, log *slog.Logger) ([]uint32, []netip.Prefix, error) {
+	nets := make([]netip.Prefix, 0, len(cfg.Milter.AllowedMTAs))
+	for _, s := range cfg.Milter.AllowedMTAs {
+		p, err := config.ParsePrefix(s)
+		if err != nil {
+			return nil, nil, err
+		}
+		nets = append(nets, p)
+	}
+	uids, unknown := milter.ResolvePeers(cfg.Milter.AllowedPeers)
+	for _, n := range unknown {
+		log.Warn("milter.allowed_peers: no such user on this host; it allows nobody", "user", n)
+	}
+	if uids == nil {
+		uids = []uint32{} // nobody rather than the defaults
+	}
+	log.Info("milter peers allowed", "allowed_peers", cfg.Milter.AllowedPeers, "uids", uids, "allowed_mtas", cfg.Milter.AllowedMTAs)
+	return uids, nets, nil
 }
 
 func sessionObserver(obs []gateway.Observer) milter.SessionObserver {
@@ -249,8 +272,8 @@ func (d *Daemon) Reload() error {
 	old := d.cfg
 	d.mu.Unlock()
 	if !reflect.DeepEqual(old.Store, cfg.Store) || old.SecretFile != cfg.SecretFile || !reflect.DeepEqual(old.DNS, cfg.DNS) ||
-		old.Milter.Listen != cfg.Milter.Listen {
-		d.log.Warn("store, secret, dns and milter.listen changes take effect at restart; keeping the running ones")
+		old.Milter.Listen != cfg.Milter.Listen || old.Milter.SocketGroup != cfg.Milter.SocketGroup {
+		d.log.Warn("store, secret, dns, milter.listen and milter.socket_group changes take effect at restart; keeping the running ones")
 	}
 	file := cfg
 	d.dir.SetBase(file)
@@ -274,6 +297,12 @@ func (d *Daemon) Reload() error {
 		d.dir.SetBase(d.file)
 		d.log.Error("reload refused", "err", err)
 		return err
+	}
+	if !slices.Equal(old.Milter.AllowedPeers, cfg.Milter.AllowedPeers) || !slices.Equal(old.Milter.AllowedMTAs, cfg.Milter.AllowedMTAs) {
+		// Connections accepted from now on; those open stay.
+		if uids, nets, err := milterAccess(cfg, d.log); err == nil {
+			d.milter.SetAccess(uids, nets)
+		}
 	}
 	if d.rep != nil && repNeedsRestart(old, cfg) {
 		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")

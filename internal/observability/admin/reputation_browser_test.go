@@ -29,7 +29,7 @@ reputation:
 		}
 		ctx := context.Background()
 		now := time.Now()
-		if err := b.Remember(ctx, "QREP1", reputation.Message{Customer: "acme", Bulk: true}, time.Hour); err != nil {
+		if _, err := b.Remember(ctx, "QREP1", reputation.Message{Customer: "acme", Bulk: true}, time.Hour); err != nil {
 			t.Fatal(err)
 		}
 		for i := 0; i < 20; i++ {

@@ -58,6 +58,7 @@ type Metrics struct {
 	stage     *prometheus.HistogramVec
 	active    prometheus.Gauge
 	sessions  prometheus.Counter
+	refused   *prometheus.CounterVec
 	storeDur  *prometheus.HistogramVec
 	storeErr  *prometheus.CounterVec
 	dnsDur    *prometheus.HistogramVec
@@ -91,6 +92,12 @@ func New(o Options) *Metrics {
 		Help: "Time spent deciding at each milter stage (mail, rcpt, eom).", Buckets: latencyBuckets}, []string{"stage"})
 	m.active = prometheus.NewGauge(prometheus.GaugeOpts{Name: "aupguard_milter_sessions_active", Help: "MTA connections open."})
 	m.sessions = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_milter_sessions_total", Help: "MTA connections accepted."})
+	m.refused = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_milter_peers_refused_total",
+		Help: "MTA connections closed at once because the peer may not speak milter, by reason: user (a local process whose user is not in milter.allowed_peers), network (a remote address outside milter.allowed_mtas), unverified (the peer's credentials could not be read)."},
+		[]string{"reason"})
+	for _, r := range milterRefusedReasons {
+		m.refused.WithLabelValues(r)
+	}
 	m.storeDur = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "aupguard_store_command_duration_seconds",
 		Help: "Redis command (or pipeline) latency.", Buckets: latencyBuckets}, []string{"command"})
 	m.storeErr = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_store_errors_total",
@@ -107,7 +114,7 @@ func New(o Options) *Metrics {
 	m.refusedComplaints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_complaints_refused_total",
 		Help: "Complaint (ARF) reports refused: reporter over its hourly cap, recipient not one the message went to, several recipients, bound to no message, stamp too old."}, []string{"reason"})
 	m.reg.MustRegister(m.optouts, m.reports, m.badTokens, m.flagged, m.refusedComplaints)
-	m.reg.MustRegister(m.decisions, m.findings, m.rcpts, m.bytes, m.stage, m.active, m.sessions, m.storeDur, m.storeErr, m.dnsDur, m.dnsErr,
+	m.reg.MustRegister(m.decisions, m.findings, m.rcpts, m.bytes, m.stage, m.active, m.sessions, m.refused, m.storeDur, m.storeErr, m.dnsDur, m.dnsErr,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -152,6 +159,13 @@ func (m *Metrics) SessionOpened() {
 
 // SessionClosed counts an MTA connection closed.
 func (m *Metrics) SessionClosed() { m.active.Dec() }
+
+// milterRefusedReasons are the reasons a milter peer is refused (the
+// milter package's Refused* constants; this package does not import it).
+var milterRefusedReasons = []string{"user", "network", "unverified"}
+
+// PeerRefused counts an MTA connection refused because of its peer.
+func (m *Metrics) PeerRefused(reason string) { m.refused.WithLabelValues(reason).Inc() }
 
 // register adds a collector once (by name); later calls are ignored.
 func (m *Metrics) register(name string, c prometheus.Collector) {
