@@ -42,7 +42,7 @@ func TestQueueIDFirstWriterWins(t *testing.T) {
 			eom("acme", "QFIRST1")
 			t.Run("a second customer's claim at end of message keeps the first", func(t *testing.T) {
 				eom("beta", "QFIRST1")
-				if n := svc.Clashes.Load(); n != 1 {
+				if n := svc.Clashes(); n != 1 {
 					t.Fatalf("clashes %d, want 1", n)
 				}
 				if !strings.Contains(logs.String(), `"event":"queue_id_clash","queue_id":"QFIRST1","holder":"acme","claimed_by":"beta"`) {
@@ -51,13 +51,19 @@ func TestQueueIDFirstWriterWins(t *testing.T) {
 			})
 			t.Run("a second claim through Finish (no batch) keeps the first", func(t *testing.T) {
 				chk.Finish(ctx, &policy.Txn{Customer: &policy.Customer{ID: "gamma"}, QueueID: "QFIRST1"}, true)
-				if n := svc.Clashes.Load(); n != 2 {
+				if n := svc.Clashes(); n != 2 {
 					t.Fatalf("clashes %d, want 2", n)
+				}
+			})
+			t.Run("every service on the store sees the count (the check's, rebuilt at reload, and the exporting loop's)", func(t *testing.T) {
+				other := newTestService(t, h, testConfig(t, checkYAML), clk, nil)
+				if other.Clashes() != 2 {
+					t.Fatalf("other service: %d clashes, want 2", other.Clashes())
 				}
 			})
 			t.Run("the same customer again is no clash", func(t *testing.T) {
 				eom("acme", "QFIRST1")
-				if n := svc.Clashes.Load(); n != 2 {
+				if n := svc.Clashes(); n != 2 {
 					t.Fatalf("clashes %d, want 2", n)
 				}
 			})

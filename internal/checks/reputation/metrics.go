@@ -56,7 +56,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descLost, prometheus.CounterValue, float64(r.Stats.StoreErrors.Load()))
 	}
 	if s := c.Service; s != nil {
-		ch <- prometheus.MustNewConstMetric(descClashes, prometheus.CounterValue, float64(s.Clashes.Load()))
+		ch <- prometheus.MustNewConstMetric(descClashes, prometheus.CounterValue, float64(s.Clashes()))
 		latest := s.Latest()
 		sts := make([]Standing, 0, len(latest))
 		for _, st := range latest {

@@ -60,10 +60,16 @@ type Service struct {
 	levels map[string]string
 	cfg    atomic.Pointer[configs]
 
-	// Clashes counts transactions that claimed a queue id another customer
-	// held already (kept for the first; see Backend.Remember).
-	Clashes atomic.Uint64
+	// clashes counts transactions that claimed a queue id another customer
+	// held already (kept for the first; see Backend.Remember). Shared by
+	// every Service on the store (the check's, rebuilt at each reload, and
+	// the daemon's delivery loop, which exports it).
+	clashes *atomic.Uint64
 }
+
+// Clashes returns how many transactions claimed a queue id another
+// customer held already, since start.
+func (s *Service) Clashes() uint64 { return s.clashes.Load() }
 
 // claimed notes the outcome of remembering a queue id for customer:
 // holder is the customer that held it already ("" when recorded). A
@@ -72,7 +78,7 @@ func (s *Service) claimed(qid, customer, holder string) {
 	if holder == "" || holder == customer {
 		return
 	}
-	s.Clashes.Add(1)
+	s.clashes.Add(1)
 	if s.Log != nil {
 		s.Log.Warn("queue id already held by another customer: kept the first", "event", "queue_id_clash",
 			"queue_id", qid, "holder", holder, "claimed_by", customer)
@@ -122,7 +128,12 @@ func NewService(h *store.Handle, cfg *config.Config, key secrets.Key, clk clock.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{Backend: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{}}
+	cl, err := h.Shared("reputation-clashes", func() (any, error) { return new(atomic.Uint64), nil })
+	if err != nil {
+		return nil, err
+	}
+	s := &Service{Backend: b, Store: h, Secret: key, Clock: clk, Log: log, last: map[string]Standing{}, levels: map[string]string{},
+		clashes: cl.(*atomic.Uint64)}
 	s.cfg.Store(&configs{cfg: cfg, rep: rep})
 	return s, nil
 }

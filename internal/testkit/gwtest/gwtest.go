@@ -25,6 +25,10 @@ import (
 type Options struct {
 	// Config is the gateway's YAML config; milter.listen is set by Start.
 	Config string
+	// Listen is the gateway's milter.listen (default inet:127.0.0.1:0, a
+	// free loopback port); a unix: path must be reachable by the postfix
+	// user. Postfix is pointed at it.
+	Listen string
 	// SASLUsers are created on Postfix's submission listener.
 	SASLUsers map[string]string
 	// MilterDefaultAction is Postfix's milter_default_action (default tempfail).
@@ -51,7 +55,11 @@ func Start(t testing.TB, opts Options) *Env {
 	sink := testenv.StartSink(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "aupguard.yaml")
-	cfg, err := WithListen(opts.Config, "inet:127.0.0.1:0")
+	listen := opts.Listen
+	if listen == "" {
+		listen = "inet:127.0.0.1:0"
+	}
+	cfg, err := WithListen(opts.Config, listen)
 	if err != nil {
 		t.Fatalf("gwtest: config: %v", err)
 	}
@@ -78,13 +86,23 @@ func Start(t testing.TB, opts Options) *Env {
 		}
 	})
 	e.Postfix = testenv.StartPostfix(t, testenv.PostfixOptions{
-		MilterAddr:          "inet:" + e.Daemon.MilterAddr().String(),
+		MilterAddr:          e.MilterAddr(),
 		MilterDefaultAction: opts.MilterDefaultAction,
 		RelayTo:             sink.Addr(),
 		SASLUsers:           opts.SASLUsers,
 		ExtraMainCF:         opts.ExtraMainCF,
 	})
 	return e
+}
+
+// MilterAddr is the gateway's milter address in Postfix's syntax
+// (inet:HOST:PORT or unix:PATH).
+func (e *Env) MilterAddr() string {
+	a := e.Daemon.MilterAddr()
+	if a.Network() == "unix" {
+		return "unix:" + a.String()
+	}
+	return "inet:" + a.String()
 }
 
 // WithListen returns the YAML config with milter.listen set.
@@ -162,7 +180,7 @@ func (e *Env) WaitDecisions(n int, timeout time.Duration) []map[string]any {
 
 // Reload rewrites the gateway config (milter.listen is kept) and reloads.
 func (e *Env) Reload(config string) error {
-	cfg, err := WithListen(config, "inet:"+e.Daemon.MilterAddr().String())
+	cfg, err := WithListen(config, e.MilterAddr())
 	if err != nil {
 		return err
 	}

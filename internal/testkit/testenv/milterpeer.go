@@ -85,7 +85,7 @@ func forgeMain(args []string) int {
 	macros.Set(gm.MacroQueueId, *qid)
 	macros.Set(gm.MacroAuthAuthen, *login)
 	macros.Set(gm.MacroAuthType, "PLAIN")
-	macros.Set(gm.MacroClientAddr, "127.0.0.1")
+	macros.Set(gm.MacroClientAddr, "192.0.2.99")
 	macros.Set(gm.MacroDaemonName, "submission")
 	macros.Set(gm.MacroMailAddr, *from)
 	macros.Set(gm.MacroRcptAddr, *rcpt)
@@ -110,10 +110,11 @@ func forgeMain(args []string) int {
 		}
 		return true
 	}
-	if !step("connect", func() (*gm.Action, error) { return s.Conn("localhost", gm.FamilyInet, 0, "127.0.0.1") }) ||
-		!step("helo", func() (*gm.Action, error) { return s.Helo("localhost") }) ||
+	if !step("connect", func() (*gm.Action, error) { return s.Conn("client.test", gm.FamilyInet, 40000, "192.0.2.99") }) ||
+		!step("helo", func() (*gm.Action, error) { return s.Helo("client.test") }) ||
 		!step("mail", func() (*gm.Action, error) { return s.Mail("<"+*from+">", "") }) ||
 		!step("rcpt", func() (*gm.Action, error) { return s.Rcpt("<"+*rcpt+">", "") }) ||
+		!step("data", func() (*gm.Action, error) { return s.DataStart() }) ||
 		!step("header", func() (*gm.Action, error) {
 			return s.HeaderField("From", " <"+*from+">", nil)
 		}) ||

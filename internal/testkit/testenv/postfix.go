@@ -167,6 +167,10 @@ func StartPostfix(t testing.TB, opts PostfixOptions) *Postfix {
 	return p
 }
 
+// QueueDir returns the instance's queue_directory: where Postfix resolves
+// a relative unix: milter path (its daemons run in it, chrooted or not).
+func (p *Postfix) QueueDir() string { return p.queueDir }
+
 // SMTPAddr returns the "127.0.0.1:port" address of the plain SMTP listener.
 func (p *Postfix) SMTPAddr() string { return p.smtpAddr }
 

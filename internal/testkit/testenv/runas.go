@@ -63,7 +63,8 @@ func HelperAs(t testing.TB, login string, groups []uint32, name string, args ...
 	t.Cleanup(cancel)
 	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = "/"
-	cmd.Env = []string{helperEnv + "=" + name, "PATH=/usr/bin:/bin"}
+	// atexit_sleep_ms: a -race binary otherwise sleeps a second at exit.
+	cmd.Env = []string{helperEnv + "=" + name, "PATH=/usr/bin:/bin", "GORACE=atexit_sleep_ms=0"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		Pdeathsig:  syscall.SIGKILL,
 		Credential: &syscall.Credential{Uid: uint32(uid), Gid: uint32(gid), Groups: groups},
