@@ -122,11 +122,12 @@ func socketGroup(group string, log *slog.Logger) (int, string, error) {
 func socketDir(dir string, gid int) error {
 	fi, err := os.Stat(dir)
 	if errors.Is(err, os.ErrNotExist) {
+		hint := fmt.Sprintf("create it as root (install -d -o GATEWAY_USER -g MTA_GROUP -m 2750 %s), or set milter.listen to unix:PATH in a directory this user can write", dir)
 		if err := os.MkdirAll(filepath.Dir(dir), 0o755); err != nil {
-			return fmt.Errorf("milter socket directory: %w", err)
+			return fmt.Errorf("milter socket directory: %w; %s", err, hint)
 		}
 		if err := os.Mkdir(dir, 0o750); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("milter socket directory: %w", err)
+			return fmt.Errorf("milter socket directory: %w; %s", err, hint)
 		}
 		if gid >= 0 {
 			if err := os.Chown(dir, -1, gid); err != nil {

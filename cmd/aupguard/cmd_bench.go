@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/loadgen"
 	"github.com/aupguard/aupguard/milter"
@@ -23,7 +24,7 @@ func init() {
 func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	addr := fs.String("milter", "inet:127.0.0.1:8891", "milter address (inet:HOST:PORT or unix:PATH)")
+	addr := fs.String("milter", config.DefaultListen, "milter address (unix:PATH or inet:HOST:PORT); the gateway serves only milter.allowed_peers (root by default)")
 	sessions := fs.Int("sessions", 20, "concurrent sessions")
 	messages := fs.Int("messages", 5000, "messages in total")
 	size := fs.Int("size", 4096, "message body size in bytes")
