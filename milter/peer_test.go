@@ -370,6 +370,33 @@ func TestPeerCheckOddPeers(t *testing.T) {
 			t.Fatalf("verdict %+v", v)
 		}
 	})
+	for _, tc := range []struct{ name, listen, dial string }{
+		{"IPv6 loopback", "[::1]:0", "[::1]"},
+		{"an IPv4 peer on a dual-stack listener (mapped address)", "[::]:0", "127.0.0.1"},
+	} {
+		t.Run(tc.name+": the live peer is found and allowed", func(t *testing.T) {
+			ln, err := net.Listen("tcp", tc.listen)
+			if err != nil {
+				t.Skipf("no %s: %v", tc.listen, err)
+			}
+			defer ln.Close()
+			_, port, _ := net.SplitHostPort(ln.Addr().String())
+			c, err := net.Dial("tcp", net.JoinHostPort(strings.Trim(tc.dial, "[]"), port))
+			if err != nil {
+				t.Skipf("dial: %v", err)
+			}
+			defer c.Close()
+			sc, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sc.Close()
+			l := &peerListener{Listener: ln, access: &acc.Pointer, owner: owners, log: slog.New(slog.DiscardHandler)}
+			if v := l.check(sc); !v.ok || v.uid != int64(os.Geteuid()) {
+				t.Fatalf("verdict %+v", v)
+			}
+		})
+	}
 	t.Run("a connection of another type is refused, not a panic", func(t *testing.T) {
 		a, b := net.Pipe()
 		defer a.Close()
