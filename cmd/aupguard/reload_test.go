@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -118,5 +119,56 @@ func TestCheckConfigRefusesEmptyFiles(t *testing.T) {
 				t.Fatalf("stderr %q lacks %q", errb.String(), want)
 			}
 		})
+	}
+}
+
+// TestReloadChangesAllowedPeers runs the real binary on a TCP loopback
+// listener that allows only another user: this test's own milter session
+// is closed at once and logged; after SIGHUP with its uid added to
+// milter.allowed_peers it is served, without a restart.
+func TestReloadChangesAllowedPeers(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	me := strconv.Itoa(os.Geteuid())
+	other := "65534"
+	if me == other {
+		other = "0"
+	}
+	config := func(peers string) string {
+		return fmt.Sprintf("milter: {listen: \"inet:%s\", allowed_peers: [%s]}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\ncustomers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr, peers)
+	}
+	cfgPath := filepath.Join(t.TempDir(), "aupguard.yaml")
+	if err := os.WriteFile(cfgPath, []byte(config(`"`+other+`"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	srv := startServe(t, bin, cfgPath, addr)
+	session := func() error {
+		cs, err := gm.NewClient("tcp", addr).Session(gm.NewMacroBag())
+		if err == nil {
+			cs.Close()
+		}
+		return err
+	}
+	if err := session(); err == nil {
+		t.Fatal("a session of a user outside allowed_peers was served")
+	}
+	waitFor(t, "the refusal line", func() bool {
+		return strings.Contains(srv.stderr.String(), "milter connection refused: peer not allowed") && strings.Contains(srv.stderr.String(), "uid="+me)
+	})
+	before := len(srv.stderr.String())
+	if err := os.WriteFile(cfgPath, []byte(config(`"`+other+`", "`+me+`"`)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reload", func() bool { return strings.Contains(srv.stderr.String()[before:], "config reloaded") })
+	if err := session(); err != nil {
+		t.Fatalf("after the reload: %v\n%s", err, srv.stderr.String())
 	}
 }
