@@ -57,6 +57,8 @@ func TestMilterPeersValidated(t *testing.T) {
 		{"empty list", "milter:\n  allowed_peers: []\n", "bad.yaml:2: milter.allowed_peers: empty: no process could speak milter"},
 		{"control character", "milter:\n  allowed_peers: [\"post\\x00fix\"]\n", "bad.yaml:2: milter.allowed_peers[0]: want a user name or a uid"},
 		{"glob", "milter:\n  allowed_peers: [\"*\"]\n", "bad.yaml:2: milter.allowed_peers[0]: want a user name or a uid"},
+		{"relative socket", "milter:\n  listen: unix:aupguard/milter.sock\n", "bad.yaml:2: milter.listen: unix: socket path \"aupguard/milter.sock\" must be absolute"},
+		{"abstract socket", "milter:\n  listen: \"unix:@aupguard\"\n", "bad.yaml:2: milter.listen: unix: socket path \"@aupguard\" must be absolute"},
 		{"group with a space", "milter:\n  socket_group: \"post fix\"\n", "bad.yaml:2: milter.socket_group: want a group name"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -212,7 +212,11 @@ func (m *MilterConfig) validate(v *validator) {
 	switch {
 	case !ok || (network != "inet" && network != "inet6" && network != "unix") || addr == "":
 		v.errf("milter.listen", "want inet:HOST:PORT or unix:PATH, got %q", m.Listen)
-	case network != "unix":
+	case network == "unix":
+		if !strings.HasPrefix(addr, "/") {
+			v.errf("milter.listen", "unix: socket path %q must be absolute (an abstract or relative socket has no directory to keep other users out)", addr)
+		}
+	default:
 		host, _, err := net.SplitHostPort(addr)
 		if err != nil {
 			v.errf("milter.listen", "bad address in %q: %v", m.Listen, err)
