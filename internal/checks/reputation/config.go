@@ -14,6 +14,9 @@ const (
 	// DefaultDeliveriesPoll is how often a followed delivery log is
 	// checked for new lines and for rotation.
 	DefaultDeliveriesPoll = 250 * time.Millisecond
+	// DefaultDeliveriesMaxLag is how far behind the delivery-log reader
+	// may fall before /readyz calls it degraded.
+	DefaultDeliveriesMaxLag = 5 * time.Minute
 	// DefaultQueueIDTTL is how long the queue id of an accepted message is
 	// remembered: Postfix's maximal_queue_lifetime (5d) and a margin.
 	DefaultQueueIDTTL = 6 * 24 * time.Hour
@@ -90,6 +93,45 @@ type DeliveriesConfig struct {
 	Transports map[string]config.Addr `yaml:"transports,omitempty"`
 	// QueueIDTTL is how long an accepted message's queue id is remembered.
 	QueueIDTTL time.Duration `yaml:"queue_id_ttl"`
+	// AddressFormat is Postfix's info_log_address_format: external (the
+	// default since Postfix 3.5) or internal (before 3.5, or set so).
+	AddressFormat AddressFormat `yaml:"address_format"`
+	// SyslogNames are the syslog_name values of the Postfix instances
+	// whose delivery agents are believed ("postfix" matches postfix/smtp
+	// and postfix/relay/smtp); a delivery line logged under any other
+	// program name is ignored and counted. Transports' names are believed
+	// too.
+	SyslogNames []string `yaml:"syslog_names"`
+	// MaxLag is how far behind (time since it last had read everything
+	// written) the reader may fall before /readyz calls it degraded.
+	MaxLag time.Duration `yaml:"max_lag"`
+}
+
+// deliveryAgents are the Postfix programs that log delivery results.
+var deliveryAgents = map[string]bool{
+	"smtp": true, "lmtp": true, "local": true, "virtual": true, "pipe": true,
+	"error": true, "retry": true, "discard": true,
+}
+
+// TrustedProgram reports whether a delivery line logged by program comes
+// from a delivery agent of a configured Postfix instance: NAME/AGENT with
+// NAME one of SyslogNames (or below one: postfix/relay) and AGENT a
+// Postfix delivery agent, or a transports name.
+func (d *DeliveriesConfig) TrustedProgram(program string) bool {
+	if _, ok := d.Transports[program]; ok {
+		return true
+	}
+	i := strings.LastIndexByte(program, '/')
+	if i <= 0 || !deliveryAgents[program[i+1:]] {
+		return false
+	}
+	name := program[:i]
+	for _, n := range d.SyslogNames {
+		if name == n || strings.HasPrefix(name, n+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // BouncesConfig is the bounce rate judged by the bounce_rate check.
@@ -244,6 +286,15 @@ func (r *Config) defaults(p *config.ProviderConfig) {
 	if d.QueueIDTTL == 0 {
 		d.QueueIDTTL = DefaultQueueIDTTL
 	}
+	if d.AddressFormat == "" {
+		d.AddressFormat = External
+	}
+	if len(d.SyslogNames) == 0 {
+		d.SyslogNames = []string{"postfix"}
+	}
+	if d.MaxLag == 0 {
+		d.MaxLag = DefaultDeliveriesMaxLag
+	}
 	if p != nil && !d.Egress.IsValid() && len(p.EgressIPs) == 1 {
 		d.Egress = p.EgressIPs[0]
 	}
@@ -302,6 +353,15 @@ func decodeConfig(s *config.Section) any {
 	d := r.Deliveries
 	s.Duration("reputation.deliveries.poll", d.Poll)
 	s.Duration("reputation.deliveries.queue_id_ttl", d.QueueIDTTL)
+	s.Duration("reputation.deliveries.max_lag", d.MaxLag)
+	if d.AddressFormat != External && d.AddressFormat != Internal {
+		s.Errorf("reputation.deliveries.address_format", "want external or internal (Postfix's info_log_address_format), got %q", d.AddressFormat)
+	}
+	for i, n := range d.SyslogNames {
+		if n == "" || strings.HasSuffix(n, "/") || strings.ContainsAny(n, " \t:[]") {
+			s.Errorf(fmt.Sprintf("reputation.deliveries.syslog_names[%d]", i), "want a Postfix syslog_name such as postfix or postfix-ip2, got %q", n)
+		}
+	}
 	// egress and the transports' addresses are config.Addr: a bad one was
 	// reported, at its line, when it was decoded; a null one decodes to
 	// no address (for egress: unset, the default applies).

@@ -35,8 +35,29 @@ func (d *Delivery) Class() (Class, bool) { return Classify(d.Status, d.DSN) }
 // far shorter (line_length_limit is 2048 by default, recipients 998).
 const maxLine = 16 << 10
 
-// ParseLine parses one log line. It returns false for every line that is
-// not a delivery result.
+// AddressFormat is how Postfix writes addresses in its log: its
+// info_log_address_format setting.
+type AddressFormat string
+
+// The address formats of Postfix's log.
+const (
+	// External (Postfix ≥ 3.5, the default): a local part with spaces or
+	// other special characters is quoted, "name with spaces"@example.com,
+	// with '"' and '\' escaped; the end of the address is known exactly.
+	External AddressFormat = "external"
+	// Internal (info_log_address_format = internal, and every Postfix
+	// before 3.5): the local part is logged unquoted, name with
+	// spaces@example.com, so it may hold anything, "<", ">" and ", relay="
+	// included.
+	Internal AddressFormat = "internal"
+)
+
+// ParseLine parses one log line written with the external address format
+// (ParseLineFormat).
+func ParseLine(line string) (Delivery, bool) { return ParseLineFormat(line, External) }
+
+// ParseLineFormat parses one log line whose addresses are written in
+// format. It returns false for every line that is not a delivery result.
 //
 // Parts of a delivery line come from others: the recipient address from
 // the customer, the reply text from the receiver, and other log lines
@@ -44,9 +65,19 @@ const maxLine = 16 << 10
 // anchors on what only Postfix writes: the first "PROGRAM[PID]: " of the
 // line, preceded by nothing but the syslog timestamp and host (no ": "),
 // or a queue id at the very start of a line without a syslog header; then
-// "QUEUEID: to=<", with the address read quote-aware (RFC 5321 §4.1.2: a
-// quoted local part may hold '>' and ", status=").
-func ParseLine(line string) (Delivery, bool) {
+// "QUEUEID: to=<".
+//
+// In the external format the address is read quote-aware (RFC 5321 §4.1.2:
+// a quoted local part may hold '>' and ", status="), which finds its end
+// exactly. In the internal format nothing marks the end of an unquoted
+// local part: every "<address>, relay=" split of the line after which the
+// fields parse is a reading of it, and when a hostile address makes more
+// than one, the most severe result wins (a hard bounce over a policy
+// bounce over another bounce over a deferral over a delivery). Whoever
+// writes the address (the customer, whose own message it is) can so only
+// make a result worse for themself, never hide a bounce; whoever writes
+// the reply text (the receiver) could bounce the message anyway.
+func ParseLineFormat(line string, format AddressFormat) (Delivery, bool) {
 	var d Delivery
 	if len(line) > maxLine {
 		return d, false
@@ -66,11 +97,75 @@ func ParseLine(line string) (Delivery, bool) {
 	if !ok || !strings.HasPrefix(rest, "to=<") {
 		return d, false
 	}
-	addr, rest, ok := angleAddr(rest[len("to="):])
+	rest = rest[len("to="):]
+	if format == Internal {
+		return parseInternal(d, rest)
+	}
+	addr, rest, ok := angleAddr(rest)
 	if !ok {
 		return d, false
 	}
 	d.To = addr
+	return parseFields(d, rest, false)
+}
+
+// maxCandidates bounds the readings of one internal-format line that are
+// tried (each split costs a short parse of the fields).
+const maxCandidates = 64
+
+// parseInternal reads "<address>, ..." with an unquoted address: each
+// ">, orig_to=<" or ">, relay=" is a possible end of it; the most severe of
+// the readings that parse wins.
+func parseInternal(d Delivery, s string) (Delivery, bool) {
+	var (
+		best     Delivery
+		bestRank = -1
+		tried    int
+	)
+	for i := 1; i < len(s) && tried < maxCandidates; i++ {
+		if s[i] != '>' || !(strings.HasPrefix(s[i+1:], ", relay=") || strings.HasPrefix(s[i+1:], ", orig_to=<")) {
+			continue
+		}
+		tried++
+		c := d
+		c.To = s[1:i]
+		c, ok := parseFields(c, s[i+1:], true)
+		if !ok {
+			continue
+		}
+		class, ok := c.Class()
+		if !ok {
+			continue
+		}
+		if r := severity(class); r > bestRank {
+			best, bestRank = c, r
+		}
+	}
+	return best, bestRank >= 0
+}
+
+// severity orders the classes for the internal format's ambiguous lines.
+func severity(c Class) int {
+	switch c {
+	case HardBounce:
+		return 4
+	case PolicyBounce:
+		return 3
+	case OtherBounce:
+		return 2
+	case Deferred:
+		return 1
+	}
+	return 0
+}
+
+// maxValue bounds a field value (relay=host[addr]:port is the longest).
+const maxValue = 512
+
+// parseFields reads ", key=value" fields up to status=WORD (TEXT). internal:
+// orig_to's address is unquoted (it ends at the first ">, " followed by a
+// field).
+func parseFields(d Delivery, rest string, internal bool) (Delivery, bool) {
 	for {
 		if !strings.HasPrefix(rest, ", ") {
 			return d, false
@@ -82,7 +177,13 @@ func ParseLine(line string) (Delivery, bool) {
 		}
 		rest = val
 		if key == "orig_to" {
-			if _, rest, ok = angleAddr(rest); !ok {
+			var ok bool
+			if internal {
+				rest, ok = skipInternalAddr(rest)
+			} else {
+				_, rest, ok = angleAddr(rest)
+			}
+			if !ok {
 				return d, false
 			}
 			continue
@@ -96,7 +197,7 @@ func ParseLine(line string) (Delivery, bool) {
 			d.Text = text
 			break
 		}
-		i := strings.Index(rest, ", ")
+		i := strings.Index(rest[:min(len(rest), maxValue+2)], ", ")
 		if i < 0 {
 			return d, false
 		}
@@ -113,6 +214,18 @@ func ParseLine(line string) (Delivery, bool) {
 		return d, false
 	}
 	return d, true
+}
+
+// skipInternalAddr skips an unquoted "<address>" followed by ", relay=".
+func skipInternalAddr(s string) (string, bool) {
+	if !strings.HasPrefix(s, "<") {
+		return "", false
+	}
+	i := strings.Index(s, ">, relay=")
+	if i < 0 {
+		return "", false
+	}
+	return s[i+1:], true
 }
 
 // syslogProgram finds the first "PROGRAM[PID]: " of a syslog line (RFC

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,10 @@ type ReaderStats struct {
 	Unmatched, Duplicates atomic.Int64
 	// StoreErrors counts results lost to a store failure.
 	StoreErrors atomic.Int64
+	// Foreign counts delivery lines not logged by a configured Postfix
+	// delivery agent (another program, or no syslog header in a file):
+	// ignored.
+	Foreign atomic.Int64
 }
 
 // Reader reads Postfix's delivery results and counts them per customer.
@@ -31,26 +36,55 @@ type Reader struct {
 	Stats *ReaderStats
 	// Retry is how long a store failure is retried for one result.
 	Retry time.Duration
+	// Status is what the reader is doing (state, last line, lag, errors).
+	Status *FollowStatus
+	// Clock paces the follower (polls and back-off); default SystemWaiter.
+	Clock Waiter
+	// Open opens the followed file; default OpenRegular.
+	Open func(path string) (*os.File, error)
+	// stream is set while reading standard input (lines without a syslog
+	// header are believed there: journalctl chose them by unit).
+	stream atomic.Bool
 }
 
 // NewReader returns a reader counting into svc's backend.
 func NewReader(svc *Service) *Reader {
-	return &Reader{svc: svc, Stats: &ReaderStats{}, Retry: 5 * time.Second}
+	return &Reader{svc: svc, Stats: &ReaderStats{}, Retry: 5 * time.Second, Status: &FollowStatus{}, Clock: SystemWaiter{}}
 }
 
 // Run reads the configured source until ctx ends: the followed file, or
-// stdin for "-".
+// stdin for "-". A followed file is never given up (see Follower); it
+// returns only when ctx ends or standard input does.
 func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
 	d := r.svc.Reputation().Deliveries
 	fn := func(line string) { r.Line(ctx, line) }
 	if d.Source == "-" {
+		r.stream.Store(true)
+		r.Status.begin("-", r.Clock.Now())
+		r.Status.following()
 		r.svc.Log.Info("reading delivery results", "source", "stdin")
-		err := ReadLines(ctx, stdin, fn)
-		r.svc.Log.Info("delivery results: end of standard input")
+		err := ReadLines(ctx, stdin, func(line string) {
+			r.Status.line(r.Clock.Now())
+			fn(line)
+		})
+		if ctx.Err() == nil {
+			r.Status.ended(err, r.Clock.Now())
+			r.svc.Log.Error("delivery results: end of standard input, nothing more is counted until restart", "event", "delivery_log", "err", err)
+		}
 		return err
 	}
-	r.svc.Log.Info("following delivery log", "source", d.Source, "from_start", d.FromStart, "egress", egressLog(d.Egress))
-	return Follow(ctx, d.Source, d.FromStart, d.Poll, fn)
+	r.svc.Log.Info("following delivery log", "source", d.Source, "from_start", d.FromStart, "egress", egressLog(d.Egress),
+		"address_format", string(d.AddressFormat), "syslog_names", d.SyslogNames)
+	f := &Follower{Path: d.Source, FromStart: d.FromStart, Poll: d.Poll, Clock: r.Clock, Open: r.Open, Log: r.svc.Log, Status: r.Status}
+	return f.Run(ctx, fn)
+}
+
+// Snapshot is the reader's status now.
+func (r *Reader) Snapshot() FollowSnapshot { return r.Status.Snapshot(r.Clock.Now()) }
+
+// Degraded says why the reader is not up to date ("" when it is).
+func (r *Reader) Degraded() string {
+	return r.Snapshot().Degraded(r.svc.Reputation().Deliveries.MaxLag)
 }
 
 // seenTTL is how long the results counted for a message are remembered
@@ -69,8 +103,17 @@ func seenTTL(cfg *Config) time.Duration {
 // its customer by queue id and counted, and logged in one line.
 func (r *Reader) Line(ctx context.Context, line string) {
 	r.Stats.Lines.Add(1)
-	d, ok := ParseLine(line)
+	dc := &r.svc.Reputation().Deliveries
+	d, ok := ParseLineFormat(line, dc.AddressFormat)
 	if !ok {
+		return
+	}
+	// Only Postfix's own delivery agents: a line another program logged
+	// (its own tag on a shared syslog) is not a result. Without a syslog
+	// header only from standard input.
+	if d.Program == "" && !r.stream.Load() || d.Program != "" && !dc.TrustedProgram(d.Program) {
+		r.Stats.Foreign.Add(1)
+		r.svc.Log.Debug("delivery line from a program that is not a configured Postfix delivery agent: ignored", "event", "delivery_foreign", "program", d.Program, "queue_id", d.QueueID)
 		return
 	}
 	class, ok := d.Class()
@@ -82,7 +125,7 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	// Only a result from a receiver (relay=host[addr]:port) left through an
 	// egress address; relay=none (no host found, nothing connected) did not.
 	if d.Relay != "" && d.Relay != "none" {
-		res.Egress = r.svc.Reputation().Deliveries.EgressFor(d.Program)
+		res.Egress = dc.EgressFor(d.Program)
 	}
 	var (
 		customer string

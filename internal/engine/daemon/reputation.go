@@ -10,6 +10,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/observability/admin"
 	"github.com/aupguard/aupguard/internal/observability/report"
 )
 
@@ -101,9 +102,10 @@ func (l *repLoop) Serve(ctx context.Context) error {
 			if in == nil {
 				in = os.Stdin
 			}
-			if err := l.reader.Run(ctx, in); err != nil {
-				l.d.log.Error("delivery log reader stopped", "err", err)
-			}
+			// A followed file is never given up (the reader retries every
+			// failure with back-off until ctx ends); standard input that
+			// ends is logged by the reader and shown in /readyz.
+			_ = l.reader.Run(ctx, in)
 		}()
 	}
 	if l.watcher != nil {
@@ -136,6 +138,17 @@ func (d *Daemon) Reputation() (*reputation.Service, *reputation.Reader, *reputat
 		return nil, nil, nil
 	}
 	return d.rep.svc, d.rep.reader, d.rep.watcher
+}
+
+// components is the reader in /readyz: its state, the time of the last
+// line read and its lag, degraded while it cannot read, its source ended
+// or it is more than reputation.deliveries.max_lag behind.
+func (l *repLoop) components() []admin.Component {
+	if l == nil || l.reader == nil {
+		return nil
+	}
+	snap := l.reader.Snapshot()
+	return []admin.Component{{Name: "delivery_log", Degraded: snap.Degraded(l.svc.Reputation().Deliveries.MaxLag), Detail: snap}}
 }
 
 // API is the admin API's /api/reputation handler.

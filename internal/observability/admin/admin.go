@@ -75,6 +75,10 @@ type Options struct {
 	Gatherer prometheus.Gatherer
 	// Ready checks the store and the resolver for /readyz.
 	Ready func(ctx context.Context) error
+	// Components are the parts that can fall behind without the gateway
+	// being unready (the delivery-log reader): /readyz shows each one's
+	// detail, and answers "degraded" (still 200) while one is.
+	Components func() []Component
 	// Quota returns a customer's limits and use; default ratelimit.Quota
 	// on Store.
 	Quota func(ctx context.Context, customer string) (any, error)
@@ -101,6 +105,16 @@ type Options struct {
 	// Registerer, when set, gets the server's own metrics (refused
 	// cross-site requests).
 	Registerer prometheus.Registerer
+}
+
+// Component is one part of the gateway in /readyz.
+type Component struct {
+	// Name is its key in the /readyz answer.
+	Name string
+	// Degraded says why it is behind or stopped ("" when it is not).
+	Degraded string
+	// Detail is shown as is (JSON).
+	Detail any
 }
 
 // Server is the admin HTTP server.

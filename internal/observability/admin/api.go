@@ -20,7 +20,7 @@ import (
 // Routes serves, behind the token (except /healthz):
 //
 //	GET /healthz                    200 while the process runs
-//	GET /readyz                     200 when the store and resolver answer, else 503
+//	GET /readyz                     200 when the store and resolver answer, else 503; "degraded" (200) while a component is behind
 //	GET /metrics                    Prometheus exposition
 //	GET /api/customers              customers with their last 24h figures
 //	GET /api/customers/{id}         one customer: settings, last 24h, quota and use, opt-out standing
@@ -96,16 +96,33 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, what string, err e
 }
 
 func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
+	out := map[string]any{"status": "ready"}
+	var degraded []string
+	if s.o.Components != nil {
+		for _, c := range s.o.Components() {
+			out[c.Name] = c.Detail
+			if c.Degraded != "" {
+				degraded = append(degraded, c.Name+": "+c.Degraded)
+			}
+		}
+	}
+	if len(degraded) > 0 {
+		// Mail flows as before; what the component feeds is stale. Not a
+		// reason to take the gateway out of service: 200, said in the body
+		// (and in the metrics).
+		out["status"], out["degraded"] = "degraded", degraded
+	}
 	if s.o.Ready != nil {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
 		if err := s.o.Ready(ctx); err != nil {
 			s.log.Warn("admin: not ready", "err", err)
-			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "error": err.Error()})
+			out["status"], out["error"] = "unavailable", err.Error()
+			writeJSON(w, http.StatusServiceUnavailable, out)
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	writeJSON(w, http.StatusOK, out)
 }
 
 // record returns the decision record, up to date (the recorder's queue
