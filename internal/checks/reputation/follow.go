@@ -385,7 +385,10 @@ func (s *follow) step(ctx context.Context) (more bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	s.lag(pst, perr == nil && pathErr == nil)
+	if perr != nil {
+		pst = nil
+	}
+	s.lag(pst, pathErr)
 	return more, pathErr
 }
 
@@ -413,20 +416,20 @@ func (s *follow) drain(ctx context.Context, budget int64) (bool, error) {
 }
 
 // lag records how much is left to read: of the current file, and of the
-// file at the path when it is another one (pst, when valid).
-func (s *follow) lag(pst fs.FileInfo, valid bool) {
+// file at the path when it is another one (pst, when it is a regular
+// file). The follower is up to date when nothing is left and nothing
+// keeps it from reading the path.
+func (s *follow) lag(pst fs.FileInfo, pathErr error) {
 	fi, err := s.cur.f.Stat()
 	if err != nil {
 		s.Status.lagUnknown()
 		return
 	}
 	n := max(fi.Size()-s.cur.offset, 0)
-	same := true
-	if valid && !os.SameFile(pst, s.cur.info) {
+	if pst != nil && pst.Mode().IsRegular() && !os.SameFile(pst, s.cur.info) {
 		n += pst.Size()
-		same = false
 	}
-	s.Status.setLag(n, n == 0 && same, s.Clock.Now())
+	s.Status.setLag(n, n == 0 && pathErr == nil, s.Clock.Now())
 }
 
 // lineReader splits a byte stream into lines, dropping overlong ones.
