@@ -109,10 +109,6 @@ func ParseLineFormat(line string, format AddressFormat) (Delivery, bool) {
 	return parseFields(d, rest, false)
 }
 
-// maxCandidates bounds the readings of one internal-format line that are
-// tried (each split costs a short parse of the fields).
-const maxCandidates = 64
-
 // parseInternal reads "<address>, ..." with an unquoted address: each
 // ">, orig_to=<" or ">, relay=" is a possible end of it; the most severe of
 // the readings that parse wins.
@@ -120,13 +116,14 @@ func parseInternal(d Delivery, s string) (Delivery, bool) {
 	var (
 		best     Delivery
 		bestRank = -1
-		tried    int
 	)
-	for i := 1; i < len(s) && tried < maxCandidates; i++ {
+	// Every split is tried (a cap would let a hostile address hide the
+	// real one behind enough false ones); each costs at most maxFields
+	// bounded fields.
+	for i := 1; i < len(s); i++ {
 		if s[i] != '>' || !(strings.HasPrefix(s[i+1:], ", relay=") || strings.HasPrefix(s[i+1:], ", orig_to=<")) {
 			continue
 		}
-		tried++
 		c := d
 		c.To = s[1:i]
 		c, ok := parseFields(c, s[i+1:], true)
@@ -159,15 +156,20 @@ func severity(c Class) int {
 	return 0
 }
 
-// maxValue bounds a field value (relay=host[addr]:port is the longest).
-const maxValue = 512
+// maxValue bounds a field value (relay=host[addr]:port is the longest);
+// maxFields the fields before status= (Postfix writes at most seven:
+// orig_to, relay, conn_use, delay, delays, dsn and status).
+const (
+	maxValue  = 512
+	maxFields = 12
+)
 
 // parseFields reads ", key=value" fields up to status=WORD (TEXT). internal:
 // orig_to's address is unquoted (it ends at the first ">, " followed by a
 // field).
 func parseFields(d Delivery, rest string, internal bool) (Delivery, bool) {
-	for {
-		if !strings.HasPrefix(rest, ", ") {
+	for n := 0; ; n++ {
+		if n == maxFields || !strings.HasPrefix(rest, ", ") {
 			return d, false
 		}
 		rest = rest[2:]
@@ -221,7 +223,7 @@ func skipInternalAddr(s string) (string, bool) {
 	if !strings.HasPrefix(s, "<") {
 		return "", false
 	}
-	i := strings.Index(s, ">, relay=")
+	i := strings.Index(s[:min(len(s), maxLine)], ">, relay=")
 	if i < 0 {
 		return "", false
 	}

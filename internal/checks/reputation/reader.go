@@ -42,9 +42,6 @@ type Reader struct {
 	Clock Waiter
 	// Open opens the followed file; default OpenRegular.
 	Open func(path string) (*os.File, error)
-	// stream is set while reading standard input (lines without a syslog
-	// header are believed there: journalctl chose them by unit).
-	stream atomic.Bool
 }
 
 // NewReader returns a reader counting into svc's backend.
@@ -59,7 +56,6 @@ func (r *Reader) Run(ctx context.Context, stdin io.Reader) error {
 	d := r.svc.Reputation().Deliveries
 	fn := func(line string) { r.Line(ctx, line) }
 	if d.Source == "-" {
-		r.stream.Store(true)
 		r.Status.begin("-", r.Clock.Now())
 		r.Status.following()
 		r.svc.Log.Info("reading delivery results", "source", "stdin")
@@ -110,8 +106,10 @@ func (r *Reader) Line(ctx context.Context, line string) {
 	}
 	// Only Postfix's own delivery agents: a line another program logged
 	// (its own tag on a shared syslog) is not a result. Without a syslog
-	// header only from standard input.
-	if d.Program == "" && !r.stream.Load() || d.Program != "" && !dc.TrustedProgram(d.Program) {
+	// header only from standard input (journalctl chose them by unit), not
+	// from a file syslog or postlogd writes.
+	fileSource := dc.Source != "" && dc.Source != "-"
+	if d.Program == "" && fileSource || d.Program != "" && !dc.TrustedProgram(d.Program) {
 		r.Stats.Foreign.Add(1)
 		r.svc.Log.Debug("delivery line from a program that is not a configured Postfix delivery agent: ignored", "event", "delivery_foreign", "program", d.Program, "queue_id", d.QueueID)
 		return
