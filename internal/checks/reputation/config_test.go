@@ -30,7 +30,8 @@ func TestReputationConfig(t *testing.T) {
 		if r.Bounces.Warn != 0.05 || r.Bounces.Act != 0.10 || r.Bounces.Outcome != BounceDeferBulk || r.Bounces.MinVolume != DefaultBounceMinVolume || r.Bounces.Window != DefaultBounceWindow {
 			t.Errorf("bounce defaults %+v", r.Bounces)
 		}
-		if r.Deliveries.Egress.String() != "192.0.2.25" || r.Deliveries.QueueIDTTL != DefaultQueueIDTTL {
+		if d := r.Deliveries; d.Egress.String() != "192.0.2.25" || d.QueueIDTTL != DefaultQueueIDTTL || d.AddressFormat != External ||
+			d.MaxLag != DefaultDeliveriesMaxLag || len(d.SyslogNames) != 1 || d.SyslogNames[0] != "postfix" {
 			t.Errorf("delivery defaults %+v", r.Deliveries)
 		}
 		if len(r.DNSBL.Addresses) != 1 || r.DNSBL.Addresses[0].String() != "192.0.2.25" || r.DNSBL.Interval != DefaultDNSBLInterval {
@@ -64,6 +65,9 @@ func TestReputationConfig(t *testing.T) {
 		{"dup zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: x.example}, {zone: X.example}]\n", "listed twice"},
 		{"bad zone", "reputation:\n  dnsbl:\n    addresses: [192.0.2.1]\n    zones: [{zone: \"a b\"}]\n", "want a DNS zone"},
 		{"interval", "reputation:\n  dnsbl: {interval: 1ms}\n", "must be at least 1s"},
+		{"bad address format", "reputation:\n  deliveries: {address_format: quoted}\n", `t.yaml:2: reputation.deliveries.address_format: want external or internal (Postfix's info_log_address_format), got "quoted"`},
+		{"bad syslog name", "reputation:\n  deliveries: {syslog_names: [postfix, \"postfix/\"]}\n", `reputation.deliveries.syslog_names[1]: want a Postfix syslog_name`},
+		{"negative max lag", "reputation:\n  deliveries: {max_lag: -1s}\n", `reputation.deliveries.max_lag`},
 		{"unknown key", "reputation:\n  bounce: {}\n", `reputation.bounce: unknown key "bounce" (did you mean bounces?)`},
 	}
 	for _, tt := range tests {
@@ -144,5 +148,20 @@ func TestSnippet(t *testing.T) {
 	w, _ := yaml.Marshal(DefaultConfig())
 	if string(g) != string(w) {
 		t.Errorf("snippet differs from the defaults:\n%s\nwant\n%s", g, w)
+	}
+}
+
+func TestTrustedProgram(t *testing.T) {
+	d := DeliveriesConfig{SyslogNames: []string{"postfix", "postfix-ip2"}, Transports: map[string]config.Addr{"out3/smtp": {}}}
+	for prog, want := range map[string]bool{
+		"postfix/smtp": true, "postfix/lmtp": true, "postfix/relay/smtp": true, "postfix/local": true,
+		"postfix/error": true, "postfix/retry": true, "postfix/virtual": true, "postfix/pipe": true, "postfix/discard": true,
+		"postfix-ip2/smtp": true, "out3/smtp": true,
+		"postfix/smtpd": false, "postfix/qmgr": false, "postfix/cleanup": false, "postfix/smtp/smtpd": false,
+		"postfix-ip3/smtp": false, "postfixx/smtp": false, "php-fpm": false, "smtp": false, "/smtp": false, "": false,
+	} {
+		if got := d.TrustedProgram(prog); got != want {
+			t.Errorf("TrustedProgram(%q) = %v, want %v", prog, got, want)
+		}
 	}
 }

@@ -4,12 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -381,5 +383,40 @@ func TestReadyAndFailures(t *testing.T) {
 	}
 	if _, body, _ := e.do(t, "GET", "/", "Bearer "+testToken); !strings.Contains(body, `<meta http-equiv="refresh" content="30">`) {
 		t.Fatal("no meta refresh")
+	}
+}
+
+// TestReadyzComponents: a component that is behind (the delivery-log
+// reader) makes /readyz say "degraded" with its detail, still 200: mail
+// flows, what the component feeds is stale. A failed dependency is 503
+// and the detail is still shown.
+func TestReadyzComponents(t *testing.T) {
+	var degraded atomic.Value
+	degraded.Store("")
+	var down atomic.Bool
+	e := start(t, adminConfig, "", func(o *Options) {
+		o.Components = func() []Component {
+			return []Component{{Name: "delivery_log", Degraded: degraded.Load().(string), Detail: map[string]any{"state": "retrying", "lag_seconds": 42}}}
+		}
+		o.Ready = func(context.Context) error {
+			if down.Load() {
+				return errors.New("redis: connection refused")
+			}
+			return nil
+		}
+	})
+	var out map[string]any
+	if code := getJSON(t, e, "/readyz", &out); code != 200 || out["status"] != "ready" || out["delivery_log"] == nil {
+		t.Fatalf("%d %v", code, out)
+	}
+	degraded.Store("delivery log unreadable (permission)")
+	out = nil
+	if code := getJSON(t, e, "/readyz", &out); code != 200 || out["status"] != "degraded" ||
+		fmt.Sprint(out["degraded"]) != "[delivery_log: delivery log unreadable (permission)]" || fmt.Sprint(out["delivery_log"]) != "map[lag_seconds:42 state:retrying]" {
+		t.Fatalf("%d %v", code, out)
+	}
+	down.Store(true)
+	if code, body, _ := e.do(t, "GET", "/readyz", "Bearer "+testToken); code != http.StatusServiceUnavailable || !strings.Contains(body, `"status": "unavailable"`) || !strings.Contains(body, `"delivery_log"`) {
+		t.Fatalf("%d %s", code, body)
 	}
 }
