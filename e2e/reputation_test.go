@@ -292,6 +292,90 @@ reputation:
 				t.Errorf("dashboard lacks %q", want)
 			}
 		}
+		for _, want := range []string{
+			`aupguard_delivery_log_state{state="following"} 1`,
+			`aupguard_delivery_log_rotations_total{how="rename"} 1`, // postfix logrotate
+			`aupguard_delivery_log_last_line_timestamp_seconds `,
+			`aupguard_delivery_log_lag_bytes 0`,
+			`aupguard_delivery_log_lag_seconds `,
+			`aupguard_delivery_lines_foreign_total 0`,
+		} {
+			if !strings.Contains(mt, want) {
+				t.Errorf("metrics lack %s", want)
+			}
+		}
+	})
+	t.Run("the log path briefly a directory: /readyz degraded, then the reader goes on", func(t *testing.T) {
+		base := "http://" + env.Daemon.ServiceAddr("admin").String()
+		type readyz struct {
+			Status      string                    `json:"status"`
+			Degraded    []string                  `json:"degraded"`
+			DeliveryLog reputation.FollowSnapshot `json:"delivery_log"`
+		}
+		ready := func() (int, readyz) {
+			t.Helper()
+			req, _ := http.NewRequest("GET", base+"/readyz", nil)
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var r readyz
+			if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+				t.Fatal(err)
+			}
+			return resp.StatusCode, r
+		}
+		waitReady := func(status string) readyz {
+			t.Helper()
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				code, r := ready()
+				if code == 200 && r.Status == status {
+					return r
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("/readyz %d %+v, want 200 %s", code, r, status)
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+		r := waitReady("ready")
+		if d := r.DeliveryLog; d.State != reputation.StateFollowing || d.LastLine == nil || d.LagBytes == nil || d.Source != maillog {
+			t.Fatalf("/readyz delivery_log %+v", d)
+		}
+		if err := os.Rename(maillog, maillog+".away"); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Mkdir(maillog, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		r = waitReady("degraded")
+		if d := r.DeliveryLog; d.State != reputation.StateRetrying || d.ErrorKind != reputation.ErrKindNotRegular || len(r.Degraded) != 1 {
+			t.Fatalf("/readyz %+v", r)
+		}
+		if err := os.Remove(maillog); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(maillog+".away", maillog); err != nil {
+			t.Fatal(err)
+		}
+		r = waitReady("ready")
+		if r.DeliveryLog.Recoveries < 1 || r.DeliveryLog.Errors[reputation.ErrKindNotRegular] < 1 {
+			t.Errorf("/readyz after recovery %+v", r.DeliveryLog)
+		}
+		if r := send("gone3@example.org", n, false); !r.Delivered() {
+			t.Fatalf("refused:\n%s", r)
+		}
+		n++
+		if st := waitFinal(15); st.Hard != 3 {
+			t.Fatalf("standing %+v", st)
+		}
+		if strings.Count(env.Log(), `"msg":"delivery log unreadable, retrying with back-off","event":"delivery_log","source":"`+maillog+`","kind":"not_regular"`) != 1 ||
+			strings.Count(env.Log(), `"msg":"delivery log readable again","event":"delivery_log","source":"`+maillog+`","kind":"not_regular"`) != 1 {
+			t.Errorf("want one failure and one recovery line in the log")
+		}
 	})
 }
 

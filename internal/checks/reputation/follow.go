@@ -64,7 +64,7 @@ func OpenRegular(path string) (*os.File, error) {
 		return nil, err
 	}
 	if !st.Mode().IsRegular() {
-		return nil, &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, st.Mode().Type())}
+		return nil, &fs.PathError{Op: "open", Path: path, Err: notRegular(st.Mode())}
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -73,11 +73,29 @@ func OpenRegular(path string) (*os.File, error) {
 	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
 		f.Close()
 		if err == nil {
-			err = &fs.PathError{Op: "open", Path: path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, st.Mode().Type())}
+			err = &fs.PathError{Op: "open", Path: path, Err: notRegular(st.Mode())}
 		}
 		return nil, err
 	}
 	return f, nil
+}
+
+// notRegular is ErrNotRegular naming what the path is.
+func notRegular(m fs.FileMode) error {
+	what := "special file"
+	switch {
+	case m.IsDir():
+		what = "directory"
+	case m&fs.ModeCharDevice != 0:
+		what = "character device"
+	case m&fs.ModeDevice != 0:
+		what = "block device"
+	case m&fs.ModeNamedPipe != 0:
+		what = "FIFO"
+	case m&fs.ModeSocket != 0:
+		what = "socket"
+	}
+	return fmt.Errorf("%w: a %s", ErrNotRegular, what)
 }
 
 // The kinds of follower errors (labels of the errors metric).
@@ -347,7 +365,7 @@ func (s *follow) step(ctx context.Context) (more bool, err error) {
 	case perr != nil:
 		pathErr = perr
 	case !pst.Mode().IsRegular():
-		pathErr = &fs.PathError{Op: "stat", Path: s.Path, Err: fmt.Errorf("%w (%s)", ErrNotRegular, pst.Mode().Type())}
+		pathErr = &fs.PathError{Op: "stat", Path: s.Path, Err: notRegular(pst.Mode())}
 	case !os.SameFile(pst, s.cur.info):
 		// Another file: open it first (should that fail, keep reading the
 		// old one), read the rest of the old one, then switch.
