@@ -178,13 +178,11 @@ type tailed struct {
 // fingerprint hashes the first n bytes; ok is false when fewer could be
 // read.
 func (t *tailed) fingerprint(n int) ([sha256.Size]byte, bool) {
-	buf := make([]byte, n)
-	m, err := t.f.ReadAt(buf, 0)
-	if m < n {
-		_ = err
+	var buf [fingerprintLen]byte
+	if m, _ := t.f.ReadAt(buf[:n], 0); m < n {
 		return [sha256.Size]byte{}, false
 	}
-	return sha256.Sum256(buf), true
+	return sha256.Sum256(buf[:n]), true
 }
 
 // refresh extends the fingerprint to the first fingerprintLen bytes (or
@@ -216,6 +214,7 @@ func (t *tailed) truncated(size int64) bool {
 type follow struct {
 	*Follower
 	lr      *lineReader
+	buf     []byte // one read
 	cur     *tailed
 	start   fs.FileInfo // the file at Path at start (read from its end)
 	started bool        // a file has been opened
@@ -249,7 +248,7 @@ func (f *Follower) Run(ctx context.Context, fn func(line string)) error {
 	if f.Status == nil {
 		f.Status = &FollowStatus{}
 	}
-	st := &follow{Follower: f}
+	st := &follow{Follower: f, buf: make([]byte, readChunk)}
 	st.lr = &lineReader{fn: func(line string) {
 		f.Status.line(f.Clock.Now())
 		fn(line)
@@ -412,14 +411,13 @@ func (s *follow) step(ctx context.Context) (more bool, err error) {
 
 // drain reads the current file to its end, or budget bytes (0: no bound).
 func (s *follow) drain(ctx context.Context, budget int64) (bool, error) {
-	buf := make([]byte, readChunk)
 	var read int64
 	for ctx.Err() == nil {
-		n, err := s.cur.f.Read(buf)
+		n, err := s.cur.f.Read(s.buf)
 		if n > 0 {
 			s.cur.offset += int64(n)
 			read += int64(n)
-			s.lr.feed(buf[:n])
+			s.lr.feed(s.buf[:n])
 			if budget > 0 && read >= budget {
 				return true, nil
 			}

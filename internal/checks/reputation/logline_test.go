@@ -89,12 +89,17 @@ func TestClassify(t *testing.T) {
 func FuzzParseLine(f *testing.F) {
 	f.Add(`Nov 29 23:50:01 mta1 postfix/smtp[4242]: 4F3A21C0D2: to=<bob@example.org>, relay=mx.example.org[192.0.2.25]:25, delay=0.4, delays=0.1/0/0.2/0.1, dsn=2.0.0, status=sent (250 2.0.0 Ok)`)
 	f.Add(`ABCDEF123: to=<"a\"b>"@x>, orig_to=<y@z>, relay=none, dsn=5.1.1, status=bounced (x)`)
+	f.Add(`Dec  8 00:03:32 mta1 postfix/smtp[1]: 1CF6398C3B2: to=<gone>, relay=none, delay=0, delays=0/0/0/0, dsn=2.0.0, status=sent (ok@example.org>, relay=127.0.0.1[127.0.0.1]:42417, delay=0.17, delays=0.06/0.03/0/0.09, dsn=5.1.1, status=bounced (x)`)
 	f.Fuzz(func(t *testing.T, line string) {
-		d, ok := ParseLine(line)
-		if ok && (d.Status == "" || d.DSN == "" || !validQueueID(d.QueueID)) {
-			t.Fatalf("accepted an incomplete result: %+v", d)
+		for _, format := range []AddressFormat{External, Internal} {
+			d, ok := ParseLineFormat(line, format)
+			if ok && (d.Status == "" || d.DSN == "" || !validQueueID(d.QueueID)) {
+				t.Fatalf("%s: accepted an incomplete result: %+v", format, d)
+			}
+			if _, known := d.Class(); ok && format == Internal && !known {
+				t.Fatalf("internal: accepted a result without a class: %+v", d)
+			}
 		}
-		_, _ = d.Class()
 	})
 }
 
