@@ -66,11 +66,18 @@ func OpenRegular(path string) (*os.File, error) {
 	if !st.Mode().IsRegular() {
 		return nil, &fs.PathError{Op: "open", Path: path, Err: notRegular(st.Mode())}
 	}
+	return openChecked(path)
+}
+
+// openChecked opens path without blocking (a FIFO swapped in after the
+// stat) and keeps it only if the descriptor is a regular file.
+func openChecked(path string) (*os.File, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
 		return nil, err
 	}
-	if st, err = f.Stat(); err != nil || !st.Mode().IsRegular() {
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() {
 		f.Close()
 		if err == nil {
 			err = &fs.PathError{Op: "open", Path: path, Err: notRegular(st.Mode())}

@@ -552,3 +552,27 @@ func TestFollowLag(t *testing.T) {
 		t.Fatalf("caught up: %+v", sn)
 	}
 }
+
+// TestOpenCheckedFIFO: a FIFO that takes the log's place between the look
+// and the open (no writer: a blocking open would hang) is opened without
+// blocking and refused through its descriptor.
+func TestOpenCheckedFIFO(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "maillog")
+	mustDo(t, syscall.Mkfifo(p, 0o644))
+	done := make(chan error, 1)
+	go func() {
+		f, err := openChecked(p)
+		if f != nil {
+			f.Close()
+		}
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if errorKind(err) != ErrKindNotRegular {
+			t.Fatalf("err %v, want not a regular file", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the open blocked on a FIFO")
+	}
+}
