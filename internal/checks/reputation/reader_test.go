@@ -40,6 +40,10 @@ func TestReaderStdin(t *testing.T) {
 	if st.Sent != 1 || st.Hard != 2 || rd.Stats.Lines.Load() != 7 || rd.Stats.Results.Load() != 4 || rd.Stats.Unmatched.Load() != 1 {
 		t.Errorf("standing %+v, lines %d, results %d, unmatched %d", st.Counts, rd.Stats.Lines.Load(), rd.Stats.Results.Load(), rd.Stats.Unmatched.Load())
 	}
+	// Standard input ended: nothing more can come, and /readyz must say so.
+	if sn := rd.Snapshot(); sn.State != StateEnded || sn.LastLine == nil || sn.Degraded(time.Hour) == "" {
+		t.Errorf("status after the end of stdin %+v", sn)
+	}
 	tot, _ := svc.Backend.Totals(ctx, []string{"acme"}, t0.Add(-time.Hour), t0.Add(1e9))
 	if tot["acme"].Egress["192.0.2.10"] != 2 {
 		t.Errorf("egress %+v (relay=none left through no address)", tot["acme"].Egress)
