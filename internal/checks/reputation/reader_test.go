@@ -83,7 +83,7 @@ func TestReaderCountsRealLogs(t *testing.T) {
 			h := backends()[0].open(t, clk)
 			svc := newTestService(t, h, testConfig(t, fmt.Sprintf("reputation:\n  deliveries: {source: %q, from_start: true, address_format: %s, egress: 192.0.2.10}\n", p, format)), clk, nil)
 			ctx := context.Background()
-			if err := svc.Backend.Remember(ctx, qid, Message{Customer: "acme"}, time.Hour); err != nil {
+			if _, err := svc.Backend.Remember(ctx, qid, Message{Customer: "acme"}, time.Hour); err != nil {
 				t.Fatal(err)
 			}
 			rd := NewReader(svc)
