@@ -100,6 +100,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	deps.Shared = setup.NewShared() // kept across reloads, run by Run
 	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
@@ -210,6 +211,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	for _, s := range d.extras {
 		go func(s Service) { errc <- s.Serve(sctx) }(s)
 	}
+	d.deps.Shared.Start(sctx)
 	go d.announceReady(sctx)
 	go d.runWatchdog(sctx)
 	watched := make(chan struct{})
