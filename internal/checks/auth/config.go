@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -199,7 +201,9 @@ func checkRotated(s *config.Section, a *Config, kp string, k config.DKIMKey) {
 	if k.Domain == "" || strings.ContainsAny(k.Domain, "/\\") || strings.HasPrefix(k.Domain, ".") {
 		return // reported with the domain
 	}
-	if _, err := loadDomain(dir, k.Domain, a.keys); err != nil {
+	if _, err := loadDomain(dir, k.Domain, a.keys); errors.Is(err, os.ErrNotExist) {
+		s.Warnf(kp+".rotated", "no keys yet: mail of %s is not signed until they are in the key directory and published (%v)", k.Domain, err)
+	} else if err != nil {
 		s.Errorf(kp+".rotated", "%v", err)
 	}
 }

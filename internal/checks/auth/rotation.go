@@ -104,7 +104,7 @@ func ReadDomainState(keysDir, domain string) (*DomainState, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("%s does not exist (create the first key with: aupguard dkim rotate -domain %s)", path, domain)
+			return nil, fmt.Errorf("%s does not exist (create the first key with: aupguard dkim rotate -domain %s): %w", path, domain, os.ErrNotExist)
 		}
 		return nil, err
 	}
@@ -267,7 +267,11 @@ func (ro *Rotation) domain(name string) (*rotatedDomain, error) {
 		d.mu.Unlock()
 		return d, nil
 	}
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		// The config may reach a gateway before the keys do (config
+		// management): the domain is not signed until they come.
+		ro.log.Warn("dkim rotation: no keys yet; mail of the domain is not signed until they are in the key directory and published", "domain", name, "err", err)
+	} else if err != nil {
 		return nil, err
 	}
 	d := &rotatedDomain{domain: name, keys: keys, verified: map[string]bool{}}
@@ -360,7 +364,9 @@ func (ro *Rotation) refresh(ctx context.Context, d *rotatedDomain, dir string, k
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	keys, err := loadDomain(dir, d.domain, kf)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) && len(d.keys) == 0 {
+		ro.log.Debug("dkim rotation: no keys yet", "domain", d.domain)
+	} else if err != nil {
 		// A half-synced or broken directory never stops signing: the keys
 		// read before stay.
 		ro.log.Error("dkim rotation: key directory unreadable; keeping the keys read before", "domain", d.domain, "err", err)

@@ -379,3 +379,24 @@ func TestAdvance(t *testing.T) {
 		})
 	}
 }
+
+// TestRotationKeysArriveAfterTheConfig: config management may deliver the
+// config before the key directory; the domain is then not signed, and
+// once the keys arrive and their record is published it is.
+func TestRotationKeysArriveAfterTheConfig(t *testing.T) {
+	_, ek, _ := testKeys(t)
+	keysDir := t.TempDir()
+	dns := fakedns.Start(t, keyRecord(t, "k1", "example.com", ek))
+	clk := clock.NewFake(testNow)
+	gw := newRotatingGateway(t, keysDir, dns.Addr(), clk)
+	gw.ro.Check(context.Background())
+	if got := gw.signsWith(t, nil); got != "" {
+		t.Fatalf("signed with %q without keys", got)
+	}
+	writeRotated(t, keysDir, "example.com", rotKeySpec{"k1", KeyPending, ek})
+	gw.ro.Check(context.Background())
+	rec, _ := Key{Signer: ek}.DNSRecord()
+	if got := gw.signsWith(t, map[string]string{"k1._domainkey.example.com": rec}); got != "k1" {
+		t.Fatalf("signed with %q once the keys arrived", got)
+	}
+}
