@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -28,6 +29,15 @@ func TestDKIMRotateAndStatus(t *testing.T) {
 	keys := filepath.Join(dir, "dkim")
 	if err := os.Mkdir(keys, 0o700); err != nil {
 		t.Fatal(err)
+	}
+	// As root, rotate gives what it writes to the owner of the key
+	// directory (the gateway's user), so that the gateway can read it.
+	owner := os.Getuid()
+	if owner == 0 {
+		owner = 65534
+		if err := os.Chown(keys, owner, owner); err != nil {
+			t.Fatal(err)
+		}
 	}
 	srv := fakedns.Start(t, "")
 	path := filepath.Join(dir, "aupguard.yaml")
@@ -57,6 +67,15 @@ customers:
 	ddir := filepath.Join(keys, "acme.example")
 	if fi, err := os.Stat(filepath.Join(ddir, "one.key")); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("key file %v %v", fi, err)
+	}
+	for _, f := range []string{"", "one.key", "one.txt", "state.json"} {
+		fi, err := os.Stat(filepath.Join(ddir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); int(st.Uid) != owner {
+			t.Errorf("%s/%s owned by %d, want the key directory's owner %d", ddir, f, st.Uid, owner)
+		}
 	}
 	if txt, err := os.ReadFile(filepath.Join(ddir, "one.txt")); err != nil || !strings.Contains(out, strings.TrimSpace(string(txt))) {
 		t.Fatalf("record file %q %v, printed %q", txt, err, out)
