@@ -1,14 +1,12 @@
 # aupguard container image: a static binary on a minimal base, run as a
-# non-root user. The config is mounted at /etc/aupguard/aupguard.yaml and
-# state (memory backend persistence, secret) lives in the /var/lib/aupguard
-# volume:
-#   docker build -t aupguard .
-#   docker run -v $PWD/aupguard.yaml:/etc/aupguard/aupguard.yaml:ro \
-#              -v aupguard-state:/var/lib/aupguard -p 127.0.0.1:8891:8891 aupguard
-# The image's config is configs/container/aupguard.yaml: listeners on
-# 0.0.0.0 (a container's loopback is its own) with milter.allowed_mtas,
-# the admin token and secret from /run/secrets. With Postfix and Redis:
-# configs/container/compose.yaml, docs/container.md.
+# non-root user (65532). The image's config is configs/container/aupguard.yaml:
+# listeners on 0.0.0.0 (a container's loopback is its own) with
+# milter.allowed_mtas, the admin token and the secret from /run/secrets
+# (files owned by 65532, mode 0600), the store in a Redis container. Mount
+# your own at /etc/aupguard/aupguard.yaml; state lives in the
+# /var/lib/aupguard volume. With Postfix and Redis:
+#   docker compose -f configs/container/compose.yaml up -d --build
+# (docs/container.md).
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
