@@ -13,6 +13,8 @@ import (
 	"time"
 
 	gm "github.com/d--j/go-milter"
+
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
 // notifyListener is the service manager's end of NOTIFY_SOCKET: every
@@ -182,5 +184,49 @@ func TestServeNotifiesTheServiceManager(t *testing.T) {
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("did not exit after SIGTERM")
+	}
+}
+
+// TestServeReadyWaitsForTheStore: with the Redis store down at start the
+// gateway serves (store.on_error) but does not claim to be ready: it says
+// what it waits for in STATUS=, and sends READY=1 once Redis answers.
+func TestServeReadyWaitsForTheStore(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binary")
+	}
+	bin := buildBinary(t)
+	rd := testenv.StartRedis(t, testenv.RedisOptions{})
+	rd.Stop()
+	dir := t.TempDir()
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	addr := ln.Addr().String()
+	ln.Close()
+	cfgPath := filepath.Join(dir, "aupguard.yaml")
+	cfg := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nstore: {backend: redis, path: %q, redis: {addrs: [%q]}}\nlog: {format: text}\n"+
+		"optout: {unsubscribe: {listen: \"off\"}}\nadmin: {listen: \"off\"}\nchain: [sender_identity]\n"+
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr, filepath.Join(dir, "state"), rd.Addr())
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	nl := listenNotify(t, dir)
+	srv := startServe(t, bin, cfgPath, addr, "NOTIFY_SOCKET="+nl.path)
+	pings := 0
+	m := nl.next(t, &pings)
+	if !strings.HasPrefix(m, "STATUS=waiting for the redis store: ") {
+		t.Fatalf("first notification with the store down: %q\n%s", m, srv.stderr)
+	}
+	t0 := time.Now()
+	rd.Start()
+	t.Logf("redis restarted in %v", time.Since(t0))
+	defer func() { t.Logf("READY %v after Redis was started", time.Since(t0)) }()
+	for {
+		m = nl.next(t, &pings)
+		if strings.HasPrefix(m, "STATUS=waiting") {
+			continue
+		}
+		if !strings.HasPrefix(m, "READY=1\n") {
+			t.Fatalf("after Redis started: %q", m)
+		}
+		break
 	}
 }

@@ -46,7 +46,7 @@ func (d *Daemon) announceReady(ctx context.Context) {
 			return
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, 5*time.Second)
+		wait = min(2*wait, time.Second)
 	}
 	d.readySent.Store(true)
 	d.notify("READY=1", "STATUS="+d.status())
