@@ -1,12 +1,12 @@
 # aupguard container image: a static binary on a minimal base, run as a
-# non-root user. The config is mounted at /etc/aupguard/aupguard.yaml and
-# state (memory backend persistence, secret) lives in the /var/lib/aupguard
-# volume:
-#   docker build -t aupguard .
-#   docker run -v $PWD/aupguard.yaml:/etc/aupguard/aupguard.yaml:ro \
-#              -v aupguard-state:/var/lib/aupguard -p 127.0.0.1:8891:8891 aupguard
-# In a container the milter must listen on 0.0.0.0 (milter.listen:
-# inet:0.0.0.0:8891), which the config only accepts with milter.allowed_mtas.
+# non-root user (65532). The image's config is configs/container/aupguard.yaml:
+# listeners on 0.0.0.0 (a container's loopback is its own) with
+# milter.allowed_mtas, the admin token and the secret from /run/secrets
+# (files owned by 65532, mode 0600), the store in a Redis container. Mount
+# your own at /etc/aupguard/aupguard.yaml; state lives in the
+# /var/lib/aupguard volume. With Postfix and Redis:
+#   docker compose -f configs/container/compose.yaml up -d --build
+# (docs/container.md).
 
 FROM golang:1.26-bookworm AS build
 WORKDIR /src
@@ -20,7 +20,7 @@ RUN CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=${VERSION}"
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/aupguard /usr/local/bin/aupguard
 COPY --from=build --chown=65532:65532 /out/state /var/lib/aupguard
-COPY configs/aupguard.yaml /etc/aupguard/aupguard.yaml
+COPY configs/container/aupguard.yaml /etc/aupguard/aupguard.yaml
 USER 65532:65532
 VOLUME ["/var/lib/aupguard"]
 EXPOSE 8891 8892 8893

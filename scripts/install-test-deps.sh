@@ -22,6 +22,7 @@ PACKAGES=(
 	util-linux       # unshare, setpriv: Postfix.SendmailAs submits as a Unix user
 	mount            # mount --bind in SendmailAs's private mount namespace
 	libssl-dev       # the optional OpenSSL RSA signer (go test -tags openssl)
+	systemd          # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles: the Debian package test
 )
 
 # System services the packages start that the tests must not compete with.

@@ -2,18 +2,10 @@ package main
 
 import (
 	"context"
-	"crypto"
-	"crypto/ed25519"
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
 	"encoding/json"
-	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"strings"
 
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/clock"
@@ -22,13 +14,13 @@ import (
 )
 
 func init() {
-	register("dkim", "create a DKIM signing key (keygen) or print the DNS record of one (record)", runDKIM)
+	register("dkim", "create a DKIM signing key (keygen), print its DNS record (record), rotate a domain's key (rotate) and follow the rotation (status)", runDKIM)
 	register("auth-check", "check a customer's domains in the DNS: SPF for the egress addresses, DMARC, published signing keys, what to fix", runAuthCheck)
 }
 
 func runDKIM(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
-		fmt.Fprintln(stderr, "usage: aupguard dkim keygen|record [flags]")
+		fmt.Fprintln(stderr, "usage: aupguard dkim keygen|record|rotate|status [flags]")
 		return 2
 	}
 	switch args[0] {
@@ -36,8 +28,12 @@ func runDKIM(args []string, stdout, stderr io.Writer) int {
 		return runDKIMKeygen(args[1:], stdout, stderr)
 	case "record":
 		return runDKIMRecord(args[1:], stdout, stderr)
+	case "rotate":
+		return runDKIMRotate(args[1:], stdout, stderr)
+	case "status":
+		return runDKIMStatus(args[1:], stdout, stderr)
 	}
-	fmt.Fprintf(stderr, "aupguard dkim: unknown subcommand %q (want keygen or record)\n", args[0])
+	fmt.Fprintf(stderr, "aupguard dkim: unknown subcommand %q (want keygen, record, rotate or status)\n", args[0])
 	return 2
 }
 
@@ -60,48 +56,13 @@ func runDKIMKeygen(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	var key crypto.Signer
-	switch *typ {
-	case "rsa":
-		if *bits < auth.MinRSABits {
-			fmt.Fprintf(stderr, "aupguard dkim keygen: %d bits is too weak (want at least %d)\n", *bits, auth.MinRSABits)
-			return 2
-		}
-		k, err := rsa.GenerateKey(rand.Reader, *bits)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		key = k
-	case "ed25519":
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			fmt.Fprintln(stderr, err)
-			return 1
-		}
-		key = k
-	default:
-		fmt.Fprintf(stderr, "aupguard dkim keygen: unknown -type %q\n", *typ)
-		return 2
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	// O_EXCL: never overwrite a key that may be in use.
-	f, err := os.OpenFile(*out, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	key, err := newDKIMKey(*typ, *bits)
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard dkim keygen: %v\n", err)
-		return 1
+		return 2
 	}
-	if err := pem.Encode(f, &pem.Block{Type: "PRIVATE KEY", Bytes: der}); err != nil {
-		f.Close()
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	if err := f.Close(); err != nil {
-		fmt.Fprintln(stderr, err)
+	if err := writeKeyFile(*out, key); err != nil {
+		fmt.Fprintf(stderr, "aupguard dkim keygen: %v\n", err)
 		return 1
 	}
 	return printRecord(stdout, stderr, auth.Key{Domain: *domain, Selector: *selector, Signer: key}, *out)
@@ -135,18 +96,12 @@ func runDKIMRecord(args []string, stdout, stderr io.Writer) int {
 // printRecord prints the zone-file line publishing k and the customer
 // config entry that uses it.
 func printRecord(stdout, stderr io.Writer, k auth.Key, file string) int {
-	rec, err := k.DNSRecord()
+	line, err := zoneLine(k)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	var parts []string
-	for s := rec; s != ""; {
-		n := min(len(s), 250) // a DNS character-string holds 255 octets
-		parts = append(parts, `"`+s[:n]+`"`)
-		s = s[n:]
-	}
-	fmt.Fprintf(stdout, "; publish in the zone of %s:\n%s._domainkey.%s. IN TXT ( %s )\n", k.Domain, k.Selector, strings.TrimSuffix(k.Domain, "."), strings.Join(parts, "\n\t"))
+	fmt.Fprintf(stdout, "; publish in the zone of %s:\n%s\n", k.Domain, line)
 	fmt.Fprintf(stdout, "; and give the customer in aupguard.yaml:\n;   dkim:\n;     - {domain: %s, selector: %s, key_file: %s}\n", k.Domain, k.Selector, file)
 	return 0
 }

@@ -11,6 +11,7 @@ import (
 	"syscall"
 
 	"github.com/aupguard/aupguard/internal/engine/daemon"
+	"github.com/aupguard/aupguard/internal/sdnotify"
 )
 
 func init() {
@@ -42,7 +43,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 			}
 		}()
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr})
+	// systemd (Type=notify) hands the notification socket and watchdog
+	// interval over in the environment; unset, nothing is sent.
+	sd, err := sdnotify.FromEnv()
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr, Notifier: sd})
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1

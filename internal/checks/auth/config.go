@@ -1,7 +1,10 @@
 package auth
 
 import (
+	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,6 +44,9 @@ type Config struct {
 type DKIMVerifyConfig struct {
 	// MaxSignatures is how many signatures of one message are verified.
 	MaxSignatures int `yaml:"max_signatures"`
+	// Rotation is where rotated signing keys live and how they are
+	// followed (rotation.go).
+	Rotation RotationConfig `yaml:"rotation"`
 }
 
 // DMARCConfig tunes the DMARC check.
@@ -69,7 +75,8 @@ var Section = config.SectionSpec{Key: "auth", Decode: decodeConfig, CheckCustome
 // DefaultConfig is the auth: section when the config leaves it out.
 func DefaultConfig() *Config {
 	return &Config{
-		DKIM: DKIMVerifyConfig{MaxSignatures: DefaultDKIMMaxSignatures},
+		DKIM: DKIMVerifyConfig{MaxSignatures: DefaultDKIMMaxSignatures,
+			Rotation: RotationConfig{CheckInterval: DefaultRotationInterval, RetireAfter: DefaultRetireAfter}},
 		Signing: SigningConfig{
 			Headers:  append([]string(nil), DefaultSignedHeaders...),
 			Oversign: []string{"From"},
@@ -94,6 +101,24 @@ func decodeConfig(s *config.Section) any {
 		a.Signing.Oversign = []string{"From"}
 	}
 	s.Positive("auth.dkim.max_signatures", a.DKIM.MaxSignatures)
+	rc := &a.DKIM.Rotation
+	if rc.CheckInterval == 0 {
+		rc.CheckInterval = DefaultRotationInterval
+	}
+	if rc.RetireAfter == 0 {
+		rc.RetireAfter = DefaultRetireAfter
+	}
+	s.Duration("auth.dkim.rotation.check_interval", rc.CheckInterval)
+	s.Duration("auth.dkim.rotation.retire_after", rc.RetireAfter)
+	if rc.CheckInterval > 0 && rc.CheckInterval < time.Second {
+		s.Errorf("auth.dkim.rotation.check_interval", "%s is too short (want at least 1s)", rc.CheckInterval)
+	}
+	if rc.RetireAfter > 0 && rc.RetireAfter < 24*time.Hour {
+		s.Errorf("auth.dkim.rotation.retire_after", "%s is too short: mail signed with the old key may still be in queues or be verified again (want at least 24h)", rc.RetireAfter)
+	}
+	if rc.KeysDir != "" && !filepath.IsAbs(rc.KeysDir) {
+		s.Errorf("auth.dkim.rotation.keys_dir", "%q: want an absolute path", rc.KeysDir)
+	}
 	s.Duration("auth.signing.expiration", a.Signing.Expiration)
 	if a.Signing.Expiration > 0 && a.Signing.Expiration < time.Hour {
 		s.Errorf("auth.signing.expiration", "%s is too short: mail may sit in a queue for days (want 0 or at least 1h)", a.Signing.Expiration)
@@ -146,6 +171,10 @@ func checkCustomer(s *config.Section, settings any, p string, c *config.Customer
 			}
 			seen[d] = i
 		}
+		if k.Rotated {
+			checkRotated(s, a, kp, k)
+			continue
+		}
 		if !validSelector(k.Selector) {
 			s.Errorf(kp+".selector", "bad selector %q: want DNS labels (letters, digits, '-', dots)", k.Selector)
 		}
@@ -154,6 +183,28 @@ func checkCustomer(s *config.Section, settings any, p string, c *config.Customer
 		} else if _, err := a.keys.load(k.KeyFile); err != nil {
 			s.Errorf(kp+".key_file", "%v", err)
 		}
+	}
+}
+
+// checkRotated validates a rotated key entry at kp: no selector or key
+// file of its own, a key directory configured, and the domain's directory
+// readable with a usable key.
+func checkRotated(s *config.Section, a *Config, kp string, k config.DKIMKey) {
+	if k.Selector != "" || k.KeyFile != "" {
+		s.Errorf(kp+".rotated", "a rotated key takes its selector and key file from auth.dkim.rotation.keys_dir; remove selector and key_file")
+	}
+	dir := a.DKIM.Rotation.KeysDir
+	if dir == "" {
+		s.Errorf(kp+".rotated", "auth.dkim.rotation.keys_dir is not set")
+		return
+	}
+	if k.Domain == "" || strings.ContainsAny(k.Domain, "/\\") || strings.HasPrefix(k.Domain, ".") {
+		return // reported with the domain
+	}
+	if _, err := loadDomain(dir, k.Domain, a.keys); errors.Is(err, os.ErrNotExist) {
+		s.Warnf(kp+".rotated", "no keys yet: mail of %s is not signed until they are in the key directory and published (%v)", k.Domain, err)
+	} else if err != nil {
+		s.Errorf(kp+".rotated", "%v", err)
 	}
 }
 

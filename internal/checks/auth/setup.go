@@ -65,13 +65,37 @@ var Family = setup.Family{
 			if err != nil {
 				return nil, err
 			}
-			keys, err := a.Keys(d.Config.Customers)
+			var ro *Rotation
+			if rotated(d.Config) {
+				r, err := resolverOf(d)
+				if err != nil {
+					return nil, err
+				}
+				var get func(string, func() any) any
+				if d.Shared != nil {
+					get = d.Shared.Get
+				}
+				ro = rotationOf(get, a.DKIM.Rotation, r, d.Config.DNS.Timeout, d.Logger, d.Clock)
+			}
+			keys, err := a.KeysWith(d.Config.Customers, ro)
 			if err != nil {
 				return nil, err
 			}
 			return NewSigner(keys, SignOptions(a.Signing), d.Clock), nil
 		}},
 	},
+}
+
+// rotated reports whether a customer of cfg has a rotated signing key.
+func rotated(cfg *config.Config) bool {
+	for _, c := range cfg.Customers {
+		for _, k := range c.DKIM {
+			if k.Rotated {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // resolverOf returns the shared resolver of d. Without one (a caller that

@@ -30,6 +30,18 @@ type Key struct {
 	Domain   string // normalised
 	Selector string
 	Signer   crypto.Signer
+	// rot, when set, is a rotated domain: Selector and Signer are those
+	// of the key it signs with at the time (Resolve).
+	rot *rotatedDomain
+}
+
+// Resolve returns the key that signs now: k itself, or for a rotated
+// domain the key chosen by its rotation (false when none is usable).
+func (k Key) Resolve() (Key, bool) {
+	if k.rot == nil {
+		return k, k.Signer != nil
+	}
+	return k.rot.current()
 }
 
 // Algorithm returns the key's a= tag value: rsa-sha256 (RFC 6376 §3.3)
@@ -44,6 +56,9 @@ func (k Key) Algorithm() string {
 // DNSRecord returns the TXT record to publish at SELECTOR._domainkey.DOMAIN
 // (RFC 6376 §3.6.1).
 func (k Key) DNSRecord() (string, error) {
+	if k.Signer == nil {
+		return "", fmt.Errorf("no key")
+	}
 	switch pub := k.Signer.Public().(type) {
 	case ed25519.PublicKey:
 		return "v=DKIM1; k=ed25519; p=" + base64.StdEncoding.EncodeToString(pub), nil
@@ -69,7 +84,27 @@ func LoadKeys(cfg *config.Config) (Keys, error) {
 	if err != nil {
 		return nil, err
 	}
-	return a.Keys(cfg.Customers)
+	ks, err := a.Keys(cfg.Customers)
+	if err != nil {
+		return nil, err
+	}
+	// A rotated domain stands for each of its keys that is not retired.
+	for id, list := range ks {
+		var out []Key
+		for _, k := range list {
+			if k.rot == nil {
+				out = append(out, k)
+				continue
+			}
+			k.rot.mu.Lock()
+			for _, rk := range k.rot.keys {
+				out = append(out, Key{Domain: rk.key.Domain, Selector: rk.key.Selector, Signer: rk.signer})
+			}
+			k.rot.mu.Unlock()
+		}
+		ks[id] = out
+	}
+	return ks, nil
 }
 
 // Keys returns the signing keys of customers, taken from what validating
@@ -78,6 +113,12 @@ func LoadKeys(cfg *config.Config) (Keys, error) {
 // permissions and weak keys are errors naming the config path). All
 // errors are returned together.
 func (a *Config) Keys(customers []config.Customer) (Keys, error) {
+	return a.KeysWith(customers, nil)
+}
+
+// KeysWith is Keys with the Rotation that follows the rotated domains
+// (nil: one that reads their state files only, never DNS).
+func (a *Config) KeysWith(customers []config.Customer, ro *Rotation) (Keys, error) {
 	kf := a.keys
 	if kf == nil {
 		kf = newKeyFiles()
@@ -86,6 +127,19 @@ func (a *Config) Keys(customers []config.Customer) (Keys, error) {
 	var errs []string
 	for i, c := range customers {
 		for j, k := range c.DKIM {
+			if k.Rotated {
+				if ro == nil {
+					ro = NewRotation(a.DKIM.Rotation, nil, 0, nil, nil)
+					ro.kf = kf
+				}
+				rd, err := ro.domain(k.Domain)
+				if err != nil {
+					errs = append(errs, fmt.Sprintf("customers[%d].dkim[%d].rotated: %v", i, j, err))
+					continue
+				}
+				ks[c.ID] = append(ks[c.ID], Key{Domain: rd.domain, rot: rd})
+				continue
+			}
 			signer, err := kf.get(k.KeyFile)
 			if err != nil {
 				errs = append(errs, fmt.Sprintf("customers[%d].dkim[%d].key_file: %v", i, j, err))
@@ -152,7 +206,9 @@ func NewSigner(keys Keys, opts SignOptions, clk clock.Clock) *Signer {
 	for id, list := range keys {
 		ks := make([]Key, len(list))
 		for i, k := range list {
-			k.Signer = rsaSigner(k.Signer)
+			if k.rot == nil { // a rotated key is wrapped when read
+				k.Signer = rsaSigner(k.Signer)
+			}
 			ks[i] = k
 		}
 		own[id] = ks
@@ -186,6 +242,9 @@ func (s *Signer) Body(t *policy.Txn) io.Writer {
 		return nil
 	}
 	k, ok := s.keys.For(t.Customer.ID, from)
+	if ok {
+		k, ok = k.Resolve()
+	}
 	if !ok {
 		return nil
 	}

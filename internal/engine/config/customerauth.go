@@ -24,4 +24,9 @@ type DKIMKey struct {
 	// KeyFile is a PEM private key, RSA of at least 2048 bits or Ed25519,
 	// in PKCS#1 or PKCS#8 form, readable by its owner only.
 	KeyFile string `yaml:"key_file"`
+	// Rotated takes the domain's keys from the rotation key directory
+	// (auth.dkim.rotation.keys_dir/DOMAIN, written by "aupguard dkim
+	// rotate") instead of Selector and KeyFile: the gateway signs with the
+	// newest key whose DNS record it has seen published.
+	Rotated bool `yaml:"rotated"`
 }

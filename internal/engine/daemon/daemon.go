@@ -26,6 +26,7 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
+	"github.com/aupguard/aupguard/internal/sdnotify"
 	"github.com/aupguard/aupguard/milter"
 )
 
@@ -38,6 +39,9 @@ type Options struct {
 	Clock     clock.Clock
 	// Stdin is where reputation.deliveries.source "-" reads (default os.Stdin).
 	Stdin io.Reader
+	// Notifier tells the service manager about readiness, reloads,
+	// shutdown and liveness (sd_notify; nil: nobody is told).
+	Notifier *sdnotify.Notifier
 }
 
 // Daemon is a running gateway.
@@ -64,7 +68,9 @@ type Daemon struct {
 	dirInForce atomic.Int64
 	dirApplies atomic.Uint64
 	dirFailed  atomic.Uint64
-	reloadMu   sync.Mutex // one reload or directory change at a time
+	reloadMu   sync.Mutex  // one reload or directory change at a time
+	serving    atomic.Bool // the milter's accept loop runs
+	readySent  atomic.Bool // READY=1 was sent to the service manager
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -94,6 +100,7 @@ func New(opts Options) (*Daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	deps.Shared = setup.NewShared() // kept across reloads, run by Run
 	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
@@ -197,12 +204,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.log.Info("aupguard started", "milter", d.milter.Addr().String(), "store", d.deps.Store.Backend,
 		"customers", len(d.cfg.Customers), "chain", fmt.Sprint(d.cfg.Chain))
 	errc := make(chan error, 1+len(d.extras))
-	go func() { errc <- d.milter.Serve() }()
+	d.serving.Store(true)
+	go func() { err := d.milter.Serve(); d.serving.Store(false); errc <- err }()
 	sctx, stopServices := context.WithCancel(context.Background())
 	defer stopServices()
 	for _, s := range d.extras {
 		go func(s Service) { errc <- s.Serve(sctx) }(s)
 	}
+	d.deps.Shared.Start(sctx)
+	go d.announceReady(sctx)
+	go d.runWatchdog(sctx)
 	watched := make(chan struct{})
 	go func() { defer close(watched); d.watchDirectory(sctx) }()
 	var err error
@@ -213,6 +224,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.log.Error("listener failed", "err", err)
 		}
 	}
+	d.notify("STOPPING=1", "STATUS=shutting down, draining MTA connections")
 	d.log.Info("aupguard shutting down", "active_sessions", d.milter.Active(), "deadline", d.cfg.Milter.ShutdownTimeout.String())
 	sd, cancel := context.WithTimeout(context.Background(), d.cfg.Milter.ShutdownTimeout)
 	defer cancel()
@@ -253,7 +265,9 @@ func logWarnings(log *slog.Logger, cfg *config.Config) {
 // Reload reads the config again. A config with errors is refused, each
 // error logged with its place, and the running config stays. Transactions
 // under way finish on the config they started with.
-func (d *Daemon) Reload() error {
+func (d *Daemon) Reload() (err error) {
+	done := d.reloading()
+	defer func() { done(err) }()
 	cfg, err := config.Load(d.opts.ConfigPath, gateway.ConfigOptions())
 	if err != nil {
 		var es config.Errors

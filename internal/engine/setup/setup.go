@@ -33,6 +33,9 @@ type Deps struct {
 	// Config (customer.Directory.Update of the running one, for a live
 	// directory change); nil builds it from Config.
 	Directory *customer.Directory
+	// Shared, when set, holds the families' long-lived objects across
+	// reloads (Shared.Get); nil (a one-shot command) makes them anew.
+	Shared *Shared
 }
 
 // WithConfig returns a copy of d for another config, sharing the store,

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Builds the Debian package of aupguard with nfpm (pinned; run through the
+# Go module proxy, not added to go.mod):
+#
+#   scripts/build-deb.sh [VERSION] [OUTDIR]     # default: git describe, ./dist
+#
+# The binary is static (CGO_ENABLED=0); the unit is configs/aupguard.service
+# with the binary at /usr/bin (a package never installs into /usr/local);
+# the config is configs/aupguard.yaml, a conffile. packaging/deb_test.go
+# builds and installs it. Layout and maintainer scripts: packaging/.
+set -euo pipefail
+NFPM=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+src=$(cd "$(dirname "$0")/.." && pwd)
+version=${1:-$(git -C "$src" describe --tags --always --dirty 2>/dev/null | sed 's/^v//' || echo 0.0.0)}
+# Debian versions start with a digit.
+case $version in [0-9]*) ;; *) version="0.0.0+$version" ;; esac
+out=${2:-$src/dist}
+arch=$(go env GOARCH)
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+mkdir -p "$out"
+(cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$stage/aupguard" ./cmd/aupguard)
+sed 's#/usr/local/bin/aupguard#/usr/bin/aupguard#g' "$src/configs/aupguard.service" >"$stage/aupguard.service"
+cp "$src/configs/aupguard.yaml" "$src/README.md" "$src"/packaging/{sysusers.conf,tmpfiles.conf,postinst,prerm,postrm} "$stage/"
+cp -r "$src/docs" "$stage/docs"
+cp -r "$src/configs/postfix" "$stage/postfix"
+sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" "$src/packaging/nfpm.yaml" >"$stage/nfpm.yaml"
+deb="$out/aupguard_${version}_${arch}.deb"
+rm -f "$deb"
+# nfpm runs outside the module so that go.mod stays the gateway's own.
+(cd "$stage" && GOFLAGS=-mod=mod go run "$NFPM" package --config nfpm.yaml --packager deb --target "$deb" >&2)
+echo "$deb"
