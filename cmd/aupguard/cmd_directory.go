@@ -35,7 +35,7 @@ type directory interface {
 	add(ctx context.Context, def []byte) (customer.Change, error)
 	set(ctx context.Context, id string, patch map[string]any) (customer.Change, error)
 	remove(ctx context.Context, id string) (customer.Change, error)
-	importList(ctx context.Context, data []byte) (int, error)
+	importList(ctx context.Context, in importInput) (customer.ImportResult, error)
 	log(ctx context.Context, id string, limit int) ([]customer.Change, error)
 	close()
 }
@@ -57,6 +57,7 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 	asJSON := fs.Bool("json", false, "print JSON")
 	file := fs.String("f", "", "definition file (YAML or JSON, the config file's customer fields); - reads stdin")
 	limit := fs.Int("n", 20, "changes to show (show, history)")
+	format := fs.String("format", "", "import format: json, ndjson or yaml (default: by the file's extension, .json .ndjson .jsonl, else yaml)")
 	var sets, unsets multiFlag
 	fs.Var(&sets, "set", "FIELD=VALUE: set a field (repeatable), e.g. -set limits.messages_per_hour=200 -set 'logins=[a, b]'")
 	fs.Var(&unsets, "unset", "FIELD: remove a field, back to the default (repeatable)")
@@ -269,15 +270,16 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 			fmt.Fprintln(stderr, "aupguard customer import: give a file with a customers: list")
 			return 2
 		}
-		b, err := readFile()
+		in, err := openImport(*file, *format)
 		if err != nil {
 			return fail(err)
 		}
-		n, err := dir.importList(ctx, b)
+		defer in.close()
+		res, err := dir.importList(ctx, in)
 		if err != nil {
 			return fail(err)
 		}
-		fmt.Fprintf(stdout, "imported %d customers\n", n)
+		fmt.Fprintf(stdout, "imported %d customers (%d added, %d replaced), versions %d to %d\n", res.Imported, res.Added, res.Replaced, res.First, res.Last)
 		return 0
 	}
 	return 2
@@ -391,13 +393,42 @@ func (d *storeDirectory) remove(ctx context.Context, id string) (customer.Change
 	return d.m.Remove(ctx, id, customer.ViaCLI)
 }
 
-func (d *storeDirectory) importList(ctx context.Context, data []byte) (int, error) {
-	list, err := customer.DecodeList(data)
-	if err != nil {
-		return 0, err
+func (d *storeDirectory) importList(ctx context.Context, in importInput) (customer.ImportResult, error) {
+	return d.m.ImportFrom(ctx, customer.NewImportReader(in.r, in.format).Next, customer.ViaCLI)
+}
+
+// importInput is the file of an import, read as a stream.
+type importInput struct {
+	r      io.Reader
+	size   int64 // -1: unknown (stdin)
+	format string
+	close  func()
+}
+
+// openImport opens an import file (- for stdin) in its format (by the
+// -format flag, else the file's extension).
+func openImport(name, format string) (importInput, error) {
+	if format == "" {
+		format = customer.ImportFormat(name)
 	}
-	cs, err := d.m.Import(ctx, list, customer.ViaCLI)
-	return len(cs), err
+	switch format {
+	case customer.FormatJSON, customer.FormatNDJSON, customer.FormatYAML:
+	default:
+		return importInput{}, fmt.Errorf("-format %q: want json, ndjson or yaml", format)
+	}
+	if name == "-" {
+		return importInput{r: os.Stdin, size: -1, format: format, close: func() {}}, nil
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return importInput{}, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return importInput{}, err
+	}
+	return importInput{r: f, size: fi.Size(), format: format, close: func() { f.Close() }}, nil
 }
 
 func (d *storeDirectory) log(ctx context.Context, id string, limit int) ([]customer.Change, error) {
@@ -442,19 +473,28 @@ func newAPIDirectory(cfg *config.Config, adminURL string) (*apiDirectory, error)
 }
 
 func (d *apiDirectory) do(ctx context.Context, method, path string, body []byte, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, d.base+path, bytes.NewReader(body))
+	if body == nil {
+		return d.send(ctx, method, path, nil, 0, "", out)
+	}
+	return d.send(ctx, method, path, bytes.NewReader(body), int64(len(body)), "application/json", out)
+}
+
+// send makes one request with a streamed body of size bytes (-1: unknown).
+func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Reader, size int64, contentType string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, d.base+path, body)
 	if err != nil {
 		return err
 	}
+	if body != nil {
+		req.ContentLength = size
+		req.Header.Set("Content-Type", contentType)
+	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Aupguard-Via", customer.ViaCLI)
-	if method != http.MethodGet {
+	if body == nil && method != http.MethodGet {
 		// The admin API takes writes only with their media type (a
-		// cross-site form cannot send it); the import takes YAML too.
+		// cross-site form cannot send it).
 		req.Header.Set("Content-Type", "application/json")
-		if path == "/api/customers/import" && !json.Valid(body) {
-			req.Header.Set("Content-Type", "application/yaml")
-		}
 	}
 	resp, err := d.client.Do(req)
 	if err != nil {
@@ -523,12 +563,11 @@ func (d *apiDirectory) remove(ctx context.Context, id string) (customer.Change, 
 	return r.Change, err
 }
 
-func (d *apiDirectory) importList(ctx context.Context, data []byte) (int, error) {
-	var r struct {
-		Imported int `json:"imported"`
-	}
-	err := d.do(ctx, "POST", "/api/customers/import", data, &r)
-	return r.Imported, err
+func (d *apiDirectory) importList(ctx context.Context, in importInput) (customer.ImportResult, error) {
+	var r customer.ImportResult
+	ct := map[string]string{customer.FormatJSON: "application/json", customer.FormatNDJSON: "application/x-ndjson", customer.FormatYAML: "application/yaml"}[in.format]
+	err := d.send(ctx, "POST", "/api/customers/import", in.r, in.size, ct, &r)
+	return r, err
 }
 
 func (d *apiDirectory) log(ctx context.Context, id string, limit int) ([]customer.Change, error) {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"regexp"
 	"sort"
 	"strconv"
@@ -38,6 +39,8 @@ type Entry struct {
 // FieldError is one validation error of a definition, naming its field
 // (as in the config file: "logins[0]", "limits.messages_per_hour").
 type FieldError struct {
+	// Entry is the definition's index in an import's list (from 0).
+	Entry    *int   `json:"entry,omitempty"`
 	Customer string `json:"customer,omitempty"`
 	Field    string `json:"field,omitempty"`
 	Message  string `json:"message"`
@@ -50,6 +53,9 @@ func (v ValidationError) Error() string {
 	lines := make([]string, len(v))
 	for i, e := range v {
 		var b strings.Builder
+		if e.Entry != nil {
+			fmt.Fprintf(&b, "customers[%d]: ", *e.Entry)
+		}
 		if e.Customer != "" {
 			fmt.Fprintf(&b, "customer %s: ", e.Customer)
 		}
@@ -429,9 +435,16 @@ func (m *Manager) Replace(ctx context.Context, c config.Customer, via string) (C
 }
 
 // Import writes many definitions at once, all or none (a customer that
-// exists is replaced).
-func (m *Manager) Import(ctx context.Context, list []config.Customer, via string) ([]Change, error) {
-	return m.apply(ctx, list, OpImport, via)
+// exists is replaced). ImportFrom is the same for a stream.
+func (m *Manager) Import(ctx context.Context, list []config.Customer, via string) (ImportResult, error) {
+	i := 0
+	return m.ImportFrom(ctx, func() (config.Customer, error) {
+		if i == len(list) {
+			return config.Customer{}, io.EOF
+		}
+		i++
+		return list[i-1], nil
+	}, via)
 }
 
 // Remove deletes a customer from the store. A customer that only the
@@ -606,4 +619,40 @@ func MarshalEntry(e Entry) (map[string]any, error) {
 func RawDefinition(c config.Customer) json.RawMessage {
 	b, _ := Encode(c)
 	return b
+}
+
+// Page returns limit entries of the effective directory from offset (in
+// List's order) and how many there are; it copies only the page.
+func (m *Manager) Page(offset, limit int) ([]Entry, int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := make([]string, 0, len(m.live))
+	for id := range m.live {
+		if _, inBase := m.baseIdx[id]; !inBase {
+			ids = append(ids, id)
+		}
+	}
+	nb := len(m.base.Customers)
+	total := nb + len(ids)
+	if offset >= total || limit <= 0 {
+		return []Entry{}, total
+	}
+	end := min(offset+limit, total)
+	out := make([]Entry, 0, end-offset)
+	if offset < nb {
+		for _, c := range m.base.Customers[offset:min(end, nb)] {
+			if lc, ok := m.live[c.ID]; ok {
+				out = append(out, Entry{Customer: lc, Source: SourceStore, Shadows: true})
+			} else {
+				out = append(out, Entry{Customer: c, Source: SourceConfig})
+			}
+		}
+	}
+	if end > nb {
+		sort.Strings(ids)
+		for _, id := range ids[max(offset-nb, 0) : end-nb] {
+			out = append(out, Entry{Customer: m.live[id], Source: SourceStore})
+		}
+	}
+	return out, total
 }

@@ -155,7 +155,7 @@ func TestManager(t *testing.T) {
 					t.Fatal("a refused import wrote something")
 				}
 				list[1].Networks = []string{"203.0.113.2"}
-				if cs, err := m.Import(ctx, list, ViaCLI); err != nil || len(cs) != 2 {
+				if cs, err := m.Import(ctx, list, ViaCLI); err != nil || cs.Imported != 2 {
 					t.Fatalf("import: %v", err)
 				}
 			})

@@ -2,6 +2,8 @@ package customer
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -76,6 +78,13 @@ type Store interface {
 	// Log returns the newest changes, of one customer when id is not
 	// empty, newest first, at most limit.
 	Log(ctx context.Context, id string, limit int) ([]Change, error)
+	// Import writes a bulk import's changes (adds or replacements)
+	// atomically when the directory is still at version expect, and
+	// returns the versions of the first and last; ErrVersionMoved, and
+	// nothing written, when it is not. Whatever it returns is the truth:
+	// an error means nothing was written, except one wrapping
+	// ErrOutcomeUnknown (the store became unreachable while committing).
+	Import(ctx context.Context, expect int64, changes []Change) (first, last int64, err error)
 }
 
 // OpenStore returns the directory store of a store handle: Redis keys under
@@ -179,6 +188,43 @@ func (m *memoryStore) Apply(_ context.Context, cs []Change) ([]Change, error) {
 		m.Changes = append([]Change(nil), m.Changes[n:]...)
 	}
 	return out, m.persist()
+}
+
+func (m *memoryStore) Import(_ context.Context, expect int64, cs []Change) (int64, int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.Ver != expect {
+		return 0, 0, ErrVersionMoved
+	}
+	first := m.Ver + 1
+	for _, c := range cs {
+		m.Ver++
+		c.Version = m.Ver
+		m.Defs[c.ID] = c.Definition
+		m.Changes = append(m.Changes, c)
+	}
+	if n := len(m.Changes) - LogSize; n > 0 {
+		m.Changes = append([]Change(nil), m.Changes[n:]...)
+	}
+	if err := m.persist(); err != nil {
+		// The file keeps the directory as it was: so does the process.
+		m.reload()
+		return 0, 0, err
+	}
+	return first, m.Ver, nil
+}
+
+// reload reads the file back after a failed persist (caller holds m.mu).
+func (m *memoryStore) reload() {
+	b, err := os.ReadFile(m.file)
+	fresh := &memoryStore{Defs: map[string]json.RawMessage{}}
+	if err == nil {
+		_ = json.Unmarshal(b, fresh)
+	}
+	if fresh.Defs == nil {
+		fresh.Defs = map[string]json.RawMessage{}
+	}
+	m.Ver, m.Defs, m.Changes = fresh.Ver, fresh.Defs, fresh.Changes
 }
 
 // persist rewrites the file atomically (atomicfile.Write).
@@ -375,4 +421,155 @@ func (r *redisStore) Log(ctx context.Context, id string, limit int) ([]Change, e
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// importStageChunk is how many definitions one staging command carries.
+const importStageChunk = 1000
+
+// importStageTTL bounds how long an abandoned staging area lives.
+const importStageTTL = time.Hour
+
+// commitScript moves a staged import into the directory, all or nothing:
+// it refuses when the directory is not at the expected version (ARGV[1])
+// or the staging area is not complete (ARGV[3] log entries: expired, or
+// aborted by abortScript), then copies the staged definitions in chunks,
+// bumps the version once per customer, logs the newest changes (the log
+// keeps ARGV[2]), and leaves a marker (KEYS[6], the first version) that
+// says the import was applied.
+// KEYS: customers, version, log, stage definitions, stage log, marker.
+var commitScript = redis.NewScript(`
+local cur = tonumber(redis.call('GET', KEYS[2]) or '0')
+if cur ~= tonumber(ARGV[1]) then return {-3, cur} end
+local n = tonumber(ARGV[3])
+if redis.call('LLEN', KEYS[5]) ~= n then return {-4, 0} end
+local cursor = '0'
+repeat
+  local r = redis.call('HSCAN', KEYS[4], cursor, 'COUNT', 500)
+  cursor = r[1]
+  local kv = r[2]
+  for i = 1, #kv, 1000 do
+    local last = math.min(i + 999, #kv)
+    redis.call('HSET', KEYS[1], unpack(kv, i, last))
+  end
+until cursor == '0'
+local first = cur + 1
+redis.call('SET', KEYS[2], cur + n)
+local keep = tonumber(ARGV[2])
+local from = 0
+if n > keep then from = n - keep end
+local entries = redis.call('LRANGE', KEYS[5], from, -1)
+local batch = {}
+for i, e in ipairs(entries) do
+  batch[#batch + 1] = (first + from + i - 1) .. ' ' .. e
+  if #batch == 500 then redis.call('LPUSH', KEYS[3], unpack(batch)); batch = {} end
+end
+if #batch > 0 then redis.call('LPUSH', KEYS[3], unpack(batch)) end
+redis.call('LTRIM', KEYS[3], 0, keep - 1)
+redis.call('DEL', KEYS[4], KEYS[5])
+redis.call('SET', KEYS[6], first, 'EX', tonumber(ARGV[4]))
+return {0, first}
+`)
+
+// abortScript settles an import whose commit got no answer: applied when
+// the marker is there, else its staging area is deleted so that a commit
+// still on its way finds it incomplete and writes nothing.
+// KEYS: stage definitions, stage log, marker.
+var abortScript = redis.NewScript(`
+local first = redis.call('GET', KEYS[3])
+if first then return tonumber(first) end
+redis.call('DEL', KEYS[1], KEYS[2])
+return 0
+`)
+
+// Import stages the definitions under keys of their own (invisible to
+// readers), then commits them with one script. A failure while staging
+// leaves the directory untouched. A commit that gets no answer is settled
+// by abortScript, so the answer is the truth; only when the store stays
+// unreachable is the outcome unknown (ErrOutcomeUnknown).
+func (r *redisStore) Import(ctx context.Context, expect int64, cs []Change) (int64, int64, error) {
+	var nonce [12]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return 0, 0, err
+	}
+	k := r.keys()
+	tag := r.h.Prefix + "{dir}:import:" + hex.EncodeToString(nonce[:])
+	stage := []string{tag + ":defs", tag + ":log", tag + ":applied"}
+	cleanup := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		r.h.Client.Del(dctx, stage[0], stage[1])
+	}
+	for start := 0; start < len(cs); start += importStageChunk {
+		end := min(start+importStageChunk, len(cs))
+		defs := make([]any, 0, 2*(end-start))
+		entries := make([]any, 0, end-start)
+		for _, c := range cs[start:end] {
+			e, err := json.Marshal(c)
+			if err != nil {
+				cleanup()
+				return 0, 0, err
+			}
+			defs = append(defs, c.ID, string(c.Definition))
+			entries = append(entries, string(e))
+		}
+		sctx, cancel := r.h.Context(ctx)
+		_, err := r.h.Client.Pipelined(sctx, func(p redis.Pipeliner) error {
+			p.HSet(sctx, stage[0], defs...)
+			p.RPush(sctx, stage[1], entries...)
+			p.Expire(sctx, stage[0], importStageTTL)
+			p.Expire(sctx, stage[1], importStageTTL)
+			return nil
+		})
+		cancel()
+		if err != nil {
+			cleanup()
+			return 0, 0, store.Unavailable(err)
+		}
+	}
+	// From here the request's end must not stop the commit half-way
+	// through knowing its outcome.
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	defer cancel()
+	keys := []string{k[0], k[1], k[2], stage[0], stage[1], stage[2]}
+	res, err := commitScript.Run(cctx, r.h.Client, keys, expect, LogSize, len(cs), int(importStageTTL.Seconds())).Int64Slice()
+	if err != nil {
+		first, serr := r.settle(ctx, stage)
+		if serr != nil {
+			return 0, 0, fmt.Errorf("%w: %v (then %v)", ErrOutcomeUnknown, err, serr)
+		}
+		if first == 0 {
+			return 0, 0, store.Unavailable(fmt.Errorf("import not applied: %w", err))
+		}
+		return first, first + int64(len(cs)) - 1, nil
+	}
+	switch {
+	case len(res) != 2:
+		cleanup()
+		return 0, 0, errors.New("customer directory: unexpected reply")
+	case res[0] == -3:
+		cleanup()
+		return 0, 0, ErrVersionMoved
+	case res[0] == -4:
+		cleanup()
+		return 0, 0, errors.New("customer directory: the staged import expired before its commit")
+	}
+	return res[1], res[1] + int64(len(cs)) - 1, nil
+}
+
+// settle asks the store whether a commit that got no answer was applied
+// (its first version) or not (0, and it never will be), retrying for a
+// few seconds.
+func (r *redisStore) settle(ctx context.Context, stage []string) (int64, error) {
+	var err error
+	for i := 0; i < 5; i++ {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		var first int64
+		first, err = abortScript.Run(sctx, r.h.Client, stage).Int64()
+		cancel()
+		if err == nil {
+			return first, nil
+		}
+		time.Sleep(time.Duration(i+1) * 200 * time.Millisecond)
+	}
+	return 0, err
 }

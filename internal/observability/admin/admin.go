@@ -130,6 +130,50 @@ type Server struct {
 	// patterns are the mux's registered patterns (routes), for the
 	// guard's tests.
 	patterns []string
+	// bulk and reports are the slots of the imports (importSlots).
+	bulk, reports chan struct{}
+}
+
+// importSlots bounds the imports running at once, whoever sends them: a
+// bulk import (customers, opt-outs) holds memory proportional to its
+// caps, so one runs at a time; a complaint report at most 10 MiB, so a
+// few. Another is answered 429 with Retry-After before its body is read.
+const (
+	bulkSlots        = 1
+	reportSlots      = 4
+	importRetryAfter = "5"
+)
+
+// bounded serves an import only when a slot is free (importSlots).
+func (s *Server) bounded(next func(w http.ResponseWriter, r *http.Request, scheme string)) func(w http.ResponseWriter, r *http.Request, scheme string) {
+	return func(w http.ResponseWriter, r *http.Request, scheme string) {
+		if slots := s.importSlot(r); slots != nil {
+			select {
+			case slots <- struct{}{}:
+				defer func() { <-slots }()
+			default:
+				s.log.Warn("admin: import refused, another is running", "event", "import_busy", "path", r.URL.Path, "client", r.RemoteAddr)
+				w.Header().Set("Retry-After", importRetryAfter)
+				writeError(w, http.StatusTooManyRequests, "another import is running: nothing applied; retry later")
+				return
+			}
+		}
+		next(w, r, scheme)
+	}
+}
+
+// importSlot returns the slots a request needs (nil: none).
+func (s *Server) importSlot(r *http.Request) chan struct{} {
+	if r.Method != http.MethodPost {
+		return nil
+	}
+	switch r.URL.Path {
+	case "/api/customers/import", "/api/optouts/import":
+		return s.bulk
+	case "/api/complaints":
+		return s.reports
+	}
+	return nil
 }
 
 // New reads the token, listens and prepares the server; Serve serves.
@@ -147,7 +191,7 @@ func New(o Options) (*Server, error) {
 	if o.Clock == nil {
 		o.Clock = clock.System{}
 	}
-	s := &Server{o: o, log: o.Logger, guard: newGuard(o.Secret)}
+	s := &Server{o: o, log: o.Logger, guard: newGuard(o.Secret), bulk: make(chan struct{}, bulkSlots), reports: make(chan struct{}, reportSlots)}
 	s.cfg.Store(o.Config)
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(s.guard.refused); err != nil {
@@ -309,7 +353,7 @@ func (w *statusRecorder) WriteHeader(code int) {
 // Handler returns the server's handler: authentication, the cross-site
 // guard, then the routes. The access log has method, path (never the
 // query or headers), status, duration and client.
-func (s *Server) Handler() http.Handler { return s.authenticated(s.guarded(s.routes())) }
+func (s *Server) Handler() http.Handler { return s.authenticated(s.bounded(s.guarded(s.routes()))) }
 
 // authenticated is the authentication and access-log layer in front of
 // serve, which gets the scheme that carried the token.

@@ -8,34 +8,37 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // Directory is the live customer directory the API changes
 // (*customer.Manager).
 type Directory interface {
 	List() []customer.Entry
+	Page(offset, limit int) ([]customer.Entry, int)
 	Get(id string) (customer.Entry, bool)
 	Add(ctx context.Context, c config.Customer, via string) (customer.Change, error)
 	Replace(ctx context.Context, c config.Customer, via string) (customer.Change, error)
 	Set(ctx context.Context, id string, patch map[string]any, via string) (customer.Change, error)
 	Remove(ctx context.Context, id, via string) (customer.Change, error)
-	Import(ctx context.Context, list []config.Customer, via string) ([]customer.Change, error)
+	ImportFrom(ctx context.Context, next func() (config.Customer, error), via string) (customer.ImportResult, error)
 	Log(ctx context.Context, id string, limit int) ([]customer.Change, error)
 	Version() int64
 }
 
 // directoryRoutes serves the customer directory, behind the token:
 //
-//	GET    /api/directory                 every customer: definition and source (config or store)
+//	GET    /api/directory                 the customers, a page at a time (limit, cursor): definition and source (config or store)
 //	POST   /api/customers                 add a customer (JSON definition, config field names)
 //	GET    /api/customers/{id}/definition one definition and its source
 //	PUT    /api/customers/{id}            replace (or add) a definition
 //	PATCH  /api/customers/{id}            change fields (JSON merge patch, RFC 7386)
 //	DELETE /api/customers/{id}            remove a store customer
-//	POST   /api/customers/import          add or replace many, all or none ({"customers": [...]} in JSON or YAML)
+//	POST   /api/customers/import          add or replace many, all or none (JSON, NDJSON or YAML; see dirImport)
 //	GET    /api/changes                   the change log (customer=ID, limit)
 //	GET    /api/customers/{id}/changes    one customer's changes
 //
@@ -103,8 +106,53 @@ func badDefinition(w http.ResponseWriter, err error) {
 		"errors": customer.ValidationError{{Message: err.Error()}}})
 }
 
+// Paging of the listings (GET /api/directory, GET /api/customers, the
+// console's customer list): limit entries per page (default
+// defaultPage, at most maxPage), from an opaque cursor the previous page
+// returned as next_cursor (absent on the last page).
+const (
+	defaultPage = 100
+	maxPage     = 1000
+)
+
+// page reads limit and cursor; false when it answered 400.
+func page(w http.ResponseWriter, r *http.Request) (offset, limit int, ok bool) {
+	q := r.URL.Query()
+	limit = defaultPage
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 || n > maxPage {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d", maxPage))
+			return 0, 0, false
+		}
+		limit = n
+	}
+	if c := q.Get("cursor"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 0 {
+			writeError(w, http.StatusBadRequest, "cursor: not one this server returned")
+			return 0, 0, false
+		}
+		offset = n
+	}
+	return offset, limit, true
+}
+
+// pageInfo adds total and next_cursor to a listing's answer.
+func pageInfo(out map[string]any, offset, n, total int) map[string]any {
+	out["total"] = total
+	if offset+n < total {
+		out["next_cursor"] = strconv.Itoa(offset + n)
+	}
+	return out
+}
+
 func (s *Server) dirList(w http.ResponseWriter, r *http.Request) {
-	es := s.o.Directory.List()
+	offset, limit, ok := page(w, r)
+	if !ok {
+		return
+	}
+	es, total := s.o.Directory.Page(offset, limit)
 	out := make([]map[string]any, 0, len(es))
 	for _, e := range es {
 		m, err := customer.MarshalEntry(e)
@@ -114,7 +162,7 @@ func (s *Server) dirList(w http.ResponseWriter, r *http.Request) {
 		}
 		out = append(out, m)
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": s.o.Directory.Version(), "precedence": customer.Precedence, "customers": out})
+	writeJSON(w, http.StatusOK, pageInfo(map[string]any{"version": s.o.Directory.Version(), "precedence": customer.Precedence, "customers": out}, offset, len(out), total))
 }
 
 func (s *Server) dirGet(w http.ResponseWriter, r *http.Request) {
@@ -206,23 +254,68 @@ func (s *Server) dirDelete(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"change": ch})
 }
 
+// dirImport adds or replaces many customers, all or none. The body is read
+// as a stream in its Content-Type's format (customer.ImportFormat):
+// application/json ({"customers": [...]} or [...]) and
+// application/x-ndjson (one definition a line) up to
+// customer.MaxImportBody, anything else as one YAML document up to
+// customer.MaxYAMLImport; at most customer.MaxImportEntries
+// definitions of at most customer.MaxEntryBytes each. A larger body is
+// answered 413 before anything is applied. The whole list is validated
+// before anything is written; the answer says exactly what was applied:
+// 200 with the counts and versions, or an error and nothing.
 func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
-	b, ok := readBody(w, r, 256<<20)
-	if !ok {
+	format := customer.ImportFormat(r.Header.Get("Content-Type"))
+	limit := int64(customer.MaxImportBody)
+	if format == customer.FormatYAML {
+		limit = customer.MaxYAMLImport
+	}
+	if r.ContentLength > limit {
+		tooLarge(w, format, limit)
 		return
 	}
-	list, err := customer.DecodeList(b)
+	body := http.MaxBytesReader(w, r.Body, limit)
+	res, err := s.o.Directory.ImportFrom(r.Context(), customer.NewImportReader(body, format).Next, via(r))
 	if err != nil {
-		badDefinition(w, err)
+		var mbe *http.MaxBytesError
+		var ve customer.ValidationError
+		switch {
+		case errors.As(err, &mbe) || (format == customer.FormatYAML && strings.Contains(err.Error(), "YAML import larger than")):
+			tooLarge(w, format, limit)
+		case errors.As(err, &ve):
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid import: nothing applied", "errors": ve})
+		case errors.Is(err, customer.ErrOutcomeUnknown):
+			s.log.Error("customer import outcome unknown", "event", "directory_import", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "store unreachable while committing: the import may or may not have been applied; check GET /api/changes")
+		case errors.Is(err, customer.ErrVersionMoved):
+			writeError(w, http.StatusConflict, "the directory kept changing during the import: nothing applied; retry")
+		case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+			s.log.Warn("customer import not applied", "event", "directory_import", "err", err)
+			writeError(w, http.StatusServiceUnavailable, "store unavailable: nothing applied; retry")
+		case isStreamError(err):
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid import: nothing applied", "errors": customer.ValidationError{{Message: err.Error()}}})
+		default:
+			s.fail(w, r, "importing (nothing applied)", err)
+		}
 		return
 	}
-	cs, err := s.o.Directory.Import(r.Context(), list, via(r))
-	if err != nil {
-		s.dirFail(w, r, err)
-		return
+	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", res.Imported,
+		"added", res.Added, "replaced", res.Replaced, "first_version", res.First, "last_version", res.Last, "via", via(r))
+	writeJSON(w, http.StatusOK, res)
+}
+
+// isStreamError reports whether an import failed on its input (syntax, an
+// entry too large, too many entries) rather than on the store.
+func isStreamError(err error) bool {
+	return !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
+}
+
+func tooLarge(w http.ResponseWriter, format string, limit int64) {
+	msg := fmt.Sprintf("body larger than %d bytes (the %s import's limit): nothing applied", limit, format)
+	if format == customer.FormatYAML {
+		msg += "; send application/json or application/x-ndjson for more"
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", len(cs), "via", via(r))
-	writeJSON(w, http.StatusOK, map[string]any{"imported": len(cs)})
+	writeError(w, http.StatusRequestEntityTooLarge, msg)
 }
 
 func (s *Server) dirChanges(w http.ResponseWriter, r *http.Request) {

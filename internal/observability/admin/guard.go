@@ -60,7 +60,7 @@ const maxFormBody = 64 << 10
 // bodyTypes are the media types a write accepts beyond application/json,
 // by ServeMux pattern (as registered).
 var bodyTypes = map[string][]string{
-	"POST /api/customers/import": {"application/json", "application/yaml"},
+	"POST /api/customers/import": {"application/json", "application/x-ndjson", "application/yaml"},
 	"/api/optouts/import":        {"text/csv"},
 	"/api/complaints":            {"message/rfc822"},
 }
