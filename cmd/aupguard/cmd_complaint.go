@@ -48,8 +48,13 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 	}
 	defer closeFn()
 	var n, failed, storeDown, refused, counted, duplicates, notCounted, suppressed int
-	err = optout.SplitMboxLines(in, func(msg []byte, line int) error {
+	err = optout.SplitMboxLines(in, func(msg []byte, line int, err error) error {
 		n++
+		if err != nil {
+			failed++
+			fmt.Fprintf(stderr, "%s: report %d (line %d): not recorded: %v\n", name, n, line, err)
+			return nil
+		}
 		res, err := svc.ComplaintFrom(context.Background(), *reporter, bytes.NewReader(msg))
 		switch {
 		case errors.Is(err, optout.ErrRefused):

@@ -57,7 +57,16 @@ func malformed(format string, args ...any) error {
 // holding a human-readable part, a message/feedback-report part and the
 // original message or its header section.
 func ParseReport(r io.Reader) (*Report, error) {
-	msg, err := mail.ReadMessage(bufio.NewReader(io.LimitReader(r, maxReportSize)))
+	cr := &capReader{r: r, n: maxReportSize}
+	rep, err := parseReport(cr)
+	if cr.over {
+		return nil, ErrReportTooLarge
+	}
+	return rep, err
+}
+
+func parseReport(r io.Reader) (*Report, error) {
+	msg, err := mail.ReadMessage(bufio.NewReader(r))
 	if err != nil {
 		return nil, malformed("not a mail message: %v", err)
 	}
@@ -193,65 +202,127 @@ func (rep *Report) parseFields(r io.Reader) error {
 	return nil
 }
 
+// ErrReportTooLarge is returned for a report larger than MaxReportSize;
+// nothing of it is recorded.
+var ErrReportTooLarge = fmt.Errorf("%w: report larger than %d bytes", ErrMalformedReport, MaxReportSize)
+
+// MaxReportSize bounds one complaint report (ARF message), in an mbox or
+// alone.
+const MaxReportSize = maxReportSize
+
+// capReader reads at most n bytes and notes whether there was more.
+type capReader struct {
+	r    io.Reader
+	n    int64
+	over bool
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n <= 0 {
+		var one [1]byte
+		if k, _ := io.ReadFull(c.r, one[:]); k > 0 {
+			c.over = true
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > c.n {
+		p = p[:c.n]
+	}
+	k, err := c.r.Read(p)
+	c.n -= int64(k)
+	return k, err
+}
+
 // SplitMbox calls fn with each message of an mbox (mboxrd: a line "From "
 // at the start or after a blank line starts a message, ">From " lines are
-// unquoted). Input that does not start with "From " is one message.
+// unquoted). Input that does not start with "From " is one message. A
+// message larger than MaxReportSize is skipped (SplitMboxLines tells it).
 func SplitMbox(r io.Reader, fn func(msg []byte) error) error {
-	return SplitMboxLines(r, func(msg []byte, _ int) error { return fn(msg) })
+	return SplitMboxLines(r, func(msg []byte, _ int, err error) error {
+		if err != nil {
+			return nil
+		}
+		return fn(msg)
+	})
 }
 
 // SplitMboxLines is SplitMbox that also tells fn the line of the input
 // where each message starts (its "From " line; 1 for a single message), so
-// that a bad report can be named.
-func SplitMboxLines(r io.Reader, fn func(msg []byte, line int) error) error {
+// that a bad report can be named, and gives fn ErrReportTooLarge (msg nil)
+// for a message larger than MaxReportSize. Memory is bounded whatever the
+// input: one message of at most MaxReportSize and a fixed read buffer (a
+// line is read in pieces however long it is).
+func SplitMboxLines(r io.Reader, fn func(msg []byte, line int, err error) error) error {
 	br := bufio.NewReaderSize(r, 1<<16)
 	first, err := br.Peek(5)
 	if err != nil && len(first) == 0 {
 		return malformed("empty input")
 	}
 	if string(first) != "From " {
-		b, err := io.ReadAll(io.LimitReader(br, maxReportSize))
+		cr := &capReader{r: br, n: maxReportSize}
+		b, err := io.ReadAll(cr)
 		if err != nil {
 			return err
 		}
-		return fn(b, 1)
+		if cr.over {
+			return fn(nil, 1, ErrReportTooLarge)
+		}
+		return fn(b, 1, nil)
 	}
 	var cur bytes.Buffer
-	started, prevBlank := false, true
+	started, prevBlank, tooLarge := false, true, false
 	lineNo, startLine := 0, 0
+	atStart := true // the next piece begins a line
+	emit := func() error {
+		if tooLarge {
+			return fn(nil, startLine, ErrReportTooLarge)
+		}
+		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine, nil)
+	}
 	for {
-		line, err := br.ReadBytes('\n')
-		if len(line) > 0 {
-			lineNo++
-			trimmed := bytes.TrimRight(line, "\r\n")
+		piece, err := br.ReadSlice('\n')
+		if len(piece) > 0 {
+			lineStart := atStart
+			atStart = piece[len(piece)-1] == '\n'
+			if lineStart {
+				lineNo++
+			}
 			switch {
-			case prevBlank && bytes.HasPrefix(line, []byte("From ")):
+			case lineStart && prevBlank && bytes.HasPrefix(piece, []byte("From ")):
 				if started {
-					if e := fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine); e != nil {
+					if e := emit(); e != nil {
 						return e
 					}
 				}
 				cur.Reset()
-				started, startLine = true, lineNo
+				started, startLine, tooLarge = true, lineNo, false
 			default:
-				if bytes.HasPrefix(bytes.TrimLeft(line, ">"), []byte("From ")) && line[0] == '>' {
-					line = line[1:]
+				if lineStart && len(piece) > 1 && piece[0] == '>' && bytes.HasPrefix(bytes.TrimLeft(piece, ">"), []byte("From ")) {
+					piece = piece[1:]
 				}
-				if cur.Len() < maxReportSize {
-					cur.Write(line)
+				if cur.Len()+len(piece) > maxReportSize {
+					tooLarge = true
+					cur.Reset()
+				}
+				if !tooLarge {
+					cur.Write(piece)
 				}
 			}
-			prevBlank = len(trimmed) == 0
+			if lineStart {
+				prevBlank = len(bytes.TrimRight(piece, "\r\n")) == 0
+			} else if len(bytes.TrimRight(piece, "\r\n")) > 0 {
+				prevBlank = false
+			}
 		}
 		if err == io.EOF {
 			break
 		}
-		if err != nil {
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return err
 		}
 	}
 	if started {
-		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine)
+		return emit()
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package optout
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"errors"
@@ -35,6 +36,11 @@ type ImportResult struct {
 	Errors     []LineError `json:"errors,omitempty"`
 	// ErrorsTruncated is set when more bad lines were found than listed.
 	ErrorsTruncated bool `json:"errors_truncated,omitempty"`
+	// StoppedAtLine is set when the store failed part-way: the entries
+	// of the lines before it were applied (Added or Duplicates), those of
+	// this line and after were not. Lines then counts only the lines
+	// before it, plus the bad lines found.
+	StoppedAtLine int `json:"stopped_at_line,omitempty"`
 }
 
 // csvColumns are the columns of an export, and those an import reads.
@@ -52,13 +58,11 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 			return res, badRequest(err)
 		}
 	}
-	cr := csv.NewReader(r)
-	cr.FieldsPerRecord = -1
-	cr.ReuseRecord = true
-	cr.TrimLeadingSpace = true
+	rr := newRecordReader(r)
 	col := map[string]int{"address": 0, "note": 1}
 	now := s.Clock.Now()
 	batch := make([]Entry, 0, importBatchEntries)
+	batchLine := 0 // the line of batch[0]
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -67,6 +71,8 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		defer cancel()
 		n, err := s.Backend.Add(bctx, batch)
 		if err != nil {
+			res.StoppedAtLine = batchLine
+			res.Lines = res.Added + res.Duplicates + res.Bad
 			return err
 		}
 		res.Added += n
@@ -84,10 +90,35 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 	}
 	first := true
+	var src bytes.Reader
 	for {
-		rec, err := cr.Read()
+		// Each record is split off in bounded memory (recordReader), then
+		// parsed on its own: a record never grows past MaxCSVRecord,
+		// whatever the input.
+		raw, start, end, tooLong, err := rr.next()
 		if err == io.EOF {
 			break
+		}
+		if err != nil {
+			return res, err
+		}
+		if tooLong {
+			first = false
+			res.Lines++
+			if start == end {
+				bad(start, "line longer than %d bytes: not imported", MaxCSVRecord)
+			} else {
+				bad(start, "record of lines %d to %d longer than %d bytes (a quoted field not closed?): not imported", start, end, MaxCSVRecord)
+			}
+			continue
+		}
+		src.Reset(raw)
+		cr := csv.NewReader(&src)
+		cr.FieldsPerRecord = -1
+		cr.TrimLeadingSpace = true
+		rec, err := cr.Read()
+		if err == io.EOF {
+			continue // a blank line
 		}
 		if err != nil {
 			var pe *csv.ParseError
@@ -96,18 +127,19 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 				// Lines = Added + Duplicates + Bad, always.
 				first = false
 				res.Lines++
-				if pe.StartLine != pe.Line {
+				if pe.StartLine != pe.Line || (end > start && pe.Err == csv.ErrQuote) {
 					// The real fault is where the quote was opened: a quoted
 					// field that is never closed swallows the lines after it.
-					bad(pe.StartLine, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", pe.StartLine, pe.Line, pe.Err)
+					bad(start+pe.StartLine-1, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", start+pe.StartLine-1, end, pe.Err)
 					continue
 				}
-				bad(pe.Line, "CSV syntax, column %d: %v", pe.Column, pe.Err)
+				bad(start+pe.Line-1, "CSV syntax, column %d: %v", pe.Column, pe.Err)
 				continue
 			}
 			return res, err
 		}
 		line, _ := cr.FieldPos(0)
+		line += start - 1
 		if first {
 			first = false
 			if h := headerColumns(rec); h != nil {
@@ -159,6 +191,9 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		if len(e.Note) > 500 {
 			e.Note = e.Note[:500]
+		}
+		if len(batch) == 0 {
+			batchLine = line
 		}
 		batch = append(batch, e)
 		if len(batch) == importBatchEntries {

@@ -46,8 +46,9 @@ func (d APIDeps) service() (*Service, error) {
 
 // Request body limits.
 const (
-	maxJSONBody   = 64 << 10
-	maxImportBody = 64 << 20
+	maxJSONBody = 64 << 10
+	// MaxImportBody is the largest CSV body of POST /api/optouts/import.
+	MaxImportBody = 64 << 20
 )
 
 // NewAPI returns the admin API handler (to be mounted behind the admin
@@ -56,8 +57,8 @@ const (
 //	GET    /api/optouts?list=ID[&address=A]   check one address, or list (limit, CSV with format=csv)
 //	POST   /api/optouts                        {"list","address","note"} → 201 (200 when already there)
 //	DELETE /api/optouts?list=ID&address=A      remove (address or stored hash)
-//	POST   /api/optouts/import?list=ID         CSV body; bad lines reported, good ones kept
-//	POST   /api/complaints[?reporter=NAME]     one ARF report (message/rfc822 body)
+//	POST   /api/optouts/import?list=ID         CSV body (Content-Length required, at most MaxImportBody); every line's result
+//	POST   /api/complaints[?reporter=NAME]     one ARF report (message/rfc822 body, at most 10 MiB)
 //	GET    /api/customers/{id}/flag            CustomerStatus
 //	DELETE /api/customers/{id}/flag            clear the flag
 //
@@ -212,15 +213,30 @@ func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"removed": true})
 }
 
+// importCSV applies a CSV import line by line and answers every line's
+// result (ImportResult). The body's size must be known before anything is
+// applied: without a Content-Length it is refused (411), above
+// MaxImportBody too (413), nothing read. Each record is read in bounded
+// memory (MaxCSVRecord). A store failure part-way answers what was
+// applied before it.
 func (a *api) importCSV(w http.ResponseWriter, r *http.Request) {
-	res, err := a.svc.Import(r.Context(), listParam(r), http.MaxBytesReader(w, r.Body, maxImportBody), SourceImport)
+	switch {
+	case r.ContentLength < 0:
+		writeError(w, http.StatusLengthRequired, "Content-Length required (the import's size is checked before anything is applied)")
+		return
+	case r.ContentLength > MaxImportBody:
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes: nothing applied; split the file", MaxImportBody))
+		return
+	}
+	res, err := a.svc.Import(r.Context(), listParam(r), http.MaxBytesReader(w, r.Body, MaxImportBody), SourceImport)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeJSON(w, http.StatusRequestEntityTooLarge, map[string]any{"error": "body too large; entries read so far were kept", "result": res})
+		if errors.Is(err, ErrBadRequest) {
+			a.fail(w, err)
 			return
 		}
-		a.fail(w, err)
+		// The lines before the failure were applied, and said so.
+		a.svc.Log.Error("opt-out import stopped", "list", listParam(r), "lines", res.Lines, "added", res.Added, "err", err)
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"error": "import stopped part-way: the result says exactly which lines were applied (the counts); the rest were not", "result": res})
 		return
 	}
 	writeJSON(w, http.StatusOK, res)
@@ -233,8 +249,15 @@ func (a *api) importCSV(w http.ResponseWriter, r *http.Request) {
 // of a message and recipient already counted answers 200 with
 // "duplicate": true.
 func (a *api) complaint(w http.ResponseWriter, r *http.Request) {
-	res, err := a.svc.ComplaintFrom(r.Context(), r.URL.Query().Get("reporter"), http.MaxBytesReader(w, r.Body, maxReportSize))
+	if r.ContentLength > maxReportSize {
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("report larger than %d bytes: not recorded", maxReportSize))
+		return
+	}
+	res, err := a.svc.ComplaintFrom(r.Context(), r.URL.Query().Get("reporter"), http.MaxBytesReader(w, r.Body, maxReportSize+1))
 	switch {
+	case errors.Is(err, ErrReportTooLarge):
+		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("report larger than %d bytes: not recorded", maxReportSize))
+		return
 	case errors.Is(err, ErrReporterCapped):
 		w.Header().Set("Retry-After", "3600")
 		writeJSON(w, http.StatusTooManyRequests, map[string]any{"error": err.Error(), "result": res})
