@@ -525,13 +525,29 @@ func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Re
 	return nil
 }
 
+// list reads the whole directory a page at a time.
 func (d *apiDirectory) list(ctx context.Context) ([]entryView, int64, error) {
-	var out struct {
-		Version   int64       `json:"version"`
-		Customers []entryView `json:"customers"`
+	var all []entryView
+	var version int64
+	cursor := ""
+	for {
+		var out struct {
+			Version   int64       `json:"version"`
+			Customers []entryView `json:"customers"`
+			Next      string      `json:"next_cursor"`
+		}
+		if err := d.do(ctx, "GET", "/api/directory?limit=1000&cursor="+url.QueryEscape(cursor), nil, &out); err != nil {
+			return nil, 0, err
+		}
+		all = append(all, out.Customers...)
+		if cursor == "" {
+			version = out.Version
+		}
+		if out.Next == "" {
+			return all, version, nil
+		}
+		cursor = out.Next
 	}
-	err := d.do(ctx, "GET", "/api/directory", nil, &out)
-	return out.Customers, out.Version, err
 }
 
 func (d *apiDirectory) get(ctx context.Context, id string) (entryView, error) {

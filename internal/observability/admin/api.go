@@ -22,7 +22,7 @@ import (
 //	GET /healthz                    200 while the process runs
 //	GET /readyz                     200 when the store and resolver answer, else 503; "degraded" (200) while a component is behind
 //	GET /metrics                    Prometheus exposition
-//	GET /api/customers              customers with their last 24h figures
+//	GET /api/customers              customers with their last 24h figures, a page at a time (limit, cursor)
 //	GET /api/customers/{id}         one customer: settings, last 24h, quota and use, opt-out standing
 //	GET /api/customers/{id}/quota   the customer's limits and current use
 //	GET /api/events                 events: ref, customer, since|from|to, limit
@@ -176,17 +176,23 @@ func info(c config.Customer, counts map[string]report.Counts) customerInfo {
 }
 
 func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
+	offset, limit, ok := page(w, r)
+	if !ok {
+		return
+	}
 	counts, err := s.last24h(r.Context(), "")
 	if err != nil {
 		s.fail(w, r, "reading the record", err)
 		return
 	}
 	cfg := s.cfg.Load()
-	out := make([]customerInfo, 0, len(cfg.Customers))
-	for _, c := range cfg.Customers {
+	total := len(cfg.Customers)
+	sel := cfg.Customers[min(offset, total):min(offset+limit, total)]
+	out := make([]customerInfo, 0, len(sel))
+	for _, c := range sel {
 		out = append(out, info(c, counts))
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"customers": out})
+	writeJSON(w, http.StatusOK, pageInfo(map[string]any{"customers": out}, offset, len(out), total))
 }
 
 func (s *Server) lookup(w http.ResponseWriter, r *http.Request) (config.Customer, bool) {

@@ -166,22 +166,47 @@ func (s *Server) customerRows() []customerRow {
 	return out
 }
 
+// consolePage is how many customers one page of the console's list shows.
+const consolePage = 500
+
 func (s *Server) pageCustomers(w http.ResponseWriter, r *http.Request) {
-	rows := s.customerRows()
-	if q := strings.ToLower(r.URL.Query().Get("q")); q != "" {
-		var sel []customerRow
-		for _, c := range rows {
-			if strings.Contains(strings.ToLower(c.ID), q) || strings.Contains(strings.ToLower(c.Name), q) {
-				sel = append(sel, c)
-			}
+	q := strings.ToLower(r.URL.Query().Get("q"))
+	offset, _ := strconv.Atoi(r.URL.Query().Get("cursor"))
+	offset = max(offset, 0)
+	var rows []customerRow
+	var total int
+	if q == "" && s.o.Directory != nil {
+		// A page of the directory: only its entries are copied.
+		es, n := s.o.Directory.Page(offset, consolePage)
+		for _, e := range es {
+			rows = append(rows, customerRow{e.Customer.ID, e.Customer.Name, e.Customer.Mode, e.Source, e.Shadows})
 		}
-		rows = sel
+		total = n
+	} else {
+		all := s.customerRows()
+		if q != "" {
+			var sel []customerRow
+			for _, c := range all {
+				if strings.Contains(strings.ToLower(c.ID), q) || strings.Contains(strings.ToLower(c.Name), q) {
+					sel = append(sel, c)
+				}
+			}
+			all = sel
+		}
+		total = len(all)
+		if offset < total {
+			rows = all[offset:min(offset+consolePage, total)]
+		}
 	}
-	total := len(rows)
-	if len(rows) > 500 {
-		rows = rows[:500]
+	data := map[string]any{"Rows": rows, "Total": total, "Q": r.URL.Query().Get("q"), "From": offset + 1, "To": offset + len(rows)}
+	if offset+len(rows) < total {
+		v := url.Values{"cursor": {strconv.Itoa(offset + len(rows))}}
+		if q != "" {
+			v.Set("q", r.URL.Query().Get("q"))
+		}
+		data["Next"] = "/customers?" + v.Encode()
 	}
-	s.render(w, r, http.StatusOK, "customers", map[string]any{"Rows": rows, "Total": total, "Q": r.URL.Query().Get("q")})
+	s.render(w, r, http.StatusOK, "customers", data)
 }
 
 func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {

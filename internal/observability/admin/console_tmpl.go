@@ -151,7 +151,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 {{define "customers"}}{{template "head" "Customers"}}{{template "nav" .}}
 <h1>Customers</h1>
 <form method="get" action="/customers"><input name="q" value="{{.Q}}" placeholder="id or name"> <button>Search</button></form>
-<p>{{.Total}} customers{{if gt .Total 500}} (the first 500 shown; search to narrow){{end}}.</p>
+<p>{{.Total}} customers{{if .Rows}}, {{.From}} to {{.To}} shown{{end}}.{{if .Next}} <a id="next-page" href="{{.Next}}">Next page</a>{{end}}</p>
 <table id="customers"><thead><tr><th>Customer</th><th>Name</th><th>Mode</th><th>Defined in</th></tr></thead><tbody>
 {{- range .Rows}}
 <tr data-customer="{{.ID}}"><td><a href="/customers/{{.ID}}">{{.ID}}</a></td><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{.Source}}{{if .Shadows}} (over the config file){{end}}</td></tr>
