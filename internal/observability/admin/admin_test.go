@@ -53,7 +53,7 @@ type env struct {
 
 // start runs an admin server on loopback with recorded decisions; mod
 // adjusts the options.
-func start(t *testing.T, yaml, adminExtra string, mod func(*Options)) *env {
+func start(t testing.TB, yaml, adminExtra string, mod func(*Options)) *env {
 	t.Helper()
 	dir := t.TempDir()
 	tokFile := filepath.Join(dir, "token")
@@ -127,7 +127,7 @@ func start(t *testing.T, yaml, adminExtra string, mod func(*Options)) *env {
 	return e
 }
 
-func (e *env) do(t *testing.T, method, path, auth string) (int, string, http.Header) {
+func (e *env) do(t testing.TB, method, path, auth string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequest(method, e.url+path, nil)
 	if err != nil {

@@ -13,7 +13,7 @@ import (
 	"github.com/aupguard/aupguard/internal/store"
 )
 
-func (e *env) send(t *testing.T, method, path, body string, hdr ...string) (int, map[string]any) {
+func (e *env) send(t testing.TB, method, path, body string, hdr ...string) (int, map[string]any) {
 	t.Helper()
 	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+testToken)
