@@ -394,7 +394,7 @@ func (d *storeDirectory) remove(ctx context.Context, id string) (customer.Change
 }
 
 func (d *storeDirectory) importList(ctx context.Context, in importInput) (customer.ImportResult, error) {
-	return d.m.ImportFrom(ctx, customer.NewImportReader(in.r, in.format).Next, customer.ViaCLI)
+	return d.m.ImportFrom(ctx, customer.NewImportReader(in.r, in.format), customer.ViaCLI)
 }
 
 // importInput is the file of an import, read as a stream.

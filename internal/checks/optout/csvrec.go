@@ -2,6 +2,7 @@ package optout
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"io"
 	"unicode"
@@ -104,7 +105,8 @@ func (rr *recordReader) next() (rec []byte, start, end int, tooLong bool, err er
 
 // scan moves the state over b, part of one line without its ending.
 func (rr *recordReader) scan(b []byte) {
-	for _, c := range b {
+	for i := 0; i < len(b); i++ {
+		c := b[i]
 		switch rr.st {
 		case stFieldStart:
 			if len(rr.pend) > 0 || c >= utf8.RuneSelf {
@@ -133,11 +135,26 @@ func (rr *recordReader) scan(b []byte) {
 				rr.st = stFieldStart
 			case '"':
 				rr.st = stError
+			default:
+				// Skip to the next byte that matters.
+				j := bytes.IndexAny(b[i:], ",\"")
+				if j < 0 {
+					return
+				}
+				i += j - 1
 			}
 		case stQuoted:
 			if c == '"' {
 				rr.st = stQuoteInQuoted
+				continue
 			}
+			j := bytes.IndexByte(b[i:], '"')
+			if j < 0 {
+				return
+			}
+			i += j - 1
+		case stError:
+			return
 		case stQuoteInQuoted:
 			switch c {
 			case '"':

@@ -32,14 +32,22 @@ var ErrOutcomeUnknown = errors.New("the import's outcome is unknown")
 // importChunk is how many definitions are validated together.
 const importChunk = 1000
 
-// staged is one validated definition of an import, waiting for the
-// commit: its change and what it claims (for the check against the rest
-// of the directory, made once the whole list is known).
+// staged is what a validated definition of an import claims, for the
+// check against the rest of the directory once the whole list is known.
 type staged struct {
 	logins, networks []string
 }
 
-// ImportFrom reads definitions from next until io.EOF and writes them all
+// ImportSource is what an import reads definitions from (*ImportReader).
+type ImportSource interface {
+	// Next returns the next definition; io.EOF after the last; an
+	// *EntryError for one bad definition (reading goes on).
+	Next() (config.Customer, error)
+	// Raw is the last definition as compact JSON, or nil.
+	Raw() []byte
+}
+
+// ImportFrom reads definitions from src until io.EOF and writes them all
 // or none. The whole stream is validated first, in chunks, each
 // definition exactly like the config file's and against the others of the
 // import; then, the list complete, against the rest of the directory (a
@@ -47,7 +55,7 @@ type staged struct {
 // atomically (Store.Import). Errors (a ValidationError naming each
 // entry, or the stream's) mean nothing was written. Memory holds the
 // encoded definitions, never the input.
-func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, error), via string) (ImportResult, error) {
+func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) (ImportResult, error) {
 	var res ImportResult
 	if _, err := m.Sync(ctx); err != nil {
 		return res, err
@@ -62,6 +70,7 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 		seen    = map[string]int{}
 		own     = &owners{logins: map[string]string{}, nets: map[netip.Prefix]string{}}
 		chunk   []config.Customer
+		raws    [][]byte
 		idx     []int
 		now     = m.clock.Now().UTC()
 	)
@@ -112,9 +121,12 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 			if bad[k] || len(errs) > 0 {
 				continue
 			}
-			raw, err := Encode(c)
-			if err != nil {
-				return err
+			raw := raws[k]
+			if raw == nil {
+				var err error
+				if raw, err = Encode(c); err != nil {
+					return err
+				}
 			}
 			ch := Change{Time: now, Op: OpImport, ID: c.ID, Via: via, Definition: raw}
 			if old, ok := m.Get(c.ID); ok {
@@ -126,11 +138,11 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 			changes = append(changes, ch)
 			claims = append(claims, staged{logins: c.Logins, networks: c.Networks})
 		}
-		chunk, idx = chunk[:0], idx[:0]
+		chunk, raws, idx = chunk[:0], raws[:0], idx[:0]
 		return nil
 	}
 	for i := 0; !full(); i++ {
-		c, err := next()
+		c, err := src.Next()
 		if err == io.EOF {
 			break
 		}
@@ -151,6 +163,7 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 		}
 		seen[c.ID] = i
 		chunk = append(chunk, c)
+		raws = append(raws, src.Raw())
 		idx = append(idx, i)
 		if len(chunk) == importChunk {
 			if err := flush(); err != nil {
@@ -168,19 +181,19 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 		return ImportResult{}, ValidationError{{Message: "no customer listed"}}
 	}
 	// The import replaces the customers it lists: they are skipped when
-	// checking it against the rest of the directory.
-	skip := make(map[string]bool, len(seen))
-	for id := range seen {
-		skip[id] = true
-	}
+	// checking it against the rest of the directory. What only phase one
+	// needed goes (the memory of an import peaks here).
+	own, chunk, raws, idx = nil, nil, nil, nil
+	skip := func(id string) bool { _, ok := seen[id]; return ok }
 	for attempt := 0; ; attempt++ {
 		m.mu.Lock()
 		m.ensureOwners()
 		expect := m.version
 		for k := range changes {
+			// Every entry is valid so far: changes[k] is entry k.
 			c := config.Customer{ID: changes[k].ID, Logins: claims[k].logins, Networks: claims[k].networks}
-			for _, fe := range m.own.conflicts(c, skip) {
-				entryErr(seen[c.ID], fe)
+			for _, fe := range m.own.conflictsExcept(c, skip) {
+				entryErr(k, fe)
 			}
 		}
 		m.mu.Unlock()
@@ -201,6 +214,8 @@ func (m *Manager) ImportFrom(ctx context.Context, next func() (config.Customer, 
 		res.Imported, res.First, res.Last = len(changes), first, last
 		break
 	}
+	// The store is read back (Sync), the staged import no longer needed.
+	changes, claims, seen = nil, nil, nil
 	_, _ = m.Sync(ctx)
 	return res, nil
 }

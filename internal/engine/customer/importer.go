@@ -32,12 +32,12 @@ const (
 // (MaxImportEntries, each at most MaxEntryBytes of JSON).
 const (
 	// MaxImportBody is the largest JSON or NDJSON import.
-	MaxImportBody = 64 << 20
+	MaxImportBody = 16 << 20
 	// MaxYAMLImport is the largest YAML import (one document, decoded as
 	// a whole: about 100 times its size in memory).
 	MaxYAMLImport = 1 << 20
 	// MaxImportEntries is the most customers one import may list.
-	MaxImportEntries = 200_000
+	MaxImportEntries = 100_000
 	// MaxEntryBytes is the largest single definition.
 	MaxEntryBytes = 64 << 10
 	// maxImportErrors caps the errors one refused import lists.
@@ -87,7 +87,15 @@ type ImportReader struct {
 	// YAML
 	yamlRd   io.Reader
 	yamlList []yaml.Node
+
+	// raw is the last definition as compact JSON (nil: not JSON).
+	raw []byte
 }
+
+// Raw returns the definition Next returned last as compact JSON, as
+// given, when it was JSON (nil otherwise): the import stores it as is
+// instead of encoding the definition again.
+func (ir *ImportReader) Raw() []byte { return ir.raw }
 
 // EntryError is the error of one definition of an import: its index in the
 // list (from 0), the line where it starts when known, and what is wrong.
@@ -174,9 +182,16 @@ func (ir *ImportReader) next() (config.Customer, error) {
 func (ir *ImportReader) decodeEntry(raw []byte, line int) (config.Customer, error) {
 	i := ir.n
 	ir.n++
+	ir.raw = nil
 	c, err := Decode(raw)
 	if err != nil {
 		return c, &EntryError{Index: i, Line: line, Err: err}
+	}
+	if ir.format != FormatYAML {
+		var b bytes.Buffer
+		if json.Compact(&b, raw) == nil {
+			ir.raw = b.Bytes()
+		}
 	}
 	return c, nil
 }
@@ -193,19 +208,16 @@ func (ir *ImportReader) nextJSON() (config.Customer, error) {
 			return config.Customer{}, ir.jsonErr(err, "want {\"customers\": [...]} or [...]")
 		}
 		if t == json.Delim('{') {
-			// Find the customers member; any other member is an error.
-			for {
-				k, err := ir.dec.Token()
-				if err != nil {
-					return config.Customer{}, ir.jsonErr(err, "want a customers member")
-				}
-				if k == json.Delim('}') {
-					return config.Customer{}, errors.New("customers: no customer listed")
-				}
-				if k != "customers" {
-					return config.Customer{}, fmt.Errorf("unknown member %v (want customers)", k)
-				}
-				break
+			// The customers member, the object's only one.
+			k, err := ir.dec.Token()
+			if err != nil {
+				return config.Customer{}, ir.jsonErr(err, "want a customers member")
+			}
+			if k == json.Delim('}') {
+				return config.Customer{}, errors.New("customers: no customer listed")
+			}
+			if k != "customers" {
+				return config.Customer{}, fmt.Errorf("unknown member %v (want customers)", k)
 			}
 			if t, err = ir.dec.Token(); err != nil {
 				return config.Customer{}, ir.jsonErr(err, "customers: want a list")

@@ -437,15 +437,24 @@ func (m *Manager) Replace(ctx context.Context, c config.Customer, via string) (C
 // Import writes many definitions at once, all or none (a customer that
 // exists is replaced). ImportFrom is the same for a stream.
 func (m *Manager) Import(ctx context.Context, list []config.Customer, via string) (ImportResult, error) {
-	i := 0
-	return m.ImportFrom(ctx, func() (config.Customer, error) {
-		if i == len(list) {
-			return config.Customer{}, io.EOF
-		}
-		i++
-		return list[i-1], nil
-	}, via)
+	return m.ImportFrom(ctx, &sliceSource{list: list}, via)
 }
+
+// sliceSource is an ImportSource over a list.
+type sliceSource struct {
+	list []config.Customer
+	i    int
+}
+
+func (s *sliceSource) Next() (config.Customer, error) {
+	if s.i == len(s.list) {
+		return config.Customer{}, io.EOF
+	}
+	s.i++
+	return s.list[s.i-1], nil
+}
+
+func (s *sliceSource) Raw() []byte { return nil }
 
 // Remove deletes a customer from the store. A customer that only the
 // config file defines cannot be removed here: it is removed from the file.

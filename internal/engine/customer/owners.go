@@ -62,9 +62,15 @@ func (o *owners) remove(c config.Customer) {
 // customer has, customers in skip excepted (they are being replaced and
 // were checked against each other). The messages are the config file's.
 func (o *owners) conflicts(c config.Customer, skip map[string]bool) ValidationError {
+	return o.conflictsExcept(c, func(id string) bool { return skip[id] })
+}
+
+// conflictsExcept is conflicts with the customers to skip given by a
+// function.
+func (o *owners) conflictsExcept(c config.Customer, skip func(id string) bool) ValidationError {
 	var out ValidationError
 	for j, l := range c.Logins {
-		if id, ok := o.logins[l]; ok && id != c.ID && !skip[id] {
+		if id, ok := o.logins[l]; ok && id != c.ID && !skip(id) {
 			out = append(out, FieldError{Customer: c.ID, Field: fmt.Sprintf("logins[%d]", j), Message: fmt.Sprintf("login %q also belongs to customer %q", l, id)})
 		}
 	}
@@ -73,7 +79,7 @@ func (o *owners) conflicts(c config.Customer, skip map[string]bool) ValidationEr
 		if err != nil {
 			continue
 		}
-		if id, ok := o.nets[p]; ok && id != c.ID && !skip[id] {
+		if id, ok := o.nets[p]; ok && id != c.ID && !skip(id) {
 			out = append(out, FieldError{Customer: c.ID, Field: fmt.Sprintf("networks[%d]", j), Message: fmt.Sprintf("network %s is already customer %q's", p, id)})
 		}
 	}

@@ -429,6 +429,13 @@ const importStageChunk = 1000
 // importStageTTL bounds how long an abandoned staging area lives.
 const importStageTTL = time.Hour
 
+// importCommitTimeout bounds the wait for the commit script's answer
+// (a variable for the test of a commit that gets none).
+var importCommitTimeout = 2 * time.Minute
+
+// beforeCommit, when set (tests), runs between staging and the commit.
+var beforeCommit func()
+
 // commitScript moves a staged import into the directory, all or nothing:
 // it refuses when the directory is not at the expected version (ARGV[1])
 // or the staging area is not complete (ARGV[3] log entries: expired, or
@@ -528,7 +535,10 @@ func (r *redisStore) Import(ctx context.Context, expect int64, cs []Change) (int
 	}
 	// From here the request's end must not stop the commit half-way
 	// through knowing its outcome.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Minute)
+	if beforeCommit != nil {
+		beforeCommit()
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), importCommitTimeout)
 	defer cancel()
 	keys := []string{k[0], k[1], k[2], stage[0], stage[1], stage[2]}
 	res, err := commitScript.Run(cctx, r.h.Client, keys, expect, LogSize, len(cs), int(importStageTTL.Seconds())).Int64Slice()

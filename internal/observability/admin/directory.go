@@ -25,7 +25,7 @@ type Directory interface {
 	Replace(ctx context.Context, c config.Customer, via string) (customer.Change, error)
 	Set(ctx context.Context, id string, patch map[string]any, via string) (customer.Change, error)
 	Remove(ctx context.Context, id, via string) (customer.Change, error)
-	ImportFrom(ctx context.Context, next func() (config.Customer, error), via string) (customer.ImportResult, error)
+	ImportFrom(ctx context.Context, src customer.ImportSource, via string) (customer.ImportResult, error)
 	Log(ctx context.Context, id string, limit int) ([]customer.Change, error)
 	Version() int64
 }
@@ -275,7 +275,7 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := http.MaxBytesReader(w, r.Body, limit)
-	res, err := s.o.Directory.ImportFrom(r.Context(), customer.NewImportReader(body, format).Next, via(r))
+	res, err := s.o.Directory.ImportFrom(r.Context(), customer.NewImportReader(body, format), via(r))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var ve customer.ValidationError
