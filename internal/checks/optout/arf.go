@@ -233,6 +233,17 @@ func (c *capReader) Read(p []byte) (int, error) {
 	return k, err
 }
 
+// appendCapped appends p to b, growing b by doubling but never past
+// limit bytes of capacity (len(b)+len(p) <= limit).
+func appendCapped(b, p []byte, limit int) []byte {
+	if cap(b)-len(b) < len(p) {
+		nb := make([]byte, len(b), min(max(2*cap(b), len(b)+len(p), 4096), limit))
+		copy(nb, b)
+		b = nb
+	}
+	return append(b, p...)
+}
+
 // SplitMbox calls fn with each message of an mbox (mboxrd: a line "From "
 // at the start or after a blank line starts a message, ">From " lines are
 // unquoted). Input that does not start with "From " is one message. A
@@ -269,7 +280,7 @@ func SplitMboxLines(r io.Reader, fn func(msg []byte, line int, err error) error)
 		}
 		return fn(b, 1, nil)
 	}
-	var cur bytes.Buffer
+	var cur []byte
 	started, prevBlank, tooLarge := false, true, false
 	lineNo, startLine := 0, 0
 	atStart := true // the next piece begins a line
@@ -277,7 +288,7 @@ func SplitMboxLines(r io.Reader, fn func(msg []byte, line int, err error) error)
 		if tooLarge {
 			return fn(nil, startLine, ErrReportTooLarge)
 		}
-		return fn(bytes.TrimRight(cur.Bytes(), "\r\n"), startLine, nil)
+		return fn(bytes.TrimRight(cur, "\r\n"), startLine, nil)
 	}
 	for {
 		piece, err := br.ReadSlice('\n')
@@ -294,18 +305,18 @@ func SplitMboxLines(r io.Reader, fn func(msg []byte, line int, err error) error)
 						return e
 					}
 				}
-				cur.Reset()
+				cur = cur[:0]
 				started, startLine, tooLarge = true, lineNo, false
 			default:
 				if lineStart && len(piece) > 1 && piece[0] == '>' && bytes.HasPrefix(bytes.TrimLeft(piece, ">"), []byte("From ")) {
 					piece = piece[1:]
 				}
-				if cur.Len()+len(piece) > maxReportSize {
+				if len(cur)+len(piece) > maxReportSize {
 					tooLarge = true
-					cur.Reset()
+					cur = cur[:0]
 				}
 				if !tooLarge {
-					cur.Write(piece)
+					cur = appendCapped(cur, piece, maxReportSize)
 				}
 			}
 			if lineStart {

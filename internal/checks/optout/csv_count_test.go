@@ -1,6 +1,9 @@
 package optout
 
 import (
+	"errors"
+	"io"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -44,4 +47,54 @@ func TestImportCountsAddUp(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSplitMboxBoundedReports feeds an mbox whose second report has a
+// 60 MiB line: it is named as too large (never cut short and parsed), the
+// reports around it come whole, and the splitter holds at most one report
+// of MaxReportSize (the buffer doubles up to it: under 3 times the cap
+// allocated in all, half the line).
+func TestSplitMboxBoundedReports(t *testing.T) {
+	const long = 60 << 20
+	in := io.MultiReader(
+		strings.NewReader("From a@x Mon Jan  1 00:00:00 2024\nSubject: one\n\nbody\n\nFrom b@x Mon Jan  1 00:00:00 2024\nSubject: two\n\n"),
+		io.LimitReader(fillReader('x'), long),
+		strings.NewReader("\n\nFrom c@x Mon Jan  1 00:00:00 2024\nSubject: three\n\nbody\n"))
+	type got struct {
+		line int
+		msg  string
+		err  error
+	}
+	var gs []got
+	var a, b runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&a)
+	err := SplitMboxLines(in, func(msg []byte, line int, err error) error {
+		gs = append(gs, got{line, string(msg), err})
+		return nil
+	})
+	runtime.ReadMemStats(&b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(gs) != 3 || gs[0].line != 1 || gs[0].msg != "Subject: one\n\nbody" || gs[1].line != 6 || !errors.Is(gs[1].err, ErrReportTooLarge) ||
+		gs[2].line != 11 || gs[2].msg != "Subject: three\n\nbody" || gs[2].err != nil {
+		t.Fatalf("reports: %+v", gs)
+	}
+	if alloc := b.TotalAlloc - a.TotalAlloc; alloc > 3*MaxReportSize {
+		t.Fatalf("%d bytes allocated for a 30 MiB line: more than a report's cap", alloc)
+	}
+}
+
+type fillReader byte
+
+func (f fillReader) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	p[0] = byte(f)
+	for n := 1; n < len(p); n *= 2 {
+		copy(p[n:], p[:n])
+	}
+	return len(p), nil
 }
