@@ -182,6 +182,9 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 	}
 	live := make(map[string]config.Customer, len(all))
 	for id, raw := range all {
+		// Each raw definition is let go once decoded: the directory is
+		// not held twice while it is read back.
+		delete(all, id)
 		def, err := Decode(raw)
 		if err != nil {
 			continue // written by a newer version of aupguard: skipped, not fatal
