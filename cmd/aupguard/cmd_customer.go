@@ -20,7 +20,8 @@ const customerUsage = `usage: aupguard customer COMMAND [-config FILE] [flags]
   add [ID] [-f FILE] [-set FIELD=VALUE]...    add a customer to the store
   set ID [-f FILE] [-set FIELD=VALUE]... [-unset FIELD]...   change fields
   remove ID                     remove a store customer
-  import FILE                   add or replace every customer of a customers: list, all or none
+  import FILE [-format F]       add or replace many customers, all or none: JSON ({"customers": [...]} or [...]),
+                                NDJSON (.ndjson, .jsonl) read as a stream, or YAML (a customers: list, at most 1 MiB)
   status ID | clear ID          the opt-out standing; clear the flag
 Fields are the config file's customers[] fields (limits.messages_per_hour, logins, mode...).
 With Redis the store is changed directly; with the memory store, the running gateway's admin API.`

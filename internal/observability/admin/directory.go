@@ -292,22 +292,16 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		case errors.Is(err, store.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 			s.log.Warn("customer import not applied", "event", "directory_import", "err", err)
 			writeError(w, http.StatusServiceUnavailable, "store unavailable: nothing applied; retry")
-		case isStreamError(err):
-			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid import: nothing applied", "errors": customer.ValidationError{{Message: err.Error()}}})
 		default:
-			s.fail(w, r, "importing (nothing applied)", err)
+			// The input: a syntax error, an entry too large to read past,
+			// more customers than one import may list.
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid import: nothing applied", "errors": customer.ValidationError{{Message: err.Error()}}})
 		}
 		return
 	}
 	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", res.Imported,
 		"added", res.Added, "replaced", res.Replaced, "first_version", res.First, "last_version", res.Last, "via", via(r))
 	writeJSON(w, http.StatusOK, res)
-}
-
-// isStreamError reports whether an import failed on its input (syntax, an
-// entry too large, too many entries) rather than on the store.
-func isStreamError(err error) bool {
-	return !errors.Is(err, store.ErrUnavailable) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled)
 }
 
 func tooLarge(w http.ResponseWriter, format string, limit int64) {
