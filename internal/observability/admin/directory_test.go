@@ -83,7 +83,11 @@ func TestDirectoryAPI(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			code, m := e.send(t, tc.method, tc.path, tc.body)
+			var hdr []string
+			if strings.HasPrefix(tc.body, "customers:") {
+				hdr = []string{"Content-Type", "application/yaml"}
+			}
+			code, m := e.send(t, tc.method, tc.path, tc.body, hdr...)
 			b, _ := json.Marshal(m)
 			if code != tc.code {
 				t.Fatalf("status %d, want %d: %s", code, tc.code, b)

@@ -64,9 +64,9 @@ func (d countingDirectory) Remove(ctx context.Context, id, via string) (customer
 	return d.Directory.Remove(ctx, id, via)
 }
 
-func (d countingDirectory) Import(ctx context.Context, list []config.Customer, via string) ([]customer.Change, error) {
+func (d countingDirectory) ImportFrom(ctx context.Context, src customer.ImportSource, via string) (customer.ImportResult, error) {
 	d.n.Add(1)
-	return d.Directory.Import(ctx, list, via)
+	return d.Directory.ImportFrom(ctx, src, via)
 }
 
 // newGuardedFixture starts the fixture; extra mounts are added as given
