@@ -283,10 +283,10 @@ func TestImportMalformedEntryInTheMiddle(t *testing.T) {
 	ie := startImportEnv(t)
 	t.Run("customers: nothing applied, the entry named", func(t *testing.T) {
 		v0 := ie.version(t)
-		body := ndjson(1500, 1200, "m")
+		body := ndjson(1100, 1050, "m")
 		code, m, _ := ie.post(t, "/api/customers/import", "application/x-ndjson", bytes.NewReader(body), int64(len(body)))
 		b, _ := json.Marshal(m)
-		if code != 400 || !strings.Contains(string(b), `"entry":1200`) || !strings.Contains(string(b), `unknown field`) || !strings.Contains(string(b), "line 1201") {
+		if code != 400 || !strings.Contains(string(b), `"entry":1050`) || !strings.Contains(string(b), `unknown field`) || !strings.Contains(string(b), "line 1051") {
 			t.Fatalf("status %d: %.600s", code, b)
 		}
 		if v := ie.version(t); v != v0 {
@@ -309,20 +309,20 @@ func TestImportMalformedEntryInTheMiddle(t *testing.T) {
 	})
 	t.Run("customers: the same list without the fault, all applied", func(t *testing.T) {
 		v0 := ie.version(t)
-		body := ndjson(1500, -1, "m")
+		body := ndjson(1100, -1, "m")
 		code, m, _ := ie.post(t, "/api/customers/import", "application/x-ndjson", bytes.NewReader(body), int64(len(body)))
-		if code != 200 || m["imported"] != 1500.0 || m["added"] != 1500.0 || m["first_version"] != float64(v0+1) || m["last_version"] != float64(v0+1500) {
+		if code != 200 || m["imported"] != 1100.0 || m["added"] != 1100.0 || m["first_version"] != float64(v0+1) || m["last_version"] != float64(v0+1100) {
 			t.Fatalf("status %d: %v", code, m)
 		}
-		if v := ie.version(t); v != v0+1500 {
-			t.Fatalf("version %d, want %d", v, v0+1500)
+		if v := ie.version(t); v != v0+1100 {
+			t.Fatalf("version %d, want %d", v, v0+1100)
 		}
-		if _, ok := ie.dir.Get("m1499"); !ok {
-			t.Fatal("m1499 not in the directory")
+		if _, ok := ie.dir.Get("m1099"); !ok {
+			t.Fatal("m1099 not in the directory")
 		}
 		// Imported again: every one replaced.
 		code, m, _ = ie.post(t, "/api/customers/import", "application/x-ndjson", bytes.NewReader(body), int64(len(body)))
-		if code != 200 || m["replaced"] != 1500.0 {
+		if code != 200 || m["replaced"] != 1100.0 {
 			t.Fatalf("again: %d %v", code, m)
 		}
 	})
@@ -419,14 +419,14 @@ func TestImportFloodBounded(t *testing.T) {
 
 func TestDirectoryListingPaged(t *testing.T) {
 	ie := startImportEnv(t)
-	body := ndjson(2100, -1, "p")
+	body := ndjson(1100, -1, "p")
 	if code, m, _ := ie.post(t, "/api/customers/import", "application/x-ndjson", bytes.NewReader(body), int64(len(body))); code != 200 {
 		t.Fatalf("import: %d %v", code, m)
 	}
 	seen := map[string]bool{}
 	cursor, pages := "", 0
 	for {
-		code, m := ie.send(t, "GET", "/api/directory?limit=1000&cursor="+cursor, "")
+		code, m := ie.send(t, "GET", "/api/directory?limit=500&cursor="+cursor, "")
 		if code != 200 {
 			t.Fatalf("page %d: %d %v", pages, code, m)
 		}
@@ -438,7 +438,7 @@ func TestDirectoryListingPaged(t *testing.T) {
 			}
 			seen[id] = true
 		}
-		if m["total"] != 2102.0 {
+		if m["total"] != 1102.0 {
 			t.Fatalf("total %v", m["total"])
 		}
 		next, ok := m["next_cursor"].(string)
@@ -447,7 +447,7 @@ func TestDirectoryListingPaged(t *testing.T) {
 		}
 		cursor = next
 	}
-	if pages != 3 || len(seen) != 2102 || !seen["acme"] || !seen["p2099"] {
+	if pages != 3 || len(seen) != 1102 || !seen["acme"] || !seen["p1099"] {
 		t.Fatalf("%d pages, %d customers", pages, len(seen))
 	}
 	if code, m := ie.send(t, "GET", "/api/directory", ""); code != 200 || len(m["customers"].([]any)) != defaultPage {
@@ -462,7 +462,7 @@ func TestDirectoryListingPaged(t *testing.T) {
 		t.Fatalf("/api/customers?limit=1: %d %v", code, m)
 	}
 	code, page, _ := ie.do(t, "GET", "/customers?cursor=500", "Bearer "+testToken)
-	if code != 200 || !strings.Contains(page, "2102 customers, 501 to 1000 shown") || !strings.Contains(page, `href="/customers?cursor=1000"`) {
+	if code != 200 || !strings.Contains(page, "1102 customers, 501 to 1000 shown") || !strings.Contains(page, `href="/customers?cursor=1000"`) {
 		t.Fatalf("console page: %d %.500s", code, page)
 	}
 }
