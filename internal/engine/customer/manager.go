@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
@@ -93,7 +94,16 @@ type Manager struct {
 	// (pendingAll: everything), whoever called Effective in between.
 	pending    map[string]bool
 	pendingAll bool
+
+	// forcedHook is told of every change synced that forced a rule.
+	forcedHook atomic.Pointer[func(Change)]
 }
+
+// OnForced makes Sync call f (outside the manager's lock) for every
+// change it applies whose definition's force: true waived a rule
+// (Change.Forced): every gateway logs the forced changes it applies,
+// whichever gateway or command made them.
+func (m *Manager) OnForced(f func(Change)) { m.forcedHook.Store(&f) }
 
 // NewManager manages the directory of store s over the config file base.
 func NewManager(s Store, base *config.Config, opts config.Options, clk clock.Clock) *Manager {
@@ -147,6 +157,14 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 			return false, err
 		}
 		if complete {
+			var forced []Change
+			defer func() {
+				if f := m.forcedHook.Load(); f != nil {
+					for _, c := range forced {
+						(*f)(c)
+					}
+				}
+			}()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			for _, c := range cs {
@@ -155,6 +173,9 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 				}
 				if old, ok := m.effDef(c.ID); ok && m.own != nil {
 					m.own.remove(old)
+				}
+				if len(c.Forced) > 0 {
+					forced = append(forced, c)
 				}
 				if c.Op == OpRemove {
 					delete(m.live, c.ID)
