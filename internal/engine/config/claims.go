@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"golang.org/x/net/publicsuffix"
@@ -69,15 +70,6 @@ func (v *validator) forceable(forced bool, p, msg string) {
 	v.errf(p, "%s%s", msg, forceHint)
 }
 
-// text refuses control characters and invalid UTF-8 in s at p.
-func (v *validator) text(p, what, s string) bool {
-	if err := mailaddr.CheckText(s); err != nil {
-		v.errf(p, "%s %q: %v", what, s, err)
-		return false
-	}
-	return true
-}
-
 // IsPublicSuffix reports whether d (normalised) is a public suffix
 // ("net", "co.uk", "github.io"; an unknown top-level name counts as one)
 // under which registrants, not one customer, hold names.
@@ -96,7 +88,7 @@ func CatchAllLogin(l string) string {
 	}
 	at := strings.LastIndexByte(l, '@')
 	if at < 0 {
-		if literalChars(l) == "" {
+		if !hasLiteral(l) {
 			return "it matches every login"
 		}
 		return ""
@@ -119,10 +111,9 @@ func CatchAllLogin(l string) string {
 	return ""
 }
 
-// literalChars is a glob without its metacharacters and bracket
-// expressions (an escaped character is literal).
-func literalChars(g string) string {
-	var b strings.Builder
+// hasLiteral reports whether a glob has a character outside its
+// metacharacters and bracket expressions (an escaped one is literal).
+func hasLiteral(g string) bool {
 	for i := 0; i < len(g); i++ {
 		switch g[i] {
 		case '*', '?':
@@ -130,44 +121,51 @@ func literalChars(g string) string {
 			if j := strings.IndexByte(g[i+1:], ']'); j >= 0 {
 				i += j + 1
 			}
-		case '\\':
-			if i+1 < len(g) {
-				i++
-				b.WriteByte(g[i])
-			}
 		default:
-			b.WriteByte(g[i])
+			return true
 		}
 	}
-	return b.String()
+	return false
 }
 
 // checkEntry applies the rules of one customer entry that do not depend
 // on the other customers: text, id bounds, the network bound, catch-all
-// logins, public-suffix domains.
+// logins, public-suffix domains. Like validateCustomers it runs over every
+// login of every customer at start, so a field's path is only formatted
+// for an error.
 func (c *Config) checkEntry(v *validator, p string, cu *Customer) {
 	if len(cu.ID) > MaxIDLength {
 		v.errf(p+".id", "id is %d characters long; at most %d", len(cu.ID), MaxIDLength)
 	}
-	v.text(p+".name", "name", cu.Name)
-	v.text(p+".abuse_contact", "abuse_contact", cu.AbuseContact)
-	v.text(p+".unsubscribe", "unsubscribe", cu.Unsubscribe)
+	text := func(field, what, s string) bool {
+		if err := mailaddr.CheckText(s); err != nil {
+			v.errf(p+"."+field, "%s %q: %v", what, s, err)
+			return false
+		}
+		return true
+	}
+	at := func(list string, j int) string { return list + "[" + strconv.Itoa(j) + "]" }
+	text("name", "name", cu.Name)
+	text("abuse_contact", "abuse_contact", cu.AbuseContact)
+	text("unsubscribe", "unsubscribe", cu.Unsubscribe)
 	for j, u := range cu.LocalUsers {
-		v.text(fmt.Sprintf("%s.local_users[%d]", p, j), "local user", u)
+		if mailaddr.CheckText(u) != nil {
+			text(at("local_users", j), "local user", u)
+		}
 	}
 	for j, l := range cu.Logins {
-		lp := fmt.Sprintf("%s.logins[%d]", p, j)
-		if !v.text(lp, "login", l) {
+		if mailaddr.CheckText(l) != nil {
+			text(at("logins", j), "login", l)
 			continue
 		}
 		if why := CatchAllLogin(l); why != "" {
-			v.forceable(cu.Force, lp, fmt.Sprintf("login pattern %q is a catch-all: %s", l, why))
+			v.forceable(cu.Force, p+"."+at("logins", j), fmt.Sprintf("login pattern %q is a catch-all: %s", l, why))
 		}
 	}
 	bound := c.Directory.MaxNetworkPrefix
 	for j, n := range cu.Networks {
-		np := fmt.Sprintf("%s.networks[%d]", p, j)
-		if !v.text(np, "network", n) {
+		if mailaddr.CheckText(n) != nil {
+			text(at("networks", j), "network", n)
 			continue
 		}
 		pfx, err := ParsePrefix(n)
@@ -179,12 +177,12 @@ func (c *Config) checkEntry(v *validator, p string, cu *Customer) {
 			key, b = "ipv6", bound.IPv6
 		}
 		if pfx.Bits() < b {
-			v.forceable(cu.Force, np, fmt.Sprintf("network %s is broader than directory.max_network_prefix.%s (/%d)", pfx, key, b))
+			v.forceable(cu.Force, p+"."+at("networks", j), fmt.Sprintf("network %s is broader than directory.max_network_prefix.%s (/%d)", pfx, key, b))
 		}
 	}
 	for j, d := range cu.Domains {
-		dp := fmt.Sprintf("%s.domains[%d]", p, j)
-		if !v.text(dp, "domain", d) {
+		if mailaddr.CheckText(d) != nil {
+			text(at("domains", j), "domain", d)
 			continue
 		}
 		pat, err := mailaddr.ParsePattern(d)
@@ -196,7 +194,7 @@ func (c *Config) checkEntry(v *validator, p string, cu *Customer) {
 			if pat.Wildcard() {
 				what = "wildcard %q covers a public suffix: names under it belong to many registrants"
 			}
-			v.forceable(cu.Force, dp, fmt.Sprintf(what, d))
+			v.forceable(cu.Force, p+"."+at("domains", j), fmt.Sprintf(what, d))
 		}
 	}
 }
@@ -221,10 +219,20 @@ type Claims struct {
 	exact map[string][]claimant
 	wild  map[string][]claimant // by the wildcard's base domain
 
-	dirty   bool
+	// The sorted lists answer "what lies under this network or domain".
+	// They are built at the first query; after that a change is applied
+	// to them in place (a binary search and a copy), unless many changes
+	// come between two queries (a sync of a large import): then they are
+	// rebuilt at the next query, once.
+	built   bool
+	ops     int            // in-place changes since the last query
 	netList []netip.Prefix // sorted by address then length
 	domList []string       // reversed domains (com.example.mail), sorted
 }
+
+// maxInPlace is how many in-place list changes may come between two
+// queries before the lists are rebuilt instead.
+const maxInPlace = 64
 
 // NewClaims returns an empty index.
 func NewClaims() *Claims {
@@ -248,6 +256,9 @@ func (cl *Claims) Add(c *Customer, pos int) {
 		if err != nil {
 			continue
 		}
+		if _, had := cl.nets[p]; !had {
+			cl.listChange(func() { cl.netList = insertSorted(cl.netList, p, comparePrefix) })
+		}
 		cl.nets[p] = append(cl.nets[p], who)
 		cl.lens[family(p)][p.Bits()]++
 	}
@@ -260,9 +271,46 @@ func (cl *Claims) Add(c *Customer, pos int) {
 		if pat.Wildcard() {
 			m = cl.wild
 		}
-		m[pat.Domain()] = append(m[pat.Domain()], who)
+		dom := pat.Domain()
+		if !cl.hasDomain(dom) {
+			cl.listChange(func() { cl.domList = insertSorted(cl.domList, reverseDomain(dom), strings.Compare) })
+		}
+		m[dom] = append(m[dom], who)
 	}
-	cl.dirty = true
+}
+
+func (cl *Claims) hasDomain(d string) bool {
+	_, e := cl.exact[d]
+	_, w := cl.wild[d]
+	return e || w
+}
+
+// listChange applies a change to the built lists in place, or leaves
+// them to be rebuilt at the next query.
+func (cl *Claims) listChange(f func()) {
+	if !cl.built {
+		return
+	}
+	if cl.ops++; cl.ops > maxInPlace {
+		cl.built = false
+		return
+	}
+	f()
+}
+
+func insertSorted[T any](list []T, v T, cmp func(a, b T) int) []T {
+	i, found := slices.BinarySearchFunc(list, v, cmp)
+	if found {
+		return list
+	}
+	return slices.Insert(list, i, v)
+}
+
+func deleteSorted[T any](list []T, v T, cmp func(a, b T) int) []T {
+	if i, found := slices.BinarySearchFunc(list, v, cmp); found {
+		return slices.Delete(list, i, i+1)
+	}
+	return list
 }
 
 // Remove takes c's claims out of the index.
@@ -279,6 +327,7 @@ func (cl *Claims) Remove(c *Customer) {
 			before := len(l)
 			if l = drop(l); len(l) == 0 {
 				delete(cl.nets, p)
+				cl.listChange(func() { cl.netList = deleteSorted(cl.netList, p, comparePrefix) })
 			} else {
 				cl.nets[p] = l
 			}
@@ -298,17 +347,24 @@ func (cl *Claims) Remove(c *Customer) {
 		if pat.Wildcard() {
 			m = cl.wild
 		}
-		if l := drop(m[pat.Domain()]); len(l) == 0 {
-			delete(m, pat.Domain())
+		dom := pat.Domain()
+		if _, ok := m[dom]; !ok {
+			continue
+		}
+		if l := drop(m[dom]); len(l) == 0 {
+			delete(m, dom)
 		} else {
-			m[pat.Domain()] = l
+			m[dom] = l
+		}
+		if !cl.hasDomain(dom) {
+			cl.listChange(func() { cl.domList = deleteSorted(cl.domList, reverseDomain(dom), strings.Compare) })
 		}
 	}
-	cl.dirty = true
 }
 
 func (cl *Claims) sortLists() {
-	if !cl.dirty {
+	cl.ops = 0
+	if cl.built {
 		return
 	}
 	cl.netList = cl.netList[:0]
@@ -326,7 +382,7 @@ func (cl *Claims) sortLists() {
 		}
 	}
 	slices.Sort(cl.domList)
-	cl.dirty = false
+	cl.built = true
 }
 
 func comparePrefix(a, b netip.Prefix) int {

@@ -2,6 +2,8 @@ package config
 
 import (
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -187,3 +189,63 @@ func TestClaimsAnswerForOneCustomer(t *testing.T) {
 		t.Fatalf("after removing a: %v", got)
 	}
 }
+
+// TestClaimsChangedInPlaceMatchRebuilt: changes applied to the built
+// lists in place (a few between queries) and in bulk (more than
+// maxInPlace: rebuilt) answer like an index built from scratch.
+func TestClaimsChangedInPlaceMatchRebuilt(t *testing.T) {
+	mk := func(i int) Customer {
+		return Customer{ID: fmt.Sprintf("c%d", i), Networks: []string{fmt.Sprintf("10.%d.%d.0/24", i%7, i), fmt.Sprintf("10.%d.0.0/16", i%5+100)},
+			Domains: []string{fmt.Sprintf("d%d.example", i%9), fmt.Sprintf("*.w%d.example", i%4)}}
+	}
+	probes := []Customer{
+		{ID: "p", Networks: []string{"10.0.0.0/8", "10.3.3.0/24", "10.101.0.0/16", "10.2.9.128/25"}, Domains: []string{"*.example", "x.w1.example", "d3.example", "*.d4.example"}},
+	}
+	answer := func(cl *Claims) string {
+		var b strings.Builder
+		for _, p := range probes {
+			for _, o := range cl.Overlaps(&p, nil, -1) {
+				b.WriteString(o.Field + " " + o.Message() + "\n")
+			}
+		}
+		return b.String()
+	}
+	live := NewClaims()
+	var in []Customer
+	for i := range 10 {
+		live.Add(ptr(mk(i)), 0)
+		in = append(in, mk(i))
+	}
+	answer(live) // built
+	step := func(name string, f func()) {
+		t.Run(name, func(t *testing.T) {
+			f()
+			fresh := NewClaims()
+			for i := range in {
+				fresh.Add(&in[i], 0)
+			}
+			if got, want := answer(live), answer(fresh); got != want {
+				t.Fatalf("changed index:\n%s\nfresh:\n%s", got, want)
+			}
+		})
+	}
+	step("a few adds in place", func() {
+		for i := 10; i < 13; i++ {
+			live.Add(ptr(mk(i)), 0)
+			in = append(in, mk(i))
+		}
+	})
+	step("removes in place", func() {
+		live.Remove(ptr(mk(3)))
+		live.Remove(ptr(mk(11)))
+		in = slices.DeleteFunc(in, func(c Customer) bool { return c.ID == "c3" || c.ID == "c11" })
+	})
+	step("a bulk import between two queries", func() {
+		for i := 20; i < 20+2*maxInPlace; i++ {
+			live.Add(ptr(mk(i)), 0)
+			in = append(in, mk(i))
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }
