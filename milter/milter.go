@@ -213,6 +213,9 @@ func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx
 // AcceptFailures is the number of failed accepts retried so far.
 func (s *Server) AcceptFailures() uint64 { return s.retry.Failures() }
 
+// RetryListener is the listener that retries failed accepts (metrics).
+func (s *Server) RetryListener() *connguard.RetryListener { return s.retry }
+
 // Active returns the number of open MTA connections.
 func (s *Server) Active() int64 { return s.active.Load() }
 

@@ -50,11 +50,16 @@ func TestServeSurvivesDescriptorFloodOfThePublicPort(t *testing.T) {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	milterAddr, unsubAddr := free(), free()
+	milterAddr, unsubAddr, adminAddr := free(), free(), free()
+	token := filepath.Join(dir, "token")
+	if err := os.WriteFile(token, []byte("0123456789abcdef0123456789abcdef\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	cfg := fmt.Sprintf(`milter: {listen: "inet:%s"}
 log: {format: text}
 store: {backend: memory, path: %q}
+admin: {listen: %q, token_file: %q}
 optout:
   unsubscribe: {listen: %q, max_connections: 50000, max_connections_per_client: 40}
 chain: [sender_identity]
@@ -62,7 +67,7 @@ customers:
   - id: acme
     networks: [127.0.0.0/16]
     domains: [acme.example]
-`, milterAddr, filepath.Join(dir, "state"), unsubAddr)
+`, milterAddr, filepath.Join(dir, "state"), adminAddr, token, unsubAddr)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -166,6 +171,21 @@ customers:
 	})
 	if status >= 500 {
 		t.Errorf("after the flood the endpoint answered %d", status)
+	}
+	// The metrics say what happened.
+	req, _ := http.NewRequest("GET", "http://"+adminAddr+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer 0123456789abcdef0123456789abcdef")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	refused := regexp.MustCompile(`aupguard_listener_connections_refused_total\{listener="unsubscribe"\} (\d+)`).FindSubmatch(metrics)
+	if refused == nil || string(refused[1]) == "0" || !strings.Contains(string(metrics), `aupguard_listener_accept_failures_total{listener="milter"} 0`) {
+		t.Errorf("metrics: refused %q; want the flood counted and no failed milter accept:\n%s", refused, metrics)
+	} else {
+		t.Logf("unsubscribe connections refused over the cap: %s of %d", refused[1], 3000)
 	}
 	if r := send(4); !r.Delivered() {
 		t.Fatalf("after the flood: want 250, got\n%s", r)

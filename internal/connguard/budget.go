@@ -2,6 +2,7 @@ package connguard
 
 import (
 	"os"
+	"slices"
 	"syscall"
 )
 
@@ -81,10 +82,12 @@ type Budget struct {
 
 // Fit shares limit out: open descriptors, the store's pool (pool) and
 // Headroom are reserved, then milter connections; the capped listeners
-// share what is left. When their caps add up to more, each cap is lowered
-// in proportion (at least 1; a per-client cap never above its listener's
-// cap), so that a flood of every HTTP listener at once still leaves the
-// milter its descriptors.
+// share what is left. When their caps add up to more, what is left is
+// shared fairly: a listener whose cap is below an equal share keeps it,
+// the others get equal shares of the rest (at least 1; a per-client cap
+// never above its listener's cap). So a flood of every HTTP listener at
+// once still leaves the milter its descriptors, and a huge cap on one
+// listener does not starve the other.
 func Fit(limit, open, pool, milter int, shares []Share) Budget {
 	if open < 0 {
 		open = 0
@@ -101,12 +104,21 @@ func Fit(limit, open, pool, milter int, shares []Share) Budget {
 		return b
 	}
 	b.Lowered = true
-	avail := max(b.Available, 0)
-	for _, s := range shares {
-		m := s.Limits.Max * avail / b.Wanted
-		s.Limits.Max = max(m, 1)
-		if s.Limits.PerClient > s.Limits.Max {
-			s.Limits.PerClient = s.Limits.Max
+	order := make([]int, len(shares))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return shares[a].Limits.Max - shares[b].Limits.Max })
+	left := max(b.Available, 0)
+	for k, i := range order {
+		l := shares[i].Limits
+		if fair := left / (len(order) - k); l.Max > fair {
+			l.Max = fair
+		}
+		l.Max = max(l.Max, 1)
+		left = max(left-l.Max, 0)
+		if l.PerClient > l.Max {
+			l.PerClient = l.Max
 		}
 	}
 	return b

@@ -264,10 +264,14 @@ func TestFitSharesTheDescriptorLimit(t *testing.T) {
 		lowered, short            bool
 	}{
 		{"caps that fit are kept", 65536, 20, 40, 512, []Limits{{1024, 32}, {64, 16}}, []Limits{{1024, 32}, {64, 16}}, false, false},
-		{"caps lowered in proportion to fit beside the milter", 1024, 20, 0, 512, []Limits{{1024, 32}, {64, 16}},
-			[]Limits{{1024 * 428 / 1088, 32}, {64 * 428 / 1088, 16}}, true, false},
-		{"a per-client cap never above its lowered cap", 700, 20, 0, 512, []Limits{{1024, 32}, {64, 16}},
-			[]Limits{{1024 * 104 / 1088, 32}, {6, 6}}, true, false},
+		{"a small cap kept, the big one lowered to the rest", 1024, 20, 0, 512, []Limits{{1024, 32}, {64, 16}},
+			[]Limits{{428 - 64, 32}, {64, 16}}, true, false},
+		{"a huge cap does not starve the other", 1024, 20, 0, 512, []Limits{{50000, 40}, {64, 16}},
+			[]Limits{{428 - 64, 40}, {64, 16}}, true, false},
+		{"equal shares when both are over; a per-client cap never above its lowered cap", 700, 20, 0, 512, []Limits{{1024, 32}, {64, 16}},
+			[]Limits{{52, 32}, {52, 16}}, true, false},
+		{"three listeners", 1024, 20, 0, 512, []Limits{{1000, 8}, {100, 8}, {10, 8}},
+			[]Limits{{428 - 100 - 10, 8}, {100, 8}, {10, 8}}, true, false},
 		{"no room at all: caps of 1 and short", 512, 20, 0, 512, []Limits{{1024, 32}, {64, 16}}, []Limits{{1, 1}, {1, 1}}, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -121,6 +121,15 @@ func (l *LimitListener) Refused() uint64 { return l.refused.Load() }
 // Limits returns the caps in force.
 func (l *LimitListener) Limits() Limits { return l.lim }
 
+// Name is the listener's name in the log lines.
+func (l *LimitListener) Name() string { return l.name }
+
+// Retry is the RetryListener l wraps, or nil.
+func (l *LimitListener) Retry() *RetryListener {
+	r, _ := l.Listener.(*RetryListener)
+	return r
+}
+
 func (l *LimitListener) release(key netip.Prefix, isIP bool) {
 	l.mu.Lock()
 	l.total--

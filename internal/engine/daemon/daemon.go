@@ -144,6 +144,9 @@ func New(opts Options) (*Daemon, error) {
 		Sessions:       sessionObserver(observers),
 		Panics:         deps.Panics,
 	})
+	if err == nil {
+		err = registerListenerMetrics(d.metrics.Registry(), "milter", d.milter.RetryListener(), nil)
+	}
 	if err != nil {
 		for _, s := range d.extras {
 			_ = s.Shutdown(context.Background())

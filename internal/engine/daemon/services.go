@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/connguard"
@@ -52,6 +54,30 @@ func guardedListen(name, addr string, lim connguard.Limits, log *slog.Logger) (*
 		return nil, fmt.Errorf("%s listen %s: %w", name, addr, err)
 	}
 	return connguard.Limit(connguard.Retry(ln, name, log), name, lim, log), nil
+}
+
+// registerListenerMetrics exports a guarded listener's figures: failed
+// accepts retried, and (capped listeners) connections held and refused.
+func registerListenerMetrics(reg *prometheus.Registry, name string, r *connguard.RetryListener, l *connguard.LimitListener) error {
+	labels := prometheus.Labels{"listener": name}
+	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aupguard_listener_accept_failures_total",
+		Help: "Accepts that failed (descriptors exhausted...) and were retried with back-off.", ConstLabels: labels},
+		func() float64 { return float64(r.Failures()) })}
+	if l != nil {
+		cs = append(cs,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aupguard_listener_connections_refused_total",
+				Help: "Connections closed at once over the listener's cap (overall or per client).", ConstLabels: labels},
+				func() float64 { return float64(l.Refused()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aupguard_listener_connections",
+				Help: "Connections the listener holds.", ConstLabels: labels},
+				func() float64 { return float64(l.Held()) }))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("listener metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // descriptorBudget raises the descriptor limit and shares it out between
@@ -258,6 +284,11 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	if rep.reader != nil || rep.watcher != nil {
 		svcs = append(svcs, rep)
+	}
+	for _, l := range d.limits {
+		if err := registerListenerMetrics(m.Registry(), l.Name(), l.Retry(), l); err != nil {
+			return nil, nil, err
+		}
 	}
 	return obs, svcs, nil
 }
