@@ -153,6 +153,11 @@ func (c *Config) checkEntry(v *validator, p string, cu *Customer) {
 			text(at("local_users", j), "local user", u)
 		}
 	}
+	for j, k := range cu.DKIM {
+		text(at("dkim", j)+".domain", "DKIM domain", k.Domain)
+		text(at("dkim", j)+".selector", "DKIM selector", k.Selector)
+		text(at("dkim", j)+".key_file", "DKIM key file", k.KeyFile)
+	}
 	for j, l := range cu.Logins {
 		if mailaddr.CheckText(l) != nil {
 			text(at("logins", j), "login", l)

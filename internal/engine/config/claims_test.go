@@ -60,6 +60,7 @@ func TestDirectoryRefusesWhatNoPostmasterMeans(t *testing.T) {
 		{"C1 in a network", "", "id: b\nlogins: [b]\nnetworks: [\"10.9.9.0/24\\u0085\"]\ndomains: [b.example]", "control character U+0085", "customers[1].networks[0]", true},
 		{"NEL in a local user", "", "id: b\nlogins: [b]\nlocal_users: [\"web\\u0085\"]\ndomains: [b.example]", "control character U+0085", "customers[1].local_users[0]", true},
 		{"NUL in an abuse contact", "", "id: b\nlogins: [b]\nabuse_contact: \"a\\0@b.example\"\ndomains: [b.example]", "control character U+0000", "customers[1].abuse_contact", true},
+		{"NUL in a DKIM selector", "", "id: b\nlogins: [b]\ndomains: [b.example]\ndkim: [{domain: b.example, selector: \"s\\0\", key_file: /k.pem}]", "control character U+0000", "customers[1].dkim[0].selector", true},
 		{"NUL in an id", "", "id: \"b\\0\"\nlogins: [b]\ndomains: [b.example]", "only letters, digits", "customers[1].id", true},
 	}
 	for _, tc := range tests {
