@@ -35,7 +35,7 @@ type directory interface {
 	add(ctx context.Context, def []byte) (customer.Change, error)
 	set(ctx context.Context, id string, patch map[string]any) (customer.Change, error)
 	remove(ctx context.Context, id string) (customer.Change, error)
-	importList(ctx context.Context, data []byte) (int, error)
+	importList(ctx context.Context, data []byte, force bool) (int, []string, error)
 	log(ctx context.Context, id string, limit int) ([]customer.Change, error)
 	close()
 }
@@ -57,6 +57,7 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 	asJSON := fs.Bool("json", false, "print JSON")
 	file := fs.String("f", "", "definition file (YAML or JSON, the config file's customer fields); - reads stdin")
 	limit := fs.Int("n", 20, "changes to show (show, history)")
+	force := fs.Bool("force", false, "allow what the directory refuses by default (a network broader than directory.max_network_prefix, a catch-all login, a public-suffix domain, an overlap with another customer's networks or domains): sets force: true on the definitions written; each waived rule is printed, logged and kept in the change log")
 	var sets, unsets multiFlag
 	fs.Var(&sets, "set", "FIELD=VALUE: set a field (repeatable), e.g. -set limits.messages_per_hour=200 -set 'logins=[a, b]'")
 	fs.Var(&unsets, "unset", "FIELD: remove a field, back to the default (repeatable)")
@@ -118,12 +119,18 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 		}
 		return os.ReadFile(*file)
 	}
+	if *force && (sub == "add" || sub == "set") {
+		patch["force"] = true
+	}
 	printChange := func(c customer.Change) {
 		fields := ""
 		if len(c.Fields) > 0 {
 			fields = " (" + strings.Join(c.Fields, ", ") + ")"
 		}
 		fmt.Fprintf(stdout, "%s %s%s: directory version %d; every gateway sharing the store applies it within a second\n", c.Op, c.ID, fields, c.Version)
+		for _, f := range c.Forced {
+			fmt.Fprintf(stderr, "aupguard customer %s: warning: customer %s: %s\n", sub, c.ID, f)
+		}
 	}
 	switch sub {
 	case "list":
@@ -273,11 +280,14 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 		if err != nil {
 			return fail(err)
 		}
-		n, err := dir.importList(ctx, b)
+		n, forcedRules, err := dir.importList(ctx, b, *force)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "imported %d customers\n", n)
+		for _, f := range forcedRules {
+			fmt.Fprintf(stderr, "aupguard customer import: warning: %s\n", f)
+		}
 		return 0
 	}
 	return 2
@@ -391,13 +401,22 @@ func (d *storeDirectory) remove(ctx context.Context, id string) (customer.Change
 	return d.m.Remove(ctx, id, customer.ViaCLI)
 }
 
-func (d *storeDirectory) importList(ctx context.Context, data []byte) (int, error) {
+func (d *storeDirectory) importList(ctx context.Context, data []byte, force bool) (int, []string, error) {
 	list, err := customer.DecodeList(data)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
+	}
+	for i := range list {
+		list[i].Force = list[i].Force || force
 	}
 	cs, err := d.m.Import(ctx, list, customer.ViaCLI)
-	return len(cs), err
+	var forced []string
+	for _, c := range cs {
+		for _, f := range c.Forced {
+			forced = append(forced, "customer "+c.ID+": "+f)
+		}
+	}
+	return len(cs), forced, err
 }
 
 func (d *storeDirectory) log(ctx context.Context, id string, limit int) ([]customer.Change, error) {
@@ -523,12 +542,26 @@ func (d *apiDirectory) remove(ctx context.Context, id string) (customer.Change, 
 	return r.Change, err
 }
 
-func (d *apiDirectory) importList(ctx context.Context, data []byte) (int, error) {
+func (d *apiDirectory) importList(ctx context.Context, data []byte, force bool) (int, []string, error) {
 	var r struct {
 		Imported int `json:"imported"`
+		Forced   []struct {
+			Customer string   `json:"customer"`
+			Forced   []string `json:"forced"`
+		} `json:"forced"`
 	}
-	err := d.do(ctx, "POST", "/api/customers/import", data, &r)
-	return r.Imported, err
+	path := "/api/customers/import"
+	if force {
+		path += "?force=1"
+	}
+	err := d.do(ctx, "POST", path, data, &r)
+	var forced []string
+	for _, c := range r.Forced {
+		for _, f := range c.Forced {
+			forced = append(forced, "customer "+c.Customer+": "+f)
+		}
+	}
+	return r.Imported, forced, err
 }
 
 func (d *apiDirectory) log(ctx context.Context, id string, limit int) ([]customer.Change, error) {

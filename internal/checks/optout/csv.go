@@ -1,6 +1,8 @@
 package optout
 
 import (
+	"github.com/aupguard/aupguard/internal/mailaddr"
+
 	"context"
 	"encoding/csv"
 	"errors"
@@ -137,6 +139,10 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 				continue
 			}
 			src = v
+		}
+		if err := mailaddr.CheckText(get("note")); err != nil {
+			bad(line, "note: %v", err)
+			continue
 		}
 		var e Entry
 		if addr := get("address"); addr != "" {

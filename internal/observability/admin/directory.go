@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
@@ -93,6 +94,21 @@ func via(r *http.Request) string {
 	return customer.ViaAPI
 }
 
+// forced reads the request's ?force= (1/true/yes or 0/false/no, empty:
+// false); a bad value is answered 400 and ok is false. Forcing sets
+// force: true on the definitions written (it stays on them: see
+// docs/config.md).
+func forced(w http.ResponseWriter, r *http.Request) (force, ok bool) {
+	switch strings.ToLower(r.URL.Query().Get("force")) {
+	case "", "0", "false", "no":
+		return false, true
+	case "1", "true", "yes":
+		return true, true
+	}
+	badDefinition(w, errors.New("force: want 1 or 0"))
+	return false, false
+}
+
 func badDefinition(w http.ResponseWriter, err error) {
 	var ve customer.ValidationError
 	if errors.As(err, &ve) {
@@ -136,11 +152,16 @@ func (s *Server) dirAdd(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
 	c, err := customer.Decode(b)
 	if err != nil {
 		badDefinition(w, err)
 		return
 	}
+	c.Force = c.Force || force
 	ch, err := s.o.Directory.Add(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
@@ -155,11 +176,16 @@ func (s *Server) dirPut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
 	c, err := customer.Decode(b)
 	if err != nil {
 		badDefinition(w, err)
 		return
 	}
+	c.Force = c.Force || force
 	if c.ID == "" {
 		c.ID = r.PathValue("id")
 	}
@@ -186,6 +212,13 @@ func (s *Server) dirPatch(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(b, &patch); err != nil || patch == nil {
 		badDefinition(w, errors.New("want a JSON object (merge patch, RFC 7386)"))
 		return
+	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
+	if force {
+		patch["force"] = true
 	}
 	ch, err := s.o.Directory.Set(r.Context(), r.PathValue("id"), patch, via(r))
 	if err != nil {
@@ -216,13 +249,30 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		badDefinition(w, err)
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
+	for i := range list {
+		list[i].Force = list[i].Force || force
+	}
 	cs, err := s.o.Directory.Import(r.Context(), list, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
 	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", len(cs), "via", via(r))
-	writeJSON(w, http.StatusOK, map[string]any{"imported": len(cs)})
+	reply := map[string]any{"imported": len(cs)}
+	var forcedRules []map[string]any
+	for _, c := range cs {
+		if len(c.Forced) > 0 {
+			forcedRules = append(forcedRules, map[string]any{"customer": c.ID, "forced": c.Forced})
+		}
+	}
+	if forcedRules != nil {
+		reply["forced"] = forcedRules
+	}
+	writeJSON(w, http.StatusOK, reply)
 }
 
 func (s *Server) dirChanges(w http.ResponseWriter, r *http.Request) {
