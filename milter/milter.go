@@ -21,6 +21,7 @@ import (
 	gm "github.com/d--j/go-milter"
 	"golang.org/x/net/netutil"
 
+	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/milterconn"
 	"github.com/aupguard/aupguard/internal/observability/panics"
@@ -76,6 +77,7 @@ type Server struct {
 	log    *slog.Logger
 	srv    *gm.Server
 	ln     net.Listener
+	retry  *connguard.RetryListener
 	active atomic.Int64
 	access atomic.Pointer[Access]
 }
@@ -123,11 +125,16 @@ func Listen(engine *gateway.Engine, opts Options) (*Server, error) {
 		// applies milter_connect_timeout, then milter_default_action.
 		ln = netutil.LimitListener(ln, opts.MaxConnections)
 	}
-	s.ln = milterconn.NewListener(ln, milterconn.Options{Rejected: func(remote net.Addr, err *milterconn.ProtocolError) {
+	ln = milterconn.NewListener(ln, milterconn.Options{Rejected: func(remote net.Addr, err *milterconn.ProtocolError) {
 		// One line per connection closed; the library's own warning about
 		// the failed read is not repeated (see libraryWarning).
 		log.Warn("milter connection closed: protocol violation", "remote", remote.String(), "err", err.Error())
 	}})
+	// The library's Serve returns at the first accept error (running out
+	// of descriptors, say), which would end the gateway: outermost, every
+	// error but the listener's closing is retried with back-off instead.
+	s.retry = connguard.Retry(ln, "milter", log)
+	s.ln = s.retry
 	libraryLog.Store(log)
 	s.srv = gm.NewServer(s.serverOptions()...)
 	return s, nil
@@ -202,6 +209,12 @@ func (s *Server) Serve() error {
 // Shutdown stops accepting and waits for the MTA connections to end, up to
 // ctx's deadline; then it closes them.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
+
+// AcceptFailures is the number of failed accepts retried so far.
+func (s *Server) AcceptFailures() uint64 { return s.retry.Failures() }
+
+// RetryListener is the listener that retries failed accepts (metrics).
+func (s *Server) RetryListener() *connguard.RetryListener { return s.retry }
 
 // Active returns the number of open MTA connections.
 func (s *Server) Active() int64 { return s.active.Load() }

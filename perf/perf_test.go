@@ -39,18 +39,20 @@ func TestPerf(t *testing.T) {
 	}
 	testenv.Need(t, "redis-server", "postfix")
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "aupguard")
-	if out, err := exec.Command("go", "build", "-o", bin, "../cmd/aupguard").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+	bin, load := filepath.Join(dir, "aupguard"), filepath.Join(dir, "aupguard-load")
+	for out, pkg := range map[string]string{bin: "../cmd/aupguard", load: "../cmd/aupguard-load"} {
+		if b, err := exec.Command("go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+			t.Fatalf("build %s: %v\n%s", pkg, err, b)
+		}
 	}
 	env := newPerfEnv(t, dir)
 	env.keyType = "ed25519"
 	edAddr := env.startGateway(t, bin)
 	env.keyType = "rsa"
-	nullAddr := startProc(t, bin, "nullmilter", "-listen", "inet:"+freeAddr(t))
+	nullAddr := startProc(t, load, "nullmilter", "-listen", "inet:"+freeAddr(t))
 	// The anchor that shares nothing with the gateway (no milter library,
 	// no buffered transport): the cheapest a milter can be.
-	rawAddr := startProc(t, bin, "nullmilter", "-raw", "-listen", "inet:"+freeAddr(t))
+	rawAddr := startProc(t, load, "nullmilter", "-raw", "-listen", "inet:"+freeAddr(t))
 	warm := func(addr string) {
 		if _, err := loadgen.Run(context.Background(), env.loadOpts(addr, 200, perfSessions, perfSize, 0)); err != nil {
 			t.Fatalf("warm-up %s: %v", addr, err)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Load test of a store outage (issue 11, docs/ratelimit.md "Store outages"):
 # a gateway on a private redis-server (store.on_error: accept, the
-# rate_limit check in the chain) is driven by `aupguard bench`; redis-server
+# rate_limit check in the chain) is driven by `aupguard-load bench`; redis-server
 # is killed (SIGKILL) for OUTAGE seconds. Prints the throughput before,
 # during and after the outage, and the sessions dropped by one continuous
 # run across it. Loopback only; everything lives in a temporary directory.
@@ -14,7 +14,9 @@ outage="${2:-5}"
 export PATH="$PATH:/usr/sbin:/sbin"
 tmp="$(mktemp -d)"
 bin="$tmp/aupguard"
+load="$tmp/aupguard-load"
 go build -o "$bin" ./cmd/aupguard
+go build -o "$load" ./cmd/aupguard-load
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 rport="$(free_port)"
@@ -58,7 +60,7 @@ cleanup() {
 trap cleanup EXIT
 for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$mport") 2>/dev/null && break; sleep 0.1; done
 
-bench() { "$bin" bench -milter "inet:127.0.0.1:$mport" -sessions 20 -size 2048 "$@" || true; }
+bench() { "$load" bench -milter "inet:127.0.0.1:$mport" -sessions 20 -size 2048 "$@" || true; }
 bench -messages 300 >/dev/null # warm up
 
 echo "== before the outage (Redis up)"

@@ -17,13 +17,16 @@ const customerUsage = `usage: aupguard customer COMMAND [-config FILE] [flags]
   list                          every customer: source (config or store), mode, logins, networks
   show ID                       the definition, where it comes from, and its changes
   history ID                    the changes of one customer
-  add [ID] [-f FILE] [-set FIELD=VALUE]...    add a customer to the store
-  set ID [-f FILE] [-set FIELD=VALUE]... [-unset FIELD]...   change fields
+  add [ID] [-f FILE] [-set FIELD=VALUE]... [-force]   add a customer to the store
+  set ID [-f FILE] [-set FIELD=VALUE]... [-unset FIELD]... [-force]   change fields
   remove ID                     remove a store customer
-  import FILE [-format F]       add or replace many customers, all or none: JSON ({"customers": [...]} or [...]),
+  import FILE [-format F] [-force]   add or replace many customers, all or none: JSON ({"customers": [...]} or [...]),
                                 NDJSON (.ndjson, .jsonl) read as a stream, or YAML (a customers: list, at most 1 MiB)
   status ID | clear ID          the opt-out standing; clear the flag
 Fields are the config file's customers[] fields (limits.messages_per_hour, logins, mode...).
+-force allows a network broader than directory.max_network_prefix, a catch-all login, a
+public-suffix domain or an overlap with another customer (it sets force: true; each waived
+rule is printed, logged by the gateways and kept in the change log).
 With Redis the store is changed directly; with the memory store, the running gateway's admin API.`
 
 func runCustomer(args []string, stdout, stderr io.Writer) int {

@@ -37,6 +37,7 @@ customers:
 	ndFile := write("many.ndjson", nd.String())
 	badYAML := write("bad.yaml", "customers:\n  - {id: y1, logins: [y1], domains: [y1.example]}\n  - {id: y2, logins: [y2], domains: [y2.example], colour: blue}\n")
 	goodJSON := write("two.json", `{"customers": [{"id": "j1", "logins": ["j1"], "domains": ["j1.example"]}, {"id": "n0", "logins": ["n0"], "domains": ["n0.example"], "mode": "monitor"}]}`)
+	wide := write("wide.json", `[{"id": "w1", "networks": ["0.0.0.0/0"], "domains": ["w1.example"]}]`)
 	conflict := write("conflict.json", `[{"id": "c1", "networks": ["192.0.2.0/24"], "domains": ["c1.example"]}]`)
 	for _, tt := range []struct {
 		name        string
@@ -49,6 +50,8 @@ customers:
 		{"nothing of it applied", []string{"customer", "show", "-config", cfg, "y1"}, 1, "", "no such customer"},
 		{"json: an add and a replacement", []string{"customer", "import", "-config", cfg, goodJSON}, 0, "imported 2 customers (1 added, 1 replaced), versions 1201 to 1202", ""},
 		{"a conflict with the file: nothing", []string{"customer", "import", "-config", cfg, conflict}, 1, "", `customers[0]: customer c1: networks[0]: network 192.0.2.0/24 is already customer "acme"'s`},
+		{"a network broader than the bound: nothing", []string{"customer", "import", "-config", cfg, wide}, 1, "", "customers[0]: customer w1: networks[0]: network 0.0.0.0/0 is broader than directory.max_network_prefix.ipv4"},
+		{"-force: applied, the waived rules printed", []string{"customer", "import", "-config", cfg, "-force", wide}, 0, "imported 1 customers (1 added, 0 replaced), versions 1203 to 1203", "aupguard customer import: warning: customer w1: networks[0]: forced: network 0.0.0.0/0 is broader"},
 		{"format flag checked", []string{"customer", "import", "-config", cfg, "-format", "xml", goodJSON}, 1, "", `-format "xml"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {

@@ -35,7 +35,7 @@ type directory interface {
 	add(ctx context.Context, def []byte) (customer.Change, error)
 	set(ctx context.Context, id string, patch map[string]any) (customer.Change, error)
 	remove(ctx context.Context, id string) (customer.Change, error)
-	importList(ctx context.Context, in importInput) (customer.ImportResult, error)
+	importList(ctx context.Context, in importInput, force bool) (customer.ImportResult, error)
 	log(ctx context.Context, id string, limit int) ([]customer.Change, error)
 	close()
 }
@@ -58,6 +58,7 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 	file := fs.String("f", "", "definition file (YAML or JSON, the config file's customer fields); - reads stdin")
 	limit := fs.Int("n", 20, "changes to show (show, history)")
 	format := fs.String("format", "", "import format: json, ndjson or yaml (default: by the file's extension, .json .ndjson .jsonl, else yaml)")
+	force := fs.Bool("force", false, "allow what the directory refuses by default (a network broader than directory.max_network_prefix, a catch-all login, a public-suffix domain, an overlap with another customer's networks or domains): sets force: true on the definitions written; each waived rule is printed, logged and kept in the change log")
 	var sets, unsets multiFlag
 	fs.Var(&sets, "set", "FIELD=VALUE: set a field (repeatable), e.g. -set limits.messages_per_hour=200 -set 'logins=[a, b]'")
 	fs.Var(&unsets, "unset", "FIELD: remove a field, back to the default (repeatable)")
@@ -119,12 +120,18 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 		}
 		return os.ReadFile(*file)
 	}
+	if *force && (sub == "add" || sub == "set") {
+		patch["force"] = true
+	}
 	printChange := func(c customer.Change) {
 		fields := ""
 		if len(c.Fields) > 0 {
 			fields = " (" + strings.Join(c.Fields, ", ") + ")"
 		}
 		fmt.Fprintf(stdout, "%s %s%s: directory version %d; every gateway sharing the store applies it within a second\n", c.Op, c.ID, fields, c.Version)
+		for _, f := range c.Forced {
+			fmt.Fprintf(stderr, "aupguard customer %s: warning: customer %s: %s\n", sub, c.ID, f)
+		}
 	}
 	switch sub {
 	case "list":
@@ -275,11 +282,16 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 			return fail(err)
 		}
 		defer in.close()
-		res, err := dir.importList(ctx, in)
+		res, err := dir.importList(ctx, in, *force)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "imported %d customers (%d added, %d replaced), versions %d to %d\n", res.Imported, res.Added, res.Replaced, res.First, res.Last)
+		for _, c := range res.Forced {
+			for _, f := range c.Forced {
+				fmt.Fprintf(stderr, "aupguard customer import: warning: customer %s: %s\n", c.Customer, f)
+			}
+		}
 		return 0
 	}
 	return 2
@@ -393,8 +405,12 @@ func (d *storeDirectory) remove(ctx context.Context, id string) (customer.Change
 	return d.m.Remove(ctx, id, customer.ViaCLI)
 }
 
-func (d *storeDirectory) importList(ctx context.Context, in importInput) (customer.ImportResult, error) {
-	return d.m.ImportFrom(ctx, customer.NewImportReader(in.r, in.format), customer.ViaCLI)
+func (d *storeDirectory) importList(ctx context.Context, in importInput, force bool) (customer.ImportResult, error) {
+	var src customer.ImportSource = customer.NewImportReader(in.r, in.format)
+	if force {
+		src = customer.ForceAll(src)
+	}
+	return d.m.ImportFrom(ctx, src, customer.ViaCLI)
 }
 
 // importInput is the file of an import, read as a stream.
@@ -579,10 +595,14 @@ func (d *apiDirectory) remove(ctx context.Context, id string) (customer.Change, 
 	return r.Change, err
 }
 
-func (d *apiDirectory) importList(ctx context.Context, in importInput) (customer.ImportResult, error) {
+func (d *apiDirectory) importList(ctx context.Context, in importInput, force bool) (customer.ImportResult, error) {
 	var r customer.ImportResult
 	ct := map[string]string{customer.FormatJSON: "application/json", customer.FormatNDJSON: "application/x-ndjson", customer.FormatYAML: "application/yaml"}[in.format]
-	err := d.send(ctx, "POST", "/api/customers/import", in.r, in.size, ct, &r)
+	path := "/api/customers/import"
+	if force {
+		path += "?force=1"
+	}
+	err := d.send(ctx, "POST", path, in.r, in.size, ct, &r)
 	return r, err
 }
 

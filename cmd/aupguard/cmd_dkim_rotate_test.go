@@ -48,7 +48,7 @@ optout: {unsubscribe: {listen: "off"}}
 auth: {dkim: {rotation: {keys_dir: "` + keys + `", check_interval: 1s, retire_after: 48h}}}
 customers:
   - id: acme
-    networks: [127.0.0.0/8]
+    networks: [127.0.0.0/16]
     domains: [acme.example]
 `
 	if err := os.WriteFile(path, []byte(base), 0o600); err != nil {
@@ -181,7 +181,7 @@ auth: {dkim: {rotation: {keys_dir: "` + keys + `", check_interval: 1s}}}
 chain: [dkim_sign]
 customers:
   - id: acme
-    networks: [127.0.0.0/8]
+    networks: [127.0.0.0/16]
     domains: [acme.example]
     dkim: [{domain: acme.example, rotated: true}]
 `

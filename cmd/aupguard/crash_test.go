@@ -119,7 +119,7 @@ func TestQuotaSurvivesSIGKILL(t *testing.T) {
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	cfg := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nlog: {format: text}\nstore: {backend: memory, path: %q}\noptout: {unsubscribe: {listen: \"off\"}}\n"+
 		"chain: [rate_limit]\ndefaults: {limits: {messages_per_day: 5}}\n"+
-		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr, state)
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n", addr, state)
 	os.WriteFile(cfgPath, []byte(cfg), 0o600)
 
 	g := startGateway(t, bin, cfgPath, addr)

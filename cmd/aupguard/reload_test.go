@@ -29,7 +29,7 @@ func TestReloadNeverRefusesAllMail(t *testing.T) {
 	ln.Close()
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	base := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\n", addr)
-	good := base + "customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n"
+	good := base + "customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n"
 	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestReloadChangesAllowedPeers(t *testing.T) {
 		other = "0"
 	}
 	config := func(peers string) string {
-		return fmt.Sprintf("milter: {listen: \"inet:%s\", allowed_peers: [%s]}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\ncustomers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr, peers)
+		return fmt.Sprintf("milter: {listen: \"inet:%s\", allowed_peers: [%s]}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\ncustomers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n", addr, peers)
 	}
 	cfgPath := filepath.Join(t.TempDir(), "aupguard.yaml")
 	if err := os.WriteFile(cfgPath, []byte(config(`"`+other+`"`)), 0o600); err != nil {

@@ -86,7 +86,7 @@ func TestServeNotifiesTheServiceManager(t *testing.T) {
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	good := fmt.Sprintf("milter: {listen: \"unix:%s\"}\nstore: {backend: memory, path: %q}\nlog: {format: text}\n"+
 		"optout: {unsubscribe: {listen: \"off\"}}\nadmin: {listen: \"off\"}\nchain: [sender_identity]\n"+
-		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", sock, filepath.Join(dir, "state"))
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n", sock, filepath.Join(dir, "state"))
 	if err := os.WriteFile(cfgPath, []byte(good), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +204,7 @@ func TestServeReadyWaitsForTheStore(t *testing.T) {
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	cfg := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nstore: {backend: redis, path: %q, redis: {addrs: [%q]}}\nlog: {format: text}\n"+
 		"optout: {unsubscribe: {listen: \"off\"}}\nadmin: {listen: \"off\"}\nchain: [sender_identity]\n"+
-		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr, filepath.Join(dir, "state"), rd.Addr())
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n", addr, filepath.Join(dir, "state"), rd.Addr())
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

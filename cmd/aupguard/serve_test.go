@@ -154,7 +154,7 @@ func TestServeSignals(t *testing.T) {
 	ln.Close()
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	good := fmt.Sprintf("milter: {listen: \"inet:%s\", shutdown_timeout: 20s}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\nchain: [sender_identity]\n"+
-		"customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n", addr)
+		"customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n", addr)
 	os.WriteFile(cfgPath, []byte(good), 0o600)
 	srv := startServe(t, bin, cfgPath, addr)
 	cmd, stderr := srv.cmd, srv.stderr
@@ -234,7 +234,7 @@ func TestReloadRefusesBadNamesAndChains(t *testing.T) {
 	addr := ln.Addr().String()
 	ln.Close()
 	head := fmt.Sprintf("milter: {listen: \"inet:%s\"}\nlog: {format: text}\noptout: {unsubscribe: {listen: \"off\"}}\n", addr)
-	cust := "customers:\n  - id: acme\n    networks: [127.0.0.0/8]\n    domains: [acme.example]\n"
+	cust := "customers:\n  - id: acme\n    networks: [127.0.0.0/16]\n    domains: [acme.example]\n"
 	cfgPath := filepath.Join(dir, "aupguard.yaml")
 	os.WriteFile(cfgPath, []byte(head+"chain: [sender_identity]\n"+cust), 0o600)
 	srv := startServe(t, bin, cfgPath, addr)

@@ -14,6 +14,12 @@ const (
 	// DefaultUnsubscribeListen keeps the public unsubscribe endpoint on
 	// loopback until the provider puts a reverse proxy (TLS) in front of it.
 	DefaultUnsubscribeListen = "127.0.0.1:8893"
+	// DefaultUnsubscribeMaxConnections and
+	// DefaultUnsubscribeMaxConnectionsPerClient cap the public endpoint's
+	// connections: a click is one short request, so a client holding 32
+	// at once is not a recipient clicking.
+	DefaultUnsubscribeMaxConnections          = 1024
+	DefaultUnsubscribeMaxConnectionsPerClient = 32
 	// DefaultEscalationThreshold is how many sends to opted-out recipients
 	// within the window flag a customer.
 	DefaultEscalationThreshold = 10
@@ -96,6 +102,13 @@ type UnsubscribeConfig struct {
 	BaseURL string `yaml:"base_url"`
 	// TokenTTL makes links expire; 0 (default) never expires them.
 	TokenTTL time.Duration `yaml:"token_ttl"`
+	// MaxConnections caps the connections the endpoint holds at once and
+	// MaxConnectionsPerClient those of one client address (an IPv4
+	// address or an IPv6 /64); one over a cap is closed at once. Lowered
+	// at start when the descriptor limit cannot hold them beside the
+	// milter's connections.
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // Enabled reports whether the endpoint listens (Listen is not "off").
@@ -170,7 +183,7 @@ var BulkSection = config.SectionSpec{Key: "bulk", Decode: decodeBulk, CheckCusto
 func DefaultConfig() *Config {
 	t := true
 	return &Config{
-		Unsubscribe: UnsubscribeConfig{Listen: DefaultUnsubscribeListen},
+		Unsubscribe: UnsubscribeConfig{Listen: DefaultUnsubscribeListen, MaxConnections: DefaultUnsubscribeMaxConnections, MaxConnectionsPerClient: DefaultUnsubscribeMaxConnectionsPerClient},
 		Feedback:    FeedbackConfig{SenderID: DefaultFeedbackSenderID, FeedbackID: &t},
 		Escalation:  EscalationConfig{Threshold: DefaultEscalationThreshold, Window: DefaultEscalationWindow},
 		Complaints: ComplaintsConfig{
@@ -220,6 +233,12 @@ func decodeConfig(s *config.Section) any {
 	s.Decode(o)
 	if o.Unsubscribe.Listen == "" {
 		o.Unsubscribe.Listen = DefaultUnsubscribeListen
+	}
+	if o.Unsubscribe.MaxConnections == 0 {
+		o.Unsubscribe.MaxConnections = DefaultUnsubscribeMaxConnections
+	}
+	if o.Unsubscribe.MaxConnectionsPerClient == 0 {
+		o.Unsubscribe.MaxConnectionsPerClient = DefaultUnsubscribeMaxConnectionsPerClient
 	}
 	if o.Feedback.SenderID == "" {
 		o.Feedback.SenderID = DefaultFeedbackSenderID
@@ -275,6 +294,11 @@ func decodeConfig(s *config.Section) any {
 		}
 	}
 	s.Duration("optout.unsubscribe.token_ttl", u.TokenTTL)
+	s.Positive("optout.unsubscribe.max_connections", u.MaxConnections)
+	s.Positive("optout.unsubscribe.max_connections_per_client", u.MaxConnectionsPerClient)
+	if u.MaxConnectionsPerClient > u.MaxConnections && u.MaxConnections > 0 {
+		s.Errorf("optout.unsubscribe.max_connections_per_client", "%d is above optout.unsubscribe.max_connections (%d)", u.MaxConnectionsPerClient, u.MaxConnections)
+	}
 	if id := o.Feedback.SenderID; strings.ContainsAny(id, ": \t\r\n;") {
 		s.Errorf("optout.feedback.sender_id", "must not contain ':', ';' or white space, got %q", id)
 	}

@@ -9,6 +9,8 @@ import (
 	"io"
 	"strings"
 	"time"
+
+	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
 // importBatchEntries is how many entries are written (and, for the memory
@@ -169,6 +171,10 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 				continue
 			}
 			src = v
+		}
+		if err := mailaddr.CheckText(get("note")); err != nil {
+			bad(line, "note: %v", err)
+			continue
 		}
 		var e Entry
 		if addr := get("address"); addr != "" {

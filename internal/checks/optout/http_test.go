@@ -93,6 +93,7 @@ func TestAdminAPI(t *testing.T) {
 				{"add again", "POST", "/api/optouts", "application/json", `{"list":"acme","address":"jane@example.com"}`, 200, `"note": "phone call"`},
 				{"add global", "POST", "/api/optouts", "application/json", `{"list":"*","address":"trap@spamtrap.example"}`, 201, `"source": "api"`},
 				{"bad address", "POST", "/api/optouts", "application/json", `{"list":"acme","address":"not-an-address"}`, 400, "bad address"},
+				{"address with NUL", "POST", "/api/optouts", "application/json", `{"list":"acme","address":"ja\u0000ne@example.com"}`, 400, "control character U+0000"},
 				{"no list", "POST", "/api/optouts", "application/json", `{"address":"a@b.example"}`, 400, "no list"},
 				{"unknown field", "POST", "/api/optouts", "application/json", `{"list":"acme","addr":"a@b.example"}`, 400, "unknown field"},
 				{"check own", "GET", "/api/optouts?list=acme&address=jane@example.com", "", "", 200, `"suppressed": true`},

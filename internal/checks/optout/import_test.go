@@ -112,3 +112,52 @@ func BenchmarkImport100k(b *testing.B) {
 		})
 	}
 }
+
+// TestOptOutAddressesRefuseControlCharacters: an address holding a
+// control character or invalid UTF-8 is refused by Canonical (the API,
+// the command, complaints) and, with its line named, by the CSV import;
+// nothing of it is stored.
+func TestOptOutAddressesRefuseControlCharacters(t *testing.T) {
+	s := &Settings{}
+	for _, tc := range []struct{ name, addr, want string }{
+		{"NUL in the local part", "ja\x00ne@example.com", "control character U+0000"},
+		{"NUL in the domain", "jane@exa\x00mple.com", "control character U+0000"},
+		{"escape", "jane\x1b[31m@example.com", "control character U+001B"},
+		{"DEL", "jane\x7f@example.com", "control character U+007F"},
+		{"C1", "jane\u0085@example.com", "control character U+0085"},
+		{"invalid UTF-8", "jane\xff@example.com", "invalid UTF-8"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if c, err := s.Canonical(tc.addr); err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Canonical(%q) = %q, %v; want an error with %q", tc.addr, c, err, tc.want)
+			}
+		})
+	}
+	if c, err := s.Canonical("Jane@Example.com"); err != nil || c != "jane@example.com" {
+		t.Fatalf("a plain address: %q, %v", c, err)
+	}
+
+	cfg := testConfig(t, "")
+	for name, mk := range svcKinds(t, cfg, clock.NewFake(t0)) {
+		t.Run("CSV import/"+name, func(t *testing.T) {
+			svc := mk(t)
+			in := "address,note\n" +
+				"ok@x.example,fine\n" +
+				"nul\x00@x.example,bad\n" +
+				"\"tab\t@x.example\",bad\n" +
+				"note@x.example,\"bell\x07\"\n"
+			res, err := svc.Import(bg, "beta", strings.NewReader(in), SourceImport)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Added != 1 || res.Bad != 3 || len(res.Errors) != 3 || res.Errors[0].Line != 3 || res.Errors[1].Line != 4 || res.Errors[2].Line != 5 ||
+				!strings.Contains(res.Errors[0].Error, "U+0000") || !strings.Contains(res.Errors[2].Error, "note: control character U+0007") {
+				t.Fatalf("import = %+v", res)
+			}
+			var out bytes.Buffer
+			if n, err := svc.Export(bg, "beta", &out); err != nil || n != 1 {
+				t.Fatalf("export = %d, %v:\n%s", n, err, out.String())
+			}
+		})
+	}
+}

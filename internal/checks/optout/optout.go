@@ -186,7 +186,14 @@ func NewSettings(o *Config, b *BulkConfig, customers []config.Customer, key secr
 // lower-cased unless configured otherwise (RFC 5321 §2.4 lets the receiving
 // host decide; nearly all treat it case-insensitively) and "+tag" folded
 // when configured.
+//
+// Control characters (C0, DEL, C1) and invalid UTF-8 are refused: an
+// address typed, imported or reported never holds one (the MTA's
+// recipients reach the checks through canonicalAddr, already parsed).
 func (s *Settings) Canonical(addr string) (string, error) {
+	if err := mailaddr.CheckText(addr); err != nil {
+		return "", fmt.Errorf("bad address %q: %v", addr, err)
+	}
 	a, err := mailaddr.Parse(addr)
 	if err != nil {
 		return "", fmt.Errorf("bad address %q: %v", addr, err)

@@ -42,6 +42,8 @@ type Config struct {
 	Checks    map[string]CheckConfig `yaml:"checks"`
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
+	// Directory bounds what a customer entry may claim.
+	Directory DirectoryConfig `yaml:"directory"`
 
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
@@ -201,6 +203,14 @@ type Customer struct {
 	// customer's; see LocalSubmissionConfig.
 	LocalUsers []string `yaml:"local_users"`
 
+	// Force allows what the directory refuses by default but a provider
+	// may mean: a network broader than directory.max_network_prefix, a
+	// catch-all login pattern, a public-suffix domain, and overlaps with
+	// another customer's networks or domains (with either entry forced).
+	// Every rule it waives is logged as a warning and, for a change of the
+	// live directory, in its change log.
+	Force bool `yaml:"force,omitempty"`
+
 	CustomerAuth   `yaml:",inline"`
 	CustomerOptOut `yaml:",inline"`
 }
@@ -334,7 +344,7 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	cfg.decodeSections(v, opts.Sections)
 	v.errs = append(es, v.errs...)
 	// Warnings are placed now, while the tree is there.
-	cfg.warnings = cfg.findWarnings(file)
+	cfg.warnings = append(cfg.findWarnings(file), v.warns...)
 	// The YAML tree only serves to place errors; a config of 100,000
 	// customers would otherwise keep hundreds of MB of it alive.
 	cfg.root = nil

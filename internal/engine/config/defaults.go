@@ -106,6 +106,7 @@ func (c *Config) applyDefaults(opts Options) {
 	c.LocalSubmission.defaults(&c.Provider)
 	c.DNS.defaults()
 	c.Admin.defaults()
+	c.Directory.defaults()
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()

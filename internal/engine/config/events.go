@@ -16,6 +16,10 @@ const (
 	DefaultDashboardRange = 24 * time.Hour
 	// DefaultMetricsTopCustomers bounds the customer label of the metrics.
 	DefaultMetricsTopCustomers = 20
+	// DefaultAdminMaxConnections and DefaultAdminMaxConnectionsPerClient
+	// cap the admin server's connections (a console and a few scrapers).
+	DefaultAdminMaxConnections          = 64
+	DefaultAdminMaxConnectionsPerClient = 16
 	// DefaultEventsRetention is how long single events are kept.
 	DefaultEventsRetention = 30 * 24 * time.Hour
 	// DefaultAcceptedRetention is how long routine accepted-message events
@@ -59,6 +63,13 @@ type AdminConfig struct {
 	// MetricsTopCustomers is how many customers get their own label value
 	// in the metrics; the others are counted as "other".
 	MetricsTopCustomers int `yaml:"metrics_top_customers"`
+	// MaxConnections caps the connections the admin server holds at once
+	// and MaxConnectionsPerClient those of one client address (an IPv4
+	// address or an IPv6 /64); one over a cap is closed at once. Lowered
+	// at start when the descriptor limit cannot hold them beside the
+	// milter's (see serve's "descriptor budget" log line).
+	MaxConnections          int `yaml:"max_connections"`
+	MaxConnectionsPerClient int `yaml:"max_connections_per_client"`
 }
 
 // EventsConfig configures the decision record: every decision is an event,
@@ -137,6 +148,12 @@ func (a *AdminConfig) defaults() {
 	if a.MetricsTopCustomers == 0 {
 		a.MetricsTopCustomers = DefaultMetricsTopCustomers
 	}
+	if a.MaxConnections == 0 {
+		a.MaxConnections = DefaultAdminMaxConnections
+	}
+	if a.MaxConnectionsPerClient == 0 {
+		a.MaxConnectionsPerClient = DefaultAdminMaxConnectionsPerClient
+	}
 }
 
 func (a *AdminConfig) validate(v *validator) {
@@ -160,6 +177,11 @@ func (a *AdminConfig) validate(v *validator) {
 	}
 	if a.MetricsTopCustomers < 0 {
 		v.errf("admin.metrics_top_customers", "must not be negative, got %d", a.MetricsTopCustomers)
+	}
+	v.positive("admin.max_connections", a.MaxConnections)
+	v.positive("admin.max_connections_per_client", a.MaxConnectionsPerClient)
+	if a.MaxConnectionsPerClient > a.MaxConnections && a.MaxConnections > 0 {
+		v.errf("admin.max_connections_per_client", "%d is above admin.max_connections (%d)", a.MaxConnectionsPerClient, a.MaxConnections)
 	}
 }
 

@@ -63,6 +63,7 @@ customers:
 			`bad.yaml:4: customers[0].local_users[2]: bad local user "uid:": want a login name or uid:NUMBER`,
 			`bad.yaml:4: customers[0].local_users[3]: bad local user "we b": character ' ' not allowed in a Unix login name`,
 			`bad.yaml:7: customers[1].local_users[0]: Unix user "web1" also belongs to customer "a"`,
+			`bad.yaml:8: customers[1].domains[0]: domain "A.example" is customer "a"'s (set force: true on either entry to allow it)`,
 			`bad.yaml:8: customers[1].domains[0]: domain "A.example" is also customer "a"'s, and both have local_users: local mail from it could not be attributed`,
 		}},
 	}

@@ -17,9 +17,15 @@ import (
 
 // validator collects errors with their places.
 type validator struct {
-	cfg  *Config
-	opts Options
-	errs Errors
+	cfg   *Config
+	opts  Options
+	errs  Errors
+	warns Errors
+}
+
+// warnf records a warning at the config path p (see errf).
+func (v *validator) warnf(p string, format string, args ...any) {
+	v.warns = append(v.warns, Error{File: v.cfg.File, Line: v.cfg.lineOf(p), Path: p, Msg: fmt.Sprintf(format, args...)})
 }
 
 // errf records an error at the config path p, a dotted path with [i]
@@ -201,6 +207,7 @@ func (c *Config) validate(v *validator) {
 	c.validateLocal(v)
 	c.DNS.validate(v)
 	c.Admin.validate(v)
+	c.Directory.validate(v)
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
@@ -415,12 +422,15 @@ func (c *Config) validateCustomers(v *validator) {
 		} else {
 			ids[cu.ID] = i
 		}
-		for _, r := range cu.ID {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-				v.errf(p+".id", "id %q: only letters, digits, '-', '_' and '.' are allowed", cu.ID)
-				break
+		if len(cu.ID) <= MaxIDLength {
+			for _, r := range cu.ID {
+				if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+					v.errf(p+".id", "id %q: only letters, digits, '-', '_' and '.' are allowed", cu.ID)
+					break
+				}
 			}
 		}
+		c.checkEntry(v, p, cu)
 		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
 			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
 		}
@@ -428,6 +438,9 @@ func (c *Config) validateCustomers(v *validator) {
 			v.errf(p, "customer %q has neither logins nor networks: no mail can be attributed to it", cu.ID)
 		}
 		for j, l := range cu.Logins {
+			if mailaddr.CheckText(l) != nil {
+				continue // reported by checkEntry
+			}
 			if strings.ContainsAny(l, "*?[\\") || l == "" {
 				if err := validLoginGlob(l); err != nil {
 					v.errf(fmt.Sprintf("%s.logins[%d]", p, j), "bad login pattern %q: %v", l, err)
@@ -440,6 +453,9 @@ func (c *Config) validateCustomers(v *validator) {
 			}
 		}
 		for j, n := range cu.Networks {
+			if mailaddr.CheckText(n) != nil {
+				continue // reported by checkEntry
+			}
 			if _, err := ParsePrefix(n); err != nil {
 				v.errf(fmt.Sprintf("%s.networks[%d]", p, j), "%v", err)
 			}
@@ -448,6 +464,9 @@ func (c *Config) validateCustomers(v *validator) {
 			v.errf(p+".domains", "customer %q lists no sender domains", cu.ID)
 		}
 		for j, d := range cu.Domains {
+			if mailaddr.CheckText(d) != nil {
+				continue // reported by checkEntry
+			}
 			if _, err := mailaddr.ParsePattern(d); err != nil {
 				v.errf(fmt.Sprintf("%s.domains[%d]", p, j), "bad domain %q: %v", d, err)
 			}
@@ -464,24 +483,24 @@ func (c *Config) validateCustomers(v *validator) {
 	c.validateOverlaps(v)
 }
 
-// validateOverlaps refuses two customers claiming the very same client
-// network. Nested networks are allowed: the longest prefix wins (a
-// reseller's /24 and one of its customers' /32).
+// validateOverlaps applies the rules between customers' networks and
+// domains (Claims): the very same network twice is refused; a network
+// inside another customer's, a domain another customer has, a domain
+// under another's wildcard are refused unless either entry is forced
+// (then the longest prefix wins, and the overlap is a warning). Each
+// pair is reported once, at the later entry.
 func (c *Config) validateOverlaps(v *validator) {
-	// One map of every network to its first owner: linear in the number
-	// of networks (a pairwise comparison made 100,000 customers take
-	// minutes to validate).
-	owner := make(map[netip.Prefix]string, len(c.Customers))
-	for i, cu := range c.Customers {
-		for j, n := range cu.Networks {
-			p, err := ParsePrefix(n)
-			if err != nil {
-				continue
-			}
-			if id, ok := owner[p]; !ok {
-				owner[p] = cu.ID
-			} else if id != cu.ID {
-				v.errf(fmt.Sprintf("customers[%d].networks[%d]", i, j), "network %s is already customer %q's", p, id)
+	cl := NewClaims()
+	for i := range c.Customers {
+		cl.Add(&c.Customers[i], i)
+	}
+	for i := range c.Customers {
+		for _, o := range cl.Overlaps(&c.Customers[i], nil, i) {
+			p := "customers[" + strconv.Itoa(i) + "]." + o.Field
+			if o.Forced {
+				v.warnf(p, "%s", o.Message())
+			} else {
+				v.errf(p, "%s", o.Message())
 			}
 		}
 	}
@@ -533,6 +552,18 @@ func (c *Config) WithCustomers(list []Customer, opts Options) (*Config, error) {
 			v.errs[i].File = ""
 		}
 		return nil, v.errs
+	}
+	// The file's warnings about other settings stay; those about
+	// customers are the list's.
+	cp.warnings = nil
+	for _, w := range c.warnings {
+		if !strings.HasPrefix(w.Path, "customers[") {
+			cp.warnings = append(cp.warnings, w)
+		}
+	}
+	for _, w := range v.warns {
+		w.File = ""
+		cp.warnings = append(cp.warnings, w)
 	}
 	return &cp, nil
 }

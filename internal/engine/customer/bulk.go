@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/netip"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 )
@@ -19,6 +18,15 @@ type ImportResult struct {
 	Replaced int   `json:"replaced"`
 	First    int64 `json:"first_version,omitempty"`
 	Last     int64 `json:"last_version,omitempty"`
+	// Forced lists, per customer, the rules its force: true waived
+	// (also in each change's Forced and the change log).
+	Forced []ImportForced `json:"forced,omitempty"`
+}
+
+// ImportForced is the rules an import waived for one customer.
+type ImportForced struct {
+	Customer string   `json:"customer"`
+	Forced   []string `json:"forced"`
 }
 
 // ErrVersionMoved is returned by Store.Import when the directory changed
@@ -35,7 +43,12 @@ const importChunk = 1000
 // staged is what a validated definition of an import claims, for the
 // check against the rest of the directory once the whole list is known.
 type staged struct {
-	logins, networks []string
+	// claim holds the definition's id, force, logins, networks and
+	// domains: what the claims index checks.
+	claim config.Customer
+	// own is how many of the change's Forced the definition alone and
+	// the rest of the import waived (before the directory's).
+	own int
 }
 
 // ImportSource is what an import reads definitions from (*ImportReader).
@@ -47,11 +60,42 @@ type ImportSource interface {
 	Raw() []byte
 }
 
+// ForceAll makes every definition src yields forced (force: true), as
+// -force and ?force=1 ask: a directory rule it breaks is waived and
+// reported (ImportResult.Forced) instead of refusing the import.
+func ForceAll(src ImportSource) ImportSource { return &forceSource{src: src} }
+
+type forceSource struct {
+	src ImportSource
+	set bool // force was set on the last definition
+}
+
+func (f *forceSource) Next() (config.Customer, error) {
+	c, err := f.src.Next()
+	f.set = err == nil && !c.Force
+	if err == nil {
+		c.Force = true
+	}
+	return c, err
+}
+
+// Raw is nil for a definition force was set on: it is encoded again, so
+// that what is stored says force: true (every gateway reading it back
+// must see the waiver).
+func (f *forceSource) Raw() []byte {
+	if f.set {
+		return nil
+	}
+	return f.src.Raw()
+}
+
 // ImportFrom reads definitions from src until io.EOF and writes them all
 // or none. The whole stream is validated first, in chunks, each
 // definition exactly like the config file's and against the others of the
-// import; then, the list complete, against the rest of the directory (a
-// customer the import replaces does not count); then it is committed
+// import, with the directory rules of every other write (a rule an
+// entry's force: true waives is reported in ImportResult.Forced); then,
+// the list complete, against the rest of the directory (a customer the
+// import replaces does not count); then it is committed
 // atomically (Store.Import). Errors (a ValidationError naming each
 // entry, or the stream's) mean nothing was written. Memory holds the
 // encoded definitions, never the input.
@@ -68,7 +112,7 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 		changes []Change
 		claims  []staged
 		seen    = map[string]int{}
-		own     = &owners{logins: map[string]string{}, nets: map[netip.Prefix]string{}}
+		own     = ownersOf(nil)
 		chunk   []config.Customer
 		raws    [][]byte
 		idx     []int
@@ -87,7 +131,14 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 			return nil
 		}
 		bad := map[int]bool{}
-		if _, err := base.WithCustomers(chunk, m.opts); err != nil {
+		forced := make([][]string, len(chunk))
+		if norm, err := base.WithCustomers(chunk, m.opts); err == nil {
+			for _, w := range norm.Warnings() {
+				if k, field, ok := customerPath(w.Path); ok && k < len(chunk) {
+					forced[k] = append(forced[k], field+": "+w.Msg)
+				}
+			}
+		} else {
 			ve, ok := fieldErrors(err, chunk).(ValidationError)
 			if !ok {
 				return err
@@ -111,9 +162,13 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 			if bad[k] {
 				continue
 			}
-			for _, fe := range own.conflicts(c, nil) {
+			e, f := own.conflicts(c, nil)
+			for _, fe := range e {
 				entryErr(idx[k], fe)
 				bad[k] = true
+			}
+			for _, fe := range f {
+				forced[k] = append(forced[k], fe.Field+": "+fe.Message)
 			}
 		}
 		for k, c := range chunk {
@@ -128,7 +183,7 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 					return err
 				}
 			}
-			ch := Change{Time: now, Op: OpImport, ID: c.ID, Via: via, Definition: raw}
+			ch := Change{Time: now, Op: OpImport, ID: c.ID, Via: via, Definition: raw, Forced: forced[k]}
 			if old, ok := m.Get(c.ID); ok {
 				ch.Fields = changedFields(old.Customer, c)
 				res.Replaced++
@@ -136,7 +191,7 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 				res.Added++
 			}
 			changes = append(changes, ch)
-			claims = append(claims, staged{logins: c.Logins, networks: c.Networks})
+			claims = append(claims, staged{claim: config.Customer{ID: c.ID, Force: c.Force, Logins: c.Logins, Networks: c.Networks, Domains: c.Domains}, own: len(forced[k])})
 		}
 		chunk, raws, idx = chunk[:0], raws[:0], idx[:0]
 		return nil
@@ -190,10 +245,15 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 		m.ensureOwners()
 		expect := m.version
 		for k := range changes {
-			// Every entry is valid so far: changes[k] is entry k.
-			c := config.Customer{ID: changes[k].ID, Logins: claims[k].logins, Networks: claims[k].networks}
-			for _, fe := range m.own.conflictsExcept(c, skip) {
+			// Every entry is valid so far: changes[k] is entry k. The
+			// waivers against the directory are those of this attempt.
+			e, f := m.own.conflictsExcept(claims[k].claim, skip)
+			for _, fe := range e {
 				entryErr(k, fe)
+			}
+			changes[k].Forced = changes[k].Forced[:claims[k].own]
+			for _, fe := range f {
+				changes[k].Forced = append(changes[k].Forced, fe.Field+": "+fe.Message)
 			}
 		}
 		m.mu.Unlock()
@@ -212,6 +272,11 @@ func (m *Manager) ImportFrom(ctx context.Context, src ImportSource, via string) 
 			return ImportResult{}, err
 		}
 		res.Imported, res.First, res.Last = len(changes), first, last
+		for _, c := range changes {
+			if len(c.Forced) > 0 {
+				res.Forced = append(res.Forced, ImportForced{Customer: c.ID, Forced: c.Forced})
+			}
+		}
 		break
 	}
 	// The store is read back (Sync), the staged import no longer needed.

@@ -18,6 +18,7 @@ customers:
     networks: [198.51.100.0/24]
     domains: [reseller.example]
   - id: sub
+    force: true # inside the reseller's /24 by design: the longest prefix wins
     networks: [198.51.100.7]
     logins: ["ops@sub.example"]
     domains: [sub.example]

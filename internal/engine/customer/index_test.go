@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/testkit/custgen"
 )
 
 // naiveIdentify is the reference the index must agree with: exact logins,
@@ -116,7 +117,7 @@ func TestIndexAgreesWithScan(t *testing.T) {
 }
 
 // scaleConfig is n customers with logins exact logins and one glob each,
-// and one network each (GenerateConfig's shape, built without YAML).
+// and one network each (custgen.Config's shape, built without YAML).
 func scaleConfig(n, logins int) *config.Config {
 	cfg := &config.Config{Customers: make([]config.Customer, n)}
 	for i := range cfg.Customers {
@@ -128,7 +129,7 @@ func scaleConfig(n, logins int) *config.Config {
 			c.Logins = append(c.Logins, fmt.Sprintf("c%d-l%d", i, j))
 		}
 		c.Logins = append(c.Logins, c.ID+"-*")
-		c.Networks = []string{GenNetwork(i)}
+		c.Networks = []string{custgen.Network(i)}
 		c.Domains = []string{c.ID + ".example"}
 	}
 	return cfg
@@ -146,8 +147,8 @@ func TestScaleDirectory(t *testing.T) {
 			{id, "192.0.2.1", ByLogin},
 			{id + "-l1", "192.0.2.1", ByLogin},
 			{id + "-anything", "192.0.2.1", ByLogin},
-			{"", GenAddr(i), ByNetwork},
-			{"stranger", GenAddr(i), ByNetwork},
+			{"", custgen.Addr(i), ByNetwork},
+			{"stranger", custgen.Addr(i), ByNetwork},
 		} {
 			c, by := d.Identify(tc.login, netip.MustParseAddr(tc.addr))
 			if c == nil || c.ID != id || by != tc.by {
@@ -198,7 +199,7 @@ func BenchmarkIdentify(b *testing.B) {
 				case "glob":
 					qs = append(qs, q{id + "-newbox", netip.MustParseAddr("192.0.2.1")})
 				default:
-					qs = append(qs, q{"", netip.MustParseAddr(GenAddr(p))})
+					qs = append(qs, q{"", netip.MustParseAddr(custgen.Addr(p))})
 				}
 			}
 			lat := make([]time.Duration, 0, b.N)

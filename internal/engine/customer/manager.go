@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
@@ -99,7 +100,16 @@ type Manager struct {
 	// (pendingAll: everything), whoever called Effective in between.
 	pending    map[string]bool
 	pendingAll bool
+
+	// forcedHook is told of every change synced that forced a rule.
+	forcedHook atomic.Pointer[func(Change)]
 }
+
+// OnForced makes Sync call f (outside the manager's lock) for every
+// change it applies whose definition's force: true waived a rule
+// (Change.Forced): every gateway logs the forced changes it applies,
+// whichever gateway or command made them.
+func (m *Manager) OnForced(f func(Change)) { m.forcedHook.Store(&f) }
 
 // NewManager manages the directory of store s over the config file base.
 func NewManager(s Store, base *config.Config, opts config.Options, clk clock.Clock) *Manager {
@@ -153,6 +163,14 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 			return false, err
 		}
 		if complete {
+			var forced []Change
+			defer func() {
+				if f := m.forcedHook.Load(); f != nil {
+					for _, c := range forced {
+						(*f)(c)
+					}
+				}
+			}()
 			m.mu.Lock()
 			defer m.mu.Unlock()
 			for _, c := range cs {
@@ -161,6 +179,9 @@ func (m *Manager) Sync(ctx context.Context) (changed bool, err error) {
 				}
 				if old, ok := m.effDef(c.ID); ok && m.own != nil {
 					m.own.remove(old)
+				}
+				if len(c.Forced) > 0 {
+					forced = append(forced, c)
 				}
 				if c.Op == OpRemove {
 					delete(m.live, c.ID)
@@ -346,7 +367,8 @@ func (m *Manager) effectiveLocked() (*config.Config, map[string]bool, error) {
 			skip[c.ID] = true
 		}
 		for _, c := range sub {
-			errs = append(errs, m.own.conflicts(c, skip)...)
+			e, _ := m.own.conflicts(c, skip)
+			errs = append(errs, e...)
 		}
 		if len(errs) > 0 {
 			return nil, nil, errs
@@ -474,7 +496,7 @@ func (m *Manager) Remove(ctx context.Context, id, via string) (Change, error) {
 		// another customer has (checked against the ownership maps).
 		m.mu.Lock()
 		m.ensureOwners()
-		errs := m.own.conflicts(m.base.Customers[m.baseIdx[id]], nil)
+		errs, _ := m.own.conflicts(m.base.Customers[m.baseIdx[id]], nil)
 		m.mu.Unlock()
 		if len(errs) > 0 {
 			return Change{}, errs
@@ -529,12 +551,22 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 	// the ownership maps of the others: the cost of a change is the
 	// changed customers', not the directory's.
 	var errs ValidationError
-	if _, err := base.WithCustomers(defs, m.opts); err != nil {
+	// forced are the rules each definition's force: true waived, for the
+	// change log.
+	forced := make([][]string, len(defs))
+	norm, err := base.WithCustomers(defs, m.opts)
+	if err != nil {
 		ve, ok := fieldErrors(err, defs).(ValidationError)
 		if !ok {
 			return nil, err
 		}
 		errs = ve
+	} else {
+		for _, w := range norm.Warnings() {
+			if k, field, ok := customerPath(w.Path); ok && k < len(defs) {
+				forced[k] = append(forced[k], field+": "+w.Msg)
+			}
+		}
 	}
 	skip := make(map[string]bool, len(defs))
 	for _, d := range defs {
@@ -542,8 +574,12 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 	}
 	m.mu.Lock()
 	m.ensureOwners()
-	for _, d := range defs {
-		errs = append(errs, m.own.conflicts(d, skip)...)
+	for k, d := range defs {
+		e, f := m.own.conflicts(d, skip)
+		errs = append(errs, e...)
+		for _, fe := range f {
+			forced[k] = append(forced[k], fe.Field+": "+fe.Message)
+		}
 	}
 	m.mu.Unlock()
 	if len(errs) > 0 {
@@ -556,7 +592,7 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 		if err != nil {
 			return nil, err
 		}
-		cs[i] = Change{Time: now, Op: op, ID: d.ID, Via: via, Definition: raw, Fields: changedFields(old[d.ID], d)}
+		cs[i] = Change{Time: now, Op: op, ID: d.ID, Via: via, Definition: raw, Fields: changedFields(old[d.ID], d), Forced: forced[i]}
 	}
 	out, err := m.s.Apply(ctx, cs)
 	if err != nil {
@@ -567,6 +603,16 @@ func (m *Manager) apply(ctx context.Context, defs []config.Customer, op, via str
 }
 
 var indexPath = regexp.MustCompile(`^customers\[(\d+)\]\.?`)
+
+// customerPath splits "customers[3].networks[0]" into 3 and "networks[0]".
+func customerPath(p string) (int, string, bool) {
+	m := indexPath.FindStringSubmatch(p)
+	if m == nil {
+		return 0, "", false
+	}
+	k, err := strconv.Atoi(m[1])
+	return k, strings.TrimPrefix(p, m[0]), err == nil
+}
 
 // fieldErrors turns config errors on the merged list into errors naming
 // the customer and its field.

@@ -217,3 +217,114 @@ func TestMemoryDirectoryPersists(t *testing.T) {
 		t.Fatalf("after restart: %+v %v v%d", e, ok, m.Version())
 	}
 }
+
+// TestManagerAppliesTheDirectoryRules: a change of the live directory
+// (add, set, import; on both stores) is held to the rules of the file,
+// checked against the other customers whether they come from the file or
+// the store: refused with the field and the other customer named, nothing
+// written; forced, written with the waived rules in the change log, and
+// every gateway syncing it is told (OnForced).
+func TestManagerAppliesTheDirectoryRules(t *testing.T) {
+	base, err := config.Parse([]byte(baseYAML), "base.yaml", config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for name, open := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			h := open()
+			defer h.Close()
+			s, err := OpenStore(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := NewManager(s, base, config.Options{}, nil)
+			other := NewManager(s, base, config.Options{}, nil) // a second gateway
+			var told []Change
+			other.OnForced(func(c Change) { told = append(told, c) })
+			if _, err := other.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.Add(ctx, config.Customer{ID: "store1", Networks: []string{"198.51.100.0/24"}, Domains: []string{"store1.example"}}, ViaAPI); err != nil {
+				t.Fatal(err)
+			}
+			refused := []struct {
+				name string
+				do   func() error
+				want string
+			}{
+				{"a network inside a file customer's", func() error {
+					_, err := m.Add(ctx, config.Customer{ID: "n", Networks: []string{"192.0.2.7/32"}, Domains: []string{"n.example"}}, ViaAPI)
+					return err
+				}, `customer n: networks[0]: network 192.0.2.7/32 is inside customer "acme"'s network 192.0.2.0/24`},
+				{"a network around a store customer's", func() error {
+					_, err := m.Add(ctx, config.Customer{ID: "n", Networks: []string{"198.51.0.0/16"}, Domains: []string{"n.example"}}, ViaAPI)
+					return err
+				}, `customer n: networks[0]: network 198.51.0.0/16 contains customer "store1"'s network 198.51.100.0/24`},
+				{"a store customer's domain, by set", func() error {
+					_, err := m.Set(ctx, "acme", map[string]any{"domains": []any{"acme.example", "store1.example"}}, ViaCLI)
+					return err
+				}, `customer acme: domains[1]: domain "store1.example" is customer "store1"'s`},
+				{"a catch-all login, by import", func() error {
+					_, err := m.Import(ctx, []config.Customer{{ID: "n", Logins: []string{"*@*"}, Domains: []string{"n.example"}}}, ViaAPI)
+					return err
+				}, `customer n: logins[0]: login pattern "*@*" is a catch-all`},
+				{"::/0", func() error {
+					_, err := m.Add(ctx, config.Customer{ID: "n", Networks: []string{"::/0"}, Domains: []string{"n.example"}}, ViaAPI)
+					return err
+				}, "broader than directory.max_network_prefix.ipv6 (/32)"},
+				{"NUL in a login", func() error {
+					_, err := m.Add(ctx, config.Customer{ID: "n", Logins: []string{"n\x00"}, Domains: []string{"n.example"}}, ViaAPI)
+					return err
+				}, "control character U+0000"},
+			}
+			for _, tc := range refused {
+				t.Run(tc.name, func(t *testing.T) {
+					v := m.Version()
+					err := tc.do()
+					var ve ValidationError
+					if !errors.As(err, &ve) || !strings.Contains(err.Error(), tc.want) {
+						t.Fatalf("err = %v; want a ValidationError containing %q", err, tc.want)
+					}
+					if _, err := m.Sync(ctx); err != nil || m.Version() != v {
+						t.Fatalf("something was written: version %d -> %d (%v)", v, m.Version(), err)
+					}
+				})
+			}
+			ch, err := m.Add(ctx, config.Customer{ID: "reseller-sub", Force: true, Networks: []string{"192.0.2.7/32"}, Logins: []string{"*"}, Domains: []string{"sub.example"}}, ViaAPI)
+			if err != nil {
+				t.Fatalf("forced: %v", err)
+			}
+			want := []string{`logins[0]: forced: login pattern "*" is a catch-all: it matches every login`,
+				`networks[0]: forced: network 192.0.2.7/32 is inside customer "acme"'s network 192.0.2.0/24`}
+			if strings.Join(ch.Forced, "\n") != strings.Join(want, "\n") {
+				t.Fatalf("change.Forced:\n%s\nwant:\n%s", strings.Join(ch.Forced, "\n"), strings.Join(want, "\n"))
+			}
+			log, err := m.Log(ctx, "reseller-sub", 5)
+			if err != nil || len(log) != 1 || len(log[0].Forced) != 2 {
+				t.Fatalf("change log: %+v, %v", log, err)
+			}
+			if _, err := other.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(told) != 1 || told[0].ID != "reseller-sub" || len(told[0].Forced) != 2 {
+				t.Fatalf("the other gateway was told %+v", told)
+			}
+			// The forced entry stays valid for every gateway's directory.
+			if _, err := other.Effective(); err != nil {
+				t.Fatalf("the other gateway's directory: %v", err)
+			}
+			cfg, err := m.Effective()
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := NewDirectory(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if c, _ := d.Identify("", netip.MustParseAddr("192.0.2.7")); c == nil || c.ID != "reseller-sub" {
+				t.Fatalf("192.0.2.7 = %v; want the longest prefix, reseller-sub", c)
+			}
+		})
+	}
+}

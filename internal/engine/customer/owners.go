@@ -2,28 +2,29 @@ package customer
 
 import (
 	"fmt"
-	"net/netip"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 )
 
-// owners maps every login (and login pattern) and every network of the
-// effective directory to the customer that claims it: the cross-customer
-// rules of the config (a login, a network belongs to one customer) are
-// then checked for a changed customer alone, in time proportional to its
-// own logins and networks, not to the directory's.
+// owners maps every login (and login pattern) of the effective directory
+// to the customer that claims it, and indexes every customer's networks
+// and domains (config.Claims): the cross-customer rules of the config (a
+// login belongs to one customer; networks and domains do not overlap
+// another customer's unless forced) are then checked for a changed
+// customer alone, in time proportional to its own logins, networks and
+// domains, not to the directory's.
 type owners struct {
 	logins map[string]string
-	nets   map[netip.Prefix]string
+	claims *config.Claims
 }
 
-// ownersOf indexes a customer list (the first claimant keeps an entry).
+// ownersOf indexes a customer list (the first claimant keeps a login).
 func ownersOf(list []config.Customer) *owners {
 	n := 0
 	for i := range list {
 		n += len(list[i].Logins)
 	}
-	o := &owners{logins: make(map[string]string, n), nets: make(map[netip.Prefix]string, len(list))}
+	o := &owners{logins: make(map[string]string, n), claims: config.NewClaims()}
 	for i := range list {
 		o.add(list[i])
 	}
@@ -36,13 +37,7 @@ func (o *owners) add(c config.Customer) {
 			o.logins[l] = c.ID
 		}
 	}
-	for _, n := range c.Networks {
-		if p, err := config.ParsePrefix(n); err == nil {
-			if _, ok := o.nets[p]; !ok {
-				o.nets[p] = c.ID
-			}
-		}
-	}
+	o.claims.Add(&c, 0)
 }
 
 func (o *owners) remove(c config.Customer) {
@@ -51,37 +46,33 @@ func (o *owners) remove(c config.Customer) {
 			delete(o.logins, l)
 		}
 	}
-	for _, n := range c.Networks {
-		if p, err := config.ParsePrefix(n); err == nil && o.nets[p] == c.ID {
-			delete(o.nets, p)
-		}
-	}
+	o.claims.Remove(&c)
 }
 
-// conflicts returns the errors of c claiming a login or network another
-// customer has, customers in skip excepted (they are being replaced and
-// were checked against each other). The messages are the config file's.
-func (o *owners) conflicts(c config.Customer, skip map[string]bool) ValidationError {
+// conflicts returns the errors of c claiming a login another customer
+// has or overlapping another's networks or domains, customers in skip
+// excepted (they are being replaced and were checked against each
+// other), and the overlaps allowed because c or the other is forced. The
+// messages are the config file's.
+func (o *owners) conflicts(c config.Customer, skip map[string]bool) (errs ValidationError, forced []FieldError) {
 	return o.conflictsExcept(c, func(id string) bool { return skip[id] })
 }
 
 // conflictsExcept is conflicts with the customers to skip given by a
-// function.
-func (o *owners) conflictsExcept(c config.Customer, skip func(id string) bool) ValidationError {
-	var out ValidationError
+// function (an import skips every customer it lists).
+func (o *owners) conflictsExcept(c config.Customer, skip func(id string) bool) (errs ValidationError, forced []FieldError) {
 	for j, l := range c.Logins {
 		if id, ok := o.logins[l]; ok && id != c.ID && !skip(id) {
-			out = append(out, FieldError{Customer: c.ID, Field: fmt.Sprintf("logins[%d]", j), Message: fmt.Sprintf("login %q also belongs to customer %q", l, id)})
+			errs = append(errs, FieldError{Customer: c.ID, Field: fmt.Sprintf("logins[%d]", j), Message: fmt.Sprintf("login %q also belongs to customer %q", l, id)})
 		}
 	}
-	for j, n := range c.Networks {
-		p, err := config.ParsePrefix(n)
-		if err != nil {
-			continue
-		}
-		if id, ok := o.nets[p]; ok && id != c.ID && !skip(id) {
-			out = append(out, FieldError{Customer: c.ID, Field: fmt.Sprintf("networks[%d]", j), Message: fmt.Sprintf("network %s is already customer %q's", p, id)})
+	for _, ov := range o.claims.Overlaps(&c, skip, -1) {
+		fe := FieldError{Customer: c.ID, Field: ov.Field, Message: ov.Message()}
+		if ov.Forced {
+			forced = append(forced, fe)
+		} else {
+			errs = append(errs, fe)
 		}
 	}
-	return out
+	return errs, forced
 }

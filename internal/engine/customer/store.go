@@ -50,6 +50,10 @@ type Change struct {
 	Via string `json:"via"`
 	// Fields are the top-level fields the change touched.
 	Fields []string `json:"fields,omitempty"`
+	// Forced are the rules the definition's force: true waived ("networks[0]:
+	// forced: network 10.0.0.0/8 is broader than ..."), each also logged
+	// as a warning where the change was made.
+	Forced []string `json:"forced,omitempty"`
 	// Definition is the new definition (JSON, config field names); empty
 	// for a removal.
 	Definition json.RawMessage `json:"definition,omitempty"`

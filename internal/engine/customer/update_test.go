@@ -24,6 +24,7 @@ customers:
     networks: [10.1.0.0/16]
     domains: [a.example]
   - id: b
+    force: true # 10.1.2.0/24 is inside a's /16 by design
     logins: [b1, "shared-b*"]
     networks: [10.1.2.0/24, "2001:db8:b::/48"]
     domains: [b.example]
@@ -85,7 +86,7 @@ customers:
 		do   func() error
 	}{
 		{"add a store customer with a glob and a more specific network", func() error {
-			_, err := m.Add(ctx, config.Customer{ID: "d", Logins: []string{"d1", "d-*", "shared-e*"}, Networks: []string{"10.4.0.0/16", "10.1.2.128/25"}, Domains: []string{"d.example"}}, ViaCLI)
+			_, err := m.Add(ctx, config.Customer{ID: "d", Force: true, Logins: []string{"d1", "d-*", "shared-e*"}, Networks: []string{"10.4.0.0/16", "10.1.2.128/25"}, Domains: []string{"d.example"}}, ViaCLI)
 			return err
 		}},
 		{"change a file customer's logins and networks", func() error {

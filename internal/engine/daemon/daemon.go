@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
@@ -60,6 +61,9 @@ type Daemon struct {
 	optoutAPI   swapHandler
 	unsubscribe swapHandler
 	rep         *repLoop
+	// limits are the capped HTTP listeners (the unsubscribe endpoint, the
+	// admin server).
+	limits []*connguard.LimitListener
 
 	notifier   *notify.Notifier
 	dir        *customer.Manager
@@ -140,6 +144,9 @@ func New(opts Options) (*Daemon, error) {
 		Sessions:       sessionObserver(observers),
 		Panics:         deps.Panics,
 	})
+	if err == nil {
+		err = registerListenerMetrics(d.metrics.Registry(), "milter", d.milter.RetryListener(), nil)
+	}
 	if err != nil {
 		for _, s := range d.extras {
 			_ = s.Shutdown(context.Background())

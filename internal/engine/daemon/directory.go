@@ -28,6 +28,11 @@ func (d *Daemon) openDirectory(file *config.Config) (*config.Config, error) {
 		return nil, err
 	}
 	d.dir = customer.NewManager(s, file, gateway.ConfigOptions(), d.deps.Clock)
+	d.dir.OnForced(func(c customer.Change) {
+		for _, f := range c.Forced {
+			d.log.Warn("customer directory change forced", "event", "directory_forced", "customer", c.ID, "op", c.Op, "via", c.Via, "version", c.Version, "rule", f)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := d.dir.Sync(ctx); err != nil {

@@ -4,13 +4,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/observability/admin"
@@ -27,11 +33,7 @@ type httpService struct {
 	srv  *http.Server
 }
 
-func newHTTPService(name, addr string, h http.Handler) (*httpService, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s listen %s: %w", name, addr, err)
-	}
+func newHTTPService(name string, ln net.Listener, h http.Handler, log *slog.Logger) *httpService {
 	return &httpService{name: name, ln: ln, srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -39,7 +41,84 @@ func newHTTPService(name, addr string, h http.Handler) (*httpService, error) {
 		WriteTimeout:      time.Minute,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    16 << 10,
-	}}, nil
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}}
+}
+
+// guardedListen listens on addr for the HTTP listener name, capped by lim
+// and with accept errors retried (connguard): no client of it can end
+// the process or take the descriptors the milter needs.
+func guardedListen(name, addr string, lim connguard.Limits, log *slog.Logger) (*connguard.LimitListener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s listen %s: %w", name, addr, err)
+	}
+	return connguard.Limit(connguard.Retry(ln, name, log), name, lim, log), nil
+}
+
+// registerListenerMetrics exports a guarded listener's figures: failed
+// accepts retried, and (capped listeners) connections held and refused.
+func registerListenerMetrics(reg *prometheus.Registry, name string, r *connguard.RetryListener, l *connguard.LimitListener) error {
+	labels := prometheus.Labels{"listener": name}
+	cs := []prometheus.Collector{prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aupguard_listener_accept_failures_total",
+		Help: "Accepts that failed (descriptors exhausted...) and were retried with back-off.", ConstLabels: labels},
+		func() float64 { return float64(r.Failures()) })}
+	if l != nil {
+		cs = append(cs,
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "aupguard_listener_connections_refused_total",
+				Help: "Connections closed at once over the listener's cap (overall or per client).", ConstLabels: labels},
+				func() float64 { return float64(l.Refused()) }),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "aupguard_listener_connections",
+				Help: "Connections the listener holds.", ConstLabels: labels},
+				func() float64 { return float64(l.Held()) }))
+	}
+	for _, c := range cs {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("listener metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+// descriptorBudget raises the descriptor limit and shares it out between
+// the milter and the capped HTTP listeners (lowering their caps in place
+// when it must), logging what it found and decided.
+func descriptorBudget(cfg *config.Config, log *slog.Logger, shares []connguard.Share) {
+	nf, err := connguard.RaiseNoFile()
+	if err != nil {
+		log.Warn("descriptor limit: could not raise the soft limit to the hard one", "soft", nf.Soft, "hard", nf.Hard, "err", err.Error())
+	}
+	limit := int(min(nf.Soft, uint64(math.MaxInt32)))
+	pool := 0
+	if cfg.Store.Backend == "redis" {
+		pool = cfg.Store.Redis.PoolSize
+		if pool == 0 {
+			pool = 10 * runtime.GOMAXPROCS(0) // go-redis's default
+		}
+		pool *= max(1, len(cfg.Store.Redis.Addrs))
+	}
+	before := make([]connguard.Limits, len(shares))
+	for i, s := range shares {
+		before[i] = *s.Limits
+	}
+	b := connguard.Fit(limit, connguard.OpenDescriptors(), pool, cfg.Milter.MaxConnections, shares)
+	attrs := []any{"soft_at_start", nf.SoftBefore, "soft", nf.Soft, "hard", nf.Hard,
+		"reserved", b.Reserve, "milter_max_connections", b.Milter, "http_available", b.Available, "http_wanted", b.Wanted}
+	for _, s := range shares {
+		attrs = append(attrs, s.Name+"_max_connections", s.Limits.Max, s.Name+"_max_connections_per_client", s.Limits.PerClient)
+	}
+	log.Info("descriptor budget", attrs...)
+	if b.Short {
+		log.Error("descriptor limit too low: milter.max_connections and the reserve do not fit; raise LimitNOFILE (ulimit -n) or lower milter.max_connections",
+			"soft", nf.Soft, "reserved", b.Reserve, "milter_max_connections", b.Milter)
+	}
+	if b.Lowered {
+		for i, s := range shares {
+			log.Warn("descriptor budget: listener caps lowered to fit the descriptor limit beside the milter's connections",
+				"listener", s.Name, "max_connections", before[i].Max, "lowered_to", s.Limits.Max,
+				"max_connections_per_client", before[i].PerClient, "per_client_lowered_to", s.Limits.PerClient, "soft", nf.Soft)
+		}
+	}
 }
 
 func (s *httpService) Serve(ctx context.Context) error {
@@ -141,16 +220,42 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	if u := oc.Unsubscribe; u.Enabled() {
-		s, err := newHTTPService("unsubscribe", u.Listen, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe))
+	u := oc.Unsubscribe
+	unsubLim := connguard.Limits{Max: u.MaxConnections, PerClient: u.MaxConnectionsPerClient}
+	adminLim := connguard.Limits{Max: cfg.Admin.MaxConnections, PerClient: cfg.Admin.MaxConnectionsPerClient}
+	adminOn := cfg.Admin.TokenFile != "" && cfg.Admin.Listen != "off"
+	var shares []connguard.Share
+	if u.Enabled() {
+		shares = append(shares, connguard.Share{Name: "unsubscribe", Limits: &unsubLim})
+	}
+	if adminOn {
+		shares = append(shares, connguard.Share{Name: "admin", Limits: &adminLim})
+	}
+	descriptorBudget(cfg, d.log, shares)
+	if u.Enabled() {
+		ln, err := guardedListen("unsubscribe", u.Listen, unsubLim, d.log)
 		if err != nil {
 			return nil, nil, err
 		}
-		svcs = append(svcs, s)
-		d.log.Info("unsubscribe endpoint listening", "addr", s.ln.Addr().String(), "base_url", u.BaseURL)
+		d.limits = append(d.limits, ln)
+		svcs = append(svcs, newHTTPService("unsubscribe", ln, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe), d.log))
+		d.log.Info("unsubscribe endpoint listening", "addr", ln.Addr().String(), "base_url", u.BaseURL)
+	}
+	var adminLn net.Listener
+	if adminOn {
+		ln, err := guardedListen("admin", cfg.Admin.Listen, adminLim, d.log)
+		if err != nil {
+			for _, s := range svcs {
+				_ = s.Shutdown(context.Background())
+			}
+			return nil, nil, fmt.Errorf("admin: %w", err)
+		}
+		d.limits = append(d.limits, ln)
+		adminLn = ln
 	}
 	srv, err := admin.New(admin.Options{
-		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
+		Listener: adminLn,
+		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: rep.components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(),
 		Mounts: map[string]http.Handler{
@@ -161,10 +266,16 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):
+		if adminLn != nil {
+			_ = adminLn.Close()
+		}
 		d.log.Warn("admin server not started: " + err.Error())
 	case err != nil:
 		for _, s := range svcs {
 			_ = s.Shutdown(context.Background())
+		}
+		if adminLn != nil {
+			_ = adminLn.Close()
 		}
 		return nil, nil, fmt.Errorf("admin: %w", err)
 	default:
@@ -173,6 +284,11 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	if rep.reader != nil || rep.watcher != nil {
 		svcs = append(svcs, rep)
+	}
+	for _, l := range d.limits {
+		if err := registerListenerMetrics(m.Registry(), l.Name(), l.Retry(), l); err != nil {
+			return nil, nil, err
+		}
 	}
 	return obs, svcs, nil
 }

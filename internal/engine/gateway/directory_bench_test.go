@@ -10,6 +10,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/testkit/custgen"
 )
 
 // BenchmarkDirectoryApply is what a gateway does for one live directory
@@ -33,7 +34,7 @@ func BenchmarkDirectoryApply(b *testing.B) {
 			c.Logins = append(c.Logins, fmt.Sprintf("c%d-l%d", i, j))
 		}
 		c.Logins = append(c.Logins, c.ID+"-*")
-		c.Networks = []string{customer.GenNetwork(i)}
+		c.Networks = []string{custgen.Network(i)}
 		c.Domains = []string{c.ID + ".example"}
 	}
 	if base, err = base.WithCustomers(list, ConfigOptions()); err != nil {

@@ -96,6 +96,21 @@ func via(r *http.Request) string {
 	return customer.ViaAPI
 }
 
+// forced reads the request's ?force= (1/true/yes or 0/false/no, empty:
+// false); a bad value is answered 400 and ok is false. Forcing sets
+// force: true on the definitions written (it stays on them: see
+// docs/config.md).
+func forced(w http.ResponseWriter, r *http.Request) (force, ok bool) {
+	switch strings.ToLower(r.URL.Query().Get("force")) {
+	case "", "0", "false", "no":
+		return false, true
+	case "1", "true", "yes":
+		return true, true
+	}
+	badDefinition(w, errors.New("force: want 1 or 0"))
+	return false, false
+}
+
 func badDefinition(w http.ResponseWriter, err error) {
 	var ve customer.ValidationError
 	if errors.As(err, &ve) {
@@ -184,11 +199,16 @@ func (s *Server) dirAdd(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
 	c, err := customer.Decode(b)
 	if err != nil {
 		badDefinition(w, err)
 		return
 	}
+	c.Force = c.Force || force
 	ch, err := s.o.Directory.Add(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
@@ -203,11 +223,16 @@ func (s *Server) dirPut(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
 	c, err := customer.Decode(b)
 	if err != nil {
 		badDefinition(w, err)
 		return
 	}
+	c.Force = c.Force || force
 	if c.ID == "" {
 		c.ID = r.PathValue("id")
 	}
@@ -234,6 +259,13 @@ func (s *Server) dirPatch(w http.ResponseWriter, r *http.Request) {
 	if err := json.Unmarshal(b, &patch); err != nil || patch == nil {
 		badDefinition(w, errors.New("want a JSON object (merge patch, RFC 7386)"))
 		return
+	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
+	if force {
+		patch["force"] = true
 	}
 	ch, err := s.o.Directory.Set(r.Context(), r.PathValue("id"), patch, via(r))
 	if err != nil {
@@ -262,8 +294,11 @@ func (s *Server) dirDelete(w http.ResponseWriter, r *http.Request) {
 // customer.MaxYAMLImport; at most customer.MaxImportEntries
 // definitions of at most customer.MaxEntryBytes each. A larger body is
 // answered 413 before anything is applied. The whole list is validated
-// before anything is written; the answer says exactly what was applied:
-// 200 with the counts and versions, or an error and nothing.
+// before anything is written, with the directory rules of every write;
+// ?force=1 sets force: true on every entry (the rules it waives are
+// listed per customer in the answer's "forced"). The answer says exactly
+// what was applied: 200 with the counts, versions and waived rules, or an
+// error and nothing.
 func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 	format := customer.ImportFormat(r.Header.Get("Content-Type"))
 	limit := int64(customer.MaxImportBody)
@@ -274,8 +309,16 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		tooLarge(w, format, limit)
 		return
 	}
+	force, ok := forced(w, r)
+	if !ok {
+		return
+	}
 	body := http.MaxBytesReader(w, r.Body, limit)
-	res, err := s.o.Directory.ImportFrom(r.Context(), customer.NewImportReader(body, format), via(r))
+	var src customer.ImportSource = customer.NewImportReader(body, format)
+	if force {
+		src = customer.ForceAll(src)
+	}
+	res, err := s.o.Directory.ImportFrom(r.Context(), src, via(r))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		var ve customer.ValidationError
@@ -300,7 +343,7 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", res.Imported,
-		"added", res.Added, "replaced", res.Replaced, "first_version", res.First, "last_version", res.Last, "via", via(r))
+		"added", res.Added, "replaced", res.Replaced, "first_version", res.First, "last_version", res.Last, "forced", len(res.Forced), "via", via(r))
 	writeJSON(w, http.StatusOK, res)
 }
 

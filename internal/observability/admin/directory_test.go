@@ -107,3 +107,92 @@ func TestDirectoryAPI(t *testing.T) {
 		t.Errorf("no directory_change log line:\n%s", e.log.String())
 	}
 }
+
+// TestDirectoryAPIRefusesWhatNoPostmasterMeans: through the admin API
+// with a valid token, every entry the issue found accepted is refused
+// with 400 naming the field (and the other customer or the bound), and
+// nothing is written; ?force=1 or "force": true allows the forceable ones
+// and the change (and the change log) lists the rules waived.
+func TestDirectoryAPIRefusesWhatNoPostmasterMeans(t *testing.T) {
+	e := start(t, adminConfig, "", func(o *Options) {
+		h, err := store.Open(config.StoreConfig{Backend: "memory"}, clock.System{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		s, _ := customer.OpenStore(h)
+		o.Directory = customer.NewManager(s, o.Config, config.Options{}, nil)
+	})
+	tests := []struct {
+		name, body, field, want string
+		forceable               bool
+	}{
+		{"0.0.0.0/0", `{"id":"x","networks":["0.0.0.0/0"],"domains":["x.example"]}`, "networks[0]", "broader than directory.max_network_prefix.ipv4 (/16)", true},
+		{"::/0", `{"id":"x","networks":["::/0"],"domains":["x.example"]}`, "networks[0]", "broader than directory.max_network_prefix.ipv6 (/32)", true},
+		{"login *", `{"id":"x","logins":["*"],"domains":["x.example"]}`, "logins[0]", "catch-all", true},
+		{"a network inside another customer's", `{"id":"x","networks":["192.0.2.9"],"domains":["x.example"]}`, "networks[0]", `inside customer \"acme\"'s network 192.0.2.0/24`, true},
+		{"another customer's domain", `{"id":"x","logins":["x"],"domains":["acme.example"]}`, "domains[0]", `domain \"acme.example\" is customer \"acme\"'s`, true},
+		{"*.net", `{"id":"x","logins":["x"],"domains":["*.net"]}`, "domains[0]", "covers a public suffix", true},
+		{"a 10,000-character id", `{"id":"` + strings.Repeat("x", 10000) + `","logins":["x"],"domains":["x.example"]}`, "id", "at most 64", false},
+		{"a login with NUL", `{"id":"x","logins":["x\u0000y"],"domains":["x.example"]}`, "logins[0]", "control character U+0000", false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			code, m := e.send(t, "POST", "/api/customers", tc.body)
+			b, _ := json.Marshal(m)
+			if code != 400 || !strings.Contains(string(b), `"field":"`+tc.field+`"`) || !strings.Contains(string(b), tc.want) {
+				t.Fatalf("%d %s; want 400 at %s with %q", code, b, tc.field, tc.want)
+			}
+			if code, _ := e.send(t, "GET", "/api/customers/x/definition", ""); code != 404 {
+				t.Fatalf("the refused definition was written (%d)", code)
+			}
+			code, m = e.send(t, "POST", "/api/customers?force=1", tc.body)
+			b, _ = json.Marshal(m)
+			if !tc.forceable {
+				if code != 400 {
+					t.Fatalf("forced: %d %s; force must not allow it", code, b)
+				}
+				return
+			}
+			if code != 201 || !strings.Contains(string(b), `"forced":["`+tc.field+`: forced: `) {
+				t.Fatalf("forced: %d %s; want 201 with the waived rule", code, b)
+			}
+			code, m = e.send(t, "GET", "/api/customers/x/changes", "")
+			b, _ = json.Marshal(m)
+			if code != 200 || !strings.Contains(string(b), `"forced":["`+tc.field) || !strings.Contains(string(b), `"force":true`) {
+				t.Fatalf("change log: %d %s", code, b)
+			}
+			if code, _ := e.send(t, "DELETE", "/api/customers/x", ""); code != 200 {
+				t.Fatalf("remove: %d", code)
+			}
+		})
+	}
+	t.Run(`"force": true in the body, and by patch`, func(t *testing.T) {
+		if code, m := e.send(t, "POST", "/api/customers", `{"id":"y","force":true,"networks":["10.0.0.0/8"],"domains":["y.example"]}`); code != 201 {
+			t.Fatalf("%d %v", code, m)
+		}
+		if code, m := e.send(t, "POST", "/api/customers", `{"id":"z","logins":["z"],"domains":["z.example"]}`); code != 201 {
+			t.Fatalf("%d %v", code, m)
+		}
+		if code, _ := e.send(t, "PATCH", "/api/customers/z", `{"logins":["*@*"]}`); code != 400 {
+			t.Fatalf("patch to a catch-all: %d, want 400", code)
+		}
+		if code, m := e.send(t, "PATCH", "/api/customers/z?force=true", `{"logins":["*@*"]}`); code != 200 {
+			t.Fatalf("forced patch: %d %v", code, m)
+		}
+		if code, _ := e.send(t, "POST", "/api/customers?force=maybe", `{"id":"w","logins":["w"],"domains":["w.example"]}`); code != 400 {
+			t.Fatalf("force=maybe: %d, want 400", code)
+		}
+	})
+	t.Run("import, forced per request", func(t *testing.T) {
+		body := `{"customers":[{"id":"i1","networks":["172.16.0.0/12"],"domains":["i1.example"]}]}`
+		if code, _ := e.send(t, "POST", "/api/customers/import", body); code != 400 {
+			t.Fatalf("import: %d, want 400", code)
+		}
+		code, m := e.send(t, "POST", "/api/customers/import?force=1", body)
+		b, _ := json.Marshal(m)
+		if code != 200 || !strings.Contains(string(b), `"customer":"i1"`) || !strings.Contains(string(b), "172.16.0.0/12 is broader") {
+			t.Fatalf("forced import: %d %s", code, b)
+		}
+	})
+}

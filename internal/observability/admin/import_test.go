@@ -550,3 +550,68 @@ func peakRSS() int64 {
 	}
 	return 0
 }
+
+// TestImportDirectoryRulesForced: the streamed import keeps the directory
+// rules of every write. A list with an entry claiming 0.0.0.0/0 is refused
+// naming the entry and field, nothing applied; with ?force=1 all of it is
+// applied, the answer lists the rules waived per customer (the entry's
+// own bound and the overlap with the directory's acme), the stored
+// definitions say force: true and the change log keeps the waivers.
+func TestImportDirectoryRulesForced(t *testing.T) {
+	ie := startImportEnv(t)
+	body := `{"customers": [` +
+		`{"id": "f1", "logins": ["f1"], "domains": ["f1.example"]},` +
+		`{"id": "f2", "networks": ["0.0.0.0/0"], "domains": ["f2.example"]},` +
+		`{"id": "f3", "networks": ["192.0.2.128/25"], "domains": ["f3.example"]}]}`
+	v0 := ie.version(t)
+	code, m, _ := ie.post(t, "/api/customers/import", "application/json", strings.NewReader(body), int64(len(body)))
+	b, _ := json.Marshal(m)
+	if code != 400 || !strings.Contains(string(b), `"entry":1`) || !strings.Contains(string(b), `"field":"networks[0]"`) ||
+		!strings.Contains(string(b), "broader than directory.max_network_prefix.ipv4") || !strings.Contains(string(b), `"entry":2`) {
+		t.Fatalf("unforced: %d %s; want 400 naming entries 1 and 2", code, b)
+	}
+	if v := ie.version(t); v != v0 {
+		t.Fatalf("version %d -> %d: a refused import wrote something", v0, v)
+	}
+	for _, id := range []string{"f1", "f2", "f3"} {
+		if _, ok := ie.dir.Get(id); ok {
+			t.Fatalf("%s applied from a refused import", id)
+		}
+	}
+
+	code, m, _ = ie.post(t, "/api/customers/import?force=1", "application/json", strings.NewReader(body), int64(len(body)))
+	b, _ = json.Marshal(m)
+	if code != 200 || m["imported"] != 3.0 {
+		t.Fatalf("forced: %d %s", code, b)
+	}
+	var res customer.ImportResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		t.Fatal(err)
+	}
+	waived := map[string]string{}
+	for _, f := range res.Forced {
+		waived[f.Customer] = strings.Join(f.Forced, "\n")
+	}
+	if _, ok := waived["f1"]; ok || len(res.Forced) != 2 ||
+		!strings.Contains(waived["f2"], "networks[0]: forced: network 0.0.0.0/0 is broader than directory.max_network_prefix.ipv4") ||
+		!strings.Contains(waived["f3"], `networks[0]: forced: network 192.0.2.128/25 is inside customer "acme"'s network 192.0.2.0/24`) {
+		t.Fatalf("forced rules %+v; want f2's bound and f3's overlap with acme, nothing for f1", res.Forced)
+	}
+	if v := ie.version(t); v != v0+3 {
+		t.Fatalf("version %d, want %d", v, v0+3)
+	}
+	for _, id := range []string{"f1", "f2", "f3"} {
+		e, ok := ie.dir.Get(id)
+		if !ok || !e.Customer.Force {
+			t.Fatalf("%s: in directory %v, force %v; want stored with force: true", id, ok, e.Customer.Force)
+		}
+	}
+	code, m = ie.send(t, "GET", "/api/customers/f2/changes", "")
+	b, _ = json.Marshal(m)
+	if code != 200 || !strings.Contains(string(b), `"forced":["networks[0]: forced: network 0.0.0.0/0 is broader`) {
+		t.Fatalf("change log: %d %s", code, b)
+	}
+	if code, m, _ := ie.post(t, "/api/customers/import?force=maybe", "application/json", strings.NewReader(body), int64(len(body))); code != 400 {
+		t.Fatalf("force=maybe: %d %v, want 400", code, m)
+	}
+}

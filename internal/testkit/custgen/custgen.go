@@ -1,4 +1,8 @@
-package customer
+// Package custgen generates many customers for benchmarks, load runs and
+// the scale figures of docs/performance.md: a config file's customers
+// section (Config) and each generated customer's network and an address
+// inside it (Network, Addr). Nothing in the gateway itself uses it.
+package custgen
 
 import (
 	"bufio"
@@ -6,8 +10,8 @@ import (
 	"io"
 )
 
-// GenOptions shape a generated config (GenerateConfig).
-type GenOptions struct {
+// Options shape a generated config (Config).
+type Options struct {
 	// Customers is the number of customers.
 	Customers int
 	// Logins is the number of exact SASL logins per customer (default 1);
@@ -18,11 +22,10 @@ type GenOptions struct {
 	Store string
 }
 
-// GenerateConfig writes a config with many customers, for benchmarks and
-// the scale figures of docs/performance.md: customer i has the logins
-// "cI" and "cI-lJ", the glob "cI-*", the network 10.x.y.0/24 (i-th /24 of
-// 10.0.0.0/8, then of 172.16.0.0/12 ...) and the domain cI.example.
-func GenerateConfig(w io.Writer, o GenOptions) error {
+// Config writes a config with many customers: customer i has the logins
+// "cI" and "cI-lJ", the glob "cI-*", the network Network(i) and the domain
+// cI.example.
+func Config(w io.Writer, o Options) error {
 	if o.Logins <= 0 {
 		o.Logins = 1
 	}
@@ -36,16 +39,16 @@ func GenerateConfig(w io.Writer, o GenOptions) error {
 		for j := 1; j < o.Logins; j++ {
 			fmt.Fprintf(bw, ", c%d-l%d", i, j)
 		}
-		fmt.Fprintf(bw, ", \"c%d-*\"]\n    networks: [%s]\n    domains: [c%d.example]\n", i, GenNetwork(i), i)
+		fmt.Fprintf(bw, ", \"c%d-*\"]\n    networks: [%s]\n    domains: [c%d.example]\n", i, Network(i), i)
 	}
 	return bw.Flush()
 }
 
-// GenNetwork is the /24 GenerateConfig gives customer i.
-func GenNetwork(i int) string {
-	// 10.0.0.0/8 holds 65536 /24s; then 100.64.0.0/10 (16384), then
-	// 172.16.0.0/12 (4096)... enough for the benchmarks' 100,000 with
-	// IPv6 /48s after that.
+// Network is the network Config gives customer i: a /24, or an IPv6 /48
+// from customer 81,920 on.
+func Network(i int) string {
+	// 10.0.0.0/8 holds 65536 /24s, then 100.64.0.0/10 16384; IPv6 /48s
+	// after that (the benchmarks go to 100,000).
 	switch {
 	case i < 65536:
 		return fmt.Sprintf("10.%d.%d.0/24", i>>8, i&255)
@@ -58,8 +61,8 @@ func GenNetwork(i int) string {
 	}
 }
 
-// GenAddr is an address inside customer i's generated network.
-func GenAddr(i int) string {
+// Addr is an address inside customer i's generated network (Network).
+func Addr(i int) string {
 	switch {
 	case i < 65536:
 		return fmt.Sprintf("10.%d.%d.7", i>>8, i&255)

@@ -11,15 +11,10 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
-	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/loadgen"
+	"github.com/aupguard/aupguard/internal/testkit/custgen"
 	"github.com/aupguard/aupguard/milter"
 )
-
-func init() {
-	register("bench", "load-test a milter over the milter protocol, as an MTA would", runBench)
-	register("nullmilter", "run a do-nothing milter (accepts at end of message) to compare against", runNullMilter)
-}
 
 func runBench(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
@@ -34,7 +29,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 	client := fs.String("client", "127.0.0.5", "client address of the sending customer")
 	from := fs.String("from", "bench@acme.example", "envelope sender and From address")
 	timeout := fs.Duration("timeout", 5*time.Minute, "bound on the whole run")
-	customers := fs.Int("customers", 0, "send as this many distinct customers in turn, those of a generated config (customer.GenerateConfig: client 10.x.y.7, From bench@cN.example)")
+	customers := fs.Int("customers", 0, "send as this many distinct customers in turn, those of gen-config (client 10.x.y.7, From bench@cN.example)")
 	by := fs.String("customers-by", "network", "how the generated customers are identified: network, login or glob")
 	progress := fs.Duration("progress", 0, "print msg/s and errors every interval to stderr (0: off)")
 	if err := fs.Parse(args); err != nil {
@@ -50,7 +45,7 @@ func runBench(args []string, stdout, stderr io.Writer) int {
 		sd := loadgen.Sender{Client: "192.0.2.1", From: fmt.Sprintf("bench@c%d.example", i)}
 		switch *by {
 		case "network":
-			sd.Client = customer.GenAddr(i)
+			sd.Client = custgen.Addr(i)
 		case "login":
 			sd.Login = fmt.Sprintf("c%d", i)
 		case "glob":
@@ -109,5 +104,25 @@ func runNullMilter(args []string, stdout, stderr io.Writer) int {
 	defer stop()
 	<-ctx.Done()
 	_ = m.Close()
+	return 0
+}
+
+func runGenConfig(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gen-config", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("customers", 10000, "customers: cN, logins cN and cN-lJ, glob \"cN-*\", one network, domain cN.example")
+	logins := fs.Int("logins", 1, "exact logins per customer")
+	st := fs.String("store", "", "store section, verbatim (e.g. \"backend: memory\")")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if fs.NArg() > 0 || *n < 0 {
+		fmt.Fprintln(stderr, "gen-config: want only flags, -customers >= 0")
+		return 2
+	}
+	if err := custgen.Config(stdout, custgen.Options{Customers: *n, Logins: *logins, Store: *st}); err != nil {
+		fmt.Fprintf(stderr, "gen-config: %v\n", err)
+		return 1
+	}
 	return 0
 }
