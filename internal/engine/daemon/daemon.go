@@ -42,6 +42,8 @@ type Options struct {
 	// Notifier tells the service manager about readiness, reloads,
 	// shutdown and liveness (sd_notify; nil: nobody is told).
 	Notifier *sdnotify.Notifier
+	// Version is the binary's version, exported as aupguard_build_info.
+	Version string
 }
 
 // Daemon is a running gateway.
@@ -268,6 +270,16 @@ func logWarnings(log *slog.Logger, cfg *config.Config) {
 func (d *Daemon) Reload() (err error) {
 	done := d.reloading()
 	defer func() { done(err) }()
+	err = d.reload()
+	if err != nil {
+		d.metrics.ConfigReloadFailed()
+	} else {
+		d.metrics.ConfigLoaded(d.deps.Clock.Now(), true)
+	}
+	return err
+}
+
+func (d *Daemon) reload() error {
 	cfg, err := config.Load(d.opts.ConfigPath, gateway.ConfigOptions())
 	if err != nil {
 		var es config.Errors

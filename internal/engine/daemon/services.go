@@ -18,6 +18,7 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
 	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // httpService is an HTTP listener run beside the milter.
@@ -98,6 +99,13 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	m.WatchEvents(rec)
 	m.WatchDirectory(d.directoryStats)
 	m.WatchPanics(d.deps.Panics.Counts)
+	v := d.opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	m.SetBuildInfo(v)
+	m.ConfigLoaded(d.deps.Clock.Now(), false)
+	m.WatchQuotas(d.quotaUse)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
@@ -194,6 +202,22 @@ func (d *Daemon) buildHandlers(cfg *config.Config) error {
 		d.admin.SetConfig(cfg)
 	}
 	return nil
+}
+
+// quotaUse reads a customer's daily quotas for the metrics.
+func (d *Daemon) quotaUse(ctx context.Context, id string) ([]metrics.QuotaUse, error) {
+	rep, err := ratelimit.Quota(ctx, d.deps.Store, d.config(), id)
+	if err != nil {
+		return nil, err
+	}
+	var out []metrics.QuotaUse
+	for _, l := range rep.Limits {
+		if l.Kind != "quota" || l.Unlimited || l.Used == nil {
+			continue
+		}
+		out = append(out, metrics.QuotaUse{Limit: l.Name, Used: *l.Used, Max: l.Limit})
+	}
+	return out, nil
 }
 
 // ready is /readyz: the store answers and the resolver can resolve.
