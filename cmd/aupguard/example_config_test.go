@@ -17,7 +17,8 @@ func exampleConfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s := strings.Replace(string(b), "path: /var/lib/aupguard", "path: "+dir, 1)
+	s := strings.Replace(string(b), "path: ./state", "path: "+dir, 1)
+	s = strings.Replace(s, "token_file: ./state/admin.token", "token_file: "+filepath.Join(dir, "admin.token"), 1)
 	s = strings.Replace(s, "listen: unix:/var/spool/postfix/aupguard/milter.sock", "listen: unix:"+filepath.Join(dir, "milter.sock"), 1)
 	s = strings.Replace(s, "listen: 127.0.0.1:8893", "listen: 127.0.0.1:0", 1)
 	s = strings.Replace(s, "listen: 127.0.0.1:8892", "listen: 127.0.0.1:0", 1)

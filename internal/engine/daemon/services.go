@@ -160,7 +160,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	srv, err := admin.New(admin.Options{
 		Config: cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: rep.components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
-		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(),
+		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
