@@ -162,16 +162,16 @@ type UnidentifiedConfig struct {
 
 // CheckConfig is the provider-wide setting of one check.
 type CheckConfig struct {
-	Enabled  *bool             `yaml:"enabled"`
-	Action   Action            `yaml:"action"`
-	OnError  Action            `yaml:"on_error"`
+	Enabled  *bool             `yaml:"enabled,omitempty"`
+	Action   Action            `yaml:"action,omitempty"`
+	OnError  Action            `yaml:"on_error,omitempty"`
 	Findings map[string]Action `yaml:"findings"`
 }
 
 // CustomerCheckConfig is a customer's own setting of one check.
 type CustomerCheckConfig struct {
-	Enabled  *bool             `yaml:"enabled"`
-	Action   Action            `yaml:"action"`
+	Enabled  *bool             `yaml:"enabled,omitempty"`
+	Action   Action            `yaml:"action,omitempty"`
 	Findings map[string]Action `yaml:"findings"`
 }
 
@@ -215,7 +215,7 @@ type CustomerOptOut struct {
 	// endpoint). Empty inherits bulk.unsubscribe.
 	Unsubscribe string `yaml:"unsubscribe"`
 	// FingerprintRecipients overrides bulk.fingerprint_recipients (nil inherits).
-	FingerprintRecipients *int `yaml:"fingerprint_recipients"`
+	FingerprintRecipients *int `yaml:"fingerprint_recipients,omitempty"`
 }
 
 // Options tune Load.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/jsonapi"
 	"github.com/aupguard/aupguard/internal/observability/admin"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
@@ -137,6 +139,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifications: %w", err)
 		}
+		mailer.Secret = d.deps.Secret
 		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
 		obs = append(obs, d.notifier)
 	}
@@ -165,6 +168,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
 			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
+			"/api/explain": http.HandlerFunc(d.explainAPI),
 		},
 	})
 	switch {
@@ -244,4 +248,58 @@ func closeObservers(d *Daemon) {
 			d.log.Warn("flushing events", "err", err)
 		}
 	}
+}
+
+// maxExplainMessage bounds the message POSTed to /api/explain.
+const maxExplainMessage = 64 << 20
+
+// explainAPI is POST /api/explain?customer=ID[&mail_from=A][&rcpt=A]...
+// [&client=IP][&helo=NAME] with the message as the body: the chain's dry
+// run (gateway.Explain) on the running gateway's own state, so that
+// `aupguard explain` works beside a running gateway whatever the store
+// (the embedded store's files belong to this process). Nothing is counted.
+func (d *Daemon) explainAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		jsonapi.Error(w, http.StatusMethodNotAllowed, "POST the message")
+		return
+	}
+	q := r.URL.Query()
+	in := gateway.ExplainInput{Customer: q.Get("customer"), MailFrom: q.Get("mail_from"), Rcpts: q["rcpt"], Helo: q.Get("helo"),
+		Message: http.MaxBytesReader(w, r.Body, maxExplainMessage)}
+	if in.Customer == "" {
+		jsonapi.Error(w, http.StatusBadRequest, "customer is required")
+		return
+	}
+	if len(in.Rcpts) > 1000 {
+		jsonapi.Error(w, http.StatusBadRequest, "at most 1000 recipients")
+		return
+	}
+	if c := q.Get("client"); c != "" {
+		a, err := netip.ParseAddr(c)
+		if err != nil {
+			jsonapi.Error(w, http.StatusBadRequest, "client: not an IP address")
+			return
+		}
+		in.Client = a
+	}
+	st := d.engine.State()
+	if _, ok := st.Dir.ByID(in.Customer); !ok {
+		jsonapi.Error(w, http.StatusNotFound, "unknown customer")
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	res, err := gateway.Explain(ctx, st, in)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			jsonapi.Error(w, http.StatusRequestEntityTooLarge, "message too large")
+			return
+		}
+		d.log.Warn("admin: explain failed", "customer", in.Customer, "err", err)
+		jsonapi.Error(w, http.StatusBadRequest, "explain failed: "+err.Error())
+		return
+	}
+	jsonapi.Write(w, http.StatusOK, res)
 }
