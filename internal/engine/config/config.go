@@ -89,6 +89,21 @@ type LogConfig struct {
 	// PlainRecipients logs recipient addresses in plain text; by default
 	// they are logged as keyed hashes.
 	PlainRecipients bool `yaml:"plain_recipients"`
+	// Syslog also sends every line to syslog (RFC 5424), besides stderr.
+	Syslog SyslogConfig `yaml:"syslog"`
+}
+
+// SyslogConfig sends the log to syslog as well (package
+// observability/syslog). Changes take effect at restart.
+type SyslogConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Address is unix:PATH (default unix:/dev/log), udp:HOST:PORT or
+	// tcp:HOST:PORT.
+	Address string `yaml:"address"`
+	// Facility is a syslog facility name (default mail).
+	Facility string `yaml:"facility"`
+	// Tag is the APP-NAME (default aupguard).
+	Tag string `yaml:"tag"`
 }
 
 // StoreConfig selects the counter and list store.

@@ -76,6 +76,15 @@ func (c *Config) applyDefaults(opts Options) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Log.Syslog.Address == "" {
+		c.Log.Syslog.Address = "unix:/dev/log"
+	}
+	if c.Log.Syslog.Facility == "" {
+		c.Log.Syslog.Facility = "mail"
+	}
+	if c.Log.Syslog.Tag == "" {
+		c.Log.Syslog.Tag = "aupguard"
+	}
 	if c.Store.Backend == "" {
 		c.Store.Backend = "memory"
 	}
