@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/emersion/go-smtp"
+
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
@@ -63,7 +65,9 @@ func firstRunSteps(t *testing.T) (steps [][]string, background []bool) {
 // check-config passes and prints no null; serve starts, writes the admin
 // token 0600 and logs its file, not its value; through Postfix an
 // unidentified client is refused and the customer's forged mail is only
-// logged (monitor mode); customer list and explain answer beside the
+// logged (monitor mode); a hard bounce Postfix writes to its own
+// maillog_file (the Debian 12 way, docs/reputation.md) is read and counted
+// by the unprivileged gateway; customer list and explain answer beside the
 // running gateway (embedded store); report -mail goes through the same
 // Postfix and aupguard lets the gateway's own mail pass.
 func TestFirstRunAsWritten(t *testing.T) {
@@ -118,6 +122,8 @@ func TestFirstRunAsWritten(t *testing.T) {
 		{"    port: 25\n", "    port: " + pfPort + "\n"},
 		// README step 3: list your customers (here: the test's client).
 		{"networks: [198.51.100.0/28]", "networks: [198.51.100.0/28, 127.0.0.2/32]"},
+		// docs/reputation.md, Debian 12: Postfix's own maillog_file.
+		{`    source: ""`, fmt.Sprintf("    source: %q", pf.LogPath())},
 	} {
 		if !strings.Contains(cfg, r[0]) {
 			t.Fatalf("configs/aupguard.yaml no longer has %q", r[0])
@@ -294,13 +300,28 @@ func checkVerdictsThroughPostfix(t *testing.T, pf *testenv.Postfix, sink *testen
 	if _, err := sink.WaitFor(before+1, 60*time.Second); err != nil {
 		t.Fatalf("the customer's mail did not come through: %v\n%s", err, pf.Log())
 	}
+	// A hard bounce: Postfix logs it to its maillog_file (postlogd, mode
+	// 0644), which the unprivileged gateway follows and counts.
+	sink.RefuseRcpt(func(to string) *smtp.SMTPError {
+		if strings.HasPrefix(to, "gone@") {
+			return &smtp.SMTPError{Code: 550, EnhancedCode: smtp.EnhancedCode{5, 1, 1}, Message: "no such user"}
+		}
+		return nil
+	})
+	res, err = testenv.SendMail(pf.SMTPAddr(), testenv.SendOptions{LocalAddr: "127.0.0.2", From: "billing@acme.example", To: []string{"gone@example.org"}, Data: msg("billing@acme.example")})
+	if err != nil || !res.Delivered() {
+		t.Fatalf("mail to gone@: %v %s", err, res)
+	}
+	waitFor(t, "the bounce read from Postfix's maillog_file", func() bool {
+		return strings.Contains(log.String(), `"msg":"delivery result"`) && strings.Contains(log.String(), `"class":"hard"`)
+	})
 	found := false
 	for _, l := range strings.Split(log.String(), "\n") {
 		var d map[string]any
 		if json.Unmarshal([]byte(l), &d) != nil || d["msg"] != "decision" || d["customer"] != "acme" || d["stage"] != "eom" {
 			continue
 		}
-		found = d["effective"] == "accept" && d["action"] != "accept" && d["mode"] == "monitor"
+		found = found || d["effective"] == "accept" && d["action"] != "accept" && d["mode"] == "monitor"
 	}
 	if !found {
 		t.Errorf("no monitor-mode decision for the forged From:\n%s", log.String())
