@@ -1,18 +1,21 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
@@ -51,17 +54,25 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	f, err := os.Open(fs.Arg(0))
+	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	defer f.Close()
-	in := gateway.ExplainInput{Customer: *cust, MailFrom: *from, Rcpts: rcpts, Helo: *helo, Message: f}
+	in := gateway.ExplainInput{Customer: *cust, MailFrom: *from, Rcpts: rcpts, Helo: *helo, Message: bytes.NewReader(data)}
 	if *client != "" {
 		if in.Client, err = netip.ParseAddr(*client); err != nil {
 			fmt.Fprintf(stderr, "-client: %v\n", err)
 			return 2
+		}
+	}
+	if *local && cfg.Store.Backend != "redis" && cfg.Admin.Listen != "off" {
+		// The embedded store's files belong to a running gateway: reading
+		// and closing them here would race its writes.
+		if c, err := net.DialTimeout("tcp", cfg.Admin.Listen, time.Second); err == nil {
+			c.Close()
+			fmt.Fprintf(stderr, "aupguard explain: a gateway answers on admin.listen %s and its embedded store is in use by it: drop -local to ask it\n", cfg.Admin.Listen)
+			return 1
 		}
 	}
 	var res *gateway.ExplainResult
@@ -70,7 +81,7 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	// own state. Without a running gateway, or with Redis, run it here.
 	viaAPI := *adminURL != "" || (cfg.Store.Backend != "redis" && !*local)
 	if viaAPI {
-		res, err = explainViaAPI(cfg, *adminURL, in, f)
+		res, err = explainViaAPI(cfg, *adminURL, in, bytes.NewReader(data))
 		if errors.Is(err, syscall.ECONNREFUSED) && *adminURL == "" {
 			fmt.Fprintf(stderr, "no gateway answers on admin.listen %s: explaining with the store's files here\n", cfg.Admin.Listen)
 			viaAPI = false

@@ -1,9 +1,11 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -265,8 +267,7 @@ func (d *Daemon) explainAPI(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	in := gateway.ExplainInput{Customer: q.Get("customer"), MailFrom: q.Get("mail_from"), Rcpts: q["rcpt"], Helo: q.Get("helo"),
-		Message: http.MaxBytesReader(w, r.Body, maxExplainMessage)}
+	in := gateway.ExplainInput{Customer: q.Get("customer"), MailFrom: q.Get("mail_from"), Rcpts: q["rcpt"], Helo: q.Get("helo")}
 	if in.Customer == "" {
 		jsonapi.Error(w, http.StatusBadRequest, "customer is required")
 		return
@@ -288,15 +289,21 @@ func (d *Daemon) explainAPI(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, http.StatusNotFound, "unknown customer")
 		return
 	}
+	msg, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExplainMessage))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			jsonapi.Error(w, http.StatusRequestEntityTooLarge, "message too large (at most 64 MiB)")
+		} else {
+			jsonapi.Error(w, http.StatusBadRequest, "reading the message failed")
+		}
+		return
+	}
+	in.Message = bytes.NewReader(msg)
 	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
 	defer cancel()
 	res, err := gateway.Explain(ctx, st, in)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			jsonapi.Error(w, http.StatusRequestEntityTooLarge, "message too large")
-			return
-		}
 		d.log.Warn("admin: explain failed", "customer", in.Customer, "err", err)
 		jsonapi.Error(w, http.StatusBadRequest, "explain failed: "+err.Error())
 		return
