@@ -17,7 +17,7 @@ import (
 // API, as a dry run (a customer with a daily quota of 1 is explained five
 // times and still accepted); -local says why it cannot; the endpoint
 // refuses what a hostile caller sends (no token, another method, an
-// oversized message, an unknown customer, a bad address); and with the
+// oversized message, an unknown customer, a bad address, a flood); and with the
 // gateway stopped explain runs on the store's files.
 func TestExplainBesideRunningGateway(t *testing.T) {
 	if testing.Short() {
@@ -98,6 +98,36 @@ customers:
 				t.Fatalf("%s /api/explain?%s: %d, want %d", tc.method, tc.query, got, tc.want)
 			}
 		})
+	}
+
+	// A flood: four explains whose messages are still arriving hold every
+	// slot; the next one is told to come back (429), the gateway keeps
+	// deciding mail, and the slots free when the four end.
+	var pipes []*io.PipeWriter
+	results := make(chan int, 4)
+	for i := 0; i < 4; i++ {
+		pr, pw := io.Pipe()
+		pipes = append(pipes, pw)
+		go func() { results <- call("POST", "customer=acme", pr, true) }()
+		pw.Write([]byte("From: <a@acme.example>\r\n"))
+	}
+	waitFor(t, "a 429 while four explains are under way", func() bool {
+		return call("POST", "customer=acme", strings.NewReader(msg), true) == http.StatusTooManyRequests
+	})
+	if code := sendMessage(t, milterAddr, 2); code/100 != 4 {
+		t.Fatalf("mail during the flood: %d, want the quota's 4xx", code)
+	}
+	for _, pw := range pipes {
+		pw.Write([]byte("\r\nhi\r\n"))
+		pw.Close()
+	}
+	for i := 0; i < 4; i++ {
+		if got := <-results; got != 200 {
+			t.Errorf("a held explain ended with %d", got)
+		}
+	}
+	if got := call("POST", "customer=acme", strings.NewReader(msg), true); got != 200 {
+		t.Fatalf("after the flood: %d", got)
 	}
 
 	// The gateway stops: explain runs on the store's files here.

@@ -78,6 +78,8 @@ type Daemon struct {
 	readySent  atomic.Bool // READY=1 was sent to the service manager
 
 	syslog *syslog.Writer // nil unless log.syslog.enabled
+	// explainSlots bounds the /api/explain requests served at once.
+	explainSlots chan struct{}
 
 	mu  sync.Mutex
 	cfg *config.Config
@@ -118,7 +120,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	deps.Shared = setup.NewShared() // kept across reloads, run by Run
-	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg, syslog: sl}
+	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg, syslog: sl, explainSlots: make(chan struct{}, maxExplains)}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
 		return nil, err

@@ -252,8 +252,13 @@ func closeObservers(d *Daemon) {
 	}
 }
 
-// maxExplainMessage bounds the message POSTed to /api/explain.
-const maxExplainMessage = 64 << 20
+// maxExplainMessage bounds the message POSTed to /api/explain, and
+// maxExplains the explains served at once (a flood gets 429): at most
+// 4 × 64 MiB of messages in memory.
+const (
+	maxExplainMessage = 64 << 20
+	maxExplains       = 4
+)
 
 // explainAPI is POST /api/explain?customer=ID[&mail_from=A][&rcpt=A]...
 // [&client=IP][&helo=NAME] with the message as the body: the chain's dry
@@ -264,6 +269,15 @@ func (d *Daemon) explainAPI(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
 		jsonapi.Error(w, http.StatusMethodNotAllowed, "POST the message")
+		return
+	}
+	// At most maxExplains at once: each holds its message in memory.
+	select {
+	case d.explainSlots <- struct{}{}:
+		defer func() { <-d.explainSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		jsonapi.Error(w, http.StatusTooManyRequests, "too many explains at once")
 		return
 	}
 	q := r.URL.Query()
