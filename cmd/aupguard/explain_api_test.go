@@ -65,8 +65,13 @@ customers:
 	}
 
 	tok, _ := os.ReadFile(filepath.Join(dir, "state", "admin.token"))
+	var callType func(method, query, ctype string, body io.Reader, auth bool) int
 	call := func(method, query string, body io.Reader, auth bool) int {
+		return callType(method, query, "message/rfc822", body, auth)
+	}
+	callType = func(method, query, ctype string, body io.Reader, auth bool) int {
 		req, _ := http.NewRequest(method, "http://"+adminAddr+"/api/explain?"+query, body)
+		req.Header.Set("Content-Type", ctype)
 		if auth {
 			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 		}
@@ -98,6 +103,11 @@ customers:
 				t.Fatalf("%s /api/explain?%s: %d, want %d", tc.method, tc.query, got, tc.want)
 			}
 		})
+	}
+
+	// What a cross-site form or a no-cors fetch can send is refused.
+	if got := callType("POST", "customer=acme", "text/plain", strings.NewReader(msg), true); got != http.StatusUnsupportedMediaType {
+		t.Errorf("text/plain body: %d, want 415", got)
 	}
 
 	// A flood: four explains whose messages are still arriving hold every
