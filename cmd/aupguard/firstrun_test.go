@@ -115,7 +115,8 @@ func TestFirstRunAsWritten(t *testing.T) {
 	}
 	cfg := string(b)
 	for _, r := range [][2]string{
-		{"listen: inet:127.0.0.1:8891", "listen: inet:" + milterAddr},
+		// As a user other than root: the milter on TCP (README).
+		{"listen: unix:/var/spool/postfix/aupguard/milter.sock", "listen: inet:" + milterAddr},
 		{"listen: 127.0.0.1:8892", "listen: " + adminAddr},
 		{"listen: 127.0.0.1:8893", "listen: " + unsubAddr},
 		{"  servers: []", fmt.Sprintf("  servers: [%q]", dns.Addr())},
