@@ -23,10 +23,11 @@ PACKAGES=(
 	mount            # mount --bind in SendmailAs's private mount namespace
 	libssl-dev       # the optional OpenSSL RSA signer (go test -tags openssl)
 	systemd          # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles: the Debian package test
+	clamav-daemon    # testenv.StartClamd: the content family's malware check
 )
 
 # System services the packages start that the tests must not compete with.
-SERVICES=(postfix redis-server)
+SERVICES=(postfix redis-server clamav-daemon clamav-freshclam)
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 

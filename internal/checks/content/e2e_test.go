@@ -1,0 +1,86 @@
+package content_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/checks/content"
+	"github.com/aupguard/aupguard/internal/testkit/gwtest"
+	"github.com/aupguard/aupguard/internal/testkit/testenv"
+)
+
+func TestMalwareThroughPostfix(t *testing.T) {
+	cd := content.StartClamd(t, 1<<20)
+	cfg := `
+log: {format: json}
+store: {backend: memory, path: ` + filepath.Join(t.TempDir(), "store") + `}
+chain: [malware]
+content:
+  clamd: {address: "` + cd.Addr() + `", timeout: 5s, stream_max_length: 1048576}
+customers:
+  - id: acme
+    networks: [127.0.0.5/32]
+    domains: [acme.example]
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	infected := append([]byte("MZ program "), content.TestPattern...)
+	send := func(m content.Message, i int) *testenv.SMTPResult {
+		return env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "a@acme.example", To: []string{"b@mailbox.example"}, Data: m.Raw(i)})
+	}
+	cases := []struct {
+		name    string
+		msg     content.Message
+		refused bool
+	}{
+		{"base64 attachment carrying the pattern is refused", content.AttachMsg("invoice.exe", infected), true},
+		{"zip attachment carrying the pattern is refused", content.AttachMsg("invoice.zip", content.ZipOf(t, "invoice.exe", infected)), true},
+		{"clean attachment is delivered", content.AttachMsg("report.pdf", []byte("%PDF-1.4 harmless")), false},
+		{"clean text is delivered", content.PlainMsg("Hello.\r\n"), false},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env.Sink.Reset()
+			r := send(c.msg, i)
+			if c.refused {
+				e := r.EndOfData
+				if e == nil || e.Code != 550 || e.EnhancedCode != "5.7.1" || !strings.Contains(e.Text, content.TestSigName) || !strings.Contains(e.Text, "ref ") {
+					t.Fatalf("want 550 5.7.1 naming %s with a reference, got %s", content.TestSigName, r)
+				}
+				return
+			}
+			if !r.Delivered() {
+				t.Fatalf("clean mail refused: %s", r)
+			}
+			if _, err := env.Sink.WaitFor(1, 20*time.Second); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+
+	t.Run("clamd down tempfails, then mail flows again when it is back", func(t *testing.T) {
+		cd.Kill()
+		r := send(content.PlainMsg("Hello.\r\n"), 10)
+		if e := r.EndOfData; e == nil || e.Code/100 != 4 || r.Delivered() {
+			t.Fatalf("clamd down: want a temporary failure, got %s", r)
+		}
+		cd.Start()
+		deadline := time.Now().Add(15 * time.Second)
+		for i := 11; ; i++ {
+			env.Sink.Reset()
+			r := send(content.AttachMsg("x.exe", infected), i)
+			if e := r.EndOfData; e != nil && e.Code == 550 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("clamd back but infected mail not refused: %s", r)
+			}
+			time.Sleep(content.BreakerPause)
+		}
+		env.Sink.Reset()
+		if r := send(content.PlainMsg("Hello again.\r\n"), 99); !r.Delivered() {
+			t.Fatalf("clean mail after recovery: %s", r)
+		}
+	})
+}
