@@ -24,10 +24,11 @@ PACKAGES=(
 	libssl-dev       # the optional OpenSSL RSA signer (go test -tags openssl)
 	systemd          # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles: the Debian package test
 	clamav-daemon    # testenv.StartClamd: the content family's malware check
+	rspamd           # testenv.StartRspamd: the content family's spam_score check
 )
 
 # System services the packages start that the tests must not compete with.
-SERVICES=(postfix redis-server clamav-daemon clamav-freshclam)
+SERVICES=(postfix redis-server clamav-daemon clamav-freshclam rspamd)
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 

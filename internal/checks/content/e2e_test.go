@@ -1,6 +1,7 @@
 package content_test
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -81,6 +82,65 @@ customers:
 		env.Sink.Reset()
 		if r := send(content.PlainMsg("Hello again.\r\n"), 99); !r.Delivered() {
 			t.Fatalf("clean mail after recovery: %s", r)
+		}
+	})
+}
+
+func TestSpamScoreThroughPostfix(t *testing.T) {
+	rs := content.StartRspamd(t)
+	cfg := `
+log: {format: json}
+store: {backend: memory, path: ` + filepath.Join(t.TempDir(), "store") + `}
+chain: [spam_score]
+content:
+  rspamd: {url: "` + rs.URL() + `", timeout: 5s}
+customers:
+  - id: acme
+    networks: [127.0.0.5/32]
+    domains: [acme.example]
+  - id: holdme
+    networks: [127.0.0.6/32]
+    domains: [acme.example]
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	send := func(from, subject string, i int) *testenv.SMTPResult {
+		m := content.SubjectMsg(subject, "Some ordinary text.\r\n")
+		return env.Send(testenv.SendOptions{LocalAddr: from, From: "a@acme.example", To: []string{"b@mailbox.example"}, Data: m.Raw(i)})
+	}
+	t.Run("message scoring above reject is refused", func(t *testing.T) {
+		r := send("127.0.0.5", "win "+content.SpamToken, 1)
+		if e := r.EndOfData; e == nil || e.Code != 550 || e.EnhancedCode != "5.7.1" || r.Delivered() {
+			t.Fatalf("want 550 5.7.1, got %s", r)
+		}
+	})
+	t.Run("clean message is delivered", func(t *testing.T) {
+		env.Sink.Reset()
+		if r := send("127.0.0.5", "quarterly report", 2); !r.Delivered() {
+			t.Fatalf("clean mail refused: %s", r)
+		}
+		if _, err := env.Sink.WaitFor(1, 20*time.Second); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("message scoring above hold is held in Postfix's hold queue, score in the decision", func(t *testing.T) {
+		before := len(env.Decisions())
+		r := send("127.0.0.6", "quarterly report", 3)
+		if !r.Delivered() {
+			t.Fatalf("held message must be accepted (250), got %s", r)
+		}
+		held := false
+		for _, m := range env.Postfix.Queue() {
+			if m.QueueName == "hold" {
+				held = true
+			}
+		}
+		if !held {
+			t.Fatalf("no message in the hold queue: %+v", env.Postfix.Queue())
+		}
+		ds := env.WaitDecisions(before+1, 5*time.Second)
+		d := ds[len(ds)-1]
+		if d["finding"] != content.FindingSpamHold || !strings.Contains(fmt.Sprint(d["detail"]), "AUPGUARD_TEST_HOLD") {
+			t.Fatalf("decision %v lacks the finding, score and symbols", d)
 		}
 	})
 }

@@ -11,6 +11,9 @@ var (
 	AttachMsg    = func(name string, data []byte) Message { return Message(attachmentMsg(name, data)) }
 	ZipOf        = zipOf
 	BreakerPause = breakerMinBackoff
+	SpamToken    = spamToken
+	StartRspamd  = startRspamd
+	SubjectMsg   = func(subject, body string) Message { return Message(subjectMsg(subject, body)) }
 )
 
 // Message is message, exported for the end-to-end tests.

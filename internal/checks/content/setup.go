@@ -21,5 +21,12 @@ var Family = setup.Family{
 			}
 			return NewMalware(c.Clamd, d.Clock, d.Logger), nil
 		}},
+		{Spec: SpamSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			c, err := ConfigOf(d.Config)
+			if err != nil {
+				return nil, err
+			}
+			return NewSpamScore(c, d.Clock, d.Logger), nil
+		}},
 	},
 }
