@@ -32,6 +32,7 @@ const (
 type Config struct {
 	Clamd  ClamdConfig  `yaml:"clamd"`
 	Rspamd RspamdConfig `yaml:"rspamd"`
+	URLs   URLsConfig   `yaml:"urls"`
 	// Customers override the spam thresholds per customer id.
 	Customers map[string]CustomerConfig `yaml:"customers,omitempty"`
 }
@@ -67,6 +68,31 @@ type RspamdConfig struct {
 	// spam_score_reject.
 	Hold   float64 `yaml:"hold"`
 	Reject float64 `yaml:"reject"`
+}
+
+// URLsConfig is the listed_url check's URI blocklists (package links).
+type URLsConfig struct {
+	// Zones are the lists asked, in order; none: the check is off.
+	Zones []URLZone `yaml:"zones"`
+	// MaxLookups bounds the DNS lookups per message (default 20).
+	MaxLookups int `yaml:"max_lookups"`
+	// Concurrency is how many lookups of one message run at once (4).
+	Concurrency int `yaml:"concurrency"`
+	// Timeout bounds all the lookups of one message (3s).
+	Timeout time.Duration `yaml:"timeout"`
+	// MaxHosts bounds the unique hosts kept per message (50).
+	MaxHosts int `yaml:"max_hosts"`
+	// MaxTextBytes bounds the decoded text examined per message (1 MiB).
+	MaxTextBytes int64 `yaml:"max_text_bytes"`
+}
+
+// URLZone is one URI blocklist: its zone and how its answers read (dbl,
+// surbl, uribl, ip); mask picks the bits of surbl and uribl answers that
+// count.
+type URLZone struct {
+	Zone string `yaml:"zone"`
+	Kind string `yaml:"kind"`
+	Mask uint8  `yaml:"mask,omitempty"`
 }
 
 // CustomerConfig is one customer's own spam thresholds; unset fields
@@ -149,6 +175,11 @@ func decodeConfig(s *config.Section) any {
 		p, err := url.Parse(u)
 		if err != nil || (p.Scheme != "http" && p.Scheme != "https") || p.Host == "" {
 			s.Errorf("content.rspamd.url", "want rspamd's worker URL such as http://127.0.0.1:11333, got %q", u)
+		}
+	}
+	if _, err := newLists(c.URLs, nopResolver{}); err != nil {
+		for _, line := range strings.Split(err.Error(), "\n") {
+			s.Errorf("content.urls", "%s", line)
 		}
 	}
 	s.Duration("content.rspamd.timeout", c.Rspamd.Timeout)

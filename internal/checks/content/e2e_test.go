@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/checks/content"
+	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 	"github.com/aupguard/aupguard/internal/testkit/gwtest"
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
@@ -143,4 +144,75 @@ customers:
 			t.Fatalf("decision %v lacks the finding, score and symbols", d)
 		}
 	})
+}
+
+// listedWorld is the DNS of the listed_url test: a DBL-style list with a
+// phishing domain and an error code, a URIBL-style list.
+const listedWorld = `
+phish.example.dbl.test.    A 127.0.1.4
+refused.example.dbl.test.  A 127.255.255.254
+black.example.uribl.test.  A 127.0.0.2
+`
+
+func TestListedURLThroughPostfix(t *testing.T) {
+	fake := fakedns.Start(t, listedWorld)
+	cfg := `
+log: {format: json}
+store: {backend: memory, path: ` + filepath.Join(t.TempDir(), "store") + `}
+dns: {servers: ["` + fake.Addr() + `"], timeout: 1s}
+chain: [listed_url]
+content:
+  urls:
+    zones: [{zone: dbl.test, kind: dbl}, {zone: uribl.test, kind: uribl}]
+    max_lookups: 10
+customers:
+  - id: acme
+    networks: [127.0.0.5/32]
+    domains: [acme.example]
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	mk := func(ctype, cte, body string) []byte {
+		return []byte("From: a@acme.example\r\nTo: b@mailbox.example\r\nSubject: news\r\nMIME-Version: 1.0\r\n" +
+			"Content-Type: " + ctype + "\r\nContent-Transfer-Encoding: " + cte + "\r\n" +
+			fmt.Sprintf("Message-ID: <%d@acme.example>\r\n\r\n", time.Now().UnixNano()) + body)
+	}
+	var many strings.Builder
+	for i := range 500 {
+		fmt.Fprintf(&many, "https://site%d.example/p\r\n", i)
+	}
+	cases := []struct {
+		name    string
+		data    []byte
+		refused string // the domain the reply names; "" delivered
+	}{
+		{"plain-text link to a listed domain is refused", mk("text/plain", "7bit", "Log in: https://login.phish.example/acct\r\n"), "phish.example"},
+		{"HTML href to a listed domain is refused", mk("text/html", "7bit", "<a href=\"http://www.phish.example/x\">bank</a>\r\n"), "phish.example"},
+		{"quoted-printable link is decoded and refused", mk("text/plain", "quoted-printable", "https://ph=\r\nish.example/=3Fa\r\n"), "phish.example"},
+		{"redirect-wrapped listed target is refused", mk("text/plain", "7bit", "https://t.example/?u=https%3A%2F%2Fphish.example%2Flogin\r\n"), "phish.example"},
+		{"URIBL black listing is refused", mk("text/plain", "7bit", "http://black.example/\r\n"), "black.example"},
+		{"a list's error code does not refuse", mk("text/plain", "7bit", "http://refused.example/\r\n"), ""},
+		{"clean links pass", mk("text/plain", "7bit", "https://www.clean.example/ and https://acme.example/\r\n"), ""},
+		{"500 links cost at most max_lookups", mk("text/plain", "7bit", many.String()), ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			env.Sink.Reset()
+			before := fake.Total()
+			r := env.Send(testenv.SendOptions{LocalAddr: "127.0.0.5", From: "a@acme.example", To: []string{"b@mailbox.example"}, Data: c.data})
+			if c.refused != "" {
+				e := r.EndOfData
+				if e == nil || e.Code != 550 || e.EnhancedCode != "5.7.1" || !strings.Contains(e.Text, c.refused) {
+					t.Fatalf("want 550 5.7.1 naming %s, got %s", c.refused, r)
+				}
+				return
+			}
+			if !r.Delivered() {
+				t.Fatalf("refused: %s", r)
+			}
+			// Each lookup is one LookupIPAddr: an A and an AAAA question.
+			if q := fake.Total() - before; q > 2*10 {
+				t.Errorf("%d DNS questions for one message, want at most %d (max_lookups 10)", q, 2*10)
+			}
+		})
+	}
 }

@@ -21,6 +21,13 @@ var Family = setup.Family{
 			}
 			return NewMalware(c.Clamd, d.Clock, d.Logger), nil
 		}},
+		{Spec: ListedSpec, New: func(d *setup.Deps) (policy.Check, error) {
+			c, err := ConfigOf(d.Config)
+			if err != nil {
+				return nil, err
+			}
+			return NewListedURL(c.URLs, d.Resolver, d.Logger)
+		}},
 		{Spec: SpamSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			c, err := ConfigOf(d.Config)
 			if err != nil {

@@ -18,6 +18,10 @@ const (
 	// was not scanned whole; it is not called clean.
 	FindingNotScanned = "malware_not_scanned"
 
+	ListedCheck = "listed_url"
+	// FindingListedURL: a link's domain (or IP) is on a URI blocklist.
+	FindingListedURL = "listed_url"
+
 	SpamCheck = "spam_score"
 	// FindingSpamHold: rspamd's score is at or above the hold threshold.
 	FindingSpamHold = "spam_score_hold"
@@ -30,6 +34,7 @@ const (
 var (
 	replyMalware = policy.MustReply(550, "5.7.1", "Message refused: malware detected")
 	replySpam    = policy.MustReply(550, "5.7.1", "Message refused: content looks like spam")
+	replyListed  = policy.MustReply(550, "5.7.1", "Message refused: links to a listed domain")
 )
 
 // MalwareSpec declares malware.
@@ -47,5 +52,13 @@ var SpamSpec = policy.Spec{
 	Findings: []policy.FindingSpec{
 		{Name: FindingSpamHold, Action: policy.Quarantine, Doc: "rspamd's score is at or above the customer's hold threshold (default 6): held in Postfix's hold queue"},
 		{Name: FindingSpamReject, Action: policy.Reject, Reply: replySpam, Doc: "rspamd's score is at or above the customer's reject threshold (default 15)"},
+	},
+}
+
+// ListedSpec declares listed_url.
+var ListedSpec = policy.Spec{
+	Name: ListedCheck,
+	Findings: []policy.FindingSpec{
+		{Name: FindingListedURL, Action: policy.Reject, Reply: replyListed, Doc: "a link's registrable domain (or IP) is on a configured URI blocklist (the reply names it)"},
 	},
 }
