@@ -146,7 +146,7 @@ func parseClamdReply(line string) (clamdVerdict, error) {
 	case line == "":
 		return clamdVerdict{}, errors.New("clamd: empty reply")
 	}
-	return clamdVerdict{}, fmt.Errorf("clamd: %q", line)
+	return clamdVerdict{}, fmt.Errorf("clamd: unexpected reply %.200q", line)
 }
 
 // Close closes the connection.
