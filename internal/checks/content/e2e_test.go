@@ -101,7 +101,7 @@ customers:
     domains: [acme.example]
   - id: holdme
     networks: [127.0.0.6/32]
-    domains: [acme.example]
+    domains: [hold.example]
 `
 	env := gwtest.Start(t, gwtest.Options{Config: cfg})
 	send := func(from, subject string, i int) *testenv.SMTPResult {
