@@ -22,6 +22,9 @@ COPY --from=build /out/aupguard /usr/local/bin/aupguard
 COPY --from=build --chown=65532:65532 /out/state /var/lib/aupguard
 COPY configs/container/aupguard.yaml /etc/aupguard/aupguard.yaml
 USER 65532:65532
+# The example config's relative store.path (./state) and admin.token_file
+# (./state/admin.token, created at first start) land in the volume.
+WORKDIR /var/lib/aupguard
 VOLUME ["/var/lib/aupguard"]
 EXPOSE 8891 8892 8893
 ENTRYPOINT ["/usr/local/bin/aupguard"]

@@ -21,7 +21,15 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$out"
 (cd "$src" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$version" -o "$stage/aupguard" ./cmd/aupguard)
 sed 's#/usr/local/bin/aupguard#/usr/bin/aupguard#g' "$src/configs/aupguard.service" >"$stage/aupguard.service"
-cp "$src/configs/aupguard.yaml" "$src/README.md" "$src"/packaging/{sysusers.conf,tmpfiles.conf,postinst,prerm,postrm} "$stage/"
+# The installed config keeps its state where the unit lets it write
+# (StateDirectory=aupguard): the example's relative ./state is for a first
+# run from the checkout.
+sed -e 's#^\(  path:\) \./state\( .*\)\?$#\1 /var/lib/aupguard#' \
+    -e 's#token_file: \./state/admin\.token#token_file: /var/lib/aupguard/admin.token#' \
+    "$src/configs/aupguard.yaml" >"$stage/aupguard.yaml"
+grep -q '^  path: /var/lib/aupguard$' "$stage/aupguard.yaml" || { echo "build-deb: store.path not rewritten" >&2; exit 1; }
+grep -q 'token_file: /var/lib/aupguard/admin.token' "$stage/aupguard.yaml" || { echo "build-deb: admin.token_file not rewritten" >&2; exit 1; }
+cp "$src/README.md" "$src"/packaging/{sysusers.conf,tmpfiles.conf,postinst,prerm,postrm} "$stage/"
 cp -r "$src/docs" "$stage/docs"
 cp -r "$src/configs/postfix" "$stage/postfix"
 sed -e "s/@VERSION@/$version/" -e "s/@ARCH@/$arch/" "$src/packaging/nfpm.yaml" >"$stage/nfpm.yaml"

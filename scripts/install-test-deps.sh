@@ -20,13 +20,16 @@ PACKAGES=(
 	chromium         # dashboard browser test
 	python3-dkim     # independent DKIM verifier (dkimpy) for the signing tests
 	util-linux       # unshare, setpriv: Postfix.SendmailAs submits as a Unix user
+	prometheus       # promtool: check and unit-test configs/prometheus/aupguard-alerts.yml
 	mount            # mount --bind in SendmailAs's private mount namespace
 	libssl-dev       # the optional OpenSSL RSA signer (go test -tags openssl)
 	systemd          # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles: the Debian package test
+	clamav-daemon    # testenv.StartClamd: the content family's malware check
+	rspamd           # testenv.StartRspamd: the content family's spam_score check
 )
 
 # System services the packages start that the tests must not compete with.
-SERVICES=(postfix redis-server)
+SERVICES=(postfix redis-server prometheus clamav-daemon clamav-freshclam rspamd)
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 

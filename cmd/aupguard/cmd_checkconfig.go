@@ -8,6 +8,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 func init() {
@@ -72,7 +73,7 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	if *quiet {
 		return 0
 	}
-	out, err := cfg.Marshal()
+	out, err := effectiveConfig(cfg).Marshal()
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -80,4 +81,52 @@ func runCheckConfig(args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "# %s: OK, effective config follows\n", *path)
 	stdout.Write(out)
 	return 0
+}
+
+// effectiveConfig is cfg as the gateway runs it, for printing: every check
+// of the chain with enabled, on_error and each finding's action as they
+// take effect (the spec's default, the check's action, the finding's own);
+// each customer's mode and limits with the defaults filled in; the
+// notifications switch. Nothing is left null.
+func effectiveConfig(cfg *config.Config) *config.Config {
+	cp := *cfg
+	storeOnError := policy.Defer
+	if a, ok := cfg.Store.OnError.Get(); ok {
+		storeOnError = a
+	}
+	specs := map[string]policy.Spec{}
+	for _, sp := range gateway.Specs() {
+		specs[sp.Name] = sp
+	}
+	cp.Checks = make(map[string]config.CheckConfig, len(cfg.Chain))
+	for _, name := range cfg.Chain {
+		cc := cfg.Checks[name]
+		on := cfg.CheckEnabled(name)
+		out := config.CheckConfig{Enabled: &on, OnError: config.ActionOf(storeOnError), Findings: map[string]config.Action{}}
+		if a, ok := cc.OnError.Get(); ok {
+			out.OnError = config.ActionOf(a)
+		}
+		for _, f := range specs[name].Findings {
+			a := f.Action
+			if ca, ok := cc.Action.Get(); ok {
+				a = ca
+			}
+			if fa, ok := cc.Findings[f.Name].Get(); ok {
+				a = fa
+			}
+			out.Findings[f.Name] = config.ActionOf(a)
+		}
+		cp.Checks[name] = out
+	}
+	cp.Customers = make([]config.Customer, len(cfg.Customers))
+	for i, c := range cfg.Customers {
+		if c.Mode == "" {
+			c.Mode = cfg.Defaults.Mode
+		}
+		c.Limits = cfg.Defaults.Limits.Merge(c.Limits)
+		cp.Customers[i] = c
+	}
+	on := cfg.Notifications.Enabled == nil || *cfg.Notifications.Enabled
+	cp.Notifications.Enabled = &on
+	return &cp
 }

@@ -1,15 +1,23 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"net/netip"
+	"net/url"
 	"os"
 	"strings"
+	"syscall"
+	"time"
 
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 )
 
@@ -31,6 +39,8 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	client := fs.String("client", "", "SMTP client address")
 	helo := fs.String("helo", "", "HELO name")
 	asJSON := fs.Bool("json", false, "print one JSON object")
+	adminURL := fs.String("admin", "", "explain through this gateway's admin API (default with the memory store: admin.listen's)")
+	local := fs.Bool("local", false, "with the memory store, run here on the store's files instead of asking the running gateway (only when none runs)")
 	var rcpts multiFlag
 	fs.Var(&rcpts, "rcpt", "envelope recipient (repeatable; default: To and Cc)")
 	if err := fs.Parse(args); err != nil {
@@ -44,34 +54,58 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	if !ok {
 		return 1
 	}
-	f, err := os.Open(fs.Arg(0))
+	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	defer f.Close()
-	deps, err := gateway.OpenDeps(cfg, nil, nil)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	defer deps.Store.Close()
-	st, err := gateway.Build(deps)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
-	}
-	in := gateway.ExplainInput{Customer: *cust, MailFrom: *from, Rcpts: rcpts, Helo: *helo, Message: f}
+	in := gateway.ExplainInput{Customer: *cust, MailFrom: *from, Rcpts: rcpts, Helo: *helo, Message: bytes.NewReader(data)}
 	if *client != "" {
 		if in.Client, err = netip.ParseAddr(*client); err != nil {
 			fmt.Fprintf(stderr, "-client: %v\n", err)
 			return 2
 		}
 	}
-	res, err := gateway.Explain(context.Background(), st, in)
-	if err != nil {
-		fmt.Fprintln(stderr, err)
-		return 1
+	if *local && cfg.Store.Backend != "redis" && cfg.Admin.Listen != "off" {
+		// The embedded store's files belong to a running gateway: reading
+		// and closing them here would race its writes.
+		if c, err := net.DialTimeout("tcp", cfg.Admin.Listen, time.Second); err == nil {
+			c.Close()
+			fmt.Fprintf(stderr, "aupguard explain: a gateway answers on admin.listen %s and its embedded store is in use by it: drop -local to ask it\n", cfg.Admin.Listen)
+			return 1
+		}
+	}
+	var res *gateway.ExplainResult
+	// The memory store lives in the running gateway (its files are locked
+	// and written by it): ask the gateway, which runs the dry run on its
+	// own state. Without a running gateway, or with Redis, run it here.
+	viaAPI := *adminURL != "" || (cfg.Store.Backend != "redis" && !*local)
+	if viaAPI {
+		res, err = explainViaAPI(cfg, *adminURL, in, bytes.NewReader(data))
+		if errors.Is(err, syscall.ECONNREFUSED) && *adminURL == "" {
+			fmt.Fprintf(stderr, "no gateway answers on admin.listen %s: explaining with the store's files here\n", cfg.Admin.Listen)
+			viaAPI = false
+		} else if err != nil {
+			fmt.Fprintf(stderr, "aupguard explain: %v\n", err)
+			return 1
+		}
+	}
+	if !viaAPI {
+		deps, err := gateway.OpenDeps(cfg, nil, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		defer deps.Store.Close()
+		st, err := gateway.Build(deps)
+		if err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
+		if res, err = gateway.Explain(context.Background(), st, in); err != nil {
+			fmt.Fprintln(stderr, err)
+			return 1
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(stdout)
@@ -108,4 +142,49 @@ func runExplain(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintln(stdout)
 	return 0
+}
+
+// explainViaAPI posts the message to the running gateway's /api/explain.
+func explainViaAPI(cfg *config.Config, adminURL string, in gateway.ExplainInput, msg io.Reader) (*gateway.ExplainResult, error) {
+	api, err := newAPIDirectory(cfg, adminURL)
+	if err != nil {
+		return nil, err
+	}
+	q := url.Values{"customer": {in.Customer}}
+	if in.MailFrom != "" {
+		q.Set("mail_from", in.MailFrom)
+	}
+	for _, r := range in.Rcpts {
+		q.Add("rcpt", r)
+	}
+	if in.Client.IsValid() {
+		q.Set("client", in.Client.String())
+	}
+	if in.Helo != "" {
+		q.Set("helo", in.Helo)
+	}
+	req, err := http.NewRequest(http.MethodPost, api.base+"/api/explain?"+q.Encode(), msg)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+api.token)
+	req.Header.Set("Content-Type", "message/rfc822")
+	resp, err := api.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct {
+			Error string `json:"error"`
+		}
+		_ = json.Unmarshal(b, &e)
+		return nil, fmt.Errorf("admin API: %s: %s", resp.Status, e.Error)
+	}
+	var res gateway.ExplainResult
+	if err := json.Unmarshal(b, &res); err != nil {
+		return nil, fmt.Errorf("admin API: %w", err)
+	}
+	return &res, nil
 }

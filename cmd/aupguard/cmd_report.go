@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -96,6 +98,16 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
+		}
+		// The gateway's secret stamps the mail, so that a relay running
+		// aupguard does not refuse it as an unidentified client's.
+		if key, ephemeral, err := secrets.Load(cfg.SecretFile, cfg.Store.Path); err != nil || ephemeral {
+			if err == nil {
+				err = errors.New("no secret_file and no store.path")
+			}
+			fmt.Fprintf(stderr, "warning: report mail not stamped as the gateway's own (%v): a relay running aupguard refuses it as an unidentified client's\n", err)
+		} else {
+			mailer.Secret = key
 		}
 		sent, err := mailer.Send(ctx, msgs, now)
 		fmt.Fprintf(stdout, "sent %d of %d report(s) through %s:%d\n", sent, len(msgs), cfg.Reports.SMTP.Host, cfg.Reports.SMTP.Port)

@@ -50,7 +50,7 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr, Notifier: sd})
+	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr, Notifier: sd, Version: versionString()})
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1

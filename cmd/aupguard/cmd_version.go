@@ -13,11 +13,17 @@ var version = "dev"
 
 func init() {
 	register("version", "print the version", func(args []string, stdout, stderr io.Writer) int {
-		v := version
-		if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		fmt.Fprintf(stdout, "aupguard %s (RSA signing: %s)\n", v, auth.RSABackend)
+		fmt.Fprintf(stdout, "aupguard %s (RSA signing: %s)\n", versionString(), auth.RSABackend)
 		return 0
 	})
+}
+
+// versionString is the binary's version: the -ldflags one, else the
+// module version of a `go install`ed build, else "dev".
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		v = bi.Main.Version
+	}
+	return v
 }

@@ -17,7 +17,8 @@ func exampleConfig(t *testing.T) string {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	s := strings.Replace(string(b), "path: /var/lib/aupguard", "path: "+dir, 1)
+	s := strings.Replace(string(b), "path: ./state", "path: "+dir, 1)
+	s = strings.Replace(s, "token_file: ./state/admin.token", "token_file: "+filepath.Join(dir, "admin.token"), 1)
 	s = strings.Replace(s, "listen: unix:/var/spool/postfix/aupguard/milter.sock", "listen: unix:"+filepath.Join(dir, "milter.sock"), 1)
 	s = strings.Replace(s, "listen: 127.0.0.1:8893", "listen: 127.0.0.1:0", 1)
 	s = strings.Replace(s, "listen: 127.0.0.1:8892", "listen: 127.0.0.1:0", 1)
@@ -59,5 +60,49 @@ func TestUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if code := runMain([]string{"frobnicate"}, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
 		t.Fatalf("exit %d, %q", code, errOut.String())
+	}
+}
+
+// TestCheckConfigPrintsEffectiveValues: the effective config leaves nothing
+// null: each check shows enabled, on_error and every finding's action as
+// they take effect; the customer inherits defaults.mode and the default
+// limits beside its own.
+func TestCheckConfigPrintsEffectiveValues(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"check-config", "-postfix", "", "-config", exampleConfig(t)}, &out, &errOut); code != 0 {
+		t.Fatalf("exit %d:\n%s", code, errOut.String())
+	}
+	s := out.String()
+	if strings.Contains(s, "null") {
+		t.Errorf("the effective config prints null:\n%s", grepLines(s, "null"))
+	}
+	for _, want := range []string{
+		"    dmarc:\n        enabled: true\n        on_error: defer\n        findings:\n            dmarc_no_record: accept\n",
+		"    header_syntax:\n        enabled: true\n        on_error: defer\n",
+		"      mode: monitor\n",
+		"        messages_per_hour: 5000\n", // acme's own
+		"        messages_per_minute: 60\n", // from defaults
+		"notifications:\n    enabled: true\n",
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf("effective config lacks %q", want)
+		}
+	}
+}
+
+// TestCheckConfigQuietPrintsNothing: -q (the systemd unit's ExecStartPre
+// and ExecReload) prints nothing for a good config and every error for a
+// bad one.
+func TestCheckConfigQuietPrintsNothing(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := runMain([]string{"check-config", "-q", "-postfix", "", "-config", exampleConfig(t)}, &out, &errOut); code != 0 || out.Len() != 0 {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out.String(), errOut.String())
+	}
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	os.WriteFile(p, []byte("store:\n  backend: mysql\n"), 0o600)
+	out.Reset()
+	errOut.Reset()
+	if code := runMain([]string{"check-config", "-q", "-config", p}, &out, &errOut); code != 1 || !strings.Contains(errOut.String(), p+":2: store.backend") {
+		t.Fatalf("exit %d, stderr %q", code, errOut.String())
 	}
 }

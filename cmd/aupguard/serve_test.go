@@ -86,8 +86,19 @@ func startServe(t *testing.T, bin, cfgPath, addr string, env ...string) *served 
 		t.Fatal(err)
 	}
 	go func() { s.err = s.cmd.Wait(); close(s.done) }()
-	t.Cleanup(func() { _ = s.cmd.Process.Kill(); <-s.done })
+	t.Cleanup(func() {
+		_ = s.cmd.Process.Kill()
+		<-s.done
+		if t.Failed() {
+			t.Logf("serve's log:\n%s", s.stderr.String())
+		}
+	})
 	waitFor(t, "the milter to listen", func() bool {
+		select {
+		case <-s.done:
+			t.Fatalf("serve exited before listening: %v", s.err)
+		default:
+		}
 		c, err := net.Dial("tcp", addr)
 		if err == nil {
 			c.Close()

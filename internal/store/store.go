@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -72,7 +73,7 @@ func Open(cfg config.StoreConfig, clk clock.Clock) (*Handle, error) {
 		h.Backend = Memory
 		if cfg.Path != "" {
 			if err := os.MkdirAll(cfg.Path, 0o700); err != nil {
-				return nil, fmt.Errorf("store.path: %w", err)
+				return nil, stateDirError(cfg.Path, err)
 			}
 		}
 		return h, nil
@@ -235,4 +236,14 @@ func (h *Handle) Shared(kind string, mk func() (any, error)) (any, error) {
 	}
 	h.shared[kind] = v
 	return v, nil
+}
+
+// stateDirError explains a store.path the process cannot create or use:
+// which folder, as which user, and the ways out.
+func stateDirError(path string, err error) error {
+	abs, aerr := filepath.Abs(path)
+	if aerr != nil {
+		abs = path
+	}
+	return fmt.Errorf("store.path %s: %w: uid %d cannot create or write it; run aupguard as the user that owns it (the packaged unit's StateDirectory, /var/lib/aupguard), or set store.path to a folder this user can write (e.g. ./state)", abs, err, os.Getuid())
 }

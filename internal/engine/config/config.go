@@ -91,6 +91,21 @@ type LogConfig struct {
 	// PlainRecipients logs recipient addresses in plain text; by default
 	// they are logged as keyed hashes.
 	PlainRecipients bool `yaml:"plain_recipients"`
+	// Syslog also sends every line to syslog (RFC 5424), besides stderr.
+	Syslog SyslogConfig `yaml:"syslog"`
+}
+
+// SyslogConfig sends the log to syslog as well (package
+// observability/syslog). Changes take effect at restart.
+type SyslogConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Address is unix:PATH (default unix:/dev/log), udp:HOST:PORT or
+	// tcp:HOST:PORT.
+	Address string `yaml:"address"`
+	// Facility is a syslog facility name (default mail).
+	Facility string `yaml:"facility"`
+	// Tag is the APP-NAME (default aupguard).
+	Tag string `yaml:"tag"`
 }
 
 // StoreConfig selects the counter and list store.
@@ -164,16 +179,16 @@ type UnidentifiedConfig struct {
 
 // CheckConfig is the provider-wide setting of one check.
 type CheckConfig struct {
-	Enabled  *bool             `yaml:"enabled"`
-	Action   Action            `yaml:"action"`
-	OnError  Action            `yaml:"on_error"`
+	Enabled  *bool             `yaml:"enabled,omitempty"`
+	Action   Action            `yaml:"action,omitempty"`
+	OnError  Action            `yaml:"on_error,omitempty"`
 	Findings map[string]Action `yaml:"findings"`
 }
 
 // CustomerCheckConfig is a customer's own setting of one check.
 type CustomerCheckConfig struct {
-	Enabled  *bool             `yaml:"enabled"`
-	Action   Action            `yaml:"action"`
+	Enabled  *bool             `yaml:"enabled,omitempty"`
+	Action   Action            `yaml:"action,omitempty"`
 	Findings map[string]Action `yaml:"findings"`
 }
 
@@ -225,7 +240,7 @@ type CustomerOptOut struct {
 	// endpoint). Empty inherits bulk.unsubscribe.
 	Unsubscribe string `yaml:"unsubscribe"`
 	// FingerprintRecipients overrides bulk.fingerprint_recipients (nil inherits).
-	FingerprintRecipients *int `yaml:"fingerprint_recipients"`
+	FingerprintRecipients *int `yaml:"fingerprint_recipients,omitempty"`
 }
 
 // Options tune Load.

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"os"
+	"strings"
 	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -74,8 +76,22 @@ func (c *Config) applyDefaults(opts Options) {
 	if c.Log.Level == "" {
 		c.Log.Level = "info"
 	}
+	if c.Log.Syslog.Address == "" {
+		c.Log.Syslog.Address = "unix:/dev/log"
+	}
+	if c.Log.Syslog.Facility == "" {
+		c.Log.Syslog.Facility = "mail"
+	}
+	if c.Log.Syslog.Tag == "" {
+		c.Log.Syslog.Tag = "aupguard"
+	}
 	if c.Store.Backend == "" {
 		c.Store.Backend = "memory"
+	}
+	if c.Store.Path == "" && c.Store.Backend == "memory" {
+		// systemd's StateDirectory= (the packaged unit's /var/lib/aupguard)
+		// names the folder the service may write.
+		c.Store.Path = stateDirectory(os.Getenv("STATE_DIRECTORY"))
 	}
 	if !c.Store.OnError.IsSet() {
 		c.Store.OnError = ActionOf(policy.Defer)
@@ -110,4 +126,11 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()
+}
+
+// stateDirectory is the first folder of systemd's $STATE_DIRECTORY (a
+// colon-separated list), or "".
+func stateDirectory(env string) string {
+	first, _, _ := strings.Cut(env, ":")
+	return first
 }

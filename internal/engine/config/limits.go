@@ -18,42 +18,42 @@ type Limits struct {
 	// MessagesPerMinute and MessagesPerHour are smooth rates (GCRA): a
 	// burst of the whole amount is allowed, then one message per
 	// period/limit.
-	MessagesPerMinute *int64 `yaml:"messages_per_minute"`
-	MessagesPerHour   *int64 `yaml:"messages_per_hour"`
+	MessagesPerMinute *int64 `yaml:"messages_per_minute,omitempty"`
+	MessagesPerHour   *int64 `yaml:"messages_per_hour,omitempty"`
 	// MessagesPerDay is a quota over a sliding 24-hour window.
-	MessagesPerDay *int64 `yaml:"messages_per_day"`
+	MessagesPerDay *int64 `yaml:"messages_per_day,omitempty"`
 	// RecipientsPerHour is a smooth rate of accepted recipients.
-	RecipientsPerHour *int64 `yaml:"recipients_per_hour"`
+	RecipientsPerHour *int64 `yaml:"recipients_per_hour,omitempty"`
 	// RecipientsPerDay is a quota of accepted recipients over a sliding
 	// 24-hour window.
-	RecipientsPerDay *int64 `yaml:"recipients_per_day"`
+	RecipientsPerDay *int64 `yaml:"recipients_per_day,omitempty"`
 	// BytesPerDay is a quota of message bytes (each message counted once)
 	// over a sliding 24-hour window; "500MB", "2GiB" or a plain number.
-	BytesPerDay *ByteSize `yaml:"bytes_per_day"`
+	BytesPerDay *ByteSize `yaml:"bytes_per_day,omitempty"`
 	// RecipientsPerMessage caps one transaction's recipients; further
 	// recipients get 452 4.5.3 (the client sends them in another one).
-	RecipientsPerMessage *int64 `yaml:"recipients_per_message"`
+	RecipientsPerMessage *int64 `yaml:"recipients_per_message,omitempty"`
 	// MessageSize is the largest message accepted, as declared with SIZE=
 	// at MAIL FROM and as received.
-	MessageSize *ByteSize `yaml:"message_size"`
+	MessageSize *ByteSize `yaml:"message_size,omitempty"`
 	// PerRecipientPerHour and PerRecipientPerDay cap the messages from the
 	// customer to one recipient address (mailbombing, harassment).
-	PerRecipientPerHour *int64 `yaml:"per_recipient_per_hour"`
-	PerRecipientPerDay  *int64 `yaml:"per_recipient_per_day"`
+	PerRecipientPerHour *int64 `yaml:"per_recipient_per_hour,omitempty"`
+	PerRecipientPerDay  *int64 `yaml:"per_recipient_per_day,omitempty"`
 	// FoldSubaddress counts "user+tag@d" as "user@d" for the per-recipient
 	// limits (default true: one person, one count).
-	FoldSubaddress *bool `yaml:"fold_subaddress"`
+	FoldSubaddress *bool `yaml:"fold_subaddress,omitempty"`
 	// CaseSensitiveLocal keeps the local part's case when counting
 	// recipients (default false; RFC 5321 §2.4 allows case-sensitive local
 	// parts, almost nobody has them).
-	CaseSensitiveLocal *bool `yaml:"case_sensitive_local"`
+	CaseSensitiveLocal *bool `yaml:"case_sensitive_local,omitempty"`
 	// SpikeFactor, SpikeFloor and SpikeBaseline tune spike detection for
 	// a customer (the spike: section, package ratelimit): a spike is a short window above
 	// SpikeFactor × baseline and above SpikeFloor messages; SpikeBaseline
 	// is the hourly count assumed without history. 0 keeps the default.
-	SpikeFactor   *float64 `yaml:"spike_factor"`
-	SpikeFloor    *int64   `yaml:"spike_floor"`
-	SpikeBaseline *int64   `yaml:"spike_baseline"`
+	SpikeFactor   *float64 `yaml:"spike_factor,omitempty"`
+	SpikeFloor    *int64   `yaml:"spike_floor,omitempty"`
+	SpikeBaseline *int64   `yaml:"spike_baseline,omitempty"`
 }
 
 // Merge returns l with every field o sets replaced by o's (a customer's

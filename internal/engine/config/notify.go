@@ -12,7 +12,7 @@ const DefaultNotifyInterval = 6 * time.Hour
 type NotificationsConfig struct {
 	// Enabled turns notifications on (default true; they need
 	// provider.postmaster).
-	Enabled *bool `yaml:"enabled"`
+	Enabled *bool `yaml:"enabled,omitempty"`
 	// Interval is the least time between two notifications of one kind
 	// about one customer, shared by every gateway of a Redis store
 	// (default 6h).

@@ -13,6 +13,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/mailaddr"
+	"github.com/aupguard/aupguard/internal/observability/syslog"
 )
 
 // validator collects errors with their places.
@@ -286,6 +287,15 @@ func (l *LogConfig) validate(v *validator) {
 	case "debug", "info", "warn", "error":
 	default:
 		v.errf("log.level", "want debug, info, warn or error, got %q", l.Level)
+	}
+	if _, _, err := syslog.ParseAddress(l.Syslog.Address); err != nil {
+		v.errf("log.syslog.address", "%v", err)
+	}
+	if _, ok := syslog.Facilities[l.Syslog.Facility]; !ok {
+		v.errf("log.syslog.facility", "unknown facility %q (mail, daemon, user, local0 ... local7, ...)", l.Syslog.Facility)
+	}
+	if err := syslog.CheckTag(l.Syslog.Tag); err != nil {
+		v.errf("log.syslog.tag", "%v", err)
 	}
 }
 

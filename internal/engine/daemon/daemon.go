@@ -14,8 +14,10 @@ import (
 	"net/netip"
 	"reflect"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/connguard"
@@ -27,6 +29,7 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
+	"github.com/aupguard/aupguard/internal/observability/syslog"
 	"github.com/aupguard/aupguard/internal/sdnotify"
 	"github.com/aupguard/aupguard/milter"
 )
@@ -43,6 +46,8 @@ type Options struct {
 	// Notifier tells the service manager about readiness, reloads,
 	// shutdown and liveness (sd_notify; nil: nobody is told).
 	Notifier *sdnotify.Notifier
+	// Version is the binary's version, exported as aupguard_build_info.
+	Version string
 }
 
 // Daemon is a running gateway.
@@ -76,6 +81,10 @@ type Daemon struct {
 	serving    atomic.Bool // the milter's accept loop runs
 	readySent  atomic.Bool // READY=1 was sent to the service manager
 
+	syslog *syslog.Writer // nil unless log.syslog.enabled
+	// explainSlots bounds the /api/explain requests served at once.
+	explainSlots chan struct{}
+
 	mu  sync.Mutex
 	cfg *config.Config
 }
@@ -100,12 +109,22 @@ func New(opts Options) (*Daemon, error) {
 		opts.Clock = clock.System{}
 	}
 	log := gateway.NewLogger(cfg.Log, opts.LogOutput)
+	var sl *syslog.Writer
+	if sc := cfg.Log.Syslog; sc.Enabled {
+		// Besides stderr: every line also to syslog (RFC 5424), queued so
+		// that a slow or absent syslog never holds a reply.
+		if sl, err = syslog.New(syslog.Options{Address: sc.Address, Facility: sc.Facility, Tag: sc.Tag, Errors: opts.LogOutput}); err != nil {
+			return nil, fmt.Errorf("log.syslog: %w", err)
+		}
+		log = slog.New(syslog.Fanout(log.Handler(), sl.Handler(logLevel(cfg.Log.Level), cfg.Log.Format)))
+	}
 	deps, err := gateway.OpenDeps(cfg, opts.Clock, log)
 	if err != nil {
+		closeSyslog(sl)
 		return nil, err
 	}
 	deps.Shared = setup.NewShared() // kept across reloads, run by Run
-	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg}
+	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg, syslog: sl, explainSlots: make(chan struct{}, maxExplains)}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
 		return nil, err
@@ -256,10 +275,31 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	if err != nil {
 		d.log.Error("aupguard stopped with errors", "err", err)
+		closeSyslog(d.syslog)
 		return err
 	}
 	d.log.Info("aupguard stopped")
+	closeSyslog(d.syslog)
 	return nil
+}
+
+// logLevel is the slog level of log.level (info when unknown).
+func logLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(strings.ToUpper(s))); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}
+
+// closeSyslog sends the syslog lines still queued, for up to 2 seconds.
+func closeSyslog(w *syslog.Writer) {
+	if w == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = w.Close(ctx)
 }
 
 // logWarnings logs the config's warnings, one line each.
@@ -275,6 +315,16 @@ func logWarnings(log *slog.Logger, cfg *config.Config) {
 func (d *Daemon) Reload() (err error) {
 	done := d.reloading()
 	defer func() { done(err) }()
+	err = d.reload()
+	if err != nil {
+		d.metrics.ConfigReloadFailed()
+	} else {
+		d.metrics.ConfigLoaded(d.deps.Clock.Now(), true)
+	}
+	return err
+}
+
+func (d *Daemon) reload() error {
 	cfg, err := config.Load(d.opts.ConfigPath, gateway.ConfigOptions())
 	if err != nil {
 		var es config.Errors
@@ -293,8 +343,8 @@ func (d *Daemon) Reload() (err error) {
 	old := d.cfg
 	d.mu.Unlock()
 	if !reflect.DeepEqual(old.Store, cfg.Store) || old.SecretFile != cfg.SecretFile || !reflect.DeepEqual(old.DNS, cfg.DNS) ||
-		old.Milter.Listen != cfg.Milter.Listen || old.Milter.SocketGroup != cfg.Milter.SocketGroup {
-		d.log.Warn("store, secret, dns, milter.listen and milter.socket_group changes take effect at restart; keeping the running ones")
+		old.Milter.Listen != cfg.Milter.Listen || old.Milter.SocketGroup != cfg.Milter.SocketGroup || old.Log.Syslog != cfg.Log.Syslog {
+		d.log.Warn("store, secret, dns, milter.listen, milter.socket_group and log.syslog changes take effect at restart; keeping the running ones")
 	}
 	file := cfg
 	d.dir.SetBase(file)

@@ -67,6 +67,7 @@ func newRepLoop(d *Daemon, cfg *config.Config) (*repLoop, error) {
 			if err != nil {
 				return err
 			}
+			m.Secret = svc.Secret
 			return m.SendText(ctx, c.Provider.Postmaster, subject, body, svc.Clock.Now())
 		}
 		if cfg.Provider.Postmaster == "" || cfg.Reports.SMTP.Host == "" {

@@ -1,13 +1,16 @@
 package daemon
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"net"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"sync/atomic"
 	"time"
@@ -19,11 +22,13 @@ import (
 	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/jsonapi"
 	"github.com/aupguard/aupguard/internal/observability/admin"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
 	"github.com/aupguard/aupguard/internal/observability/report"
+	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // httpService is an HTTP listener run beside the milter.
@@ -177,6 +182,13 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	m.WatchEvents(rec)
 	m.WatchDirectory(d.directoryStats)
 	m.WatchPanics(d.deps.Panics.Counts)
+	v := d.opts.Version
+	if v == "" {
+		v = "dev"
+	}
+	m.SetBuildInfo(v)
+	m.ConfigLoaded(d.deps.Clock.Now(), false)
+	m.WatchQuotas(d.quotaUse)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
@@ -208,6 +220,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifications: %w", err)
 		}
+		mailer.Secret = d.deps.Secret
 		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
 		obs = append(obs, d.notifier)
 	}
@@ -257,11 +270,12 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Listener: adminLn,
 		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: rep.components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
-		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(),
+		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
 		Mounts: map[string]http.Handler{
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
 			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
+			"/api/explain": http.HandlerFunc(d.explainAPI),
 		},
 	})
 	switch {
@@ -312,6 +326,22 @@ func (d *Daemon) buildHandlers(cfg *config.Config) error {
 	return nil
 }
 
+// quotaUse reads a customer's daily quotas for the metrics.
+func (d *Daemon) quotaUse(ctx context.Context, id string) ([]metrics.QuotaUse, error) {
+	rep, err := ratelimit.Quota(ctx, d.deps.Store, d.config(), id)
+	if err != nil {
+		return nil, err
+	}
+	var out []metrics.QuotaUse
+	for _, l := range rep.Limits {
+		if l.Kind != "quota" || l.Unlimited || l.Used == nil {
+			continue
+		}
+		out = append(out, metrics.QuotaUse{Limit: l.Name, Used: *l.Used, Max: l.Limit})
+	}
+	return out, nil
+}
+
 // ready is /readyz: the store answers and the resolver can resolve.
 func (d *Daemon) ready(ctx context.Context) error {
 	if err := d.deps.Store.Ping(ctx); err != nil {
@@ -336,4 +366,77 @@ func closeObservers(d *Daemon) {
 			d.log.Warn("flushing events", "err", err)
 		}
 	}
+}
+
+// maxExplainMessage bounds the message POSTed to /api/explain, and
+// maxExplains the explains served at once (a flood gets 429): at most
+// 4 × 64 MiB of messages in memory.
+const (
+	maxExplainMessage = 64 << 20
+	maxExplains       = 4
+)
+
+// explainAPI is POST /api/explain?customer=ID[&mail_from=A][&rcpt=A]...
+// [&client=IP][&helo=NAME] with the message as the body: the chain's dry
+// run (gateway.Explain) on the running gateway's own state, so that
+// `aupguard explain` works beside a running gateway whatever the store
+// (the embedded store's files belong to this process). Nothing is counted.
+func (d *Daemon) explainAPI(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", "POST")
+		jsonapi.Error(w, http.StatusMethodNotAllowed, "POST the message")
+		return
+	}
+	// At most maxExplains at once: each holds its message in memory.
+	select {
+	case d.explainSlots <- struct{}{}:
+		defer func() { <-d.explainSlots }()
+	default:
+		w.Header().Set("Retry-After", "1")
+		jsonapi.Error(w, http.StatusTooManyRequests, "too many explains at once")
+		return
+	}
+	q := r.URL.Query()
+	in := gateway.ExplainInput{Customer: q.Get("customer"), MailFrom: q.Get("mail_from"), Rcpts: q["rcpt"], Helo: q.Get("helo")}
+	if in.Customer == "" {
+		jsonapi.Error(w, http.StatusBadRequest, "customer is required")
+		return
+	}
+	if len(in.Rcpts) > 1000 {
+		jsonapi.Error(w, http.StatusBadRequest, "at most 1000 recipients")
+		return
+	}
+	if c := q.Get("client"); c != "" {
+		a, err := netip.ParseAddr(c)
+		if err != nil {
+			jsonapi.Error(w, http.StatusBadRequest, "client: not an IP address")
+			return
+		}
+		in.Client = a
+	}
+	st := d.engine.State()
+	if _, ok := st.Dir.ByID(in.Customer); !ok {
+		jsonapi.Error(w, http.StatusNotFound, "unknown customer")
+		return
+	}
+	msg, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxExplainMessage))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			jsonapi.Error(w, http.StatusRequestEntityTooLarge, "message too large (at most 64 MiB)")
+		} else {
+			jsonapi.Error(w, http.StatusBadRequest, "reading the message failed")
+		}
+		return
+	}
+	in.Message = bytes.NewReader(msg)
+	ctx, cancel := context.WithTimeout(r.Context(), time.Minute)
+	defer cancel()
+	res, err := gateway.Explain(ctx, st, in)
+	if err != nil {
+		d.log.Warn("admin: explain failed", "customer", in.Customer, "err", err)
+		jsonapi.Error(w, http.StatusBadRequest, "explain failed: "+err.Error())
+		return
+	}
+	jsonapi.Write(w, http.StatusOK, res)
 }

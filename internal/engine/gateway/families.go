@@ -3,6 +3,7 @@ package gateway
 import (
 	"github.com/aupguard/aupguard/headers"
 	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/checks/content"
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/setup"
@@ -18,4 +19,5 @@ var families = []setup.Family{
 	auth.Family,
 	optout.Family,
 	reputation.Family,
+	content.Family,
 }

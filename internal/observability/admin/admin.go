@@ -25,6 +25,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -66,6 +67,9 @@ type flusher interface {
 type Options struct {
 	// Config is the running config (SetConfig replaces it on reload).
 	Config *config.Config
+	// CreateToken has New write a random token to admin.token_file when
+	// the file does not exist (first start), logging where (serve).
+	CreateToken bool
 	// Store is the gateway's store (for quotas and opt-out standings).
 	Store *store.Handle
 	// Events is the decision record; without it the event, report and
@@ -198,6 +202,15 @@ func New(o Options) (*Server, error) {
 			return nil, fmt.Errorf("admin metrics: %w", err)
 		}
 	}
+	if o.CreateToken {
+		created, err := WriteToken(ac.TokenFile, false)
+		if err != nil {
+			return nil, fmt.Errorf("admin.token_file %s: creating it: %w", ac.TokenFile, err)
+		}
+		if created {
+			s.log.Warn("admin token created: it is the console's password and the bearer token of the admin API and /metrics (mode 0600, not logged)", "event", "admin_token_created", "file", ac.TokenFile)
+		}
+	}
 	tok, err := readToken(ac.TokenFile, s.log)
 	if err != nil {
 		return nil, err
@@ -250,6 +263,9 @@ func New(o Options) (*Server, error) {
 // readToken reads the token file; a file others can read is reported.
 func readToken(path string, log *slog.Logger) (string, error) {
 	fi, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("admin.token_file %s does not exist: create it with `aupguard admin-token -config CONFIG` (mode 0600, never printed)", path)
+	}
 	if err != nil {
 		return "", fmt.Errorf("admin.token_file: %w", err)
 	}
@@ -262,7 +278,7 @@ func readToken(path string, log *slog.Logger) (string, error) {
 	}
 	tok := strings.TrimSpace(string(b))
 	if len(tok) < 16 {
-		return "", fmt.Errorf("admin.token_file %s: the token must be at least 16 characters (e.g. openssl rand -hex 32)", path)
+		return "", fmt.Errorf("admin.token_file %s: the token must be at least 16 characters (aupguard admin-token writes one)", path)
 	}
 	return tok, nil
 }

@@ -63,6 +63,7 @@ var bodyTypes = map[string][]string{
 	"POST /api/customers/import": {"application/json", "application/x-ndjson", "application/yaml"},
 	"/api/optouts/import":        {"text/csv"},
 	"/api/complaints":            {"message/rfc822"},
+	"/api/explain":               {"message/rfc822"},
 }
 
 // safeMethod reports whether a method is read-only (RFC 9110 §9.2.1) and

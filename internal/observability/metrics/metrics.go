@@ -71,6 +71,8 @@ type Metrics struct {
 	flagged           prometheus.Counter
 
 	once sync.Map // names of collectors registered once
+
+	reloadStats reloads
 }
 
 // New creates the metrics.
@@ -114,6 +116,8 @@ func New(o Options) *Metrics {
 	m.refusedComplaints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_complaints_refused_total",
 		Help: "Complaint (ARF) reports refused: reporter over its hourly cap, recipient not one the message went to, several recipients, bound to no message, stamp too old."}, []string{"reason"})
 	m.reg.MustRegister(m.optouts, m.reports, m.badTokens, m.flagged, m.refusedComplaints)
+	m.initOptOuts()
+	m.reg.MustRegister(newCollector(m.collectReloads, descReloads, descReloadOK, descReloadLast))
 	m.reg.MustRegister(m.decisions, m.findings, m.rcpts, m.bytes, m.stage, m.active, m.sessions, m.refused, m.storeDur, m.storeErr, m.dnsDur, m.dnsErr,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -431,4 +435,16 @@ func (l *labeler) rerank() {
 			delete(l.counts, id)
 		}
 	}
+}
+
+// labeledIDs are the customers with their own label value, sorted.
+func (l *labeler) labeledIDs() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	ids := make([]string, 0, len(l.labeled))
+	for id := range l.labeled {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	return ids
 }

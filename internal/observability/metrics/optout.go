@@ -16,6 +16,14 @@ func (m *Metrics) OptOut(source string, n int) {
 	m.optouts.WithLabelValues(source).Add(float64(n))
 }
 
+// initOptOuts exports every opt-out source at 0 from the start, so that
+// an alert or a panel on an increase sees the first entry.
+func (m *Metrics) initOptOuts() {
+	for _, s := range []string{optout.SourceUnsubscribe, optout.SourceComplaint, optout.SourceAPI, optout.SourceImport, optout.SourceCLI} {
+		m.optouts.WithLabelValues(s)
+	}
+}
+
 // Complaint counts an ingested complaint report (optout.Counters).
 func (m *Metrics) Complaint() { m.reports.Inc() }
 

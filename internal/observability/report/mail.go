@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/secrets"
 )
 
 // Message is one report to mail.
@@ -152,6 +153,46 @@ type Mailer struct {
 	From string
 	// TLSConfig overrides the TLS settings (tests: a private CA).
 	TLSConfig *tls.Config
+	// Secret, when set, stamps every mail's envelope id (DSN ENVID, when
+	// the relay offers DSN) with secrets.ProviderStamp, so that a relay
+	// running aupguard with the same secret knows the gateway's own mail
+	// and does not refuse it as an unidentified client's.
+	Secret secrets.Key
+}
+
+// send runs one SMTP transaction: MAIL FROM (stamped), RCPT TO, DATA.
+func (m *Mailer) send(c *smtp.Client, to string, data []byte, now time.Time) error {
+	opts := &smtp.MailOptions{}
+	if !isASCII(m.From) || !isASCII(to) {
+		opts.UTF8 = true
+	}
+	if len(m.Secret) > 0 {
+		opts.EnvelopeID = m.Secret.ProviderStamp(m.From, now)
+	}
+	if err := c.Mail(m.From, opts); err != nil {
+		return err
+	}
+	if err := c.Rcpt(to, nil); err != nil {
+		return err
+	}
+	w, err := c.Data()
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return err
+	}
+	return w.Close()
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // NewMailer returns the mailer cfg describes.
@@ -196,7 +237,7 @@ func (m *Mailer) Send(ctx context.Context, msgs []Message, now time.Time) (sent 
 		if err != nil {
 			return sent, err
 		}
-		if err := c.SendMail(m.From, []string{to.Address}, bytes.NewReader(data)); err != nil {
+		if err := m.send(c, to.Address, data, now); err != nil {
 			return sent, fmt.Errorf("report mail to %s: %w", to.Address, err)
 		}
 		sent++
@@ -317,7 +358,7 @@ func (m *Mailer) SendText(ctx context.Context, to, subject, body string, now tim
 		return err
 	}
 	defer c.Close()
-	if err := c.SendMail(m.From, []string{rcpt.Address}, bytes.NewReader(b.Bytes())); err != nil {
+	if err := m.send(c, rcpt.Address, b.Bytes(), now); err != nil {
 		return fmt.Errorf("notice mail to %s: %w", rcpt.Address, err)
 	}
 	return c.Quit()

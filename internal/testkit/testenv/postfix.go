@@ -182,6 +182,10 @@ func (p *Postfix) SubmissionAddr() string { return p.submitAddr }
 // "postfix -c", "postconf -c", "postqueue -c" and "sendmail -C".
 func (p *Postfix) ConfigDir() string { return p.confDir }
 
+// LogPath is the Postfix log file (maillog_file, written by postlogd, mode
+// 0644), as a gateway's reputation.deliveries.source would name it.
+func (p *Postfix) LogPath() string { return p.logPath }
+
 // Log returns the whole Postfix log so far (maillog_file).
 func (p *Postfix) Log() string {
 	b, err := os.ReadFile(p.logPath)

@@ -1,0 +1,121 @@
+package metrics
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aupguard/aupguard/internal/engine/decision"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+)
+
+// TestBuildInfoAndReloads: build_info names the build; reloads count by
+// result, and the success timestamp moves only on a successful load.
+func TestBuildInfoAndReloads(t *testing.T) {
+	m := New(Options{TopCustomers: 2})
+	m.SetBuildInfo("1.2.3")
+	t0 := time.Unix(1_800_000_000, 0)
+	m.ConfigLoaded(t0, false)
+	if got := gathered(t, m, `aupguard_build_info{goversion="`+runtime.Version()+`",revision="`+Revision()+`",version="1.2.3"}`); got != 1 {
+		t.Fatalf("aupguard_build_info = %v, want 1 with version, revision and goversion", got)
+	}
+	check := func(ok, fail, last, ts float64) {
+		t.Helper()
+		for name, v := range map[string]float64{
+			`aupguard_config_reload_total{result="success"}`:        ok,
+			`aupguard_config_reload_total{result="failure"}`:        fail,
+			"aupguard_config_last_reload_successful":                last,
+			"aupguard_config_last_reload_success_timestamp_seconds": ts,
+		} {
+			if got := gathered(t, m, name); got != v {
+				t.Errorf("%s = %v, want %v", name, got, v)
+			}
+		}
+	}
+	check(0, 0, 1, 1_800_000_000)
+	m.ConfigReloadFailed()
+	check(0, 1, 0, 1_800_000_000)
+	m.ConfigLoaded(t0.Add(time.Minute), true)
+	check(1, 1, 1, 1_800_000_060)
+}
+
+// TestQuotaRatios: the customers with their own label value get one
+// series per daily quota with a limit; a customer whose read fails, and
+// unlabeled ones, are left out.
+func TestQuotaRatios(t *testing.T) {
+	m := New(Options{TopCustomers: 2})
+	for _, c := range []string{"a", "b", "c"} { // c is "other"
+		m.Observe(&decision.Decision{Stage: decision.StageEOM, Customer: c, Action: policy.Accept, Effective: policy.Accept})
+	}
+	var asked []string
+	m.WatchQuotas(func(_ context.Context, id string) ([]QuotaUse, error) {
+		asked = append(asked, id)
+		switch id {
+		case "a":
+			return []QuotaUse{{Limit: "messages_per_day", Used: 5, Max: 10}, {Limit: "bytes_per_day", Used: 1, Max: 0}}, nil
+		case "b":
+			return nil, errors.New("store down")
+		}
+		return []QuotaUse{{Limit: "messages_per_day", Used: 1, Max: 1}}, nil
+	})
+	if got := gathered(t, m, `aupguard_customer_quota_used_ratio{customer="a",limit="messages_per_day"}`); got != 0.5 {
+		t.Errorf("a's ratio %v, want 0.5", got)
+	}
+	if n := count(t, m, "aupguard_customer_quota_used_ratio"); n != 1 {
+		t.Errorf("%d series, want 1 (b failed, c is not labeled, an unlimited quota has no ratio)", n)
+	}
+	if strings.Contains(strings.Join(asked, ","), "c") {
+		t.Errorf("asked for unlabeled customers: %v", asked)
+	}
+}
+
+// gathered is the value of one sample, "name" or "name{labels}" as the
+// exposition prints it (-1 when absent).
+func gathered(t *testing.T, m *Metrics, sample string) float64 {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, labels, _ := strings.Cut(sample, "{")
+	labels = strings.TrimSuffix(labels, "}")
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			var ls []string
+			for _, l := range mt.GetLabel() {
+				ls = append(ls, l.GetName()+`="`+l.GetValue()+`"`)
+			}
+			if strings.Join(ls, ",") != labels {
+				continue
+			}
+			switch {
+			case mt.Gauge != nil:
+				return mt.GetGauge().GetValue()
+			case mt.Counter != nil:
+				return mt.GetCounter().GetValue()
+			}
+		}
+	}
+	return -1
+}
+
+// count is the number of series of a metric family.
+func count(t *testing.T, m *Metrics, name string) int {
+	t.Helper()
+	mfs, err := m.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return len(mf.GetMetric())
+		}
+	}
+	return 0
+}
