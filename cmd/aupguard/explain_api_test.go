@@ -34,7 +34,7 @@ optout: {unsubscribe: {listen: "off"}}
 chain: [sender_identity, rate_limit]
 customers:
   - id: acme
-    networks: [127.0.0.0/8]
+    networks: [127.0.0.0/16]
     domains: [acme.example]
     limits: {messages_per_day: 1}
 `, milterAddr, adminAddr, filepath.Join(dir, "state", "admin.token"), filepath.Join(dir, "state"))

@@ -188,7 +188,7 @@ chain: [rate_limit, bulk_mail, bounce_rate]
 checks: {bulk_mail: {action: accept}}
 customers:
   - id: acme
-    networks: [127.0.0.0/8]
+    networks: [127.0.0.0/16]
     domains: [acme.example]
     limits: {messages_per_day: 2}
 `, milterAddr, adminAddr, tokenFile, r.Addr(), dns.Addr(), maillog)

@@ -41,7 +41,7 @@ optout: {unsubscribe: {listen: "off"}}
 chain: [sender_identity]
 customers:
   - id: acme
-    networks: [127.0.0.0/8]
+    networks: [127.0.0.0/16]
     domains: [acme.example]
 `, addr, sock)
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
