@@ -29,8 +29,21 @@ const (
 type DirectoryConfig struct {
 	// MaxNetworkPrefix is the broadest network a customer may have: a
 	// network with a shorter prefix (a /8 when the bound is 16) is refused
-	// unless the entry is forced.
+	// unless the entry is forced. Loopback (127.0.0.0/8) is exempt: it is
+	// this host.
 	MaxNetworkPrefix NetworkBound `yaml:"max_network_prefix"`
+}
+
+// loopbackV4 is IPv4's loopback network (RFC 1122 §3.2.1.3 (g)).
+var loopbackV4 = netip.MustParsePrefix("127.0.0.0/8")
+
+// isLoopbackPrefix reports whether p lies inside the loopback network.
+func isLoopbackPrefix(p netip.Prefix) bool {
+	a := p.Addr().Unmap()
+	if a.Is4() {
+		return loopbackV4.Contains(a) && p.Bits() >= loopbackV4.Bits()
+	}
+	return a.IsLoopback() && p.Bits() == 128
 }
 
 // NetworkBound is a prefix length per address family.
@@ -181,7 +194,12 @@ func (c *Config) checkEntry(v *validator, p string, cu *Customer) {
 		if pfx.Addr().Is6() {
 			key, b = "ipv6", bound.IPv6
 		}
-		if pfx.Bits() < b {
+		// The loopback network is this host, however it is written
+		// (127.0.0.0/8, ::1/128): claiming it attributes the MTA host's
+		// own local clients (webmail, scripts) and reaches nothing beyond
+		// the host, so the breadth bound does not apply to it (the
+		// overlap rule still does).
+		if pfx.Bits() < b && !isLoopbackPrefix(pfx) {
 			v.forceable(cu.Force, p+"."+at("networks", j), fmt.Sprintf("network %s is broader than directory.max_network_prefix.%s (/%d)", pfx, key, b))
 		}
 	}

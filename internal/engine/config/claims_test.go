@@ -37,6 +37,7 @@ func TestDirectoryRefusesWhatNoPostmasterMeans(t *testing.T) {
 		{"IPv4 default route", "", "id: b\nnetworks: [0.0.0.0/0]\ndomains: [b.example]", "network 0.0.0.0/0 is broader than directory.max_network_prefix.ipv4 (/16)", "customers[1].networks[0]", false},
 		{"IPv6 default route", "", "id: b\nnetworks: [\"::/0\"]\ndomains: [b.example]", "network ::/0 is broader than directory.max_network_prefix.ipv6 (/32)", "customers[1].networks[0]", false},
 		{"a /8", "", "id: b\nnetworks: [10.0.0.0/8]\ndomains: [b.example]", "broader than directory.max_network_prefix.ipv4 (/16)", "customers[1].networks[0]", false},
+		{"broader than loopback", "", "id: b\nnetworks: [126.0.0.0/7]\ndomains: [b.example]", "broader than directory.max_network_prefix.ipv4 (/16)", "customers[1].networks[0]", false},
 		{"the bound is configured", "directory: {max_network_prefix: {ipv4: 24, ipv6: 48}}\n", "id: b\nnetworks: [10.1.0.0/20]\ndomains: [b.example]", "network 10.1.0.0/20 is broader than directory.max_network_prefix.ipv4 (/24)", "customers[1].networks[0]", false},
 		{"login *", "", "id: b\nlogins: [\"*\"]\ndomains: [b.example]", `login pattern "*" is a catch-all: it matches every login`, "customers[1].logins[0]", false},
 		{"login *@*", "", "id: b\nlogins: [\"*@*\"]\ndomains: [b.example]", "no literal domain", "customers[1].logins[0]", false},
@@ -113,6 +114,8 @@ func TestDirectoryAcceptsOrdinaryEntries(t *testing.T) {
 	y := dirYAML("",
 		"id: a\nname: Ünïcödé GmbH\nlogins: [a, \"a-*\", \"*@a.example\", \"*@*.a.example\", \"web?@a.example\"]\nnetworks: [192.0.2.0/24, \"2001:db8:a::/48\", 198.51.100.7]\ndomains: [a.example, \"*.a.example\"]",
 		"id: "+strings.Repeat("b", 64)+"\nnetworks: [192.0.3.0/24, 10.2.0.0/16]\ndomains: [b.example, \"*.b.co.uk\"]",
+		// Loopback is this host: the breadth bound does not apply.
+		"id: local\nnetworks: [127.0.0.0/8, \"::1\"]\ndomains: [local.example]",
 	)
 	cfg, err := Parse([]byte(y), "c.yaml", Options{})
 	if err != nil {
