@@ -12,8 +12,8 @@ import (
 	"os"
 	"sort"
 
-	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 	_ "github.com/aupguard/aupguard/internal/plugins" // registers the families
