@@ -63,9 +63,9 @@ type Daemon struct {
 	metrics     *metrics.Metrics
 	admin       *admin.Server
 	rawResolver any // the caching resolver, before instrumentation (/readyz)
-	optoutAPI   swapHandler
-	unsubscribe swapHandler
-	rep         *repLoop
+	// host holds what the families registered (setup.Host).
+	host *setup.Host
+	rep  *repLoop
 	// limits are the capped HTTP listeners (the unsubscribe endpoint, the
 	// admin server).
 	limits []*connguard.LimitListener
