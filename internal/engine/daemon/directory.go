@@ -118,9 +118,6 @@ func (d *Daemon) installWith(cfg *config.Config, dir *customer.Directory) error 
 	if d.admin != nil {
 		d.admin.SetConfig(cfg)
 	}
-	if d.rep != nil {
-		d.rep.svc.SetConfig(cfg)
-	}
 	d.engine.Swap(st)
 	d.mu.Lock()
 	d.cfg = cfg

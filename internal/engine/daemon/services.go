@@ -11,12 +11,12 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
@@ -197,6 +197,11 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	host := setup.NewHost(d.deps)
 	host.Labeled = m.LabeledCustomers
+	host.Stdin = d.opts.Stdin
+	if host.Stdin == nil {
+		host.Stdin = os.Stdin
+	}
+	host.MailPostmaster = d.mailPostmaster
 	if err := host.Setup(setup.Families()); err != nil {
 		return nil, nil, err
 	}
@@ -208,14 +213,6 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	obs := []gateway.Observer{rec, m}
 	obs = append(obs, host.Observers()...)
-	rep, err := newRepLoop(d, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reputation: %w", err)
-	}
-	d.rep = rep
-	if err := m.Registry().Register(&reputation.Collector{Service: rep.svc, Reader: rep.reader, Watcher: rep.watcher, Top: cfg.Admin.MetricsTopCustomers}); err != nil {
-		return nil, nil, fmt.Errorf("reputation metrics: %w", err)
-	}
 	if cfg.Notifications.On(cfg) {
 		mailer, err := report.NewMailer(cfg)
 		if err != nil {
@@ -267,10 +264,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.limits = append(d.limits, ln)
 		adminLn = ln
 	}
-	mounts := map[string]http.Handler{
-		"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
-		"/api/explain": http.HandlerFunc(d.explainAPI),
-	}
+	mounts := map[string]http.Handler{"/api/explain": http.HandlerFunc(d.explainAPI)}
 	for _, r := range host.AdminRoutes() {
 		if _, dup := mounts[r.Pattern]; dup {
 			stop()
@@ -279,7 +273,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		mounts[r.Pattern] = r.Handler
 	}
 	components := func() []admin.Component {
-		out := rep.components()
+		var out []admin.Component
 		for _, c := range host.Components() {
 			out = append(out, admin.Component{Name: c.Name, Degraded: c.Degraded, Detail: c.Detail})
 		}
@@ -311,9 +305,6 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	for _, s := range host.Services() {
 		svcs = append(svcs, s)
 	}
-	if rep.reader != nil || rep.watcher != nil {
-		svcs = append(svcs, rep)
-	}
 	for _, l := range d.limits {
 		if err := registerListenerMetrics(m.Registry(), l.Name(), l.Retry(), l); err != nil {
 			return nil, nil, err
@@ -337,6 +328,23 @@ func (d *Daemon) quotaUse(ctx context.Context, id string) ([]metrics.QuotaUse, e
 	}
 	return out, nil
 }
+
+// mailPostmaster mails provider.postmaster (setup.Host.MailPostmaster).
+func (d *Daemon) mailPostmaster(ctx context.Context, subject, body string) error {
+	c := d.config()
+	if c.Provider.Postmaster == "" || c.Reports.SMTP.Host == "" {
+		return fmt.Errorf("provider.postmaster or reports.smtp.host not set: no postmaster mail")
+	}
+	m, err := report.NewMailer(c)
+	if err != nil {
+		return err
+	}
+	m.Secret = d.deps.Secret
+	return m.SendText(ctx, c.Provider.Postmaster, subject, body, d.deps.Clock.Now())
+}
+
+// Host is what the families registered (setup.Host).
+func (d *Daemon) Host() *setup.Host { return d.host }
 
 // ready is /readyz: the store answers and the resolver can resolve.
 func (d *Daemon) ready(ctx context.Context) error {

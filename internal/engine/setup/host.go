@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -26,6 +27,12 @@ type Host struct {
 	// own label value in metrics (admin.metrics_top_customers): a
 	// per-customer collector exports those only. Nil outside the daemon.
 	Labeled func() []string
+	// Stdin is the daemon's standard input (a family may read a log from
+	// it: reputation.deliveries.source "-").
+	Stdin io.Reader
+	// MailPostmaster, set by the daemon, mails provider.postmaster a plain
+	// text message (reports.smtp); it fails when either is not set.
+	MailPostmaster func(ctx context.Context, subject, body string) error
 
 	cfg        atomic.Pointer[config.Config]
 	family     string
