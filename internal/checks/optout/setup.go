@@ -19,6 +19,7 @@ import (
 var Family = setup.Family{
 	Name:     "optout",
 	Sections: []config.SectionSpec{Section, BulkSection},
+	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)

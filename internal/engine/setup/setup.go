@@ -66,4 +66,8 @@ type Family struct {
 	Name     string
 	Checks   []Check
 	Sections []config.SectionSpec
+	// Customer, when set, is the family's part of each customer entry:
+	// its keys there, validated by the family into its typed settings of
+	// the customer (policy.SettingsOf reads them back).
+	Customer *config.CustomerSection
 }
