@@ -34,7 +34,7 @@ var (
 )
 
 // buildBinary builds the aupguard binary once for the tests of this run.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "aupguard-bin-")
@@ -53,7 +53,7 @@ func buildBinary(t *testing.T) string {
 	return binPath
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -75,7 +75,7 @@ type served struct {
 // startServe runs bin serve -config cfgPath, with env added to the test's
 // environment, and waits until its milter listens on addr. The process is
 // killed at the end of the test if it still runs.
-func startServe(t *testing.T, bin, cfgPath, addr string, env ...string) *served {
+func startServe(t testing.TB, bin, cfgPath, addr string, env ...string) *served {
 	t.Helper()
 	s := &served{cmd: exec.Command(bin, "serve", "-config", cfgPath), stderr: &syncBuf{}, done: make(chan struct{})}
 	if len(env) > 0 {
@@ -138,7 +138,7 @@ func TestServeRuntimeSetting(t *testing.T) {
 	bin := buildBinary(t)
 	for _, tc := range []struct {
 		name, runtime, godebug string
-		want, source          string
+		want, source           string
 	}{
 		{"no GODEBUG: re-exec", "", "", sysmon.Setting, sysmon.SourceReexec},
 		{"other settings kept beside it", "", "madvdontneed=1", "madvdontneed=1," + sysmon.Setting, sysmon.SourceReexec},
