@@ -203,6 +203,9 @@ type Customer struct {
 	ID           string `yaml:"id"`
 	Name         string `yaml:"name"`
 	AbuseContact string `yaml:"abuse_contact"`
+	// Reseller is the id of the reseller (resellers:) that sold this
+	// customer its hosting; empty for the provider's own customers.
+	Reseller string `yaml:"reseller"`
 	// Logins are SASL logins, exact or with * and ? globs.
 	Logins []string `yaml:"logins"`
 	// Networks are client networks in CIDR form (a bare address is a /32 or /128).

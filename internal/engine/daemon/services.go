@@ -19,6 +19,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/checks/standing"
 	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
@@ -224,6 +225,12 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
 		obs = append(obs, d.notifier)
 	}
+	stp, err := standing.PartsOf(d.deps)
+	if err != nil {
+		return nil, nil, fmt.Errorf("standing: %w", err)
+	}
+	obs = append(obs, stp.Flags)
+	stAPI := d.standingAPI(stp, rep)
 
 	var svcs []Service
 	if err := d.buildHandlers(cfg); err != nil {
@@ -276,6 +283,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
 			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
 			"/api/explain": http.HandlerFunc(d.explainAPI),
+			"/api/standing": stAPI, "/api/standing/{scope}/{id}": stAPI,
 		},
 	})
 	switch {

@@ -6,6 +6,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/content"
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/checks/standing"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/ratelimit"
 )
@@ -20,4 +21,5 @@ var families = []setup.Family{
 	optout.Family,
 	reputation.Family,
 	content.Family,
+	standing.Family,
 }

@@ -48,7 +48,9 @@ type Notifier struct {
 
 type job struct {
 	customer, kind, detail string
-	at                     time.Time
+	// what, when set, says what happened (Notify); else the kind does.
+	what string
+	at   time.Time
 }
 
 // New starts a notifier on the running config (cfg is called for each
@@ -86,10 +88,32 @@ func (n *Notifier) Observe(d *gateway.Decision) {
 			continue
 		}
 		select {
-		case n.ch <- job{d.Customer, r.Finding.Name, r.Finding.Detail, now}:
+		case n.ch <- job{customer: d.Customer, kind: r.Finding.Name, detail: r.Finding.Detail, at: now}:
 		default:
 			n.log.Warn("notification dropped: queue full", "customer", d.Customer, "kind", r.Finding.Name)
 		}
+	}
+}
+
+// Notify queues a notification that is no decision's finding (a flag
+// raised in the background): what completes "Customer ID ...", detail
+// is the body. The same once-per-interval rule applies.
+func (n *Notifier) Notify(customer, kind, what, detail string) {
+	now := n.clock.Now()
+	key := customer + "\x00" + kind
+	n.mu.Lock()
+	recent := now.Sub(n.last[key]) < n.cfgFn().Notifications.Interval
+	if !recent {
+		n.last[key] = now
+	}
+	n.mu.Unlock()
+	if recent {
+		return
+	}
+	select {
+	case n.ch <- job{customer: customer, kind: kind, detail: detail, what: what, at: now}:
+	default:
+		n.log.Warn("notification dropped: queue full", "customer", customer, "kind", kind)
 	}
 }
 
@@ -132,10 +156,17 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 	if j.kind == KindComplaintRate {
 		what = "crossed the complaint-rate act threshold"
 	}
+	if j.what != "" {
+		what = j.what
+	}
 	subject := fmt.Sprintf("%s customer %s %s", cfg.Reports.SubjectPrefix, j.customer, strings.SplitN(what, ":", 2)[0])
 	var b strings.Builder
 	fmt.Fprintf(&b, "Customer %s %s.\n\nWhen: %s\nFinding: %s\nDetail: %s\n\n", j.customer, what, j.at.UTC().Format(time.RFC1123), j.kind, j.detail)
-	fmt.Fprintf(&b, "Its page in the console: /customers/%s\nClear the flag: aupguard customer clear %s\n", j.customer, j.customer)
+	if j.what == "" {
+		fmt.Fprintf(&b, "Its page in the console: /customers/%s\nClear the flag: aupguard customer clear %s\n", j.customer, j.customer)
+	} else {
+		fmt.Fprintf(&b, "Its page in the console: /customers/%s; every stop: /standing\n", j.customer)
+	}
 	fmt.Fprintf(&b, "\nAt most one such mail per customer every %s.\n", cfg.Notifications.Interval)
 	msgs := []report.Message{{To: cfg.Provider.Postmaster, Subject: subject, Text: b.String()}}
 	if cfg.Notifications.AbuseContact {
