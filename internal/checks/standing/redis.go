@@ -45,7 +45,7 @@ return {n, s}`)
 )
 
 type redisBackend struct {
-	h               *store.Handle
+	h                *store.Handle
 	stopsKey, genKey string
 }
 

@@ -282,7 +282,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
 			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
 			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
-			"/api/explain": http.HandlerFunc(d.explainAPI),
+			"/api/explain":  http.HandlerFunc(d.explainAPI),
 			"/api/standing": stAPI, "/api/standing/{scope}/{id}": stAPI,
 		},
 	})
