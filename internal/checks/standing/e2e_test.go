@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/checks/standing"
+	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 	"github.com/aupguard/aupguard/internal/testkit/gwtest"
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
@@ -71,6 +74,26 @@ func (a *admin) list() []standing.Entry {
 		a.t.Fatal(err)
 	}
 	return l.Stops
+}
+
+// command runs one of the family's commands as the binary does.
+func command(t *testing.T, name string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb strings.Builder
+	env := &setup.Env{Stdout: &out, Stderr: &errb, LoadConfig: func(p string) (*config.Config, bool) {
+		cfg, err := config.Load(p, gateway.ConfigOptions())
+		if err != nil {
+			fmt.Fprintln(&errb, err)
+		}
+		return cfg, err == nil
+	}}
+	for _, c := range standing.Commands {
+		if c.Name == name {
+			return c.Run(args, env), out.String(), errb.String()
+		}
+	}
+	t.Fatalf("no command %s", name)
+	return 0, "", ""
 }
 
 func find(es []standing.Entry, scope standing.Scope, id, source string) (standing.Entry, bool) {
@@ -238,10 +261,10 @@ customers:
 	if r := sendB(1); !r.Delivered() {
 		t.Fatalf("before the stop: %s", r)
 	}
-	body := `{"scope":"customer","id":"acme","action":"defer","reason":"Unpaid invoice, call billing","who":"tester"}`
-	code, resp := api.do(http.MethodPost, "/api/standing", body)
-	if code != http.StatusCreated {
-		t.Fatalf("suspend: %d %s", code, resp)
+	// The command, as `aupguard suspend` runs it, against gateway A.
+	if code, out, errOut := command(t, "suspend", "customer", "acme", "-action", "defer", "-reason", "Unpaid invoice, call billing",
+		"-config", a.ConfigPath, "-admin", api.base); code != 0 || !strings.Contains(out, "customer acme stopped: defer") {
+		t.Fatalf("aupguard suspend: exit %d\n%s%s", code, out, errOut)
 	}
 	set := time.Now()
 	var took time.Duration
@@ -264,11 +287,17 @@ customers:
 	}
 	es := api.list()
 	e, ok := find(es, standing.ScopeCustomer, "acme", standing.SourceManual)
-	if !ok || e.Who != "api:tester" || e.Action != standing.ActionDefer {
-		t.Fatalf("listing %+v lacks the manual stop by api:tester", es)
+	if !ok || !strings.HasPrefix(e.Who, "cli") || e.Action != standing.ActionDefer {
+		t.Fatalf("listing %+v lacks the manual stop set by the command", es)
 	}
-	if code, resp := api.do(http.MethodDelete, "/api/standing/customer/acme", ""); code != http.StatusOK {
-		t.Fatalf("resume: %d %s", code, resp)
+	if code, out, _ := command(t, "standing", "-config", a.ConfigPath, "-admin", api.base); code != 0 || !strings.Contains(out, "Unpaid invoice, call billing") {
+		t.Fatalf("aupguard standing: exit %d\n%s", code, out)
+	}
+	if code, out, errOut := command(t, "resume", "customer", "acme", "-config", a.ConfigPath, "-admin", api.base); code != 0 {
+		t.Fatalf("aupguard resume: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, _, errOut := command(t, "resume", "customer", "acme", "-config", a.ConfigPath, "-admin", api.base); code != 1 || !strings.Contains(errOut, "no such stop") {
+		t.Fatalf("resuming twice: exit %d %s", code, errOut)
 	}
 	deadline := time.Now().Add(3 * time.Second)
 	for i := 100; ; i++ {

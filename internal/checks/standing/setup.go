@@ -12,6 +12,7 @@ import (
 var Family = setup.Family{
 	Name:     "standing",
 	Sections: []config.SectionSpec{Section},
+	Commands: Commands,
 	Checks: []setup.Check{
 		{Spec: Spec, New: func(d *setup.Deps) (policy.Check, error) {
 			p, err := PartsOf(d)
