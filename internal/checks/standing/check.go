@@ -25,8 +25,8 @@ func NewCheck(v *View) *Check { return &Check{v: v} }
 // Name implements policy.Check.
 func (*Check) Name() string { return CheckName }
 
-// genKey keys the generation read of a transaction in its Txn.
-type genKey struct{}
+// genRead is the generation read a transaction's MAIL batch carries.
+var genRead = policy.NewState[*redis.StringCmd]()
 
 // PrepareMail implements policy.MailPreparer: on Redis, when the view's
 // copy is older than standing.refresh, one GET of the generation counter
@@ -39,7 +39,7 @@ func (c *Check) PrepareMail(ctx context.Context, t *policy.Txn, b policy.Batch) 
 	if !ok || sb == nil || !sb.Redis() {
 		return
 	}
-	t.SetValue(genKey{}, c.v.genCmd(ctx, sb))
+	genRead.Set(t, c.v.genCmd(ctx, sb))
 }
 
 // Keys returns the stop keys that concern a transaction: its customer,
@@ -72,11 +72,8 @@ func LoginOf(c *policy.Conn) string {
 
 // Mail implements policy.MailChecker.
 func (c *Check) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	var cmd *redis.StringCmd
-	if v, ok := t.Value(genKey{}).(*redis.StringCmd); ok {
-		cmd = v
-		t.SetValue(genKey{}, nil)
-	}
+	cmd, _ := genRead.Get(t)
+	genRead.Clear(t)
 	s := c.v.current(ctx, cmd)
 	if s == nil || len(s.stops) == 0 {
 		return nil, nil

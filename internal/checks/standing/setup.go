@@ -13,6 +13,7 @@ var Family = setup.Family{
 	Name:     "standing",
 	Sections: []config.SectionSpec{Section},
 	Commands: Commands,
+	Setup:    setupRuntime,
 	Checks: []setup.Check{
 		{Spec: Spec, New: func(d *setup.Deps) (policy.Check, error) {
 			p, err := PartsOf(d)
