@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"io"
 	"net/http"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -103,5 +104,79 @@ customers:
 	}
 	if e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); !ok || e.Who != "api" {
 		t.Fatalf("good request not listed: %+v", api.list())
+	}
+
+	// The console page: the stop listed with its resume button; the
+	// suspend and resume forms work from the console's own origin with
+	// their tokens, and are refused from another site or without them.
+	page := func() string {
+		req, _ := http.NewRequest(http.MethodGet, api.base+"/standing", nil)
+		req.Header.Set("Authorization", basic)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("GET /standing: %d %s", resp.StatusCode, b)
+		}
+		return string(b)
+	}
+	html := page()
+	if !strings.Contains(html, `data-scope="customer" data-id="acme" data-source="manual"`) || !strings.Contains(html, "review") {
+		t.Fatalf("console page lacks the stop:\n%s", html)
+	}
+	token := func(action string) string {
+		i := strings.Index(html, `action="`+action+`"`)
+		if i < 0 {
+			t.Fatalf("no form for %s", action)
+		}
+		rest := html[i:]
+		j := strings.Index(rest, `name="csrf" value="`)
+		rest = rest[j+len(`name="csrf" value="`):]
+		return rest[:strings.Index(rest, `"`)]
+	}
+	post := func(path string, form url.Values, site string) int {
+		req, _ := http.NewRequest(http.MethodPost, api.base+path, strings.NewReader(form.Encode()))
+		req.Header.Set("Authorization", basic)
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Sec-Fetch-Site", site)
+		client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	suspend := url.Values{"csrf": {token("/standing/suspend")}, "scope": {"login"}, "id": {"web@acme.example"}, "action": {"reject"}, "reason": {"Stolen password"}, "until": {"2h"}}
+	if code := post("/standing/suspend", suspend, "cross-site"); code != http.StatusForbidden {
+		t.Fatalf("suspend form from another site: %d, want 403", code)
+	}
+	noToken := url.Values{"scope": {"login"}, "id": {"web@acme.example"}, "action": {"reject"}, "reason": {"x"}}
+	if code := post("/standing/suspend", noToken, "same-origin"); code != http.StatusForbidden {
+		t.Fatalf("suspend form without its token: %d, want 403", code)
+	}
+	if _, ok := find(api.list(), standing.ScopeLogin, "web@acme.example", standing.SourceManual); ok {
+		t.Fatal("a refused form stored a stop")
+	}
+	if code := post("/standing/suspend", suspend, "same-origin"); code != http.StatusSeeOther {
+		t.Fatalf("suspend form: %d, want 303", code)
+	}
+	e, ok := find(api.list(), standing.ScopeLogin, "web@acme.example", standing.SourceManual)
+	if !ok || e.Who != "console" || e.Action != standing.ActionReject || e.Until.IsZero() {
+		t.Fatalf("console stop: %+v %v", e, ok)
+	}
+	bad := url.Values{"csrf": {token("/standing/suspend")}, "scope": {"login"}, "id": {"x"}, "action": {"reject"}, "reason": {""}}
+	if code := post("/standing/suspend", bad, "same-origin"); code != http.StatusBadRequest {
+		t.Fatalf("suspend form without a reason: %d, want 400", code)
+	}
+	resume := url.Values{"csrf": {token("/standing/resume")}, "scope": {"customer"}, "id": {"acme"}, "source": {"manual"}}
+	if code := post("/standing/resume", resume, "same-origin"); code != http.StatusSeeOther {
+		t.Fatalf("resume form: %d, want 303", code)
+	}
+	if _, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); ok {
+		t.Fatal("resumed from the console but still listed")
 	}
 }
