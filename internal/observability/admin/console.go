@@ -37,9 +37,11 @@ func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /customers", s.pageCustomers)
 	mux.HandleFunc("GET /customers/{id}", s.pageCustomer)
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
-	mux.HandleFunc("GET /standing", s.pageStanding)
-	mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
-	mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	if _, ok := s.standingHandler(); ok {
+		mux.HandleFunc("GET /standing", s.pageStanding)
+		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
+		mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	}
 }
 
 // pageSize is the number of decisions per page of /decisions.
@@ -47,6 +49,7 @@ const pageSize = 50
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
+	_, data["StandingNav"] = s.standingHandler()
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)

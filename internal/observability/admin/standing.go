@@ -66,7 +66,8 @@ var _ = template.Must(console.New("standing").Parse(`{{template "head" "Stopped 
 <p class="muted">Held mail waits in Postfix's hold queue: release one message with <code>postsuper -H QUEUEID</code>, delete it with <code>postsuper -d QUEUEID hold</code> (docs/admin.md).</p>
 </body></html>`))
 
-// standingHandler returns the mounted standing API, if any.
+// standingHandler returns the mounted standing API, if any (the pages
+// are registered only when it is).
 func (s *Server) standingHandler() (http.Handler, bool) {
 	h, ok := s.o.Mounts[standingAPI]
 	return h, ok
@@ -112,10 +113,6 @@ func splitStandingPath(p string, scope, id *string) (int, error) {
 }
 
 func (s *Server) pageStanding(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.standingHandler(); !ok {
-		writeError(w, http.StatusNotImplemented, "no standing API")
-		return
-	}
 	data := map[string]any{"SuspendCSRF": s.formToken(r, standingSuspendPath), "ResumeCSRF": s.formToken(r, standingResumePath)}
 	rec := s.callStanding(r, http.MethodGet, standingAPI, nil)
 	var l struct {
@@ -156,10 +153,6 @@ func (s *Server) standingFail(w http.ResponseWriter, rec *httptest.ResponseRecor
 }
 
 func (s *Server) suspendForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.standingHandler(); !ok {
-		writeError(w, http.StatusNotImplemented, "no standing API")
-		return
-	}
 	f := r.PostForm
 	body, _ := json.Marshal(map[string]string{"scope": f.Get("scope"), "id": f.Get("id"), "action": f.Get("action"),
 		"reason": f.Get("reason"), "until": f.Get("until")})
@@ -172,10 +165,6 @@ func (s *Server) suspendForm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) resumeForm(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.standingHandler(); !ok {
-		writeError(w, http.StatusNotImplemented, "no standing API")
-		return
-	}
 	f := r.PostForm
 	target := standingAPI + "/" + url.PathEscape(f.Get("scope")) + "/" + url.PathEscape(f.Get("id"))
 	if src := f.Get("source"); src != "" {
