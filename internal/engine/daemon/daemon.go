@@ -63,9 +63,8 @@ type Daemon struct {
 	metrics     *metrics.Metrics
 	admin       *admin.Server
 	rawResolver any // the caching resolver, before instrumentation (/readyz)
-	optoutAPI   swapHandler
-	unsubscribe swapHandler
-	rep         *repLoop
+	// host holds what the families registered (setup.Host).
+	host *setup.Host
 	// limits are the capped HTTP listeners (the unsubscribe endpoint, the
 	// admin server).
 	limits []*connguard.LimitListener
@@ -374,9 +373,6 @@ func (d *Daemon) reload() error {
 		if uids, nets, err := milterAccess(cfg, d.log); err == nil {
 			d.milter.SetAccess(uids, nets)
 		}
-	}
-	if d.rep != nil && repNeedsRestart(old, cfg) {
-		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
 	}
 	d.file = file
 	d.dirInForce.Store(d.dir.Version())

@@ -88,6 +88,13 @@ type Family struct {
 	Setup func(h *Host) error
 	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
 	Commands []Command
+	// RecipientForm, when set, says how the family canonicalises a
+	// recipient for its keyed hash (local part case-sensitive, subaddress
+	// folded); the gateway hashes the recipients of its decisions the same
+	// way, so that one recipient has one hash everywhere. At most one
+	// family sets it (opt-out); without any, recipients are compared
+	// case-insensitively and not folded.
+	RecipientForm func(cfg *config.Config) (caseSensitive, foldSubaddress bool, err error)
 }
 
 // CustomerSpec is a family's section of a customer entry (issue 26 §2,
