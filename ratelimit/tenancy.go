@@ -55,15 +55,7 @@ func tenancy(cfg *config.Config, sp *Config) (map[string]loginLimits, map[string
 // Login is the login a message was sent with: the SASL login, or the Unix
 // login of local submission; "" when neither is known (a client
 // identified by its network).
-func Login(c *policy.Conn) string {
-	if c == nil {
-		return ""
-	}
-	if c.AuthLogin != "" {
-		return c.AuthLogin
-	}
-	return c.LocalLogin
-}
+func Login(c *policy.Conn) string { return c.Login() }
 
 // loginKey names a login's counters among its customer's: a digest, so
 // that a login of any length and bytes makes a short, plain key.
