@@ -47,6 +47,8 @@ type Config struct {
 
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
+	// Audit is the trail of changes made through the API, console and CLI.
+	Audit AuditConfig `yaml:"audit"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 
@@ -203,6 +205,9 @@ type Customer struct {
 	ID           string `yaml:"id"`
 	Name         string `yaml:"name"`
 	AbuseContact string `yaml:"abuse_contact"`
+	// Reseller is the id of the reseller (resellers:) that sold this
+	// customer its hosting; empty for the provider's own customers.
+	Reseller string `yaml:"reseller"`
 	// Logins are SASL logins, exact or with * and ? globs.
 	Logins []string `yaml:"logins"`
 	// Networks are client networks in CIDR form (a bare address is a /32 or /128).
