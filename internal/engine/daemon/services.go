@@ -23,7 +23,9 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/admin"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
@@ -266,17 +268,34 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.limits = append(d.limits, ln)
 		adminLn = ln
 	}
+	ts, err := access.OpenTokens(d.deps.Store)
+	if err != nil {
+		return nil, nil, fmt.Errorf("access tokens: %w", err)
+	}
+	d.tokens = access.NewTokens(ts, d.deps.Clock)
+	if d.audit, err = audit.Open(d.deps.Store, d.deps.Clock, func() time.Duration { return d.config().Audit.Retention }); err != nil {
+		return nil, nil, fmt.Errorf("audit trail: %w", err)
+	}
 	srv, err := admin.New(admin.Options{
 		Listener: adminLn,
 		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: rep.components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
 		Mounts: map[string]http.Handler{
-			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
-			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
-			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
-			"/api/explain": http.HandlerFunc(d.explainAPI),
+			"/api/optouts/import": &d.optoutAPI, "/api/complaints": &d.optoutAPI,
+			"/api/reputation": rep.API(), "/api/explain": http.HandlerFunc(d.explainAPI),
 		},
+		// A scoped token reads (and adds to) its own suppression list,
+		// never removes from it; reads its flag and its reputation.
+		Routes: []admin.Route{
+			{Pattern: "/api/optouts", Handler: &d.optoutAPI, Scope: access.Methods(map[string]access.Scope{
+				http.MethodGet: access.Query("list", "customer"), http.MethodPost: access.JSONField("list", "customer")})},
+			{Pattern: "/api/customers/{id}/flag", Handler: &d.optoutAPI, Scope: access.Methods(map[string]access.Scope{
+				http.MethodGet: access.Path("id")})},
+			{Pattern: "/api/reputation/{customer}", Handler: rep.API(), Scope: access.Methods(map[string]access.Scope{
+				http.MethodGet: access.Path("customer")})},
+		},
+		Tokens: d.tokens, Audit: d.audit,
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):

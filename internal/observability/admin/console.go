@@ -15,6 +15,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/observability/access"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/ratelimit"
@@ -318,7 +319,7 @@ func clearFlagPath(id string) string { return "/customers/" + id + "/clear-flag"
 // guard has checked the form's origin and anti-CSRF token.
 func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	h, ok := s.o.Mounts["/api/customers/{id}/flag"]
+	h, ok := s.mounted("/api/customers/{id}/flag")
 	if !ok {
 		writeError(w, http.StatusNotImplemented, "no flag handler")
 		return
@@ -333,6 +334,7 @@ func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("customer flag cleared", "event", "flag_cleared", "customer", id, "via", "console")
+	audit.Describe(r.Context(), "flag.clear", id, "flagged", "cleared (console)")
 	http.Redirect(w, r, "/customers/"+url.PathEscape(id)+"?cleared=1", http.StatusSeeOther)
 }
 
@@ -383,4 +385,17 @@ func (s *Server) visibleRows(r *http.Request, q string, offset int) ([]customerR
 		return nil, len(all)
 	}
 	return all[offset:min(offset+consolePage, len(all))], len(all)
+}
+
+// mounted returns the handler another package mounted for pattern.
+func (s *Server) mounted(pattern string) (http.Handler, bool) {
+	if h, ok := s.o.Mounts[pattern]; ok {
+		return h, true
+	}
+	for _, rt := range s.o.Routes {
+		if rt.Pattern == pattern {
+			return rt.Handler, true
+		}
+	}
+	return nil, false
 }
