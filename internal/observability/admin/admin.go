@@ -120,6 +120,9 @@ type Options struct {
 	// Audit is the trail every successful write is recorded in (nil:
 	// none kept, and its API and page are not served).
 	Audit AuditLog
+	// AuthFailBurst is how many wrong credentials one client may present
+	// before it is answered 429 (then one per 3 s); 0: 20.
+	AuthFailBurst int
 }
 
 // Component is one part of the gateway in /readyz.
@@ -211,6 +214,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, log: o.Logger, guard: newGuard(o.Secret), bulk: make(chan struct{}, bulkSlots), reports: make(chan struct{}, reportSlots)}
 	s.cfg.Store(o.Config)
+	s.fails.burst = float64(authFailBurst)
+	if o.AuthFailBurst > 0 {
+		s.fails.burst = float64(o.AuthFailBurst)
+	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(s.guard.refused); err != nil {
 			return nil, fmt.Errorf("admin metrics: %w", err)

@@ -175,6 +175,7 @@ func (s *Server) principal(ctx context.Context, presented string) (access.Princi
 // credentials are looked at (guessing a 256-bit token is hopeless anyway;
 // this keeps a guesser from costing the store a lookup per try).
 type failures struct {
+	burst   float64
 	mu      sync.Mutex
 	clients map[string]*failBucket
 }
@@ -210,7 +211,7 @@ func (f *failures) blocked(client string, now time.Time) bool {
 	if b == nil {
 		return false
 	}
-	b.refill(now)
+	b.refill(now, f.burst)
 	return b.tokens < 1
 }
 
@@ -226,7 +227,7 @@ func (f *failures) fail(client string, now time.Time) {
 		if len(f.clients) >= authFailClients {
 			// Forget the clients whose buckets are full again.
 			for k, o := range f.clients {
-				if o.refill(now); o.tokens >= authFailBurst {
+				if o.refill(now, f.burst); o.tokens >= f.burst {
 					delete(f.clients, k)
 				}
 			}
@@ -234,15 +235,15 @@ func (f *failures) fail(client string, now time.Time) {
 		if len(f.clients) >= authFailClients {
 			return
 		}
-		b = &failBucket{tokens: authFailBurst, last: now}
+		b = &failBucket{tokens: f.burst, last: now}
 		f.clients[client] = b
 	}
-	b.refill(now)
+	b.refill(now, f.burst)
 	b.tokens = max(b.tokens-1, 0)
 }
 
-func (b *failBucket) refill(now time.Time) {
-	b.tokens = min(authFailBurst, b.tokens+float64(now.Sub(b.last))/float64(authFailEvery))
+func (b *failBucket) refill(now time.Time, burst float64) {
+	b.tokens = min(burst, b.tokens+float64(now.Sub(b.last))/float64(authFailEvery))
 	b.last = now
 }
 
