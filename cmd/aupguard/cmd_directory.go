@@ -507,6 +507,9 @@ func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Re
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Aupguard-Via", customer.ViaCLI)
+	// The audit trail names the user who ran the command (honoured with
+	// the admin token only).
+	req.Header.Set("Aupguard-Actor", cliWho())
 	if body == nil && method != http.MethodGet {
 		// The admin API takes writes only with their media type (a
 		// cross-site form cannot send it).

@@ -258,11 +258,15 @@ func (b *failBucket) refill(now time.Time, burst float64) {
 // and to every token:
 //
 //	GET    /api/whoami          the principal of the request
+//
+// and, admin token only, GET /api/routes: every registered route and
+// whether scoped tokens may use it (the access matrix's route list).
 func (s *Server) tenancyRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /api/whoami", func(w http.ResponseWriter, r *http.Request) {
 		p, _ := access.FromContext(r.Context())
 		writeJSON(w, http.StatusOK, p)
 	}, access.Any)
+	mux.HandleFunc("GET /api/routes", s.routeList)
 	if s.o.Tokens != nil {
 		mux.HandleFunc("GET /api/tokens", s.tokenList)
 		mux.HandleFunc("POST /api/tokens", s.tokenCreate)
@@ -465,4 +469,18 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, limit int64, v any) bool
 		return false
 	}
 	return true
+}
+
+// routeList answers the registered routes: pattern, and tenant true when
+// scoped tokens may use it (within their scope).
+func (s *Server) routeList(w http.ResponseWriter, r *http.Request) {
+	type route struct {
+		Pattern string `json:"pattern"`
+		Tenant  bool   `json:"tenant"`
+	}
+	out := make([]route, 0, len(s.patterns))
+	for _, p := range s.patterns {
+		out = append(out, route{p, s.scopes[p] != nil})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"routes": out})
 }
