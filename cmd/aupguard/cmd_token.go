@@ -332,3 +332,25 @@ func short(s string) string {
 	}
 	return s
 }
+
+// recordCLI records a change a command made outside the admin API in the
+// audit trail: in the store itself with Redis, through the running
+// gateway's admin API with the memory store (which lives in its
+// process). A failure is a warning on stderr: the change is made.
+func recordCLI(cfg *config.Config, stderr io.Writer, action, target, before, after string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := openTenancy(cfg, "")
+	if err == nil {
+		defer c.close()
+		if c.api != nil {
+			body, _ := json.Marshal(audit.Entry{Action: action, Target: target, Before: before, After: after})
+			err = c.api.do(ctx, "POST", "/api/audit", body, nil)
+		} else {
+			err = c.record(ctx, action, target, before, after)
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: warning: the audit trail did not record %s %s: %v\n", action, target, err)
+	}
+}

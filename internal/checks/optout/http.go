@@ -211,7 +211,7 @@ func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not on the list")
 		return
 	}
-	audit.Describe(r.Context(), "optout.remove", listParam(r), maskAddr(addr), "removed")
+	audit.Describe(r.Context(), "optout.remove", listParam(r), MaskAddress(addr), "removed")
 	writeJSON(w, http.StatusOK, map[string]any{"removed": true})
 }
 
@@ -463,3 +463,7 @@ func maskAddr(a string) string {
 	}
 	return a[:1] + strings.Repeat("*", min(at-1, 6)) + a[at:]
 }
+
+// MaskAddress is an address as the audit trail shows it: its first letter
+// and its domain (never the whole recipient).
+func MaskAddress(a string) string { return maskAddr(a) }

@@ -253,6 +253,7 @@ func (b *failBucket) refill(now time.Time, burst float64) {
 //	POST   /api/tokens          create one: {"name", "reseller"|"customer", "expires": "720h"}; the answer has the token, shown once
 //	DELETE /api/tokens/{name}   revoke one
 //	GET    /api/audit           the audit trail: since, who, limit
+//	POST   /api/audit           record a change made elsewhere (the CLI beside a memory store): {"action", "target", "before", "after"}
 //	GET    /audit               the audit trail's console page
 //
 // and to every token:
@@ -274,6 +275,7 @@ func (s *Server) tenancyRoutes(mux *routeMux) {
 	}
 	if s.o.Audit != nil {
 		mux.HandleFunc("GET /api/audit", s.auditList)
+		mux.HandleFunc("POST /api/audit", s.auditAdd)
 		mux.HandleFunc("GET /audit", s.pageAudit)
 	}
 }
@@ -483,4 +485,19 @@ func (s *Server) routeList(w http.ResponseWriter, r *http.Request) {
 		out = append(out, route{p, s.scopes[p] != nil})
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"routes": out})
+}
+
+// auditAdd records a change a command made outside the API (the CLI on
+// a memory store's gateway), as the request's actor.
+func (s *Server) auditAdd(w http.ResponseWriter, r *http.Request) {
+	var e audit.Entry
+	if !decodeJSON(w, r, maxTokenBody, &e) {
+		return
+	}
+	if e.Action == "" || !e.Time.IsZero() || e.Who != "" || e.From != "" {
+		writeError(w, http.StatusBadRequest, "want action, target, before and after (who, from and time are the request's)")
+		return
+	}
+	audit.Describe(r.Context(), e.Action, e.Target, e.Before, e.After)
+	writeJSON(w, http.StatusCreated, map[string]any{"recorded": true})
 }
