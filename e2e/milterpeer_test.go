@@ -97,7 +97,7 @@ reputation:
 	env := gwtest.Start(t, gwtest.Options{Config: cfg, ExtraMainCF: map[string]string{
 		"maillog_file": maillog, "maillog_file_prefixes": logDir,
 	}})
-	svc, _, _ := env.Daemon.Reputation()
+	svc, _, _ := reputation.Running(env.Daemon.Host())
 	if svc == nil {
 		t.Fatal("no reputation service")
 	}

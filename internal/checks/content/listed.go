@@ -60,8 +60,8 @@ func NewListedURL(cfg URLsConfig, r links.Resolver, log *slog.Logger) (*ListedUR
 // Name implements policy.Check.
 func (*ListedURL) Name() string { return ListedCheck }
 
-// listedKey keys a message's extractor in its Txn.
-type listedKey struct{}
+// listedOf is listed_links' link extractor of the message.
+var listedOf = policy.NewState[*links.Extractor]()
 
 // Body implements policy.BodyChecker: an Extractor fed the header fields
 // now and the body chunks as they arrive.
@@ -79,13 +79,13 @@ func (l *ListedURL) Body(t *policy.Txn) io.Writer {
 	for _, h := range t.Headers {
 		e.Header(h.Name, h.Value)
 	}
-	t.SetValue(listedKey{}, e)
+	listedOf.Set(t, e)
 	return e
 }
 
 // EOM implements policy.EOMChecker.
 func (l *ListedURL) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	e, _ := t.Value(listedKey{}).(*links.Extractor)
+	e, _ := listedOf.Get(t)
 	if e == nil {
 		return nil, nil
 	}

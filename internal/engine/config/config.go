@@ -42,6 +42,8 @@ type Config struct {
 	Checks    map[string]CheckConfig `yaml:"checks"`
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
+	// Resellers are the resellers customers[].reseller may name (reseller.go).
+	Resellers []Reseller `yaml:"resellers"`
 	// Directory bounds what a customer entry may claim.
 	Directory DirectoryConfig `yaml:"directory"`
 

@@ -72,7 +72,7 @@ func hasMeta(s string) bool {
 }
 
 func build(cc *config.Customer) (*policy.Customer, error) {
-	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Overrides: map[string]policy.CustomerOverride{}}
+	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Reseller: cc.Reseller, Overrides: map[string]policy.CustomerOverride{}}
 	if cc.Mode == "monitor" {
 		c.Mode = policy.Monitor
 	}

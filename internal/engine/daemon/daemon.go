@@ -65,19 +65,18 @@ type Daemon struct {
 	metrics     *metrics.Metrics
 	admin       *admin.Server
 	rawResolver any // the caching resolver, before instrumentation (/readyz)
-	optoutAPI   swapHandler
-	unsubscribe swapHandler
-	rep         *repLoop
+	// host holds what the families registered (setup.Host).
+	host *setup.Host
 	// limits are the capped HTTP listeners (the unsubscribe endpoint, the
 	// admin server).
 	limits []*connguard.LimitListener
 
-	notifier   *notify.Notifier
-	dir        *customer.Manager
+	notifier *notify.Notifier
+	dir      *customer.Manager
 	// tokens are the scoped access tokens and audit the trail of changes
 	// (both in the store, shared by every gateway).
-	tokens *access.Tokens
-	audit  *audit.Log
+	tokens     *access.Tokens
+	audit      *audit.Log
 	file       *config.Config // the config file as read (d.cfg is effective)
 	dirApplied int64          // the directory version installed at start
 	dirInForce atomic.Int64
@@ -380,9 +379,6 @@ func (d *Daemon) reload() error {
 		if uids, nets, err := milterAccess(cfg, d.log); err == nil {
 			d.milter.SetAccess(uids, nets)
 		}
-	}
-	if d.rep != nil && repNeedsRestart(old, cfg) {
-		d.log.Warn("reputation.deliveries.source and reputation.dnsbl.interval changes take effect at restart")
 	}
 	d.file = file
 	d.dirInForce.Store(d.dir.Version())

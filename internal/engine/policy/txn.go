@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/authres"
 	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
@@ -42,7 +41,10 @@ type Customer struct {
 	ID           string
 	Name         string
 	AbuseContact string
-	Mode         Mode
+	// Reseller is the id of the customer's reseller (config resellers:),
+	// empty for the provider's own customers.
+	Reseller string
+	Mode     Mode
 	// Domains are the sender domains the customer may use, normalised
 	// (lower-case A-labels); a "*." prefix also matches every subdomain.
 	Domains []mailaddr.Pattern
@@ -100,7 +102,8 @@ type Rcpt struct {
 }
 
 // Txn is one mail transaction as the checks see it: envelope, headers,
-// running body size, and a place for each check's own per-message state.
+// running body size, and typed places for each check's own per-message
+// state and the results it shares (State, Output).
 // A Txn is used by one goroutine at a time.
 type Txn struct {
 	Conn     *Conn
@@ -129,12 +132,9 @@ type Txn struct {
 	// writing reports what it can read and writes nothing.
 	DryRun bool
 
-	// Auth are the sender-authentication results, filled by the spf, dkim,
-	// dkim_sign and dmarc checks in chain order and read by the checks
-	// after them: typed, so that no check reads another's private state.
-	Auth authres.Results
-
-	values  map[any]any
+	// slots hold the checks' typed per-message state and results (State,
+	// Output), indexed by the key's slot.
+	slots   []any
 	adds    []Header
 	removed []RemovedHeader
 }
@@ -152,17 +152,6 @@ type RemovedHeader struct {
 // NewTxn starts a transaction on conn for customer.
 func NewTxn(conn *Conn, c *Customer, ref string, start time.Time) *Txn {
 	return &Txn{Conn: conn, Customer: c, Ref: ref, Start: start}
-}
-
-// Value returns the per-message state a check stored under key.
-func (t *Txn) Value(key any) any { return t.values[key] }
-
-// SetValue stores per-message state under key; use an unexported key type.
-func (t *Txn) SetValue(key, v any) {
-	if t.values == nil {
-		t.values = make(map[any]any)
-	}
-	t.values[key] = v
 }
 
 // HeaderValues returns the raw values of every header named name
