@@ -99,8 +99,9 @@ func Build(d *setup.Deps) (*State, error) {
 	// A check reads the outputs of the checks it needs (Spec.Needs): they
 	// must run before it. config.Parse says so at the line; a config built
 	// by hand is held to it here.
-	specs := make(map[string]policy.Spec, len(registry))
-	for n, p := range registry {
+	reg := registry()
+	specs := make(map[string]policy.Spec, len(reg))
+	for n, p := range reg {
 		specs[n] = p.spec
 	}
 	for _, pr := range policy.CheckChain(cfg.Chain, specs) {
