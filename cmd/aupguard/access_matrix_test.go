@@ -81,6 +81,9 @@ admin: {listen: %q, token_file: %q}
 store: %s
 optout: {unsubscribe: {listen: "off"}}
 chain: [sender_identity, rate_limit]
+resellers:
+  - {id: resel-r}
+  - {id: resel-s}
 customers:
   - {id: tenant-one, reseller: resel-r, networks: [10.1.0.0/24], domains: [one.example]}
   - {id: tenant-two, reseller: resel-s, networks: [10.2.0.0/24], domains: [two.example]}

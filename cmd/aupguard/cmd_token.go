@@ -85,6 +85,9 @@ func (c *tenancyClient) record(ctx context.Context, action, target, before, afte
 
 // knownTenant checks a token's scope against the directory (store path).
 func (c *tenancyClient) knownTenant(ctx context.Context, kind, id string) error {
+	if kind == access.KindReseller && c.cfg.Reseller(id) != nil {
+		return nil
+	}
 	dir, err := openDirectory(c.cfg, "")
 	if err != nil {
 		return err
@@ -102,7 +105,7 @@ func (c *tenancyClient) knownTenant(ctx context.Context, kind, id string) error 
 	if kind == access.KindCustomer {
 		return fmt.Errorf("customer %q: no such customer", id)
 	}
-	return fmt.Errorf("reseller %q: no customer has it as reseller", id)
+	return fmt.Errorf("reseller %q: no such reseller", id)
 }
 
 func runToken(args []string, stdout, stderr io.Writer) int {

@@ -319,7 +319,7 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	} else if !s.knownReseller(id) {
-		writeError(w, http.StatusBadRequest, fmt.Sprintf("reseller %q: no customer has it as reseller", id))
+		writeError(w, http.StatusBadRequest, fmt.Sprintf("reseller %q: no such reseller", id))
 		return
 	}
 	var ttl time.Duration
@@ -357,10 +357,14 @@ func (s *Server) tokenCreate(w http.ResponseWriter, r *http.Request) {
 		"note": "the token is shown this once: the store keeps only its digest"})
 }
 
-// knownReseller reports whether some customer names the reseller.
+// knownReseller reports whether the reseller is in resellers: or some
+// customer names it.
 func (s *Server) knownReseller(id string) bool {
 	if id == "" {
 		return false
+	}
+	if s.cfg.Load().Reseller(id) != nil {
+		return true
 	}
 	if s.o.Directory != nil {
 		for _, e := range s.o.Directory.List() {
