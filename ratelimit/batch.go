@@ -5,16 +5,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
-)
-
-// The counter work of a stage as procs of the store's batch script: the
-// same Lua as the stand-alone scripts (run.lua, release.lua), so a batch
-// and a direct Run behave alike.
-var (
-	runProc     = store.NewProc("ratelimit.run", runLua)
-	releaseProc = store.NewProc("ratelimit.release", releaseLua)
 )
 
 // pendingRun is a Run added to a batch; its Result is known after Exec.
@@ -49,39 +40,52 @@ func (p *pendingRun) result() (Result, error) {
 }
 
 // queueRun adds a Run of ops to batch sb: a proc call of the batch script
-// on Redis, the backend's Run on any other backend (memory, tests).
+// on Redis (lua/run.lua, the same Lua as a direct Run), the backend's Run
+// on memory.
 func queueRun(sb *store.Batch, b Backend, customer string, mode Mode, ops []Op) *pendingRun {
-	p := &pendingRun{ops: ops}
-	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
-		p.call = sb.Proc(runProc, keys, args...)
-		return p
-	}
-	p.call = sb.Func(func(ctx context.Context) (any, error) { return b.Run(ctx, customer, mode, ops) })
-	return p
+	return &pendingRun{ops: ops, call: b.queueRun(sb, customer, mode, ops)}
+}
+
+func (r *redisBackend) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *store.Call {
+	keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
+	return sb.Proc(r.run, keys, args...)
+}
+
+func (m *memory) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *store.Call {
+	return sb.Func(func(ctx context.Context) (any, error) { return m.Run(ctx, customer, mode, ops) })
 }
 
 // queueRelease adds a Release of ops to batch sb.
 func queueRelease(sb *store.Batch, b Backend, customer string, ops []Op) *store.Call {
-	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
-		return sb.Proc(releaseProc, keys, args...)
-	}
-	return sb.Func(func(ctx context.Context) (any, error) { return nil, b.Release(ctx, customer, ops) })
+	return b.queueRelease(sb, customer, ops)
 }
 
-// batchOf returns the store batch the chain passed, or a batch of the
-// check's own that the caller runs at once (own is true): a chain without
-// batches, or a check called directly, still makes one round trip.
-func (c *Checks) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
-	if sb, ok := b.(*store.Batch); ok && sb != nil {
-		return sb, false
+func (r *redisBackend) queueRelease(sb *store.Batch, customer string, ops []Op) *store.Call {
+	keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
+	return sb.Proc(r.release, keys, args...)
+}
+
+func (m *memory) queueRelease(sb *store.Batch, customer string, ops []Op) *store.Call {
+	return sb.Func(func(ctx context.Context) (any, error) { return nil, m.Release(ctx, customer, ops) })
+}
+
+// batchOf returns the stage's batch, or a batch of the check's own that
+// the caller runs at once (own is true) when there is none: a chain
+// without batches, or a check called directly, still makes one round
+// trip.
+func (c *Checks) batchOf(b *store.Batch) (sb *store.Batch, own bool) {
+	if b != nil {
+		return b, false
 	}
-	if r, ok := c.b.(*redisBackend); ok {
-		return r.h.NewBatch(), true
-	}
-	var h *store.Handle
-	return h.NewBatch(), true
+	return c.b.newBatch(), true
+}
+
+func (r *redisBackend) newBatch() *store.Batch { return r.h.NewBatch() }
+
+// newBatch returns a memory batch (of functions).
+func (m *memory) newBatch() *store.Batch {
+	var none *store.Handle
+	return none.NewBatch()
 }
 
 // decodeRun turns run.lua's reply into a Result.
