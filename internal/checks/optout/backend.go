@@ -15,6 +15,8 @@ import (
 // decide the rest, see docs/optout.md). Failures of Redis are wrapped as
 // store.ErrUnavailable.
 type Backend interface {
+	// batcher adds the checks' work to a stage's batch (batch.go).
+	batcher
 	// Add stores entries, keeping an existing entry (its first source and
 	// time) for an address already on the list; added counts new ones.
 	Add(ctx context.Context, es []Entry) (added int, err error)

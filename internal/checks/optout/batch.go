@@ -46,26 +46,45 @@ func (s *Service) queueLookup(sb *store.Batch, customer, hash string, dry bool) 
 		})
 		return l
 	}
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		keys := []string{r.listKey(customer), r.counterKey(customer, KindOptedOut), r.flagKey(customer)}
-		if sb.Cluster() {
-			l.global = sb.Side(redis.NewBoolCmd(context.Background(), "hexists", r.listKey(GlobalList), hash))
-		} else {
-			keys = append(keys, r.listKey(GlobalList))
-		}
-		l.call = sb.Proc(r.rcpt, keys, hash, st.Escalation.index(now), st.Escalation.Buckets, ttlMillis(st.Escalation), st.Threshold, now.Unix())
-		return l
+	l.call, l.global = s.Backend.queueLookup(sb, customer, hash, st.Escalation, st.Threshold, now)
+	return l
+}
+
+// batcher is the batch half of a Backend: each backend adds a stage's
+// opt-out work to the stage's batch its own way, Redis as calls of the
+// family's procs (lua/), memory as Go functions over its methods.
+type batcher interface {
+	// queueLookup adds a recipient lookup with the escalation count of a
+	// listed recipient; global, when not nil, is the provider-wide list's
+	// read beside the script (another Cluster slot).
+	queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call)
+	// queueEOM adds bulk_mail's end-of-message work (see Service.queueEOM).
+	queueEOM(sb *store.Batch, q eomQuery) *store.Call
+	// queueGiveBack gives back what queueEOM reserved for p.
+	queueGiveBack(sb *store.Batch, customer string, p *bulkPending, rate Window, now time.Time) *store.Call
+	// queueRecipients stores a message's recipient set.
+	queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, now time.Time) *store.Call
+}
+
+func (r *redisBackend) queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call) {
+	keys := []string{r.listKey(customer), r.counterKey(customer, KindOptedOut), r.flagKey(customer)}
+	if sb.Cluster() {
+		global = sb.Side(redis.NewBoolCmd(context.Background(), "hexists", r.listKey(GlobalList), hash))
+	} else {
+		keys = append(keys, r.listKey(GlobalList))
 	}
-	b := s.Backend
-	l.call = sb.Func(func(ctx context.Context) (any, error) {
-		list, err := b.Lookup(ctx, customer, hash)
+	return sb.Proc(r.rcpt, keys, hash, esc.index(now), esc.Buckets, ttlMillis(esc), threshold, now.Unix()), global
+}
+
+func (m *memory) queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call) {
+	return sb.Func(func(ctx context.Context) (any, error) {
+		list, err := m.Lookup(ctx, customer, hash)
 		if err != nil || list == "" {
 			return lookupReply{list: list}, err
 		}
-		hits, raised, err := b.Hit(ctx, customer, st.Escalation, st.Threshold, now)
+		hits, raised, err := m.Hit(ctx, customer, esc, threshold, now)
 		return lookupReply{list: list, hits: hits, raised: raised}, err
-	})
-	return l
+	}), nil
 }
 
 // lookupReply is a lookup's result from a backend's own methods.
@@ -146,36 +165,52 @@ func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, by
 		})
 		return p
 	}
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		fpKey := r.h.CustomerKey(customer, "fp", "-")
-		n := rcpts
-		if fp == "" {
-			n = 0
-		} else {
-			fpKey = r.h.CustomerKey(customer, "fp", fp)
-		}
-		// "1": bulk by its headers; "tN": read when the count passes N.
-		rd := "t" + strconv.Itoa(threshold)
-		if byHeaders {
-			rd = "1"
-		}
-		p.call = sb.Proc(r.eom, []string{fpKey, r.flagKey(customer), r.counterKey(customer, KindDelivered), r.counterKey(customer, KindComplaint)},
-			n, fpWindow.Milliseconds(), p.bucket, rate.Buckets, ttlMillis(rate), rcpts, rd)
-		return p
+	p.call = s.Backend.queueEOM(sb, eomQuery{customer: customer, fp: fp, rcpts: rcpts, byHeaders: byHeaders,
+		threshold: threshold, bucket: p.bucket, rate: rate, fpWindow: fpWindow, now: now})
+	return p
+}
+
+// eomQuery is bulk_mail's end-of-message work for one message.
+type eomQuery struct {
+	customer, fp string
+	rcpts        int64
+	byHeaders    bool
+	threshold    int
+	bucket       int64
+	rate         Window
+	fpWindow     time.Duration
+	now          time.Time
+}
+
+func (r *redisBackend) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	fpKey := r.h.CustomerKey(q.customer, "fp", "-")
+	n := q.rcpts
+	if q.fp == "" {
+		n = 0
+	} else {
+		fpKey = r.h.CustomerKey(q.customer, "fp", q.fp)
 	}
-	b := s.Backend
-	p.call = sb.Func(func(ctx context.Context) (any, error) {
-		if rcpts > 0 {
-			if _, err := b.Count(ctx, customer, KindDelivered, rcpts, rate, now); err != nil {
+	// "1": bulk by its headers; "tN": read when the count passes N.
+	rd := "t" + strconv.Itoa(q.threshold)
+	if q.byHeaders {
+		rd = "1"
+	}
+	return sb.Proc(r.eom, []string{fpKey, r.flagKey(q.customer), r.counterKey(q.customer, KindDelivered), r.counterKey(q.customer, KindComplaint)},
+		n, q.fpWindow.Milliseconds(), q.bucket, q.rate.Buckets, ttlMillis(q.rate), q.rcpts, rd)
+}
+
+func (m *memory) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	return sb.Func(func(ctx context.Context) (any, error) {
+		if q.rcpts > 0 {
+			if _, err := m.Count(ctx, q.customer, KindDelivered, q.rcpts, q.rate, q.now); err != nil {
 				return BulkState{}, err
 			}
 		}
-		if !byHeaders && fp == "" {
+		if !q.byHeaders && q.fp == "" {
 			return BulkState{}, nil
 		}
-		return b.Bulk(ctx, customer, fp, rcpts, fpWindow, rate, now)
+		return m.Bulk(ctx, q.customer, q.fp, q.rcpts, q.fpWindow, q.rate, q.now)
 	})
-	return p
 }
 
 // result returns the bulk state.
@@ -198,25 +233,24 @@ func (p *bulkPending) result() (BulkState, error) {
 // queueGiveBack adds the give-back of what p reserved (the message was not
 // delivered).
 func (s *Service) queueGiveBack(sb *store.Batch, customer string, p *bulkPending) *store.Call {
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		fpKey := r.h.CustomerKey(customer, "fp", "-")
-		n := p.rcpts
-		if p.fp == "" {
-			n = 0
-		} else {
-			fpKey = r.h.CustomerKey(customer, "fp", p.fp)
-		}
-		return sb.Proc(r.finish, []string{fpKey, r.counterKey(customer, KindDelivered)}, n, strconv.FormatInt(p.bucket, 10), p.rcpts)
+	return s.Backend.queueGiveBack(sb, customer, p, s.Settings.Rate, s.Clock.Now())
+}
+
+func (r *redisBackend) queueGiveBack(sb *store.Batch, customer string, p *bulkPending, _ Window, _ time.Time) *store.Call {
+	fpKey := r.h.CustomerKey(customer, "fp", "-")
+	n := p.rcpts
+	if p.fp == "" {
+		n = 0
+	} else {
+		fpKey = r.h.CustomerKey(customer, "fp", p.fp)
 	}
-	b := s.Backend
-	now := s.Clock.Now()
-	return sb.Func(func(ctx context.Context) (any, error) {
-		if m, ok := b.(*memory); ok {
-			m.giveBack(customer, p.fp, p.rcpts, p.bucket, now)
-			return nil, nil
-		}
-		_, err := b.Count(ctx, customer, KindDelivered, -p.rcpts, s.Settings.Rate, now)
-		return nil, err
+	return sb.Proc(r.finish, []string{fpKey, r.counterKey(customer, KindDelivered)}, n, strconv.FormatInt(p.bucket, 10), p.rcpts)
+}
+
+func (m *memory) queueGiveBack(sb *store.Batch, customer string, p *bulkPending, _ Window, now time.Time) *store.Call {
+	return sb.Func(func(context.Context) (any, error) {
+		m.giveBack(customer, p.fp, p.rcpts, p.bucket, now)
+		return nil, nil
 	})
 }
 

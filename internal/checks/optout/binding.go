@@ -89,13 +89,16 @@ func (r *redisBackend) Reported(ctx context.Context, reporter string, now time.T
 // queueRecipients adds the storing of a multi-recipient message's
 // recipient set to the end-of-message batch (no round trip of its own).
 func (s *Service) queueRecipients(sb *store.Batch, customer, ref string, tags []string) *store.Call {
-	ttl := s.Settings.RecordTTL
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		return sb.Proc(r.rset, []string{r.rsetKey(customer, ref)}, recipientBlob(tags), ttl.Milliseconds())
-	}
-	b, now := s.Backend, s.Clock.Now()
+	return s.Backend.queueRecipients(sb, customer, ref, tags, s.Settings.RecordTTL, s.Clock.Now())
+}
+
+func (r *redisBackend) queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, _ time.Time) *store.Call {
+	return sb.Proc(r.rset, []string{r.rsetKey(customer, ref)}, recipientBlob(tags), ttl.Milliseconds())
+}
+
+func (m *memory) queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, now time.Time) *store.Call {
 	return sb.Func(func(ctx context.Context) (any, error) {
-		return nil, b.PutRecipients(ctx, customer, ref, tags, ttl, now)
+		return nil, m.PutRecipients(ctx, customer, ref, tags, ttl, now)
 	})
 }
 

@@ -138,6 +138,8 @@ type Observation struct {
 // MTA) or Redis (shared by all MTAs). Redis failures are wrapped as
 // store.ErrUnavailable.
 type Backend interface {
+	// batcher adds bounce_rate's work to a stage's batch (batch.go).
+	batcher
 	// Remember maps an accepted message's queue id to its customer unless
 	// the queue id is mapped already: the first writer wins, so that a
 	// second transaction claiming the same queue id (a forged one) cannot

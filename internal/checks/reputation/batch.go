@@ -59,45 +59,71 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b *policy.Batch) 
 	remember := t.QueueID != "" && !t.DryRun
 	msg := Message{Customer: customer, Bulk: IsBulk(t)}
 	ttl := svc.Reputation().Deliveries.QueueIDTTL
-	if r, ok := svc.Backend.(*redisBackend); ok && sb.Redis() {
-		p.totals = r.totals(sb, customer, now, since, until, !t.DryRun)
-		if remember {
-			// The queue id's key is outside the customer's slot: beside
-			// the script, in the same pipeline.
-			qid := t.QueueID
-			sb.Side(r.claimCmd(context.Background(), qid, msg, ttl)).Then(func(v any, err error) {
-				if cmd, ok := v.(*redis.StringCmd); ok && err == nil {
-					if holder, err := claimHolder(cmd); err == nil {
-						svc.claimed(qid, customer, holder)
-					}
-				}
-			})
-			p.remembered = true
-		}
-	} else {
-		be := svc.Backend
-		p.totals = sb.Func(func(ctx context.Context) (any, error) {
-			if remember {
-				holder, err := be.Remember(ctx, t.QueueID, msg, ttl)
-				if err != nil {
-					return nil, err
-				}
-				svc.claimed(t.QueueID, customer, holder)
-			}
-			tot, err := be.Totals(ctx, []string{customer}, since, until)
-			if err != nil {
-				return nil, err
-			}
-			return tot[customer], nil
-		})
-		p.remembered = remember
+	var qid string
+	if remember {
+		qid = t.QueueID
 	}
+	p.totals = svc.Backend.queueEOM(sb, eomQuery{customer: customer, queueID: qid, msg: msg, ttl: ttl,
+		now: now, since: since, until: until, write: !t.DryRun, claimed: svc.claimed})
+	p.remembered = remember
 	pendingOf.Set(t, p)
 	if own {
 		ctx, cancel := svc.Store.Context(ctx)
 		defer cancel()
 		_ = sb.Exec(ctx)
 	}
+}
+
+// eomQuery is bounce_rate's end-of-message store work for one message:
+// the customer's totals over [since, until) and, when queueID is set, the
+// claim of the queue id (claimed is told its holder).
+type eomQuery struct {
+	customer, queueID string
+	msg               Message
+	ttl               time.Duration
+	now, since, until time.Time
+	write             bool
+	claimed           func(qid, customer, holder string)
+}
+
+// batcher is the batch half of a Backend: Redis adds a call of the
+// family's totals proc (and the queue id's claim beside it), memory a Go
+// function over its methods.
+type batcher interface {
+	queueEOM(sb *store.Batch, q eomQuery) *store.Call
+}
+
+func (r *redisBackend) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	call := r.totals(sb, q.customer, q.now, q.since, q.until, q.write)
+	if q.queueID != "" {
+		// The queue id's key is outside the customer's slot: beside the
+		// script, in the same pipeline.
+		sb.Side(r.claimCmd(context.Background(), q.queueID, q.msg, q.ttl)).Then(func(v any, err error) {
+			if cmd, ok := v.(*redis.StringCmd); ok && err == nil {
+				if holder, err := claimHolder(cmd); err == nil {
+					q.claimed(q.queueID, q.customer, holder)
+				}
+			}
+		})
+	}
+	return call
+}
+
+func (m *memory) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	return sb.Func(func(ctx context.Context) (any, error) {
+		if q.queueID != "" {
+			holder, err := m.Remember(ctx, q.queueID, q.msg, q.ttl)
+			if err != nil {
+				return nil, err
+			}
+			q.claimed(q.queueID, q.customer, holder)
+		}
+		tot, err := m.Totals(ctx, []string{q.customer}, q.since, q.until)
+		if err != nil {
+			return nil, err
+		}
+		return tot[q.customer], nil
+	})
 }
 
 // totals returns the prepared totals of a customer's window.
