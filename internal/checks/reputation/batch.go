@@ -64,7 +64,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b *policy.Batch) 
 		qid = t.QueueID
 	}
 	p.totals = svc.Backend.queueEOM(sb, eomQuery{customer: customer, queueID: qid, msg: msg, ttl: ttl,
-		now: now, since: since, until: until, write: !t.DryRun, claimed: svc.claimed})
+		now: now, since: since, until: until, write: !t.DryRun, claims: svc})
 	p.remembered = remember
 	pendingOf.Set(t, p)
 	if own {
@@ -83,7 +83,14 @@ type eomQuery struct {
 	ttl               time.Duration
 	now, since, until time.Time
 	write             bool
-	claimed           func(qid, customer, holder string)
+	// claims is told who holds the queue id (the Service; an interface,
+	// not a method value, which would cost an allocation per message).
+	claims claimer
+}
+
+// claimer records the holder of a claimed queue id.
+type claimer interface {
+	claimed(qid, customer, holder string)
 }
 
 // batcher is the batch half of a Backend: Redis adds a call of the
@@ -98,10 +105,13 @@ func (r *redisBackend) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
 	if q.queueID != "" {
 		// The queue id's key is outside the customer's slot: beside the
 		// script, in the same pipeline.
-		sb.Side(r.claimCmd(context.Background(), q.queueID, q.msg, q.ttl)).Then(func(v any, err error) {
+		// The callback keeps what it needs, not q (which it would move to
+		// the heap).
+		qid, customer, claims := q.queueID, q.customer, q.claims
+		sb.Side(r.claimCmd(context.Background(), qid, q.msg, q.ttl)).Then(func(v any, err error) {
 			if cmd, ok := v.(*redis.StringCmd); ok && err == nil {
 				if holder, err := claimHolder(cmd); err == nil {
-					q.claimed(q.queueID, q.customer, holder)
+					claims.claimed(qid, customer, holder)
 				}
 			}
 		})
@@ -116,7 +126,7 @@ func (m *memory) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
 			if err != nil {
 				return nil, err
 			}
-			q.claimed(q.queueID, q.customer, holder)
+			q.claims.claimed(q.queueID, q.customer, holder)
 		}
 		tot, err := m.Totals(ctx, []string{q.customer}, q.since, q.until)
 		if err != nil {
