@@ -70,7 +70,20 @@ type Op struct {
 	Bucket int64
 	// Spike parameters.
 	Spike SpikeParams
+	// Scope is whose counter this is: the customer's (""), one of its
+	// logins' (ScopeLogin: Key carries the login's key, the counter is
+	// among the customer's) or its reseller's (ScopeReseller: the counter
+	// is the reseller's, shared by all its customers). Owner is the login
+	// or the reseller id, for findings and reports.
+	Scope string
+	Owner string
 }
+
+// The scopes of an op (Op.Scope).
+const (
+	ScopeLogin    = "login"
+	ScopeReseller = "reseller"
+)
 
 // SpikeParams are the thresholds of a KindSpike op (the method is in
 // doc.go, "Spike detection").
@@ -121,11 +134,12 @@ type Backend interface {
 	// Release gives back reservations made by Run (Kind, Key, Limit,
 	// Period, N and Bucket as reserved).
 	Release(ctx context.Context, customer string, ops []Op) error
-	// queueRun adds a Run to a stage's batch and queueRelease a Release:
-	// on Redis a call of the family's proc, on memory a function; the
+	// queueRun adds a Run to a stage's batch and queueRelease a Release
+	// (two calls on a Cluster when reseller-wide ops are given back too):
+	// on Redis calls of the family's procs, on memory a function; the
 	// result is read after the batch's Exec.
-	queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *store.Call
-	queueRelease(sb *store.Batch, customer string, ops []Op) *store.Call
+	queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun
+	queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call
 	// newBatch starts a batch of the backend's own (a check called
 	// without the chain's).
 	newBatch() *store.Batch

@@ -20,7 +20,7 @@ var testSecret = secrets.Key("0123456789abcdef-ratelimit-test")
 
 func parseConfig(t testing.TB, y string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(y), "test.yaml", config.Options{})
+	cfg, err := config.Parse([]byte(y), "test.yaml", config.Options{Customers: []config.CustomerSection{CustomerSection}})
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -91,7 +91,7 @@ func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...pol
 		if cu.Mode == "monitor" {
 			m = policy.Monitor
 		}
-		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m}
+		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m, Reseller: cu.Reseller, Settings: cu.Settings}
 	}
 	h.chain = policy.NewChain(steps)
 	return h
@@ -346,11 +346,11 @@ func (failing) Run(context.Context, string, Mode, []Op) (Result, error) {
 func (failing) Release(context.Context, string, []Op) error {
 	return fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 }
-func (f failing) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *store.Call {
-	return sb.Func(func(ctx context.Context) (any, error) { return f.Run(ctx, customer, mode, ops) })
+func (f failing) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun {
+	return &pendingRun{ops: ops, call: sb.Func(func(ctx context.Context) (any, error) { return f.Run(ctx, customer, mode, ops) })}
 }
-func (f failing) queueRelease(sb *store.Batch, customer string, ops []Op) *store.Call {
-	return sb.Func(func(ctx context.Context) (any, error) { return nil, f.Release(ctx, customer, ops) })
+func (f failing) queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call {
+	return []*store.Call{sb.Func(func(ctx context.Context) (any, error) { return nil, f.Release(ctx, customer, ops) })}
 }
 func (failing) newBatch() *store.Batch { return (*store.Handle)(nil).NewBatch() }
 

@@ -213,6 +213,7 @@ func (c *Config) validate(v *validator) {
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
+	c.Runtime.validate(v)
 	c.Defaults.Limits.validate(v, "defaults.limits")
 }
 
@@ -443,6 +444,7 @@ func (c *Config) validateCustomers(v *validator) {
 		}
 		c.checkEntry(v, p, cu)
 		c.validateCustomerReseller(v, p, cu)
+		c.validateLoginLimits(v, p, cu)
 		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
 			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
 		}

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -26,7 +25,8 @@ type State struct {
 	unidentifiedAction policy.Action
 	unidentifiedReply  policy.Reply
 	// rcptCaseSensitive and rcptFold are how recipients are canonicalised for their keyed hash
-	// in decisions: optout's (one hash of a recipient everywhere).
+	// in decisions: the form a family declares (setup.Family.RecipientForm,
+	// opt-out's: one hash of a recipient everywhere).
 	rcptCaseSensitive, rcptFold bool
 }
 
@@ -55,11 +55,14 @@ func newState(d *setup.Deps) (*State, error) {
 		return nil, err
 	}
 	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
-	oc, err := optout.ConfigOf(cfg)
-	if err != nil {
-		return nil, err
+	for _, f := range setup.Families() {
+		if f.RecipientForm != nil {
+			if st.rcptCaseSensitive, st.rcptFold, err = f.RecipientForm(cfg); err != nil {
+				return nil, err
+			}
+			break
+		}
 	}
-	st.rcptCaseSensitive, st.rcptFold = oc.CaseSensitiveLocal, oc.FoldsSubaddress()
 	// Decoded by config.Parse; a config built by hand without one refuses
 	// unidentified mail, as the default does.
 	st.unidentifiedAction = policy.Reject

@@ -35,8 +35,8 @@ type CustomerOverride struct {
 }
 
 // Customer is an identified sender: the provider's customer a message is
-// attributed to. Check-specific per-customer settings (limits, keys) are
-// resolved by each check from the config when it is built.
+// attributed to. The families' own settings of the customer (limits, bulk
+// mail, alignment) are in Settings, each read by its family (SettingsOf).
 type Customer struct {
 	ID           string
 	Name         string
@@ -50,8 +50,11 @@ type Customer struct {
 	Domains []mailaddr.Pattern
 	// Networks are the customer's client networks, parsed once by the
 	// customer directory.
-	Networks  []netip.Prefix
+	Networks []netip.Prefix
+	// Overrides are the customer's own settings of checks (nil: none).
 	Overrides map[string]CustomerOverride
+	// Settings are the families' settings of this customer.
+	Settings Settings
 }
 
 // OwnsDomain reports whether the customer may send as domain. The domain is
@@ -85,6 +88,19 @@ type Conn struct {
 	// sender is that login's own address on the MTA host (sendmail run
 	// without -f), which Postfix's local_login_sender_maps proves.
 	LocalLogin string
+}
+
+// Login is the login a message was sent with: the SASL login, or the Unix
+// login of local submission; "" when neither is known (a client
+// identified by its network alone).
+func (c *Conn) Login() string {
+	if c == nil {
+		return ""
+	}
+	if c.AuthLogin != "" {
+		return c.AuthLogin
+	}
+	return c.LocalLogin
 }
 
 // Header is one header field as received. Value is the raw value after the
