@@ -12,8 +12,11 @@ import (
 	"os"
 	"sort"
 
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/setup"
+	_ "github.com/aupguard/aupguard/internal/plugins" // registers the families
 	"github.com/aupguard/aupguard/internal/sysmon"
 )
 
@@ -58,6 +61,9 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
+		if fc, found := familyCommand(args[0]); found {
+			return fc.Run(args[1:], commandEnv(stdout, stderr))
+		}
 		fmt.Fprintf(stderr, "aupguard: unknown command %q\n", args[0])
 		usage(stderr)
 		return 2
@@ -67,13 +73,41 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: aupguard COMMAND [flags]\n\ncommands:")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+	summaries := map[string]string{}
+	for n, c := range commands {
+		summaries[n] = c.summary
+	}
+	for _, c := range setup.Commands() {
+		summaries[c.Name] = c.Summary
+	}
+	names := make([]string, 0, len(summaries))
+	for n := range summaries {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-14s %s\n", n, commands[n].summary)
+		fmt.Fprintf(w, "  %-14s %s\n", n, summaries[n])
+	}
+}
+
+// familyCommand returns the registered family command name.
+func familyCommand(name string) (setup.Command, bool) {
+	for _, c := range setup.Commands() {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return setup.Command{}, false
+}
+
+// commandEnv is what a family's command gets from the binary.
+func commandEnv(stdout, stderr io.Writer) *setup.Env {
+	return &setup.Env{
+		Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
+		LoadConfig: func(path string) (*config.Config, bool) { return loadConfig(path, stderr) },
+		OpenDeps: func(cfg *config.Config) (*setup.Deps, error) {
+			return gateway.OpenDeps(cfg, clock.System{}, gateway.NewLogger(cfg.Log, stderr))
+		},
 	}
 }
 

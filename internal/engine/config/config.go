@@ -40,6 +40,8 @@ type Config struct {
 	Checks    map[string]CheckConfig `yaml:"checks"`
 	Defaults  Defaults               `yaml:"defaults"`
 	Customers []Customer             `yaml:"customers"`
+	// Resellers are the resellers customers[].reseller may name (reseller.go).
+	Resellers []Reseller `yaml:"resellers"`
 	// Directory bounds what a customer entry may claim.
 	Directory DirectoryConfig `yaml:"directory"`
 
@@ -201,6 +203,9 @@ type Customer struct {
 	ID           string `yaml:"id"`
 	Name         string `yaml:"name"`
 	AbuseContact string `yaml:"abuse_contact"`
+	// Reseller is the id of the reseller (resellers:) that sold this
+	// customer its hosting; empty for the provider's own customers.
+	Reseller string `yaml:"reseller"`
 	// Logins are SASL logins, exact or with * and ? globs.
 	Logins []string `yaml:"logins"`
 	// Networks are client networks in CIDR form (a bare address is a /32 or /128).

@@ -204,6 +204,7 @@ func (c *Config) validate(v *validator) {
 	c.Provider.validate(v)
 	c.Unidentified.validate(v)
 	c.validateChecks(v)
+	c.validateResellers(v)
 	c.validateCustomers(v)
 	c.validateLocal(v)
 	c.DNS.validate(v)
@@ -441,6 +442,7 @@ func (c *Config) validateCustomers(v *validator) {
 			}
 		}
 		c.checkEntry(v, p, cu)
+		c.validateCustomerReseller(v, p, cu)
 		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
 			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
 		}

@@ -72,7 +72,7 @@ func hasMeta(s string) bool {
 }
 
 func build(cc *config.Customer) (*policy.Customer, error) {
-	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Settings: cc.Settings}
+	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Reseller: cc.Reseller, Settings: cc.Settings}
 	if cc.Mode == "monitor" {
 		c.Mode = policy.Monitor
 	}

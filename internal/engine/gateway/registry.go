@@ -10,6 +10,7 @@ import (
 	_ "embed"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -21,9 +22,10 @@ type plugin struct {
 	factory setup.Factory
 }
 
-// registry holds every check of the families (families.go), by name; it
-// is built once when the package is initialised and never changes.
-var registry = buildRegistry(families)
+// registry returns every check of the registered families (setup.Families,
+// listed by package plugins), by name. It is built at first use, after
+// every package's init has registered its families, and never changes.
+var registry = sync.OnceValue(func() map[string]plugin { return buildRegistry(setup.Families()) })
 
 // buildRegistry indexes the families' checks by name; a name declared
 // twice is a programming error.
@@ -43,7 +45,7 @@ func buildRegistry(fams []setup.Family) map[string]plugin {
 // Sections returns the config sections the families own.
 func Sections() []config.SectionSpec {
 	var out []config.SectionSpec
-	for _, f := range families {
+	for _, f := range setup.Families() {
 		out = append(out, f.Sections...)
 	}
 	return out
@@ -52,7 +54,7 @@ func Sections() []config.SectionSpec {
 // CustomerSections returns the families' sections of a customer entry.
 func CustomerSections() []config.CustomerSection {
 	var out []config.CustomerSection
-	for _, f := range families {
+	for _, f := range setup.Families() {
 		if f.Customer != nil {
 			out = append(out, *f.Customer)
 		}
@@ -93,7 +95,7 @@ func Specs() []policy.Spec {
 	names := DefaultChain()
 	out := make([]policy.Spec, 0, len(names))
 	for _, n := range names {
-		if p, ok := registry[n]; ok {
+		if p, ok := registry()[n]; ok {
 			out = append(out, p.spec)
 		}
 	}

@@ -42,7 +42,10 @@ type Customer struct {
 	ID           string
 	Name         string
 	AbuseContact string
-	Mode         Mode
+	// Reseller is the id of the customer's reseller (config resellers:),
+	// empty for the provider's own customers.
+	Reseller string
+	Mode     Mode
 	// Domains are the sender domains the customer may use, normalised
 	// (lower-case A-labels); a "*." prefix also matches every subdomain.
 	Domains []mailaddr.Pattern

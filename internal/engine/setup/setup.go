@@ -1,8 +1,13 @@
-// Package setup is how a family of checks plugs into the gateway, in the
-// way of CoreDNS's plugins: each family's package has a setup.go that
-// declares a Family (its checks' specs and factories, and the config
-// sections it owns and decodes itself); the gateway lists the families
-// once (gateway/families.go) and orders the checks by chain.list.
+// Package setup is the plugin boundary, in the way of CoreDNS's plugins:
+// each family's package has a setup.go that declares a Family, the whole
+// of what the family adds to the gateway: its checks' specs and
+// factories, the config sections it owns and decodes itself, its CLI
+// subcommands, and (through Setup, on a Host) its background services,
+// HTTP routes, metric collectors, report sections, console panels and
+// readiness components. The core names no family: the one list of
+// families is package plugins (internal/plugins), which registers them
+// here (Register) and which only cmd/aupguard imports; the checks run in
+// the order of the config's chain (default: chain.list).
 package setup
 
 import (
@@ -58,16 +63,28 @@ type Check struct {
 	New  Factory
 }
 
-// Family is what one check package contributes: its checks and the
-// top-level config sections it owns (decoded, defaulted and validated by
-// the package itself).
+// Family is what one family package contributes, all of it declared
+// here: nothing in the core names a family.
 type Family struct {
 	// Name names the family (its package) in errors.
-	Name     string
-	Checks   []Check
+	Name string
+	// Checks are the family's checks (specs and factories).
+	Checks []Check
+	// Sections are the top-level config sections the family owns
+	// (decoded, defaulted and validated by the package itself).
 	Sections []config.SectionSpec
 	// Customer, when set, is the family's part of each customer entry:
 	// its keys there, validated by the family into its typed settings of
-	// the customer (policy.SettingsOf reads them back).
+	// the customer (policy.SettingsOf reads them back). Nil: none.
 	Customer *config.CustomerSection
+	// Setup, when set, registers the family's runtime parts on h:
+	// services, routes, collectors, report sections, console panels,
+	// readiness components and reload hooks. It runs once per Host (the
+	// daemon's at start; a one-shot command's, such as `aupguard report`,
+	// which uses only the report sections), after the config is loaded
+	// and before the chain is built. It must not start goroutines or
+	// listen: the Host starts the services it registers.
+	Setup func(h *Host) error
+	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
+	Commands []Command
 }

@@ -145,6 +145,7 @@ type customerInfo struct {
 	Name         string         `json:"name,omitempty"`
 	Mode         string         `json:"mode"`
 	AbuseContact string         `json:"abuse_contact,omitempty"`
+	Reseller     string         `json:"reseller,omitempty"`
 	Domains      []string       `json:"domains"`
 	Last24h      *report.Counts `json:"last_24h,omitempty"`
 }
@@ -167,7 +168,7 @@ func (s *Server) last24h(ctx context.Context, customer string) (map[string]repor
 }
 
 func info(c config.Customer, counts map[string]report.Counts) customerInfo {
-	ci := customerInfo{ID: c.ID, Name: c.Name, Mode: c.Mode, AbuseContact: c.AbuseContact, Domains: c.Domains}
+	ci := customerInfo{ID: c.ID, Name: c.Name, Mode: c.Mode, AbuseContact: c.AbuseContact, Reseller: c.Reseller, Domains: c.Domains}
 	if counts != nil {
 		n := counts[c.ID]
 		ci.Last24h = &n

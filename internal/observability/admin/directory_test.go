@@ -196,3 +196,38 @@ func TestDirectoryAPIRefusesWhatNoPostmasterMeans(t *testing.T) {
 		}
 	})
 }
+
+// TestDirectoryAPIReseller: a customer's reseller is a field of its
+// definition through the API (added, shown, listed) and must name a
+// reseller of the config's resellers: directory.
+func TestDirectoryAPIReseller(t *testing.T) {
+	e := start(t, adminConfig+"  - {id: filed, reseller: hostco, networks: [192.0.3.0/24], domains: [filed.example]}\nresellers:\n  - {id: hostco, abuse_contacts: [abuse@hostco.example]}\n", "", func(o *Options) {
+		h, err := store.Open(config.StoreConfig{Backend: "memory"}, clock.System{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		s, _ := customer.OpenStore(h)
+		o.Directory = customer.NewManager(s, o.Config, config.Options{}, nil)
+	})
+	for _, tc := range []struct {
+		name, method, path, body string
+		code                     int
+		want                     string
+	}{
+		{"add with a reseller", "POST", "/api/customers", `{"id": "sold", "reseller": "hostco", "networks": ["203.0.113.0/24"], "domains": ["sold.example"]}`, 201, `"op":"add"`},
+		{"unknown reseller", "POST", "/api/customers", `{"id": "lost", "reseller": "nosuch", "networks": ["203.0.114.0/24"], "domains": ["lost.example"]}`, 400, `"field":"reseller"`},
+		{"definition", "GET", "/api/customers/sold/definition", "", 200, `"reseller":"hostco"`},
+		{"listed", "GET", "/api/directory", "", 200, `"reseller":"hostco"`},
+		{"config customer", "GET", "/api/customers/filed", "", 200, `"reseller":"hostco"`},
+		{"patch to unknown", "PATCH", "/api/customers/sold", `{"reseller": "other"}`, 400, `unknown reseller`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			code, m := e.send(t, tc.method, tc.path, tc.body)
+			b, _ := json.Marshal(m)
+			if code != tc.code || !strings.Contains(string(b), tc.want) {
+				t.Fatalf("status %d (want %d): %s, want %s", code, tc.code, b, tc.want)
+			}
+		})
+	}
+}
