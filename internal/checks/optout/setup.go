@@ -60,6 +60,9 @@ func service(d *setup.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if live := d.Live; live != nil {
+		svc.Known = func(id string) bool { _, ok := live.ByID(id); return ok }
+	}
 	// EVALSHA from the first message on; a failure here is not fatal
 	// (Script.Run loads a missing script on NOSCRIPT).
 	ctx, cancel := d.Store.Context(context.Background())

@@ -49,6 +49,12 @@ type CustomerSection struct {
 	// of them (the family's defaults apply; nothing is stored). s.Config
 	// is the config with the families' top-level sections decoded.
 	Decode func(s *Section, p string, c *Customer) any
+	// Rebuilds, when set, reports whether a live directory change of one
+	// customer (old nil: added; new nil: removed) needs the family's
+	// checks built anew, because they hold something of the customer
+	// beyond its Settings (auth's signing keys). Nil: never; the checks
+	// are kept and read the changed customer's new Settings.
+	Rebuilds func(old, new *Customer) bool
 }
 
 // Section is one family-owned section while it is decoded.

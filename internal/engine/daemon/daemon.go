@@ -124,6 +124,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	deps.Shared = setup.NewShared() // kept across reloads, run by Run
+	deps.Live = &customer.Live{}    // the directory in force, across changes
 	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg, syslog: sl, explainSlots: make(chan struct{}, maxExplains)}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
