@@ -701,6 +701,38 @@ func MarshalEntry(e Entry) (map[string]any, error) {
 	return map[string]any{"customer": m, "source": e.Source, "shadows_config": e.Shadows}, nil
 }
 
+// MarshalJSON renders an entry as the admin API answers it (MarshalEntry).
+func (e Entry) MarshalJSON() ([]byte, error) {
+	m, err := MarshalEntry(e)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads an entry as the admin API answers it; the customer
+// is decoded like any definition (Decode).
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Customer json.RawMessage `json:"customer"`
+		Source   string          `json:"source"`
+		Shadows  bool            `json:"shadows_config"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*e = Entry{Source: raw.Source, Shadows: raw.Shadows}
+	if len(raw.Customer) == 0 || string(raw.Customer) == "null" {
+		return nil
+	}
+	c, err := Decode(raw.Customer)
+	if err != nil {
+		return err
+	}
+	e.Customer = c
+	return nil
+}
+
 // RawDefinition is a definition as the API and the commands print it.
 func RawDefinition(c config.Customer) json.RawMessage {
 	b, _ := Encode(c)
