@@ -162,7 +162,8 @@ type rateCheck struct{ c *Checks }
 
 func (rateCheck) Name() string { return RateName }
 
-type stateKey struct{}
+// stateOf is rate_limit's per-message state.
+var stateOf = policy.NewState[*txnState]()
 
 // txnState is what rate_limit reserved for one message, and the counter
 // runs it added to the current stage's batch.
@@ -179,11 +180,11 @@ type txnState struct {
 }
 
 func state(t *policy.Txn) *txnState {
-	if s, ok := t.Value(stateKey{}).(*txnState); ok {
+	if s, ok := stateOf.Get(t); ok {
 		return s
 	}
 	s := &txnState{rcpt: map[*policy.Rcpt][]Op{}}
-	t.SetValue(stateKey{}, s)
+	stateOf.Set(t, s)
 	return s
 }
 
@@ -478,12 +479,12 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 // recipients and gives back the rest, in the chain's finish batch (no
 // store work at all when there is nothing to give back, the common case).
 func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, b policy.Batch) {
-	st, ok := t.Value(stateKey{}).(*txnState)
+	st, ok := stateOf.Get(t)
 	if !ok {
 		return
 	}
 	rc.settle(t, st)
-	t.SetValue(stateKey{}, nil)
+	stateOf.Clear(t)
 	var give []Op
 	if !accepted {
 		give = append(give, st.msg...)

@@ -14,7 +14,7 @@ import (
 // decision, and, last in the chain, DKIM signing of what is accepted. The
 // signer plans its signature when the headers are complete, so dkim and
 // dmarc (and bulk_mail through DKIMAligned) count it as an aligned pass.
-// They share their results through the typed policy.Txn.Auth. It owns the
+// They share their results through the typed output Results. It owns the
 // auth: section of the config and the customers' require_alignment and
 // dkim keys (config.go).
 var Family = setup.Family{

@@ -121,14 +121,14 @@ func (d *Daemon) install(cfg *config.Config) error {
 	return d.installState(cfg, st)
 }
 
-// installState builds the config-dependent handlers for cfg and swaps
-// them and st, built for cfg, in.
+// installState runs the families' reload hooks for cfg and swaps st,
+// built for cfg, in.
 func (d *Daemon) installState(cfg *config.Config, st *gateway.State) error {
-	if err := d.buildHandlers(cfg); err != nil {
+	if err := d.host.Reload(cfg); err != nil {
 		return fmt.Errorf("handlers: %w", err)
 	}
-	if d.rep != nil {
-		d.rep.svc.SetConfig(cfg)
+	if d.admin != nil {
+		d.admin.SetConfig(cfg)
 	}
 	d.engine.Swap(st)
 	d.mu.Lock()

@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/authres"
 	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
@@ -106,7 +105,8 @@ type Rcpt struct {
 }
 
 // Txn is one mail transaction as the checks see it: envelope, headers,
-// running body size, and a place for each check's own per-message state.
+// running body size, and typed places for each check's own per-message
+// state and the results it shares (State, Output).
 // A Txn is used by one goroutine at a time.
 type Txn struct {
 	Conn     *Conn
@@ -135,12 +135,9 @@ type Txn struct {
 	// writing reports what it can read and writes nothing.
 	DryRun bool
 
-	// Auth are the sender-authentication results, filled by the spf, dkim,
-	// dkim_sign and dmarc checks in chain order and read by the checks
-	// after them: typed, so that no check reads another's private state.
-	Auth authres.Results
-
-	values  map[any]any
+	// slots hold the checks' typed per-message state and results (State,
+	// Output), indexed by the key's slot.
+	slots   []any
 	adds    []Header
 	removed []RemovedHeader
 }
@@ -158,17 +155,6 @@ type RemovedHeader struct {
 // NewTxn starts a transaction on conn for customer.
 func NewTxn(conn *Conn, c *Customer, ref string, start time.Time) *Txn {
 	return &Txn{Conn: conn, Customer: c, Ref: ref, Start: start}
-}
-
-// Value returns the per-message state a check stored under key.
-func (t *Txn) Value(key any) any { return t.values[key] }
-
-// SetValue stores per-message state under key; use an unexported key type.
-func (t *Txn) SetValue(key, v any) {
-	if t.values == nil {
-		t.values = make(map[any]any)
-	}
-	t.values[key] = v
 }
 
 // HeaderValues returns the raw values of every header named name

@@ -79,7 +79,7 @@ type Family struct {
 	Sections []config.SectionSpec
 	// Customer, when set, is the family's part of each customer entry:
 	// its keys there, validated by the family into its typed settings of
-	// the customer (policy.SettingsOf reads them back). Nil: none.
+	// the customer (policy.SettingsOf reads them back).
 	Customer *config.CustomerSection
 	// Setup, when set, registers the family's runtime parts on h:
 	// services, routes, collectors, report sections, console panels,
@@ -91,4 +91,11 @@ type Family struct {
 	Setup func(h *Host) error
 	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
 	Commands []Command
+	// RecipientForm, when set, says how the family canonicalises a
+	// recipient for its keyed hash (local part case-sensitive, subaddress
+	// folded); the gateway hashes the recipients of its decisions the same
+	// way, so that one recipient has one hash everywhere. At most one
+	// family sets it (opt-out); without any, recipients are compared
+	// case-insensitively and not folded.
+	RecipientForm func(cfg *config.Config) (caseSensitive, foldSubaddress bool, err error)
 }
