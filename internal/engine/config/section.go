@@ -221,13 +221,16 @@ func (c *Config) checkCustomers(v *validator, list []Customer, first int) {
 	if len(c.sections.customers) == 0 {
 		return
 	}
+	secs := make([]*Section, len(c.sections.customers))
+	for k, cs := range c.sections.customers {
+		secs[k] = &Section{Key: cs.Family, Config: c, v: v}
+	}
 	for i := range list {
 		cu := &list[i]
 		cu.Settings = policy.Settings{}
 		p := "customers[" + strconv.Itoa(first+i) + "]"
-		for _, cs := range c.sections.customers {
-			s := &Section{Key: cs.Family, Config: c, v: v}
-			if val := cs.Decode(s, p, cu); val != nil {
+		for k, cs := range c.sections.customers {
+			if val := cs.Decode(secs[k], p, cu); val != nil {
 				cu.Settings = cu.Settings.With(cs.Family, val)
 			}
 		}
