@@ -60,5 +60,8 @@ func service(d *setup.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
+	if live := d.Live; live != nil {
+		svc.Known = func(id string) bool { _, ok := live.ByID(id); return ok }
+	}
 	return svc, nil
 }
