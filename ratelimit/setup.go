@@ -18,6 +18,7 @@ import (
 var Family = setup.Family{
 	Name:     "ratelimit",
 	Sections: []config.SectionSpec{Section},
+	Setup:    setupRuntime,
 	Checks: []setup.Check{
 		{Spec: SizeSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			c, err := build(d)
