@@ -19,6 +19,7 @@ var Family = setup.Family{
 	Name:     "ratelimit",
 	Sections: []config.SectionSpec{Section},
 	Setup:    setupRuntime,
+	Commands: commands,
 	Checks: []setup.Check{
 		{Spec: SizeSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			c, err := build(d)

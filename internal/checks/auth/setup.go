@@ -20,6 +20,7 @@ import (
 var Family = setup.Family{
 	Name:     "auth",
 	Sections: []config.SectionSpec{Section},
+	Commands: commands,
 	Checks: []setup.Check{
 		{Spec: SPFSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			r, err := resolverOf(d)

@@ -21,6 +21,7 @@ var Family = setup.Family{
 	Sections:      []config.SectionSpec{Section, BulkSection},
 	Setup:         setupRuntime,
 	RecipientForm: recipientForm,
+	Commands:      commands,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)

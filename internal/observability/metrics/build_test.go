@@ -5,7 +5,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
 )
 
 // TestBuildInfoAndReloads: build_info names the build; reloads count by
