@@ -96,9 +96,20 @@ func Build(d *setup.Deps) (*State, error) {
 	if a, ok := cfg.Store.OnError.Get(); ok {
 		storeOnError = a
 	}
+	// A check reads the outputs of the checks it needs (Spec.Needs): they
+	// must run before it. config.Parse says so at the line; a config built
+	// by hand is held to it here.
+	reg := registry()
+	specs := make(map[string]policy.Spec, len(reg))
+	for n, p := range reg {
+		specs[n] = p.spec
+	}
+	for _, pr := range policy.CheckChain(cfg.Chain, specs) {
+		errs = append(errs, errors.New("chain: "+pr.Msg))
+	}
 	var steps []policy.Step
 	for _, name := range cfg.Chain {
-		p, ok := registry()[name]
+		p, ok := reg[name]
 		if !ok {
 			errs = append(errs, fmt.Errorf("chain: unknown check %q", name))
 			continue
