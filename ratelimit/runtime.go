@@ -12,7 +12,7 @@ import (
 // setupRuntime registers what the family serves besides its checks: the
 // daily quotas' use in /metrics.
 func setupRuntime(h *setup.Host) error {
-	if h.Labeled == nil {
+	if !h.Serving || h.Labeled == nil {
 		return nil
 	}
 	h.Collector(&quotaCollector{labeled: h.Labeled, read: func(ctx context.Context, id string) (QuotaReport, error) {

@@ -194,6 +194,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
 	host := setup.NewHost(d.deps)
+	host.Serving = true
 	host.Labeled = m.LabeledCustomers
 	host.Stdin = d.opts.Stdin
 	if host.Stdin == nil {
@@ -282,7 +283,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
-		Mounts: mounts,
+		Mounts: mounts, ReportSections: host.ReportSections(), Panels: host.ConsolePanels(),
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):
