@@ -55,6 +55,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg, err := config.Load(*path, gateway.ConfigOptions())
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	// First, before anything reads or changes the environment (the
+	// service manager's variables below) or opens a file.
+	rt := startRuntime(cfg.Runtime.Sysmon, stderr)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -79,12 +87,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1
 	}
-	cfg, err := config.Load(*path, gateway.ConfigOptions())
-	if err != nil {
-		fmt.Fprintf(stderr, "aupguard: %v\n", err)
-		return 1
-	}
-	rt := startRuntime(cfg.Runtime.Sysmon, stderr)
 	d, err := daemon.New(daemon.Options{ConfigPath: *path, Config: cfg, LogOutput: stderr, Notifier: sd, Version: versionString(), Runtime: rt.Attrs()})
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
