@@ -25,19 +25,19 @@ var reexec func(env []string) error
 // startRuntime applies the config's runtime.sysmon before anything has
 // started: when it asks for the monitor kept awake and the environment
 // lacks GODEBUG's schedtrace, the process executes itself again with it
-// (package sysmon); it returns the start's runtime state, logged once.
+// (package sysmon; the new process reads the config again). It returns the
+// start's runtime state, logged once.
 func startRuntime(mode string, stderr io.Writer) sysmon.Start {
 	st := sysmon.Plan(mode, os.Environ())
 	sysmon.Forget()
-	if !st.Reexec || reexec == nil {
-		if st.Reexec { // in-process: runs as started
-			st = sysmon.Plan(sysmon.Default, os.Environ())
-			st.Mode = mode
-		}
+	if !st.Reexec {
 		return st
 	}
-	err := reexec(st.Env) // returns only on failure
-	fmt.Fprintf(stderr, "aupguard: runtime: %v (running with the Go runtime's defaults)\n", err)
+	if reexec != nil {
+		err := reexec(st.Env) // returns only on failure
+		fmt.Fprintf(stderr, "aupguard: runtime: %v (running with the Go runtime's defaults)\n", err)
+	}
+	// Running as started: in-process (the tests), or the exec failed.
 	st = sysmon.Plan(sysmon.Default, os.Environ())
 	st.Mode = mode
 	return st
