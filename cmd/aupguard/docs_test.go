@@ -6,8 +6,10 @@ import (
 	"go/parser"
 	"go/token"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -146,4 +148,27 @@ func repoNames(t *testing.T, root string) (map[string]map[string]bool, map[strin
 		t.Fatal(err)
 	}
 	return decls, tests
+}
+
+// TestObserversDoNotDependOnTheEngine holds docs/development.md's word
+// that the events recorder and the metrics depend on the engine's data
+// packages only: neither reaches internal/engine/gateway (nor the daemon)
+// through any import.
+func TestObserversDoNotDependOnTheEngine(t *testing.T) {
+	const mod = "github.com/aupguard/aupguard/"
+	for _, pkg := range []string{"internal/observability/events", "internal/observability/metrics"} {
+		out, err := exec.Command("go", "list", "-deps", "../../"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		deps := strings.Fields(string(out))
+		if !slices.Contains(deps, mod+"internal/engine/decision") {
+			t.Fatalf("go list -deps %s gave no plausible list:\n%s", pkg, out)
+		}
+		for _, banned := range []string{"internal/engine/gateway", "internal/engine/daemon"} {
+			if slices.Contains(deps, mod+banned) {
+				t.Errorf("%s depends on %s", pkg, banned)
+			}
+		}
+	}
 }
