@@ -58,7 +58,11 @@ phase "staticcheck ${STATICCHECK_VERSION}"
 go run "honnef.co/go/tools/cmd/staticcheck@${STATICCHECK_VERSION}" ./...
 
 phase "go test -race ./... (each package's closing line; failures in full; the slowest tests last)"
-go test -race -count=1 -timeout 45m -json ./... 2>&1 | go run ./internal/testkit/testsummary -slowest 10
+# The summary is kept, so that the slowest ten tests are printed again at
+# the very end of the command.
+summary_file="$(mktemp)"
+trap 'rm -f "$summary_file"' EXIT
+go test -race -count=1 -timeout 45m -json ./... 2>&1 | go run ./internal/testkit/testsummary -slowest 10 | tee "$summary_file"
 
 # The optional OpenSSL-backed RSA signer (cgo, libcrypto): the default
 # binary is static, pure Go; a provider signing with RSA can build with
@@ -96,3 +100,4 @@ if [ "${SKIP_BENCH:-}" != 1 ]; then
   go test -run='^$' -bench=. -benchtime=1x -timeout 20m ./...
 fi
 phase "all tests passed in $((SECONDS - START)) s"
+sed -n '/^slowest [0-9]* tests:$/,$p' "$summary_file"
