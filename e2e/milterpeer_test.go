@@ -57,7 +57,7 @@ func counterValue(t *testing.T, d *daemon.Daemon, name string, labels ...string)
 	return -1
 }
 
-// TestForgedRelabellingThroughPostfix replays the attack of issue 22 on a
+// TestForgedRelabellingThroughPostfix replays a relabelling attack on a
 // TCP loopback listener: customer alpha's message gets queue id Q from
 // real Postfix; a local process then sends a milter transaction with
 // queue id Q and customer bravo's login, hoping that alpha's hard bounce
@@ -97,7 +97,7 @@ reputation:
 	env := gwtest.Start(t, gwtest.Options{Config: cfg, ExtraMainCF: map[string]string{
 		"maillog_file": maillog, "maillog_file_prefixes": logDir,
 	}})
-	svc, _, _ := env.Daemon.Reputation()
+	svc, _, _ := reputation.Running(env.Daemon.Host())
 	if svc == nil {
 		t.Fatal("no reputation service")
 	}

@@ -113,7 +113,7 @@ reputation:
 		}
 		return nil
 	})
-	svc, reader, watcher := env.Daemon.Reputation()
+	svc, reader, watcher := reputation.Running(env.Daemon.Host())
 	if svc == nil || reader == nil || watcher == nil {
 		t.Fatal("reputation loop not running in serve")
 	}

@@ -56,7 +56,6 @@ var (
 type Checks struct {
 	b      Backend
 	def    Settings
-	per    map[string]Settings
 	secret secrets.Key
 	log    *slog.Logger
 	looks  *lookCache
@@ -71,21 +70,18 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log
 	if err != nil {
 		return nil, err
 	}
-	def, per := settingsByCustomer(cfg, sp)
+	def := fromLimits(sp, cfg.Defaults.Limits)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
+	return &Checks{b: b, def: def, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
-	if s, ok := c.per[t.Customer.ID]; ok {
-		return s
-	}
-	return c.def
+	return settingsOf(t.Customer, c.def)
 }
 
 // Size returns the message_size check.
@@ -166,7 +162,8 @@ type rateCheck struct{ c *Checks }
 
 func (rateCheck) Name() string { return RateName }
 
-type stateKey struct{}
+// stateOf is rate_limit's per-message state.
+var stateOf = policy.NewState[*txnState]()
 
 // txnState is what rate_limit reserved for one message, and the counter
 // runs it added to the current stage's batch.
@@ -183,11 +180,11 @@ type txnState struct {
 }
 
 func state(t *policy.Txn) *txnState {
-	if s, ok := t.Value(stateKey{}).(*txnState); ok {
+	if s, ok := stateOf.Get(t); ok {
 		return s
 	}
 	s := &txnState{rcpt: map[*policy.Rcpt][]Op{}}
-	t.SetValue(stateKey{}, s)
+	stateOf.Set(t, s)
 	return s
 }
 
@@ -482,12 +479,12 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 // recipients and gives back the rest, in the chain's finish batch (no
 // store work at all when there is nothing to give back, the common case).
 func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, b policy.Batch) {
-	st, ok := t.Value(stateKey{}).(*txnState)
+	st, ok := stateOf.Get(t)
 	if !ok {
 		return
 	}
 	rc.settle(t, st)
-	t.SetValue(stateKey{}, nil)
+	stateOf.Clear(t)
 	var give []Op
 	if !accepted {
 		give = append(give, st.msg...)

@@ -269,7 +269,7 @@ func TestDKIMAbortedMessageEndsVerifier(t *testing.T) {
 	if _, err := w.Write([]byte(msg[off : off+100])); err != nil {
 		t.Fatal(err)
 	}
-	v := txn.Value(verifyKey{}).(*verification)
+	v, _ := verifyOf.Get(txn)
 	c.Finish(t.Context(), txn, false)
 	select {
 	case <-v.done:

@@ -55,7 +55,8 @@ func NewDKIM(r resolver.Resolver, maxSigs int, timeout time.Duration) *DKIMCheck
 // Name implements policy.Check.
 func (c *DKIMCheck) Name() string { return DKIMName }
 
-type verifyKey struct{}
+// verifyOf is the dkim check's verification in flight.
+var verifyOf = policy.NewState[*verification]()
 
 // verification is one message's verifier under way.
 type verification struct {
@@ -110,7 +111,7 @@ func (c *DKIMCheck) Body(t *policy.Txn) io.Writer {
 		// consumed, or the writer would block.
 		_, _ = io.Copy(io.Discard, pr)
 	}()
-	t.SetValue(verifyKey{}, v)
+	verifyOf.Set(t, v)
 	return v
 }
 
@@ -128,11 +129,11 @@ func crlfValue(v string) string {
 func (c *DKIMCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	r := get(t)
 	r.DKIMRan = true
-	v, _ := t.Value(verifyKey{}).(*verification)
+	v, _ := verifyOf.Get(t)
 	if v == nil {
 		return nil, nil
 	}
-	t.SetValue(verifyKey{}, nil)
+	verifyOf.Clear(t)
 	_ = v.pw.Close()
 	defer v.cancel()
 	select {
@@ -187,10 +188,10 @@ func (c *DKIMCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 
 // Finish stops a verifier the EOM stage did not collect (an aborted message).
 func (c *DKIMCheck) Finish(_ context.Context, t *policy.Txn, _ bool) {
-	if v, _ := t.Value(verifyKey{}).(*verification); v != nil {
+	if v, _ := verifyOf.Get(t); v != nil {
 		v.cancel()
 		_ = v.pw.CloseWithError(errors.New("transaction ended"))
-		t.SetValue(verifyKey{}, nil)
+		verifyOf.Clear(t)
 	}
 }
 

@@ -6,8 +6,8 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
-// The result types are package authres's, so that checks in other
-// packages read them from the transaction without importing auth.
+// The result types are package authres's, the auth family's result types
+// (a package without the checks' dependencies).
 type (
 	// SPFResult is the SPF evaluation of a message.
 	SPFResult = authres.SPFResult
@@ -19,8 +19,22 @@ type (
 	DMARCResult = authres.DMARCResult
 )
 
-// get returns the transaction's typed authentication results.
-func get(t *policy.Txn) *authres.Results { return &t.Auth }
+// Results are the message's sender-authentication results: the spf,
+// dkim, dkim_sign and dmarc checks each fill their part, in chain order; a
+// check that reads a part names its producer in its Spec.Needs (dmarc
+// needs spf and dkim).
+var Results = policy.NewOutput[*authres.Results](SPFName, DKIMName, SignName, DMARCName)
+
+// get returns the transaction's authentication results, made at the first
+// auth check of the message.
+func get(t *policy.Txn) *authres.Results {
+	if r, ok := Results.Get(t); ok {
+		return r
+	}
+	r := &authres.Results{}
+	Results.Set(t, r)
+	return r
+}
 
 // FromDomain returns the domain of the message's RFC5322.From address,
 // normalised, or "" when there is not exactly one From field with exactly

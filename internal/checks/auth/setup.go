@@ -14,12 +14,13 @@ import (
 // decision, and, last in the chain, DKIM signing of what is accepted. The
 // signer plans its signature when the headers are complete, so dkim and
 // dmarc (and bulk_mail through DKIMAligned) count it as an aligned pass.
-// They share their results through the typed policy.Txn.Auth. It owns the
+// They share their results through the typed output Results. It owns the
 // auth: section of the config and the customers' require_alignment and
 // dkim keys (config.go).
 var Family = setup.Family{
 	Name:     "auth",
 	Sections: []config.SectionSpec{Section},
+	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SPFSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			r, err := resolverOf(d)
@@ -52,13 +53,7 @@ var Family = setup.Family{
 			if err != nil {
 				return nil, err
 			}
-			require := map[string]bool{}
-			for _, c := range d.Config.Customers {
-				if c.RequireAlignment != nil {
-					require[c.ID] = *c.RequireAlignment
-				}
-			}
-			return NewDMARC(r, d.Config.DNS.Timeout, require, a.DMARC.RequireAlignment), nil
+			return NewDMARC(r, d.Config.DNS.Timeout, nil, a.DMARC.RequireAlignment), nil
 		}},
 		{Spec: SignSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			a, err := ConfigOf(d.Config)

@@ -219,7 +219,8 @@ func NewSigner(keys Keys, opts SignOptions, clk clock.Clock) *Signer {
 // Name implements policy.Check.
 func (s *Signer) Name() string { return SignName }
 
-type signKey struct{}
+// signOf is dkim_sign's signature in progress.
+var signOf = policy.NewState[*signing]()
 
 // signing is one message's signature under way.
 type signing struct {
@@ -251,17 +252,17 @@ func (s *Signer) Body(t *policy.Txn) io.Writer {
 	get(t).Sign = &Signing{Domain: k.Domain, Selector: k.Selector}
 	g := &signing{key: k, h: sha256.New()}
 	g.body = newRelaxedBody(g.h)
-	t.SetValue(signKey{}, g)
+	signOf.Set(t, g)
 	return g
 }
 
 // EOM adds the DKIM-Signature.
 func (s *Signer) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	g, _ := t.Value(signKey{}).(*signing)
+	g, _ := signOf.Get(t)
 	if g == nil {
 		return nil, nil
 	}
-	t.SetValue(signKey{}, nil)
+	signOf.Clear(t)
 	if err := g.body.Close(); err != nil {
 		return nil, fmt.Errorf("dkim body hash: %v", err)
 	}

@@ -1,8 +1,9 @@
 // Package authres holds the typed results of sender authentication that
-// checks share through the transaction (policy.Txn.Auth): the SPF
+// the auth family's checks share through the transaction (its output
+// auth.Results, a policy.Output): the SPF
 // evaluation, the DKIM verifications, the gateway's own planned signature
 // and the DMARC evaluation. The auth checks fill them in chain order; the
-// checks after them (dmarc, bulk_mail) read them. No I/O here.
+// checks after them (dmarc) read them. No I/O here.
 package authres
 
 // Mode is a DMARC identifier alignment mode (RFC 7489 §3.1).

@@ -60,8 +60,9 @@ func NewListedURL(cfg URLsConfig, r links.Resolver, log *slog.Logger) (*ListedUR
 // Name implements policy.Check.
 func (*ListedURL) Name() string { return ListedCheck }
 
-// listedKey keys a message's scan in its Txn.
-type listedKey struct{}
+// listedOf is listed_url's scan of the message: its links and, once
+// started, their lookups.
+var listedOf = policy.NewState[*listedScan]()
 
 // listedScan is one message's links and, once started, their lookups.
 type listedScan struct {
@@ -87,7 +88,7 @@ func (l *ListedURL) Body(t *policy.Txn) io.Writer {
 	for _, h := range t.Headers {
 		e.Header(h.Name, h.Value)
 	}
-	t.SetValue(listedKey{}, &listedScan{e: e})
+	listedOf.Set(t, &listedScan{e: e})
 	return e
 }
 
@@ -95,7 +96,7 @@ func (l *ListedURL) Body(t *policy.Txn) io.Writer {
 // and their lookups start in the background, bounded by the stage's
 // context and the lists' own time-out; EOM waits for them.
 func (l *ListedURL) StartEOM(ctx context.Context, t *policy.Txn) {
-	sc, _ := t.Value(listedKey{}).(*listedScan)
+	sc, _ := listedOf.Get(t)
 	if sc == nil || sc.started {
 		return
 	}
@@ -116,7 +117,7 @@ func (l *ListedURL) StartEOM(ctx context.Context, t *policy.Txn) {
 // EOM implements policy.EOMChecker: the lookups' outcome (started here
 // when the chain did not start them).
 func (l *ListedURL) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	sc, _ := t.Value(listedKey{}).(*listedScan)
+	sc, _ := listedOf.Get(t)
 	if sc == nil {
 		return nil, nil
 	}
@@ -155,7 +156,7 @@ func (l *ListedURL) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 // Finish implements policy.Finisher: lookups started for a message that
 // an earlier check refused (their outcome never read) are cancelled.
 func (l *ListedURL) Finish(_ context.Context, t *policy.Txn, _ bool) {
-	if sc, _ := t.Value(listedKey{}).(*listedScan); sc != nil && sc.cancel != nil {
+	if sc, _ := listedOf.Get(t); sc != nil && sc.cancel != nil {
 		sc.cancel()
 	}
 }

@@ -293,7 +293,7 @@ func TestContentEOMStartedWorkEndsWhenRefusedEarlier(t *testing.T) {
 	if v.Check != MalwareCheck || took > time.Second {
 		t.Fatalf("verdict by %q after %s, want malware at once", v.Check, took)
 	}
-	sc, _ := tx.Value(listedKey{}).(*listedScan)
+	sc, _ := listedOf.Get(tx)
 	if sc == nil || sc.res == nil {
 		t.Fatal("the link lookups were not started at the beginning of the stage")
 	}

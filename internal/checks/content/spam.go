@@ -65,8 +65,8 @@ func NewSpamScore(c *Config, clk clock.Clock, log *slog.Logger) *SpamScore {
 // Name implements policy.Check.
 func (*SpamScore) Name() string { return SpamCheck }
 
-// spamKey keys a message's scan in its Txn.
-type spamKey struct{}
+// spamOf is the spam check's scan of the message.
+var spamOf = policy.NewState[*spamScan]()
 
 // rspamdReply is the part of /checkv2's JSON answer the check reads.
 type rspamdReply struct {
@@ -103,7 +103,7 @@ func (s *SpamScore) Body(t *policy.Txn) io.Writer {
 		return nil
 	}
 	sc := &spamScan{s: s, t: t}
-	t.SetValue(spamKey{}, sc)
+	spamOf.Set(t, sc)
 	return sc
 }
 
@@ -263,7 +263,7 @@ func (sc *spamScan) Close() error {
 // spam_score decide and the stage's store batch runs; EOM waits for the
 // answer.
 func (s *SpamScore) StartEOM(_ context.Context, t *policy.Txn) {
-	if sc, _ := t.Value(spamKey{}).(*spamScan); sc != nil {
+	if sc, _ := spamOf.Get(t); sc != nil {
 		_ = sc.Close()
 	}
 }
@@ -271,7 +271,7 @@ func (s *SpamScore) StartEOM(_ context.Context, t *policy.Txn) {
 // EOM implements policy.EOMChecker: rspamd's score against the customer's
 // thresholds.
 func (s *SpamScore) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	sc, _ := t.Value(spamKey{}).(*spamScan)
+	sc, _ := spamOf.Get(t)
 	if sc == nil {
 		return nil, nil
 	}
@@ -353,7 +353,7 @@ func topSymbols(r rspamdReply) string {
 // was refused earlier or aborted) is cancelled; its goroutine gives the
 // slot back.
 func (s *SpamScore) Finish(_ context.Context, t *policy.Txn, _ bool) {
-	sc, _ := t.Value(spamKey{}).(*spamScan)
+	sc, _ := spamOf.Get(t)
 	if sc == nil || sc.pw == nil || sc.res == nil {
 		return
 	}

@@ -62,15 +62,16 @@ func NewSuppression(svc *Service) *Suppression { return &Suppression{svc: svc} }
 // Name implements policy.Check.
 func (c *Suppression) Name() string { return SuppressionName }
 
-type lookupKey struct{}
+// lookupsOf are suppression's prepared lookups of the message, by recipient.
+var lookupsOf = policy.NewState[map[*policy.Rcpt]*pendingLookup]()
 
 // PrepareRcpt implements policy.RcptPreparer: the lookup (and the
 // escalation count of a listed recipient) goes into the stage's batch.
 func (c *Suppression) PrepareRcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt, b policy.Batch) {
-	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	pend, _ := lookupsOf.Get(t)
 	if pend == nil {
 		pend = map[*policy.Rcpt]*pendingLookup{}
-		t.SetValue(lookupKey{}, pend)
+		lookupsOf.Set(t, pend)
 	}
 	canon, err := c.svc.Settings.canonicalAddr(r.Addr)
 	if err != nil {
@@ -104,10 +105,10 @@ type pendingLookup struct {
 
 // Rcpt implements policy.RcptChecker.
 func (c *Suppression) Rcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt) ([]policy.Finding, error) {
-	pend, _ := t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+	pend, _ := lookupsOf.Get(t)
 	if _, ok := pend[r]; !ok {
 		c.PrepareRcpt(ctx, t, r, nil)
-		pend, _ = t.Value(lookupKey{}).(map[*policy.Rcpt]*pendingLookup)
+		pend, _ = lookupsOf.Get(t)
 	}
 	p := pend[r]
 	delete(pend, r)
@@ -181,17 +182,16 @@ type Bulk struct {
 	Customer map[string]CustomerBulk
 }
 
-type fpKey struct{}
-type bulkByKey struct{}
+// fingerprintOf is bulk_mail's body fingerprint of the message.
+var fingerprintOf = policy.NewState[*fingerprint]()
 
-// BulkBy says why bulk_mail judged the message bulk ("precedence",
-// "list_id", "fingerprint"), or "" when it did not (or did not run yet).
-func BulkBy(t *policy.Txn) string {
-	by, _ := t.Value(bulkByKey{}).(string)
-	return by
-}
+// BulkBy is bulk_mail's output: why it judged the message bulk
+// ("precedence", "list_id", "fingerprint"); unset when it did not (or did
+// not run yet). A check that reads it needs bulk_mail (Spec.Needs).
+var BulkBy = policy.NewOutput[string](BulkName)
 
-type unsubKey struct{}
+// unsubOf is the canonical address whose unsubscribe link the message gets.
+var unsubOf = policy.NewState[string]()
 
 // NewBulk builds the bulk_mail check from the service's settings.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
@@ -201,8 +201,13 @@ func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
 // Name implements policy.Check.
 func (b *Bulk) Name() string { return BulkName }
 
-func (b *Bulk) settings(id string) CustomerBulk {
-	if cb, ok := b.Customer[id]; ok {
+// settings returns the bulk settings of a message's customer: its own,
+// made when it was validated (CustomerSection), or Default.
+func (b *Bulk) settings(c *policy.Customer) CustomerBulk {
+	if cb, ok := policy.SettingsOf[CustomerBulk](c.Settings, CustomerSection.Family); ok {
+		return cb
+	}
+	if cb, ok := b.Customer[c.ID]; ok {
 		return cb
 	}
 	return b.Default
@@ -211,15 +216,16 @@ func (b *Bulk) settings(id string) CustomerBulk {
 // Body implements policy.BodyChecker: the body's fingerprint is computed as
 // it streams.
 func (b *Bulk) Body(t *policy.Txn) io.Writer {
-	if b.settings(t.Customer.ID).FingerprintRecipients < 0 {
+	if b.settings(t.Customer).FingerprintRecipients < 0 {
 		return nil
 	}
 	w := newFingerprint()
-	t.SetValue(fpKey{}, w)
+	fingerprintOf.Set(t, w)
 	return w
 }
 
-type bulkKey struct{}
+// bulkOf is what bulk_mail keeps for the message between its stages.
+var bulkOf = policy.NewState[*bulkTxn]()
 
 // signals says why the message is bulk by its headers ("precedence",
 // "list_id" or "") and returns its body fingerprint ("" for none).
@@ -234,7 +240,7 @@ func (b *Bulk) signals(t *policy.Txn, cb CustomerBulk) (by, fp string) {
 	if by == "" && len(t.HeaderValues("List-Id")) > 0 {
 		by = "list_id"
 	}
-	if w, ok := t.Value(fpKey{}).(*fingerprint); ok && cb.FingerprintRecipients >= 0 && !t.DryRun {
+	if w, ok := fingerprintOf.Get(t); ok && cb.FingerprintRecipients >= 0 && !t.DryRun {
 		// The fingerprint count is judged by counting this message: a dry
 		// run leaves it out (docs/optout.md) and reads only the rest.
 		fp = w.sum()
@@ -253,10 +259,10 @@ type bulkTxn struct {
 // the message is refused) and, for bulk candidates, the flag and the
 // complaint-rate sums go into the stage's batch.
 func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
-	cb := b.settings(t.Customer.ID)
+	cb := b.settings(t.Customer)
 	by, fp := b.signals(t, cb)
 	x := &bulkTxn{by: by, fp: fp}
-	t.SetValue(bulkKey{}, x)
+	bulkOf.Set(t, x)
 	if len(t.Rcpts) == 0 && by == "" && fp == "" {
 		return
 	}
@@ -271,11 +277,11 @@ func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
 
 // EOM implements policy.EOMChecker.
 func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	cb := b.settings(t.Customer.ID)
-	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	cb := b.settings(t.Customer)
+	x, ok := bulkOf.Get(t)
 	if !ok {
 		b.PrepareEOM(ctx, t, nil)
-		x, _ = t.Value(bulkKey{}).(*bulkTxn)
+		x, _ = bulkOf.Get(t)
 	}
 	by, fp := x.by, x.fp
 	if by == "" && fp == "" {
@@ -292,7 +298,7 @@ func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error)
 		}
 		by = "fingerprint"
 	}
-	t.SetValue(bulkByKey{}, by)
+	BulkBy.Set(t, by)
 	attrs := func(kv ...string) map[string]string {
 		m := map[string]string{"bulk_by": by}
 		for i := 0; i+1 < len(kv); i += 2 {
@@ -363,7 +369,7 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 		// it has exactly one.
 		if len(t.Rcpts) == 1 {
 			if canon, err := b.svc.Settings.canonicalAddr(t.Rcpts[0].Addr); err == nil {
-				t.SetValue(unsubKey{}, canon)
+				unsubOf.Set(t, canon)
 				return policy.Finding{}, true
 			}
 		}
@@ -389,11 +395,11 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 // aborted) they and the fingerprint count are given back. The recipients
 // a message was accepted for are exactly those it had at end of message.
 func (b *Bulk) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, bt policy.Batch) {
-	x, ok := t.Value(bulkKey{}).(*bulkTxn)
+	x, ok := bulkOf.Get(t)
 	if !ok || x.p == nil || t.DryRun {
 		return // a dry run reserved nothing
 	}
-	t.SetValue(bulkKey{}, nil)
+	bulkOf.Clear(t)
 	if accepted {
 		return
 	}
@@ -450,7 +456,8 @@ type stampPrep struct {
 	issued time.Time
 }
 
-type stampKey struct{}
+// stampOf is unsubscribe's prepared stamp of the message.
+var stampOf = policy.NewState[*stampPrep]()
 
 // prep computes the message's stamp reference and its recipients' tags.
 func (c *Stamper) prep(t *policy.Txn) *stampPrep {
@@ -491,7 +498,7 @@ func (c *Stamper) PrepareEOM(_ context.Context, t *policy.Txn, b policy.Batch) {
 		}
 		p.call = c.svc.queueRecipients(sb, t.Customer.ID, p.ref, p.tags)
 	}
-	t.SetValue(stampKey{}, p)
+	stampOf.Set(t, p)
 }
 
 // stamp returns the message's X-AUP-Customer value; for a multi-recipient
@@ -499,10 +506,10 @@ func (c *Stamper) PrepareEOM(_ context.Context, t *policy.Txn, b policy.Batch) {
 // batches), it stores it now. A set that cannot be stored is logged: the
 // message still goes, and complaints about it will be refused.
 func (c *Stamper) stamp(ctx context.Context, t *policy.Txn) string {
-	p, _ := t.Value(stampKey{}).(*stampPrep)
+	p, _ := stampOf.Get(t)
 	if p == nil {
 		p = c.prep(t)
-		t.SetValue(stampKey{}, p)
+		stampOf.Set(t, p)
 	}
 	now := c.svc.Clock.Now()
 	p.issued = now
@@ -648,12 +655,12 @@ func (c *Unsubscriber) Name() string { return UnsubscribeName }
 
 // EOM implements policy.EOMChecker.
 func (c *Unsubscriber) EOM(_ context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	canon, ok := t.Value(unsubKey{}).(string)
+	canon, ok := unsubOf.Get(t)
 	if !ok {
 		return nil, nil
 	}
 	issued := c.svc.Clock.Now()
-	if p, ok := t.Value(stampKey{}).(*stampPrep); ok && !p.issued.IsZero() {
+	if p, ok := stampOf.Get(t); ok && !p.issued.IsZero() {
 		issued = p.issued // the stamp's instant (see stampPrep)
 	}
 	tok := NewToken(c.svc.Settings.Secret, t.Customer.ID, canon, issued)

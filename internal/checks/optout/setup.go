@@ -17,8 +17,11 @@ import (
 // headers, and the config refuses a chain that adds headers after it). It
 // owns the optout: and bulk: sections of the config (config.go).
 var Family = setup.Family{
-	Name:     "optout",
-	Sections: []config.SectionSpec{Section, BulkSection},
+	Name:          "optout",
+	Sections:      []config.SectionSpec{Section, BulkSection},
+	Customer:      &CustomerSection,
+	Setup:         setupRuntime,
+	RecipientForm: recipientForm,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)

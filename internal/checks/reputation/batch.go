@@ -129,7 +129,8 @@ type eomPending struct {
 	remembered bool
 }
 
-type pendingKey struct{}
+// pendingOf is bounce_rate's part of the message's end-of-message batch.
+var pendingOf = policy.NewState[*eomPending]()
 
 // batchOf returns the stage's batch, or a batch of its own (own: the
 // caller runs it) when the chain has none.
@@ -191,7 +192,7 @@ func (c *Check) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
 		})
 		p.remembered = remember
 	}
-	t.SetValue(pendingKey{}, p)
+	pendingOf.Set(t, p)
 	if own {
 		ctx, cancel := svc.Store.Context(ctx)
 		defer cancel()

@@ -46,14 +46,15 @@ func NewCheck(svc *Service) *Check { return &Check{svc: svc} }
 // Name implements policy.Check.
 func (c *Check) Name() string { return CheckName }
 
-type bulkKey struct{}
+// bulkOf says whether bounce_rate judged the message bulk.
+var bulkOf = policy.NewState[bool]()
 
 // EOM implements policy.EOMChecker.
 func (c *Check) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
 	bulk := IsBulk(t)
-	t.SetValue(bulkKey{}, bulk)
+	bulkOf.Set(t, bulk)
 	var st Standing
-	if p, ok := t.Value(pendingKey{}).(*eomPending); ok {
+	if p, ok := pendingOf.Get(t); ok {
 		// Read in the stage's one batch (PrepareEOM).
 		tot, err := p.result()
 		if err != nil {
@@ -99,10 +100,10 @@ func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 	if !accepted || t.QueueID == "" || t.Customer == nil || t.Customer.ID == "" || t.DryRun {
 		return
 	}
-	if p, ok := t.Value(pendingKey{}).(*eomPending); ok && p.remembered {
+	if p, ok := pendingOf.Get(t); ok && p.remembered {
 		return // remembered in the end-of-message batch
 	}
-	bulk, _ := t.Value(bulkKey{}).(bool)
+	bulk, _ := bulkOf.Get(t)
 	ctx, cancel := c.svc.Store.Context(ctx)
 	defer cancel()
 	holder, err := c.svc.Backend.Remember(ctx, t.QueueID, Message{Customer: t.Customer.ID, Bulk: bulk}, c.svc.Reputation().Deliveries.QueueIDTTL)
@@ -117,7 +118,7 @@ func (c *Check) Finish(ctx context.Context, t *policy.Txn, accepted bool) {
 // (headers or body fingerprint), else by its headers alone (Precedence:
 // bulk or list, RFC 2076 §3.9 / RFC 3834 §3.1.8; a List-Id, RFC 2919 §3).
 func IsBulk(t *policy.Txn) bool {
-	if optout.BulkBy(t) != "" {
+	if by, _ := optout.BulkBy.Get(t); by != "" {
 		return true
 	}
 	for _, v := range t.HeaderValues("Precedence") {

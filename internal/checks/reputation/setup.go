@@ -14,13 +14,14 @@ import (
 // messages' queue ids. It runs after bulk_mail, whose bulk judgement its
 // defer_bulk outcome uses (Spec declares it). It owns the reputation:
 // section of the config (config.go); the delivery-log reader and the
-// blocklist watcher run beside the milter (package daemon).
+// blocklist watcher run beside the milter (runtime.go).
 var Family = setup.Family{
 	Name:     "reputation",
 	Sections: []config.SectionSpec{Section},
+	Setup:    setupRuntime,
 	Checks: []setup.Check{
 		{Spec: Spec, New: func(d *setup.Deps) (policy.Check, error) {
-			svc, err := NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
+			svc, err := service(d)
 			if err != nil {
 				return nil, err
 			}

@@ -112,11 +112,11 @@ func (d *Daemon) installWith(cfg *config.Config, dir *customer.Directory) error 
 	if err != nil {
 		return err
 	}
-	if err := d.buildHandlers(cfg); err != nil {
+	if err := d.host.Reload(cfg); err != nil {
 		return fmt.Errorf("handlers: %w", err)
 	}
-	if d.rep != nil {
-		d.rep.svc.SetConfig(cfg)
+	if d.admin != nil {
+		d.admin.SetConfig(cfg)
 	}
 	d.engine.Swap(st)
 	d.mu.Lock()

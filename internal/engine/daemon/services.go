@@ -11,17 +11,16 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
 	"runtime"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
-	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/connguard"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/jsonapi"
 	"github.com/aupguard/aupguard/internal/observability/admin"
 	"github.com/aupguard/aupguard/internal/observability/events"
@@ -136,16 +135,6 @@ func (s *httpService) Serve(ctx context.Context) error {
 
 func (s *httpService) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
-// swapHandler is an http.Handler whose target is replaced on reload, so that
-// handlers built from the config (the opt-out API, the unsubscribe page)
-// follow it without restarting their listener.
-type swapHandler struct{ h atomic.Pointer[http.Handler] }
-
-func (s *swapHandler) set(h http.Handler) { s.h.Store(&h) }
-func (s *swapHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	(*s.h.Load()).ServeHTTP(w, r)
-}
-
 // ServiceAddr returns the address of an extra listener by name
 // ("unsubscribe", "admin"), or nil when it does not run.
 func (d *Daemon) ServiceAddr(name string) net.Addr {
@@ -206,77 +195,96 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		}
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
+	host := setup.NewHost(d.deps)
+	host.Labeled = m.LabeledCustomers
+	host.Stdin = d.opts.Stdin
+	if host.Stdin == nil {
+		host.Stdin = os.Stdin
+	}
+	host.MailPostmaster = d.mailPostmaster
+	if err := host.Setup(setup.Families()); err != nil {
+		return nil, nil, err
+	}
+	d.host = host
+	for _, c := range host.Collectors() {
+		if err := m.Registry().Register(c); err != nil {
+			return nil, nil, fmt.Errorf("family metrics: %w", err)
+		}
+	}
 	obs := []gateway.Observer{rec, m}
-	rep, err := newRepLoop(d, cfg)
-	if err != nil {
-		return nil, nil, fmt.Errorf("reputation: %w", err)
-	}
-	d.rep = rep
-	if err := m.Registry().Register(&reputation.Collector{Service: rep.svc, Reader: rep.reader, Watcher: rep.watcher, Top: cfg.Admin.MetricsTopCustomers}); err != nil {
-		return nil, nil, fmt.Errorf("reputation metrics: %w", err)
-	}
+	obs = append(obs, host.Observers()...)
 	if cfg.Notifications.On(cfg) {
 		mailer, err := report.NewMailer(cfg)
 		if err != nil {
 			return nil, nil, fmt.Errorf("notifications: %w", err)
 		}
 		mailer.Secret = d.deps.Secret
-		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log)
+		d.notifier = notify.New(d.config, mailer, d.deps.Store, d.deps.Clock, d.log, host.Notices())
 		obs = append(obs, d.notifier)
 	}
 
 	var svcs []Service
-	if err := d.buildHandlers(cfg); err != nil {
-		return nil, nil, err
-	}
-	oc, err := optout.ConfigOf(cfg)
-	if err != nil {
-		return nil, nil, err
-	}
-	u := oc.Unsubscribe
-	unsubLim := connguard.Limits{Max: u.MaxConnections, PerClient: u.MaxConnectionsPerClient}
+	public := host.PublicListeners()
+	publicLim := make([]connguard.Limits, len(public))
 	adminLim := connguard.Limits{Max: cfg.Admin.MaxConnections, PerClient: cfg.Admin.MaxConnectionsPerClient}
 	adminOn := cfg.Admin.TokenFile != "" && cfg.Admin.Listen != "off"
 	var shares []connguard.Share
-	if u.Enabled() {
-		shares = append(shares, connguard.Share{Name: "unsubscribe", Limits: &unsubLim})
+	for i, l := range public {
+		publicLim[i] = connguard.Limits{Max: l.MaxConnections, PerClient: l.MaxConnectionsPerClient}
+		shares = append(shares, connguard.Share{Name: l.Name, Limits: &publicLim[i]})
 	}
 	if adminOn {
 		shares = append(shares, connguard.Share{Name: "admin", Limits: &adminLim})
 	}
 	descriptorBudget(cfg, d.log, shares)
-	if u.Enabled() {
-		ln, err := guardedListen("unsubscribe", u.Listen, unsubLim, d.log)
+	stop := func() {
+		for _, s := range svcs {
+			_ = s.Shutdown(context.Background())
+		}
+	}
+	for i, l := range public {
+		ln, err := guardedListen(l.Name, l.Addr, publicLim[i], d.log)
 		if err != nil {
+			stop()
 			return nil, nil, err
 		}
 		d.limits = append(d.limits, ln)
-		svcs = append(svcs, newHTTPService("unsubscribe", ln, d.deps.Panics.HTTP("unsubscribe", &d.unsubscribe), d.log))
-		d.log.Info("unsubscribe endpoint listening", "addr", ln.Addr().String(), "base_url", u.BaseURL)
+		svcs = append(svcs, newHTTPService(l.Name, ln, d.deps.Panics.HTTP(l.Name, l.Handler), d.log))
+		if l.Started != nil {
+			l.Started(ln.Addr().String())
+		}
 	}
 	var adminLn net.Listener
 	if adminOn {
 		ln, err := guardedListen("admin", cfg.Admin.Listen, adminLim, d.log)
 		if err != nil {
-			for _, s := range svcs {
-				_ = s.Shutdown(context.Background())
-			}
+			stop()
 			return nil, nil, fmt.Errorf("admin: %w", err)
 		}
 		d.limits = append(d.limits, ln)
 		adminLn = ln
 	}
+	mounts := map[string]http.Handler{"/api/explain": http.HandlerFunc(d.explainAPI)}
+	for _, r := range host.AdminRoutes() {
+		if _, dup := mounts[r.Pattern]; dup {
+			stop()
+			return nil, nil, fmt.Errorf("admin: route %s of family %s mounted twice", r.Pattern, r.Family)
+		}
+		mounts[r.Pattern] = r.Handler
+	}
+	components := func() []admin.Component {
+		var out []admin.Component
+		for _, c := range host.Components() {
+			out = append(out, admin.Component{Name: c.Name, Degraded: c.Degraded, Detail: c.Detail})
+		}
+		return out
+	}
 	srv, err := admin.New(admin.Options{
 		Listener: adminLn,
 		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
-		Ready: d.ready, Components: rep.components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
+		Ready: d.ready, Components: components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
-		Mounts: map[string]http.Handler{
-			"/api/optouts": &d.optoutAPI, "/api/optouts/import": &d.optoutAPI,
-			"/api/complaints": &d.optoutAPI, "/api/customers/{id}/flag": &d.optoutAPI,
-			"/api/reputation": rep.API(), "/api/reputation/{customer}": rep.API(),
-			"/api/explain": http.HandlerFunc(d.explainAPI),
-		},
+		Mounts: mounts,
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):
@@ -285,9 +293,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		}
 		d.log.Warn("admin server not started: " + err.Error())
 	case err != nil:
-		for _, s := range svcs {
-			_ = s.Shutdown(context.Background())
-		}
+		stop()
 		if adminLn != nil {
 			_ = adminLn.Close()
 		}
@@ -296,8 +302,8 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.admin = srv
 		svcs = append(svcs, srv) // Serve logs "admin server listening", once
 	}
-	if rep.reader != nil || rep.watcher != nil {
-		svcs = append(svcs, rep)
+	for _, s := range host.Services() {
+		svcs = append(svcs, s)
 	}
 	for _, l := range d.limits {
 		if err := registerListenerMetrics(m.Registry(), l.Name(), l.Retry(), l); err != nil {
@@ -305,25 +311,6 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		}
 	}
 	return obs, svcs, nil
-}
-
-// buildHandlers (re)builds the config-dependent HTTP handlers.
-func (d *Daemon) buildHandlers(cfg *config.Config) error {
-	ad := optout.APIDeps{Store: d.deps.Store, Config: cfg, Secret: d.deps.Secret, Logger: d.log, Clock: d.deps.Clock, Counters: d.metrics}
-	api, err := optout.NewAPI(ad)
-	if err != nil {
-		return fmt.Errorf("opt-out API: %w", err)
-	}
-	unsub, err := optout.NewUnsubscribeHandler(ad)
-	if err != nil {
-		return fmt.Errorf("unsubscribe endpoint: %w", err)
-	}
-	d.optoutAPI.set(api)
-	d.unsubscribe.set(unsub)
-	if d.admin != nil {
-		d.admin.SetConfig(cfg)
-	}
-	return nil
 }
 
 // quotaUse reads a customer's daily quotas for the metrics.
@@ -341,6 +328,23 @@ func (d *Daemon) quotaUse(ctx context.Context, id string) ([]metrics.QuotaUse, e
 	}
 	return out, nil
 }
+
+// mailPostmaster mails provider.postmaster (setup.Host.MailPostmaster).
+func (d *Daemon) mailPostmaster(ctx context.Context, subject, body string) error {
+	c := d.config()
+	if c.Provider.Postmaster == "" || c.Reports.SMTP.Host == "" {
+		return fmt.Errorf("provider.postmaster or reports.smtp.host not set: no postmaster mail")
+	}
+	m, err := report.NewMailer(c)
+	if err != nil {
+		return err
+	}
+	m.Secret = d.deps.Secret
+	return m.SendText(ctx, c.Provider.Postmaster, subject, body, d.deps.Clock.Now())
+}
+
+// Host is what the families registered (setup.Host).
+func (d *Daemon) Host() *setup.Host { return d.host }
 
 // ready is /readyz: the store answers and the resolver can resolve.
 func (d *Daemon) ready(ctx context.Context) error {

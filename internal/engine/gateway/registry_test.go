@@ -1,9 +1,14 @@
 package gateway
 
 import (
+	"strings"
 	"testing"
 
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/internal/secrets"
+	"github.com/aupguard/aupguard/internal/store"
 )
 
 // TestChainListMatchesRegistry: chain.list names every registered check
@@ -39,5 +44,42 @@ func TestChainListMatchesRegistry(t *testing.T) {
 				t.Errorf("check %s finding %s: no reply for %s", s.Name, f.Name, f.Action)
 			}
 		}
+	}
+}
+
+// TestBuildHoldsChainToNeeds: a chain built by hand (not through
+// config.Parse, which says so at the line) is refused when a check runs
+// before a check whose output it reads, and built when the order is right.
+func TestBuildHoldsChainToNeeds(t *testing.T) {
+	tests := []struct {
+		name    string
+		chain   []string
+		wantErr string
+	}{
+		{"dmarc before spf", []string{"dmarc", "spf", "dkim"}, `check "dmarc" needs the results of "spf", which runs after it`},
+		{"dmarc without dkim", []string{"spf", "dmarc"}, `check "dmarc" needs the results of "dkim", which is not in the chain`},
+		{"bounce_rate before bulk_mail", []string{"bounce_rate", "bulk_mail"}, `check "bounce_rate" needs the results of "bulk_mail", which runs after it`},
+		{"in order", []string{"spf", "dkim", "dmarc", "bulk_mail", "bounce_rate"}, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := config.Parse([]byte(sessionConfig), "t.yaml", ConfigOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg.Chain = tt.chain
+			h, err := store.Open(cfg.Store, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer h.Close()
+			_, err = Build(&setup.Deps{Config: cfg, Store: h, Secret: secrets.Key("0123456789abcdef")})
+			switch {
+			case tt.wantErr == "" && err != nil:
+				t.Fatalf("Build: %v", err)
+			case tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)):
+				t.Fatalf("Build error %v, want one saying %s", err, tt.wantErr)
+			}
+		})
 	}
 }

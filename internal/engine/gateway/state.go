@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -26,7 +25,8 @@ type State struct {
 	unidentifiedAction policy.Action
 	unidentifiedReply  policy.Reply
 	// rcptCaseSensitive and rcptFold are how recipients are canonicalised for their keyed hash
-	// in decisions: optout's (one hash of a recipient everywhere).
+	// in decisions: the form a family declares (setup.Family.RecipientForm,
+	// opt-out's: one hash of a recipient everywhere).
 	rcptCaseSensitive, rcptFold bool
 }
 
@@ -55,11 +55,14 @@ func newState(d *setup.Deps) (*State, error) {
 		return nil, err
 	}
 	st := &State{Config: cfg, Dir: dir, Local: local, Deps: d}
-	oc, err := optout.ConfigOf(cfg)
-	if err != nil {
-		return nil, err
+	for _, f := range setup.Families() {
+		if f.RecipientForm != nil {
+			if st.rcptCaseSensitive, st.rcptFold, err = f.RecipientForm(cfg); err != nil {
+				return nil, err
+			}
+			break
+		}
 	}
-	st.rcptCaseSensitive, st.rcptFold = oc.CaseSensitiveLocal, oc.FoldsSubaddress()
 	// Decoded by config.Parse; a config built by hand without one refuses
 	// unidentified mail, as the default does.
 	st.unidentifiedAction = policy.Reject
@@ -93,9 +96,20 @@ func Build(d *setup.Deps) (*State, error) {
 	if a, ok := cfg.Store.OnError.Get(); ok {
 		storeOnError = a
 	}
+	// A check reads the outputs of the checks it needs (Spec.Needs): they
+	// must run before it. config.Parse says so at the line; a config built
+	// by hand is held to it here.
+	reg := registry()
+	specs := make(map[string]policy.Spec, len(reg))
+	for n, p := range reg {
+		specs[n] = p.spec
+	}
+	for _, pr := range policy.CheckChain(cfg.Chain, specs) {
+		errs = append(errs, errors.New("chain: "+pr.Msg))
+	}
 	var steps []policy.Step
 	for _, name := range cfg.Chain {
-		p, ok := registry()[name]
+		p, ok := reg[name]
 		if !ok {
 			errs = append(errs, fmt.Errorf("chain: unknown check %q", name))
 			continue

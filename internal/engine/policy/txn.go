@@ -5,7 +5,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/authres"
 	"github.com/aupguard/aupguard/internal/mailaddr"
 )
 
@@ -36,8 +35,8 @@ type CustomerOverride struct {
 }
 
 // Customer is an identified sender: the provider's customer a message is
-// attributed to. Check-specific per-customer settings (limits, keys) are
-// resolved by each check from the config when it is built.
+// attributed to. The families' own settings of the customer (limits, bulk
+// mail, alignment) are in Settings, each read by its family (SettingsOf).
 type Customer struct {
 	ID           string
 	Name         string
@@ -51,8 +50,11 @@ type Customer struct {
 	Domains []mailaddr.Pattern
 	// Networks are the customer's client networks, parsed once by the
 	// customer directory.
-	Networks  []netip.Prefix
+	Networks []netip.Prefix
+	// Overrides are the customer's own settings of checks (nil: none).
 	Overrides map[string]CustomerOverride
+	// Settings are the families' settings of this customer.
+	Settings Settings
 }
 
 // OwnsDomain reports whether the customer may send as domain. The domain is
@@ -103,7 +105,8 @@ type Rcpt struct {
 }
 
 // Txn is one mail transaction as the checks see it: envelope, headers,
-// running body size, and a place for each check's own per-message state.
+// running body size, and typed places for each check's own per-message
+// state and the results it shares (State, Output).
 // A Txn is used by one goroutine at a time.
 type Txn struct {
 	Conn     *Conn
@@ -132,12 +135,9 @@ type Txn struct {
 	// writing reports what it can read and writes nothing.
 	DryRun bool
 
-	// Auth are the sender-authentication results, filled by the spf, dkim,
-	// dkim_sign and dmarc checks in chain order and read by the checks
-	// after them: typed, so that no check reads another's private state.
-	Auth authres.Results
-
-	values  map[any]any
+	// slots hold the checks' typed per-message state and results (State,
+	// Output), indexed by the key's slot.
+	slots   []any
 	adds    []Header
 	removed []RemovedHeader
 }
@@ -155,17 +155,6 @@ type RemovedHeader struct {
 // NewTxn starts a transaction on conn for customer.
 func NewTxn(conn *Conn, c *Customer, ref string, start time.Time) *Txn {
 	return &Txn{Conn: conn, Customer: c, Ref: ref, Start: start}
-}
-
-// Value returns the per-message state a check stored under key.
-func (t *Txn) Value(key any) any { return t.values[key] }
-
-// SetValue stores per-message state under key; use an unexported key type.
-func (t *Txn) SetValue(key, v any) {
-	if t.values == nil {
-		t.values = make(map[any]any)
-	}
-	t.values[key] = v
 }
 
 // HeaderValues returns the raw values of every header named name

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"html/template"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/decision"
 )
 
 // Host is what the core offers a family's Setup: its dependencies, the
@@ -21,6 +23,16 @@ type Host struct {
 	// Deps are the dependencies of the checks (store, clock, logger,
 	// resolver, secret...). Deps.Config is the config at start.
 	Deps *Deps
+	// Labeled, set by the daemon, returns the customers that have their
+	// own label value in metrics (admin.metrics_top_customers): a
+	// per-customer collector exports those only. Nil outside the daemon.
+	Labeled func() []string
+	// Stdin is the daemon's standard input (a family may read a log from
+	// it: reputation.deliveries.source "-").
+	Stdin io.Reader
+	// MailPostmaster, set by the daemon, mails provider.postmaster a plain
+	// text message (reports.smtp); it fails when either is not set.
+	MailPostmaster func(ctx context.Context, subject, body string) error
 
 	cfg        atomic.Pointer[config.Config]
 	family     string
@@ -32,6 +44,8 @@ type Host struct {
 	panels     []ConsolePanel
 	components []func() []Component
 	reloads    []func(cfg *config.Config) error
+	observers  []decision.Observer
+	notices    map[string]string
 }
 
 // NewHost returns a Host over d (d.Config is the config in force).
@@ -174,6 +188,29 @@ type ConsolePanel struct {
 
 // ConsolePanel registers a console panel.
 func (h *Host) ConsolePanel(p ConsolePanel) { h.panels = append(h.panels, p) }
+
+// Observer registers o, told of every decision after it is made (it must
+// not block: the reply waits for it).
+func (h *Host) Observer(o decision.Observer) { h.observers = append(h.observers, o) }
+
+// Notice declares that a decision with finding means its customer needs
+// a human: the postmaster (and, with notifications.abuse_contact, the
+// customer's abuse contact) is mailed that the customer what ("was
+// flagged: it keeps sending to recipients who opted out"; the text
+// before a colon is the subject), at most once per customer and finding
+// per notifications.interval.
+func (h *Host) Notice(finding, what string) {
+	if h.notices == nil {
+		h.notices = map[string]string{}
+	}
+	h.notices[finding] = what
+}
+
+// Observers are the registered decision observers.
+func (h *Host) Observers() []decision.Observer { return h.observers }
+
+// Notices are the declared notices: what each finding says.
+func (h *Host) Notices() map[string]string { return h.notices }
 
 // Services are the registered services.
 func (h *Host) Services() []Service { return h.services }

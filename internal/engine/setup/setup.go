@@ -73,11 +73,10 @@ type Family struct {
 	// Sections are the top-level config sections the family owns
 	// (decoded, defaulted and validated by the package itself).
 	Sections []config.SectionSpec
-	// Customer is reserved for the family's per-customer section
-	// (issue 26 §2: its keys in a customer entry, decoded by the family,
-	// kept by the core as opaque typed settings); helper p-customer
-	// defines its shape. Nil: the family has none.
-	Customer *CustomerSpec
+	// Customer, when set, is the family's part of each customer entry:
+	// its keys there, validated by the family into its typed settings of
+	// the customer (policy.SettingsOf reads them back).
+	Customer *config.CustomerSection
 	// Setup, when set, registers the family's runtime parts on h:
 	// services, routes, collectors, report sections, console panels,
 	// readiness components and reload hooks. It runs once per Host (the
@@ -88,11 +87,11 @@ type Family struct {
 	Setup func(h *Host) error
 	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
 	Commands []Command
-}
-
-// CustomerSpec is a family's section of a customer entry (issue 26 §2,
-// owned by helper p-customer).
-type CustomerSpec struct {
-	// Key is the section's key in a customer entry.
-	Key string
+	// RecipientForm, when set, says how the family canonicalises a
+	// recipient for its keyed hash (local part case-sensitive, subaddress
+	// folded); the gateway hashes the recipients of its decisions the same
+	// way, so that one recipient has one hash everywhere. At most one
+	// family sets it (opt-out); without any, recipients are compared
+	// case-insensitively and not folded.
+	RecipientForm func(cfg *config.Config) (caseSensitive, foldSubaddress bool, err error)
 }

@@ -56,3 +56,30 @@ func (s *Shared) Start(ctx context.Context) {
 		}
 	}
 }
+
+// Make is Get for an object whose making can fail: an error is returned
+// and nothing is kept, so that the next call tries again.
+func (s *Shared) Make(key string, create func() (any, error)) (any, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if v, ok := s.m[key]; ok {
+		return v, nil
+	}
+	v, err := create()
+	if err != nil {
+		return nil, err
+	}
+	s.m[key] = v
+	if r, ok := v.(Runner); ok && s.started {
+		go r.Run(s.ctx)
+	}
+	return v, nil
+}
+
+// Lookup returns the object under key, if one was made.
+func (s *Shared) Lookup(key string) (any, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v, ok := s.m[key]
+	return v, ok
+}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/decision"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -119,7 +119,7 @@ type routineRecord struct {
 // accepted at end of message with nothing decided against it (a monitor
 // mode would-be refusal is not routine).
 func (e *Event) routine() bool {
-	return e.Stage == gateway.StageEOM && e.Action == actionAccept && e.Effective == actionAccept &&
+	return e.Stage == decision.StageEOM && e.Action == actionAccept && e.Effective == actionAccept &&
 		e.Check == "" && e.Finding == "" && e.Detail == "" && e.Code == 0 && e.Enhanced == ""
 }
 
@@ -141,7 +141,7 @@ func decodeRoutine(b []byte) (Event, bool) {
 	if mode == "" {
 		mode = policy.Enforce.String()
 	}
-	return Event{Time: time.UnixMilli(r.T).UTC(), Stage: gateway.StageEOM, Ref: r.R, QueueID: r.Q, Customer: r.C, By: r.B, Client: r.L,
+	return Event{Time: time.UnixMilli(r.T).UTC(), Stage: decision.StageEOM, Ref: r.R, QueueID: r.Q, Customer: r.C, By: r.B, Client: r.L,
 		SenderDomain: r.D, Rcpts: r.N, RcptHashes: r.H, RcptPlain: r.P, Size: r.S, Action: actionAccept, Effective: actionAccept,
 		Mode: mode, Findings: r.F, DurationMS: r.X}, true
 }

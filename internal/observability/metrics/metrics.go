@@ -63,12 +63,6 @@ type Metrics struct {
 	storeErr  *prometheus.CounterVec
 	dnsDur    *prometheus.HistogramVec
 	dnsErr    *prometheus.CounterVec
-	optouts   *prometheus.CounterVec
-	reports   prometheus.Counter
-	badTokens prometheus.Counter
-	// refusedComplaints counts complaint reports refused, by reason.
-	refusedComplaints *prometheus.CounterVec
-	flagged           prometheus.Counter
 
 	once sync.Map // names of collectors registered once
 
@@ -108,15 +102,6 @@ func New(o Options) *Metrics {
 		Help: "DNS lookup latency as the checks see it (cache hits included).", Buckets: latencyBuckets}, []string{"type"})
 	m.dnsErr = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_dns_errors_total",
 		Help: "DNS lookups that failed (not counting names that do not exist)."}, []string{"type"})
-	m.optouts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_optouts_recorded_total",
-		Help: "New opt-out entries recorded by this gateway, by source (unsubscribe, complaint, api, import, cli)."}, []string{"source"})
-	m.reports = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_complaints_ingested_total", Help: "Complaint (ARF) reports counted (a complaint recorded for its customer; duplicates and refused reports are not)."})
-	m.badTokens = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_unsubscribe_invalid_tokens_total", Help: "Unsubscribe requests with an invalid or expired token."})
-	m.flagged = prometheus.NewCounter(prometheus.CounterOpts{Name: "aupguard_customers_flagged_total", Help: "Customers flagged for sending to opted-out recipients."})
-	m.refusedComplaints = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "aupguard_complaints_refused_total",
-		Help: "Complaint (ARF) reports refused: reporter over its hourly cap, recipient not one the message went to, several recipients, bound to no message, stamp too old."}, []string{"reason"})
-	m.reg.MustRegister(m.optouts, m.reports, m.badTokens, m.flagged, m.refusedComplaints)
-	m.initOptOuts()
 	m.reg.MustRegister(newCollector(m.collectReloads, descReloads, descReloadOK, descReloadLast))
 	m.reg.MustRegister(m.decisions, m.findings, m.rcpts, m.bytes, m.stage, m.active, m.sessions, m.refused, m.storeDur, m.storeErr, m.dnsDur, m.dnsErr,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -140,9 +125,6 @@ func (m *Metrics) Observe(d *decision.Decision) {
 	m.decisions.WithLabelValues(cust, d.Stage, check, d.Action.String(), d.Effective.String()).Inc()
 	for _, r := range d.Results {
 		m.findings.WithLabelValues(r.Check, r.Finding.Name, r.Action.String()).Inc()
-		if r.Finding.Name == findingEscalation {
-			m.flagged.Inc()
-		}
 	}
 	if d.Stage == decision.StageEOM {
 		m.rcpts.WithLabelValues(cust).Add(float64(d.Rcpts))
@@ -448,3 +430,7 @@ func (l *labeler) labeledIDs() []string {
 	sort.Strings(ids)
 	return ids
 }
+
+// LabeledCustomers returns the customers that have their own label value
+// (admin.metrics_top_customers), for per-customer collectors.
+func (m *Metrics) LabeledCustomers() []string { return m.labels.labeledIDs() }

@@ -1,6 +1,7 @@
-// Package notify mails the postmaster when a customer needs a human: it
-// was flagged for sending to recipients who opted out, or its complaint
-// rate crossed the act threshold. One mail per customer and kind per
+// Package notify mails the postmaster when a customer needs a human: a
+// decision carries a finding a family declared as a notice (opt-out's:
+// flagged for sending to recipients who opted out, complaint rate over
+// the act threshold). One mail per customer and kind per
 // notifications.interval, shared by every gateway of a Redis store.
 package notify
 
@@ -12,18 +13,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/internal/store"
-)
-
-// Kinds of notification: the finding that causes each.
-const (
-	KindFlagged       = optout.FindingEscalation
-	KindComplaintRate = optout.FindingRateHigh
 )
 
 // Sender sends mail (*report.Mailer).
@@ -39,6 +33,8 @@ type Notifier struct {
 	h     *store.Handle
 	clock clock.Clock
 	log   *slog.Logger
+	// kinds are the findings that notify, with what each says.
+	kinds map[string]string
 
 	mu   sync.Mutex
 	last map[string]time.Time
@@ -52,15 +48,18 @@ type job struct {
 }
 
 // New starts a notifier on the running config (cfg is called for each
-// notification, so that reloads and live customers count); Close stops it.
-func New(cfg func() *config.Config, send Sender, h *store.Handle, clk clock.Clock, log *slog.Logger) *Notifier {
+// notification, so that reloads and live customers count) for the
+// findings of kinds, each with what it says of the customer ("was
+// flagged: it keeps sending to recipients who opted out"; the families
+// declare them: setup.Host.Notice); Close stops it.
+func New(cfg func() *config.Config, send Sender, h *store.Handle, clk clock.Clock, log *slog.Logger, kinds map[string]string) *Notifier {
 	if clk == nil {
 		clk = clock.System{}
 	}
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	n := &Notifier{cfgFn: cfg, send: send, h: h, clock: clk, log: log, last: map[string]time.Time{}, ch: make(chan job, 64), done: make(chan struct{})}
+	n := &Notifier{cfgFn: cfg, kinds: kinds, send: send, h: h, clock: clk, log: log, last: map[string]time.Time{}, ch: make(chan job, 64), done: make(chan struct{})}
 	go n.run()
 	return n
 }
@@ -71,7 +70,7 @@ func (n *Notifier) Observe(d *gateway.Decision) {
 		return
 	}
 	for _, r := range d.Results {
-		if r.Finding.Name != KindFlagged && r.Finding.Name != KindComplaintRate {
+		if _, ok := n.kinds[r.Finding.Name]; !ok {
 			continue
 		}
 		key := d.Customer + "\x00" + r.Finding.Name
@@ -128,10 +127,7 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		return
 	}
 	cfg := n.cfgFn()
-	what := "was flagged: it keeps sending to recipients who opted out"
-	if j.kind == KindComplaintRate {
-		what = "crossed the complaint-rate act threshold"
-	}
+	what := n.kinds[j.kind]
 	subject := fmt.Sprintf("%s customer %s %s", cfg.Reports.SubjectPrefix, j.customer, strings.SplitN(what, ":", 2)[0])
 	var b strings.Builder
 	fmt.Fprintf(&b, "Customer %s %s.\n\nWhen: %s\nFinding: %s\nDetail: %s\n\n", j.customer, what, j.at.UTC().Format(time.RFC1123), j.kind, j.detail)

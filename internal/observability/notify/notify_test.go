@@ -39,6 +39,17 @@ func (c *fixedClock) Since(t time.Time) time.Duration { return c.Now().Sub(t) }
 
 var _ clock.Clock = (*fixedClock)(nil)
 
+// The notices as the opt-out family declares them (setup.Host.Notice).
+const (
+	KindFlagged       = "optout_escalation"
+	KindComplaintRate = "complaint_rate_high"
+)
+
+var kinds = map[string]string{
+	KindFlagged:       "was flagged: it keeps sending to recipients who opted out",
+	KindComplaintRate: "crossed the complaint-rate act threshold",
+}
+
 func decision(customer, finding string) *gateway.Decision {
 	return &gateway.Decision{Customer: customer, Results: []policy.Result{{Check: "x", Finding: policy.Finding{Name: finding, Detail: "detail of " + finding}}}}
 }
@@ -68,10 +79,10 @@ customers:
 			defer h.Close()
 			clk := &fixedClock{t: time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}
 			f := &fakeSender{}
-			n := New(func() *config.Config { return cfg }, f, h, clk, nil)
+			n := New(func() *config.Config { return cfg }, f, h, clk, nil, kinds)
 			// A second gateway sharing the store: with Redis, it does not mail again.
 			f2 := &fakeSender{}
-			n2 := New(func() *config.Config { return cfg }, f2, h, clk, nil)
+			n2 := New(func() *config.Config { return cfg }, f2, h, clk, nil, kinds)
 			n.Observe(decision("acme", KindFlagged))
 			n.Observe(decision("acme", KindFlagged))             // within the interval: nothing
 			n.Observe(decision("acme", "from_domain_not_owned")) // not a notification
@@ -100,7 +111,7 @@ customers:
 			// After the interval, a new event mails again.
 			clk.add(2 * time.Hour)
 			f3 := &fakeSender{}
-			n3 := New(func() *config.Config { return cfg }, f3, h, clk, nil)
+			n3 := New(func() *config.Config { return cfg }, f3, h, clk, nil, kinds)
 			n3.Observe(decision("acme", KindFlagged))
 			n3.Close()
 			if backend == "memory" && len(f3.msgs) != 2 {
