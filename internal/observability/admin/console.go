@@ -30,12 +30,18 @@ import (
 //	GET  /customers/{id}            one customer: definition, volume, checks, limits and use,
 //	                                opt-out standing, flag with its clear action, changes
 //	POST /customers/{id}/clear-flag clear the customer's opt-out flag
+//	GET  /standing                  every stopped sender and flag, and why (standing.go)
 func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /decision", s.pageDecision)
 	mux.HandleFunc("GET /decisions", s.pageDecisions)
 	mux.HandleFunc("GET /customers", s.pageCustomers)
 	mux.HandleFunc("GET /customers/{id}", s.pageCustomer)
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
+	if _, ok := s.standingHandler(); ok {
+		mux.HandleFunc("GET /standing", s.pageStanding)
+		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
+		mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	}
 }
 
 // pageSize is the number of decisions per page of /decisions.
@@ -43,6 +49,7 @@ const pageSize = 50
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
+	_, data["StandingNav"] = s.standingHandler()
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)
@@ -106,10 +113,10 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	if page > 200 {
 		page = 200
 	}
-	f := struct{ Customer, Check, Finding, Action string }{q.Get("customer"), q.Get("check"), q.Get("finding"), q.Get("action")}
+	f := struct{ Customer, Login, Check, Finding, Action string }{q.Get("customer"), q.Get("login"), q.Get("check"), q.Get("finding"), q.Get("action")}
 	// The record filters by customer and time; check, finding and action
 	// are filtered here, over a bounded window of the newest events.
-	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Since: from, Until: until, Limit: 10000})
+	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Login: f.Login, Since: from, Until: until, Limit: 10000})
 	if err != nil {
 		s.fail(w, r, "reading the record", err)
 		return
@@ -127,7 +134,7 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	hi := min(lo+pageSize, total)
 	link := func(p int) string {
 		v := url.Values{}
-		for k, x := range map[string]string{"customer": f.Customer, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
+		for k, x := range map[string]string{"customer": f.Customer, "login": f.Login, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
 			if x != "" {
 				v.Set(k, x)
 			}
