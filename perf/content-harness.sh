@@ -35,7 +35,7 @@ BENCH=${BENCH:-$(cd "$SRC/../../shared/bench" 2>/dev/null && pwd)}
 [ -x "$BENCH/throughput.sh" ] || { echo "content-harness: no harness at BENCH=$BENCH" >&2; exit 2; }
 export N=${N:-5000} SESSIONS=${SESSIONS:-20} SIZE=${SIZE:-4096}
 ROUNDS=${ROUNDS:-3}
-WORK=$(mktemp -d /tmp/aupg-content-bench.XXXXXX)
+WORK=$(mktemp -d /tmp/aupg-content-bench.XXXXXX) && chmod 755 "$WORK"   # Postfix (user postfix) works in it
 cp -r "$BENCH"/. "$WORK/bench" && chmod -R u+w "$WORK/bench"
 B=$WORK/bench
 
@@ -109,12 +109,16 @@ CLAMD_PID=$(cat "$CLAMD_DIR/clamd.pid.ours")
 
 declare -A RATES GW RD CL RS
 run_one() { # NAME MILTER
-  local out
-  out=$(cd "$B" && "$B/throughput.sh" "$1" "$2" 2>&1 | tr '\n' ' ')
-  echo "$out" | grep -o 'rate=[0-9.]*' | head -1 | cut -d= -f2
+  local out rate
+  out=$(cd "$B" && "$B/throughput.sh" "$1" "$2" 2>&1)
+  rate=$(echo "$out" | grep -o 'rate=[0-9.]*' | head -1 | cut -d= -f2)
+  if [ -z "$rate" ] || [ "$(echo "$rate > 0" | bc)" != 1 ]; then
+    echo "content-harness: $1: no mail went through:" >&2; echo "$out" | tail -5 >&2; exit 1
+  fi
+  echo "$rate"
 }
 for ((r = 1; r <= ROUNDS; r++)); do
-  rate=$(run_one noop-nr inet:127.0.0.1:9951)
+  rate=$(run_one noop-nr inet:127.0.0.1:9951) || exit 1
   echo "round $r noop-nr rate=$rate"
   RATES[noop]+="$rate "
   for cfg in off on; do
@@ -126,7 +130,7 @@ for ((r = 1; r <= ROUNDS; r++)); do
     (cd "$B" && N=300 "$B/throughput.sh" warm "$AUPG_ADDR" >/dev/null 2>&1)
     RSP=$(rspamd_pids)
     g0=$(ticks "$GW_PID") d0=$(ticks "$REDIS_PID") c0=$(ticks "$CLAMD_PID") s0=$(ticks $RSP)
-    rate=$(run_one "aupg-$cfg" "$AUPG_ADDR")
+    rate=$(run_one "aupg-$cfg" "$AUPG_ADDR") || exit 1
     g1=$(ticks "$GW_PID") d1=$(ticks "$REDIS_PID") c1=$(ticks "$CLAMD_PID") s1=$(ticks $RSP)
     kill "$GW_PID"; wait "$GW_PID" 2>/dev/null; GW_PID=
     if [ "$cfg" = on ] && { [ "$c1" = "$c0" ] || [ "$s1" = "$s0" ]; }; then
