@@ -47,6 +47,8 @@ type Config struct {
 
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
+	// Audit is the trail of changes made through the API, console and CLI.
+	Audit AuditConfig `yaml:"audit"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 
@@ -251,7 +253,7 @@ type Customer struct {
 
 // CustomerOptOut is a customer's own opt-out and bulk settings. The keys
 // belong to the customer entry (customers: is core); their meaning and
-// validation are package optout's (optout.BulkSection's CheckCustomer).
+// validation are package optout's (optout.CustomerSection).
 type CustomerOptOut struct {
 	// Unsubscribe says what happens to bulk mail without one-click
 	// unsubscribe headers: "require" (refuse it) or "add" (the gateway adds
