@@ -94,4 +94,3 @@ func TestFlagRaisedOnceAndNotifiedOnce(t *testing.T) {
 		}
 	}
 }
-
