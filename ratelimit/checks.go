@@ -56,7 +56,6 @@ var (
 type Checks struct {
 	b      Backend
 	def    Settings
-	per    map[string]Settings
 	secret secrets.Key
 	log    *slog.Logger
 	looks  *lookCache
@@ -71,21 +70,18 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log
 	if err != nil {
 		return nil, err
 	}
-	def, per := settingsByCustomer(cfg, sp)
+	def := fromLimits(sp, cfg.Defaults.Limits)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Checks{b: b, def: def, per: per, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
+	return &Checks{b: b, def: def, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
-	if s, ok := c.per[t.Customer.ID]; ok {
-		return s
-	}
-	return c.def
+	return settingsOf(t.Customer, c.def)
 }
 
 // Size returns the message_size check.
