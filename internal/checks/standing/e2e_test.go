@@ -201,6 +201,9 @@ customers:
 	if d := ds[len(ds)-2]; d["stage"] != "mail" || d["finding"] != standing.FindingHold || d["action"] != "quarantine" {
 		t.Fatalf("MAIL decision %v: want finding %s, action quarantine", d, standing.FindingHold)
 	}
+	if d := ds[len(ds)-1]; d["stage"] != "eom" || d["finding"] != standing.FindingHold || d["effective"] != "quarantine" || d["queue_id"] == "" {
+		t.Fatalf("EOM decision %v: want the message held (finding %s, effective quarantine, its queue id)", d, standing.FindingHold)
+	}
 
 	if code, b := api.do(http.MethodDelete, "/api/standing/customer/acme", ""); code != http.StatusOK {
 		t.Fatalf("lifting the flag: %d %s", code, b)
