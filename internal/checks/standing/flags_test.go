@@ -94,3 +94,52 @@ func TestFlagRaisedOnceAndNotifiedOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestLoginFlaggedBeforeItsCustomer: findings of one login flag that
+// login at the threshold, not its customer; the customer is flagged when
+// its logins together reach customer_threshold.
+func TestLoginFlaggedBeforeItsCustomer(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	clk := clock.NewFake(time.Date(2026, 12, 8, 3, 0, 0, 0, time.UTC))
+	b, _ := newMemoryBackend(nil)
+	c := DefaultConfig()
+	c.Content.CustomerThreshold = 5
+	f := NewFlags(b, NewView(b, clk, DefaultRefresh, nil), c, clk, nil)
+	var mu sync.Mutex
+	var notices []Notice
+	f.SetNotify(func(n Notice) { mu.Lock(); notices = append(notices, n); mu.Unlock() })
+	go f.Run(ctx)
+	spam := []policy.Result{{Check: content.SpamCheck, Finding: policy.Finding{Name: content.FindingSpamReject}, Action: policy.Reject}}
+	n := uint64(0)
+	send := func(login, ref string) {
+		t.Helper()
+		n++
+		f.Observe(&decision.Decision{Stage: decision.StageEOM, Customer: "acme", Login: login, Ref: ref, Results: spam})
+		deadline := time.Now().Add(5 * time.Second)
+		for f.done.Load() < n {
+			if time.Now().After(deadline) {
+				t.Fatal("job not handled")
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	for i := range 3 {
+		send("web@acme.example", "A"+string(rune('0'+i)))
+	}
+	l, _ := b.List(ctx)
+	if len(l) != 1 || l[0].Scope != ScopeLogin || l[0].ID != "web@acme.example" {
+		t.Fatalf("after 3 findings of one login: %+v, want that login flagged only", l)
+	}
+	send("shop@acme.example", "B0")
+	send("shop@acme.example", "B1")
+	l, _ = b.List(ctx)
+	if len(l) != 2 || l[0].Key() != "customer:acme" || l[0].Action != ActionHold {
+		t.Fatalf("after 5 findings of the customer's logins: %+v, want the customer flagged too", l)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(notices) != 2 || notices[0].Stop.Scope != ScopeLogin || !strings.Contains(noticeSubject(notices[0]), "login web@acme.example of customer acme") {
+		t.Fatalf("notices %+v", notices)
+	}
+}
