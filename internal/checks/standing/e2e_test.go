@@ -205,6 +205,9 @@ customers:
 		t.Fatalf("EOM decision %v: want the message held (finding %s, effective quarantine, its queue id)", d, standing.FindingHold)
 	}
 
+	if code, b := api.do(http.MethodGet, "/metrics", ""); code != http.StatusOK || !strings.Contains(string(b), `aupguard_standing_stops{action="hold"} 1`) {
+		t.Fatalf("metrics: %d, want aupguard_standing_stops{action=\"hold\"} 1", code)
+	}
 	if code, b := api.do(http.MethodDelete, "/api/standing/customer/acme", ""); code != http.StatusOK {
 		t.Fatalf("lifting the flag: %d %s", code, b)
 	}

@@ -23,6 +23,7 @@ func setupRuntime(h *setup.Host) error {
 		return err
 	}
 	h.Observer(p.Flags)
+	h.Collector(newCollector(p))
 	h.OnReload(func(cfg *config.Config) error {
 		c, err := ConfigOf(cfg)
 		if err != nil {
