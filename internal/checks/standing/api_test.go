@@ -105,7 +105,7 @@ customers:
 	if code, b := api.do(http.MethodPost, "/api/standing", good); code != http.StatusCreated {
 		t.Fatalf("good request: %d %s", code, b)
 	}
-	if e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); !ok || e.Who != "api" {
+	if e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); !ok || e.Who != "api:admin" {
 		t.Fatalf("good request not listed: %+v", api.list())
 	}
 
@@ -168,7 +168,7 @@ customers:
 		t.Fatalf("suspend form: %d, want 303", code)
 	}
 	e, ok := find(api.list(), standing.ScopeLogin, "web@acme.example", standing.SourceManual)
-	if !ok || e.Who != "console" || e.Action != standing.ActionReject || e.Until.IsZero() {
+	if !ok || e.Who != "console:admin" || e.Action != standing.ActionReject || e.Until.IsZero() {
 		t.Fatalf("console stop: %+v %v", e, ok)
 	}
 	bad := url.Values{"csrf": {token("/standing/suspend")}, "scope": {"login"}, "id": {"x"}, "action": {"reject"}, "reason": {""}}
@@ -178,6 +178,13 @@ customers:
 	resume := url.Values{"csrf": {token("/standing/resume")}, "scope": {"customer"}, "id": {"acme"}, "source": {"manual"}}
 	if code := post("/standing/resume", resume, "same-origin"); code != http.StatusSeeOther {
 		t.Fatalf("resume form: %d, want 303", code)
+	}
+	// Every change is in the audit trail, with what it did.
+	code, trail := api.do(http.MethodGet, "/api/audit?since=1h", "")
+	for _, want := range []string{"standing.suspend", "login:web@acme.example", "standing.resume", "customer:acme"} {
+		if code != http.StatusOK || !strings.Contains(string(trail), want) {
+			t.Fatalf("audit trail lacks %q: %d %s", want, code, trail)
+		}
 	}
 	if _, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); ok {
 		t.Fatal("resumed from the console but still listed")
