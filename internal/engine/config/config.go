@@ -253,7 +253,7 @@ type Customer struct {
 
 // CustomerOptOut is a customer's own opt-out and bulk settings. The keys
 // belong to the customer entry (customers: is core); their meaning and
-// validation are package optout's (optout.BulkSection's CheckCustomer).
+// validation are package optout's (optout.CustomerSection).
 type CustomerOptOut struct {
 	// Unsubscribe says what happens to bulk mail without one-click
 	// unsubscribe headers: "require" (refuse it) or "add" (the gateway adds
