@@ -20,6 +20,7 @@ var Family = setup.Family{
 	Customer:      &CustomerSection,
 	Setup:         setupRuntime,
 	RecipientForm: recipientForm,
+	Commands:      commands,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)

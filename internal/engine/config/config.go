@@ -433,13 +433,3 @@ func (c *Config) CheckEnabled(name string) bool {
 	cc, ok := c.Checks[name]
 	return !ok || cc.Enabled == nil || *cc.Enabled
 }
-
-// unknownField reads yaml.v3's "field K not found in type T".
-func unknownField(msg string) (string, bool) {
-	rest, ok := strings.CutPrefix(msg, "field ")
-	if !ok {
-		return "", false
-	}
-	k, _, ok := strings.Cut(rest, " not found in type ")
-	return k, ok
-}

@@ -91,6 +91,9 @@ type Family struct {
 	Setup func(h *Host) error
 	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
 	Commands []Command
+	// Build, when set, says how the family was built ("RSA signing:
+	// openssl"); `aupguard version` prints it in parentheses.
+	Build string
 	// RecipientForm, when set, says how the family canonicalises a
 	// recipient for its keyed hash (local part case-sensitive, subaddress
 	// folded); the gateway hashes the recipients of its decisions the same
