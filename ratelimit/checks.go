@@ -56,10 +56,8 @@ var (
 type Checks struct {
 	b   Backend
 	def Settings
-	per map[string]Settings
-	// logins and resellers are the per-login limits by customer and the
-	// reseller-wide limits by reseller (tenancy.go).
-	logins    map[string]loginLimits
+	// resellers are the reseller-wide limits by reseller (tenancy.go); a
+	// customer's per-login limits are in its Settings.
 	resellers map[string]Settings
 	secret    secrets.Key
 	log       *slog.Logger
@@ -75,22 +73,18 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log
 	if err != nil {
 		return nil, err
 	}
-	def, per := settingsByCustomer(cfg, sp)
+	def := fromLimits(sp, cfg.Defaults.Limits)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	if clk == nil {
 		clk = clock.System{}
 	}
-	logins, resellers := tenancy(cfg, sp)
-	return &Checks{b: b, def: def, per: per, logins: logins, resellers: resellers, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
+	return &Checks{b: b, def: def, resellers: resellerLimits(cfg, sp), secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
-	if s, ok := c.per[t.Customer.ID]; ok {
-		return s
-	}
-	return c.def
+	return settingsOf(t.Customer, c.def)
 }
 
 // Size returns the message_size check.

@@ -20,7 +20,7 @@ var testSecret = secrets.Key("0123456789abcdef-ratelimit-test")
 
 func parseConfig(t testing.TB, y string) *config.Config {
 	t.Helper()
-	cfg, err := config.Parse([]byte(y), "test.yaml", config.Options{})
+	cfg, err := config.Parse([]byte(y), "test.yaml", config.Options{Customers: []config.CustomerSection{CustomerSection}})
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
@@ -91,7 +91,7 @@ func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...pol
 		if cu.Mode == "monitor" {
 			m = policy.Monitor
 		}
-		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m, Reseller: cu.Reseller}
+		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m, Reseller: cu.Reseller, Settings: cu.Settings}
 	}
 	h.chain = policy.NewChain(steps)
 	return h

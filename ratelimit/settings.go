@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // Settings are one customer's effective limits: defaults.limits with the
@@ -25,6 +26,28 @@ type Settings struct {
 	SpikeEnabled bool
 	SpikeWindow  time.Duration
 	Spike        SpikeParams
+	// logins are the customer's per-login limits (login_limits,
+	// login_overrides); nil without any (tenancy.go).
+	logins *loginLimits
+}
+
+// CustomerSection makes each customer's effective limits (Settings) when
+// the customer is validated, for a customer with limits of its own: the
+// checks read them from the identified customer (settingsOf) and no
+// check keeps a map of every customer.
+var CustomerSection = config.CustomerSection{Family: "ratelimit", Decode: decodeCustomer}
+
+func decodeCustomer(s *config.Section, _ string, c *config.Customer) any {
+	if c.Limits == (config.Limits{}) && c.LoginLimits == (config.Limits{}) && len(c.LoginOverrides) == 0 {
+		return nil
+	}
+	sp, err := ConfigOf(s.Config)
+	if err != nil {
+		return nil // reported with the spike: section
+	}
+	st := fromLimits(sp, s.Config.Defaults.Limits.Merge(c.Limits))
+	st.logins = loginsOf(sp, c)
+	return st
 }
 
 // SettingsFor returns the effective limits of a customer (the defaults for
@@ -34,24 +57,30 @@ func SettingsFor(cfg *config.Config, customerID string) (Settings, error) {
 	if err != nil {
 		return Settings{}, err
 	}
-	l := cfg.Defaults.Limits
-	for _, c := range cfg.Customers {
-		if c.ID == customerID {
-			l = l.Merge(c.Limits)
+	for i := range cfg.Customers {
+		if c := &cfg.Customers[i]; c.ID == customerID {
+			v, err := cfg.CustomerSettings(c, CustomerSection)
+			if err != nil {
+				return Settings{}, err
+			}
+			if s, ok := v.(Settings); ok {
+				return s, nil
+			}
 			break
 		}
 	}
-	return fromLimits(sp, l), nil
+	return fromLimits(sp, cfg.Defaults.Limits), nil
 }
 
-// settingsByCustomer resolves every customer's limits once (at start and
-// reload), so the hot path does a map lookup.
-func settingsByCustomer(cfg *config.Config, sp *Config) (Settings, map[string]Settings) {
-	m := make(map[string]Settings, len(cfg.Customers))
-	for _, c := range cfg.Customers {
-		m[c.ID] = fromLimits(sp, cfg.Defaults.Limits.Merge(c.Limits))
+// settingsOf returns the limits of a message's customer: its own, made
+// when it was validated, or the defaults.
+func settingsOf(c *policy.Customer, def Settings) Settings {
+	if c != nil {
+		if s, ok := policy.SettingsOf[Settings](c.Settings, CustomerSection.Family); ok {
+			return s
+		}
 	}
-	return fromLimits(sp, cfg.Defaults.Limits), m
+	return def
 }
 
 // fromLimits turns limits (config.Limits: pointers, nil when left out)

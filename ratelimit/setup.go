@@ -14,10 +14,11 @@ import (
 // the customer's counters (one store round trip per stage) and detects
 // spikes. It owns the spike: section of the config (config.go); the limits
 // are the core's (config.Limits in defaults: and customers:), resolved per
-// customer in settings.go.
+// customer when the customer is validated (CustomerSection, settings.go).
 var Family = setup.Family{
 	Name:     "ratelimit",
 	Sections: []config.SectionSpec{Section},
+	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SizeSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			c, err := build(d)

@@ -28,7 +28,7 @@ var DefaultSignedHeaders = []string{
 // Config is the auth: section of the config, which this package owns: the
 // provider-wide settings of spf, dkim, dmarc and dkim_sign. The customers'
 // own keys (require_alignment, dkim) sit in their entries
-// (config.CustomerAuth) and are validated by Section's CheckCustomer, which
+// (config.CustomerAuth) and are validated by CustomerSection, which
 // also reads their key files, once (Config keeps what it read).
 type Config struct {
 	DKIM    DKIMVerifyConfig `yaml:"dkim"`
@@ -69,8 +69,29 @@ type SigningConfig struct {
 }
 
 // Section is the auth: section, decoded and validated here, with the
-// authentication keys of every customer entry (CheckCustomer).
-var Section = config.SectionSpec{Key: "auth", Decode: decodeConfig, CheckCustomer: checkCustomer}
+// authentication keys of every customer entry (CustomerSection).
+var Section = config.SectionSpec{Key: "auth", Decode: decodeConfig}
+
+// CustomerSection is the family's part of a customer entry: its keys
+// (require_alignment, dkim) are validated and its key files read when the
+// customer is validated; what the checks read per customer is filed as
+// CustomerSettings.
+var CustomerSection = config.CustomerSection{Family: "auth", Decode: decodeCustomer}
+
+// CustomerSettings are a customer's own authentication settings, as the
+// checks read them from the identified customer.
+type CustomerSettings struct {
+	// RequireAlignment overrides auth.dmarc.require_alignment (nil: not).
+	RequireAlignment *bool
+}
+
+func decodeCustomer(s *config.Section, p string, c *config.Customer) any {
+	checkCustomer(s, s.Config.Section(Section.Key), p, c)
+	if c.RequireAlignment == nil {
+		return nil
+	}
+	return CustomerSettings{RequireAlignment: c.RequireAlignment}
+}
 
 // DefaultConfig is the auth: section when the config leaves it out.
 func DefaultConfig() *Config {

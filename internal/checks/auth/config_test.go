@@ -15,7 +15,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 )
 
-var sectionOpts = config.Options{Sections: []config.SectionSpec{Section}}
+var sectionOpts = config.Options{Sections: []config.SectionSpec{Section}, Customers: []config.CustomerSection{CustomerSection}}
 
 // writeKeyFile writes an Ed25519 PKCS#8 key at dir/name with mode.
 func writeKeyFile(t *testing.T, dir, name string, mode os.FileMode) (string, ed25519.PrivateKey) {

@@ -48,8 +48,9 @@ type DMARCCheck struct {
 	def     bool
 }
 
-// NewDMARC returns the dmarc check. require holds the customers' own
-// require_alignment settings, def the provider-wide one.
+// NewDMARC returns the dmarc check. A customer's own require_alignment
+// comes from its settings (CustomerSettings) or else from require, by
+// customer id; def is the provider-wide one.
 func NewDMARC(r resolver.Resolver, timeout time.Duration, require map[string]bool, def bool) *DMARCCheck {
 	if timeout <= 0 {
 		timeout = 2 * time.Second
@@ -226,7 +227,9 @@ func (c *DMARCCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 	}
 	require := c.def
 	if t.Customer != nil {
-		if v, ok := c.require[t.Customer.ID]; ok {
+		if cs, ok := policy.SettingsOf[CustomerSettings](t.Customer.Settings, CustomerSection.Family); ok && cs.RequireAlignment != nil {
+			require = *cs.RequireAlignment
+		} else if v, ok := c.require[t.Customer.ID]; ok {
 			require = v
 		}
 	}

@@ -20,6 +20,7 @@ import (
 var Family = setup.Family{
 	Name:     "auth",
 	Sections: []config.SectionSpec{Section},
+	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SPFSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			r, err := resolverOf(d)
@@ -52,13 +53,7 @@ var Family = setup.Family{
 			if err != nil {
 				return nil, err
 			}
-			require := map[string]bool{}
-			for _, c := range d.Config.Customers {
-				if c.RequireAlignment != nil {
-					require[c.ID] = *c.RequireAlignment
-				}
-			}
-			return NewDMARC(r, d.Config.DNS.Timeout, require, a.DMARC.RequireAlignment), nil
+			return NewDMARC(r, d.Config.DNS.Timeout, nil, a.DMARC.RequireAlignment), nil
 		}},
 		{Spec: SignSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			a, err := ConfigOf(d.Config)

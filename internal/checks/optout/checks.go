@@ -201,8 +201,13 @@ func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
 // Name implements policy.Check.
 func (b *Bulk) Name() string { return BulkName }
 
-func (b *Bulk) settings(id string) CustomerBulk {
-	if cb, ok := b.Customer[id]; ok {
+// settings returns the bulk settings of a message's customer: its own,
+// made when it was validated (CustomerSection), or Default.
+func (b *Bulk) settings(c *policy.Customer) CustomerBulk {
+	if cb, ok := policy.SettingsOf[CustomerBulk](c.Settings, CustomerSection.Family); ok {
+		return cb
+	}
+	if cb, ok := b.Customer[c.ID]; ok {
 		return cb
 	}
 	return b.Default
@@ -211,7 +216,7 @@ func (b *Bulk) settings(id string) CustomerBulk {
 // Body implements policy.BodyChecker: the body's fingerprint is computed as
 // it streams.
 func (b *Bulk) Body(t *policy.Txn) io.Writer {
-	if b.settings(t.Customer.ID).FingerprintRecipients < 0 {
+	if b.settings(t.Customer).FingerprintRecipients < 0 {
 		return nil
 	}
 	w := newFingerprint()
@@ -254,7 +259,7 @@ type bulkTxn struct {
 // the message is refused) and, for bulk candidates, the flag and the
 // complaint-rate sums go into the stage's batch.
 func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
-	cb := b.settings(t.Customer.ID)
+	cb := b.settings(t.Customer)
 	by, fp := b.signals(t, cb)
 	x := &bulkTxn{by: by, fp: fp}
 	bulkOf.Set(t, x)
@@ -272,7 +277,7 @@ func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
 
 // EOM implements policy.EOMChecker.
 func (b *Bulk) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	cb := b.settings(t.Customer.ID)
+	cb := b.settings(t.Customer)
 	x, ok := bulkOf.Get(t)
 	if !ok {
 		b.PrepareEOM(ctx, t, nil)

@@ -159,7 +159,7 @@ type ComplaintsConfig struct {
 // the bulk-mail rules (check bulk_mail), what makes a message bulk and what
 // bulk mail must carry. Customers override FingerprintRecipients and
 // Unsubscribe with their own keys (customers[].fingerprint_recipients,
-// customers[].unsubscribe), validated by CheckCustomer.
+// customers[].unsubscribe), validated by CustomerSection.
 type BulkConfig struct {
 	// FingerprintRecipients: a body sent to more than this many recipients
 	// within FingerprintWindow is bulk; -1 turns fingerprinting off.
@@ -177,7 +177,25 @@ var Section = config.SectionSpec{Key: "optout", Decode: decodeConfig}
 // customers' bulk keys (unsubscribe, fingerprint_recipients). It reads the
 // optout: section (an "add" mode needs optout.unsubscribe.base_url), so it
 // comes after Section in the family's list.
-var BulkSection = config.SectionSpec{Key: "bulk", Decode: decodeBulk, CheckCustomer: checkCustomer}
+var BulkSection = config.SectionSpec{Key: "bulk", Decode: decodeBulk}
+
+// CustomerSection is the family's part of a customer entry: its bulk keys
+// (unsubscribe, fingerprint_recipients), validated when the customer is,
+// and filed as the customer's CustomerBulk (over bulk:'s defaults) when it
+// sets any; bulk_mail reads it from the identified customer.
+var CustomerSection = config.CustomerSection{Family: "optout", Decode: decodeCustomer}
+
+func decodeCustomer(s *config.Section, p string, c *config.Customer) any {
+	checkCustomer(s, p, c)
+	if c.Unsubscribe == "" && c.FingerprintRecipients == nil {
+		return nil
+	}
+	b, _ := s.Config.Section(BulkSection.Key).(*BulkConfig)
+	if b == nil {
+		b = DefaultBulkConfig()
+	}
+	return customerBulk(b, c)
+}
 
 // DefaultConfig is the optout: section when the config leaves it out.
 func DefaultConfig() *Config {
@@ -354,7 +372,7 @@ func decodeBulk(s *config.Section) any {
 
 // checkCustomer validates one customer's bulk keys (placed under p,
 // "customers[i]").
-func checkCustomer(s *config.Section, _ any, p string, c *config.Customer) {
+func checkCustomer(s *config.Section, p string, c *config.Customer) {
 	if c.Unsubscribe != "" {
 		validUnsubscribe(s, p+".unsubscribe", c.Unsubscribe)
 		if c.Unsubscribe == UnsubscribeAdd && baseURL(s.Config) == "" {

@@ -8,7 +8,7 @@ import (
 )
 
 // sectionOpts parses with this package's sections, as the gateway does.
-var sectionOpts = config.Options{Sections: []config.SectionSpec{Section, BulkSection}}
+var sectionOpts = config.Options{Sections: []config.SectionSpec{Section, BulkSection}, Customers: []config.CustomerSection{CustomerSection}}
 
 func TestOptOutConfig(t *testing.T) {
 	const cust = "customers:\n  - id: a\n    networks: [192.0.2.1]\n    domains: [a.example]\n"
@@ -95,7 +95,7 @@ func TestConfigOfWithoutSections(t *testing.T) {
 	if s.FoldSubaddress || s.FeedbackID || s.Threshold != 3 || s.Warn != DefaultComplaintWarn || s.FingerprintWindow != DefaultFingerprintWindow {
 		t.Errorf("settings %+v", s)
 	}
-	if s.Bulk.FingerprintRecipients != 50 || s.Customers["a"].FingerprintRecipients != -1 || s.Customers["b"].FingerprintRecipients != 50 || s.Bulk.AddUnsubscribe {
+	if s.Bulk.FingerprintRecipients != 50 || s.BulkFor("a").FingerprintRecipients != -1 || s.BulkFor("b").FingerprintRecipients != 50 || s.Bulk.AddUnsubscribe {
 		t.Errorf("bulk settings %+v %+v", s.Bulk, s.Customers)
 	}
 }

@@ -122,8 +122,10 @@ type Settings struct {
 	FeedbackID bool
 	// FingerprintWindow is the window of bulk_mail's body fingerprint count.
 	FingerprintWindow time.Duration
-	// Bulk is bulk_mail's provider-wide default; Customers the customers'
-	// own (their keys over the default), by customer id.
+	// Bulk is bulk_mail's provider-wide default; Customers the own
+	// settings (their keys over the default) of the customers that have
+	// bulk keys, by customer id (BulkFor). The bulk_mail check reads a
+	// customer's from the customer itself (CustomerSection).
 	Bulk      CustomerBulk
 	Customers map[string]CustomerBulk
 }
@@ -167,18 +169,32 @@ func NewSettings(o *Config, b *BulkConfig, customers []config.Customer, key secr
 		FeedbackID:        o.AddsFeedbackID(),
 		FingerprintWindow: b.FingerprintWindow,
 		Bulk:              CustomerBulk{AddUnsubscribe: b.Unsubscribe == UnsubscribeAdd, FingerprintRecipients: b.FingerprintRecipients},
-		Customers:         make(map[string]CustomerBulk, len(customers)),
+		Customers:         map[string]CustomerBulk{},
 	}
 	for i := range customers {
-		cu := &customers[i]
-		cb := s.Bulk
-		cb.AddUnsubscribe = b.UnsubscribeMode(cu) == UnsubscribeAdd
-		if cu.FingerprintRecipients != nil {
-			cb.FingerprintRecipients = *cu.FingerprintRecipients
+		// Only a customer with bulk keys of its own differs from Bulk.
+		if cu := &customers[i]; cu.Unsubscribe != "" || cu.FingerprintRecipients != nil {
+			s.Customers[cu.ID] = customerBulk(b, cu)
 		}
-		s.Customers[cu.ID] = cb
 	}
 	return s, nil
+}
+
+// customerBulk is the bulk settings of customer cu: its own keys over b.
+func customerBulk(b *BulkConfig, cu *config.Customer) CustomerBulk {
+	cb := CustomerBulk{AddUnsubscribe: b.UnsubscribeMode(cu) == UnsubscribeAdd, FingerprintRecipients: b.FingerprintRecipients}
+	if cu.FingerprintRecipients != nil {
+		cb.FingerprintRecipients = *cu.FingerprintRecipients
+	}
+	return cb
+}
+
+// BulkFor returns the bulk settings of a customer: its own, or Bulk.
+func (s *Settings) BulkFor(id string) CustomerBulk {
+	if cb, ok := s.Customers[id]; ok {
+		return cb
+	}
+	return s.Bulk
 }
 
 // Canonical normalises an address for suppression: the domain is a

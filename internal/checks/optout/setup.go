@@ -19,6 +19,7 @@ import (
 var Family = setup.Family{
 	Name:          "optout",
 	Sections:      []config.SectionSpec{Section, BulkSection},
+	Customer:      &CustomerSection,
 	Setup:         setupRuntime,
 	RecipientForm: recipientForm,
 	Checks: []setup.Check{

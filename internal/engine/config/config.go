@@ -4,10 +4,8 @@
 package config
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"reflect"
 	"sort"
@@ -51,6 +49,9 @@ type Config struct {
 	Reports ReportsConfig `yaml:"reports"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
+
+	// Runtime is the Go runtime's tuning of serve (runtime.go).
+	Runtime RuntimeConfig `yaml:"runtime"`
 
 	// Raw holds the top-level sections that check families own (see
 	// SectionSpec), as YAML; the core does not read them.
@@ -240,6 +241,12 @@ type Customer struct {
 
 	CustomerAuth   `yaml:",inline"`
 	CustomerOptOut `yaml:",inline"`
+
+	// Settings are the families' typed settings of this customer, made
+	// from the keys above by their customer sections (CustomerSection)
+	// when the customer is validated; the identification index hands them
+	// to the checks (policy.Customer.Settings).
+	Settings policy.Settings `yaml:"-"`
 }
 
 // CustomerOptOut is a customer's own opt-out and bulk settings. The keys
@@ -271,6 +278,10 @@ type Options struct {
 	// neither core nor one of them is an error. Nil skips that validation
 	// (families then decode their section when asked, Config.SectionOf).
 	Sections []SectionSpec
+	// Customers are the families' sections of a customer entry: each
+	// validates its keys of every customer and makes its typed settings
+	// of it (Customer.Settings). Nil skips them.
+	Customers []CustomerSection
 }
 
 // Error is one configuration error with its place.
@@ -341,24 +352,26 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 		// turn the gateway into that.
 		return nil, Errors{{File: file, Line: 1, Msg: "the config is empty (no settings, only comments or blank lines); refusing it: an empty file is more likely truncated than meant"}}
 	}
+	// The document is parsed once, into root (which places errors and
+	// warnings), and decoded from it: parsing twice (the tree, then
+	// yaml.Decoder's own tree) was the larger part of a config's load at
+	// 100,000 customers. Unknown keys are found by walking root against
+	// Config's type (unknownKeys), as yaml.v3's KnownFields would.
 	// Type and unknown-key errors do not stop decoding (yaml.v3 collects
 	// them), so validation below still runs and every error is reported.
 	var es Errors
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+	unknownKeys(root.Content[0], reflect.TypeOf(cfg), "", func(n *yaml.Node, p, k string) {
+		es = append(es, Error{File: file, Line: n.Line, Path: p,
+			Msg: fmt.Sprintf("unknown key %q", k) + didYouMean(k, yamlKeys(reflect.TypeOf(cfg), p, ""))})
+	})
+	if err := root.Content[0].Decode(cfg); err != nil {
 		var te *yaml.TypeError
 		if !errors.As(err, &te) {
 			return nil, Errors{yamlError(file, err.Error())}
 		}
 		for _, m := range te.Errors {
 			e := yamlError(file, m)
-			if len(root.Content) > 0 {
-				e.Path = pathAtLine(root.Content[0], "", e.Line)
-			}
-			if k, ok := unknownField(e.Msg); ok {
-				e.Msg = fmt.Sprintf("unknown key %q", k) + didYouMean(k, yamlKeys(reflect.TypeOf(cfg), e.Path, ""))
-			}
+			e.Path = pathAtLine(root.Content[0], "", e.Line)
 			es = append(es, e)
 		}
 	}
@@ -368,7 +381,7 @@ func Parse(data []byte, file string, opts Options) (*Config, error) {
 	cfg.applyDefaults(opts)
 	v := &validator{cfg: cfg, opts: opts}
 	cfg.validate(v)
-	cfg.decodeSections(v, opts.Sections)
+	cfg.decodeSections(v, opts)
 	v.errs = append(es, v.errs...)
 	// Warnings are placed now, while the tree is there.
 	cfg.warnings = append(cfg.findWarnings(file), v.warns...)

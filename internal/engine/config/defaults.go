@@ -126,6 +126,7 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Events.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()
+	c.Runtime.defaults()
 }
 
 // stateDirectory is the first folder of systemd's $STATE_DIRECTORY (a

@@ -5,7 +5,9 @@ import (
 	"net/netip"
 	"reflect"
 	"sort"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"go.yaml.in/yaml/v3"
@@ -27,11 +29,26 @@ type SectionSpec struct {
 	// What it returns is kept even when it reported errors, but a config
 	// with errors is refused as a whole.
 	Decode func(s *Section) any
-	// CheckCustomer, when set, validates the family's keys of one customer
-	// entry (placed under customers[i]); it runs at Parse for the file's
-	// customers and again for every customer of a live directory
-	// (WithCustomers). settings is what Decode returned.
-	CheckCustomer func(s *Section, settings any, path string, c *Customer)
+}
+
+// CustomerSection is a check family's part of each customer entry: the
+// keys of the entry it owns (auth's require_alignment and dkim, bulk
+// mail's unsubscribe, the volume limits), validated by the family, which
+// makes its typed settings of the customer from them. The core files them
+// in the customer's Settings under Family without knowing their type; the
+// family reads them back with policy.SettingsOf. A customer is decoded
+// when it is validated: at Parse for the file's customers, and for a live
+// directory change the changed customers only (WithCustomers), so that a
+// change never rescans the others.
+type CustomerSection struct {
+	// Family names the family; its settings are filed under it.
+	Family string
+	// Decode validates the family's keys of the customer entry at path p
+	// ("customers[3]"), reporting errors through s, and returns the
+	// family's settings of that customer, or nil when the entry sets none
+	// of them (the family's defaults apply; nothing is stored). s.Config
+	// is the config with the families' top-level sections decoded.
+	Decode func(s *Section, p string, c *Customer) any
 }
 
 // Section is one family-owned section while it is decoded.
@@ -129,6 +146,8 @@ func (s *Section) Reply(p string, code int, enhanced, text string) {
 type sections struct {
 	specs map[string]SectionSpec
 	typed map[string]any
+	// customers are the families' customer sections (Options.Customers).
+	customers []CustomerSection
 }
 
 // Section returns what the family owning key decoded from its section
@@ -156,8 +175,9 @@ func (c *Config) SectionOf(spec SectionSpec) (any, error) {
 
 // decodeSections runs every family's decoder (Parse), reporting unknown
 // top-level keys with a "did you mean".
-func (c *Config) decodeSections(v *validator, specs []SectionSpec) {
-	c.sections = sections{specs: map[string]SectionSpec{}, typed: map[string]any{}}
+func (c *Config) decodeSections(v *validator, opts Options) {
+	specs := opts.Sections
+	c.sections = sections{specs: map[string]SectionSpec{}, typed: map[string]any{}, customers: opts.Customers}
 	for _, sp := range specs {
 		c.sections.specs[sp.Key] = sp
 	}
@@ -189,18 +209,41 @@ func (c *Config) decodeSections(v *validator, specs []SectionSpec) {
 	c.checkCustomers(v, c.Customers, 0)
 }
 
-// checkCustomers runs the families' customer checks on list, whose first
-// entry is customers[first].
+// checkCustomers decodes the families' sections of every customer of
+// list, whose first entry is customers[first], into its Settings.
 func (c *Config) checkCustomers(v *validator, list []Customer, first int) {
-	for _, sp := range c.sections.specs {
-		if sp.CheckCustomer == nil {
-			continue
-		}
-		s := &Section{Key: sp.Key, Config: c, v: v}
-		for i := range list {
-			sp.CheckCustomer(s, c.sections.typed[sp.Key], fmt.Sprintf("customers[%d]", first+i), &list[i])
+	if len(c.sections.customers) == 0 {
+		return
+	}
+	for i := range list {
+		cu := &list[i]
+		cu.Settings = policy.Settings{}
+		p := "customers[" + strconv.Itoa(first+i) + "]"
+		for _, cs := range c.sections.customers {
+			s := &Section{Key: cs.Family, Config: c, v: v}
+			if val := cs.Decode(s, p, cu); val != nil {
+				cu.Settings = cu.Settings.With(cs.Family, val)
+			}
 		}
 	}
+}
+
+// CustomerSettings returns the settings cs makes of customer cu: those
+// filed when cu was validated with cs among Options.Customers, else cs
+// decoded now (for tools and tests that parse with fewer options).
+func (c *Config) CustomerSettings(cu *Customer, cs CustomerSection) (any, error) {
+	for _, known := range c.sections.customers {
+		if known.Family == cs.Family {
+			v, _ := policy.SettingsOf[any](cu.Settings, cs.Family)
+			return v, nil
+		}
+	}
+	v := &validator{cfg: c}
+	out := cs.Decode(&Section{Key: cs.Family, Config: c, v: v}, "customers["+cu.ID+"]", cu)
+	if len(v.errs) > 0 {
+		return out, v.errs
+	}
+	return out, nil
 }
 
 func sectionKeys(specs []SectionSpec) []string {
@@ -228,8 +271,27 @@ var unmarshalerType = reflect.TypeOf((*yaml.Unmarshaler)(nil)).Elem()
 
 // unknownKeys walks n against the type t it is decoded into and reports
 // every mapping key that t does not have (yaml.v3's KnownFields works only
-// on a whole document; a family decodes one node).
+// on a whole document; a family decodes one node). p is n's path; the
+// paths below it are only formatted for a key reported (the walk visits
+// every key of every customer of a large config).
 func unknownKeys(n *yaml.Node, t reflect.Type, p string, report func(n *yaml.Node, p, key string)) {
+	w := keyWalk{report: report, segs: []string{p}}
+	w.walk(n, t)
+}
+
+// keyWalk is one unknownKeys walk: segs is the path of the node being
+// walked, a segment at a time ("auth", ".dkim", "[0]").
+type keyWalk struct {
+	report func(n *yaml.Node, p, key string)
+	segs   []string
+}
+
+func (w *keyWalk) path() string {
+	p := strings.Join(w.segs, "")
+	return strings.TrimPrefix(p, ".")
+}
+
+func (w *keyWalk) walk(n *yaml.Node, t reflect.Type) {
 	for n.Kind == yaml.AliasNode && n.Alias != nil {
 		n = n.Alias
 	}
@@ -253,26 +315,48 @@ func unknownKeys(n *yaml.Node, t reflect.Type, p string, report func(n *yaml.Nod
 			ft, ok := fields[k]
 			switch {
 			case ok:
-				unknownKeys(n.Content[i+1], ft, join(p, k), report)
+				w.segs = append(w.segs, "."+k)
+				w.walk(n.Content[i+1], ft)
+				w.segs = w.segs[:len(w.segs)-1]
 			case !open:
-				report(n.Content[i], join(p, k), k)
+				w.report(n.Content[i], join(w.path(), k), k)
 			}
 		}
 	case reflect.Slice, reflect.Array:
 		if n.Kind != yaml.SequenceNode {
 			return
 		}
+		if !mayHaveKeys(t.Elem()) {
+			return
+		}
 		for i, e := range n.Content {
-			unknownKeys(e, t.Elem(), fmt.Sprintf("%s[%d]", p, i), report)
+			w.segs = append(w.segs, "["+strconv.Itoa(i)+"]")
+			w.walk(e, t.Elem())
+			w.segs = w.segs[:len(w.segs)-1]
 		}
 	case reflect.Map:
 		if n.Kind != yaml.MappingNode {
 			return
 		}
 		for i := 0; i+1 < len(n.Content); i += 2 {
-			unknownKeys(n.Content[i+1], t.Elem(), join(p, n.Content[i].Value), report)
+			w.segs = append(w.segs, "."+n.Content[i].Value)
+			w.walk(n.Content[i+1], t.Elem())
+			w.segs = w.segs[:len(w.segs)-1]
 		}
 	}
+}
+
+// mayHaveKeys reports whether a value of type t can hold mapping keys to
+// check (a list of strings cannot: its elements are not walked).
+func mayHaveKeys(t reflect.Type) bool {
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	switch t.Kind() {
+	case reflect.Struct, reflect.Map, reflect.Slice, reflect.Array, reflect.Interface:
+		return true
+	}
+	return false
 }
 
 func join(p, k string) string {
@@ -282,9 +366,29 @@ func join(p, k string) string {
 	return p + "." + k
 }
 
+// structFields are a struct type's YAML keys (yamlFields), by type.
+type structFields struct {
+	fields map[string]reflect.Type
+	open   bool
+}
+
+// fieldCache holds yamlFields' answers: unknownKeys asks for the same few
+// types once per customer entry (100,000 times for a large directory).
+var fieldCache sync.Map // reflect.Type -> structFields
+
 // yamlFields maps the YAML keys of struct t to their types (inline structs
 // flattened); open is true when t has an inline map that takes any key.
+// The map returned is shared: callers do not change it.
 func yamlFields(t reflect.Type) (fields map[string]reflect.Type, open bool) {
+	if sf, ok := fieldCache.Load(t); ok {
+		return sf.(structFields).fields, sf.(structFields).open
+	}
+	fields, open = readFields(t)
+	fieldCache.Store(t, structFields{fields, open})
+	return fields, open
+}
+
+func readFields(t reflect.Type) (fields map[string]reflect.Type, open bool) {
 	fields = map[string]reflect.Type{}
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)

@@ -213,6 +213,7 @@ func (c *Config) validate(v *validator) {
 	c.Events.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
+	c.Runtime.validate(v)
 	c.Defaults.Limits.validate(v, "defaults.limits")
 }
 

@@ -72,7 +72,7 @@ func hasMeta(s string) bool {
 }
 
 func build(cc *config.Customer) (*policy.Customer, error) {
-	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Reseller: cc.Reseller, Overrides: map[string]policy.CustomerOverride{}}
+	c := &policy.Customer{ID: cc.ID, Name: cc.Name, AbuseContact: cc.AbuseContact, Reseller: cc.Reseller, Settings: cc.Settings}
 	if cc.Mode == "monitor" {
 		c.Mode = policy.Monitor
 	}
@@ -105,6 +105,9 @@ func build(cc *config.Customer) (*policy.Customer, error) {
 				ov.Findings = map[string]policy.Action{}
 			}
 			ov.Findings[f] = a
+		}
+		if c.Overrides == nil {
+			c.Overrides = make(map[string]policy.CustomerOverride, len(cc.Checks))
 		}
 		c.Overrides[name] = ov
 	}

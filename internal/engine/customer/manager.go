@@ -323,6 +323,13 @@ func (m *Manager) effective(consume bool) (*config.Config, map[string]bool, erro
 // effectiveLocked computes the effective config and what changed since
 // the last one computed (caller holds m.mu).
 func (m *Manager) effectiveLocked() (*config.Config, map[string]bool, error) {
+	if (m.eff == nil || m.effBase != m.base) && len(m.live) == 0 {
+		// The store adds nothing: the effective config is the file's,
+		// validated by its Parse (no second copy of the list; the
+		// ownership maps are built at the first change, ensureOwners).
+		m.eff, m.effBase, m.effIdx, m.dirty = m.base, m.base, m.baseIdx, map[string]bool{}
+		return m.base, nil, nil
+	}
 	list, _ := m.merged(m.live)
 	if m.eff == nil || m.effBase != m.base {
 		cfg, err := m.base.WithCustomers(list, m.opts)

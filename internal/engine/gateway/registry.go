@@ -51,6 +51,17 @@ func Sections() []config.SectionSpec {
 	return out
 }
 
+// CustomerSections returns the families' sections of a customer entry.
+func CustomerSections() []config.CustomerSection {
+	var out []config.CustomerSection
+	for _, f := range setup.Families() {
+		if f.Customer != nil {
+			out = append(out, *f.Customer)
+		}
+	}
+	return out
+}
+
 // chainList is the default chain, in data: one check name per line.
 //
 //go:embed chain.list
@@ -94,5 +105,5 @@ func Specs() []policy.Spec {
 // ConfigOptions are the options config.Load needs to validate check and
 // finding names and the chain.
 func ConfigOptions() config.Options {
-	return config.Options{Checks: CheckNames(), Specs: Specs(), DefaultChain: DefaultChain(), Sections: Sections()}
+	return config.Options{Checks: CheckNames(), Specs: Specs(), DefaultChain: DefaultChain(), Sections: Sections(), Customers: CustomerSections()}
 }

@@ -99,8 +99,9 @@ func Build(d *setup.Deps) (*State, error) {
 	// A check reads the outputs of the checks it needs (Spec.Needs): they
 	// must run before it. config.Parse says so at the line; a config built
 	// by hand is held to it here.
-	specs := make(map[string]policy.Spec, len(registry()))
-	for n, p := range registry() {
+	reg := registry()
+	specs := make(map[string]policy.Spec, len(reg))
+	for n, p := range reg {
 		specs[n] = p.spec
 	}
 	for _, pr := range policy.CheckChain(cfg.Chain, specs) {
@@ -108,7 +109,7 @@ func Build(d *setup.Deps) (*State, error) {
 	}
 	var steps []policy.Step
 	for _, name := range cfg.Chain {
-		p, ok := registry()[name]
+		p, ok := reg[name]
 		if !ok {
 			errs = append(errs, fmt.Errorf("chain: unknown check %q", name))
 			continue

@@ -35,8 +35,8 @@ type CustomerOverride struct {
 }
 
 // Customer is an identified sender: the provider's customer a message is
-// attributed to. Check-specific per-customer settings (limits, keys) are
-// resolved by each check from the config when it is built.
+// attributed to. The families' own settings of the customer (limits, bulk
+// mail, alignment) are in Settings, each read by its family (SettingsOf).
 type Customer struct {
 	ID           string
 	Name         string
@@ -50,8 +50,11 @@ type Customer struct {
 	Domains []mailaddr.Pattern
 	// Networks are the customer's client networks, parsed once by the
 	// customer directory.
-	Networks  []netip.Prefix
+	Networks []netip.Prefix
+	// Overrides are the customer's own settings of checks (nil: none).
 	Overrides map[string]CustomerOverride
+	// Settings are the families' settings of this customer.
+	Settings Settings
 }
 
 // OwnsDomain reports whether the customer may send as domain. The domain is

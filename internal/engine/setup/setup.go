@@ -73,11 +73,10 @@ type Family struct {
 	// Sections are the top-level config sections the family owns
 	// (decoded, defaulted and validated by the package itself).
 	Sections []config.SectionSpec
-	// Customer is reserved for the family's per-customer section
-	// (issue 26 §2: its keys in a customer entry, decoded by the family,
-	// kept by the core as opaque typed settings); helper p-customer
-	// defines its shape. Nil: the family has none.
-	Customer *CustomerSpec
+	// Customer, when set, is the family's part of each customer entry:
+	// its keys there, validated by the family into its typed settings of
+	// the customer (policy.SettingsOf reads them back).
+	Customer *config.CustomerSection
 	// Setup, when set, registers the family's runtime parts on h:
 	// services, routes, collectors, report sections, console panels,
 	// readiness components and reload hooks. It runs once per Host (the
@@ -95,11 +94,4 @@ type Family struct {
 	// family sets it (opt-out); without any, recipients are compared
 	// case-insensitively and not folded.
 	RecipientForm func(cfg *config.Config) (caseSensitive, foldSubaddress bool, err error)
-}
-
-// CustomerSpec is a family's section of a customer entry (issue 26 §2,
-// owned by helper p-customer).
-type CustomerSpec struct {
-	// Key is the section's key in a customer entry.
-	Key string
 }
