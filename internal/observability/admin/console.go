@@ -30,12 +30,18 @@ import (
 //	GET  /customers/{id}            one customer: definition, volume, checks, limits and use,
 //	                                opt-out standing, flag with its clear action, changes
 //	POST /customers/{id}/clear-flag clear the customer's opt-out flag
+//	GET  /standing                  every stopped sender and flag, and why (standing.go)
 func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /decision", s.pageDecision)
 	mux.HandleFunc("GET /decisions", s.pageDecisions)
 	mux.HandleFunc("GET /customers", s.pageCustomers)
 	mux.HandleFunc("GET /customers/{id}", s.pageCustomer)
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
+	if _, ok := s.standingHandler(); ok {
+		mux.HandleFunc("GET /standing", s.pageStanding)
+		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
+		mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	}
 }
 
 // pageSize is the number of decisions per page of /decisions.
@@ -43,6 +49,7 @@ const pageSize = 50
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
+	_, data["StandingNav"] = s.standingHandler()
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)

@@ -76,6 +76,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/"{{if eq .Nav "dashboard"}} class="current"{{end}}>Dashboard</a>
 <a href="/decisions"{{if eq .Nav "decisions"}} class="current"{{end}}>Decisions</a>
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
+{{if .StandingNav}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
 <form method="get" action="/decision"><label>Reference <input name="ref" size="12" placeholder="e.g. 7KQ2M9XW4P" value="{{.Ref}}"></label> <button>Find</button></form>
 </nav>{{end}}
 
