@@ -78,6 +78,7 @@ func runCustomer(args []string, stdout, stderr io.Writer) int {
 			return 0
 		}
 		fmt.Fprintf(stdout, "%s: flag cleared\n", id)
+		recordCLI(svc.Config, stderr, "flag.clear", id, "flagged", "cleared")
 		return 0
 	}
 	st, err := svc.Status(ctx, id)

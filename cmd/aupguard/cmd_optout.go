@@ -144,6 +144,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 				status = 1
 			default:
 				fmt.Fprintf(stdout, "%s\tremoved\n", a)
+				recordCLI(svc.Config, stderr, "optout.remove", *list, optout.MaskAddress(a), "removed")
 			}
 		}
 		return status

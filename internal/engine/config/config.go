@@ -47,6 +47,8 @@ type Config struct {
 
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
+	// Audit is the trail of changes made through the API, console and CLI.
+	Audit AuditConfig `yaml:"audit"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 

@@ -211,6 +211,7 @@ func (c *Config) validate(v *validator) {
 	c.Admin.validate(v)
 	c.Directory.validate(v)
 	c.Events.validate(v)
+	c.Audit.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
 	c.Runtime.validate(v)

@@ -171,7 +171,9 @@ var protected = []struct{ method, path string }{
 }
 
 func TestAuthEveryEndpoint(t *testing.T) {
-	e := start(t, adminConfig, "", nil)
+	// Every wrong credential of this test comes from one client: the
+	// brute-force bound (TestTokenBruteForceThrottled) is raised.
+	e := start(t, adminConfig, "", func(o *Options) { o.AuthFailBurst = 1 << 20 })
 	basic := func(user, pw string) string {
 		req, _ := http.NewRequest("GET", "/", nil)
 		req.SetBasicAuth(user, pw)

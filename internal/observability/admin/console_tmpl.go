@@ -78,6 +78,12 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
 <a href="/resellers"{{if or (eq .Nav "resellers") (eq .Nav "reseller")}} class="current"{{end}}>Resellers</a>
 {{if .StandingNav}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
+{{- if .Admin}}
+<a href="/audit"{{if eq .Nav "audit"}} class="current"{{end}}>Audit</a>
+{{- end}}
+{{- with .Scope}}
+<span class="muted" id="scope">signed in as {{$.Who}} ({{.}})</span>
+{{- end}}
 <form method="get" action="/decision"><label>Reference <input name="ref" size="12" placeholder="e.g. 7KQ2M9XW4P" value="{{.Ref}}"></label> <button>Find</button></form>
 </nav>{{end}}
 
@@ -152,6 +158,22 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <p>{{if .Prev}}<a id="prev" href="{{.Prev}}">← newer</a>{{end}} page {{.Page}} {{if .Next}}<a id="next" href="{{.Next}}">older →</a>{{end}}</p>
 </body></html>{{end}}
 
+{{define "audit"}}{{template "head" "Audit"}}{{template "nav" .}}
+<h1>Audit trail</h1>
+<p class="muted">Every change made through the API, the console and the CLI: who, when, what and from where.</p>
+<form class="filters" method="get" action="/audit">
+<label>Who <input name="who" value="{{.Who}}" size="16"></label>
+<label>Since <input name="since" value="{{.Since}}" size="6" placeholder="7d"></label>
+<button>Filter</button></form>
+<table id="audit"><thead><tr><th>Time</th><th>Who</th><th>From</th><th>Action</th><th>Target</th><th>Before</th><th>After</th></tr></thead><tbody>
+{{- range .Entries}}
+<tr><td>{{when .Time}}</td><td>{{.Who}}</td><td>{{.From}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{.Before}}</td><td>{{.After}}</td></tr>
+{{- else}}
+<tr><td colspan="7" class="muted" id="no-entries">No change recorded.</td></tr>
+{{- end}}
+</tbody></table>
+</body></html>{{end}}
+
 {{define "customers"}}{{template "head" "Customers"}}{{template "nav" .}}
 <h1>Customers</h1>
 <form method="get" action="/customers"><input name="q" value="{{.Q}}" placeholder="id or name"> <button>Search</button></form>
@@ -213,7 +235,8 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 {{- with .Standing}}
 <table id="standing">
 <tr><th>Flag</th><td id="flag">{{if .Flag}}<span class="bad">flagged</span>: {{.Flag.Reason}} since {{when .Flag.Since}} ({{.Flag.Hits}} sends to opted-out recipients)
-<form method="post" action="/customers/{{.Customer}}/clear-flag"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button id="clear-flag">Clear the flag</button></form>{{else}}<span class="ok">not flagged</span>{{end}}</td></tr>
+{{- if $.CSRF}}
+<form method="post" action="/customers/{{.Customer}}/clear-flag"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button id="clear-flag">Clear the flag</button></form>{{end}}{{else}}<span class="ok">not flagged</span>{{end}}</td></tr>
 <tr><th>Sends to opted-out recipients</th><td>{{.OptedOutSends}} (flag at {{.FlagThreshold}})</td></tr>
 <tr><th>Complaint rate</th><td id="complaint-rate">{{pct .ComplaintRate}}: {{.Complaints}} of {{.Delivered}} delivered, <span class="{{if eq .RateLevel "act"}}bad{{else if eq .RateLevel "warn"}}warn{{end}}">{{.RateLevel}}</span> (warn at {{pct $.Thresholds.Warn}}, act at {{pct $.Thresholds.Act}})</td></tr>
 <tr><th>Own suppression list</th><td>{{.ListSize}} addresses</td></tr>
