@@ -280,8 +280,18 @@ func (rc rateCheck) mailOps(t *policy.Txn) []Op {
 }
 
 // sortScopes puts the reseller-wide ops last, in a stable order (one run
-// holds them in their own part on a Redis Cluster, see slots).
+// holds them in their own part on a Redis Cluster, see slots); without a
+// reseller-wide op, ops as they are.
 func sortScopes(ops []Op) []Op {
+	last := -1
+	for i, op := range ops {
+		if op.Scope == ScopeReseller {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ops
+	}
 	out := make([]Op, 0, len(ops))
 	for _, op := range ops {
 		if op.Scope != ScopeReseller {

@@ -323,3 +323,34 @@ customers: [{id: acme, reseller: hostco, logins: [alice], domains: [acme.example
 		t.Fatalf("counted customer %d, reseller %d; want 4 and 4", got[0], got[1])
 	}
 }
+
+// BenchmarkMessageOps is the per-message cost of building a message's
+// counter ops (end of message and one recipient) for a customer without
+// logins' or reseller's limits (the cost when off) and for one with both.
+func BenchmarkMessageOps(b *testing.B) {
+	cfg := parseConfig(b, `
+defaults: {limits: {messages_per_hour: 1000, messages_per_day: 10000, recipients_per_day: 20000}}
+resellers: [{id: hostco, limits: {messages_per_day: 100000}}]
+customers:
+  - {id: plain, logins: [p], domains: [plain.example]}
+  - {id: tenant, reseller: hostco, logins: [t], domains: [tenant.example], login_limits: {messages_per_hour: 100}}
+`)
+	c, err := New(nil, cfg, testSecret, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := rateCheck{c}
+	for _, cu := range []struct{ name, id, login, reseller string }{{"off", "plain", "p", ""}, {"login and reseller", "tenant", "t", "hostco"}} {
+		b.Run(cu.name, func(b *testing.B) {
+			pc := &policy.Customer{ID: cu.id, Reseller: cu.reseller, Settings: cfg.Customers[map[string]int{"plain": 0, "tenant": 1}[cu.id]].Settings}
+			tx := policy.NewTxn(&policy.Conn{AuthLogin: cu.login}, pc, "ref", time.Now())
+			rcpt := &policy.Rcpt{}
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				n += len(rc.eomOps(tx)) + len(rc.rcptOps(tx, rcpt))
+			}
+			b.ReportMetric(float64(n)/float64(b.N), "ops/msg")
+		})
+	}
+}
