@@ -27,5 +27,9 @@ USER 65532:65532
 WORKDIR /var/lib/aupguard
 VOLUME ["/var/lib/aupguard"]
 EXPOSE 8891 8892 8893
+# The Go runtime's monitor thread kept awake (runtime.sysmon: awake, the
+# default; docs/performance.md#runtime-setting): set here, serve starts
+# under it without executing itself again.
+ENV GODEBUG=schedtrace=2147483647
 ENTRYPOINT ["/usr/local/bin/aupguard"]
 CMD ["serve", "-config", "/etc/aupguard/aupguard.yaml"]

@@ -35,7 +35,7 @@ func arfNaming(data []byte, rcpts ...string) []byte {
 	return []byte(b.String())
 }
 
-// TestComplaintsThroughPostfix is issue 22 item 4 through real Postfix and
+// TestComplaintsThroughPostfix, through real Postfix and
 // the running gateway's admin API, on the memory store and on Redis: beta
 // sends a one-recipient and a three-recipient message; every recipient
 // holds the stamp as delivered. Forged, duplicated (x50) and

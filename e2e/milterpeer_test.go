@@ -57,7 +57,7 @@ func counterValue(t *testing.T, d *daemon.Daemon, name string, labels ...string)
 	return -1
 }
 
-// TestForgedRelabellingThroughPostfix replays the attack of issue 22 on a
+// TestForgedRelabellingThroughPostfix replays a relabelling attack on a
 // TCP loopback listener: customer alpha's message gets queue id Q from
 // real Postfix; a local process then sends a milter transaction with
 // queue id Q and customer bravo's login, hoping that alpha's hard bounce

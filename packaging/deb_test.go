@@ -212,6 +212,18 @@ func TestDebianPackageInstallsOnACleanRoot(t *testing.T) {
 	if !strings.Contains(out, "OK") {
 		t.Errorf("check-config of the installed config:\n%s", out)
 	}
+	// Installed, the milter listens on Postfix's Unix socket (the unit
+	// makes its directory), and the Postfix example names it; the
+	// checkout's example listens on loopback TCP for a first run as any
+	// user.
+	for file, line := range map[string]string{
+		"etc/aupguard/aupguard.yaml":                      "\n  listen: unix:/var/spool/postfix/aupguard/milter.sock\n",
+		"usr/share/doc/aupguard/examples/postfix/main.cf": "\nsmtpd_milters = unix:aupguard/milter.sock\n",
+	} {
+		if b, err := os.ReadFile(filepath.Join(root, file)); err != nil || !strings.Contains(string(b), line) || strings.Contains(string(b), "\n  listen: inet:127.0.0.1:8891") || strings.Contains(string(b), "\nsmtpd_milters = inet:") {
+			t.Errorf("installed %s does not listen on / name the Unix socket (%q): %v\n%s", file, strings.TrimSpace(line), err, b)
+		}
+	}
 	if v := run(t, nil, "chroot", spec, root, "/usr/bin/aupguard", "version"); !strings.Contains(v, "1.2.3") {
 		t.Errorf("installed binary's version: %q", v)
 	}

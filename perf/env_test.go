@@ -29,7 +29,7 @@ type perfEnv struct {
 	storeTimeout string
 }
 
-func newPerfEnv(t *testing.T, dir string) *perfEnv {
+func newPerfEnv(t testing.TB, dir string) *perfEnv {
 	e := &perfEnv{dir: dir, redis: testenv.StartRedis(t, testenv.RedisOptions{}), logPath: filepath.Join(dir, "aupguard.log"),
 		keyType: "rsa", storeTimeout: "500ms"}
 	e.dnsAddr, e.keys = startPerfDNS(t, dir)
@@ -39,7 +39,7 @@ func newPerfEnv(t *testing.T, dir string) *perfEnv {
 // config is a production-like config with every check in the chain, the
 // Redis store and the fake DNS server; limits are set high enough for the
 // run (the checks still do all their counter work).
-func (e *perfEnv) config(t *testing.T, listen string) string {
+func (e *perfEnv) config(t testing.TB, listen string) string {
 	path := filepath.Join(e.dir, fmt.Sprintf("aupguard-%s.yaml", listen[len(listen)-5:]))
 	cfg := fmt.Sprintf(perfConfig, listen, e.redis.Addr(), e.dir, e.storeTimeout, e.dnsAddr, "sel-"+e.keyType, e.keys[e.keyType])
 	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
@@ -48,12 +48,12 @@ func (e *perfEnv) config(t *testing.T, listen string) string {
 	return path
 }
 
-func (e *perfEnv) startGateway(t *testing.T, bin string) string {
+func (e *perfEnv) startGateway(t testing.TB, bin string) string {
 	addr, _ := e.startGatewayPID(t, bin)
 	return addr
 }
 
-func (e *perfEnv) startGatewayPID(t *testing.T, bin string) (string, int) {
+func (e *perfEnv) startGatewayPID(t testing.TB, bin string) (string, int) {
 	t.Helper()
 	listen := "inet:" + freeAddr(t)
 	path := e.config(t, listen)
@@ -113,7 +113,7 @@ customers:
 // startPerfDNS creates an RSA-2048 and an Ed25519 signing key and serves
 // acme.example's SPF, DMARC (p=reject) and DKIM records from an in-process
 // DNS server.
-func startPerfDNS(t *testing.T, dir string) (addr string, keys map[string]string) {
+func startPerfDNS(t testing.TB, dir string) (addr string, keys map[string]string) {
 	t.Helper()
 	bin := filepath.Join(dir, "aupguard")
 	keys = map[string]string{}

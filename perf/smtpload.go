@@ -2,7 +2,7 @@
 // one run on the same machine: Postfix throughput with each milter, the
 // milter-protocol load tool's throughput, end-of-message latency at half of
 // peak load, and the gateway's memory with many large concurrent messages.
-// It is a load tool run with `AUPG_PERF=1 go test -v -run TestPerf ./perf/`
+// It is a load tool run with `AUPG_PERF=1 go test -run '^$' -bench BenchmarkPerf -benchtime 1x ./perf/`
 // (see docs/performance.md); it targets loopback only and every loop is
 // bounded in count and time. Nothing in it asserts a timing.
 package perf

@@ -26,10 +26,11 @@ PACKAGES=(
 	systemd          # systemd-analyze verify, systemd-sysusers, systemd-tmpfiles: the Debian package test
 	clamav-daemon    # testenv.StartClamd: the content family's malware check
 	rspamd           # testenv.StartRspamd: the content family's spam_score check
+	systemd-journal-remote # journal files from export format: the delivery-log reader's journal test
 )
 
 # System services the packages start that the tests must not compete with.
-SERVICES=(postfix redis-server prometheus clamav-daemon clamav-freshclam rspamd)
+SERVICES=(postfix redis-server prometheus clamav-daemon clamav-freshclam rspamd systemd-journal-remote)
 
 say() { printf 'install-test-deps: %s\n' "$*"; }
 

@@ -29,8 +29,7 @@ func complaintReport(id, stamp string, rcpts ...string) string {
 	return b.String()
 }
 
-// TestComplaintImportRefusesForgedDuplicatedAndStuffed is issue 22 item 4
-// through `aupguard complaint import` on the memory store and on Redis:
+// TestComplaintImportRefusesForgedDuplicatedAndStuffed, through `aupguard complaint import` on the memory store and on Redis:
 // one mbox holds a genuine complaint, 50 copies of it, a report stuffed
 // with 1,597 chosen Original-Rcpt-To, a forged stamp, another message's
 // stamp, a genuine complaint about a three-recipient message and an

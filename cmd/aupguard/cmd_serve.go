@@ -10,9 +10,38 @@ import (
 	"runtime/pprof"
 	"syscall"
 
+	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/daemon"
+	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/sdnotify"
+	"github.com/aupguard/aupguard/internal/sysmon"
 )
+
+// reexec executes the program again under an environment (sysmon.Exec).
+// main sets it; in-process callers of runMain (the tests) leave it nil, so
+// serve never replaces a test binary: it then runs as started.
+var reexec func(env []string) error
+
+// startRuntime applies the config's runtime.sysmon before anything has
+// started: when it asks for the monitor kept awake and the environment
+// lacks GODEBUG's schedtrace, the process executes itself again with it
+// (package sysmon); it returns the start's runtime state, logged once.
+func startRuntime(mode string, stderr io.Writer) sysmon.Start {
+	st := sysmon.Plan(mode, os.Environ())
+	sysmon.Forget()
+	if !st.Reexec || reexec == nil {
+		if st.Reexec { // in-process: runs as started
+			st = sysmon.Plan(sysmon.Default, os.Environ())
+			st.Mode = mode
+		}
+		return st
+	}
+	err := reexec(st.Env) // returns only on failure
+	fmt.Fprintf(stderr, "aupguard: runtime: %v (running with the Go runtime's defaults)\n", err)
+	st = sysmon.Plan(sysmon.Default, os.Environ())
+	st.Mode = mode
+	return st
+}
 
 func init() {
 	register("serve", "run the gateway (milter, admin API)", runServe)
@@ -50,7 +79,13 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1
 	}
-	d, err := daemon.New(daemon.Options{ConfigPath: *path, LogOutput: stderr, Notifier: sd, Version: versionString()})
+	cfg, err := config.Load(*path, gateway.ConfigOptions())
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	rt := startRuntime(cfg.Runtime.Sysmon, stderr)
+	d, err := daemon.New(daemon.Options{ConfigPath: *path, Config: cfg, LogOutput: stderr, Notifier: sd, Version: versionString(), Runtime: rt.Attrs()})
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1

@@ -38,16 +38,10 @@ func register(name, summary string, run func(args []string, stdout, stderr io.Wr
 }
 
 func main() {
-	if len(os.Args) > 1 && (os.Args[1] == "serve" || os.Args[1] == "nullmilter" || os.Args[1] == "bench") {
-		// The daemon keeps the runtime's monitor thread awake (package
-		// sysmon): a third of its CPU per message went to waking it. The
-		// do-nothing milter and the load tool do the same, so that the
-		// comparison is between milters, not runtime settings. Only here,
-		// never in runMain, which tests call in-process.
-		if err := sysmon.Reexec(); err != nil {
-			fmt.Fprintf(os.Stderr, "aupguard: %v (running with the Go runtime's defaults)\n", err)
-		}
-	}
+	// serve may execute itself again to apply the config's runtime
+	// setting (package sysmon); only here, never in runMain, which tests
+	// call in-process.
+	reexec = sysmon.Exec
 	os.Exit(runMain(os.Args[1:], os.Stdout, os.Stderr))
 }
 

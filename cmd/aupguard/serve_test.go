@@ -34,7 +34,7 @@ var (
 )
 
 // buildBinary builds the aupguard binary once for the tests of this run.
-func buildBinary(t *testing.T) string {
+func buildBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "aupguard-bin-")
@@ -53,7 +53,7 @@ func buildBinary(t *testing.T) string {
 	return binPath
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for !cond() {
@@ -75,7 +75,7 @@ type served struct {
 // startServe runs bin serve -config cfgPath, with env added to the test's
 // environment, and waits until its milter listens on addr. The process is
 // killed at the end of the test if it still runs.
-func startServe(t *testing.T, bin, cfgPath, addr string, env ...string) *served {
+func startServe(t testing.TB, bin, cfgPath, addr string, env ...string) *served {
 	t.Helper()
 	s := &served{cmd: exec.Command(bin, "serve", "-config", cfgPath), stderr: &syncBuf{}, done: make(chan struct{})}
 	if len(env) > 0 {
@@ -124,28 +124,47 @@ func procEnv(t *testing.T, pid int) map[string]string {
 	return env
 }
 
-// TestServeKeepsOperatorsGODEBUG: an operator's own schedtrace setting is
-// left as it is (no re-exec), other GODEBUG settings are kept beside the
-// gateway's.
-func TestServeKeepsOperatorsGODEBUG(t *testing.T) {
+// TestServeRuntimeSetting runs the real binary under the environments an
+// operator may give it: the config's runtime.sysmon (awake by default) makes
+// serve execute itself again with GODEBUG's schedtrace only when the
+// environment lacks it (the shared harness's plain start); the service's
+// environment (the systemd unit, the container image) starts without a
+// re-exec; an operator's own schedtrace stands; "default" changes nothing.
+// Each start logs one runtime line saying which.
+func TestServeRuntimeSetting(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
 	}
 	bin := buildBinary(t)
-	for _, tc := range []struct{ godebug, want string }{
-		{"schedtrace=0", "schedtrace=0"},
-		{"madvdontneed=1", "madvdontneed=1," + sysmon.Setting},
+	for _, tc := range []struct {
+		name, runtime, godebug string
+		want, source           string
+	}{
+		{"no GODEBUG: re-exec", "", "", sysmon.Setting, sysmon.SourceReexec},
+		{"other settings kept beside it", "", "madvdontneed=1", "madvdontneed=1," + sysmon.Setting, sysmon.SourceReexec},
+		{"the service's environment: no re-exec", "", sysmon.Setting, sysmon.Setting, sysmon.SourceEnvironment},
+		{"the operator's schedtrace stands", "", "schedtrace=0", "schedtrace=0", sysmon.SourceEnvironment},
+		{"runtime default: nothing changes", "runtime: {sysmon: default}\n", "", "", sysmon.SourceRuntime},
 	} {
-		t.Run(tc.godebug, func(t *testing.T) {
+		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
 			ln, _ := net.Listen("tcp", "127.0.0.1:0")
 			addr := ln.Addr().String()
 			ln.Close()
 			cfgPath := filepath.Join(dir, "aupguard.yaml")
-			os.WriteFile(cfgPath, []byte(fmt.Sprintf("milter: {listen: \"inet:%s\"}\noptout: {unsubscribe: {listen: \"off\"}}\n", addr)), 0o600)
+			os.WriteFile(cfgPath, []byte(fmt.Sprintf("milter: {listen: \"inet:%s\"}\noptout: {unsubscribe: {listen: \"off\"}}\n%s", addr, tc.runtime)), 0o600)
 			s := startServe(t, bin, cfgPath, addr, "GODEBUG="+tc.godebug)
-			if got := procEnv(t, s.cmd.Process.Pid)["GODEBUG"]; got != tc.want {
-				t.Errorf("GODEBUG=%q, want %q\n%s", got, tc.want, s.stderr.String())
+			env := procEnv(t, s.cmd.Process.Pid)
+			if got := env["GODEBUG"]; got != tc.want {
+				t.Errorf("GODEBUG=%q, want %q", got, tc.want)
+			}
+			if _, marked := env["AUPGUARD_SYSMON_REEXEC"]; marked != (tc.source == sysmon.SourceReexec) {
+				t.Errorf("executed again: %v, want %v", marked, tc.source == sysmon.SourceReexec)
+			}
+			line := fmt.Sprintf(`"msg":"runtime","sysmon":%q,"godebug":%q,"source":%q`, map[bool]string{true: "default", false: "awake"}[tc.runtime != ""], tc.want, tc.source)
+			waitFor(t, "the runtime line", func() bool { return strings.Contains(s.stderr.String(), `"msg":"runtime"`) })
+			if log := s.stderr.String(); !strings.Contains(log, line) || strings.Count(log, `"msg":"runtime"`) != 1 {
+				t.Errorf("want one runtime line with %s", line)
 			}
 		})
 	}
@@ -299,5 +318,29 @@ func TestReloadRefusesBadNamesAndChains(t *testing.T) {
 	waitFor(t, "the good reload", func() bool { return strings.Contains(stderr.String(), "config reloaded") })
 	if refused() {
 		t.Fatal("the good config was not taken: a foreign MAIL FROM is still refused")
+	}
+}
+
+// TestServiceEnvironmentsKeepSysmonAwake: the systemd unit and the
+// container image start serve with the runtime setting in its environment,
+// so that under them serve never executes itself again.
+func TestServiceEnvironmentsKeepSysmonAwake(t *testing.T) {
+	for _, tc := range []struct{ file, line string }{
+		{"../../configs/aupguard.service", "Environment=GODEBUG=" + sysmon.Setting},
+		{"../../Dockerfile", "ENV GODEBUG=" + sysmon.Setting},
+	} {
+		t.Run(filepath.Base(tc.file), func(t *testing.T) {
+			b, err := os.ReadFile(tc.file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			found := false
+			for _, l := range strings.Split(string(b), "\n") {
+				found = found || strings.TrimSpace(l) == tc.line
+			}
+			if !found {
+				t.Errorf("%s lacks the line %q", tc.file, tc.line)
+			}
+		})
 	}
 }

@@ -22,11 +22,15 @@ func BenchmarkContentChecksOff(b *testing.B) {
 		if mw.Body(tx) != nil || sp.Body(tx) != nil || lu.Body(tx) != nil {
 			b.Fatal("a body writer when off")
 		}
+		mw.StartEOM(ctx, tx)
+		lu.StartEOM(ctx, tx)
+		sp.StartEOM(ctx, tx)
 		_, _ = mw.EOM(ctx, tx)
 		_, _ = sp.EOM(ctx, tx)
 		_, _ = lu.EOM(ctx, tx)
 		mw.Finish(ctx, tx, true)
 		sp.Finish(ctx, tx, true)
+		lu.Finish(ctx, tx, true)
 	}
 }
 

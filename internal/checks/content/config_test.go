@@ -66,3 +66,33 @@ func TestContentConfigErrorsAtTheirLine(t *testing.T) {
 		})
 	}
 }
+
+// TestContentSnippet: configs/snippets/content.yaml loads and turns every
+// engine of the family on, with zones package links accepts.
+func TestContentSnippet(t *testing.T) {
+	cfg, err := config.Load("../../../configs/snippets/content.yaml", config.Options{Sections: []config.SectionSpec{Section}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := ConfigOf(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Clamd.Address != "unix:/run/clamav/clamd.ctl" || c.Clamd.StreamMaxLength != 25<<20 {
+		t.Errorf("clamd %+v, want Debian's socket and StreamMaxLength", c.Clamd)
+	}
+	if c.Rspamd.URL != "http://127.0.0.1:11333" || c.Rspamd.Hold != 6 || c.Rspamd.Reject != 15 {
+		t.Errorf("rspamd %+v, want the normal worker with thresholds 6 and 15", c.Rspamd)
+	}
+	var kinds []string
+	for _, z := range c.URLs.Zones {
+		kinds = append(kinds, z.Kind)
+	}
+	if strings.Join(kinds, ",") != "dbl,surbl,uribl,ip" {
+		t.Errorf("zone kinds %v, want one list of each kind", kinds)
+	}
+	lu, err := NewListedURL(c.URLs, nopResolver{}, nil)
+	if err != nil || lu.lists == nil {
+		t.Fatalf("listed_url from the snippet: %v (lists %v)", err, lu)
+	}
+}

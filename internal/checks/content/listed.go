@@ -60,8 +60,17 @@ func NewListedURL(cfg URLsConfig, r links.Resolver, log *slog.Logger) (*ListedUR
 // Name implements policy.Check.
 func (*ListedURL) Name() string { return ListedCheck }
 
-// listedOf is listed_links' link extractor of the message.
-var listedOf = policy.NewState[*links.Extractor]()
+// listedOf is listed_url's scan of the message: its links and, once
+// started, their lookups.
+var listedOf = policy.NewState[*listedScan]()
+
+// listedScan is one message's links and, once started, their lookups.
+type listedScan struct {
+	e       *links.Extractor
+	started bool
+	res     chan links.Result // nil when there was nothing to look up
+	cancel  context.CancelFunc
+}
 
 // Body implements policy.BodyChecker: an Extractor fed the header fields
 // now and the body chunks as they arrive.
@@ -79,22 +88,52 @@ func (l *ListedURL) Body(t *policy.Txn) io.Writer {
 	for _, h := range t.Headers {
 		e.Header(h.Name, h.Value)
 	}
-	listedOf.Set(t, e)
+	listedOf.Set(t, &listedScan{e: e})
 	return e
 }
 
-// EOM implements policy.EOMChecker.
+// StartEOM implements policy.EOMStarter: the message's links are final,
+// and their lookups start in the background, bounded by the stage's
+// context and the lists' own time-out; EOM waits for them.
+func (l *ListedURL) StartEOM(ctx context.Context, t *policy.Txn) {
+	sc, _ := listedOf.Get(t)
+	if sc == nil || sc.started {
+		return
+	}
+	sc.started = true
+	_ = sc.e.Close()
+	hosts := sc.e.Links().Hosts
+	if len(hosts) == 0 {
+		return
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	res := make(chan links.Result, 1)
+	sc.res, sc.cancel = res, cancel
+	go func() {
+		res <- l.lists.Check(lctx, hosts)
+	}()
+}
+
+// EOM implements policy.EOMChecker: the lookups' outcome (started here
+// when the chain did not start them).
 func (l *ListedURL) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {
-	e, _ := listedOf.Get(t)
-	if e == nil {
+	sc, _ := listedOf.Get(t)
+	if sc == nil {
 		return nil, nil
 	}
-	_ = e.Close()
-	found := e.Links()
-	if len(found.Hosts) == 0 {
+	l.StartEOM(ctx, t)
+	if sc.res == nil {
 		return nil, nil
 	}
-	res := l.lists.Check(ctx, found.Hosts)
+	var res links.Result
+	select {
+	case res = <-sc.res:
+	case <-ctx.Done():
+		sc.cancel()
+		res = <-sc.res // the lookups end at once with their context
+	}
+	sc.cancel()
+	sc.res = nil
 	for _, le := range res.Errors {
 		l.log.Warn("listed_url lookup error", "ref", t.Ref, "domain", le.Domain, "zone", le.Zone, "code", le.Code, "error", le.Err)
 	}
@@ -112,6 +151,14 @@ func (l *ListedURL) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 		Reply:  listedReply(first.Domain),
 		Attrs:  map[string]string{"domain": first.Domain, "zone": first.Zone, "code": first.Code, "listings": strconv.Itoa(len(res.Listings))},
 	}}, nil
+}
+
+// Finish implements policy.Finisher: lookups started for a message that
+// an earlier check refused (their outcome never read) are cancelled.
+func (l *ListedURL) Finish(_ context.Context, t *policy.Txn, _ bool) {
+	if sc, _ := listedOf.Get(t); sc != nil && sc.cancel != nil {
+		sc.cancel()
+	}
 }
 
 // listedReply names the listed domain (already reduced to a registrable

@@ -37,3 +37,12 @@ var Family = setup.Family{
 		}},
 	},
 }
+
+// Each check of the family starts its engine work ahead of its turn at
+// end of message.
+var (
+	_ policy.EOMStarter = (*Malware)(nil)
+	_ policy.EOMStarter = (*ListedURL)(nil)
+	_ policy.EOMStarter = (*SpamScore)(nil)
+	_ policy.Finisher   = (*ListedURL)(nil)
+)

@@ -258,6 +258,16 @@ func (sc *spamScan) Close() error {
 	return nil
 }
 
+// StartEOM implements policy.EOMStarter: the request body is ended if the
+// session did not end it, so that rspamd scores while the checks before
+// spam_score decide and the stage's store batch runs; EOM waits for the
+// answer.
+func (s *SpamScore) StartEOM(_ context.Context, t *policy.Txn) {
+	if sc, _ := spamOf.Get(t); sc != nil {
+		_ = sc.Close()
+	}
+}
+
 // EOM implements policy.EOMChecker: rspamd's score against the customer's
 // thresholds.
 func (s *SpamScore) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, error) {

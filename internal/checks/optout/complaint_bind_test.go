@@ -95,8 +95,7 @@ func (l *logBuffer) String() string {
 	return l.b.String()
 }
 
-// TestComplaintCountsOnlyForTheRecipientWhoComplained is issue 22 item 4
-// on both backends: every recipient of beta's messages holds a valid
+// TestComplaintCountsOnlyForTheRecipientWhoComplained, on both backends: every recipient of beta's messages holds a valid
 // stamp; forged, duplicated and address-stuffed reports built around it
 // change beta's complaint count and suppression list by at most one per
 // genuine (message, recipient).

@@ -12,7 +12,7 @@ import (
 )
 
 // TestImportCountsAddUp: every data line is added, a duplicate or bad, and
-// a bad line's error names its real fault (issue 17 item 7).
+// a bad line's error names its real fault.
 func TestImportCountsAddUp(t *testing.T) {
 	cfg := testConfig(t, "")
 	for name, mk := range svcKinds(t, cfg, clock.NewFake(time.Unix(1_800_000_000, 0))) {

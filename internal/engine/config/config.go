@@ -52,6 +52,9 @@ type Config struct {
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 
+	// Runtime is the Go runtime's tuning of serve (runtime.go).
+	Runtime RuntimeConfig `yaml:"runtime"`
+
 	// Raw holds the top-level sections that check families own (see
 	// SectionSpec), as YAML; the core does not read them.
 	Raw map[string]yaml.Node `yaml:",inline"`

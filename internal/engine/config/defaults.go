@@ -127,6 +127,7 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Audit.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()
+	c.Runtime.defaults()
 }
 
 // stateDirectory is the first folder of systemd's $STATE_DIRECTORY (a

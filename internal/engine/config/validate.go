@@ -214,6 +214,7 @@ func (c *Config) validate(v *validator) {
 	c.Audit.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
+	c.Runtime.validate(v)
 	c.Defaults.Limits.validate(v, "defaults.limits")
 }
 

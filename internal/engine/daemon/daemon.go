@@ -50,6 +50,12 @@ type Options struct {
 	Notifier *sdnotify.Notifier
 	// Version is the binary's version, exported as aupguard_build_info.
 	Version string
+	// Config, when set, is the config already loaded from ConfigPath
+	// (New then does not read the file again).
+	Config *config.Config
+	// Runtime are the attributes of the "runtime" line logged at start
+	// (package sysmon's Start.Attrs); nil: no line.
+	Runtime []any
 }
 
 // Daemon is a running gateway.
@@ -103,9 +109,12 @@ type Service interface {
 
 // New loads the config, opens everything and listens; Run serves.
 func New(opts Options) (*Daemon, error) {
-	cfg, err := config.Load(opts.ConfigPath, gateway.ConfigOptions())
-	if err != nil {
-		return nil, err
+	cfg := opts.Config
+	if cfg == nil {
+		var err error
+		if cfg, err = config.Load(opts.ConfigPath, gateway.ConfigOptions()); err != nil {
+			return nil, err
+		}
 	}
 	if opts.LogOutput == nil {
 		opts.LogOutput = io.Discard
@@ -115,6 +124,7 @@ func New(opts Options) (*Daemon, error) {
 	}
 	log := gateway.NewLogger(cfg.Log, opts.LogOutput)
 	var sl *syslog.Writer
+	var err error
 	if sc := cfg.Log.Syslog; sc.Enabled {
 		// Besides stderr: every line also to syslog (RFC 5424), queued so
 		// that a slow or absent syslog never holds a reply.
@@ -232,6 +242,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.mu.Lock()
 	logWarnings(d.log, d.cfg)
 	d.mu.Unlock()
+	if d.opts.Runtime != nil {
+		d.log.Info("runtime", d.opts.Runtime...)
+	}
 	d.log.Info("aupguard started", "milter", d.milter.Addr().String(), "store", d.deps.Store.Backend,
 		"customers", len(d.cfg.Customers), "chain", fmt.Sprint(d.cfg.Chain))
 	errc := make(chan error, 1+len(d.extras))

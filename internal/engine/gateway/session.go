@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/mailaddr"
 )
@@ -43,11 +42,6 @@ var (
 	replyBadSender = policy.MustReply(553, "5.1.7", "Bad sender address syntax")
 	// RFC 3463 §3.2: X.1.3 bad destination mailbox address syntax.
 	replyBadRcpt = policy.MustReply(553, "5.1.3", "Bad recipient address syntax")
-	// Locally submitted mail no customer is known to have sent
-	// (local_submission.unattributed); RFC 3463 §3.8: X.7.1 delivery not
-	// authorized. A defer leaves it in Postfix's maildrop queue.
-	replyLocalDefer  = policy.MustReply(451, "4.7.1", "Local sender not attributed to a customer, try again later")
-	replyLocalReject = policy.MustReply(550, "5.7.1", "Local sender not attributed to a customer")
 )
 
 // Session is one MTA connection. Its methods are called in SMTP order by
@@ -56,8 +50,8 @@ type Session struct {
 	e    *Engine
 	conn policy.Conn
 
-	local     bool
-	localRefs []localRefusal
+	// local is the local-submission special case (nil for SMTP clients).
+	local     *localMail
 	st        *State
 	txn       *policy.Txn
 	by        string
@@ -106,7 +100,12 @@ func (s *Session) Helo(name string) { s.conn.Helo = name }
 // SetLocalSubmission marks the connection as carrying mail submitted on
 // the MTA host itself (customer.IsLocalSubmission): its mail is attributed
 // by customer.LocalIdentifier instead of login and client address.
-func (s *Session) SetLocalSubmission(local bool) { s.local, s.conn.Local = local, local }
+func (s *Session) SetLocalSubmission(local bool) {
+	s.local, s.conn.Local = nil, local
+	if local {
+		s.local = &localMail{}
+	}
+}
 
 // SetDaemon records the MTA daemon name ({daemon_name}).
 func (s *Session) SetDaemon(name string) { s.conn.DaemonName = name }
@@ -117,7 +116,7 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 	start := s.e.clock.Now()
 	defer s.e.observeStage(StageMail, start)
 	s.endTxn(ctx, false)
-	s.localRefs = nil
+	s.local.reset()
 	st := s.e.state.Load()
 	if st == nil {
 		return Outcome{Action: policy.Defer, Reply: policy.ReplyTempFailure}
@@ -130,21 +129,16 @@ func (s *Session) Mail(ctx context.Context, from, esmtpArgs, login string) Outco
 		d.SenderDomain = sender.Domain
 		return s.refuse(d, policy.Reject, replyBadSender, "sender_syntax", "envelope", err.Error())
 	}
-	if s.local {
-		// Mail submitted on the MTA host (sendmail, pickup): no login, no
-		// client network; see customer.LocalIdentifier.
-		res := st.Local.Identify(sender)
-		s.conn.LocalLogin = res.Login
-		if res.Customer == nil {
+	if s.local != nil {
+		// Mail submitted on the MTA host: attributed by its sender.
+		id := s.local.identify(st, sender)
+		s.conn.LocalLogin = id.login
+		if id.cust == nil {
 			d := s.decision(st, nil, StageMail, ref, start)
 			d.SenderDomain = sender.Domain
-			a, reply := policy.Defer, replyLocalDefer
-			if res.Outcome == config.LocalUnattributedReject {
-				a, reply = policy.Reject, replyLocalReject
-			}
-			return s.refuse(d, a, reply, "unattributed_local", "identity", res.Detail)
+			return s.refuse(d, id.action, id.reply, "unattributed_local", "identity", id.detail)
 		}
-		return s.startTxn(ctx, st, res.Customer, res.By, sender, esmtpArgs, ref, start)
+		return s.startTxn(ctx, st, id.cust, id.by, sender, esmtpArgs, ref, start)
 	}
 	cust, by := st.Dir.Identify(login, s.conn.ClientAddr)
 	if s.explainFor != nil {
@@ -210,13 +204,12 @@ func (s *Session) Rcpt(ctx context.Context, to, esmtpArgs string) Outcome {
 		reply := replyBadRcpt.WithRef(s.txn.Ref)
 		d.Code, d.Enhanced = reply.Code(), reply.Enhanced()
 		s.emit(d)
-		if s.local {
-			// See below: Postfix cannot refuse one recipient of local mail.
-			v := policy.Verdict{Action: policy.Reject, Reply: replyBadRcpt, Check: "envelope", Finding: "rcpt_syntax", Detail: "unparsable recipient"}
-			s.localRefs = append(s.localRefs, localRefusal{rcpt: to, v: v, out: Outcome{Action: policy.Reject, Reply: reply}})
-			return Outcome{Action: policy.Accept}
+		v := policy.Verdict{Action: policy.Reject, Reply: replyBadRcpt, Check: "envelope", Finding: "rcpt_syntax", Detail: "unparsable recipient"}
+		out := Outcome{Action: policy.Reject, Reply: reply}
+		if kept, ok := s.local.keepRefusal(to, v, out); ok {
+			return kept // local mail: settled at end of message
 		}
-		return Outcome{Action: policy.Reject, Reply: reply}
+		return out
 	}
 	cctx, cancel := s.e.stageContext(ctx, s.st)
 	v := s.st.Chain.Rcpt(cctx, s.txn, r)
@@ -224,43 +217,10 @@ func (s *Session) Rcpt(ctx context.Context, to, esmtpArgs string) Outcome {
 	out := s.stageOutcome(ctx, StageRcpt, v, r, start)
 	if out.Action == policy.Accept {
 		s.txn.Rcpts = append(s.txn.Rcpts, r)
-	} else if s.local {
-		// Postfix cannot refuse one recipient of mail submitted with
-		// sendmail: a milter's RCPT refusal makes cleanup log "milter
-		// configuration error: can't reject recipient in non-smtpd(8)
-		// submission" and keep the whole message in the maildrop queue,
-		// retried for ever. The refusal is kept for end of message (see
-		// localRefusalVerdict) and Postfix is told to go on.
-		s.localRefs = append(s.localRefs, localRefusal{rcpt: to, v: v, out: out})
-		return Outcome{Action: policy.Accept}
+	} else if kept, ok := s.local.keepRefusal(to, v, out); ok {
+		return kept // local mail: settled at end of message
 	}
 	return out
-}
-
-// localRefusal is a recipient refused at RCPT in locally submitted mail.
-type localRefusal struct {
-	rcpt string
-	v    policy.Verdict
-	out  Outcome
-}
-
-// localRefusalVerdict settles the recipients refused at RCPT in locally
-// submitted mail, at end of message where Postfix can act on them: a
-// temporary refusal defers the whole message (it stays in the maildrop
-// queue and is retried; nothing is delivered twice), and refusals of every
-// recipient reject it (Postfix bounces it to the sender with the reason).
-// It returns the RCPT verdict to answer with, or false when the message
-// goes on to the recipients not refused (see EOMOutcome.DelRcpts).
-func (s *Session) localRefusalVerdict() (policy.Verdict, bool) {
-	for _, r := range s.localRefs {
-		if r.out.Action == policy.Defer {
-			return r.v, true
-		}
-	}
-	if len(s.localRefs) > 0 && len(s.txn.Rcpts) == 0 {
-		return s.localRefs[0].v, true
-	}
-	return policy.Verdict{}, false
 }
 
 // Header records one header field. value is raw, as the MTA sent it.
@@ -319,13 +279,11 @@ func (s *Session) EndOfMessage(ctx context.Context, queueID string) EOMOutcome {
 		}
 	}
 	t, hold := s.txn, s.hold
-	if s.local {
-		if v, ok := s.localRefusalVerdict(); ok {
-			s.localRefs = nil
-			out := EOMOutcome{Verdict: v}
-			out.Outcome = s.stageOutcome(ctx, StageEOM, v, nil, start)
-			return out
-		}
+	if v, ok := s.local.settle(len(t.Rcpts)); ok {
+		s.local.reset()
+		out := EOMOutcome{Verdict: v}
+		out.Outcome = s.stageOutcome(ctx, StageEOM, v, nil, start)
+		return out
 	}
 	cctx, cancel := s.e.stageContext(ctx, s.st)
 	v := s.st.Chain.EOM(cctx, t)
@@ -344,12 +302,8 @@ func (s *Session) EndOfMessage(ctx context.Context, queueID string) EOMOutcome {
 			out.Hold += " (ref " + t.Ref + ")"
 		}
 	}
-	if s.local && (out.Action == policy.Accept || out.Action == policy.Quarantine) {
-		for _, r := range s.localRefs {
-			out.DelRcpts = append(out.DelRcpts, r.rcpt)
-		}
-	}
-	s.localRefs = nil
+	out.DelRcpts = s.local.dropped(out.Action)
+	s.local.reset()
 	return out
 }
 
@@ -378,12 +332,7 @@ func (s *Session) endTxn(ctx context.Context, accepted bool) {
 func (s *Session) stageOutcome(ctx context.Context, stage string, v policy.Verdict, r *policy.Rcpt, start time.Time) Outcome {
 	t := s.txn
 	s.last = v
-	eff := v.Effective()
-	if eff == policy.Defer && s.local && v.Errors == 0 && s.st.Config.LocalSubmission.Deferrals == config.LocalDeferralsHold {
-		// local_submission.deferrals: hold. A deferred local message would
-		// be retried by pickup at every scan; hold it instead.
-		eff = policy.Quarantine
-	}
+	eff := s.local.effective(v.Effective(), v, s.st)
 	if eff == policy.Quarantine && stage != StageEOM {
 		// Holding is only possible at end of message (Postfix HOLD queue):
 		// remember it and go on.

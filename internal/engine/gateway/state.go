@@ -109,7 +109,7 @@ func Build(d *setup.Deps) (*State, error) {
 	}
 	var steps []policy.Step
 	for _, name := range cfg.Chain {
-		p, ok := registry()[name]
+		p, ok := reg[name]
 		if !ok {
 			errs = append(errs, fmt.Errorf("chain: unknown check %q", name))
 			continue

@@ -45,6 +45,8 @@ type Chain struct {
 	steps   []Step
 	batches func() Batch
 	panics  *panics.Reporter
+	// starters are the indexes in steps of the EOMStarters.
+	starters []int
 }
 
 // ChainOption configures a chain.
@@ -61,6 +63,11 @@ func NewChain(steps []Step, opts ...ChainOption) *Chain {
 	c := &Chain{steps: steps}
 	for _, o := range opts {
 		o(c)
+	}
+	for i, s := range steps {
+		if _, ok := s.Check.(EOMStarter); ok {
+			c.starters = append(c.starters, i)
+		}
 	}
 	return c
 }
@@ -147,8 +154,12 @@ func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
 	})
 }
 
-// EOM runs the end-of-message stage.
+// EOM runs the end-of-message stage. The work of every enabled EOMStarter
+// starts first, so that it runs while the checks before it decide and the
+// stage's store batch makes its round trip; the checks then decide in
+// chain order, each waiting for its own result.
 func (c *Chain) EOM(ctx context.Context, t *Txn) Verdict {
+	c.startEOM(ctx, t)
 	return c.run(ctx, t, func(ch Check, b Batch) bool {
 		p, ok := ch.(EOMPreparer)
 		if ok && b != nil {
@@ -237,6 +248,25 @@ func (c *Chain) prepare(ctx context.Context, t *Txn, from int, prep func(Check, 
 		}()
 	}
 	_ = b.Exec(ctx) // a failure is each call's error, seen by its check
+}
+
+// startEOM starts the end-of-message work of the enabled EOMStarters. A
+// starter that panics has started nothing; its EOM does the work itself.
+func (c *Chain) startEOM(ctx context.Context, t *Txn) {
+	for _, i := range c.starters {
+		s := c.steps[i]
+		if !c.enabled(s, t.Customer) {
+			continue
+		}
+		func() {
+			defer func() {
+				if p := recover(); p != nil {
+					c.panics.Recovered(panics.WhereCheck, s.Check.Name()+": start", p)
+				}
+			}()
+			s.Check.(EOMStarter).StartEOM(ctx, t)
+		}()
+	}
 }
 
 // safeBody asks b for its body writer; a check that panics here gets no

@@ -61,6 +61,21 @@ type EOMChecker interface {
 	EOM(ctx context.Context, t *Txn) ([]Finding, error)
 }
 
+// EOMStarter starts a check's end-of-message work ahead of its turn: the
+// chain calls StartEOM on every enabled EOMStarter when the stage begins,
+// before any check decides and before the stage's store batch runs, so
+// that slow work of its own (a scanner's verdict, DNS lookups) overlaps
+// the checks before it in the chain, the store round trip and each other.
+// StartEOM must not block; the check's EOM then waits for its own result
+// and decides in chain order as always, so which reason wins does not
+// depend on which work finished first. A check whose EOM is never called
+// (an earlier check refused the message) ends its started work in Finish
+// or when the stage's context ends.
+type EOMStarter interface {
+	EOMChecker
+	StartEOM(ctx context.Context, t *Txn)
+}
+
 // Finisher is told how the transaction ended: accepted is true when the
 // message was accepted (or quarantined) for delivery, false when it was
 // refused, deferred or aborted. Counters commit or release here.

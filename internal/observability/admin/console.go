@@ -32,6 +32,7 @@ import (
 //	GET  /customers/{id}            one customer: definition, volume, checks, limits and use,
 //	                                opt-out standing, flag with its clear action, changes
 //	POST /customers/{id}/clear-flag clear the customer's opt-out flag
+//	GET  /standing                  every stopped sender and flag, and why (standing.go)
 func (s *Server) consoleRoutes(mux *routeMux) {
 	byRef := s.refOwner(func(r *http.Request) string { return r.URL.Query().Get("ref") })
 	mux.HandleFunc("GET /decision", s.pageDecision, func(r *http.Request, t access.Tenant) (*http.Request, bool) {
@@ -44,6 +45,11 @@ func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /customers", s.pageCustomers, access.Filtered("customer"))
 	mux.HandleFunc("GET /customers/{id}", s.pageCustomer, access.Path("id"))
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
+	if _, ok := s.standingHandler(); ok {
+		mux.HandleFunc("GET /standing", s.pageStanding)
+		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
+		mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	}
 }
 
 // pageSize is the number of decisions per page of /decisions.
@@ -52,6 +58,7 @@ const pageSize = 50
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
 	navData(r, data)
+	_, data["StandingNav"] = s.standingHandler()
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)

@@ -76,6 +76,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/"{{if eq .Nav "dashboard"}} class="current"{{end}}>Dashboard</a>
 <a href="/decisions"{{if eq .Nav "decisions"}} class="current"{{end}}>Decisions</a>
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
+{{if and .StandingNav .Admin}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
 {{- if .Admin}}
 <a href="/audit"{{if eq .Nav "audit"}} class="current"{{end}}>Audit</a>
 {{- end}}

@@ -17,8 +17,9 @@ const InstallScript = "scripts/install-test-deps.sh"
 
 // extraBinDirs are searched after $PATH: Debian installs the Postfix and
 // Cyrus SASL administration tools in sbin directories that are often missing
-// from a non-root $PATH.
-var extraBinDirs = []string{"/usr/sbin", "/usr/bin", "/usr/lib/postfix/sbin", "/sbin"}
+// from a non-root $PATH, and systemd's helpers (systemd-journal-remote)
+// outside any $PATH.
+var extraBinDirs = []string{"/usr/sbin", "/usr/bin", "/usr/lib/postfix/sbin", "/sbin", "/usr/lib/systemd", "/lib/systemd"}
 
 // inCI reports whether missing prerequisites must fail the test rather than
 // skip it.
@@ -75,6 +76,12 @@ func lookBin(name string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("program %q not found in $PATH or %s", name, strings.Join(extraBinDirs, ", "))
+}
+
+// Bin returns the absolute path of a program already checked with Need.
+func Bin(t testing.TB, name string) string {
+	t.Helper()
+	return mustBin(t, name)
 }
 
 // mustBin is lookBin for programs already checked with Need.

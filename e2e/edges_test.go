@@ -23,10 +23,10 @@ import (
 	"github.com/aupguard/aupguard/internal/testkit/testenv"
 )
 
-// verdictConfig: two customers, every identity and opt-out check, the
+// edgesConfig: two customers, every identity and opt-out check, the
 // memory store; Postfix opens the queue file at MAIL so that RCPT
 // decisions carry the queue id (configs/postfix/main.cf).
-func verdictConfig(storeDir string) string {
+func edgesConfig(storeDir string) string {
 	return `
 log: {format: json}
 store: {backend: memory, path: ` + storeDir + `}
@@ -93,14 +93,13 @@ func arfFor(data []byte, rcpt string, strip ...string) []byte {
 		"--ARF\r\nContent-Type: text/rfc822-headers\r\n\r\n" + strings.Join(kept, "\r\n") + "\r\n\r\n--ARF--\r\n")
 }
 
-// TestIdentityFieldsThroughPostfix covers issue 17 items 1-3 through the
-// private Postfix and the sink: a client's Feedback-ID naming another
+// TestIdentityFieldsThroughPostfix, through the private Postfix and the sink: a client's Feedback-ID naming another
 // customer (and a copied X-AUP-Customer stamp) never leaves the gateway,
 // the gateway's own Feedback-ID is the only one and a complaint is
 // attributed by it to the real sender; Resent-From / Resent-Sender follow
 // the From / Sender ownership rule; added fields are written "Name: value".
 func TestIdentityFieldsThroughPostfix(t *testing.T) {
-	env := gwtest.Start(t, gwtest.Options{Config: verdictConfig(filepath.Join(t.TempDir(), "store"))})
+	env := gwtest.Start(t, gwtest.Options{Config: edgesConfig(filepath.Join(t.TempDir(), "store"))})
 	d := env.Daemon.Deps()
 	svc, err := optout.NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
 	if err != nil {
@@ -225,13 +224,13 @@ func TestIdentityFieldsThroughPostfix(t *testing.T) {
 	})
 }
 
-// TestOptOutEdgesThroughPostfix covers issue 17 items 4-6 and 12: one
+// TestOptOutEdgesThroughPostfix: one
 // canonical address for the API, the unsubscribe endpoint and suppression
 // at RCPT through Postfix; unknown lists refused by the API; the RFC 8058
 // one-click POST body; the queue id and the one recipient hash on RCPT
 // decisions.
 func TestOptOutEdgesThroughPostfix(t *testing.T) {
-	env := gwtest.Start(t, gwtest.Options{Config: verdictConfig(filepath.Join(t.TempDir(), "store")),
+	env := gwtest.Start(t, gwtest.Options{Config: edgesConfig(filepath.Join(t.TempDir(), "store")),
 		ExtraMainCF: map[string]string{"smtpd_delay_open_until_valid_rcpt": "no"}})
 	d := env.Daemon.Deps()
 	deps := optout.APIDeps{Store: d.Store, Config: d.Config, Secret: d.Secret, Logger: d.Logger, Clock: d.Clock}
@@ -426,7 +425,7 @@ func TestOptOutEdgesThroughPostfix(t *testing.T) {
 	})
 }
 
-// TestDMARCEdgesThroughPostfix covers issue 17 items 8-10 through Postfix
+// TestDMARCEdgesThroughPostfix, through Postfix
 // with the fake DNS: null-sender mail is judged on the provider's HELO, not
 // the customer's; several DMARC records mean no policy; a failed DMARC
 // lookup defers only mail whose outcome the record could change.

@@ -59,8 +59,7 @@ func snapshot(t *testing.T, c *redis.Client) redisSnapshot {
 	return out
 }
 
-// TestExplainDryRunLeavesRedisUnchanged is issue 17 item 11: `aupguard
-// explain` on a config with the Redis store, three runs on a bulk message
+// TestExplainDryRunLeavesRedisUnchanged: `aupguard explain` on a config with the Redis store, three runs on a bulk message
 // to an opted-out and another recipient, leaves every key of the real Redis
 // as it was (no bulk fingerprint, spike window, rate or per-recipient
 // counter, opt-out escalation count), while it still reports what the
@@ -141,7 +140,7 @@ customers:
 	}
 }
 
-// TestImportsAddUp is issue 17 items 5 and 7 through the commands: an
+// TestImportsAddUp, through the commands: an
 // unknown list is an error naming the known ones; a complaint mbox with a
 // good and a bad report records the good one, names the bad one and says
 // what was recorded; CSV counts add up.
@@ -198,7 +197,7 @@ func TestImportsAddUp(t *testing.T) {
 	}
 }
 
-// TestReportFreshInstall is issue 17 item 13: with the memory store and
+// TestReportFreshInstall: with the memory store and
 // nothing recorded yet, `aupguard report` prints an empty report.
 func TestReportFreshInstall(t *testing.T) {
 	dir := t.TempDir()
@@ -222,8 +221,7 @@ func TestReportFreshInstall(t *testing.T) {
 	}
 }
 
-// TestAdminAndReportWithMemoryStore is issue 17 item 13 with a running
-// gateway (package daemon, the code `aupguard serve` runs) on the memory
+// TestAdminAndReportWithMemoryStore: with a running gateway (package daemon, the code `aupguard serve` runs) on the memory
 // store: "admin server listening" is logged once; the dashboard answers
 // 404 for a customer that does not exist; `aupguard report` shows the same
 // standing (complaints, rate) as the admin API, where it showed "-".
