@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"github.com/aupguard/aupguard/internal/observability/access"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -176,6 +179,17 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "reading the stops", err)
 		return
 	}
+	if access.Scoped(r.Context()) {
+		// A reseller's or customer's token sees its customers' stops.
+		visible := access.Visible(r.Context())
+		own := l.Stops[:0]
+		for _, e := range l.Stops {
+			if e.Scope == ScopeCustomer && visible(e.ID) {
+				own = append(own, e)
+			}
+		}
+		l.Stops, l.Errors = own, nil
+	}
 	jsonapi.Write(w, http.StatusOK, l)
 }
 
@@ -220,6 +234,7 @@ func (a *API) suspend(w http.ResponseWriter, r *http.Request) {
 	}
 	a.Log.Warn("sender stopped", "event", "standing_set", "scope", s.Scope, "id", s.ID, "action", s.Action,
 		"reason", s.Reason, "until", s.Until, "who", s.Who)
+	audit.Describe(r.Context(), "suspend", string(s.Scope)+" "+s.ID, "", fmt.Sprintf("%s: %s (until %v)", s.Action, s.Reason, s.Until))
 	jsonapi.Write(w, http.StatusCreated, Entry{Stop: s, Active: true, Clearable: true})
 }
 
@@ -252,6 +267,7 @@ func (a *API) resume(w http.ResponseWriter, r *http.Request) {
 		a.Log.Warn("standing: resetting the content count failed", "scope", sc, "id", id, "err", err)
 	}
 	a.Log.Warn("sender resumed", "event", "standing_lifted", "scope", sc, "id", id, "source", s.Source, "via", viaOf(r))
+	audit.Describe(r.Context(), "resume", string(sc)+" "+id, fmt.Sprintf("%s: %s (%s)", s.Action, s.Reason, s.Source), "resumed")
 	jsonapi.Write(w, http.StatusOK, Entry{Stop: s, Active: false, Clearable: true})
 }
 
@@ -274,6 +290,7 @@ func (a *API) clearSource(w http.ResponseWriter, r *http.Request, name string, s
 			return
 		}
 		a.Log.Info("customer flag cleared", "event", "flag_cleared", "source", name, "customer", id, "via", viaOf(r))
+		audit.Describe(r.Context(), "flag.clear", id, name+" flag", "cleared")
 		jsonapi.Write(w, http.StatusOK, map[string]any{"cleared": true, "source": name, "id": id})
 		return
 	}

@@ -69,8 +69,7 @@ var _ = template.Must(console.New("standing").Parse(`{{template "head" "Stopped 
 // standingHandler returns the mounted standing API, if any (the pages
 // are registered only when it is).
 func (s *Server) standingHandler() (http.Handler, bool) {
-	h, ok := s.o.Mounts[standingAPI]
-	return h, ok
+	return s.mounted(standingAPI)
 }
 
 // callStanding runs one request on the mounted standing API.
