@@ -299,7 +299,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	eq := events.Query{Ref: q.Get("ref"), Customer: q.Get("customer")}
+	eq := events.Query{Ref: q.Get("ref"), Customer: q.Get("customer"), Login: q.Get("login")}
 	if q.Get("since") != "" || q.Get("from") != "" || q.Get("to") != "" {
 		var err error
 		if eq.Since, eq.Until, err = s.period(q, 24*time.Hour); err != nil {

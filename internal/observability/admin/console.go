@@ -122,10 +122,10 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	if page > 200 {
 		page = 200
 	}
-	f := struct{ Customer, Check, Finding, Action string }{q.Get("customer"), q.Get("check"), q.Get("finding"), q.Get("action")}
+	f := struct{ Customer, Login, Check, Finding, Action string }{q.Get("customer"), q.Get("login"), q.Get("check"), q.Get("finding"), q.Get("action")}
 	// The record filters by customer and time; check, finding and action
 	// are filtered here, over a bounded window of the newest events.
-	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Since: from, Until: until, Limit: 10000})
+	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Login: f.Login, Since: from, Until: until, Limit: 10000})
 	if err != nil {
 		s.fail(w, r, "reading the record", err)
 		return
@@ -143,7 +143,7 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	hi := min(lo+pageSize, total)
 	link := func(p int) string {
 		v := url.Values{}
-		for k, x := range map[string]string{"customer": f.Customer, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
+		for k, x := range map[string]string{"customer": f.Customer, "login": f.Login, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
 			if x != "" {
 				v.Set(k, x)
 			}

@@ -111,6 +111,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <table>
 <tr><th>Time</th><td>{{when .Time}}</td></tr>
 <tr><th>Customer</th><td id="customer">{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a> <span class="muted">(by {{.By}})</span>{{else}}not identified{{end}}</td></tr>
+<tr><th>Login</th><td id="login">{{if .Login}}<a href="/decisions?login={{.Login}}">{{.Login}}</a>{{else}}-{{end}}</td></tr>
 <tr><th>Client</th><td>{{.Client}}</td></tr>
 <tr><th>Queue id</th><td id="queue-id">{{if .QueueID}}{{.QueueID}}{{else}}-{{end}}</td></tr>
 <tr><th>Sender domain</th><td>{{.SenderDomain}}</td></tr>
@@ -137,6 +138,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <h1>Recent decisions</h1>
 <form class="filters" method="get" action="/decisions">
 <label>Customer <input name="customer" value="{{.F.Customer}}" size="12"></label>
+<label>Login <input name="login" value="{{.F.Login}}" size="14"></label>
 <label>Check <input name="check" value="{{.F.Check}}" size="14"></label>
 <label>Finding <input name="finding" value="{{.F.Finding}}" size="18"></label>
 <label>Action <select name="action">{{$a := .F.Action}}
@@ -147,9 +149,9 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <option{{if eq $s "1h"}} selected{{end}}>1h</option><option{{if eq $s "6h"}} selected{{end}}>6h</option><option{{if eq $s "24h"}} selected{{end}}>24h</option><option{{if eq $s "7d"}} selected{{end}}>7d</option><option{{if eq $s "30d"}} selected{{end}}>30d</option></select></label>
 <button>Filter</button></form>
 <p id="count">{{if .Total}}{{.From}}–{{.To}} of {{.Total}} decisions{{else}}No decision matches.{{end}}{{if .Capped}} <span class="muted">(the newest 10,000 of the period searched)</span>{{end}}</p>
-<table id="decisions"><thead><tr><th>Time</th><th>Ref</th><th>Customer</th><th>Stage</th><th>Action</th><th>Check</th><th>Finding</th><th>Reply</th><th>Queue id</th></tr></thead><tbody>
+<table id="decisions"><thead><tr><th>Time</th><th>Ref</th><th>Customer</th><th>Login</th><th>Stage</th><th>Action</th><th>Check</th><th>Finding</th><th>Reply</th><th>Queue id</th></tr></thead><tbody>
 {{- range .Events}}
-<tr data-ref="{{.Ref}}"><td>{{when .Time}}</td><td><a href="/decision?ref={{.Ref}}">{{.Ref}}</a></td><td>{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a>{{else}}-{{end}}</td><td>{{.Stage}}</td><td>{{.Effective}}{{if ne .Action .Effective}} <span class="muted">(would {{.Action}})</span>{{end}}</td><td>{{.Check}}</td><td>{{.Finding}}</td><td>{{if .Code}}{{.Code}} {{.Enhanced}}{{end}}</td><td>{{.QueueID}}</td></tr>
+<tr data-ref="{{.Ref}}"><td>{{when .Time}}</td><td><a href="/decision?ref={{.Ref}}">{{.Ref}}</a></td><td>{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a>{{else}}-{{end}}</td><td class="login">{{if .Login}}{{.Login}}{{else}}-{{end}}</td><td>{{.Stage}}</td><td>{{.Effective}}{{if ne .Action .Effective}} <span class="muted">(would {{.Action}})</span>{{end}}</td><td>{{.Check}}</td><td>{{.Finding}}</td><td>{{if .Code}}{{.Code}} {{.Enhanced}}{{end}}</td><td>{{.QueueID}}</td></tr>
 {{- end}}
 </tbody></table>
 <p>{{if .Prev}}<a id="prev" href="{{.Prev}}">← newer</a>{{end}} page {{.Page}} {{if .Next}}<a id="next" href="{{.Next}}">older →</a>{{end}}</p>
