@@ -378,7 +378,7 @@ func TestSuppressionBatchedOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	chain := policy.NewChain([]policy.Step{{Check: NewSuppression(svc), Enabled: true, OnError: policy.Defer}},
-		policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+		policy.WithBatches(func() *policy.Batch { return h.NewBatch() }))
 	if _, _, err := svc.Add(bg, "acme", "opted.out@example.com", SourceAPI, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,6 @@
 package optout
 
 import (
-	"context"
-
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -61,13 +59,6 @@ func service(d *setup.Deps) (*Service, error) {
 	svc, err := NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
 	if err != nil {
 		return nil, err
-	}
-	// EVALSHA from the first message on; a failure here is not fatal
-	// (Script.Run loads a missing script on NOSCRIPT).
-	ctx, cancel := d.Store.Context(context.Background())
-	defer cancel()
-	if err := d.Store.LoadScripts(ctx, Scripts()...); err != nil && d.Logger != nil {
-		d.Logger.Warn("optout: preloading store scripts failed, they load on first use", "err", err)
 	}
 	return svc, nil
 }

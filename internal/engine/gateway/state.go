@@ -128,7 +128,7 @@ func Build(d *setup.Deps) (*State, error) {
 	if h := d.Store; h != nil {
 		// One store round trip per stage: the checks that need the store
 		// at a stage add their work to one batch (store.Batch).
-		opts = append(opts, policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+		opts = append(opts, policy.WithBatches(h.NewBatch))
 	}
 	st.Chain = policy.NewChain(steps, opts...).ReportPanics(d.Panics)
 	return st, nil
