@@ -57,6 +57,7 @@ var routeAccess = map[string]string{
 	"POST /api/optouts":              "own",
 	"GET /api/customers/{id}/flag":   "own",
 	"GET /api/reputation/{customer}": "own",
+	"GET /api/standing":              "own",
 }
 
 // TestAccessMatrix runs the real binary on a real Redis and tries every
@@ -161,6 +162,14 @@ customers:
 		}
 	}
 
+	// A suspension of C2 (through the command and the admin API): a
+	// standing only C2 and the admin may see.
+	{
+		var out, errb bytes.Buffer
+		if code := runMain([]string{"suspend", "customer", tenantTwo.id, "-action", "defer", "-reason", "matrix test", "-config", cfgPath}, &out, &errb); code != 0 {
+			t.Fatalf("suspend: %d %s", code, errb.String())
+		}
+	}
 	call := func(method, path, token string, body []byte) (int, string) {
 		t.Helper()
 		var rd io.Reader
@@ -314,6 +323,14 @@ customers:
 		}
 	}
 
+	// Its suspension: C2 sees it, C1 and R do not.
+	for i, want := range map[int]bool{1: false, 2: false, 3: true} {
+		code, body := call("GET", "/api/standing", principals[i].token, nil)
+		if shown := strings.Contains(body, `"matrix test"`); code != 200 || shown != want {
+			t.Errorf("%s GET /api/standing: %d, shows C2's suspension: %v, want %v: %s", principals[i].name, code, shown, want, body)
+		}
+	}
+
 	// Reference guessing: C1 asking C2's reference gets exactly what a
 	// reference that does not exist gets.
 	c1 := principals[2].token
@@ -357,8 +374,11 @@ customers:
 		if e.Action == "POST /api/optouts" && e.Who == "tok-one" && strings.HasPrefix(e.From, "127.0.0.1:") {
 			found["tenant add"] = true
 		}
+		if e.Action == "standing.suspend" && e.Target == "customer:"+tenantTwo.id && strings.HasPrefix(e.Who, "cli:") && e.From == "cli" {
+			found["suspend"] = true
+		}
 	}
-	for _, k := range []string{"token.create tok-r", "token.create tok-one", "token.create tok-two", "tenant add"} {
+	for _, k := range []string{"token.create tok-r", "token.create tok-one", "token.create tok-two", "tenant add", "suspend"} {
 		if !found[k] {
 			t.Errorf("audit trail lacks %s: %s", k, body)
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -576,7 +577,7 @@ func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Re
 	req.Header.Set("Aupguard-Via", customer.ViaCLI)
 	// The audit trail names the user who ran the command (honoured with
 	// the admin token only).
-	req.Header.Set("Aupguard-Actor", cliWho())
+	req.Header.Set(audit.CLIHeader, cliWho())
 	if body == nil && method != http.MethodGet {
 		// The admin API takes writes only with their media type (a
 		// cross-site form cannot send it).

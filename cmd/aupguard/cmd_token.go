@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"os/user"
-	"regexp"
 	"text/tabwriter"
 	"time"
 
@@ -25,16 +23,7 @@ func init() {
 }
 
 // cliWho is the audit trail's name of the user running a command.
-func cliWho() string {
-	name := "unknown"
-	if u, err := user.Current(); err == nil && u.Username != "" {
-		name = u.Username
-	}
-	if !regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`).MatchString(name) {
-		name = "unknown"
-	}
-	return "cli:" + name
-}
+func cliWho() string { return audit.CLIActor() }
 
 // tenancyClient is where the token and audit commands act: the shared
 // store itself (Redis), or the running gateway's admin API (the memory

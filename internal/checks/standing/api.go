@@ -14,6 +14,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -185,6 +186,17 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, "reading the stops", err)
 		return
+	}
+	if access.Scoped(r.Context()) {
+		// A reseller's or customer's token sees its customers' stops.
+		visible := access.Visible(r.Context())
+		own := l.Stops[:0]
+		for _, e := range l.Stops {
+			if e.Scope == ScopeCustomer && visible(e.ID) {
+				own = append(own, e)
+			}
+		}
+		l.Stops, l.Errors = own, nil
 	}
 	jsonapi.Write(w, http.StatusOK, l)
 }

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"io"
 	"net/http"
 	"net/url"
@@ -85,6 +86,7 @@ func (c *client) do(method, path string, body any, out any) error {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Aupguard-Via", "cli")
+	req.Header.Set(audit.CLIHeader, audit.CLIActor())
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return fmt.Errorf("admin API: %w", err)

@@ -3,6 +3,8 @@ package standing
 import (
 	"context"
 	"fmt"
+	"github.com/aupguard/aupguard/internal/observability/access"
+	"net/http"
 	"strings"
 	"time"
 
@@ -34,7 +36,9 @@ func setupRuntime(h *setup.Host) error {
 		return nil
 	})
 	api := &API{B: p.Backend, Clock: h.Deps.Clock, Log: h.Deps.Logger, Sources: []Source{optoutSource(h), bounceSource(h)}}
-	h.AdminRoute("/api/standing", api)
+	// A scoped token reads its own customers' stops (suspensions and
+	// flags); setting and lifting them is the admin's.
+	h.AdminRoute("/api/standing", api, access.Methods(map[string]access.Scope{http.MethodGet: access.Filtered("customer")}))
 	h.AdminRoute("/api/standing/{scope}/{id}", api)
 	if h.MailPostmaster != nil {
 		mail := h.MailPostmaster

@@ -445,7 +445,7 @@ func (s *Server) authenticated(serve func(w http.ResponseWriter, r *http.Request
 		if scheme != "" {
 			if ok {
 				actor := audit.Actor{Who: p.Name, From: r.RemoteAddr}
-				if a := r.Header.Get("Aupguard-Actor"); p.Admin && cliActor.MatchString(a) {
+				if a := r.Header.Get(audit.CLIHeader); p.Admin && cliActor.MatchString(a) {
 					actor = audit.Actor{Who: a, From: "cli"}
 				}
 				ctx := access.WithPrincipal(r.Context(), p, owners{s})

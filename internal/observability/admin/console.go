@@ -59,8 +59,8 @@ const pageSize = 50
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
-	_, data["StandingNav"] = s.standingHandler()
 	navData(r, data)
+	_, data["StandingNav"] = s.standingHandler()
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)

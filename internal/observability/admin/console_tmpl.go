@@ -77,7 +77,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/decisions"{{if eq .Nav "decisions"}} class="current"{{end}}>Decisions</a>
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
 <a href="/resellers"{{if or (eq .Nav "resellers") (eq .Nav "reseller")}} class="current"{{end}}>Resellers</a>
-{{if .StandingNav}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
+{{if and .StandingNav .Admin}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
 {{- if .Admin}}
 <a href="/audit"{{if eq .Nav "audit"}} class="current"{{end}}>Audit</a>
 {{- end}}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/store"
@@ -256,5 +257,62 @@ func TestScopedConsoleInBrowser(t *testing.T) {
 	dom := string(chromium(t, "--dump-dom", "http://postmaster:"+testToken+"@"+e.srv.Addr().String()+"/customers"))
 	if !strings.Contains(dom, `href="/audit"`) || !strings.Contains(dom, `data-customer="beta"`) {
 		t.Errorf("admin's console: %s", dom)
+	}
+}
+
+// TestAuditOfAPIChanges: directory changes, a console form and a write
+// of a route that describes nothing are each recorded once, with who,
+// from where, and before/after; refused writes are not.
+func TestAuditOfAPIChanges(t *testing.T) {
+	e, _, trail, _ := tenancyEnv(t, func(o *Options) {
+		h, err := store.Open(config.StoreConfig{Backend: store.Memory}, clock.System{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { h.Close() })
+		s, _ := customer.OpenStore(h)
+		o.Directory = customer.NewManager(s, o.Config, config.Options{}, nil)
+	})
+	send := func(method, path, body string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer "+testToken)
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := send("PATCH", "/api/customers/acme", `{"limits": {"messages_per_hour": 77}}`, nil); code != 200 {
+		t.Fatalf("patch: %d", code)
+	}
+	if code := send("PATCH", "/api/customers/acme", `{"limits": {"messages_per_hour": "lots"}}`, nil); code != 400 {
+		t.Fatalf("bad patch: %d", code)
+	}
+	if code := send("DELETE", "/api/customers/acme/flag", "", map[string]string{"Aupguard-Actor": "cli:alice"}); code != 200 {
+		t.Fatalf("flag: %d", code)
+	}
+	es, err := trail.Entries(context.Background(), audit.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(es) != 2 {
+		t.Fatalf("entries: %+v", es)
+	}
+	// Newest first: the flag (a mounted stand-in that describes nothing:
+	// its route and path values), then the patch.
+	if f := es[0]; f.Action != "DELETE /api/customers/{id}/flag" || f.Target != "id=acme" || f.Who != "cli:alice" || f.From != "cli" {
+		t.Errorf("flag entry: %+v", f)
+	}
+	p := es[1]
+	if p.Action != "customer.set" || p.Target != "acme" || p.Who != "admin" || !strings.HasPrefix(p.From, "127.0.0.1:") ||
+		strings.Contains(p.Before, "77") || !strings.Contains(p.After, `"messages_per_hour":77`) || !strings.Contains(p.After, "fields limits") {
+		t.Errorf("patch entry: %+v", p)
 	}
 }

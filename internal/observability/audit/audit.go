@@ -14,6 +14,8 @@ package audit
 
 import (
 	"context"
+	"os/user"
+	"regexp"
 	"sync"
 	"time"
 )
@@ -119,4 +121,19 @@ func Clip(s string) string {
 		return s[:max] + "…"
 	}
 	return s
+}
+
+// CLIHeader is the request header a command sends to the admin API to be
+// named in the trail (honoured with the admin token only).
+const CLIHeader = "Aupguard-Actor"
+
+var cliUser = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// CLIActor is the trail's name of the user running a command:
+// "cli:<unix user>" ("cli:unknown" when it cannot be told).
+func CLIActor() string {
+	if u, err := user.Current(); err == nil && cliUser.MatchString(u.Username) {
+		return "cli:" + u.Username
+	}
+	return "cli:unknown"
 }
