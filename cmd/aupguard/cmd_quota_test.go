@@ -58,7 +58,7 @@ customers:
 
 	t.Run("json", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "-json", "acme"}, &out, &errb); rc != 0 {
+		if rc := runMain([]string{"quota", "-config", path, "-json", "acme"}, &out, &errb); rc != 0 {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 		var rep ratelimit.QuotaReport
@@ -84,7 +84,7 @@ customers:
 	})
 	t.Run("text", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "acme"}, &out, &errb); rc != 0 {
+		if rc := runMain([]string{"quota", "-config", path, "acme"}, &out, &errb); rc != 0 {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 		for _, want := range []string{"customer acme", "messages_per_minute", "10 messages / 1m0s", "messages_per_day", "498", "unlimited", "spike detection: 0 messages in the last 10m0s"} {
@@ -95,13 +95,13 @@ customers:
 	})
 	t.Run("unknown customer", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "nobody"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), `no customer "nobody"`) {
+		if rc := runMain([]string{"quota", "-config", path, "nobody"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), `no customer "nobody"`) {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 	})
 	t.Run("usage", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path}, &out, &errb); rc != 2 {
+		if rc := runMain([]string{"quota", "-config", path}, &out, &errb); rc != 2 {
 			t.Fatalf("rc %d", rc)
 		}
 	})

@@ -177,9 +177,10 @@ type CustomerBulk struct {
 type Bulk struct {
 	svc *Service
 	// Aligned reports DKIM alignment of the message (auth.DKIMAligned).
-	Aligned  func(t *policy.Txn) (aligned, known bool)
-	Default  CustomerBulk
-	Customer map[string]CustomerBulk
+	Aligned func(t *policy.Txn) (aligned, known bool)
+	// Default is the provider-wide setting; a customer's own is in its
+	// Settings (CustomerSection).
+	Default CustomerBulk
 }
 
 // fingerprintOf is bulk_mail's body fingerprint of the message.
@@ -195,7 +196,7 @@ var unsubOf = policy.NewState[string]()
 
 // NewBulk builds the bulk_mail check from the service's settings.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
-	return &Bulk{svc: svc, Aligned: aligned, Default: svc.Settings.Bulk, Customer: svc.Settings.Customers}
+	return &Bulk{svc: svc, Aligned: aligned, Default: svc.Settings.Bulk}
 }
 
 // Name implements policy.Check.
@@ -205,9 +206,6 @@ func (b *Bulk) Name() string { return BulkName }
 // made when it was validated (CustomerSection), or Default.
 func (b *Bulk) settings(c *policy.Customer) CustomerBulk {
 	if cb, ok := policy.SettingsOf[CustomerBulk](c.Settings, CustomerSection.Family); ok {
-		return cb
-	}
-	if cb, ok := b.Customer[c.ID]; ok {
 		return cb
 	}
 	return b.Default

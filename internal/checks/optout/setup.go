@@ -20,6 +20,7 @@ var Family = setup.Family{
 	Customer:      &CustomerSection,
 	Setup:         setupRuntime,
 	RecipientForm: recipientForm,
+	Commands:      commands,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)
@@ -59,6 +60,9 @@ func service(d *setup.Deps) (*Service, error) {
 	svc, err := NewService(d.Store, d.Config, d.Secret, d.Clock, d.Logger)
 	if err != nil {
 		return nil, err
+	}
+	if live := d.Live; live != nil {
+		svc.Known = func(id string) bool { _, ok := live.ByID(id); return ok }
 	}
 	return svc, nil
 }

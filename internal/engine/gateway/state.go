@@ -124,6 +124,9 @@ func Build(d *setup.Deps) (*State, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if d.Live != nil {
+		d.Live.Set(st.Dir) // the directory in force once st is swapped in
+	}
 	var opts []policy.ChainOption
 	if h := d.Store; h != nil {
 		// One store round trip per stage: the checks that need the store
