@@ -71,7 +71,20 @@ type Op struct {
 	Bucket int64
 	// Spike parameters.
 	Spike SpikeParams
+	// Scope is whose counter this is: the customer's (""), one of its
+	// logins' (ScopeLogin: Key carries the login's key, the counter is
+	// among the customer's) or its reseller's (ScopeReseller: the counter
+	// is the reseller's, shared by all its customers). Owner is the login
+	// or the reseller id, for findings and reports.
+	Scope string
+	Owner string
 }
+
+// The scopes of an op (Op.Scope).
+const (
+	ScopeLogin    = "login"
+	ScopeReseller = "reseller"
+)
 
 // SpikeParams are the thresholds of a KindSpike op (the method is in
 // doc.go, "Spike detection").

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -18,12 +20,25 @@ var (
 )
 
 // pendingRun is a Run added to a batch; its Result is known after Exec.
+// On a Redis Cluster the reseller-wide ops of a reseller's customer are in
+// the reseller's slot: they run as a second script call (side) in the
+// same pipeline, still one round trip, and the two answers are merged.
 type pendingRun struct {
 	ops  []Op
 	call *store.Call
-	res  Result
-	err  error
-	done bool
+	// side, own and res are the second call of a split run: own are the
+	// indexes in ops of the first call's ops, resOps of the side's.
+	side       *store.Call
+	own, other []int
+	// retry runs the side call again when its node lost the script.
+	retry func() (any, error)
+	// applied marks, for a split run refused in ModeReserve, the ops of
+	// the part that allowed and so was applied (given back like any
+	// reservation of a refused message or recipient).
+	applied []bool
+	res     Result
+	err     error
+	done    bool
 }
 
 // result decodes the call's reply once.
@@ -32,42 +47,214 @@ func (p *pendingRun) result() (Result, error) {
 		return p.res, p.err
 	}
 	p.done = true
-	v, err := p.call.Result()
-	if err != nil {
-		p.err = err
-		return p.res, err
+	if p.side != nil {
+		p.res, p.err = p.splitResult()
+		return p.res, p.err
 	}
+	p.res, p.err = decodeCall(p.call, p.ops)
+	return p.res, p.err
+}
+
+// decodeCall decodes one call's Run reply for ops.
+func decodeCall(c *store.Call, ops []Op) (Result, error) {
+	v, err := c.Result()
+	if err != nil {
+		return Result{}, err
+	}
+	return decodeReply(v, ops)
+}
+
+func decodeReply(v any, ops []Op) (Result, error) {
 	switch x := v.(type) {
 	case Result:
-		p.res = x
+		return x, nil
 	case []any:
-		p.res, p.err = decodeRun(x, p.ops)
-	default:
-		p.err = fmt.Errorf("%w: ratelimit: batch reply of type %T", store.ErrUnavailable, v)
+		return decodeRun(x, ops)
+	case *redis.Cmd:
+		// A side call: the batch script's reply of one call.
+		out, ok := x.Val().([]any)
+		if !ok || len(out) != 1 {
+			return Result{}, fmt.Errorf("%w: ratelimit: side reply %v", store.ErrUnavailable, x.Val())
+		}
+		return decodeReply(out[0], ops)
 	}
-	return p.res, p.err
+	return Result{}, fmt.Errorf("%w: ratelimit: batch reply of type %T", store.ErrUnavailable, v)
+}
+
+// pick returns the ops at idx.
+func pick(ops []Op, idx []int) []Op {
+	out := make([]Op, len(idx))
+	for i, j := range idx {
+		out[i] = ops[j]
+	}
+	return out
+}
+
+// splitResult merges the answers of a split run: allowed when both parts
+// allowed; the binding op is the one with the longest wait.
+func (p *pendingRun) splitResult() (Result, error) {
+	a, err := decodeCall(p.call, pick(p.ops, p.own))
+	if err != nil {
+		return Result{}, err
+	}
+	v, err := p.side.Result()
+	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && p.retry != nil {
+		// The reseller's node lost its scripts (restart, SCRIPT FLUSH):
+		// EVAL loads it there again; rare, so a second round trip.
+		v, err = p.retry()
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	b, err := decodeReply(v, pick(p.ops, p.other))
+	if err != nil {
+		return Result{}, err
+	}
+	res := Result{Allowed: a.Allowed && b.Allowed, Binding: -1, Now: a.Now, Ops: make([]OpResult, len(p.ops))}
+	for i, j := range p.own {
+		res.Ops[j] = a.Ops[i]
+	}
+	for i, j := range p.other {
+		res.Ops[j] = b.Ops[i]
+	}
+	for _, part := range []struct {
+		r   Result
+		idx []int
+	}{{a, p.own}, {b, p.other}} {
+		if !part.r.Allowed && part.r.Binding >= 0 && (res.Binding < 0 || part.r.Retry > res.Retry) {
+			res.Binding, res.Retry = part.idx[part.r.Binding], part.r.Retry
+		}
+	}
+	if !res.Allowed {
+		p.applied = make([]bool, len(p.ops))
+		for _, part := range []struct {
+			r   Result
+			idx []int
+		}{{a, p.own}, {b, p.other}} {
+			for _, j := range part.idx {
+				p.applied[j] = part.r.Allowed
+			}
+		}
+	}
+	return res, nil
+}
+
+// kept returns the reservations a Run made, with their buckets (nil when
+// nothing was written): every op when it allowed (or in ModeForce); for
+// a split run refused, the part that allowed, which wrote its counters.
+func (p *pendingRun) kept(m Mode, r Result) []Op {
+	switch {
+	case m == ModeCheck || m == ModeUsage:
+		return nil
+	case r.Allowed || m == ModeForce:
+		return reserved(p.ops, r)
+	case p.applied == nil:
+		return nil
+	}
+	var out []Op
+	for i, op := range p.ops {
+		if p.applied[i] && op.Kind != KindSpike {
+			op.Bucket = r.Ops[i].Bucket
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // queueRun adds a Run of ops to batch sb: a proc call of the batch script
 // on Redis, the backend's Run on any other backend (memory, tests).
 func queueRun(sb *store.Batch, b Backend, customer string, mode Mode, ops []Op) *pendingRun {
-	p := &pendingRun{ops: ops}
 	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
-		p.call = sb.Proc(runProc, keys, args...)
-		return p
+		return r.queueRun(sb, customer, mode, ops)
 	}
+	p := &pendingRun{ops: ops}
 	p.call = sb.Func(func(ctx context.Context) (any, error) { return b.Run(ctx, customer, mode, ops) })
 	return p
 }
 
-// queueRelease adds a Release of ops to batch sb.
-func queueRelease(sb *store.Batch, b Backend, customer string, ops []Op) *store.Call {
-	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
-		return sb.Proc(releaseProc, keys, args...)
+// slots splits ops by Cluster slot: the customer's (its logins' too) and
+// its reseller's; split is false when one script call may run them all
+// (not a Cluster, or only one part).
+func slots(sb *store.Batch, ops []Op) (own, other []int, split bool) {
+	for i, op := range ops {
+		if op.Scope == ScopeReseller {
+			other = append(other, i)
+		} else {
+			own = append(own, i)
+		}
 	}
-	return sb.Func(func(ctx context.Context) (any, error) { return nil, b.Release(ctx, customer, ops) })
+	return own, other, sb.Cluster() && len(own) > 0 && len(other) > 0
+}
+
+// sideCall adds the batch script with one call of proc as a plain command
+// of the pipeline (another Cluster slot than the batch's procs).
+func sideCall(sb *store.Batch, proc *store.Proc, keys []string, args []any) (*store.Call, []any) {
+	argv := make([]any, 0, 4+len(args))
+	argv = append(argv, 1, proc.Name(), len(keys), len(args))
+	argv = append(argv, args...)
+	cmd := make([]any, 0, 3+len(keys)+len(argv))
+	cmd = append(cmd, "evalsha", store.BatchScript().Hash(), len(keys))
+	for _, k := range keys {
+		cmd = append(cmd, k)
+	}
+	cmd = append(cmd, argv...)
+	return sb.Side(redis.NewCmd(context.Background(), cmd...)), argv
+}
+
+// queueRun adds a Run of ops to sb on Redis (split on a Cluster).
+func (r *redisBackend) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun {
+	p := &pendingRun{ops: ops}
+	head := func() []any { return []any{string(mode), r.nowArg()} }
+	own, other, split := slots(sb, ops)
+	if !split {
+		keys, args := r.encode(customer, ops, false, head())
+		p.call = sb.Proc(runProc, keys, args...)
+		return p
+	}
+	p.own, p.other = own, other
+	keys, args := r.encode(customer, pick(ops, own), false, head())
+	p.call = sb.Proc(runProc, keys, args...)
+	rkeys, rargs := r.encode(customer, pick(ops, other), false, head())
+	var argv []any
+	p.side, argv = sideCall(sb, runProc, rkeys, rargs)
+	p.retry = func() (any, error) {
+		ctx, cancel := r.h.Context(context.Background())
+		defer cancel()
+		v, err := store.BatchScript().Run(ctx, r.h.Client, rkeys, argv...).Result()
+		if err != nil {
+			return nil, store.Unavailable(err)
+		}
+		out, ok := v.([]any)
+		if !ok || len(out) != 1 {
+			return nil, fmt.Errorf("%w: ratelimit: reply %v", store.ErrUnavailable, v)
+		}
+		return out[0], nil
+	}
+	return p
+}
+
+// queueRelease adds the release of ops to sb on Redis (split on a
+// Cluster).
+func (r *redisBackend) queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call {
+	own, other, split := slots(sb, ops)
+	if !split {
+		keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
+		return []*store.Call{sb.Proc(releaseProc, keys, args...)}
+	}
+	keys, args := r.encode(customer, pick(ops, own), true, []any{r.nowArg()})
+	c := sb.Proc(releaseProc, keys, args...)
+	rkeys, rargs := r.encode(customer, pick(ops, other), true, []any{r.nowArg()})
+	side, _ := sideCall(sb, releaseProc, rkeys, rargs)
+	return []*store.Call{c, side}
+}
+
+// queueRelease adds a Release of ops to batch sb: one call, or two on a
+// Redis Cluster when reseller-wide ops are given back too.
+func queueRelease(sb *store.Batch, b Backend, customer string, ops []Op) []*store.Call {
+	if r, ok := b.(*redisBackend); ok && sb.Redis() {
+		return r.queueRelease(sb, customer, ops)
+	}
+	return []*store.Call{sb.Func(func(ctx context.Context) (any, error) { return nil, b.Release(ctx, customer, ops) })}
 }
 
 // batchOf returns the store batch the chain passed, or a batch of the

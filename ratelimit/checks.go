@@ -54,11 +54,15 @@ var (
 
 // Checks are the volume checks of one config. Build them with New.
 type Checks struct {
-	b      Backend
-	def    Settings
-	secret secrets.Key
-	log    *slog.Logger
-	looks  *lookCache
+	b   Backend
+	def Settings
+	// logins and resellers are the per-login limits by customer and the
+	// reseller-wide limits by reseller (tenancy.go).
+	logins    map[string]loginLimits
+	resellers map[string]Settings
+	secret    secrets.Key
+	log       *slog.Logger
+	looks     *lookCache
 }
 
 // New builds the volume checks on backend b (see Open) for cfg; secret
@@ -77,7 +81,8 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log
 	if clk == nil {
 		clk = clock.System{}
 	}
-	return &Checks{b: b, def: def, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
+	logins, resellers := tenancy(cfg, sp)
+	return &Checks{b: b, def: def, logins: logins, resellers: resellers, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
@@ -194,8 +199,14 @@ func state(t *policy.Txn) *txnState {
 func (rc rateCheck) settle(t *policy.Txn, st *txnState) {
 	m := mode(t)
 	for r, p := range st.rcptRun {
-		if res, err := p.result(); err == nil && (res.Allowed || m == ModeForce) && m != ModeCheck {
-			st.rcpt[r] = reserved(p.ops, res)
+		if p == nil {
+			delete(st.rcptRun, r)
+			continue
+		}
+		if res, err := p.result(); err == nil {
+			if k := p.kept(m, res); len(k) > 0 {
+				st.rcpt[r] = k
+			}
 		}
 		delete(st.rcptRun, r)
 	}
@@ -204,9 +215,7 @@ func (rc rateCheck) settle(t *policy.Txn, st *txnState) {
 		if res, err := p.result(); err == nil {
 			applied := (res.Allowed || m == ModeForce) && m != ModeCheck
 			rc.c.looks.record(t.Customer.ID, p.ops, res, applied)
-			if applied {
-				st.msg = reserved(p.ops, res)
-			}
+			st.msg = p.kept(m, res)
 		}
 	}
 }
@@ -241,10 +250,14 @@ func reserved(ops []Op, r Result) []Op {
 // mailOps are the message counters the MAIL FROM look evaluates.
 func (rc rateCheck) mailOps(t *policy.Txn) []Op {
 	s := rc.c.settings(t)
+	scs := rc.c.scopes(t)
 	var ops []Op
 	for _, l := range countedLimits {
+		if l.perRcpt {
+			continue
+		}
 		limit := l.get(s)
-		if limit <= 0 || l.perRcpt {
+		if limit <= 0 && !scopesLimit(scs, l) {
 			continue
 		}
 		n := int64(1)
@@ -256,9 +269,33 @@ func (rc rateCheck) mailOps(t *policy.Txn) []Op {
 				continue
 			}
 		}
-		ops = append(ops, l.op(limit, n))
+		if limit > 0 {
+			ops = append(ops, l.op(limit, n))
+		}
+		for _, sc := range scs {
+			if sl := l.get(sc.s); sl > 0 {
+				ops = append(ops, sc.op(l, sl, n))
+			}
+		}
 	}
-	return ops
+	return sortScopes(ops)
+}
+
+// sortScopes puts the reseller-wide ops last, in a stable order (one run
+// holds them in their own part on a Redis Cluster, see slots).
+func sortScopes(ops []Op) []Op {
+	out := make([]Op, 0, len(ops))
+	for _, op := range ops {
+		if op.Scope != ScopeReseller {
+			out = append(out, op)
+		}
+	}
+	for _, op := range ops {
+		if op.Scope == ScopeReseller {
+			out = append(out, op)
+		}
+	}
+	return out
 }
 
 // PrepareMail adds the MAIL FROM look to the stage's batch, unless the use
@@ -305,9 +342,18 @@ func (rc rateCheck) Mail(ctx context.Context, t *policy.Txn) ([]policy.Finding, 
 func (rc rateCheck) rcptOps(t *policy.Txn, rcpt *policy.Rcpt) []Op {
 	s := rc.c.settings(t)
 	var ops []Op
+	scs := rc.c.scopes(t)
 	for _, l := range countedLimits {
-		if limit := l.get(s); limit > 0 && l.perRcpt {
+		if !l.perRcpt {
+			continue
+		}
+		if limit := l.get(s); limit > 0 {
 			ops = append(ops, l.op(limit, 1))
+		}
+		for _, sc := range scs {
+			if sl := l.get(sc.s); sl > 0 {
+				ops = append(ops, sc.op(l, sl, 1))
+			}
 		}
 	}
 	if s.PerRecipientPerHour > 0 || s.PerRecipientPerDay > 0 {
@@ -325,7 +371,7 @@ func (rc rateCheck) rcptOps(t *policy.Txn, rcpt *policy.Rcpt) []Op {
 			ops = append(ops, Op{Kind: KindRecipient, Name: "per_recipient_per_day", Key: "rcpt:" + h, Limit: s.PerRecipientPerDay, Period: 24 * time.Hour, N: 1, Keep: keep})
 		}
 	}
-	return ops
+	return sortScopes(ops)
 }
 
 // PrepareRcpt adds to the stage's batch the release of earlier recipients
@@ -364,8 +410,10 @@ func (rc rateCheck) Rcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt) 
 	if err != nil {
 		return nil, err
 	}
-	if (r.Allowed || mode(t) == ModeForce) && mode(t) != ModeCheck {
-		st.rcpt[rcpt] = reserved(p.ops, r)
+	if k := p.kept(mode(t), r); len(k) > 0 {
+		// A recipient refused here, whose split run (Redis Cluster) wrote
+		// one part, is not in t.Rcpts: that part is given back.
+		st.rcpt[rcpt] = k
 	}
 	return limitFindings(p.ops, r), nil
 }
@@ -399,19 +447,38 @@ func (rc rateCheck) giveBackRefused(t *policy.Txn, st *txnState, sb *store.Batch
 func (rc rateCheck) eomOps(t *policy.Txn) []Op {
 	s := rc.c.settings(t)
 	var ops []Op
+	scs := rc.c.scopes(t)
 	for _, l := range countedLimits {
-		if limit := l.get(s); limit > 0 && !l.perRcpt {
-			n := int64(1)
-			if l.unit == "bytes" {
-				n = t.Size()
-			}
+		if l.perRcpt {
+			continue
+		}
+		n := int64(1)
+		if l.unit == "bytes" {
+			n = t.Size()
+		}
+		if limit := l.get(s); limit > 0 {
 			ops = append(ops, l.op(limit, n))
+		}
+		for _, sc := range scs {
+			if sl := l.get(sc.s); sl > 0 {
+				ops = append(ops, sc.op(l, sl, n))
+			}
 		}
 	}
 	if s.SpikeEnabled {
 		ops = append(ops, Op{Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: s.SpikeWindow, N: 1, Spike: s.Spike})
 	}
-	return ops
+	return sortScopes(ops)
+}
+
+// scopesLimit reports whether a login or reseller scope sets limit l.
+func scopesLimit(scs []scope, l counted) bool {
+	for _, sc := range scs {
+		if l.get(sc.s) > 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // PrepareEOM adds the message counters' reservation and the spike
@@ -452,12 +519,10 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 	m := mode(t)
 	applied := (r.Allowed || m == ModeForce) && m != ModeCheck
 	rc.c.looks.record(t.Customer.ID, ops, r, applied)
-	if applied {
-		st.msg = reserved(ops, r)
-	}
+	st.msg = p.kept(m, r)
 	f := limitFindings(ops, r)
-	if s.SpikeEnabled && applied {
-		if o := r.Ops[len(ops)-1]; o.Flagged {
+	if si := spikeAt(ops); si >= 0 && applied {
+		if o := r.Ops[si]; o.Flagged {
 			f = append(f, policy.Finding{
 				Name: FindingSpike,
 				Detail: fmt.Sprintf("volume_spike: %d messages in the last %s, threshold %.1f (factor %g x baseline %.1f/h, floor %d)",
@@ -505,15 +570,27 @@ func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted b
 	}
 	sb, own := rc.c.batchOf(b)
 	ref, customer := t.Ref, t.Customer.ID
-	queueRelease(sb, rc.c.b, customer, give).Then(func(_ any, err error) {
-		if err != nil {
-			// The reservation stays counted: the counters err towards refusing.
-			rc.c.log.Warn("rate_limit: release failed, reservation stays counted", "ref", ref, "customer", customer, "err", err)
-		}
-	})
+	for _, c := range queueRelease(sb, rc.c.b, customer, give) {
+		c.Then(func(_ any, err error) {
+			if err != nil {
+				// The reservation stays counted: the counters err towards refusing.
+				rc.c.log.Warn("rate_limit: release failed, reservation stays counted", "ref", ref, "customer", customer, "err", err)
+			}
+		})
+	}
 	if own {
 		_ = sb.Exec(ctx)
 	}
+}
+
+// spikeAt is the index of the spike detector's op, -1 without one.
+func spikeAt(ops []Op) int {
+	for i, op := range ops {
+		if op.Kind == KindSpike {
+			return i
+		}
+	}
+	return -1
 }
 
 // limitFindings turns a refused Run into the finding of its binding limit.
@@ -531,6 +608,13 @@ func limitFindings(ops []Op, r Result) []policy.Finding {
 		},
 	}
 	f.Detail = fmt.Sprintf("%s: %d per %s reached (in use %d, this one %d), retry in %s", op.Name, op.Limit, op.Period, o.Used, op.N, retry)
+	name := op.Name
+	if op.Scope != "" {
+		// Whose limit: the login's or the reseller's, not the customer's.
+		f.Attrs["scope"], f.Attrs[op.Scope] = op.Scope, op.Owner
+		f.Detail = op.Scope + " " + op.Owner + ": " + f.Detail
+		name = op.Scope + " " + op.Name
+	}
 	switch op.Kind {
 	case KindRecipient:
 		// RFC 5321 §4.2.5: 450 for a mailbox-specific temporary refusal;
@@ -541,10 +625,10 @@ func limitFindings(ops []Op, r Result) []policy.Finding {
 		// The daily quota frees when its oldest counted bucket leaves the
 		// window: the deferral says when.
 		f.Name = FindingQuota
-		f.Reply = policy.MustReply(451, "4.7.1", "Daily quota reached ("+op.Name+"), retry in "+retry)
+		f.Reply = policy.MustReply(451, "4.7.1", "Daily quota reached ("+name+"), retry in "+retry)
 	default:
 		f.Name = FindingRate
-		f.Reply = policy.MustReply(451, "4.7.1", "Rate limit reached ("+op.Name+"), retry in "+retry)
+		f.Reply = policy.MustReply(451, "4.7.1", "Rate limit reached ("+name+"), retry in "+retry)
 	}
 	return []policy.Finding{f}
 }

@@ -91,7 +91,7 @@ func newHarness(t testing.TB, b Backend, clk *clock.Fake, y string, extra ...pol
 		if cu.Mode == "monitor" {
 			m = policy.Monitor
 		}
-		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m, Settings: cu.Settings}
+		h.cust[cu.ID] = &policy.Customer{ID: cu.ID, Mode: m, Reseller: cu.Reseller, Settings: cu.Settings}
 	}
 	h.chain = policy.NewChain(steps)
 	return h

@@ -44,7 +44,7 @@ func (l *lookCache) allows(customer string, ops []Op) bool {
 		return false
 	}
 	for _, op := range ops {
-		u, ok := s.used[op.Name]
+		u, ok := s.used[lookID(op)]
 		if !ok || u+op.N > op.Limit {
 			return false
 		}
@@ -76,8 +76,17 @@ func (l *lookCache) record(customer string, ops []Op, r Result, applied bool) {
 		if applied {
 			u += op.N
 		}
-		s.used[op.Name] = u
+		s.used[lookID(op)] = u
 	}
 	s.at = now
 	l.m[customer] = s
+}
+
+// lookID names an op's counter among the customer's (its logins' keys are
+// their own; a reseller-wide counter may share its key's name).
+func lookID(op Op) string {
+	if op.Scope == ScopeReseller {
+		return "@r:" + op.Key
+	}
+	return op.Key
 }

@@ -6,9 +6,14 @@ import (
 )
 
 func TestLookCache(t *testing.T) {
-	perMin := Op{Kind: KindRate, Name: "messages_per_minute", Limit: 3, Period: time.Minute, N: 1}
-	perDayBytes := Op{Kind: KindWindow, Name: "bytes_per_day", Limit: 1000, Period: 24 * time.Hour, N: 400}
+	perMin := Op{Kind: KindRate, Name: "messages_per_minute", Key: "messages_per_minute", Limit: 3, Period: time.Minute, N: 1}
+	perDayBytes := Op{Kind: KindWindow, Name: "bytes_per_day", Key: "bytes_per_day", Limit: 1000, Period: 24 * time.Hour, N: 400}
 	spike := Op{Kind: KindSpike, Name: FindingSpike, N: 1}
+	// The same limit of a login and of the reseller: other counters.
+	loginMin := perMin
+	loginMin.Key, loginMin.Scope, loginMin.Owner = loginKey("alice")+":messages_per_minute", ScopeLogin, "alice"
+	resellerMin := perMin
+	resellerMin.Scope, resellerMin.Owner = ScopeReseller, "hostco"
 	res := func(used ...int64) Result {
 		r := Result{Allowed: true, Binding: -1}
 		for _, u := range used {
@@ -34,6 +39,10 @@ func TestLookCache(t *testing.T) {
 		{"a second old: ask the store", []Op{perMin}, res(0), false, lookFresh, []Op{perMin}, false},
 		{"just under a second old", []Op{perMin}, res(0), false, lookFresh - time.Millisecond, []Op{perMin}, true},
 		{"spike ops are not part of the look", []Op{perMin, spike}, res(0, 0), true, 0, []Op{perMin}, true},
+		{"a login's counter is not the customer's", []Op{perMin}, res(0), false, 0, []Op{perMin, loginMin}, false},
+		{"a reseller's counter is not the customer's", []Op{perMin}, res(0), false, 0, []Op{perMin, resellerMin}, false},
+		{"a full reseller counter: ask the store", []Op{perMin, loginMin, resellerMin}, res(0, 0, 3), false, 0, []Op{perMin, loginMin, resellerMin}, false},
+		{"room in the customer's, the login's and the reseller's", []Op{perMin, loginMin, resellerMin}, res(0, 1, 2), false, 0, []Op{perMin, loginMin, resellerMin}, true},
 		{"a result that does not match its ops is ignored", []Op{perMin}, res(0, 0), false, 0, []Op{perMin}, false},
 	}
 	for _, tc := range tests {

@@ -135,6 +135,15 @@ func (m *memory) expireSome(now int64) {
 
 func memName(customer, key string) string { return customer + "\x00" + key }
 
+// memOpName is the counter of op: among the customer's, or the reseller's
+// for a reseller-wide op ("@r:" cannot start a customer id).
+func memOpName(customer string, op Op) string {
+	if op.Scope == ScopeReseller {
+		return memName("@r:"+op.Owner, op.Key)
+	}
+	return memName(customer, op.Key)
+}
+
 // round3 keeps three decimals, as the scripts' %.3f.
 func round3(x float64) float64 {
 	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'f', 3, 64), 64)
@@ -158,7 +167,7 @@ func (m *memory) Run(ctx context.Context, customer string, mode Mode, ops []Op) 
 	aux := make([]float64, len(ops))
 	var retry int64
 	for i, op := range ops {
-		k := memName(customer, op.Key)
+		k := memOpName(customer, op)
 		ok, r := true, int64(0)
 		switch op.Kind {
 		case KindRate:
@@ -185,7 +194,7 @@ func (m *memory) Run(ctx context.Context, customer string, mode Mode, ops []Op) 
 	if mode == ModeForce || (mode == ModeReserve && res.Allowed) {
 		var sent map[string]bool // recipients counted: the hour and day limits share one send
 		for i, op := range ops {
-			k := memName(customer, op.Key)
+			k := memOpName(customer, op)
 			switch op.Kind {
 			case KindRate:
 				v := round3(aux[i])
@@ -429,7 +438,7 @@ func (m *memory) Release(ctx context.Context, customer string, ops []Op) error {
 	now := m.clk.Now().UnixMilli()
 	var taken map[string]bool // recipient sends given back (hour and day share one)
 	for _, op := range ops {
-		k := memName(customer, op.Key)
+		k := memOpName(customer, op)
 		e := m.get(k, now)
 		if e == nil {
 			continue

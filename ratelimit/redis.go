@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"encoding/binary"
-	"fmt"
 	"hash/fnv"
 	"strconv"
 	"time"
@@ -83,7 +82,7 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 				return i + 1
 			}
 		}
-		keys = append(keys, r.h.CustomerKey(customer, "rl", k))
+		keys = append(keys, k)
 		names = append(names, k)
 		return len(keys)
 	}
@@ -125,7 +124,7 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 			}
 			e = strconv.FormatInt(keep, 10)
 		default:
-			ki = key(op.Key)
+			ki = key(r.opKey(customer, op))
 			a = strconv.FormatInt(op.Limit, 10)
 		}
 		b = strconv.FormatInt(ms(op.Period), 10)
@@ -142,23 +141,24 @@ func (r *redisBackend) encode(customer string, ops []Op, release bool, args []an
 	return keys, args
 }
 
+// opKey is the Redis key of a rate or window op: the customer's counter
+// (its logins' too), or the reseller's under the reseller's own hash tag
+// {r:ID}.
+func (r *redisBackend) opKey(customer string, op Op) string {
+	if op.Scope == ScopeReseller {
+		return r.h.Prefix + "{r:" + op.Owner + "}:rl:" + op.Key
+	}
+	return r.h.CustomerKey(customer, "rl", op.Key)
+}
+
 // Run implements Backend in one round trip.
 func (r *redisBackend) Run(ctx context.Context, customer string, mode Mode, ops []Op) (Result, error) {
-	keys, args := r.encode(customer, ops, false, []any{string(mode), r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
 	sb := r.h.NewBatch()
-	call := sb.Proc(runProc, keys, args...)
+	p := r.queueRun(sb, customer, mode, ops)
 	_ = sb.Exec(ctx)
-	res, err := call.Result()
-	if err != nil {
-		return Result{}, err
-	}
-	v, ok := res.([]any)
-	if !ok {
-		return Result{}, fmt.Errorf("%w: ratelimit: reply of type %T", store.ErrUnavailable, res)
-	}
-	return decodeRun(v, ops)
+	return p.result()
 }
 
 func num(x any) int64 {
@@ -190,13 +190,16 @@ func (r *redisBackend) Release(ctx context.Context, customer string, ops []Op) e
 	if len(ops) == 0 {
 		return nil
 	}
-	keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
 	ctx, cancel := r.h.Context(ctx)
 	defer cancel()
 	sb := r.h.NewBatch()
-	call := sb.Proc(releaseProc, keys, args...)
-	_ = sb.Exec(ctx)
-	_, err := call.Result()
+	calls := r.queueRelease(sb, customer, ops)
+	err := sb.Exec(ctx)
+	for _, c := range calls {
+		if _, cerr := c.Result(); cerr != nil {
+			return cerr
+		}
+	}
 	return err
 }
 

@@ -355,15 +355,16 @@ func openDirectory(cfg *config.Config, adminURL string) (directory, error) {
 			h.Close()
 			return nil, err
 		}
-		return &storeDirectory{m: m, h: h}, nil
+		return &storeDirectory{m: m, h: h, cfg: cfg}, nil
 	}
 	return newAPIDirectory(cfg, adminURL)
 }
 
 // storeDirectory changes the directory in the shared store directly.
 type storeDirectory struct {
-	m *customer.Manager
-	h *store.Handle
+	m   *customer.Manager
+	h   *store.Handle
+	cfg *config.Config
 }
 
 func view(e customer.Entry) entryView {
@@ -394,15 +395,15 @@ func (d *storeDirectory) add(ctx context.Context, def []byte) (customer.Change, 
 	if err != nil {
 		return customer.Change{}, err
 	}
-	return d.m.Add(ctx, c, customer.ViaCLI)
+	return d.audited(d.m.Add(ctx, c, customer.ViaCLI))
 }
 
 func (d *storeDirectory) set(ctx context.Context, id string, patch map[string]any) (customer.Change, error) {
-	return d.m.Set(ctx, id, patch, customer.ViaCLI)
+	return d.audited(d.m.Set(ctx, id, patch, customer.ViaCLI))
 }
 
 func (d *storeDirectory) remove(ctx context.Context, id string) (customer.Change, error) {
-	return d.m.Remove(ctx, id, customer.ViaCLI)
+	return d.audited(d.m.Remove(ctx, id, customer.ViaCLI))
 }
 
 func (d *storeDirectory) importList(ctx context.Context, in importInput, force bool) (customer.ImportResult, error) {
@@ -410,7 +411,23 @@ func (d *storeDirectory) importList(ctx context.Context, in importInput, force b
 	if force {
 		src = customer.ForceAll(src)
 	}
-	return d.m.ImportFrom(ctx, src, customer.ViaCLI)
+	res, err := d.m.ImportFrom(ctx, src, customer.ViaCLI)
+	if err == nil {
+		recordCLI(d.cfg, os.Stderr, "customer.import", "", "", fmt.Sprintf("%d customers (%d added, %d replaced), versions %d to %d", res.Imported, res.Added, res.Replaced, res.First, res.Last))
+	}
+	return res, err
+}
+
+// audited records a change made in the store in the audit trail.
+func (d *storeDirectory) audited(ch customer.Change, err error) (customer.Change, error) {
+	if err == nil {
+		after := string(ch.Definition)
+		if len(ch.Fields) > 0 {
+			after = "fields " + strings.Join(ch.Fields, ", ") + ": " + after
+		}
+		recordCLI(d.cfg, os.Stderr, "customer."+ch.Op, ch.ID, "", after)
+	}
+	return ch, err
 }
 
 // importInput is the file of an import, read as a stream.
@@ -507,6 +524,9 @@ func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Re
 	}
 	req.Header.Set("Authorization", "Bearer "+d.token)
 	req.Header.Set("Aupguard-Via", customer.ViaCLI)
+	// The audit trail names the user who ran the command (honoured with
+	// the admin token only).
+	req.Header.Set("Aupguard-Actor", cliWho())
 	if body == nil && method != http.MethodGet {
 		// The admin API takes writes only with their media type (a
 		// cross-site form cannot send it).

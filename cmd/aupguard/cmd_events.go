@@ -52,11 +52,12 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 	since := fs.String("since", "", "period back from now, e.g. 24h or 7d (default: the whole retention)")
 	from := fs.String("from", "", "start (2006-01-02 or RFC 3339)")
 	to := fs.String("to", "", "end (2006-01-02 includes that day, or RFC 3339)")
+	login := fs.String("login", "", "only this login (SASL, or the Unix login of local submission)")
 	ref := fs.String("ref", "", "the reference id from an SMTP reply")
 	limit := fs.Int("limit", 100, "most events shown (newest first)")
 	asJSON := fs.Bool("json", false, "one JSON event per line")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: aupguard events -config FILE [-ref REF] [-customer ID] [-since 24h | -from DATE -to DATE] [-limit N] [-json]")
+		fmt.Fprintln(stderr, "usage: aupguard events -config FILE [-ref REF] [-customer ID] [-login LOGIN] [-since 24h | -from DATE -to DATE] [-limit N] [-json]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -66,7 +67,7 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	q := events.Query{Ref: strings.TrimSpace(*ref), Customer: *customer, Limit: *limit}
+	q := events.Query{Ref: strings.TrimSpace(*ref), Customer: *customer, Login: *login, Limit: *limit}
 	if *since != "" || *from != "" || *to != "" {
 		var err error
 		if q.Since, q.Until, err = report.ParseRange(*since, *from, *to, 24*time.Hour, time.Now()); err != nil {
@@ -108,7 +109,7 @@ func runEvents(args []string, stdout, stderr io.Writer) int {
 
 func printEvents(w io.Writer, evs []events.Event, detail bool) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME (UTC)\tREF\tQUEUE ID\tCUSTOMER\tSTAGE\tFROM DOMAIN\tRCPTS\tACTION\tCHECK/FINDING\tREPLY\tMODE")
+	fmt.Fprintln(tw, "TIME (UTC)\tREF\tQUEUE ID\tCUSTOMER\tLOGIN\tSTAGE\tFROM DOMAIN\tRCPTS\tACTION\tCHECK/FINDING\tREPLY\tMODE")
 	for _, e := range evs {
 		action := e.Effective
 		if e.Action != e.Effective {
@@ -122,8 +123,8 @@ func printEvents(w io.Writer, evs []events.Event, detail bool) {
 		if e.Code != 0 {
 			reply = fmt.Sprintf("%d %s", e.Code, e.Enhanced)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Ref, dash(e.QueueID),
-			e.CustomerOf(), e.Stage, dash(e.SenderDomain), e.Rcpts, action, cf, reply, e.Mode)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\n", e.Time.UTC().Format("2006-01-02 15:04:05"), e.Ref, dash(e.QueueID),
+			e.CustomerOf(), dash(e.Login), e.Stage, dash(e.SenderDomain), e.Rcpts, action, cf, reply, e.Mode)
 	}
 	tw.Flush()
 	if !detail {

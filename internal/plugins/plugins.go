@@ -10,6 +10,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/content"
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
+	"github.com/aupguard/aupguard/internal/checks/standing"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/ratelimit"
 )
@@ -25,6 +26,7 @@ var Families = []setup.Family{
 	optout.Family,
 	reputation.Family,
 	content.Family,
+	standing.Family,
 }
 
 func init() { setup.Register(Families...) }

@@ -140,6 +140,7 @@ func runOptout(env *setup.Env, args []string) int {
 				status = 1
 			default:
 				fmt.Fprintf(stdout, "%s\tremoved\n", a)
+				env.Record(svc.Config, "optout.remove", *list, MaskAddress(a), "removed")
 			}
 		}
 		return status

@@ -59,6 +59,7 @@ func runCustomerStanding(env *setup.Env, sub string, args []string) int {
 			return 0
 		}
 		fmt.Fprintf(stdout, "%s: flag cleared\n", id)
+		env.Record(svc.Config, "flag.clear", id, "flagged", "cleared")
 		return 0
 	}
 	st, err := svc.Status(ctx, id)

@@ -18,6 +18,7 @@ import (
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
@@ -210,6 +211,7 @@ func (a *api) remove(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not on the list")
 		return
 	}
+	audit.Describe(r.Context(), "optout.remove", listParam(r), MaskAddress(addr), "removed")
 	writeJSON(w, http.StatusOK, map[string]any{"removed": true})
 }
 
@@ -286,6 +288,9 @@ func (a *api) clear(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		a.fail(w, err)
 		return
+	}
+	if ok {
+		audit.Describe(r.Context(), "flag.clear", r.PathValue("id"), "flagged", "cleared")
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"cleared": ok})
 }
@@ -458,3 +463,7 @@ func maskAddr(a string) string {
 	}
 	return a[:1] + strings.Repeat("*", min(at-1, 6)) + a[at:]
 }
+
+// MaskAddress is an address as the audit trail shows it: its first letter
+// and its domain (never the whole recipient).
+func MaskAddress(a string) string { return maskAddr(a) }

@@ -1,6 +1,7 @@
 package optout
 
 import (
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"net/http"
 	"sync/atomic"
 
@@ -45,7 +46,7 @@ func setupRuntime(h *setup.Host) error {
 	}
 	h.OnReload(build)
 	for _, p := range adminPaths {
-		h.AdminRoute(p, api)
+		h.AdminRoute(p, api, adminScopes[p])
 	}
 	oc, err := ConfigOf(h.Config())
 	if err != nil {
@@ -176,3 +177,12 @@ var (
 	_ RefusalCounter    = (*Metrics)(nil)
 	_ decision.Observer = (*Metrics)(nil)
 )
+
+// adminScopes open the opt-out API to scoped access tokens: a reseller's
+// or customer's token reads and adds to its own suppression lists (never
+// removes from them) and reads its own flag; the rest is the admin's.
+var adminScopes = map[string]access.Scope{
+	"/api/optouts": access.Methods(map[string]access.Scope{
+		http.MethodGet: access.Query("list", "customer"), http.MethodPost: access.JSONField("list", "customer")}),
+	"/api/customers/{id}/flag": access.Methods(map[string]access.Scope{http.MethodGet: access.Path("id")}),
+}

@@ -3,6 +3,8 @@ package reputation
 import (
 	"context"
 	"fmt"
+	"github.com/aupguard/aupguard/internal/observability/access"
+	"net/http"
 	"sync"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
@@ -112,7 +114,8 @@ func setupRuntime(h *setup.Host) error {
 	}
 	h.Collector(&Collector{Service: svc, Reader: l.reader, Watcher: l.watcher, Top: cfg.Admin.MetricsTopCustomers})
 	h.AdminRoute("/api/reputation", svc.API())
-	h.AdminRoute("/api/reputation/{customer}", svc.API())
+	// A scoped token reads its own customers' standing.
+	h.AdminRoute("/api/reputation/{customer}", svc.API(), access.Methods(map[string]access.Scope{http.MethodGet: access.Path("customer")}))
 	h.Component(l.components)
 	if l.reader != nil || l.watcher != nil {
 		h.Service(l)

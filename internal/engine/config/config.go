@@ -47,6 +47,8 @@ type Config struct {
 
 	Events  EventsConfig  `yaml:"events"`
 	Reports ReportsConfig `yaml:"reports"`
+	// Audit is the trail of changes made through the API, console and CLI.
+	Audit AuditConfig `yaml:"audit"`
 
 	Notifications NotificationsConfig `yaml:"notifications"`
 
@@ -218,6 +220,13 @@ type Customer struct {
 	Mode    string                         `yaml:"mode"`
 	Limits  Limits                         `yaml:"limits"`
 	Checks  map[string]CustomerCheckConfig `yaml:"checks"`
+	// LoginLimits apply to each of the customer's logins on its own (a
+	// SASL login, or the Unix login of local submission), besides the
+	// customer's limits; LoginOverrides replace them for one login. Only
+	// the counted rates and quotas apply (ValidateLoginLimits); nothing is
+	// inherited from defaults.limits.
+	LoginLimits    Limits            `yaml:"login_limits,omitempty"`
+	LoginOverrides map[string]Limits `yaml:"login_overrides,omitempty"`
 
 	// LocalUsers are the Unix logins (or "uid:N") on the MTA host whose
 	// locally submitted mail (sendmail, PHP mail(), cron) is this

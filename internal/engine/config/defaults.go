@@ -124,6 +124,7 @@ func (c *Config) applyDefaults(opts Options) {
 	c.Admin.defaults()
 	c.Directory.defaults()
 	c.Events.defaults()
+	c.Audit.defaults()
 	c.Reports.defaults()
 	c.Notifications.defaults()
 	c.Runtime.defaults()

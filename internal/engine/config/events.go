@@ -310,3 +310,24 @@ func (c *Config) validateAbuseContacts(v *validator) {
 		}
 	}
 }
+
+// DefaultAuditRetention is how long the audit trail keeps a change.
+const DefaultAuditRetention = 365 * 24 * time.Hour
+
+// AuditConfig configures the audit trail (internal/observability/audit).
+type AuditConfig struct {
+	// Retention is how long a change is kept (both store backends).
+	Retention time.Duration `yaml:"retention"`
+}
+
+func (a *AuditConfig) defaults() {
+	if a.Retention == 0 {
+		a.Retention = DefaultAuditRetention
+	}
+}
+
+func (a *AuditConfig) validate(v *validator) {
+	if a.Retention < 24*time.Hour {
+		v.errf("audit.retention", "must be at least 24h, got %s", a.Retention)
+	}
+}

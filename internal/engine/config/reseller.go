@@ -80,23 +80,43 @@ func (c *Config) validateResellers(v *validator) {
 				v.errf(fmt.Sprintf("%s.abuse_contacts[%d]", p, j), "bad address %q", a)
 			}
 		}
-		r.Limits.validate(v, p+".limits")
-		l := r.Limits
-		for name, set := range map[string]bool{
-			"recipients_per_message": l.RecipientsPerMessage != nil,
-			"message_size":           l.MessageSize != nil,
-			"per_recipient_per_hour": l.PerRecipientPerHour != nil,
-			"per_recipient_per_day":  l.PerRecipientPerDay != nil,
-			"fold_subaddress":        l.FoldSubaddress != nil,
-			"case_sensitive_local":   l.CaseSensitiveLocal != nil,
-			"spike_factor":           l.SpikeFactor != nil,
-			"spike_floor":            l.SpikeFloor != nil,
-			"spike_baseline":         l.SpikeBaseline != nil,
-		} {
-			if set {
-				v.errf(p+".limits."+name, "not a reseller-wide limit (only messages_per_minute/hour/day, recipients_per_hour/day, bytes_per_day); set it on the customers")
-			}
+		r.Limits.validateCounted(v, p+".limits", "a reseller-wide")
+	}
+}
+
+// validateCounted checks limits that only count messages, recipients and
+// bytes over time (reseller-wide and per-login limits): the per-message,
+// per-recipient and spike settings are the customer's.
+func (l Limits) validateCounted(v *validator, p, what string) {
+	l.validate(v, p)
+	for name, set := range map[string]bool{
+		"recipients_per_message": l.RecipientsPerMessage != nil,
+		"message_size":           l.MessageSize != nil,
+		"per_recipient_per_hour": l.PerRecipientPerHour != nil,
+		"per_recipient_per_day":  l.PerRecipientPerDay != nil,
+		"fold_subaddress":        l.FoldSubaddress != nil,
+		"case_sensitive_local":   l.CaseSensitiveLocal != nil,
+		"spike_factor":           l.SpikeFactor != nil,
+		"spike_floor":            l.SpikeFloor != nil,
+		"spike_baseline":         l.SpikeBaseline != nil,
+	} {
+		if set {
+			v.errf(p+"."+name, "not %s limit (only messages_per_minute/hour/day, recipients_per_hour/day, bytes_per_day); set it in the customer's limits", what)
 		}
+	}
+}
+
+// validateLoginLimits checks a customer's login_limits and
+// login_overrides.
+func (c *Config) validateLoginLimits(v *validator, p string, cu *Customer) {
+	cu.LoginLimits.validateCounted(v, p+".login_limits", "a per-login")
+	for login, l := range cu.LoginOverrides {
+		lp := p + ".login_overrides." + login
+		if login == "" || mailaddr.CheckText(login) != nil || strings.ContainsAny(login, "*?[") {
+			v.errf(lp, "want one login (no glob, no control character), got %q", login)
+			continue
+		}
+		l.validateCounted(v, lp, "a per-login")
 	}
 }
 

@@ -211,6 +211,7 @@ func (c *Config) validate(v *validator) {
 	c.Admin.validate(v)
 	c.Directory.validate(v)
 	c.Events.validate(v)
+	c.Audit.validate(v)
 	c.Reports.validate(v)
 	c.Notifications.validate(v)
 	c.Runtime.validate(v)
@@ -444,6 +445,7 @@ func (c *Config) validateCustomers(v *validator) {
 		}
 		c.checkEntry(v, p, cu)
 		c.validateCustomerReseller(v, p, cu)
+		c.validateLoginLimits(v, p, cu)
 		if cu.Mode != "" && cu.Mode != "enforce" && cu.Mode != "monitor" {
 			v.errf(p+".mode", "want enforce or monitor, got %q", cu.Mode)
 		}

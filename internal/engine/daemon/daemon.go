@@ -25,7 +25,9 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/admin"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
@@ -75,8 +77,12 @@ type Daemon struct {
 	// admin server).
 	limits []*connguard.LimitListener
 
-	notifier   *notify.Notifier
-	dir        *customer.Manager
+	notifier *notify.Notifier
+	dir      *customer.Manager
+	// tokens are the scoped access tokens and audit the trail of changes
+	// (both in the store, shared by every gateway).
+	tokens     *access.Tokens
+	audit      *audit.Log
 	file       *config.Config // the config file as read (d.cfg is effective)
 	dirApplied int64          // the directory version installed at start
 	dirInForce atomic.Int64

@@ -22,7 +22,9 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/gateway"
 	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/admin"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
@@ -263,13 +265,29 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.limits = append(d.limits, ln)
 		adminLn = ln
 	}
+	ts, err := access.OpenTokens(d.deps.Store)
+	if err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("access tokens: %w", err)
+	}
+	d.tokens = access.NewTokens(ts, d.deps.Clock)
+	if d.audit, err = audit.Open(d.deps.Store, d.deps.Clock, func() time.Duration { return d.config().Audit.Retention }); err != nil {
+		stop()
+		return nil, nil, fmt.Errorf("audit trail: %w", err)
+	}
 	mounts := map[string]http.Handler{"/api/explain": http.HandlerFunc(d.explainAPI)}
+	var routes []admin.Route
 	for _, r := range host.AdminRoutes() {
 		if _, dup := mounts[r.Pattern]; dup {
 			stop()
 			return nil, nil, fmt.Errorf("admin: route %s of family %s mounted twice", r.Pattern, r.Family)
 		}
 		mounts[r.Pattern] = r.Handler
+		// Each family route keeps its tenant scope (nil: admin only).
+		routes = append(routes, admin.Route{Pattern: r.Pattern, Handler: r.Handler, Scope: r.Scope})
+	}
+	for _, r := range routes {
+		delete(mounts, r.Pattern)
 	}
 	components := func() []admin.Component {
 		var out []admin.Component
@@ -283,7 +301,8 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Config:   cfg, Store: d.deps.Store, Events: rec, Gatherer: m.Registry(),
 		Ready: d.ready, Components: components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
-		Mounts: mounts, ReportSections: host.ReportSections(), Panels: host.ConsolePanels(),
+		Mounts: mounts, Routes: routes, Tokens: d.tokens, Audit: d.audit,
+		ReportSections: host.ReportSections(), Panels: host.ConsolePanels(),
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):

@@ -29,7 +29,10 @@ type Decision struct {
 	Ref      string
 	Customer string // "" when unidentified
 	// By is how the customer was identified: "login" or "network".
-	By           string
+	By string
+	// Login is the SASL login, or the Unix login of local submission, the
+	// message was sent with ("" for a client known by its network alone).
+	Login        string
 	Client       string
 	SenderDomain string
 	// Rcpts is the number of accepted recipients (at EOM) or 1 (at RCPT).

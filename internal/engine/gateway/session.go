@@ -385,6 +385,7 @@ func (s *Session) decision(st *State, t *policy.Txn, stage, ref string, start ti
 		d.QueueID = t.QueueID
 		d.Customer = t.Customer.ID
 		d.By = s.by
+		d.Login = t.Conn.Login()
 		d.Mode = t.Customer.Mode.String()
 		d.SenderDomain = t.MailFrom.Domain
 		d.Size = t.Size()
@@ -439,6 +440,9 @@ func (s *Session) emit(d *Decision) {
 	}
 	if d.By != "" {
 		attrs = append(attrs, slog.String("by", d.By))
+	}
+	if d.Login != "" {
+		attrs = append(attrs, slog.String("login", d.Login))
 	}
 	if d.Stage == StageRcpt && len(d.RcptHashes) > 0 {
 		attrs = append(attrs, slog.String("rcpt_hash", d.RcptHashes[0]))

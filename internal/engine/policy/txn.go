@@ -90,6 +90,19 @@ type Conn struct {
 	LocalLogin string
 }
 
+// Login is the login a message was sent with: the SASL login, or the Unix
+// login of local submission; "" when neither is known (a client
+// identified by its network alone).
+func (c *Conn) Login() string {
+	if c == nil {
+		return ""
+	}
+	if c.AuthLogin != "" {
+		return c.AuthLogin
+	}
+	return c.LocalLogin
+}
+
 // Header is one header field as received. Value is the raw value after the
 // colon, including leading white space and folding (lines joined by CRLF).
 type Header struct {

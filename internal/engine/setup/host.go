@@ -3,6 +3,7 @@ package setup
 import (
 	"context"
 	"fmt"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"html/template"
 	"io"
 	"net/http"
@@ -100,13 +101,23 @@ type Route struct {
 	Handler http.Handler
 	// Family is the family that registered it.
 	Family string
+	// Scope opens an admin route to scoped access tokens (access.Scope;
+	// nil: the admin token's alone), enforced by the admin server.
+	Scope access.Scope
 }
 
 // AdminRoute mounts handler on the admin server under pattern: behind
 // the admin token and the cross-site guard (admin/guard.go), like the
 // core's own API. Patterns are the admin ServeMux's (Go 1.22 patterns).
-func (h *Host) AdminRoute(pattern string, handler http.Handler) {
-	h.admin = append(h.admin, Route{Pattern: pattern, Handler: handler, Family: h.family})
+// scope (at most one) opens it to reseller and customer tokens, within
+// their own tenants (access.Path, access.Query, access.Methods...);
+// without, a scoped token gets 404.
+func (h *Host) AdminRoute(pattern string, handler http.Handler, scope ...access.Scope) {
+	var sc access.Scope
+	if len(scope) > 0 {
+		sc = scope[0]
+	}
+	h.admin = append(h.admin, Route{Pattern: pattern, Handler: handler, Family: h.family, Scope: sc})
 }
 
 // Listener is a public HTTP listener of a family (opt-out's unsubscribe

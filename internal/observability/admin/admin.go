@@ -41,6 +41,8 @@ import (
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/setup"
+	"github.com/aupguard/aupguard/internal/observability/access"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/panics"
 	"github.com/aupguard/aupguard/internal/observability/report"
@@ -115,6 +117,18 @@ type Options struct {
 	// Registerer, when set, gets the server's own metrics (refused
 	// cross-site requests).
 	Registerer prometheus.Registerer
+	// Routes are other packages' handlers with their tenant scopes
+	// (Mounts are the admin token's alone).
+	Routes []Route
+	// Tokens checks the scoped access tokens (nil: only the admin token
+	// authenticates, and the token API is not served).
+	Tokens *access.Tokens
+	// Audit is the trail every successful write is recorded in (nil:
+	// none kept, and its API and page are not served).
+	Audit AuditLog
+	// AuthFailBurst is how many wrong credentials one client may present
+	// before it is answered 429 (then one per 3 s); 0: 20.
+	AuthFailBurst int
 }
 
 // Component is one part of the gateway in /readyz.
@@ -138,8 +152,11 @@ type Server struct {
 	tls   bool
 	guard *guard
 	// patterns are the mux's registered patterns (routes), for the
-	// guard's tests.
+	// guard's and the access matrix's tests; scopes their tenant scopes.
 	patterns []string
+	scopes   map[string]access.Scope
+	// fails bounds wrong credentials per client.
+	fails failures
 	// bulk and reports are the slots of the imports (importSlots).
 	bulk, reports chan struct{}
 }
@@ -203,6 +220,10 @@ func New(o Options) (*Server, error) {
 	}
 	s := &Server{o: o, log: o.Logger, guard: newGuard(o.Secret), bulk: make(chan struct{}, bulkSlots), reports: make(chan struct{}, reportSlots)}
 	s.cfg.Store(o.Config)
+	s.fails.burst = float64(authFailBurst)
+	if o.AuthFailBurst > 0 {
+		s.fails.burst = float64(o.AuthFailBurst)
+	}
 	if o.Registerer != nil {
 		if err := o.Registerer.Register(s.guard.refused); err != nil {
 			return nil, fmt.Errorf("admin metrics: %w", err)
@@ -323,17 +344,16 @@ func (s *Server) Serve(ctx context.Context) error {
 // Shutdown stops the server gracefully.
 func (s *Server) Shutdown(ctx context.Context) error { return s.srv.Shutdown(ctx) }
 
-// authorized checks the request's credentials: "Authorization: Bearer
-// TOKEN" (RFC 6750 §2.1) or Basic with TOKEN as the password (RFC 7617).
-// It returns the scheme that carried the token, "bearer" or "basic", or
-// "" when the request is not authorised.
-func (s *Server) authorized(r *http.Request) string {
+// credentials returns the token a request presents: "Authorization:
+// Bearer TOKEN" (RFC 6750 §2.1) or Basic with TOKEN as the password (RFC
+// 7617), and the scheme that carried it, "bearer" or "basic" ("" when
+// none).
+func credentials(r *http.Request) (scheme, presented string) {
 	h := r.Header.Get("Authorization")
 	scheme, cred, ok := strings.Cut(h, " ")
 	if !ok {
-		return ""
+		return "", ""
 	}
-	var presented string
 	scheme = strings.ToLower(scheme)
 	switch scheme {
 	case "bearer":
@@ -341,21 +361,27 @@ func (s *Server) authorized(r *http.Request) string {
 	case "basic":
 		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
 		if err != nil {
-			return ""
+			return "", ""
 		}
 		_, pw, ok := strings.Cut(string(b), ":")
 		if !ok {
-			return ""
+			return "", ""
 		}
 		presented = pw
 	default:
-		return ""
+		return "", ""
 	}
+	if presented == "" {
+		return "", ""
+	}
+	return scheme, presented
+}
+
+// isAdminToken compares a presented token with the admin token in
+// constant time.
+func (s *Server) isAdminToken(presented string) bool {
 	sum := sha256.Sum256([]byte(presented))
-	if subtle.ConstantTimeCompare(sum[:], s.token[:]) != 1 {
-		return ""
-	}
-	return scheme
+	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
 }
 
 // defaultCSP is every admin response's Content-Security-Policy unless the
@@ -391,11 +417,40 @@ func (s *Server) authenticated(serve func(w http.ResponseWriter, r *http.Request
 		h.Set("Content-Security-Policy", defaultCSP)
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("X-Frame-Options", "DENY")
-		scheme := s.authorized(r)
+		scheme, presented := credentials(r)
+		client := clientKey(r.RemoteAddr)
+		var p access.Principal
+		ok := false
+		if scheme != "" {
+			if s.fails.blocked(client, s.o.Clock.Now()) {
+				w.Header().Set("Retry-After", "10")
+				writeError(rec, http.StatusTooManyRequests, "too many wrong credentials from this address; retry later")
+				s.log.Warn("admin request refused: too many wrong credentials", "event", "admin_auth_throttled", "path", r.URL.Path, "client", r.RemoteAddr)
+				return
+			}
+			var err error
+			p, ok, err = s.principal(r.Context(), presented)
+			if err != nil {
+				s.fail(rec, r, "checking the token", err)
+				return
+			}
+			if !ok {
+				s.fails.fail(client, s.o.Clock.Now())
+				scheme = ""
+			}
+		}
 		if scheme == "" && r.URL.Path == "/healthz" && safeMethod(r.Method) {
 			scheme = "none"
 		}
 		if scheme != "" {
+			if ok {
+				actor := audit.Actor{Who: p.Name, From: r.RemoteAddr}
+				if a := r.Header.Get("Aupguard-Actor"); p.Admin && cliActor.MatchString(a) {
+					actor = audit.Actor{Who: a, From: "cli"}
+				}
+				ctx := access.WithPrincipal(r.Context(), p, owners{s})
+				r = r.WithContext(audit.WithActor(ctx, actor))
+			}
 			serve(rec, r, scheme)
 		} else {
 			// RFC 6750 §3: a challenge naming the scheme; Basic too, so a

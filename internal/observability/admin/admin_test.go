@@ -77,7 +77,7 @@ func start(t testing.TB, yaml, adminExtra string, mod func(*Options)) *env {
 	now := time.Now().UTC()
 	spike := policy.Result{Check: "rate_limit", Finding: policy.Finding{Name: "volume_spike"}, Action: policy.Defer}
 	for _, d := range []*gateway.Decision{
-		{Time: now.Add(-time.Hour), Stage: gateway.StageEOM, Ref: "ACCEPTED01", Customer: "acme", Rcpts: 2, Size: 500, Action: policy.Accept, Effective: policy.Accept, Mode: "enforce"},
+		{Time: now.Add(-time.Hour), Stage: gateway.StageEOM, Ref: "ACCEPTED01", Customer: "acme", Login: "alice@acme.example", Rcpts: 2, Size: 500, Action: policy.Accept, Effective: policy.Accept, Mode: "enforce"},
 		{Time: now.Add(-50 * time.Minute), Stage: gateway.StageMail, Ref: "DEFERRED01", Customer: "acme", Action: policy.Defer, Effective: policy.Defer,
 			Check: "rate_limit", Finding: "volume_spike", Code: 451, Enhanced: "4.7.1", Mode: "enforce", Results: []policy.Result{spike}},
 		{Time: now.Add(-40 * time.Minute), Stage: gateway.StageEOM, Ref: "MONITOR001", Customer: "beta", Rcpts: 1, Size: 300, Action: policy.Reject, Effective: policy.Accept,
@@ -171,7 +171,9 @@ var protected = []struct{ method, path string }{
 }
 
 func TestAuthEveryEndpoint(t *testing.T) {
-	e := start(t, adminConfig, "", nil)
+	// Every wrong credential of this test comes from one client: the
+	// brute-force bound (TestTokenBruteForceThrottled) is raised.
+	e := start(t, adminConfig, "", func(o *Options) { o.AuthFailBurst = 1 << 20 })
 	basic := func(user, pw string) string {
 		req, _ := http.NewRequest("GET", "/", nil)
 		req.SetBasicAuth(user, pw)
@@ -297,6 +299,12 @@ func TestAPI(t *testing.T) {
 		}
 		if code := getJSON(t, e, "/api/events?limit=1", &out); code != 200 || len(out.Events) != 1 {
 			t.Fatalf("%d %+v", code, out)
+		}
+		if code := getJSON(t, e, "/api/events?login=alice@acme.example", &out); code != 200 || len(out.Events) != 1 || out.Events[0].Ref != "ACCEPTED01" || out.Events[0].Login != "alice@acme.example" {
+			t.Fatalf("by login: %d %+v", code, out)
+		}
+		if code := getJSON(t, e, "/api/events?customer=acme&login=nobody", &out); code != 200 || len(out.Events) != 0 {
+			t.Fatalf("unknown login: %d %+v", code, out)
 		}
 		for _, bad := range []string{"/api/events?limit=0", "/api/events?since=x", "/api/events?since=1h&from=2026-01-01"} {
 			if code := getJSON(t, e, bad, nil); code != 400 {

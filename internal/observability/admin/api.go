@@ -6,12 +6,14 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/internal/store"
@@ -33,46 +35,63 @@ import (
 // plus Options.Mounts. Every pattern is registered through routeMux, which
 // lists them (Server.patterns) for the tests that try each route.
 func (s *Server) routes() *http.ServeMux {
-	mux := &routeMux{ServeMux: http.NewServeMux()}
+	mux := &routeMux{ServeMux: http.NewServeMux(), s: s, scopes: map[string]access.Scope{}}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.Write([]byte("ok\n"))
-	})
+	}, access.Any)
 	mux.HandleFunc("GET /readyz", s.readyz)
 	if s.o.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(s.o.Gatherer, promhttp.HandlerOpts{ErrorLog: slogPrinter{s}}))
 	}
-	mux.HandleFunc("GET /api/customers", s.customers)
-	mux.HandleFunc("GET /api/customers/{id}", s.customer)
-	mux.HandleFunc("GET /api/customers/{id}/quota", s.quota)
-	mux.HandleFunc("GET /api/events", s.events)
-	mux.HandleFunc("GET /api/events/{ref}", s.eventsByRef)
-	mux.HandleFunc("GET /api/report", s.report)
-	mux.HandleFunc("GET /{$}", s.dashboard)
+	mux.HandleFunc("GET /api/customers", s.customers, access.Filtered("customer"))
+	mux.HandleFunc("GET /api/customers/{id}", s.customer, access.Path("id"))
+	mux.HandleFunc("GET /api/customers/{id}/quota", s.quota, access.Path("id"))
+	mux.HandleFunc("GET /api/events", s.events, access.Filtered("customer"))
+	mux.HandleFunc("GET /api/events/{ref}", s.eventsByRef, access.Owned(s.refOwner(func(r *http.Request) string { return r.PathValue("ref") })))
+	mux.HandleFunc("GET /api/report", s.report, access.Query("customer"))
+	mux.HandleFunc("GET /{$}", s.dashboard, access.Filtered("customer"))
 	s.directoryRoutes(mux)
 	s.consoleRoutes(mux)
+	s.tenancyRoutes(mux)
 	for pattern, h := range s.o.Mounts {
 		mux.Handle(pattern, h)
 	}
-	s.patterns = mux.patterns
+	for _, rt := range s.o.Routes {
+		mux.Handle(rt.Pattern, rt.Handler, rt.Scope)
+	}
+	s.patterns, s.scopes = mux.patterns, mux.scopes
 	return mux.ServeMux
 }
 
-// routeMux is a ServeMux that remembers its patterns.
+// routeMux is a ServeMux that remembers its patterns and enforces each
+// route's tenant scope (enforce): a route registered without one is the
+// admin token's alone.
 type routeMux struct {
 	*http.ServeMux
+	s        *Server
 	patterns []string
+	scopes   map[string]access.Scope
 }
 
-// Handle registers h for pattern.
-func (m *routeMux) Handle(pattern string, h http.Handler) {
+// Handle registers h for pattern, open to scoped tokens as scope says
+// (at most one; none: admin token only).
+func (m *routeMux) Handle(pattern string, h http.Handler, scope ...access.Scope) {
+	var sc access.Scope
+	if len(scope) > 1 {
+		panic("admin: route " + pattern + " registered with more than one scope")
+	}
+	if len(scope) == 1 {
+		sc = scope[0]
+	}
 	m.patterns = append(m.patterns, pattern)
-	m.ServeMux.Handle(pattern, h)
+	m.scopes[pattern] = sc
+	m.ServeMux.Handle(pattern, m.s.enforce(pattern, sc, h))
 }
 
-// HandleFunc registers f for pattern.
-func (m *routeMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request)) {
-	m.Handle(pattern, http.HandlerFunc(f))
+// HandleFunc registers f for pattern (Handle).
+func (m *routeMux) HandleFunc(pattern string, f func(http.ResponseWriter, *http.Request), scope ...access.Scope) {
+	m.Handle(pattern, http.HandlerFunc(f), scope...)
 }
 
 type slogPrinter struct{ s *Server }
@@ -187,8 +206,18 @@ func (s *Server) customers(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cfg := s.cfg.Load()
-	total := len(cfg.Customers)
-	sel := cfg.Customers[min(offset, total):min(offset+limit, total)]
+	all := cfg.Customers
+	if access.Scoped(r.Context()) {
+		visible := access.Visible(r.Context())
+		all = nil
+		for _, c := range cfg.Customers {
+			if visible(c.ID) {
+				all = append(all, c)
+			}
+		}
+	}
+	total := len(all)
+	sel := all[min(offset, total):min(offset+limit, total)]
 	out := make([]customerInfo, 0, len(sel))
 	for _, c := range sel {
 		out = append(out, info(c, counts))
@@ -270,7 +299,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	q := r.URL.Query()
-	eq := events.Query{Ref: q.Get("ref"), Customer: q.Get("customer")}
+	eq := events.Query{Ref: q.Get("ref"), Customer: q.Get("customer"), Login: q.Get("login")}
 	if q.Get("since") != "" || q.Get("from") != "" || q.Get("to") != "" {
 		var err error
 		if eq.Since, eq.Until, err = s.period(q, 24*time.Hour); err != nil {
@@ -291,6 +320,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, "reading the record", err)
 		return
 	}
+	evs = visibleEvents(r.Context(), evs)
 	if evs == nil {
 		evs = []events.Event{}
 	}
@@ -364,6 +394,12 @@ func (s *Server) report(w http.ResponseWriter, r *http.Request) {
 
 func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg.Load()
+	if access.Scoped(r.Context()) && r.URL.Query().Get("customer") == "" {
+		// A reseller's front page is its customers (the dashboard is one
+		// customer's, or the provider's).
+		http.Redirect(w, r, "/customers", http.StatusSeeOther)
+		return
+	}
 	if c := r.URL.Query().Get("customer"); c != "" && c != "-" && !knownCustomer(cfg, c) {
 		// A page for a customer that does not exist is not an empty page:
 		// RFC 9110 §15.5.5, 404 Not Found.
@@ -394,7 +430,7 @@ func (s *Server) dashboard(w http.ResponseWriter, r *http.Request) {
 	// The page is self-contained: no script, no outside resource.
 	w.Header().Set("Content-Security-Policy", defaultCSP)
 	if err := rep.WriteHTML(w, report.HTMLOptions{Dashboard: true, Refresh: cfg.Admin.DashboardRefresh, Ranges: links,
-		Header: consoleHeader(rep), CustomerHref: "/customers/"}); err != nil {
+		Header: consoleHeader(r, rep), CustomerHref: "/customers/"}); err != nil {
 		s.log.Warn("admin: writing dashboard", "err", err)
 	}
 }
@@ -407,4 +443,36 @@ func knownCustomer(cfg *config.Config, id string) bool {
 		}
 	}
 	return false
+}
+
+// refOwner returns the Owned lookup of a decision reference: the
+// customer of its events (found false when the record has none).
+func (s *Server) refOwner(ref func(r *http.Request) string) func(r *http.Request) (string, bool) {
+	return func(r *http.Request) (string, bool) {
+		rec, ok := s.record(r.Context())
+		if !ok {
+			return "", false
+		}
+		evs, err := rec.Events(r.Context(), events.Query{Ref: strings.ToUpper(strings.TrimSpace(ref(r)))})
+		if err != nil || len(evs) == 0 {
+			return "", false
+		}
+		return evs[0].Customer, true
+	}
+}
+
+// visibleEvents keeps the events whose customer the request's principal
+// may see.
+func visibleEvents(ctx context.Context, evs []events.Event) []events.Event {
+	if !access.Scoped(ctx) {
+		return evs
+	}
+	visible := access.Visible(ctx)
+	out := evs[:0]
+	for _, e := range evs {
+		if visible(e.Customer) {
+			out = append(out, e)
+		}
+	}
+	return out
 }

@@ -14,6 +14,8 @@ import (
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/observability/access"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/ratelimit"
@@ -30,12 +32,24 @@ import (
 //	GET  /customers/{id}            one customer: definition, volume, checks, limits and use,
 //	                                opt-out standing, flag with its clear action, changes
 //	POST /customers/{id}/clear-flag clear the customer's opt-out flag
+//	GET  /standing                  every stopped sender and flag, and why (standing.go)
 func (s *Server) consoleRoutes(mux *routeMux) {
-	mux.HandleFunc("GET /decision", s.pageDecision)
-	mux.HandleFunc("GET /decisions", s.pageDecisions)
-	mux.HandleFunc("GET /customers", s.pageCustomers)
-	mux.HandleFunc("GET /customers/{id}", s.pageCustomer)
+	byRef := s.refOwner(func(r *http.Request) string { return r.URL.Query().Get("ref") })
+	mux.HandleFunc("GET /decision", s.pageDecision, func(r *http.Request, t access.Tenant) (*http.Request, bool) {
+		if strings.TrimSpace(r.URL.Query().Get("ref")) == "" {
+			return r, true // the empty search form
+		}
+		return access.Owned(byRef)(r, t)
+	})
+	mux.HandleFunc("GET /decisions", s.pageDecisions, access.Filtered("customer"))
+	mux.HandleFunc("GET /customers", s.pageCustomers, access.Filtered("customer"))
+	mux.HandleFunc("GET /customers/{id}", s.pageCustomer, access.Path("id"))
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
+	if _, ok := s.standingHandler(); ok {
+		mux.HandleFunc("GET /standing", s.pageStanding)
+		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)
+		mux.HandleFunc("POST "+standingResumePath, s.resumeForm)
+	}
 }
 
 // pageSize is the number of decisions per page of /decisions.
@@ -43,6 +57,8 @@ const pageSize = 50
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, code int, name string, data map[string]any) {
 	data["Nav"] = name
+	_, data["StandingNav"] = s.standingHandler()
+	navData(r, data)
 	var b bytes.Buffer
 	if err := console.ExecuteTemplate(&b, name, data); err != nil {
 		s.log.Warn("admin: rendering "+name, "err", err)
@@ -106,16 +122,16 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	if page > 200 {
 		page = 200
 	}
-	f := struct{ Customer, Check, Finding, Action string }{q.Get("customer"), q.Get("check"), q.Get("finding"), q.Get("action")}
+	f := struct{ Customer, Login, Check, Finding, Action string }{q.Get("customer"), q.Get("login"), q.Get("check"), q.Get("finding"), q.Get("action")}
 	// The record filters by customer and time; check, finding and action
 	// are filtered here, over a bounded window of the newest events.
-	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Since: from, Until: until, Limit: 10000})
+	evs, err := rec.Events(r.Context(), events.Query{Customer: f.Customer, Login: f.Login, Since: from, Until: until, Limit: 10000})
 	if err != nil {
 		s.fail(w, r, "reading the record", err)
 		return
 	}
 	var sel []events.Event
-	for _, e := range evs {
+	for _, e := range visibleEvents(r.Context(), evs) {
 		if (f.Check == "" || e.Check == f.Check) && (f.Finding == "" || e.Finding == f.Finding) &&
 			(f.Action == "" || e.Action == f.Action || e.Effective == f.Action) {
 			sel = append(sel, e)
@@ -127,7 +143,7 @@ func (s *Server) pageDecisions(w http.ResponseWriter, r *http.Request) {
 	hi := min(lo+pageSize, total)
 	link := func(p int) string {
 		v := url.Values{}
-		for k, x := range map[string]string{"customer": f.Customer, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
+		for k, x := range map[string]string{"customer": f.Customer, "login": f.Login, "check": f.Check, "finding": f.Finding, "action": f.Action, "since": since} {
 			if x != "" {
 				v.Set(k, x)
 			}
@@ -197,6 +213,9 @@ func (s *Server) pageCustomers(w http.ResponseWriter, r *http.Request) {
 		if offset < total {
 			rows = all[offset:min(offset+consolePage, total)]
 		}
+	}
+	if access.Scoped(r.Context()) {
+		rows, total = s.visibleRows(r, q, offset)
 	}
 	data := map[string]any{"Rows": rows, "Total": total, "Q": r.URL.Query().Get("q"), "From": offset + 1, "To": offset + len(rows)}
 	if offset+len(rows) < total {
@@ -306,7 +325,9 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	data["Panels"] = panels
-	data["CSRF"] = s.formToken(r, clearFlagPath(id))
+	if p, _ := access.FromContext(r.Context()); p.Admin {
+		data["CSRF"] = s.formToken(r, clearFlagPath(id))
+	}
 	data["Cleared"] = r.URL.Query().Get("cleared") != ""
 	data["Errors"] = errs
 	s.render(w, r, http.StatusOK, "customer", data)
@@ -321,7 +342,7 @@ func clearFlagPath(id string) string { return "/customers/" + id + "/clear-flag"
 // guard has checked the form's origin and anti-CSRF token.
 func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	h, ok := s.o.Mounts["/api/customers/{id}/flag"]
+	h, ok := s.mounted("/api/customers/{id}/flag")
 	if !ok {
 		writeError(w, http.StatusNotImplemented, "no flag handler")
 		return
@@ -336,6 +357,7 @@ func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.log.Info("customer flag cleared", "event", "flag_cleared", "customer", id, "via", "console")
+	audit.Describe(r.Context(), "flag.clear", id, "flagged", "cleared (console)")
 	http.Redirect(w, r, "/customers/"+url.PathEscape(id)+"?cleared=1", http.StatusSeeOther)
 }
 
@@ -353,8 +375,50 @@ func attention(rep *report.Report) []*optout.CustomerStatus {
 
 // consoleHeader is the navigation and attention list put on top of the
 // dashboard.
-func consoleHeader(rep *report.Report) template.HTML {
+func consoleHeader(r *http.Request, rep *report.Report) template.HTML {
 	var b bytes.Buffer
-	_ = console.ExecuteTemplate(&b, "front", map[string]any{"Nav": "dashboard", "Attention": attention(rep)})
+	data := map[string]any{"Nav": "dashboard", "Attention": attention(rep)}
+	navData(r, data)
+	_ = console.ExecuteTemplate(&b, "front", data)
 	return template.HTML(b.String())
+}
+
+// navData adds who is signed in to a page's data: Admin (the audit page
+// and the flag's clear action are the admin's) and Who.
+func navData(r *http.Request, data map[string]any) {
+	p, _ := access.FromContext(r.Context())
+	data["Admin"] = p.Admin
+	data["Who"] = p.Name
+	if !p.Admin && p.Kind != "" {
+		data["Scope"] = p.Kind + " " + p.ID
+	}
+}
+
+// visibleRows is the console's customer list for a scoped token: only
+// the customers it sees, matching q, a page from offset.
+func (s *Server) visibleRows(r *http.Request, q string, offset int) ([]customerRow, int) {
+	visible := access.Visible(r.Context())
+	var all []customerRow
+	for _, c := range s.customerRows() {
+		if visible(c.ID) && (q == "" || strings.Contains(strings.ToLower(c.ID), q) || strings.Contains(strings.ToLower(c.Name), q)) {
+			all = append(all, c)
+		}
+	}
+	if offset >= len(all) {
+		return nil, len(all)
+	}
+	return all[offset:min(offset+consolePage, len(all))], len(all)
+}
+
+// mounted returns the handler another package mounted for pattern.
+func (s *Server) mounted(pattern string) (http.Handler, bool) {
+	if h, ok := s.o.Mounts[pattern]; ok {
+		return h, true
+	}
+	for _, rt := range s.o.Routes {
+		if rt.Pattern == pattern {
+			return rt.Handler, true
+		}
+	}
+	return nil, false
 }

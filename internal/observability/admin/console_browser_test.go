@@ -84,7 +84,7 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"decision-missing", "/decision?ref=NOSUCHREF2", []string{`id="not-found">No decision with reference NOSUCHREF2`}},
 		{"decisions", "/decisions?since=6h&action=defer&customer=acme", []string{
 			`id="count">1–[0-9]+ of [0-9]+ decisions`,
-			`<tr data-ref="DEFERRED01"><td>[^<]+</td><td><a href="/decision\?ref=DEFERRED01">DEFERRED01</a></td><td><a href="/customers/acme">acme</a></td><td>mail</td><td>defer</td><td>rate_limit</td><td>volume_spike</td><td>451 4.7.1</td>`,
+			`<tr data-ref="DEFERRED01"><td>[^<]+</td><td><a href="/decision\?ref=DEFERRED01">DEFERRED01</a></td><td><a href="/customers/acme">acme</a></td><td class="login">-</td><td>mail</td><td>defer</td><td>rate_limit</td><td>volume_spike</td><td>451 4.7.1</td>`,
 			`<option selected="">defer</option>|<option selected>defer</option>`,
 		}},
 		{"customer", "/customers/acme", []string{

@@ -76,6 +76,13 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/"{{if eq .Nav "dashboard"}} class="current"{{end}}>Dashboard</a>
 <a href="/decisions"{{if eq .Nav "decisions"}} class="current"{{end}}>Decisions</a>
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
+{{if .StandingNav}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
+{{- if .Admin}}
+<a href="/audit"{{if eq .Nav "audit"}} class="current"{{end}}>Audit</a>
+{{- end}}
+{{- with .Scope}}
+<span class="muted" id="scope">signed in as {{$.Who}} ({{.}})</span>
+{{- end}}
 <form method="get" action="/decision"><label>Reference <input name="ref" size="12" placeholder="e.g. 7KQ2M9XW4P" value="{{.Ref}}"></label> <button>Find</button></form>
 </nav>{{end}}
 
@@ -104,6 +111,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <table>
 <tr><th>Time</th><td>{{when .Time}}</td></tr>
 <tr><th>Customer</th><td id="customer">{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a> <span class="muted">(by {{.By}})</span>{{else}}not identified{{end}}</td></tr>
+<tr><th>Login</th><td id="login">{{if .Login}}<a href="/decisions?login={{.Login}}">{{.Login}}</a>{{else}}-{{end}}</td></tr>
 <tr><th>Client</th><td>{{.Client}}</td></tr>
 <tr><th>Queue id</th><td id="queue-id">{{if .QueueID}}{{.QueueID}}{{else}}-{{end}}</td></tr>
 <tr><th>Sender domain</th><td>{{.SenderDomain}}</td></tr>
@@ -130,6 +138,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <h1>Recent decisions</h1>
 <form class="filters" method="get" action="/decisions">
 <label>Customer <input name="customer" value="{{.F.Customer}}" size="12"></label>
+<label>Login <input name="login" value="{{.F.Login}}" size="14"></label>
 <label>Check <input name="check" value="{{.F.Check}}" size="14"></label>
 <label>Finding <input name="finding" value="{{.F.Finding}}" size="18"></label>
 <label>Action <select name="action">{{$a := .F.Action}}
@@ -140,12 +149,28 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <option{{if eq $s "1h"}} selected{{end}}>1h</option><option{{if eq $s "6h"}} selected{{end}}>6h</option><option{{if eq $s "24h"}} selected{{end}}>24h</option><option{{if eq $s "7d"}} selected{{end}}>7d</option><option{{if eq $s "30d"}} selected{{end}}>30d</option></select></label>
 <button>Filter</button></form>
 <p id="count">{{if .Total}}{{.From}}–{{.To}} of {{.Total}} decisions{{else}}No decision matches.{{end}}{{if .Capped}} <span class="muted">(the newest 10,000 of the period searched)</span>{{end}}</p>
-<table id="decisions"><thead><tr><th>Time</th><th>Ref</th><th>Customer</th><th>Stage</th><th>Action</th><th>Check</th><th>Finding</th><th>Reply</th><th>Queue id</th></tr></thead><tbody>
+<table id="decisions"><thead><tr><th>Time</th><th>Ref</th><th>Customer</th><th>Login</th><th>Stage</th><th>Action</th><th>Check</th><th>Finding</th><th>Reply</th><th>Queue id</th></tr></thead><tbody>
 {{- range .Events}}
-<tr data-ref="{{.Ref}}"><td>{{when .Time}}</td><td><a href="/decision?ref={{.Ref}}">{{.Ref}}</a></td><td>{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a>{{else}}-{{end}}</td><td>{{.Stage}}</td><td>{{.Effective}}{{if ne .Action .Effective}} <span class="muted">(would {{.Action}})</span>{{end}}</td><td>{{.Check}}</td><td>{{.Finding}}</td><td>{{if .Code}}{{.Code}} {{.Enhanced}}{{end}}</td><td>{{.QueueID}}</td></tr>
+<tr data-ref="{{.Ref}}"><td>{{when .Time}}</td><td><a href="/decision?ref={{.Ref}}">{{.Ref}}</a></td><td>{{if .Customer}}<a href="/customers/{{.Customer}}">{{.Customer}}</a>{{else}}-{{end}}</td><td class="login">{{if .Login}}{{.Login}}{{else}}-{{end}}</td><td>{{.Stage}}</td><td>{{.Effective}}{{if ne .Action .Effective}} <span class="muted">(would {{.Action}})</span>{{end}}</td><td>{{.Check}}</td><td>{{.Finding}}</td><td>{{if .Code}}{{.Code}} {{.Enhanced}}{{end}}</td><td>{{.QueueID}}</td></tr>
 {{- end}}
 </tbody></table>
 <p>{{if .Prev}}<a id="prev" href="{{.Prev}}">← newer</a>{{end}} page {{.Page}} {{if .Next}}<a id="next" href="{{.Next}}">older →</a>{{end}}</p>
+</body></html>{{end}}
+
+{{define "audit"}}{{template "head" "Audit"}}{{template "nav" .}}
+<h1>Audit trail</h1>
+<p class="muted">Every change made through the API, the console and the CLI: who, when, what and from where.</p>
+<form class="filters" method="get" action="/audit">
+<label>Who <input name="who" value="{{.Who}}" size="16"></label>
+<label>Since <input name="since" value="{{.Since}}" size="6" placeholder="7d"></label>
+<button>Filter</button></form>
+<table id="audit"><thead><tr><th>Time</th><th>Who</th><th>From</th><th>Action</th><th>Target</th><th>Before</th><th>After</th></tr></thead><tbody>
+{{- range .Entries}}
+<tr><td>{{when .Time}}</td><td>{{.Who}}</td><td>{{.From}}</td><td>{{.Action}}</td><td>{{.Target}}</td><td>{{.Before}}</td><td>{{.After}}</td></tr>
+{{- else}}
+<tr><td colspan="7" class="muted" id="no-entries">No change recorded.</td></tr>
+{{- end}}
+</tbody></table>
 </body></html>{{end}}
 
 {{define "customers"}}{{template "head" "Customers"}}{{template "nav" .}}
@@ -171,7 +196,8 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 {{- with .Standing}}
 <table id="standing">
 <tr><th>Flag</th><td id="flag">{{if .Flag}}<span class="bad">flagged</span>: {{.Flag.Reason}} since {{when .Flag.Since}} ({{.Flag.Hits}} sends to opted-out recipients)
-<form method="post" action="/customers/{{.Customer}}/clear-flag"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button id="clear-flag">Clear the flag</button></form>{{else}}<span class="ok">not flagged</span>{{end}}</td></tr>
+{{- if $.CSRF}}
+<form method="post" action="/customers/{{.Customer}}/clear-flag"><input type="hidden" name="csrf" value="{{$.CSRF}}"><button id="clear-flag">Clear the flag</button></form>{{end}}{{else}}<span class="ok">not flagged</span>{{end}}</td></tr>
 <tr><th>Sends to opted-out recipients</th><td>{{.OptedOutSends}} (flag at {{.FlagThreshold}})</td></tr>
 <tr><th>Complaint rate</th><td id="complaint-rate">{{pct .ComplaintRate}}: {{.Complaints}} of {{.Delivered}} delivered, <span class="{{if eq .RateLevel "act"}}bad{{else if eq .RateLevel "warn"}}warn{{end}}">{{.RateLevel}}</span> (warn at {{pct $.Thresholds.Warn}}, act at {{pct $.Thresholds.Act}})</td></tr>
 <tr><th>Own suppression list</th><td>{{.ListSize}} addresses</td></tr>

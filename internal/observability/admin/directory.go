@@ -12,6 +12,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/customer"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -209,12 +210,13 @@ func (s *Server) dirAdd(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.Force = c.Force || force
+	before := ""
 	ch, err := s.o.Directory.Add(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", ch.Op, "customer", ch.ID, "via", ch.Via, "version", ch.Version)
+	s.dirChanged(r, ch, before)
 	writeJSON(w, http.StatusCreated, map[string]any{"change": ch})
 }
 
@@ -241,12 +243,13 @@ func (s *Server) dirPut(w http.ResponseWriter, r *http.Request) {
 			"errors": customer.ValidationError{{Field: "id", Message: "differs from the id in the path"}}})
 		return
 	}
+	before := s.definitionSummary(c.ID)
 	ch, err := s.o.Directory.Replace(r.Context(), c, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", ch.Op, "customer", ch.ID, "via", ch.Via, "version", ch.Version)
+	s.dirChanged(r, ch, before)
 	writeJSON(w, http.StatusOK, map[string]any{"change": ch})
 }
 
@@ -267,22 +270,24 @@ func (s *Server) dirPatch(w http.ResponseWriter, r *http.Request) {
 	if force {
 		patch["force"] = true
 	}
+	before := s.definitionSummary(r.PathValue("id"))
 	ch, err := s.o.Directory.Set(r.Context(), r.PathValue("id"), patch, via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", ch.Op, "customer", ch.ID, "via", ch.Via, "version", ch.Version)
+	s.dirChanged(r, ch, before)
 	writeJSON(w, http.StatusOK, map[string]any{"change": ch})
 }
 
 func (s *Server) dirDelete(w http.ResponseWriter, r *http.Request) {
+	before := s.definitionSummary(r.PathValue("id"))
 	ch, err := s.o.Directory.Remove(r.Context(), r.PathValue("id"), via(r))
 	if err != nil {
 		s.dirFail(w, r, err)
 		return
 	}
-	s.log.Info("customer directory changed", "event", "directory_change", "op", ch.Op, "customer", ch.ID, "via", ch.Via, "version", ch.Version)
+	s.dirChanged(r, ch, before)
 	writeJSON(w, http.StatusOK, map[string]any{"change": ch})
 }
 
@@ -344,6 +349,7 @@ func (s *Server) dirImport(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("customer directory changed", "event", "directory_change", "op", customer.OpImport, "customers", res.Imported,
 		"added", res.Added, "replaced", res.Replaced, "first_version", res.First, "last_version", res.Last, "forced", len(res.Forced), "via", via(r))
+	audit.Describe(r.Context(), "customer.import", "", "", fmt.Sprintf("%d customers (%d added, %d replaced), versions %d to %d", res.Imported, res.Added, res.Replaced, res.First, res.Last))
 	writeJSON(w, http.StatusOK, res)
 }
 
@@ -378,4 +384,29 @@ func (s *Server) dirChanges(w http.ResponseWriter, r *http.Request) {
 		cs = []customer.Change{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"changes": cs})
+}
+
+// definitionSummary is a customer's definition before a change, for the
+// audit trail ("" when there is none).
+func (s *Server) definitionSummary(id string) string {
+	e, ok := s.o.Directory.Get(id)
+	if !ok {
+		return ""
+	}
+	b, err := customer.Encode(e.Customer)
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// dirChanged logs a directory change and describes it for the audit
+// trail.
+func (s *Server) dirChanged(r *http.Request, ch customer.Change, before string) {
+	s.log.Info("customer directory changed", "event", "directory_change", "op", ch.Op, "customer", ch.ID, "via", ch.Via, "version", ch.Version)
+	after := string(ch.Definition)
+	if len(ch.Fields) > 0 {
+		after = "fields " + strings.Join(ch.Fields, ", ") + ": " + after
+	}
+	audit.Describe(r.Context(), "customer."+ch.Op, ch.ID, before, after)
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/secrets"
 )
 
@@ -170,6 +171,15 @@ func mediaTypeOK(r *http.Request, want []string) bool {
 // authentication layer.
 func (s *Server) guarded(mux *http.ServeMux) func(w http.ResponseWriter, r *http.Request, scheme string) {
 	return func(w http.ResponseWriter, r *http.Request, scheme string) {
+		// A scoped token on a route that is the admin's alone gets the
+		// uniform 404 before anything else is said about the route (its
+		// media type, its form token).
+		if p, ok := access.FromContext(r.Context()); ok && !p.Admin {
+			if _, pattern := mux.Handler(r); pattern != "" && s.scopes[pattern] == nil {
+				notFound(w)
+				return
+			}
+		}
 		if safeMethod(r.Method) {
 			mux.ServeHTTP(w, r)
 			return

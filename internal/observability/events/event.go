@@ -34,8 +34,10 @@ type Event struct {
 	// Ref is the reference id quoted in the SMTP reply.
 	Ref string `json:"ref"`
 	// Customer is "" for a client that is no customer.
-	Customer     string   `json:"customer,omitempty"`
-	By           string   `json:"by,omitempty"`
+	Customer string `json:"customer,omitempty"`
+	By       string `json:"by,omitempty"`
+	// Login is the SASL or Unix login the message was sent with.
+	Login        string   `json:"login,omitempty"`
 	Client       string   `json:"client,omitempty"`
 	SenderDomain string   `json:"sender_domain,omitempty"`
 	Rcpts        int      `json:"rcpts"`
@@ -69,7 +71,7 @@ type Finding struct {
 // FromDecision converts a gateway decision into an Event.
 func FromDecision(d *decision.Decision) Event {
 	e := Event{
-		Time: d.Time.UTC(), Stage: d.Stage, QueueID: d.QueueID, Ref: d.Ref, Customer: d.Customer, By: d.By,
+		Time: d.Time.UTC(), Stage: d.Stage, QueueID: d.QueueID, Ref: d.Ref, Customer: d.Customer, By: d.By, Login: d.Login,
 		Client: d.Client, SenderDomain: d.SenderDomain, Rcpts: d.Rcpts, RcptHashes: d.RcptHashes, RcptPlain: d.RcptPlain,
 		Size: d.Size, Action: d.Action.String(), Effective: d.Effective.String(), Check: d.Check, Finding: d.Finding,
 		Detail: d.Detail, Code: d.Code, Enhanced: d.Enhanced, Mode: d.Mode,
@@ -195,6 +197,8 @@ type Query struct {
 	// Customer selects one customer (Unidentified for clients that are no
 	// customer); "" is every customer.
 	Customer string
+	// Login selects the events of one login (exactly); "" is every login.
+	Login string
 	// Since and Until bound the event time (zero: unbounded).
 	Since, Until time.Time
 	// Limit caps the number of events (newest first); 0 means 1000.
@@ -217,6 +221,9 @@ func (q Query) match(e *Event) bool {
 		return false
 	}
 	if q.Customer != "" && e.CustomerOf() != q.Customer {
+		return false
+	}
+	if q.Login != "" && e.Login != q.Login {
 		return false
 	}
 	if !q.Since.IsZero() && e.Time.Before(q.Since) {

@@ -83,6 +83,14 @@ func result(check, finding string, a policy.Action, attrs map[string]string) pol
 
 // sequence is a known sequence of decisions over two hours.
 func sequence(base time.Time) []*gateway.Decision {
+	ds := sequenceOf(base)
+	// Two of acme's messages came from login alice (one routine, kept in
+	// the compact form on Redis), one from bob.
+	ds[0].Login, ds[2].Login, ds[3].Login = "alice@acme.example", "alice@acme.example", "bob"
+	return ds
+}
+
+func sequenceOf(base time.Time) []*gateway.Decision {
 	spike := result("rate_limit", "volume_spike", policy.Defer, map[string]string{"limit": "volume_spike"})
 	dm := result("dmarc", "dmarc_fail", policy.Reject, map[string]string{"domain": "Bank.Example"})
 	opt := result("optout_suppression", "recipient_opted_out", policy.Reject, nil)
@@ -145,6 +153,9 @@ func TestBackends(t *testing.T) {
 				{"since", Query{Since: base.Add(62 * time.Minute)}, []string{"REF0000006/eom", "REF0000005/mail"}},
 				{"until", Query{Until: base.Add(2 * time.Minute)}, []string{"REF0000001/eom"}},
 				{"limit", Query{Limit: 2}, []string{"REF0000006/eom", "REF0000005/mail"}},
+				{"by login", Query{Login: "alice@acme.example"}, []string{"REF0000002/eom", "REF0000001/eom"}},
+				{"by customer and login", Query{Customer: "acme", Login: "bob"}, []string{"REF0000003/mail"}},
+				{"unknown login", Query{Login: "alice"}, nil},
 				{"customer and period", Query{Customer: "acme", Since: base.Add(2 * time.Minute), Until: base.Add(4 * time.Minute)}, []string{"REF0000002/eom", "REF0000002/rcpt"}},
 			}
 			for _, tt := range queries {

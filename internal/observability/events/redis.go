@@ -104,6 +104,7 @@ type routineRecord struct {
 	Q string    `json:"q,omitempty"`
 	C string    `json:"c,omitempty"`
 	B string    `json:"b,omitempty"`
+	U string    `json:"u,omitempty"` // the login
 	L string    `json:"l,omitempty"`
 	D string    `json:"d,omitempty"`
 	N int       `json:"n,omitempty"`
@@ -128,7 +129,7 @@ func encodeRoutine(e *Event) ([]byte, error) {
 	if m == policy.Enforce.String() {
 		m = ""
 	}
-	return json.Marshal(routineRecord{T: e.Time.UnixMilli(), R: e.Ref, Q: e.QueueID, C: e.Customer, B: e.By, L: e.Client,
+	return json.Marshal(routineRecord{T: e.Time.UnixMilli(), R: e.Ref, Q: e.QueueID, C: e.Customer, B: e.By, U: e.Login, L: e.Client,
 		D: e.SenderDomain, N: e.Rcpts, H: e.RcptHashes, P: e.RcptPlain, S: e.Size, M: m, F: e.Findings, X: e.DurationMS})
 }
 
@@ -141,7 +142,7 @@ func decodeRoutine(b []byte) (Event, bool) {
 	if mode == "" {
 		mode = policy.Enforce.String()
 	}
-	return Event{Time: time.UnixMilli(r.T).UTC(), Stage: decision.StageEOM, Ref: r.R, QueueID: r.Q, Customer: r.C, By: r.B, Client: r.L,
+	return Event{Time: time.UnixMilli(r.T).UTC(), Stage: decision.StageEOM, Ref: r.R, QueueID: r.Q, Customer: r.C, By: r.B, Login: r.U, Client: r.L,
 		SenderDomain: r.D, Rcpts: r.N, RcptHashes: r.H, RcptPlain: r.P, Size: r.S, Action: actionAccept, Effective: actionAccept,
 		Mode: mode, Findings: r.F, DurationMS: r.X}, true
 }
