@@ -96,6 +96,9 @@ func commandEnv(stdout, stderr io.Writer) *setup.Env {
 		OpenDeps: func(cfg *config.Config) (*setup.Deps, error) {
 			return gateway.OpenDeps(cfg, clock.System{}, gateway.NewLogger(cfg.Log, stderr))
 		},
+		Audit: func(cfg *config.Config, action, target, before, after string) {
+			recordCLI(cfg, stderr, action, target, before, after)
+		},
 	}
 }
 

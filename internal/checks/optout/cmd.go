@@ -140,7 +140,9 @@ func runOptout(env *setup.Env, args []string) int {
 				status = 1
 			default:
 				fmt.Fprintf(stdout, "%s\tremoved\n", a)
-				env.Record(svc.Config, "optout.remove", *list, MaskAddress(a), "removed")
+				if env.Audit != nil {
+					env.Audit(svc.Config, "optout.remove", *list, MaskAddress(a), "removed")
+				}
 			}
 		}
 		return status

@@ -59,7 +59,9 @@ func runCustomerStanding(env *setup.Env, sub string, args []string) int {
 			return 0
 		}
 		fmt.Fprintf(stdout, "%s: flag cleared\n", id)
-		env.Record(svc.Config, "flag.clear", id, "flagged", "cleared")
+		if env.Audit != nil {
+			env.Audit(svc.Config, "flag.clear", id, "flagged", "cleared")
+		}
 		return 0
 	}
 	st, err := svc.Status(ctx, id)

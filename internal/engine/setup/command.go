@@ -40,16 +40,10 @@ type Env struct {
 	// OpenDeps opens the store, secret and resolver for cfg (the caller
 	// closes Deps.Store).
 	OpenDeps func(cfg *config.Config) (*Deps, error)
-	// Audit, when set, records a change the command made in the audit
-	// trail (a failure is warned on Stderr); Record calls it.
+	// Audit records a change the command made in the audit trail (who:
+	// the CLI's user; what: action on target, before and after). A
+	// failure to record is a warning on Stderr, not the command's failure.
 	Audit func(cfg *config.Config, action, target, before, after string)
-}
-
-// Record records a change in the audit trail (Audit), if there is one.
-func (e *Env) Record(cfg *config.Config, action, target, before, after string) {
-	if e.Audit != nil {
-		e.Audit(cfg, action, target, before, after)
-	}
 }
 
 // registry is the process's families, filled by package plugins at init.

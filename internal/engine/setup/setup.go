@@ -38,6 +38,10 @@ type Deps struct {
 	// Config (customer.Directory.Update of the running one, for a live
 	// directory change); nil builds it from Config.
 	Directory *customer.Directory
+	// Live, when set, is the directory in force: a check that asks
+	// whether an id is a customer asks it, so that it stays true when the
+	// check is kept across live directory changes (gateway.Rebind).
+	Live *customer.Live
 	// Shared, when set, holds the families' long-lived objects across
 	// reloads (Shared.Get); nil (a one-shot command) makes them anew.
 	Shared *Shared
