@@ -90,9 +90,6 @@ func commandEnv(stdout, stderr io.Writer) *setup.Env {
 		Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
 		LoadConfig:    func(path string) (*config.Config, bool) { return loadConfig(path, stderr) },
 		ConfigOptions: gateway.ConfigOptions(),
-		Audit: func(cfg *config.Config, action, target, before, after string) {
-			recordCLI(cfg, stderr, action, target, before, after)
-		},
 		OpenDeps: func(cfg *config.Config) (*setup.Deps, error) {
 			return gateway.OpenDeps(cfg, clock.System{}, gateway.NewLogger(cfg.Log, stderr))
 		},
