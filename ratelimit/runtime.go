@@ -10,9 +10,18 @@ import (
 )
 
 // setupRuntime registers what the family serves besides its checks: the
-// daily quotas' use in /metrics.
+// daily quotas' use in /metrics, and the customers' limits and use for
+// the admin API and the console (Host.Quota).
 func setupRuntime(h *setup.Host) error {
-	if !h.Serving || h.Labeled == nil {
+	if !h.Serving {
+		return nil
+	}
+	if h.Deps.Store != nil {
+		h.Quota(func(ctx context.Context, id string) (any, error) {
+			return Quota(ctx, h.Deps.Store, h.Config(), id)
+		})
+	}
+	if h.Labeled == nil {
 		return nil
 	}
 	h.Collector(&quotaCollector{labeled: h.Labeled, read: func(ctx context.Context, id string) (QuotaReport, error) {

@@ -303,6 +303,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
 		Mounts: mounts, Routes: routes, Tokens: d.tokens, Audit: d.audit,
 		ReportSections: host.ReportSections(), Panels: host.ConsolePanels(),
+		Quota: host.QuotaSource(),
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):

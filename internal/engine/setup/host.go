@@ -51,6 +51,7 @@ type Host struct {
 	reloads    []func(cfg *config.Config) error
 	observers  []decision.Observer
 	notices    map[string]string
+	quota      func(ctx context.Context, id string) (any, error)
 }
 
 // NewHost returns a Host over d (d.Config is the config in force).
@@ -220,6 +221,16 @@ func (h *Host) Notice(finding, what string) {
 	}
 	h.notices[finding] = what
 }
+
+// Quota registers the source of a customer's limits and their current
+// use (one family, the rate limiter, has them): the admin API's
+// /api/customers/{id}/quota and "quota" field, and the console's limits
+// tables, read it. What f returns is served as JSON as is; the console
+// reads its "limits", "reseller", "reseller_limits" and "spike" fields.
+func (h *Host) Quota(f func(ctx context.Context, id string) (any, error)) { h.quota = f }
+
+// QuotaSource is the registered quota source (nil: none).
+func (h *Host) QuotaSource() func(ctx context.Context, id string) (any, error) { return h.quota }
 
 // Observers are the registered decision observers.
 func (h *Host) Observers() []decision.Observer { return h.observers }

@@ -48,7 +48,6 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // ErrDisabled is returned by New when the admin server is off: no
@@ -86,8 +85,8 @@ type Options struct {
 	// being unready (the delivery-log reader): /readyz shows each one's
 	// detail, and answers "degraded" (still 200) while one is.
 	Components func() []Component
-	// Quota returns a customer's limits and use; default ratelimit.Quota
-	// on Store.
+	// Quota returns a customer's limits and use (the rate limiter's,
+	// registered through setup.Host.Quota; nil: not served).
 	Quota func(ctx context.Context, customer string) (any, error)
 	// Standing returns a customer's opt-out standing; default
 	// report.OptOutStanding on Store.
@@ -246,11 +245,6 @@ func New(o Options) (*Server, error) {
 	// lengths (subtle.ConstantTimeCompare returns early on a length
 	// mismatch).
 	s.token = sha256.Sum256([]byte(tok))
-	if s.o.Quota == nil && o.Store != nil {
-		s.o.Quota = func(ctx context.Context, id string) (any, error) {
-			return ratelimit.Quota(ctx, o.Store, s.cfg.Load(), id)
-		}
-	}
 	if s.o.Reputation == nil && o.Store != nil {
 		s.o.Reputation = func(ctx context.Context, ids []string, listings bool) ([]reputation.Standing, []reputation.Listing, error) {
 			return report.ReputationOf(o.Store, s.cfg.Load())(ctx, ids, listings)

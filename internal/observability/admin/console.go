@@ -18,7 +18,6 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/observability/report"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // The console: server-rendered pages behind the token, no script (the
@@ -281,7 +280,10 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 	if s.o.Quota != nil {
 		if q, err := s.o.Quota(ctx, id); err != nil {
 			errs = append(errs, "limits and use unavailable")
-		} else if qr, ok := q.(ratelimit.QuotaReport); ok {
+		} else if qr, err := quotaOf(q); err != nil {
+			// Not the shape the tables read: shown in the API only.
+			s.log.Warn("admin: quota not shown", "customer", id, "err", err)
+		} else {
 			data["Quota"] = qr
 		}
 	}

@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/observability/report"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // resellerPageRows bounds the customers one reseller page lists with
@@ -97,7 +96,9 @@ func (s *Server) pageReseller(w http.ResponseWriter, r *http.Request) {
 	if s.o.Quota != nil && len(rows) > 0 {
 		if q, err := s.o.Quota(ctx, rows[0].ID); err != nil {
 			errs = append(errs, "limits and use unavailable")
-		} else if qr, ok := q.(ratelimit.QuotaReport); ok && qr.Reseller == id {
+		} else if qr, err := quotaOf(q); err != nil {
+			s.log.Warn("admin: quota not shown", "reseller", id, "err", err)
+		} else if qr.Reseller == id {
 			data["Limits"] = qr.ResellerLimits
 		}
 	}
