@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,7 +18,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/setup"
@@ -203,7 +201,7 @@ func memoryStanding(cfg *config.Config, direct report.StandingFunc) report.Stand
 		}
 	}
 	token := strings.TrimSpace(string(tok))
-	return func(ctx context.Context, id string) (*optout.CustomerStatus, error) {
+	return report.StandingJSON(func(ctx context.Context, id string) ([]byte, error) {
 		u := scheme + "://" + a.Listen + "/api/customers/" + url.PathEscape(id) + "/flag"
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 		if err != nil {
@@ -212,16 +210,16 @@ func memoryStanding(cfg *config.Config, direct report.StandingFunc) report.Stand
 		req.Header.Set("Authorization", "Bearer "+token)
 		resp, err := client.Do(req)
 		if err != nil {
-			return direct(ctx, id) // no gateway running: the store file is free
+			return nil, report.ErrNoGateway // no gateway running: the store file is free
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return nil, fmt.Errorf("admin API %s: %s", u, resp.Status)
 		}
-		var st optout.CustomerStatus
-		if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&st); err != nil {
+		b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
 			return nil, fmt.Errorf("admin API %s: %v", u, err)
 		}
-		return &st, nil
-	}
+		return b, nil
+	}, direct)
 }

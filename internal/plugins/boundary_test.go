@@ -46,8 +46,6 @@ var allowed = map[[2]string]string{
 	{mod + "internal/observability/report", mod + "internal/checks/optout"}:     "report: standings, opt-out tables",
 	{mod + "internal/observability/report", mod + "internal/checks/reputation"}: "report: bounces, blocklists",
 	{mod + "internal/observability/admin", mod + "internal/checks/optout"}:      "console: standing, trend",
-	{mod + "internal/observability/admin", mod + "internal/checks/reputation"}:  "admin: reputation for the report",
-	{mod + "cmd/aupguard", mod + "internal/checks/optout"}:                      "report command: standings from the running gateway",
 }
 
 // violations walks the import graph (package → its imports) from every

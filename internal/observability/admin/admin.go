@@ -37,7 +37,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
-	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/setup"
@@ -246,9 +245,7 @@ func New(o Options) (*Server, error) {
 	// mismatch).
 	s.token = sha256.Sum256([]byte(tok))
 	if s.o.Reputation == nil && o.Store != nil {
-		s.o.Reputation = func(ctx context.Context, ids []string, listings bool) ([]reputation.Standing, []reputation.Listing, error) {
-			return report.ReputationOf(o.Store, s.cfg.Load())(ctx, ids, listings)
-		}
+		s.o.Reputation = report.ReputationIn(o.Store, s.cfg.Load)
 	}
 	if s.o.Standing == nil && o.Store != nil {
 		s.o.Standing = func(ctx context.Context, id string) (*optout.CustomerStatus, error) {

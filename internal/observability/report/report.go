@@ -11,6 +11,8 @@ package report
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -36,6 +38,30 @@ type Source interface {
 // StandingFunc returns a customer's current opt-out standing (flag,
 // complaint rate); nil when the report goes without.
 type StandingFunc func(ctx context.Context, customer string) (*optout.CustomerStatus, error)
+
+// ErrNoGateway, from StandingJSON's get, says that no running gateway
+// answered: the standing is read through the direct StandingFunc.
+var ErrNoGateway = errors.New("no gateway answers")
+
+// StandingJSON returns the standings that get answers as JSON (the
+// opt-out family's GET /api/customers/{id}/flag on the running gateway's
+// admin API), or direct's when get fails with ErrNoGateway.
+func StandingJSON(get func(ctx context.Context, id string) ([]byte, error), direct StandingFunc) StandingFunc {
+	return func(ctx context.Context, id string) (*optout.CustomerStatus, error) {
+		b, err := get(ctx, id)
+		if errors.Is(err, ErrNoGateway) {
+			return direct(ctx, id)
+		}
+		if err != nil {
+			return nil, err
+		}
+		var st optout.CustomerStatus
+		if err := json.Unmarshal(b, &st); err != nil {
+			return nil, fmt.Errorf("standing of %s: %v", id, err)
+		}
+		return &st, nil
+	}
+}
 
 // OptOutStanding reads standings through optout.Status.
 func OptOutStanding(h *store.Handle, cfg *config.Config) StandingFunc {

@@ -19,8 +19,14 @@ type ReputationFunc func(ctx context.Context, customers []string, listings bool)
 
 // ReputationOf reads standings and listings from the store.
 func ReputationOf(h *store.Handle, cfg *config.Config) ReputationFunc {
+	return ReputationIn(h, func() *config.Config { return cfg })
+}
+
+// ReputationIn is ReputationOf with the config in force at each call
+// (cfg's answer: the admin server's, which follows reloads).
+func ReputationIn(h *store.Handle, cfg func() *config.Config) ReputationFunc {
 	return func(ctx context.Context, ids []string, listings bool) ([]reputation.Standing, []reputation.Listing, error) {
-		svc, err := reputation.NewService(h, cfg, nil, h.Clock, nil)
+		svc, err := reputation.NewService(h, cfg(), nil, h.Clock, nil)
 		if err != nil {
 			return nil, nil, err
 		}
