@@ -45,7 +45,6 @@ var allowed = map[[2]string]string{
 	// report sections, console panels and admin routes (setup.Host).
 	{mod + "internal/observability/report", mod + "internal/checks/optout"}:     "report: standings, opt-out tables",
 	{mod + "internal/observability/report", mod + "internal/checks/reputation"}: "report: bounces, blocklists",
-	{mod + "internal/observability/admin", mod + "internal/checks/optout"}:      "console: standing, trend",
 }
 
 // violations walks the import graph (package → its imports) from every

@@ -36,7 +36,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/setup"
@@ -248,9 +247,7 @@ func New(o Options) (*Server, error) {
 		s.o.Reputation = report.ReputationIn(o.Store, s.cfg.Load)
 	}
 	if s.o.Standing == nil && o.Store != nil {
-		s.o.Standing = func(ctx context.Context, id string) (*optout.CustomerStatus, error) {
-			return report.OptOutStanding(o.Store, s.cfg.Load())(ctx, id)
-		}
+		s.o.Standing = report.OptOutStandingIn(o.Store, s.cfg.Load)
 	}
 	s.srv = &http.Server{
 		Handler:           s.o.Panics.HTTP("admin", s.Handler()),

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/engine/customer"
 	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/audit"
@@ -289,21 +288,21 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 	}
 	cfg := s.cfg.Load()
 	// The config was validated when it was loaded: its optout: section
-	// decoded then, and ConfigOf returns it.
-	oc, ocErr := optout.ConfigOf(cfg)
+	// decoded then, and its thresholds are read from it.
+	warn, act, thErr := report.ComplaintThresholds(cfg)
 	if s.o.Standing != nil {
-		if st, err := s.o.Standing(ctx, id); err != nil || ocErr != nil {
+		if st, err := s.o.Standing(ctx, id); err != nil || thErr != nil {
 			errs = append(errs, "opt-out standing unavailable")
 		} else {
 			data["Standing"] = st
-			data["Thresholds"] = map[string]any{"Warn": oc.Complaints.Warn, "Act": oc.Complaints.Act}
+			data["Thresholds"] = map[string]any{"Warn": warn, "Act": act}
 		}
 	}
 	if s.o.Store != nil {
-		if pts, err := optout.Trend(ctx, s.o.Store, cfg, id); err != nil || ocErr != nil {
+		if chart, err := report.ComplaintTrend(ctx, s.o.Store, cfg, id); err != nil {
 			errs = append(errs, "complaint rate trend unavailable")
 		} else {
-			data["Trend"] = template.HTML(report.ComplaintTrendChart(pts, oc.Complaints.Warn, oc.Complaints.Act))
+			data["Trend"] = template.HTML(chart)
 		}
 	}
 	if s.o.Directory != nil {
@@ -365,23 +364,11 @@ func (s *Server) clearFlag(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/customers/"+url.PathEscape(id)+"?cleared=1", http.StatusSeeOther)
 }
 
-// attention returns the customers of a report that need a look: flagged,
-// or with a complaint rate at warn or act.
-func attention(rep *report.Report) []*optout.CustomerStatus {
-	var out []*optout.CustomerStatus
-	for _, c := range rep.Customers {
-		if st := c.Standing; st != nil && (st.Flag != nil || st.RateLevel == "warn" || st.RateLevel == "act") {
-			out = append(out, st)
-		}
-	}
-	return out
-}
-
 // consoleHeader is the navigation and attention list put on top of the
 // dashboard.
 func consoleHeader(r *http.Request, rep *report.Report) template.HTML {
 	var b bytes.Buffer
-	data := map[string]any{"Nav": "dashboard", "Attention": attention(rep)}
+	data := map[string]any{"Nav": "dashboard", "Attention": rep.Attention()}
 	navData(r, data)
 	_ = console.ExecuteTemplate(&b, "front", data)
 	return template.HTML(b.String())

@@ -6,7 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/observability/report"
 
 	"go.yaml.in/yaml/v3"
@@ -38,7 +37,7 @@ var consoleFuncs = template.FuncMap{
 	"join": strings.Join,
 	// sourceOrder and sourceLabels are the opt-out sources, in the
 	// reports' order, and their names.
-	"sourceOrder":  func() []string { return optout.SourceOrder },
+	"sourceOrder":  report.OptOutSources,
 	"sourceLabels": func() []string { return report.SourceNames },
 	"attrs": func(m map[string]string) string {
 		var parts []string
