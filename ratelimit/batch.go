@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/redis/go-redis/v9"
 
@@ -89,7 +90,7 @@ func (p *pendingRun) splitResult() (Result, error) {
 		return Result{}, err
 	}
 	v, err := p.side.Result()
-	if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") && p.retry != nil {
+	if err != nil && strings.Contains(err.Error(), "NOSCRIPT") && p.retry != nil {
 		// The reseller's node lost its scripts (restart, SCRIPT FLUSH):
 		// EVAL loads it there again; rare, so a second round trip.
 		v, err = p.retry()

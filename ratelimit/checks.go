@@ -56,9 +56,8 @@ var (
 type Checks struct {
 	b   Backend
 	def Settings
-	// logins and resellers are the per-login limits by customer and the
-	// reseller-wide limits by reseller (tenancy.go).
-	logins    map[string]loginLimits
+	// resellers are the reseller-wide limits by reseller (tenancy.go); a
+	// customer's per-login limits are in its Settings.
 	resellers map[string]Settings
 	secret    secrets.Key
 	log       *slog.Logger
@@ -81,8 +80,7 @@ func New(b Backend, cfg *config.Config, secret secrets.Key, clk clock.Clock, log
 	if clk == nil {
 		clk = clock.System{}
 	}
-	logins, resellers := tenancy(cfg, sp)
-	return &Checks{b: b, def: def, logins: logins, resellers: resellers, secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
+	return &Checks{b: b, def: def, resellers: resellerLimits(cfg, sp), secret: secret, log: log, looks: newLookCache(clk.Now)}, nil
 }
 
 func (c *Checks) settings(t *policy.Txn) Settings {
@@ -282,8 +280,18 @@ func (rc rateCheck) mailOps(t *policy.Txn) []Op {
 }
 
 // sortScopes puts the reseller-wide ops last, in a stable order (one run
-// holds them in their own part on a Redis Cluster, see slots).
+// holds them in their own part on a Redis Cluster, see slots); without a
+// reseller-wide op, ops as they are.
 func sortScopes(ops []Op) []Op {
+	last := -1
+	for i, op := range ops {
+		if op.Scope == ScopeReseller {
+			last = i
+		}
+	}
+	if last < 0 {
+		return ops
+	}
 	out := make([]Op, 0, len(ops))
 	for _, op := range ops {
 		if op.Scope != ScopeReseller {

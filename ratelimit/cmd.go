@@ -21,8 +21,9 @@ func runQuota(env *setup.Env, args []string) int {
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	login := fs.String("login", "", "also show this login's own limits and use (login_limits, login_overrides)")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: aupguard quota [-config FILE] [-json] CUSTOMER")
+		fmt.Fprintln(stderr, "usage: aupguard quota [-config FILE] [-json] [-login LOGIN] CUSTOMER")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -47,7 +48,7 @@ func runQuota(env *setup.Env, args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := Quota(ctx, h, cfg, fs.Arg(0))
+	rep, err := QuotaOf(ctx, h, cfg, fs.Arg(0), *login)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -62,11 +63,35 @@ func runQuota(env *setup.Env, args []string) int {
 		return 0
 	}
 	printQuota(stdout, rep)
+	if *login != "" && rep.Login == "" {
+		fmt.Fprintf(stdout, "\nlogin %s: customer %s sets no per-login limits\n", *login, rep.Customer)
+	}
 	return 0
 }
 
 func printQuota(w io.Writer, rep QuotaReport) {
 	fmt.Fprintf(w, "customer %s at %s\n\n", rep.Customer, rep.Time.Format(time.RFC3339))
+	printLimits(w, rep, rep.Limits)
+	if rep.Login != "" {
+		fmt.Fprintf(w, "\nlogin %s (its own limits)\n\n", rep.Login)
+		printLimits(w, rep, rep.LoginLimits)
+	}
+	if rep.Reseller != "" {
+		fmt.Fprintf(w, "\nreseller %s (all its customers together)\n\n", rep.Reseller)
+		printLimits(w, rep, rep.ResellerLimits)
+	}
+	if s := rep.Spike; s != nil {
+		state := "normal"
+		if s.Spiking {
+			state = "SPIKE"
+		}
+		fmt.Fprintf(w, "\nspike detection: %d messages in the last %s, threshold %.1f (factor %g x baseline %.1f/h, floor %d): %s\n",
+			s.Count, s.Window, s.Threshold, s.Factor, s.Baseline, s.Floor, state)
+	}
+}
+
+// printLimits prints one table of limits and their use.
+func printLimits(w io.Writer, rep QuotaReport, limits []LimitUsage) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tLIMIT\tUSED\tREMAINING\tNEXT FREE\tALL FREE")
 	at := func(t *time.Time) string {
@@ -75,7 +100,7 @@ func printQuota(w io.Writer, rep QuotaReport) {
 		}
 		return t.Format(time.RFC3339) + " (in " + t.Sub(rep.Time).Round(time.Second).String() + ")"
 	}
-	for _, l := range rep.Limits {
+	for _, l := range limits {
 		lim := "unlimited"
 		if !l.Unlimited {
 			lim = strconv.FormatInt(l.Limit, 10) + " " + l.Unit
@@ -90,14 +115,6 @@ func printQuota(w io.Writer, rep QuotaReport) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, l.Kind, lim, used, rem, next, free)
 	}
 	tw.Flush()
-	if s := rep.Spike; s != nil {
-		state := "normal"
-		if s.Spiking {
-			state = "SPIKE"
-		}
-		fmt.Fprintf(w, "\nspike detection: %d messages in the last %s, threshold %.1f (factor %g x baseline %.1f/h, floor %d): %s\n",
-			s.Count, s.Window, s.Threshold, s.Factor, s.Baseline, s.Floor, state)
-	}
 }
 
 // commands are the family's CLI: `aupguard quota`.

@@ -16,6 +16,14 @@ type QuotaReport struct {
 	// Time is the store's time the report was taken at.
 	Time   time.Time    `json:"time"`
 	Limits []LimitUsage `json:"limits"`
+	// Login and LoginLimits are one login's own limits and use, when the
+	// report was asked for a login and the customer limits its logins.
+	Login       string       `json:"login,omitempty"`
+	LoginLimits []LimitUsage `json:"login_limits,omitempty"`
+	// Reseller and ResellerLimits are the customer's reseller's limits and
+	// their use by all its customers, when it has any.
+	Reseller       string       `json:"reseller,omitempty"`
+	ResellerLimits []LimitUsage `json:"reseller_limits,omitempty"`
 	// Spike is the spike detector's view of the current hour; nil when
 	// spike detection is off.
 	Spike *SpikeStatus `json:"spike,omitempty"`
@@ -53,14 +61,23 @@ type SpikeStatus struct {
 	Spiking   bool    `json:"spiking"`
 }
 
-// Quota reports every limit of a customer with its use, in one store round
-// trip. The customer must be in cfg.
+// Quota reports every limit of a customer with its use, and its
+// reseller's, in one store round trip. The customer must be in cfg.
 func Quota(ctx context.Context, h *store.Handle, cfg *config.Config, customerID string) (QuotaReport, error) {
-	known := false
-	for _, c := range cfg.Customers {
-		known = known || c.ID == customerID
+	return QuotaOf(ctx, h, cfg, customerID, "")
+}
+
+// QuotaOf is Quota with one login's own limits and use too (login "":
+// none).
+func QuotaOf(ctx context.Context, h *store.Handle, cfg *config.Config, customerID, login string) (QuotaReport, error) {
+	var cu *config.Customer
+	for i := range cfg.Customers {
+		if cfg.Customers[i].ID == customerID {
+			cu = &cfg.Customers[i]
+			break
+		}
 	}
-	if !known {
+	if cu == nil {
 		return QuotaReport{}, fmt.Errorf("no customer %q in %s", customerID, cfg.File)
 	}
 	b, err := Open(ctx, h)
@@ -71,10 +88,29 @@ func Quota(ctx context.Context, h *store.Handle, cfg *config.Config, customerID 
 	if err != nil {
 		return QuotaReport{}, err
 	}
-	return quota(ctx, b, s, customerID)
+	sp, err := ConfigOf(cfg)
+	if err != nil {
+		return QuotaReport{}, err
+	}
+	var scs []scope
+	if login != "" {
+		if ll := s.logins; ll != nil {
+			ls, over := ll.overrides[login]
+			if !over {
+				ls = ll.def
+			}
+			scs = append(scs, scope{kind: ScopeLogin, owner: login, prefix: loginKey(login) + ":", s: ls})
+		}
+	}
+	if r := cfg.Reseller(cu.Reseller); r != nil {
+		if rs := fromLimits(sp, r.Limits); rs.counts() {
+			scs = append(scs, scope{kind: ScopeReseller, owner: r.ID, s: rs})
+		}
+	}
+	return quota(ctx, b, s, customerID, scs...)
 }
 
-func quota(ctx context.Context, b Backend, s Settings, customerID string) (QuotaReport, error) {
+func quota(ctx context.Context, b Backend, s Settings, customerID string, scs ...scope) (QuotaReport, error) {
 	rep := QuotaReport{Customer: customerID}
 	var ops []Op
 	var at []int // index in rep.Limits of each op
@@ -107,6 +143,32 @@ func quota(ctx context.Context, b Backend, s Settings, customerID string) (Quota
 		}
 		rep.Limits = append(rep.Limits, u)
 	}
+	// The login's and the reseller's counted limits, read in the same run.
+	type scoped struct {
+		list *[]LimitUsage
+		idx  int
+	}
+	var sat []scoped // per op after the customer's
+	for _, sc := range scs {
+		list := &rep.LoginLimits
+		if sc.kind == ScopeLogin {
+			rep.Login = sc.owner
+		} else {
+			list, rep.Reseller = &rep.ResellerLimits, sc.owner
+		}
+		for _, l := range countedLimits {
+			limit := l.get(sc.s)
+			kind := "rate"
+			if l.kind == KindWindow {
+				kind = "quota"
+			}
+			if limit > 0 {
+				ops = append(ops, sc.op(l, limit, 1))
+				sat = append(sat, scoped{list, len(*list)})
+			}
+			*list = append(*list, LimitUsage{Name: l.name, Kind: kind, Unit: l.unit, Limit: limit, Unlimited: limit <= 0, Period: l.period.String()})
+		}
+	}
 	if s.SpikeEnabled {
 		ops = append(ops, Op{Kind: KindSpike, Name: FindingSpike, Key: "spike", Period: s.SpikeWindow, N: 0, Spike: s.Spike})
 	}
@@ -118,19 +180,11 @@ func quota(ctx context.Context, b Backend, s Settings, customerID string) (Quota
 		return QuotaReport{}, err
 	}
 	rep.Time = r.Now.UTC()
+	for i, x := range sat {
+		setUse(&(*x.list)[x.idx], r.Ops[len(at)+i], rep.Time)
+	}
 	for i, idx := range at {
-		o, u := r.Ops[i], &rep.Limits[idx]
-		used := o.Used
-		rem := max(u.Limit-used, 0)
-		u.Used, u.Remaining = &used, &rem
-		if o.Next > 0 {
-			t := rep.Time.Add(o.Next)
-			u.NextFreeAt = &t
-		}
-		if o.Reset > 0 {
-			t := rep.Time.Add(o.Reset)
-			u.FreeAt = &t
-		}
+		setUse(&rep.Limits[idx], r.Ops[i], rep.Time)
 	}
 	if s.SpikeEnabled {
 		o := r.Ops[len(ops)-1]
@@ -138,4 +192,19 @@ func quota(ctx context.Context, b Backend, s Settings, customerID string) (Quota
 			Factor: s.Spike.Factor, Floor: s.Spike.Floor, Spiking: o.Flagged}
 	}
 	return rep, nil
+}
+
+// setUse fills a limit's use from its op's result at the store's time.
+func setUse(u *LimitUsage, o OpResult, now time.Time) {
+	used := o.Used
+	rem := max(u.Limit-used, 0)
+	u.Used, u.Remaining = &used, &rem
+	if o.Next > 0 {
+		t := now.Add(o.Next)
+		u.NextFreeAt = &t
+	}
+	if o.Reset > 0 {
+		t := now.Add(o.Reset)
+		u.FreeAt = &t
+	}
 }

@@ -26,6 +26,9 @@ type Settings struct {
 	SpikeEnabled bool
 	SpikeWindow  time.Duration
 	Spike        SpikeParams
+	// logins are the customer's per-login limits (login_limits,
+	// login_overrides); nil without any (tenancy.go).
+	logins *loginLimits
 }
 
 // CustomerSection makes each customer's effective limits (Settings) when
@@ -44,14 +47,16 @@ func loginLimited(old, new *config.Customer) bool {
 }
 
 func decodeCustomer(s *config.Section, _ string, c *config.Customer) any {
-	if c.Limits == (config.Limits{}) {
+	if c.Limits == (config.Limits{}) && c.LoginLimits == (config.Limits{}) && len(c.LoginOverrides) == 0 {
 		return nil
 	}
 	sp, err := ConfigOf(s.Config)
 	if err != nil {
 		return nil // reported with the spike: section
 	}
-	return fromLimits(sp, s.Config.Defaults.Limits.Merge(c.Limits))
+	st := fromLimits(sp, s.Config.Defaults.Limits.Merge(c.Limits))
+	st.logins = loginsOf(sp, c)
+	return st
 }
 
 // SettingsFor returns the effective limits of a customer (the defaults for

@@ -26,30 +26,32 @@ func (s Settings) counts() bool {
 	return false
 }
 
-// tenancy resolves, once per config, every customer's per-login limits
-// and every reseller's limits (only those that limit something, so a
-// customer without them costs one map lookup).
-func tenancy(cfg *config.Config, sp *Config) (map[string]loginLimits, map[string]Settings) {
-	logins := map[string]loginLimits{}
-	for _, c := range cfg.Customers {
-		ll := loginLimits{def: fromLimits(sp, c.LoginLimits)}
-		for login, l := range c.LoginOverrides {
-			if ll.overrides == nil {
-				ll.overrides = map[string]Settings{}
-			}
-			ll.overrides[login] = fromLimits(sp, c.LoginLimits.Merge(l))
+// loginsOf resolves a customer's per-login limits when it is validated
+// (with its other limits, CustomerSection); nil when it has none.
+func loginsOf(sp *Config, c *config.Customer) *loginLimits {
+	ll := loginLimits{def: fromLimits(sp, c.LoginLimits)}
+	for login, l := range c.LoginOverrides {
+		if ll.overrides == nil {
+			ll.overrides = map[string]Settings{}
 		}
-		if ll.def.counts() || len(ll.overrides) > 0 {
-			logins[c.ID] = ll
-		}
+		ll.overrides[login] = fromLimits(sp, c.LoginLimits.Merge(l))
 	}
+	if !ll.def.counts() && len(ll.overrides) == 0 {
+		return nil
+	}
+	return &ll
+}
+
+// resellerLimits resolves every reseller's limits once per config (only
+// those that limit something).
+func resellerLimits(cfg *config.Config, sp *Config) map[string]Settings {
 	resellers := map[string]Settings{}
 	for _, r := range cfg.Resellers {
 		if s := fromLimits(sp, r.Limits); s.counts() {
 			resellers[r.ID] = s
 		}
 	}
-	return logins, resellers
+	return resellers
 }
 
 // Login is the login a message was sent with: the SASL login, or the Unix
@@ -75,7 +77,7 @@ type scope struct {
 // first: reseller-wide ops come last in a run, see slots).
 func (c *Checks) scopes(t *policy.Txn) []scope {
 	var out []scope
-	if ll, ok := c.logins[t.Customer.ID]; ok {
+	if ll := c.settings(t).logins; ll != nil {
 		if login := Login(t.Conn); login != "" {
 			s, over := ll.overrides[login]
 			if !over {

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -285,5 +287,70 @@ customers:
 	}
 	if got := usage(t, bs[0], "acme", scope_(ScopeReseller, "hostco").op(day, 50, 1))[0]; got != 50 {
 		t.Errorf("reseller: counted %d, want 50", got)
+	}
+}
+
+// TestResellerSplitAfterScriptFlush: on a Redis Cluster whose nodes lost
+// their scripts (restart, SCRIPT FLUSH), a message of a reseller's
+// customer is still counted in both slots: the batch reloads the script
+// on the customer's node, the reseller's part on the reseller's.
+func TestResellerSplitAfterScriptFlush(t *testing.T) {
+	rc := testenv.StartRedisCluster(t)
+	h, err := store.Open(config.StoreConfig{Backend: "redis", Timeout: 5 * time.Second,
+		Redis: config.RedisConfig{Addrs: rc.Addrs(), Cluster: true, KeyPrefix: "t:"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	b := openRedis(t, h)
+	hr := newHarness(t, b, clock.NewFake(time.Now()), `
+resellers: [{id: hostco, limits: {messages_per_day: 10}}]
+customers: [{id: acme, reseller: hostco, logins: [alice], domains: [acme.example], limits: {messages_per_day: 10}}]
+`)
+	ctx := context.Background()
+	for i := 0; i < 4; i++ {
+		if i == 2 {
+			if err := rc.Client().ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return c.ScriptFlush(ctx).Err() }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if o := hr.sendLogin(t, "acme", "alice", false, "x@rcpt.example"); !o.delivered() {
+			t.Fatalf("message %d (flushed before 2): mail %+v eom %+v", i, o.mail, o.eom)
+		}
+	}
+	day := countedLimits[2]
+	if got := usage(t, b, "acme", day.op(10, 1), scope_(ScopeReseller, "hostco").op(day, 10, 1)); got[0] != 4 || got[1] != 4 {
+		t.Fatalf("counted customer %d, reseller %d; want 4 and 4", got[0], got[1])
+	}
+}
+
+// BenchmarkMessageOps is the per-message cost of building a message's
+// counter ops (end of message and one recipient) for a customer without
+// logins' or reseller's limits (the cost when off) and for one with both.
+func BenchmarkMessageOps(b *testing.B) {
+	cfg := parseConfig(b, `
+defaults: {limits: {messages_per_hour: 1000, messages_per_day: 10000, recipients_per_day: 20000}}
+resellers: [{id: hostco, limits: {messages_per_day: 100000}}]
+customers:
+  - {id: plain, logins: [p], domains: [plain.example]}
+  - {id: tenant, reseller: hostco, logins: [t], domains: [tenant.example], login_limits: {messages_per_hour: 100}}
+`)
+	c, err := New(nil, cfg, testSecret, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rc := rateCheck{c}
+	for _, cu := range []struct{ name, id, login, reseller string }{{"off", "plain", "p", ""}, {"login and reseller", "tenant", "t", "hostco"}} {
+		b.Run(cu.name, func(b *testing.B) {
+			pc := &policy.Customer{ID: cu.id, Reseller: cu.reseller, Settings: cfg.Customers[map[string]int{"plain": 0, "tenant": 1}[cu.id]].Settings}
+			tx := policy.NewTxn(&policy.Conn{AuthLogin: cu.login}, pc, "ref", time.Now())
+			rcpt := &policy.Rcpt{}
+			b.ReportAllocs()
+			n := 0
+			for b.Loop() {
+				n += len(rc.eomOps(tx)) + len(rc.rcptOps(tx, rcpt))
+			}
+			b.ReportMetric(float64(n)/float64(b.N), "ops/msg")
+		})
 	}
 }

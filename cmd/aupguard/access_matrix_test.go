@@ -374,7 +374,7 @@ customers:
 		if e.Action == "POST /api/optouts" && e.Who == "tok-one" && strings.HasPrefix(e.From, "127.0.0.1:") {
 			found["tenant add"] = true
 		}
-		if e.Action == "standing.suspend" && strings.Contains(e.Target, tenantTwo.id) && strings.HasPrefix(e.Who, "cli:") && e.From == "cli" {
+		if e.Action == "standing.suspend" && e.Target == "customer:"+tenantTwo.id && strings.HasPrefix(e.Who, "cli:") && e.From == "cli" {
 			found["suspend"] = true
 		}
 	}

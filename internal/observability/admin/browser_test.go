@@ -27,9 +27,12 @@ import (
 
 const trafficConfig = `
 provider: {postmaster: postmaster@provider.example}
+resellers:
+  - {id: hostco, name: HostCo, abuse_contacts: [abuse@hostco.example]}
 customers:
   - id: acme
     name: Acme Corp
+    reseller: hostco
     networks: [192.0.2.0/24]
     domains: [acme.example]
     limits: {messages_per_day: 8}

@@ -45,6 +45,8 @@ func (s *Server) consoleRoutes(mux *routeMux) {
 	mux.HandleFunc("GET /customers", s.pageCustomers, access.Filtered("customer"))
 	mux.HandleFunc("GET /customers/{id}", s.pageCustomer, access.Path("id"))
 	mux.HandleFunc("POST /customers/{id}/clear-flag", s.clearFlag)
+	mux.HandleFunc("GET /resellers", s.pageResellers)
+	mux.HandleFunc("GET /resellers/{id}", s.pageReseller)
 	if _, ok := s.standingHandler(); ok {
 		mux.HandleFunc("GET /standing", s.pageStanding)
 		mux.HandleFunc("POST "+standingSuspendPath, s.suspendForm)

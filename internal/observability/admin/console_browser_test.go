@@ -50,9 +50,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 		o.Directory = dir
 		o.Quota = func(_ context.Context, id string) (any, error) {
-			return ratelimit.QuotaReport{Customer: id, Limits: []ratelimit.LimitUsage{
+			q := ratelimit.QuotaReport{Customer: id, Limits: []ratelimit.LimitUsage{
 				{Name: "messages_per_day", Kind: "quota", Unit: "messages", Limit: 8, Period: "24h", Used: &used, Remaining: &rem, NextFreeAt: &free},
-			}}, nil
+			}}
+			if id == "acme" {
+				q.Reseller = "hostco"
+				q.ResellerLimits = []ratelimit.LimitUsage{{Name: "messages_per_day", Kind: "quota", Unit: "messages", Limit: 500, Period: "24h", Used: &used, Remaining: &rem}}
+			}
+			return q, nil
 		}
 		o.Standing = func(_ context.Context, id string) (*optout.CustomerStatus, error) {
 			st := &optout.CustomerStatus{Customer: id, RateLevel: "ok", FlagThreshold: 3, Delivered: 1000}
@@ -100,6 +105,14 @@ func TestConsoleInBrowser(t *testing.T) {
 			`messages_per_day: 9`,
 			`<table id="changes">.*<td>set</td><td>cli</td><td>abuse_contact, limits</td>`,
 		}},
+		{"resellers", "/resellers", []string{`<tr data-reseller="hostco"><td><a href="/resellers/hostco">hostco</a></td><td>HostCo</td><td class="n">1</td><td>abuse@hostco.example</td>`}},
+		{"reseller", "/resellers/hostco", []string{
+			`<h1>Reseller hostco <span class="muted">HostCo</span></h1>`,
+			`id="contacts">Abuse contacts: abuse@hostco.example`,
+			`<tr data-limit="messages_per_day"><td>messages_per_day</td><td>quota / 24h</td><td class="n">500 messages</td><td class="n">8</td>`,
+			`id="customer-count">1 customers`,
+			`<tr data-customer="acme"><td><a href="/customers/acme">acme</a></td><td>Acme Corp</td><td>enforce</td><td><span class="bad">flagged</span> opted_out_sends</td><td class="n">0.400%</td><td class="n">1[0-9]</td>`,
+		}},
 		{"customers", "/customers", []string{`<tr data-customer="beta"><td><a href="/customers/beta">beta</a></td><td></td><td>monitor</td><td>config</td>`}},
 	}
 	for _, p := range pages {
@@ -122,6 +135,12 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if code, _, _ := e.do(t, "GET", "/customers/nosuch", "Bearer "+testToken); code != http.StatusNotFound {
 		t.Errorf("unknown customer page: %d", code)
+	}
+	if code, body, _ := e.do(t, "GET", "/resellers/nosuch", "Bearer "+testToken); code != http.StatusNotFound || !strings.Contains(body, "No reseller nosuch") {
+		t.Errorf("unknown reseller page: %d", code)
+	}
+	if code, _, _ := e.do(t, "GET", "/resellers/hostco", ""); code != http.StatusUnauthorized {
+		t.Errorf("reseller page without a token: %d", code)
 	}
 
 	// Clearing the flag: a form post with the page's anti-CSRF token; a

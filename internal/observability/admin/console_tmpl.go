@@ -76,6 +76,7 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <a href="/"{{if eq .Nav "dashboard"}} class="current"{{end}}>Dashboard</a>
 <a href="/decisions"{{if eq .Nav "decisions"}} class="current"{{end}}>Decisions</a>
 <a href="/customers"{{if or (eq .Nav "customers") (eq .Nav "customer")}} class="current"{{end}}>Customers</a>
+<a href="/resellers"{{if or (eq .Nav "resellers") (eq .Nav "reseller")}} class="current"{{end}}>Resellers</a>
 {{if and .StandingNav .Admin}}<a href="/standing"{{if eq .Nav "standing"}} class="current"{{end}}>Stopped</a>{{end}}
 {{- if .Admin}}
 <a href="/audit"{{if eq .Nav "audit"}} class="current"{{end}}>Audit</a>
@@ -182,6 +183,44 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 <tr data-customer="{{.ID}}"><td><a href="/customers/{{.ID}}">{{.ID}}</a></td><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{.Source}}{{if .Shadows}} (over the config file){{end}}</td></tr>
 {{- end}}
 </tbody></table>
+</body></html>{{end}}
+
+{{define "resellers"}}{{template "head" "Resellers"}}{{template "nav" .}}
+<h1>Resellers</h1>
+<table id="resellers"><thead><tr><th>Reseller</th><th>Name</th><th class="n">Customers</th><th>Abuse contacts</th></tr></thead><tbody>
+{{- range .Rows}}
+<tr data-reseller="{{.ID}}"><td><a href="/resellers/{{.ID}}">{{.ID}}</a></td><td>{{.Name}}</td><td class="n">{{.Customers}}</td><td>{{range $i, $c := .Contacts}}{{if $i}}, {{end}}{{$c}}{{end}}</td></tr>
+{{- else}}
+<tr><td colspan="4">No reseller in the config (resellers:).</td></tr>
+{{- end}}
+</tbody></table>
+</body></html>{{end}}
+
+{{define "reseller"}}{{template "head" .ID}}{{template "nav" .}}
+{{- if not .Known}}
+<h1>No reseller {{.ID}}</h1><p><a href="/resellers">All resellers</a></p>
+{{- else}}
+<h1>Reseller {{.ID}}{{with .Name}} <span class="muted">{{.}}</span>{{end}}</h1>
+{{- range .Errors}}<p class="warn">{{.}}</p>{{end}}
+<p id="contacts">Abuse contacts: {{range $i, $c := .Contacts}}{{if $i}}, {{end}}{{$c}}{{else}}none (notifications and reports go to the provider only){{end}}</p>
+<h2>Reseller-wide limits and current use</h2>
+{{- with .Limits}}
+<table id="reseller-quota"><thead><tr><th>Limit</th><th>Kind</th><th class="n">Limit</th><th class="n">Used</th><th class="n">Remaining</th><th>Next free</th><th>All free</th></tr></thead><tbody>
+{{- range .}}{{if not .Unlimited}}
+<tr data-limit="{{.Name}}"><td>{{.Name}}</td><td>{{.Kind}}{{if .Period}} / {{.Period}}{{end}}</td><td class="n">{{.Limit}} {{.Unit}}</td><td class="n">{{i64p .Used}}</td><td class="n">{{i64p .Remaining}}</td><td>{{whenp .NextFreeAt}}</td><td>{{whenp .FreeAt}}</td></tr>
+{{- end}}{{end}}
+</tbody></table>
+{{- else}}
+<p>No reseller-wide limits.</p>
+{{- end}}
+<h2>Customers</h2>
+<p id="customer-count">{{.Total}} customers{{if gt .Total (len .Rows)}}, the first {{len .Rows}} shown{{end}}.</p>
+<table id="reseller-customers"><thead><tr><th>Customer</th><th>Name</th><th>Mode</th><th>Standing</th><th class="n">Complaint rate</th><th class="n">Messages (24h)</th><th class="n">Stopped (24h)</th></tr></thead><tbody>
+{{- range .Rows}}
+<tr data-customer="{{.ID}}"><td><a href="/customers/{{.ID}}">{{.ID}}</a></td><td>{{.Name}}</td><td>{{.Mode}}</td><td>{{if .Flag}}<span class="bad">flagged</span> {{.Flag}}{{else if .RateLevel}}{{.RateLevel}}{{else}}-{{end}}</td><td class="n">{{pct .ComplaintRate}}</td><td class="n">{{with .Last24h}}{{.Messages}}{{else}}-{{end}}</td><td class="n">{{with .Last24h}}{{.Stopped}}{{else}}-{{end}}</td></tr>
+{{- end}}
+</tbody></table>
+{{- end}}
 </body></html>{{end}}
 
 {{define "customer"}}{{template "head" .ID}}{{template "nav" .}}

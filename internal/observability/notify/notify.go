@@ -134,12 +134,15 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 	fmt.Fprintf(&b, "Its page in the console: /customers/%s\nClear the flag: aupguard customer clear %s\n", j.customer, j.customer)
 	fmt.Fprintf(&b, "\nAt most one such mail per customer every %s.\n", cfg.Notifications.Interval)
 	msgs := []report.Message{{To: cfg.Provider.Postmaster, Subject: subject, Text: b.String()}}
-	if cfg.Notifications.AbuseContact {
-		for _, c := range cfg.Customers {
-			if c.ID == j.customer && c.AbuseContact != "" {
-				msgs = append(msgs, report.Message{To: c.AbuseContact, Subject: subject, Text: b.String()})
-			}
+	for _, c := range cfg.Customers {
+		if c.ID != j.customer {
+			continue
 		}
+		if cfg.Notifications.AbuseContact && c.AbuseContact != "" {
+			msgs = append(msgs, report.Message{To: c.AbuseContact, Subject: subject, Text: b.String()})
+		}
+		msgs = append(msgs, resellerCopies(cfg, c, subject, what, j)...)
+		break
 	}
 	sent, err := n.send.Send(ctx, msgs, n.clock.Now())
 	if err != nil {
@@ -147,4 +150,24 @@ func (n *Notifier) deliver(ctx context.Context, j job) {
 		return
 	}
 	n.log.Info("notification sent", "event", "notification", "customer", j.customer, "kind", j.kind, "recipients", sent)
+}
+
+// resellerCopies are the notification's copies for the abuse contacts of
+// the customer's reseller (resellers[].abuse_contacts): complaints about
+// a reseller's customers go to the reseller for resolution, the provider
+// keeping its copy. They say which customer, what and when, without the
+// provider's console and commands.
+func resellerCopies(cfg *config.Config, c config.Customer, subject, what string, j job) []report.Message {
+	r := cfg.Reseller(c.Reseller)
+	if r == nil || len(r.AbuseContacts) == 0 {
+		return nil
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "Your customer %s %s.\n\nReseller: %s\nWhen: %s\nFinding: %s\nDetail: %s\n", j.customer, what, r.ID, j.at.UTC().Format(time.RFC1123), j.kind, j.detail)
+	fmt.Fprintf(&b, "\nPlease resolve it with your customer; the provider has been told too.\n")
+	out := make([]report.Message, 0, len(r.AbuseContacts))
+	for _, to := range r.AbuseContacts {
+		out = append(out, report.Message{To: to, Subject: subject, Text: b.String()})
+	}
+	return out
 }

@@ -132,3 +132,52 @@ func TestComposeNotification(t *testing.T) {
 		t.Fatalf("composed:\n%s", s)
 	}
 }
+
+// TestNotifierResellerCopies: a notice about a reseller's customer also
+// goes to each of the reseller's abuse contacts (the postmaster keeps
+// its copy); a customer without a reseller, or whose reseller lists no
+// contact, notifies as before.
+func TestNotifierResellerCopies(t *testing.T) {
+	cfg, err := config.Parse([]byte(`
+provider: {postmaster: postmaster@provider.example}
+notifications: {interval: 1h, abuse_contact: false}
+resellers:
+  - {id: hostco, abuse_contacts: [abuse@hostco.example, noc@hostco.example]}
+  - {id: silent}
+customers:
+  - {id: acme, reseller: hostco, networks: [192.0.2.0/24], domains: [acme.example], abuse_contact: abuse@acme.example}
+  - {id: beta, reseller: silent, networks: [198.51.100.0/24], domains: [beta.example]}
+  - {id: own, networks: [203.0.113.0/24], domains: [own.example]}
+`), "n.yaml", config.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		customer string
+		want     []string
+	}{
+		{"acme", []string{"postmaster@provider.example", "abuse@hostco.example", "noc@hostco.example"}},
+		{"beta", []string{"postmaster@provider.example"}},
+		{"own", []string{"postmaster@provider.example"}},
+	} {
+		t.Run(tc.customer, func(t *testing.T) {
+			f := &fakeSender{}
+			n := New(func() *config.Config { return cfg }, f, nil, &fixedClock{t: time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)}, nil, kinds)
+			n.Observe(decision(tc.customer, KindComplaintRate))
+			n.Close()
+			var to []string
+			for _, m := range f.msgs {
+				to = append(to, m.To)
+			}
+			if strings.Join(to, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("mailed %v, want %v", to, tc.want)
+			}
+			for _, m := range f.msgs[1:] {
+				if !strings.Contains(m.Text, "Your customer acme crossed the complaint-rate act threshold") || !strings.Contains(m.Text, "Reseller: hostco") ||
+					strings.Contains(m.Text, "aupguard customer clear") {
+					t.Fatalf("reseller's copy:\n%s", m.Text)
+				}
+			}
+		})
+	}
+}

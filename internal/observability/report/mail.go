@@ -66,7 +66,11 @@ func DailyWithSections(ctx context.Context, src Source, cfg *config.Config, stan
 		return msgs, nil
 	}
 	for _, c := range cfg.Customers {
-		if c.AbuseContact == "" {
+		res := cfg.Reseller(c.Reseller)
+		if res != nil && len(res.AbuseContacts) == 0 {
+			res = nil
+		}
+		if c.AbuseContact == "" && res == nil {
 			continue
 		}
 		r, err := Build(ctx, src, Options{Since: since, Until: until, Customer: c.ID, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep, Sections: sections})
@@ -80,7 +84,17 @@ func DailyWithSections(ctx context.Context, src Source, cfg *config.Config, stan
 			continue
 		}
 		subj := fmt.Sprintf("%s mail policy report for %s, %s: %d messages, %d stopped", prefix, c.ID, r.Period(), r.Totals.Messages, r.Totals.Stopped())
-		msgs = append(msgs, Message{To: c.AbuseContact, Subject: subj, Report: r})
+		if c.AbuseContact != "" {
+			msgs = append(msgs, Message{To: c.AbuseContact, Subject: subj, Report: r})
+		}
+		if res != nil {
+			// The reseller gets each of its customers' reports too
+			// (resellers[].abuse_contacts), under the same rule.
+			rs := fmt.Sprintf("%s mail policy report for %s (reseller %s), %s: %d messages, %d stopped", prefix, c.ID, res.ID, r.Period(), r.Totals.Messages, r.Totals.Stopped())
+			for _, to := range res.AbuseContacts {
+				msgs = append(msgs, Message{To: to, Subject: rs, Report: r})
+			}
+		}
 	}
 	return msgs, nil
 }

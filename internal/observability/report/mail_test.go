@@ -248,3 +248,44 @@ func TestMailFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestDailyReportsToResellers: each customer of a reseller with abuse
+// contacts has its report mailed to them too (under customer_reports),
+// besides the customer's own abuse contact and the provider's summary.
+func TestDailyReportsToResellers(t *testing.T) {
+	for _, tc := range []struct {
+		mode string
+		want []string
+	}{
+		{"all", []string{"postmaster@provider.example", "abuse@acme.example", "abuse@hostco.example", "noc@hostco.example", "abuse@hostco.example", "noc@hostco.example"}},
+		{"stopped", []string{"postmaster@provider.example", "abuse@acme.example", "abuse@hostco.example", "noc@hostco.example"}},
+		{"none", []string{"postmaster@provider.example"}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			cfg := mailConfig(25)
+			cfg.Reports.CustomerReports = tc.mode
+			cfg.Customers = cfg.Customers[:1] // acme (abuse contact, something stopped)
+			cfg.Customers[0].Reseller = "hostco"
+			cfg.Customers = append(cfg.Customers, config.Customer{ID: "calm", Reseller: "hostco"}, config.Customer{ID: "loner", Reseller: "silent"})
+			cfg.Resellers = []config.Reseller{{ID: "hostco", AbuseContacts: []string{"abuse@hostco.example", "noc@hostco.example"}}, {ID: "silent"}}
+			now := base.Add(3 * time.Hour)
+			msgs, err := Daily(context.Background(), recorded(t), cfg, standing, base, now, now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var to []string
+			for _, m := range msgs {
+				to = append(to, m.To)
+				if strings.HasSuffix(m.To, "@hostco.example") && !strings.Contains(m.Subject, "(reseller hostco)") {
+					t.Errorf("reseller's copy subject %q", m.Subject)
+				}
+				if strings.Contains(m.Subject, "reseller") && m.Report.Customer == "" {
+					t.Errorf("reseller's copy is the provider's summary: %q", m.Subject)
+				}
+			}
+			if strings.Join(to, " ") != strings.Join(tc.want, " ") {
+				t.Fatalf("mailed %v, want %v", to, tc.want)
+			}
+		})
+	}
+}

@@ -279,7 +279,7 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 		}
 	}
 	var script *redis.Cmd
-	var err error
+	var err, sideErr error
 	if len(sides) == 0 {
 		script = s.Run(ctx, b.r.client, keys, args...)
 		err = script.Err()
@@ -309,13 +309,16 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 			if errors.Is(c.err, redis.Nil) {
 				c.err = nil // "no value" is an answer (e.g. SET NX GET that set)
 			}
-			if c.err != nil && err == nil {
-				err = c.err
+			// A side command's failure is its own call's: the script's
+			// calls keep their answers (a side in another Cluster slot
+			// may fail alone, e.g. NOSCRIPT on its node).
+			if c.err != nil && sideErr == nil {
+				sideErr = c.err
 			}
 		}
 	}
 	if script == nil {
-		return Unavailable(err)
+		return Unavailable(sideErr)
 	}
 	if err != nil {
 		err = Unavailable(err)
@@ -331,5 +334,5 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 	for i, c := range calls {
 		c.val, c.done = out[i], true
 	}
-	return nil
+	return sideErr
 }
