@@ -2,7 +2,6 @@ package ratelimit
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/aupguard/aupguard/internal/store"
@@ -135,34 +134,41 @@ type Backend interface {
 	// Release gives back reservations made by Run (Kind, Key, Limit,
 	// Period, N and Bucket as reserved).
 	Release(ctx context.Context, customer string, ops []Op) error
+	// queueRun adds a Run to a stage's batch and queueRelease a Release
+	// (two calls on a Cluster when reseller-wide ops are given back too):
+	// on Redis calls of the family's procs, on memory a function; the
+	// result is read after the batch's Exec.
+	queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun
+	queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call
+	// newBatch starts a batch of the backend's own (a check called
+	// without the chain's).
+	newBatch() *store.Batch
 }
 
 // Open returns the counter backend of a store handle: one per handle
 // (store.Handle.Shared), so the milter checks, the admin API and the
 // commands of one process see the same counters.
 func Open(ctx context.Context, h *store.Handle) (Backend, error) {
-	v, err := h.Shared("ratelimit", func() (any, error) {
+	return store.SharedOf(h, "ratelimit", func() (Backend, error) {
 		if h.Backend == store.Redis {
-			r := newRedis(h)
+			r, err := newRedis(h)
+			if err != nil {
+				return nil, err
+			}
 			// A failure here is not fatal: Script.Run reloads on NOSCRIPT,
 			// and an outage at start is an outage like any other.
-			_ = h.LoadScripts(ctx, store.BatchScript())
+			_ = h.LoadScripts(ctx, h.BatchScript())
 			return r, nil
 		}
 		m, err := newMemory(h.Clock, h.Path)
-		if err == nil && m.file != "" {
+		if err != nil {
+			return nil, err
+		}
+		if m.file != "" {
 			m.startSnapshots(h.Logger)
 		}
-		return m, err
+		return m, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	b, ok := v.(Backend)
-	if !ok {
-		return nil, fmt.Errorf("ratelimit: shared backend has type %T", v)
-	}
-	return b, nil
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }

@@ -45,10 +45,13 @@ func kinds() []backendKind {
 		{"redis", func(t *testing.T, clk *clock.Fake) Backend {
 			r := testenv.StartRedis(t, testenv.RedisOptions{})
 			h := redisHandle(t, r.Addr(), clk)
-			if err := h.LoadScripts(context.Background(), store.BatchScript()); err != nil {
+			b, err := newRedis(h)
+			if err != nil {
 				t.Fatal(err)
 			}
-			b := newRedis(h)
+			if err := h.LoadScripts(context.Background(), h.BatchScript()); err != nil {
+				t.Fatal(err)
+			}
 			b.clk = clk
 			return b
 		}},

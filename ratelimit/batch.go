@@ -8,16 +8,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
-)
-
-// The counter work of a stage as procs of the store's batch script: the
-// same Lua as the stand-alone scripts (run.lua, release.lua), so a batch
-// and a direct Run behave alike.
-var (
-	runProc     = store.NewProc("ratelimit.run", runLua)
-	releaseProc = store.NewProc("ratelimit.release", releaseLua)
 )
 
 // pendingRun is a Run added to a batch; its Result is known after Exec.
@@ -163,13 +154,15 @@ func (p *pendingRun) kept(m Mode, r Result) []Op {
 }
 
 // queueRun adds a Run of ops to batch sb: a proc call of the batch script
-// on Redis, the backend's Run on any other backend (memory, tests).
+// on Redis (lua/run.lua, the same Lua as a direct Run), the backend's Run
+// on memory.
 func queueRun(sb *store.Batch, b Backend, customer string, mode Mode, ops []Op) *pendingRun {
-	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		return r.queueRun(sb, customer, mode, ops)
-	}
+	return b.queueRun(sb, customer, mode, ops)
+}
+
+func (m *memory) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun {
 	p := &pendingRun{ops: ops}
-	p.call = sb.Func(func(ctx context.Context) (any, error) { return b.Run(ctx, customer, mode, ops) })
+	p.call = sb.Func(func(ctx context.Context) (any, error) { return m.Run(ctx, customer, mode, ops) })
 	return p
 }
 
@@ -189,12 +182,12 @@ func slots(sb *store.Batch, ops []Op) (own, other []int, split bool) {
 
 // sideCall adds the batch script with one call of proc as a plain command
 // of the pipeline (another Cluster slot than the batch's procs).
-func sideCall(sb *store.Batch, proc *store.Proc, keys []string, args []any) (*store.Call, []any) {
+func sideCall(sb *store.Batch, script *redis.Script, proc *store.Proc, keys []string, args []any) (*store.Call, []any) {
 	argv := make([]any, 0, 4+len(args))
 	argv = append(argv, 1, proc.Name(), len(keys), len(args))
 	argv = append(argv, args...)
 	cmd := make([]any, 0, 3+len(keys)+len(argv))
-	cmd = append(cmd, "evalsha", store.BatchScript().Hash(), len(keys))
+	cmd = append(cmd, "evalsha", script.Hash(), len(keys))
 	for _, k := range keys {
 		cmd = append(cmd, k)
 	}
@@ -209,19 +202,20 @@ func (r *redisBackend) queueRun(sb *store.Batch, customer string, mode Mode, ops
 	own, other, split := slots(sb, ops)
 	if !split {
 		keys, args := r.encode(customer, ops, false, head())
-		p.call = sb.Proc(runProc, keys, args...)
+		p.call = sb.Proc(r.run, keys, args...)
 		return p
 	}
 	p.own, p.other = own, other
 	keys, args := r.encode(customer, pick(ops, own), false, head())
-	p.call = sb.Proc(runProc, keys, args...)
+	p.call = sb.Proc(r.run, keys, args...)
 	rkeys, rargs := r.encode(customer, pick(ops, other), false, head())
 	var argv []any
-	p.side, argv = sideCall(sb, runProc, rkeys, rargs)
+	script := r.h.BatchScript()
+	p.side, argv = sideCall(sb, script, r.run, rkeys, rargs)
 	p.retry = func() (any, error) {
 		ctx, cancel := r.h.Context(context.Background())
 		defer cancel()
-		v, err := store.BatchScript().Run(ctx, r.h.Client, rkeys, argv...).Result()
+		v, err := script.Run(ctx, r.h.Client, rkeys, argv...).Result()
 		if err != nil {
 			return nil, store.Unavailable(err)
 		}
@@ -240,36 +234,42 @@ func (r *redisBackend) queueRelease(sb *store.Batch, customer string, ops []Op) 
 	own, other, split := slots(sb, ops)
 	if !split {
 		keys, args := r.encode(customer, ops, true, []any{r.nowArg()})
-		return []*store.Call{sb.Proc(releaseProc, keys, args...)}
+		return []*store.Call{sb.Proc(r.release, keys, args...)}
 	}
 	keys, args := r.encode(customer, pick(ops, own), true, []any{r.nowArg()})
-	c := sb.Proc(releaseProc, keys, args...)
+	c := sb.Proc(r.release, keys, args...)
 	rkeys, rargs := r.encode(customer, pick(ops, other), true, []any{r.nowArg()})
-	side, _ := sideCall(sb, releaseProc, rkeys, rargs)
+	side, _ := sideCall(sb, r.h.BatchScript(), r.release, rkeys, rargs)
 	return []*store.Call{c, side}
 }
 
 // queueRelease adds a Release of ops to batch sb: one call, or two on a
 // Redis Cluster when reseller-wide ops are given back too.
 func queueRelease(sb *store.Batch, b Backend, customer string, ops []Op) []*store.Call {
-	if r, ok := b.(*redisBackend); ok && sb.Redis() {
-		return r.queueRelease(sb, customer, ops)
-	}
-	return []*store.Call{sb.Func(func(ctx context.Context) (any, error) { return nil, b.Release(ctx, customer, ops) })}
+	return b.queueRelease(sb, customer, ops)
 }
 
-// batchOf returns the store batch the chain passed, or a batch of the
-// check's own that the caller runs at once (own is true): a chain without
-// batches, or a check called directly, still makes one round trip.
-func (c *Checks) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
-	if sb, ok := b.(*store.Batch); ok && sb != nil {
-		return sb, false
+func (m *memory) queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call {
+	return []*store.Call{sb.Func(func(ctx context.Context) (any, error) { return nil, m.Release(ctx, customer, ops) })}
+}
+
+// batchOf returns the stage's batch, or a batch of the check's own that
+// the caller runs at once (own is true) when there is none: a chain
+// without batches, or a check called directly, still makes one round
+// trip.
+func (c *Checks) batchOf(b *store.Batch) (sb *store.Batch, own bool) {
+	if b != nil {
+		return b, false
 	}
-	if r, ok := c.b.(*redisBackend); ok {
-		return r.h.NewBatch(), true
-	}
-	var h *store.Handle
-	return h.NewBatch(), true
+	return c.b.newBatch(), true
+}
+
+func (r *redisBackend) newBatch() *store.Batch { return r.h.NewBatch() }
+
+// newBatch returns a memory batch (of functions).
+func (m *memory) newBatch() *store.Batch {
+	var none *store.Handle
+	return none.NewBatch()
 }
 
 // decodeRun turns run.lua's reply into a Result.

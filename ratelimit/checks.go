@@ -308,7 +308,7 @@ func sortScopes(ops []Op) []Op {
 
 // PrepareMail adds the MAIL FROM look to the stage's batch, unless the use
 // the store reported in the last second shows room (lookCache).
-func (rc rateCheck) PrepareMail(ctx context.Context, t *policy.Txn, b policy.Batch) {
+func (rc rateCheck) PrepareMail(ctx context.Context, t *policy.Txn, b *policy.Batch) {
 	st := state(t)
 	st.mailSet = true
 	st.mail = nil
@@ -385,7 +385,7 @@ func (rc rateCheck) rcptOps(t *policy.Txn, rcpt *policy.Rcpt) []Op {
 // PrepareRcpt adds to the stage's batch the release of earlier recipients
 // that a later check refused (they would otherwise hold the quota until
 // the end of the transaction) and this recipient's reservation.
-func (rc rateCheck) PrepareRcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt, b policy.Batch) {
+func (rc rateCheck) PrepareRcpt(ctx context.Context, t *policy.Txn, rcpt *policy.Rcpt, b *policy.Batch) {
 	st := state(t)
 	if st.rcptRun == nil {
 		st.rcptRun = map[*policy.Rcpt]*pendingRun{}
@@ -491,7 +491,7 @@ func scopesLimit(scs []scope, l counted) bool {
 
 // PrepareEOM adds the message counters' reservation and the spike
 // detector to the stage's batch.
-func (rc rateCheck) PrepareEOM(ctx context.Context, t *policy.Txn, b policy.Batch) {
+func (rc rateCheck) PrepareEOM(ctx context.Context, t *policy.Txn, b *policy.Batch) {
 	st := state(t)
 	st.eomSet = true
 	st.eom = nil
@@ -551,7 +551,7 @@ func (rc rateCheck) EOM(ctx context.Context, t *policy.Txn) ([]policy.Finding, e
 // PrepareFinish keeps the reservations of an accepted message's accepted
 // recipients and gives back the rest, in the chain's finish batch (no
 // store work at all when there is nothing to give back, the common case).
-func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, b policy.Batch) {
+func (rc rateCheck) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, b *policy.Batch) {
 	st, ok := stateOf.Get(t)
 	if !ok {
 		return

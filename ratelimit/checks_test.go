@@ -346,6 +346,13 @@ func (failing) Run(context.Context, string, Mode, []Op) (Result, error) {
 func (failing) Release(context.Context, string, []Op) error {
 	return fmt.Errorf("%w: connection refused", store.ErrUnavailable)
 }
+func (f failing) queueRun(sb *store.Batch, customer string, mode Mode, ops []Op) *pendingRun {
+	return &pendingRun{ops: ops, call: sb.Func(func(ctx context.Context) (any, error) { return f.Run(ctx, customer, mode, ops) })}
+}
+func (f failing) queueRelease(sb *store.Batch, customer string, ops []Op) []*store.Call {
+	return []*store.Call{sb.Func(func(ctx context.Context) (any, error) { return nil, f.Release(ctx, customer, ops) })}
+}
+func (failing) newBatch() *store.Batch { return (*store.Handle)(nil).NewBatch() }
 
 func TestStoreDownIsAnError(t *testing.T) {
 	clk := clock.NewFake(t0)

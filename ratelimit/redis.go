@@ -2,9 +2,11 @@ package ratelimit
 
 import (
 	"context"
-	_ "embed"
+	"embed"
 	"encoding/binary"
+	"errors"
 	"hash/fnv"
+	"io/fs"
 	"strconv"
 	"time"
 
@@ -12,20 +14,20 @@ import (
 	"github.com/aupguard/aupguard/internal/store"
 )
 
-// run.lua and release.lua are procs of the store's batch script (batch.go):
-// a direct Run or Release is a batch of one.
-var (
-	//go:embed run.lua
-	runLua string
-	//go:embed release.lua
-	releaseLua string
-)
+// luaFiles are the family's Lua (lua/run.lua, lua/release.lua), procs of
+// the store's batch script registered at Open: a direct Run or Release is
+// a batch of one.
+//
+//go:embed lua/*.lua
+var luaFiles embed.FS
 
 // redisBackend runs every stage's ops in one script call (EVALSHA, reloaded
 // by go-redis on NOSCRIPT). All keys of a call are one customer's, under
 // its hash tag, so the call is valid on a Cluster.
 type redisBackend struct {
 	h *store.Handle
+	// run and release are the family's procs, registered on h.
+	run, release *store.Proc
 	// clk, when set (tests only), replaces Redis TIME so that the shared
 	// table test drives both backends with one fake clock.
 	clk clock.Clock
@@ -36,7 +38,22 @@ type redisBackend struct {
 	wall clock.Clock
 }
 
-func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h, wall: clock.System{}} }
+// newRedis registers the family's Lua on h and returns the backend.
+func newRedis(h *store.Handle) (*redisBackend, error) {
+	sub, err := fs.Sub(luaFiles, "lua")
+	if err != nil {
+		return nil, err
+	}
+	l, err := h.RegisterLua("ratelimit", sub)
+	if err != nil {
+		return nil, err
+	}
+	r := &redisBackend{h: h, wall: clock.System{}, run: l.Proc("run"), release: l.Proc("release")}
+	if r.run == nil || r.release == nil {
+		return nil, errors.New("ratelimit: lua/run.lua or lua/release.lua missing")
+	}
+	return r, nil
+}
 
 func (r *redisBackend) nowArg() string {
 	if r.clk == nil {

@@ -35,7 +35,16 @@ type Settings struct {
 // the customer is validated, for a customer with limits of its own: the
 // checks read them from the identified customer (settingsOf) and no
 // check keeps a map of every customer.
-var CustomerSection = config.CustomerSection{Family: "ratelimit", Decode: decodeCustomer}
+var CustomerSection = config.CustomerSection{Family: "ratelimit", Decode: decodeCustomer, Rebuilds: loginLimited}
+
+// loginLimited reports whether a customer's change touches its per-login
+// limits, which the checks resolve when they are built (tenancy.go).
+func loginLimited(old, new *config.Customer) bool {
+	has := func(c *config.Customer) bool {
+		return c != nil && (c.LoginLimits != (config.Limits{}) || len(c.LoginOverrides) > 0)
+	}
+	return has(old) || has(new)
+}
 
 func decodeCustomer(s *config.Section, _ string, c *config.Customer) any {
 	if c.Limits == (config.Limits{}) && c.LoginLimits == (config.Limits{}) && len(c.LoginOverrides) == 0 {

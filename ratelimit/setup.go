@@ -18,6 +18,8 @@ import (
 var Family = setup.Family{
 	Name:     "ratelimit",
 	Sections: []config.SectionSpec{Section},
+	Setup:    setupRuntime,
+	Commands: commands,
 	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SizeSpec, New: func(d *setup.Deps) (policy.Check, error) {

@@ -9,7 +9,7 @@ import "github.com/aupguard/aupguard/internal/engine/policy"
 var SizeSpec = policy.Spec{
 	Name: SizeName,
 	Findings: []policy.FindingSpec{
-		{Name: FindingTooLarge, Action: policy.Reject, Reply: replyTooLarge, Doc: "message larger than message_size"},
+		{Name: FindingTooLarge, Action: policy.Reject, Reply: replyTooLarge, Doc: "message larger than message_size", Tally: policy.TallyLimit},
 	},
 }
 
@@ -17,7 +17,7 @@ var SizeSpec = policy.Spec{
 var RcptCapSpec = policy.Spec{
 	Name: RcptCapName,
 	Findings: []policy.FindingSpec{
-		{Name: FindingTooManyRcpts, Action: policy.Defer, Reply: replyTooManyRcpts, Doc: "one recipient more than recipients_per_message"},
+		{Name: FindingTooManyRcpts, Action: policy.Defer, Reply: replyTooManyRcpts, Doc: "one recipient more than recipients_per_message", Tally: policy.TallyLimit},
 	},
 }
 
@@ -25,9 +25,9 @@ var RcptCapSpec = policy.Spec{
 var RateSpec = policy.Spec{
 	Name: RateName,
 	Findings: []policy.FindingSpec{
-		{Name: FindingRate, Action: policy.Defer, Reply: policy.MustReply(451, "4.7.1", "Rate limit reached"), Doc: "a smooth rate is exhausted"},
-		{Name: FindingQuota, Action: policy.Defer, Reply: policy.MustReply(451, "4.7.1", "Daily quota reached"), Doc: "a daily quota is reached"},
-		{Name: FindingRcptFrequency, Action: policy.Defer, Reply: policy.MustReply(450, "4.7.1", "Too many messages to this recipient"), Doc: "too many messages to one recipient"},
-		{Name: FindingSpike, Action: policy.Defer, Reply: replySpike, Doc: "volume far above the customer's baseline"},
+		{Name: FindingRate, Action: policy.Defer, Reply: policy.MustReply(451, "4.7.1", "Rate limit reached"), Doc: "a smooth rate is exhausted", Tally: policy.TallyLimit},
+		{Name: FindingQuota, Action: policy.Defer, Reply: policy.MustReply(451, "4.7.1", "Daily quota reached"), Doc: "a daily quota is reached", Tally: policy.TallyLimit},
+		{Name: FindingRcptFrequency, Action: policy.Defer, Reply: policy.MustReply(450, "4.7.1", "Too many messages to this recipient"), Doc: "too many messages to one recipient", Tally: policy.TallyLimit},
+		{Name: FindingSpike, Action: policy.Defer, Reply: replySpike, Doc: "volume far above the customer's baseline", Tally: policy.TallySpike},
 	},
 }

@@ -64,7 +64,10 @@ func steadyRedis(b *testing.B, start time.Time) (*testenv.Redis, *redisBackend, 
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { h.Close() })
-	rb := newRedis(h)
+	rb, err := newRedis(h)
+	if err != nil {
+		b.Fatal(err)
+	}
 	rb.clk = clock.NewFake(start)
 	return r, rb, rb.clk.(*clock.Fake)
 }

@@ -30,8 +30,8 @@ import (
 // shared store itself (Redis), or the running gateway's admin API (the
 // memory store lives in the gateway's process).
 type directory interface {
-	list(ctx context.Context) ([]entryView, int64, error)
-	get(ctx context.Context, id string) (entryView, error)
+	list(ctx context.Context) ([]customer.Entry, int64, error)
+	get(ctx context.Context, id string) (customer.Entry, error)
 	add(ctx context.Context, def []byte) (customer.Change, error)
 	set(ctx context.Context, id string, patch map[string]any) (customer.Change, error)
 	remove(ctx context.Context, id string) (customer.Change, error)
@@ -40,33 +40,77 @@ type directory interface {
 	close()
 }
 
-// entryView is a customer as the commands print it.
-type entryView struct {
-	Customer map[string]any `json:"customer"`
-	Source   string         `json:"source"`
-	Shadows  bool           `json:"shadows_config"`
+// directoryCommand is one run of a customer command (list, show,
+// history, add, set, remove, import) on a directory: its flags, the
+// change they ask for, and where it prints.
+type directoryCommand struct {
+	sub            string
+	fs             *flag.FlagSet
+	asJSON, force  bool
+	file, format   string
+	limit          int
+	patch          map[string]any
+	dir            directory
+	stdout, stderr io.Writer
 }
 
-func (e entryView) id() string { s, _ := e.Customer["id"].(string); return s }
-
 func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("customer "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cfgPath := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
-	adminURL := fs.String("admin", "", "change the directory through this gateway's admin API (default: the store itself with Redis, the admin API of admin.listen with the memory store)")
-	asJSON := fs.Bool("json", false, "print JSON")
-	file := fs.String("f", "", "definition file (YAML or JSON, the config file's customer fields); - reads stdin")
-	limit := fs.Int("n", 20, "changes to show (show, history)")
-	format := fs.String("format", "", "import format: json, ndjson or yaml (default: by the file's extension, .json .ndjson .jsonl, else yaml)")
-	force := fs.Bool("force", false, "allow what the directory refuses by default (a network broader than directory.max_network_prefix, a catch-all login, a public-suffix domain, an overlap with another customer's networks or domains): sets force: true on the definitions written; each waived rule is printed, logged and kept in the change log")
-	var sets, unsets multiFlag
+	c := &directoryCommand{sub: sub, stdout: stdout, stderr: stderr, patch: map[string]any{}}
+	cfgPath, adminURL, sets, unsets, ok := c.parseFlags(args)
+	if !ok {
+		return 2
+	}
+	cfg, ok := loadConfig(cfgPath, stderr)
+	if !ok {
+		return 2
+	}
+	dir, err := openDirectory(cfg, adminURL)
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard customer %s: %v\n", sub, err)
+		return 2
+	}
+	defer dir.close()
+	c.dir = dir
+	if code := c.buildPatch(sets, unsets); code >= 0 {
+		return code
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	switch sub {
+	case "list":
+		return c.list(ctx)
+	case "show", "history":
+		return c.show(ctx)
+	case "add":
+		return c.add(ctx)
+	case "set":
+		return c.set(ctx)
+	case "remove":
+		return c.remove(ctx)
+	case "import":
+		return c.importFile(ctx)
+	}
+	return 2
+}
+
+// parseFlags reads the flags, which may come before or after the
+// customer ID; ok is false on a usage error (already printed).
+func (c *directoryCommand) parseFlags(args []string) (cfgPath, adminURL string, sets, unsets multiFlag, ok bool) {
+	fs := flag.NewFlagSet("customer "+c.sub, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	cfgFlag := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
+	admin := fs.String("admin", "", "change the directory through this gateway's admin API (default: the store itself with Redis, the admin API of admin.listen with the memory store)")
+	fs.BoolVar(&c.asJSON, "json", false, "print JSON")
+	fs.StringVar(&c.file, "f", "", "definition file (YAML or JSON, the config file's customer fields); - reads stdin")
+	fs.IntVar(&c.limit, "n", 20, "changes to show (show, history)")
+	fs.StringVar(&c.format, "format", "", "import format: json, ndjson or yaml (default: by the file's extension, .json .ndjson .jsonl, else yaml)")
+	fs.BoolVar(&c.force, "force", false, "allow what the directory refuses by default (a network broader than directory.max_network_prefix, a catch-all login, a public-suffix domain, an overlap with another customer's networks or domains): sets force: true on the definitions written; each waived rule is printed, logged and kept in the change log")
 	fs.Var(&sets, "set", "FIELD=VALUE: set a field (repeatable), e.g. -set limits.messages_per_hour=200 -set 'logins=[a, b]'")
 	fs.Var(&unsets, "unset", "FIELD: remove a field, back to the default (repeatable)")
-	// Flags may come before or after the customer ID.
 	var pos []string
 	for {
 		if err := fs.Parse(args); err != nil {
-			return 2
+			return "", "", nil, nil, false
 		}
 		if fs.NArg() == 0 {
 			break
@@ -75,226 +119,248 @@ func runDirectoryCommand(sub string, args []string, stdout, stderr io.Writer) in
 		args = fs.Args()[1:]
 	}
 	_ = fs.Parse(pos)
-	cfg, ok := loadConfig(*cfgPath, stderr)
-	if !ok {
-		return 2
-	}
-	dir, err := openDirectory(cfg, *adminURL)
-	if err != nil {
-		fmt.Fprintf(stderr, "aupguard customer %s: %v\n", sub, err)
-		return 2
-	}
-	defer dir.close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	fail := func(err error) int {
-		var ve customer.ValidationError
-		if errors.As(err, &ve) {
-			for _, e := range ve {
-				fmt.Fprintf(stderr, "aupguard customer %s: %s\n", sub, customer.ValidationError{e}.Error())
-			}
-			return 1
-		}
-		fmt.Fprintf(stderr, "aupguard customer %s: %v\n", sub, err)
-		return 1
-	}
-	patch := map[string]any{}
+	c.fs = fs
+	return *cfgFlag, *admin, sets, unsets, true
+}
+
+// buildPatch turns -set, -unset and -force into the merge patch of the
+// change; it returns an exit code on error, -1 otherwise.
+func (c *directoryCommand) buildPatch(sets, unsets multiFlag) int {
 	for _, s := range sets {
 		k, v, ok := strings.Cut(s, "=")
 		if !ok {
-			fmt.Fprintf(stderr, "aupguard customer %s: -set %q: want FIELD=VALUE\n", sub, s)
+			fmt.Fprintf(c.stderr, "aupguard customer %s: -set %q: want FIELD=VALUE\n", c.sub, s)
 			return 2
 		}
-		if err := customer.SetPath(patch, strings.TrimSpace(k), v, false); err != nil {
-			return fail(err)
+		if err := customer.SetPath(c.patch, strings.TrimSpace(k), v, false); err != nil {
+			return c.fail(err)
 		}
 	}
 	for _, k := range unsets {
-		if err := customer.SetPath(patch, k, "", true); err != nil {
-			return fail(err)
+		if err := customer.SetPath(c.patch, k, "", true); err != nil {
+			return c.fail(err)
 		}
 	}
-	readFile := func() ([]byte, error) {
-		if *file == "-" {
-			return io.ReadAll(os.Stdin)
-		}
-		return os.ReadFile(*file)
+	if c.force && (c.sub == "add" || c.sub == "set") {
+		c.patch["force"] = true
 	}
-	if *force && (sub == "add" || sub == "set") {
-		patch["force"] = true
+	return -1
+}
+
+// fail prints an error (each field of a validation error on its line).
+func (c *directoryCommand) fail(err error) int {
+	var ve customer.ValidationError
+	if errors.As(err, &ve) {
+		for _, e := range ve {
+			fmt.Fprintf(c.stderr, "aupguard customer %s: %s\n", c.sub, customer.ValidationError{e}.Error())
+		}
+		return 1
 	}
-	printChange := func(c customer.Change) {
-		fields := ""
-		if len(c.Fields) > 0 {
-			fields = " (" + strings.Join(c.Fields, ", ") + ")"
+	fmt.Fprintf(c.stderr, "aupguard customer %s: %v\n", c.sub, err)
+	return 1
+}
+
+// printChange prints a change written, and the rules it waived.
+func (c *directoryCommand) printChange(ch customer.Change) int {
+	fields := ""
+	if len(ch.Fields) > 0 {
+		fields = " (" + strings.Join(ch.Fields, ", ") + ")"
+	}
+	fmt.Fprintf(c.stdout, "%s %s%s: directory version %d; every gateway sharing the store applies it within a second\n", ch.Op, ch.ID, fields, ch.Version)
+	for _, f := range ch.Forced {
+		fmt.Fprintf(c.stderr, "aupguard customer %s: warning: customer %s: %s\n", c.sub, ch.ID, f)
+	}
+	return 0
+}
+
+// readDefinition reads the -f file as a definition, as a JSON object.
+func (c *directoryCommand) readDefinition() (map[string]any, error) {
+	var b []byte
+	var err error
+	if c.file == "-" {
+		b, err = io.ReadAll(os.Stdin)
+	} else {
+		b, err = os.ReadFile(c.file)
+	}
+	if err != nil {
+		return nil, err
+	}
+	def, err := customer.Decode(b)
+	if err != nil {
+		return nil, err
+	}
+	raw, _ := customer.Encode(def)
+	var m map[string]any
+	_ = json.Unmarshal(raw, &m)
+	return m, nil
+}
+
+func (c *directoryCommand) list(ctx context.Context) int {
+	es, ver, err := c.dir.list(ctx)
+	if err != nil {
+		return c.fail(err)
+	}
+	if c.asJSON {
+		return printJSON(c.stdout, map[string]any{"version": ver, "customers": es})
+	}
+	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSOURCE\tMODE\tLOGINS\tNETWORKS\tDOMAINS")
+	for _, e := range es {
+		src := e.Source
+		if e.Shadows {
+			src += " (over config)"
 		}
-		fmt.Fprintf(stdout, "%s %s%s: directory version %d; every gateway sharing the store applies it within a second\n", c.Op, c.ID, fields, c.Version)
-		for _, f := range c.Forced {
-			fmt.Fprintf(stderr, "aupguard customer %s: warning: customer %s: %s\n", sub, c.ID, f)
+		cu := &e.Customer
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\n", cu.ID, src, orDash(cu.Mode), len(cu.Logins), len(cu.Networks), len(cu.Domains))
+	}
+	tw.Flush()
+	fmt.Fprintf(c.stdout, "%d customers, directory version %d\n", len(es), ver)
+	return 0
+}
+
+// show prints a customer's definition and changes (show), or its changes
+// alone (history).
+func (c *directoryCommand) show(ctx context.Context) int {
+	if c.fs.NArg() != 1 {
+		fmt.Fprintf(c.stderr, "aupguard customer %s: give one customer ID\n", c.sub)
+		return 2
+	}
+	id := c.fs.Arg(0)
+	var e customer.Entry
+	if c.sub == "show" {
+		var err error
+		if e, err = c.dir.get(ctx, id); err != nil {
+			return c.fail(err)
 		}
 	}
-	switch sub {
-	case "list":
-		es, ver, err := dir.list(ctx)
-		if err != nil {
-			return fail(err)
-		}
-		if *asJSON {
-			return printJSON(stdout, map[string]any{"version": ver, "customers": es})
-		}
-		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tSOURCE\tMODE\tLOGINS\tNETWORKS\tDOMAINS")
-		for _, e := range es {
-			src := e.Source
-			if e.Shadows {
-				src += " (over config)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%v\t%d\t%d\t%d\n", e.id(), src, orDash(e.Customer["mode"]), count(e.Customer["logins"]), count(e.Customer["networks"]), count(e.Customer["domains"]))
-		}
-		tw.Flush()
-		fmt.Fprintf(stdout, "%d customers, directory version %d\n", len(es), ver)
-		return 0
-	case "show", "history":
-		if fs.NArg() != 1 {
-			fmt.Fprintf(stderr, "aupguard customer %s: give one customer ID\n", sub)
-			return 2
-		}
-		id := fs.Arg(0)
-		var e entryView
-		if sub == "show" {
-			if e, err = dir.get(ctx, id); err != nil {
-				return fail(err)
-			}
-		}
-		log, err := dir.log(ctx, id, *limit)
-		if err != nil {
-			return fail(err)
-		}
-		if *asJSON {
-			if sub == "history" {
-				return printJSON(stdout, map[string]any{"changes": log})
-			}
-			return printJSON(stdout, map[string]any{"customer": e.Customer, "source": e.Source, "shadows_config": e.Shadows, "changes": log})
-		}
-		if sub == "show" {
-			fmt.Fprintf(stdout, "# %s: from the %s", id, e.Source)
-			if e.Shadows {
-				fmt.Fprint(stdout, " (replaces the config file's definition)")
-			}
-			fmt.Fprintln(stdout)
-			y, _ := yamlOf(e.Customer)
-			stdout.Write(y)
-			fmt.Fprintln(stdout, "# changes, newest first:")
-		}
-		for _, c := range log {
-			fmt.Fprintf(stdout, "%s  v%-6d %-6s via %-3s %s\n", c.Time.UTC().Format(time.RFC3339), c.Version, c.Op, c.Via, strings.Join(c.Fields, ", "))
-		}
-		if len(log) == 0 {
-			fmt.Fprintln(stdout, "(no change recorded)")
-		}
-		return 0
-	case "add":
-		var def map[string]any
-		if *file != "" {
-			b, err := readFile()
-			if err != nil {
-				return fail(err)
-			}
-			c, err := customer.Decode(b)
-			if err != nil {
-				return fail(err)
-			}
-			raw, _ := customer.Encode(c)
-			_ = json.Unmarshal(raw, &def)
-		}
-		if def == nil {
-			def = map[string]any{}
-		}
-		if fs.NArg() == 1 {
-			def["id"] = fs.Arg(0)
-		} else if fs.NArg() > 1 {
-			fmt.Fprintln(stderr, "aupguard customer add: at most one customer ID")
-			return 2
-		}
-		mergeInto(def, patch)
-		b, _ := json.Marshal(def)
-		c, err := dir.add(ctx, b)
-		if err != nil {
-			return fail(err)
-		}
-		printChange(c)
-		return 0
-	case "set":
-		if fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "aupguard customer set: give one customer ID")
-			return 2
-		}
-		if *file != "" {
-			b, err := readFile()
-			if err != nil {
-				return fail(err)
-			}
-			c, err := customer.Decode(b)
-			if err != nil {
-				return fail(err)
-			}
-			raw, _ := customer.Encode(c)
-			var def map[string]any
-			_ = json.Unmarshal(raw, &def)
-			delete(def, "id")
-			for k, v := range def {
-				if _, set := patch[k]; !set {
-					patch[k] = v
-				}
-			}
-		}
-		if len(patch) == 0 {
-			fmt.Fprintln(stderr, "aupguard customer set: nothing to change (-set, -unset or -f)")
-			return 2
-		}
-		c, err := dir.set(ctx, fs.Arg(0), patch)
-		if err != nil {
-			return fail(err)
-		}
-		printChange(c)
-		return 0
-	case "remove":
-		if fs.NArg() != 1 {
-			fmt.Fprintln(stderr, "aupguard customer remove: give one customer ID")
-			return 2
-		}
-		c, err := dir.remove(ctx, fs.Arg(0))
-		if err != nil {
-			return fail(err)
-		}
-		printChange(c)
-		return 0
-	case "import":
-		if *file == "" && fs.NArg() == 1 {
-			*file = fs.Arg(0)
-		}
-		if *file == "" {
-			fmt.Fprintln(stderr, "aupguard customer import: give a file with a customers: list")
-			return 2
-		}
-		in, err := openImport(*file, *format)
-		if err != nil {
-			return fail(err)
-		}
-		defer in.close()
-		res, err := dir.importList(ctx, in, *force)
-		if err != nil {
-			return fail(err)
-		}
-		fmt.Fprintf(stdout, "imported %d customers (%d added, %d replaced), versions %d to %d\n", res.Imported, res.Added, res.Replaced, res.First, res.Last)
-		for _, c := range res.Forced {
-			for _, f := range c.Forced {
-				fmt.Fprintf(stderr, "aupguard customer import: warning: customer %s: %s\n", c.Customer, f)
-			}
-		}
-		return 0
+	log, err := c.dir.log(ctx, id, c.limit)
+	if err != nil {
+		return c.fail(err)
 	}
-	return 2
+	if c.asJSON {
+		if c.sub == "history" {
+			return printJSON(c.stdout, map[string]any{"changes": log})
+		}
+		m, err := customer.MarshalEntry(e)
+		if err != nil {
+			return c.fail(err)
+		}
+		m["changes"] = log
+		return printJSON(c.stdout, m)
+	}
+	if c.sub == "show" {
+		fmt.Fprintf(c.stdout, "# %s: from the %s", id, e.Source)
+		if e.Shadows {
+			fmt.Fprint(c.stdout, " (replaces the config file's definition)")
+		}
+		fmt.Fprintln(c.stdout)
+		m, err := customer.MarshalEntry(e)
+		if err != nil {
+			return c.fail(err)
+		}
+		y, _ := yaml.Marshal(m["customer"])
+		c.stdout.Write(y)
+		fmt.Fprintln(c.stdout, "# changes, newest first:")
+	}
+	for _, ch := range log {
+		fmt.Fprintf(c.stdout, "%s  v%-6d %-6s via %-3s %s\n", ch.Time.UTC().Format(time.RFC3339), ch.Version, ch.Op, ch.Via, strings.Join(ch.Fields, ", "))
+	}
+	if len(log) == 0 {
+		fmt.Fprintln(c.stdout, "(no change recorded)")
+	}
+	return 0
+}
+
+func (c *directoryCommand) add(ctx context.Context) int {
+	def := map[string]any{}
+	if c.file != "" {
+		m, err := c.readDefinition()
+		if err != nil {
+			return c.fail(err)
+		}
+		if m != nil {
+			def = m
+		}
+	}
+	if c.fs.NArg() == 1 {
+		def["id"] = c.fs.Arg(0)
+	} else if c.fs.NArg() > 1 {
+		fmt.Fprintln(c.stderr, "aupguard customer add: at most one customer ID")
+		return 2
+	}
+	mergeInto(def, c.patch)
+	b, _ := json.Marshal(def)
+	ch, err := c.dir.add(ctx, b)
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.printChange(ch)
+}
+
+func (c *directoryCommand) set(ctx context.Context) int {
+	if c.fs.NArg() != 1 {
+		fmt.Fprintln(c.stderr, "aupguard customer set: give one customer ID")
+		return 2
+	}
+	if c.file != "" {
+		def, err := c.readDefinition()
+		if err != nil {
+			return c.fail(err)
+		}
+		delete(def, "id")
+		for k, v := range def {
+			if _, set := c.patch[k]; !set {
+				c.patch[k] = v
+			}
+		}
+	}
+	if len(c.patch) == 0 {
+		fmt.Fprintln(c.stderr, "aupguard customer set: nothing to change (-set, -unset or -f)")
+		return 2
+	}
+	ch, err := c.dir.set(ctx, c.fs.Arg(0), c.patch)
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.printChange(ch)
+}
+
+func (c *directoryCommand) remove(ctx context.Context) int {
+	if c.fs.NArg() != 1 {
+		fmt.Fprintln(c.stderr, "aupguard customer remove: give one customer ID")
+		return 2
+	}
+	ch, err := c.dir.remove(ctx, c.fs.Arg(0))
+	if err != nil {
+		return c.fail(err)
+	}
+	return c.printChange(ch)
+}
+
+func (c *directoryCommand) importFile(ctx context.Context) int {
+	if c.file == "" && c.fs.NArg() == 1 {
+		c.file = c.fs.Arg(0)
+	}
+	if c.file == "" {
+		fmt.Fprintln(c.stderr, "aupguard customer import: give a file with a customers: list")
+		return 2
+	}
+	in, err := openImport(c.file, c.format)
+	if err != nil {
+		return c.fail(err)
+	}
+	defer in.close()
+	res, err := c.dir.importList(ctx, in, c.force)
+	if err != nil {
+		return c.fail(err)
+	}
+	fmt.Fprintf(c.stdout, "imported %d customers (%d added, %d replaced), versions %d to %d\n", res.Imported, res.Added, res.Replaced, res.First, res.Last)
+	for _, f := range res.Forced {
+		for _, w := range f.Forced {
+			fmt.Fprintf(c.stderr, "aupguard customer import: warning: customer %s: %s\n", f.Customer, w)
+		}
+	}
+	return 0
 }
 
 func mergeInto(dst, patch map[string]any) {
@@ -316,16 +382,11 @@ func mergeInto(dst, patch map[string]any) {
 	}
 }
 
-func count(v any) int {
-	l, _ := v.([]any)
-	return len(l)
-}
-
-func orDash(v any) any {
-	if v == nil || v == "" {
+func orDash(s string) string {
+	if s == "" {
 		return "-"
 	}
-	return v
+	return s
 }
 
 func printJSON(w io.Writer, v any) int {
@@ -367,27 +428,16 @@ type storeDirectory struct {
 	cfg *config.Config
 }
 
-func view(e customer.Entry) entryView {
-	m, _ := customer.MarshalEntry(e)
-	cm, _ := m["customer"].(map[string]any)
-	return entryView{Customer: cm, Source: e.Source, Shadows: e.Shadows}
+func (d *storeDirectory) list(context.Context) ([]customer.Entry, int64, error) {
+	return d.m.List(), d.m.Version(), nil
 }
 
-func (d *storeDirectory) list(context.Context) ([]entryView, int64, error) {
-	es := d.m.List()
-	out := make([]entryView, len(es))
-	for i, e := range es {
-		out[i] = view(e)
-	}
-	return out, d.m.Version(), nil
-}
-
-func (d *storeDirectory) get(_ context.Context, id string) (entryView, error) {
+func (d *storeDirectory) get(_ context.Context, id string) (customer.Entry, error) {
 	e, ok := d.m.Get(id)
 	if !ok {
-		return entryView{}, fmt.Errorf("%s: %w", id, customer.ErrNotFound)
+		return customer.Entry{}, fmt.Errorf("%s: %w", id, customer.ErrNotFound)
 	}
-	return view(e), nil
+	return e, nil
 }
 
 func (d *storeDirectory) add(ctx context.Context, def []byte) (customer.Change, error) {
@@ -562,15 +612,15 @@ func (d *apiDirectory) send(ctx context.Context, method, path string, body io.Re
 }
 
 // list reads the whole directory a page at a time.
-func (d *apiDirectory) list(ctx context.Context) ([]entryView, int64, error) {
-	var all []entryView
+func (d *apiDirectory) list(ctx context.Context) ([]customer.Entry, int64, error) {
+	var all []customer.Entry
 	var version int64
 	cursor := ""
 	for {
 		var out struct {
-			Version   int64       `json:"version"`
-			Customers []entryView `json:"customers"`
-			Next      string      `json:"next_cursor"`
+			Version   int64            `json:"version"`
+			Customers []customer.Entry `json:"customers"`
+			Next      string           `json:"next_cursor"`
 		}
 		if err := d.do(ctx, "GET", "/api/directory?limit=1000&cursor="+url.QueryEscape(cursor), nil, &out); err != nil {
 			return nil, 0, err
@@ -586,8 +636,8 @@ func (d *apiDirectory) list(ctx context.Context) ([]entryView, int64, error) {
 	}
 }
 
-func (d *apiDirectory) get(ctx context.Context, id string) (entryView, error) {
-	var e entryView
+func (d *apiDirectory) get(ctx context.Context, id string) (customer.Entry, error) {
+	var e customer.Entry
 	err := d.do(ctx, "GET", "/api/customers/"+pathEscape(id)+"/definition", nil, &e)
 	return e, err
 }
@@ -641,5 +691,3 @@ func (d *apiDirectory) log(ctx context.Context, id string, limit int) ([]custome
 func (d *apiDirectory) close() {}
 
 func pathEscape(s string) string { return url.PathEscape(s) }
-
-func yamlOf(m map[string]any) ([]byte, error) { return yaml.Marshal(m) }

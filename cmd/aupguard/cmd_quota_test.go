@@ -62,7 +62,7 @@ customers:
 
 	t.Run("json", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "-json", "acme"}, &out, &errb); rc != 0 {
+		if rc := runMain([]string{"quota", "-config", path, "-json", "acme"}, &out, &errb); rc != 0 {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 		var rep ratelimit.QuotaReport
@@ -88,7 +88,7 @@ customers:
 	})
 	t.Run("text", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "acme"}, &out, &errb); rc != 0 {
+		if rc := runMain([]string{"quota", "-config", path, "acme"}, &out, &errb); rc != 0 {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 		for _, want := range []string{"customer acme", "messages_per_minute", "10 messages / 1m0s", "messages_per_day", "498", "unlimited", "spike detection: 0 messages in the last 10m0s"} {
@@ -99,13 +99,13 @@ customers:
 	})
 	t.Run("unknown customer", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path, "nobody"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), `no customer "nobody"`) {
+		if rc := runMain([]string{"quota", "-config", path, "nobody"}, &out, &errb); rc != 1 || !strings.Contains(errb.String(), `no customer "nobody"`) {
 			t.Fatalf("rc %d: %s", rc, errb.String())
 		}
 	})
 	t.Run("usage", func(t *testing.T) {
 		var out, errb bytes.Buffer
-		if rc := runQuota([]string{"-config", path}, &out, &errb); rc != 2 {
+		if rc := runMain([]string{"quota", "-config", path}, &out, &errb); rc != 2 {
 			t.Fatalf("rc %d", rc)
 		}
 	})
@@ -168,7 +168,7 @@ customers:
 		}
 	}
 	var out, errb bytes.Buffer
-	if rc := runQuota([]string{"-config", path, "-json", "-login", "alice", "acme"}, &out, &errb); rc != 0 {
+	if rc := runMain([]string{"quota", "-config", path, "-json", "-login", "alice", "acme"}, &out, &errb); rc != 0 {
 		t.Fatalf("rc %d: %s", rc, errb.String())
 	}
 	var rep ratelimit.QuotaReport
@@ -187,7 +187,7 @@ customers:
 		t.Fatalf("report: login %q %d, customer %d, reseller %q %d; want alice 3, 4, hostco 4\n%s", rep.Login, used(rep.LoginLimits), used(rep.Limits), rep.Reseller, used(rep.ResellerLimits), out.String())
 	}
 	out.Reset()
-	if rc := runQuota([]string{"-config", path, "-login", "bob", "acme"}, &out, &errb); rc != 0 {
+	if rc := runMain([]string{"quota", "-config", path, "-login", "bob", "acme"}, &out, &errb); rc != 0 {
 		t.Fatalf("rc %d: %s", rc, errb.String())
 	}
 	for _, want := range []string{"login bob (its own limits)", "20 messages / 24h0m0s", "reseller hostco (all its customers together)", "100 messages / 24h0m0s"} {

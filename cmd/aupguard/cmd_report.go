@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,7 +20,9 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/observability/report"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
@@ -77,9 +80,17 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	// Bounce rates and blocklist states: Redis, or the memory store's
 	// snapshot (reputation.json under store.path).
 	rep := report.ReputationOf(h, cfg)
+	// The families' report sections, from a command's Host (no service
+	// runs).
+	host := setup.NewHost(&setup.Deps{Config: cfg, Store: h, Clock: clock.System{}, Logger: slog.New(slog.DiscardHandler)})
+	if err := host.Setup(setup.Families()); err != nil {
+		fmt.Fprintln(stderr, err)
+		return 1
+	}
+	sections := host.ReportSections()
 
 	if *mailIt {
-		msgs, err := report.DailyWithReputation(ctx, rd, cfg, standing, rep, start, until, now)
+		msgs, err := report.DailyWithSections(ctx, rd, cfg, standing, rep, sections, start, until, now)
 		if err != nil {
 			fmt.Fprintln(stderr, err)
 			return 1
@@ -125,7 +136,7 @@ func runReport(args []string, stdout, stderr io.Writer) int {
 	if !known {
 		fmt.Fprintf(stderr, "note: customer %q is not in %s; reporting what the record holds\n", *customer, cfg.File)
 	}
-	r, err := report.Build(ctx, rd, report.Options{Since: start, Until: until, Customer: *customer, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
+	r, err := report.Build(ctx, rd, report.Options{Since: start, Until: until, Customer: *customer, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep, Sections: sections})
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1

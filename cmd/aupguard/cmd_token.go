@@ -98,7 +98,7 @@ func (c *tenancyClient) knownTenant(ctx context.Context, kind, id string) error 
 		return err
 	}
 	for _, e := range es {
-		if (kind == access.KindCustomer && e.id() == id) || (kind == access.KindReseller && e.Customer["reseller"] == id) {
+		if (kind == access.KindCustomer && e.Customer.ID == id) || (kind == access.KindReseller && e.Customer.Reseller == id) {
 			return nil
 		}
 	}

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"io"
 	"runtime/debug"
+	"strings"
 
-	"github.com/aupguard/aupguard/internal/checks/auth"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -13,7 +14,17 @@ var version = "dev"
 
 func init() {
 	register("version", "print the version", func(args []string, stdout, stderr io.Writer) int {
-		fmt.Fprintf(stdout, "aupguard %s (RSA signing: %s)\n", versionString(), auth.RSABackend)
+		var notes []string
+		for _, f := range setup.Families() {
+			if f.Build != "" {
+				notes = append(notes, f.Build)
+			}
+		}
+		if len(notes) == 0 {
+			fmt.Fprintf(stdout, "aupguard %s\n", versionString())
+			return 0
+		}
+		fmt.Fprintf(stdout, "aupguard %s (%s)\n", versionString(), strings.Join(notes, "; "))
 		return 0
 	})
 }

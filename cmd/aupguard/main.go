@@ -55,7 +55,7 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 	}
 	c, ok := commands[args[0]]
 	if !ok {
-		if fc, found := familyCommand(args[0]); found {
+		if fc, found := setup.Subcommand("", args[0]); found {
 			return fc.Run(args[1:], commandEnv(stdout, stderr))
 		}
 		fmt.Fprintf(stderr, "aupguard: unknown command %q\n", args[0])
@@ -71,7 +71,7 @@ func usage(w io.Writer) {
 	for n, c := range commands {
 		summaries[n] = c.summary
 	}
-	for _, c := range setup.Commands() {
+	for _, c := range setup.Commands("") {
 		summaries[c.Name] = c.Summary
 	}
 	names := make([]string, 0, len(summaries))
@@ -84,23 +84,17 @@ func usage(w io.Writer) {
 	}
 }
 
-// familyCommand returns the registered family command name.
-func familyCommand(name string) (setup.Command, bool) {
-	for _, c := range setup.Commands() {
-		if c.Name == name {
-			return c, true
-		}
-	}
-	return setup.Command{}, false
-}
-
 // commandEnv is what a family's command gets from the binary.
 func commandEnv(stdout, stderr io.Writer) *setup.Env {
 	return &setup.Env{
 		Stdin: os.Stdin, Stdout: stdout, Stderr: stderr,
-		LoadConfig: func(path string) (*config.Config, bool) { return loadConfig(path, stderr) },
+		LoadConfig:    func(path string) (*config.Config, bool) { return loadConfig(path, stderr) },
+		ConfigOptions: gateway.ConfigOptions(),
 		OpenDeps: func(cfg *config.Config) (*setup.Deps, error) {
 			return gateway.OpenDeps(cfg, clock.System{}, gateway.NewLogger(cfg.Log, stderr))
+		},
+		Audit: func(cfg *config.Config, action, target, before, after string) {
+			recordCLI(cfg, stderr, action, target, before, after)
 		},
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/store/batch"
 )
 
 // Backend names.
@@ -33,7 +35,7 @@ const (
 
 // ErrUnavailable wraps every store failure, so that callers can tell a
 // store outage (which becomes the configured on_error) from a bug.
-var ErrUnavailable = errors.New("store unavailable")
+var ErrUnavailable = batch.ErrUnavailable
 
 // Handle is an open store. Exactly one of Client (Redis) or the memory
 // fields is in use, as Backend says.
@@ -58,8 +60,9 @@ type Handle struct {
 	// memory).
 	Breaker *Breaker
 
-	mu     sync.Mutex
-	shared map[string]any
+	batches atomic.Pointer[batch.Runner]
+	mu      sync.Mutex
+	shared  map[string]any
 }
 
 // Open opens the store the config names. For Redis it does not wait for the
@@ -188,12 +191,7 @@ func (h *Handle) Key(parts ...string) string {
 
 // Unavailable wraps a Redis error as ErrUnavailable (nil stays nil; a
 // missing key is not an outage).
-func Unavailable(err error) error {
-	if err == nil || errors.Is(err, redis.Nil) {
-		return err
-	}
-	return fmt.Errorf("%w: %w", ErrUnavailable, err)
-}
+func Unavailable(err error) error { return batch.Unavailable(err) }
 
 // LoadScripts loads Lua scripts at start so that the hot path can use
 // EVALSHA; on a Cluster it loads them on every master. A script missing
@@ -246,4 +244,19 @@ func stateDirError(path string, err error) error {
 		abs = path
 	}
 	return fmt.Errorf("store.path %s: %w: uid %d cannot create or write it; run aupguard as the user that owns it (the packaged unit's StateDirectory, /var/lib/aupguard), or set store.path to a folder this user can write (e.g. ./state)", abs, err, os.Getuid())
+}
+
+// SharedOf is Shared for a backend of type T: the one of kind on h, made
+// by mk on first use. A kind made earlier with another type is an error.
+func SharedOf[T any](h *Handle, kind string, mk func() (T, error)) (T, error) {
+	v, err := h.Shared(kind, func() (any, error) { return mk() })
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	t, ok := v.(T)
+	if !ok {
+		return t, fmt.Errorf("store: shared %s has type %T", kind, v)
+	}
+	return t, nil
 }

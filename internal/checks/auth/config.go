@@ -76,7 +76,13 @@ var Section = config.SectionSpec{Key: "auth", Decode: decodeConfig}
 // (require_alignment, dkim) are validated and its key files read when the
 // customer is validated; what the checks read per customer is filed as
 // CustomerSettings.
-var CustomerSection = config.CustomerSection{Family: "auth", Decode: decodeCustomer}
+var CustomerSection = config.CustomerSection{Family: "auth", Decode: decodeCustomer, Rebuilds: signs}
+
+// signs reports whether a customer's change touches the signer's keys,
+// which the signer loads when it is built.
+func signs(old, new *config.Customer) bool {
+	return old != nil && len(old.DKIM) > 0 || new != nil && len(new.DKIM) > 0
+}
 
 // CustomerSettings are a customer's own authentication settings, as the
 // checks read them from the identified customer.

@@ -20,6 +20,8 @@ import (
 var Family = setup.Family{
 	Name:     "auth",
 	Sections: []config.SectionSpec{Section},
+	Commands: commands,
+	Build:    "RSA signing: " + RSABackend,
 	Customer: &CustomerSection,
 	Checks: []setup.Check{
 		{Spec: SPFSpec, New: func(d *setup.Deps) (policy.Check, error) {

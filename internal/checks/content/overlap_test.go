@@ -16,6 +16,7 @@ import (
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/resolver"
+	"github.com/aupguard/aupguard/internal/store"
 	"github.com/aupguard/aupguard/internal/testkit/fakedns"
 )
 
@@ -75,14 +76,20 @@ type slowBatch struct {
 	ran   *int
 }
 
-func (b *slowBatch) Exec(ctx context.Context) error {
-	*b.ran++
-	select {
-	case <-time.After(b.delay):
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+// newBatch is the chain's batch factory: a memory batch whose first call
+// is the round trip.
+func (b *slowBatch) newBatch() *policy.Batch {
+	nb := (*store.Handle)(nil).NewBatch()
+	nb.Func(func(ctx context.Context) (any, error) {
+		*b.ran++
+		select {
+		case <-time.After(b.delay):
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	})
+	return nb
 }
 
 // storeCheck is a check with store work at end of message, ahead of the
@@ -90,7 +97,7 @@ func (b *slowBatch) Exec(ctx context.Context) error {
 type storeCheck struct{ prepared int }
 
 func (*storeCheck) Name() string { return "store_probe" }
-func (s *storeCheck) PrepareEOM(context.Context, *policy.Txn, policy.Batch) {
+func (s *storeCheck) PrepareEOM(context.Context, *policy.Txn, *policy.Batch) {
 	s.prepared++
 }
 func (*storeCheck) EOM(context.Context, *policy.Txn) ([]policy.Finding, error) { return nil, nil }
@@ -166,9 +173,8 @@ clean.example.dbl.test. DELAY %s
 	for _, ch := range c.checks {
 		steps = append(steps, policy.Step{Check: ch, Enabled: true, OnError: policy.Defer})
 	}
-	c.chain = policy.NewChain(steps, policy.WithBatches(func() policy.Batch {
-		return &slowBatch{delay: d.store, ran: &c.batches}
-	}))
+	sb := &slowBatch{delay: d.store, ran: &c.batches}
+	c.chain = policy.NewChain(steps, policy.WithBatches(sb.newBatch))
 	return c
 }
 

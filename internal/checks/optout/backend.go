@@ -15,6 +15,8 @@ import (
 // decide the rest, see docs/optout.md). Failures of Redis are wrapped as
 // store.ErrUnavailable.
 type Backend interface {
+	// batcher adds the checks' work to a stage's batch (batch.go).
+	batcher
 	// Add stores entries, keeping an existing entry (its first source and
 	// time) for an address already on the list; added counts new ones.
 	Add(ctx context.Context, es []Entry) (added int, err error)
@@ -135,24 +137,38 @@ type BulkState struct {
 // Open returns the handle's one opt-out backend (shared by the checks, the
 // admin API and the commands of this process).
 func Open(h *store.Handle) (Backend, error) {
-	v, err := h.Shared("optout", func() (any, error) {
+	b, err := store.SharedOf(h, "optout", func() (Backend, error) {
 		switch h.Backend {
 		case store.Redis:
-			return newRedis(h), nil
+			r, err := newRedis(h)
+			if err != nil {
+				return nil, err
+			}
+			// EVALSHA from the first message on; a failure here is not
+			// fatal (Script.Run loads a missing script on NOSCRIPT).
+			ctx, cancel := h.Context(context.Background())
+			defer cancel()
+			if err := h.LoadScripts(ctx, r.scripts()...); err != nil && h.Logger != nil {
+				h.Logger.Warn("optout: preloading store scripts failed, they load on first use", "err", err)
+			}
+			return r, nil
 		default:
 			path := ""
 			if h.Path != "" {
 				path = filepath.Join(h.Path, "optout.log")
 			}
 			m, err := openMemory(path, h.Clock)
-			if err == nil && path != "" {
+			if err != nil {
+				return nil, err
+			}
+			if path != "" {
 				m.startSnapshots(h.Logger)
 			}
-			return m, err
+			return m, nil
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("optout store: %w", err)
 	}
-	return v.(Backend), nil
+	return b, nil
 }

@@ -43,7 +43,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) (Backend, *store.Handl
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := h.LoadScripts(context.Background(), Scripts()...); err != nil {
+			if err := h.LoadScripts(context.Background(), b.(*redisBackend).scripts()...); err != nil {
 				t.Fatal(err)
 			}
 			return b, h

@@ -8,85 +8,21 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
-// The opt-out work of a stage as procs of the store's batch script (see
-// store.Batch): the recipient lookup with its escalation count at RCPT, the
-// bulk state with the delivered reservation at end of message, and the
-// give-back of a refused message. The memory backend does the same with
-// its methods (memory.go is the reference).
-var (
-	// rcptProc: KEYS customer list, opted-out counter, flag[, global list
-	// (not on a Cluster: another slot)]; ARGV hash, cur, nb, ttl,
-	// threshold, since. Replies {list (0 none, 1 customer, 2 global),
-	// hits, raised}; the escalation is counted only for a listed
-	// recipient.
-	rcptProc = store.NewProc("optout.rcpt", rollingLua+`
-local list = 0
-if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then
-  list = 1
-elseif KEYS[4] ~= nil and redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then
-  list = 2
-end
-if list == 0 then return {0, 0, 0} end
-local sum = rolling(KEYS[2], 1, tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
-local th = tonumber(ARGV[5])
-if th > 0 and sum >= th and redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[3], 'reason', 'opted_out_sends', 'since', ARGV[6], 'hits', sum)
-  return {list, sum, 1}
-end
-return {list, sum, 0}
-`)
-	// eomProc: KEYS fingerprint counter (a dummy when ARGV[1] is 0), flag,
-	// delivered, complaints; ARGV fp rcpts, fp ttl, cur, nb, delivered
-	// ttl, delivered n, read: "1" when the message is bulk by its headers,
-	// else the fingerprint threshold (the bulk state is read only when the
-	// fingerprint count passes it). The delivered recipients are reserved
-	// here and given back by finishProc when the message is refused.
-	// Replies {fp count, flag fields, delivered, complaints} (the last three
-	// only when read).
-	eomProc = store.NewProc("optout.eom", rollingLua+`
-local fp = 0
-local n = tonumber(ARGV[1])
-if n > 0 then
-  fp = redis.call('INCRBY', KEYS[1], n)
-  if fp == n then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-end
-local cur, nb = tonumber(ARGV[3]), tonumber(ARGV[4])
-local d = tonumber(ARGV[6])
-local read = ARGV[7] == '1' or (n > 0 and fp > tonumber(string.sub(ARGV[7], 2)))
-if read then
-  return {fp, redis.call('HGETALL', KEYS[2]), rolling(KEYS[3], d, cur, nb, ARGV[5]), rolling(KEYS[4], 0, cur, nb, 0)}
-end
-if d ~= 0 and redis.call('HINCRBY', KEYS[3], cur, d) == d then
-  -- The bucket's first count: the bucket that just left the window goes
-  -- now (any older one when the sums are next read), the expiry moves.
-  redis.call('HDEL', KEYS[3], cur - nb)
-  redis.call('PEXPIRE', KEYS[3], ARGV[5])
-end
-return {fp, {}, 0, 0}
-`)
-	// finishProc gives back what eomProc reserved for a refused message:
-	// KEYS fingerprint counter (or a dummy), delivered; ARGV fp rcpts,
-	// delivered bucket, delivered n.
-	finishProc = store.NewProc("optout.finish", `
-local n = tonumber(ARGV[1])
-if n > 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('DECRBY', KEYS[1], n) end
-local d = tonumber(ARGV[3])
-if d > 0 and redis.call('HEXISTS', KEYS[2], ARGV[2]) == 1 then
-  if redis.call('HINCRBY', KEYS[2], ARGV[2], -d) <= 0 then redis.call('HDEL', KEYS[2], ARGV[2]) end
-end
-return 0
-`)
-)
+// The opt-out work of a stage goes into the store's batch as procs of the
+// family's Lua (lua/rcpt.lua, eom.lua, finish.lua, rset.lua): the
+// recipient lookup with its escalation count at RCPT, the bulk state with
+// the delivered reservation at end of message, and the give-back of a
+// refused message. The memory backend does the same with its methods
+// (memory.go is the reference).
 
-// batchOf returns the store batch the chain passed, or one of the
-// service's own that the caller runs at once (own is true).
-func (s *Service) batchOf(b policy.Batch) (sb *store.Batch, own bool) {
-	if sb, ok := b.(*store.Batch); ok && sb != nil {
-		return sb, false
+// batchOf returns the stage's batch, or one of the service's own that the
+// caller runs at once (own is true) when there is none.
+func (s *Service) batchOf(b *store.Batch) (sb *store.Batch, own bool) {
+	if b != nil {
+		return b, false
 	}
 	return s.h.NewBatch(), true
 }
@@ -110,26 +46,45 @@ func (s *Service) queueLookup(sb *store.Batch, customer, hash string, dry bool) 
 		})
 		return l
 	}
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		keys := []string{r.listKey(customer), r.counterKey(customer, KindOptedOut), r.flagKey(customer)}
-		if sb.Cluster() {
-			l.global = sb.Side(redis.NewBoolCmd(context.Background(), "hexists", r.listKey(GlobalList), hash))
-		} else {
-			keys = append(keys, r.listKey(GlobalList))
-		}
-		l.call = sb.Proc(rcptProc, keys, hash, st.Escalation.index(now), st.Escalation.Buckets, ttlMillis(st.Escalation), st.Threshold, now.Unix())
-		return l
+	l.call, l.global = s.Backend.queueLookup(sb, customer, hash, st.Escalation, st.Threshold, now)
+	return l
+}
+
+// batcher is the batch half of a Backend: each backend adds a stage's
+// opt-out work to the stage's batch its own way, Redis as calls of the
+// family's procs (lua/), memory as Go functions over its methods.
+type batcher interface {
+	// queueLookup adds a recipient lookup with the escalation count of a
+	// listed recipient; global, when not nil, is the provider-wide list's
+	// read beside the script (another Cluster slot).
+	queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call)
+	// queueEOM adds bulk_mail's end-of-message work (see Service.queueEOM).
+	queueEOM(sb *store.Batch, q eomQuery) *store.Call
+	// queueGiveBack gives back what queueEOM reserved for p.
+	queueGiveBack(sb *store.Batch, customer string, p *bulkPending, rate Window, now time.Time) *store.Call
+	// queueRecipients stores a message's recipient set.
+	queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, now time.Time) *store.Call
+}
+
+func (r *redisBackend) queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call) {
+	keys := []string{r.listKey(customer), r.counterKey(customer, KindOptedOut), r.flagKey(customer)}
+	if sb.Cluster() {
+		global = sb.Side(redis.NewBoolCmd(context.Background(), "hexists", r.listKey(GlobalList), hash))
+	} else {
+		keys = append(keys, r.listKey(GlobalList))
 	}
-	b := s.Backend
-	l.call = sb.Func(func(ctx context.Context) (any, error) {
-		list, err := b.Lookup(ctx, customer, hash)
+	return sb.Proc(r.rcpt, keys, hash, esc.index(now), esc.Buckets, ttlMillis(esc), threshold, now.Unix()), global
+}
+
+func (m *memory) queueLookup(sb *store.Batch, customer, hash string, esc Window, threshold int, now time.Time) (call, global *store.Call) {
+	return sb.Func(func(ctx context.Context) (any, error) {
+		list, err := m.Lookup(ctx, customer, hash)
 		if err != nil || list == "" {
 			return lookupReply{list: list}, err
 		}
-		hits, raised, err := b.Hit(ctx, customer, st.Escalation, st.Threshold, now)
+		hits, raised, err := m.Hit(ctx, customer, esc, threshold, now)
 		return lookupReply{list: list, hits: hits, raised: raised}, err
-	})
-	return l
+	}), nil
 }
 
 // lookupReply is a lookup's result from a backend's own methods.
@@ -210,36 +165,52 @@ func (s *Service) queueEOM(sb *store.Batch, customer, fp string, rcpts int64, by
 		})
 		return p
 	}
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		fpKey := r.h.CustomerKey(customer, "fp", "-")
-		n := rcpts
-		if fp == "" {
-			n = 0
-		} else {
-			fpKey = r.h.CustomerKey(customer, "fp", fp)
-		}
-		// "1": bulk by its headers; "tN": read when the count passes N.
-		rd := "t" + strconv.Itoa(threshold)
-		if byHeaders {
-			rd = "1"
-		}
-		p.call = sb.Proc(eomProc, []string{fpKey, r.flagKey(customer), r.counterKey(customer, KindDelivered), r.counterKey(customer, KindComplaint)},
-			n, fpWindow.Milliseconds(), p.bucket, rate.Buckets, ttlMillis(rate), rcpts, rd)
-		return p
+	p.call = s.Backend.queueEOM(sb, eomQuery{customer: customer, fp: fp, rcpts: rcpts, byHeaders: byHeaders,
+		threshold: threshold, bucket: p.bucket, rate: rate, fpWindow: fpWindow, now: now})
+	return p
+}
+
+// eomQuery is bulk_mail's end-of-message work for one message.
+type eomQuery struct {
+	customer, fp string
+	rcpts        int64
+	byHeaders    bool
+	threshold    int
+	bucket       int64
+	rate         Window
+	fpWindow     time.Duration
+	now          time.Time
+}
+
+func (r *redisBackend) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	fpKey := r.h.CustomerKey(q.customer, "fp", "-")
+	n := q.rcpts
+	if q.fp == "" {
+		n = 0
+	} else {
+		fpKey = r.h.CustomerKey(q.customer, "fp", q.fp)
 	}
-	b := s.Backend
-	p.call = sb.Func(func(ctx context.Context) (any, error) {
-		if rcpts > 0 {
-			if _, err := b.Count(ctx, customer, KindDelivered, rcpts, rate, now); err != nil {
+	// "1": bulk by its headers; "tN": read when the count passes N.
+	rd := "t" + strconv.Itoa(q.threshold)
+	if q.byHeaders {
+		rd = "1"
+	}
+	return sb.Proc(r.eom, []string{fpKey, r.flagKey(q.customer), r.counterKey(q.customer, KindDelivered), r.counterKey(q.customer, KindComplaint)},
+		n, q.fpWindow.Milliseconds(), q.bucket, q.rate.Buckets, ttlMillis(q.rate), q.rcpts, rd)
+}
+
+func (m *memory) queueEOM(sb *store.Batch, q eomQuery) *store.Call {
+	return sb.Func(func(ctx context.Context) (any, error) {
+		if q.rcpts > 0 {
+			if _, err := m.Count(ctx, q.customer, KindDelivered, q.rcpts, q.rate, q.now); err != nil {
 				return BulkState{}, err
 			}
 		}
-		if !byHeaders && fp == "" {
+		if !q.byHeaders && q.fp == "" {
 			return BulkState{}, nil
 		}
-		return b.Bulk(ctx, customer, fp, rcpts, fpWindow, rate, now)
+		return m.Bulk(ctx, q.customer, q.fp, q.rcpts, q.fpWindow, q.rate, q.now)
 	})
-	return p
 }
 
 // result returns the bulk state.
@@ -262,30 +233,29 @@ func (p *bulkPending) result() (BulkState, error) {
 // queueGiveBack adds the give-back of what p reserved (the message was not
 // delivered).
 func (s *Service) queueGiveBack(sb *store.Batch, customer string, p *bulkPending) *store.Call {
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		fpKey := r.h.CustomerKey(customer, "fp", "-")
-		n := p.rcpts
-		if p.fp == "" {
-			n = 0
-		} else {
-			fpKey = r.h.CustomerKey(customer, "fp", p.fp)
-		}
-		return sb.Proc(finishProc, []string{fpKey, r.counterKey(customer, KindDelivered)}, n, strconv.FormatInt(p.bucket, 10), p.rcpts)
+	return s.Backend.queueGiveBack(sb, customer, p, s.Settings.Rate, s.Clock.Now())
+}
+
+func (r *redisBackend) queueGiveBack(sb *store.Batch, customer string, p *bulkPending, _ Window, _ time.Time) *store.Call {
+	fpKey := r.h.CustomerKey(customer, "fp", "-")
+	n := p.rcpts
+	if p.fp == "" {
+		n = 0
+	} else {
+		fpKey = r.h.CustomerKey(customer, "fp", p.fp)
 	}
-	b := s.Backend
-	now := s.Clock.Now()
-	return sb.Func(func(ctx context.Context) (any, error) {
-		if m, ok := b.(*memory); ok {
-			m.giveBack(customer, p.fp, p.rcpts, p.bucket, now)
-			return nil, nil
-		}
-		_, err := b.Count(ctx, customer, KindDelivered, -p.rcpts, s.Settings.Rate, now)
-		return nil, err
+	return sb.Proc(r.finish, []string{fpKey, r.counterKey(customer, KindDelivered)}, n, strconv.FormatInt(p.bucket, 10), p.rcpts)
+}
+
+func (m *memory) queueGiveBack(sb *store.Batch, customer string, p *bulkPending, _ Window, now time.Time) *store.Call {
+	return sb.Func(func(context.Context) (any, error) {
+		m.giveBack(customer, p.fp, p.rcpts, p.bucket, now)
+		return nil, nil
 	})
 }
 
 // giveBack undoes a message's fingerprint count and delivered reservation
-// in the bucket it went to (memory's counterpart of finishProc).
+// in the bucket it went to (memory's counterpart of lua/finish.lua).
 func (m *memory) giveBack(customer, fp string, rcpts, bucket int64, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -9,8 +9,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -50,43 +48,6 @@ func (op ComplaintOp) dedupe() []string {
 	return []string{op.Ref + ":" + op.Tag}
 }
 
-// rsetProc stores a message's recipient set in the end-of-message batch:
-// KEYS the set; ARGV blob, ttl (ms).
-var rsetProc = store.NewProc("optout.rset", `
-redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-return 0
-`)
-
-// complainScript records one complaint: KEYS recipient set, list, list
-// sources, complaint counter, then the dedupe records; ARGV check set
-// ("1"/"0"), tag, dedupe ttl (ms), entry hash, entry value, source, cur,
-// nb, counter ttl. Replies {status (0 counted, 1 duplicate, 2 not a
-// recipient), added}.
-var complainScript = redis.NewScript(rollingLua + `
-if ARGV[1] == '1' then
-  local s = redis.call('GET', KEYS[1])
-  if not s or not string.find(s, ',' .. ARGV[2] .. ',', 1, true) then return {2, 0} end
-end
-for i = 5, #KEYS do
-  if redis.call('EXISTS', KEYS[i]) == 1 then return {1, 0} end
-end
-for i = 5, #KEYS do
-  redis.call('SET', KEYS[i], '1', 'PX', ARGV[3])
-end
-local added = redis.call('HSETNX', KEYS[2], ARGV[4], ARGV[5])
-if added == 1 then redis.call('HINCRBY', KEYS[3], ARGV[6], 1) end
-rolling(KEYS[4], 1, tonumber(ARGV[7]), tonumber(ARGV[8]), ARGV[9])
-return {0, added}
-`)
-
-// reportedScript counts a report: KEYS the reporter's hour counter; ARGV
-// ttl (ms). Returns the count.
-var reportedScript = redis.NewScript(`
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n
-`)
-
 func (r *redisBackend) rsetKey(customer, ref string) string {
 	return r.h.CustomerKey(customer, "fbr", ref)
 }
@@ -105,7 +66,7 @@ func (r *redisBackend) Complain(ctx context.Context, op ComplaintOp) (ComplaintO
 	for _, d := range op.dedupe() {
 		keys = append(keys, r.h.CustomerKey(op.Customer, "fbd", d))
 	}
-	v, err := complainScript.Run(ctx, r.h.Client, keys,
+	v, err := r.complain.Run(ctx, r.h.Client, keys,
 		check, op.Tag, op.TTL.Milliseconds(), e.Hash, encodeEntry(e), e.Source,
 		op.Rate.index(op.Now), op.Rate.Buckets, ttlMillis(op.Rate)).Slice()
 	if err != nil {
@@ -120,7 +81,7 @@ func (r *redisBackend) Complain(ctx context.Context, op ComplaintOp) (ComplaintO
 }
 
 func (r *redisBackend) Reported(ctx context.Context, reporter string, now time.Time) (int64, error) {
-	n, err := reportedScript.Run(ctx, r.h.Client, []string{r.h.Key("optout", "reporter", hourOf(now), reporterKey(reporter))},
+	n, err := r.reported.Run(ctx, r.h.Client, []string{r.h.Key("optout", "reporter", hourOf(now), reporterKey(reporter))},
 		(2 * time.Hour).Milliseconds()).Int64()
 	return n, store.Unavailable(err)
 }
@@ -128,13 +89,16 @@ func (r *redisBackend) Reported(ctx context.Context, reporter string, now time.T
 // queueRecipients adds the storing of a multi-recipient message's
 // recipient set to the end-of-message batch (no round trip of its own).
 func (s *Service) queueRecipients(sb *store.Batch, customer, ref string, tags []string) *store.Call {
-	ttl := s.Settings.RecordTTL
-	if r, ok := s.Backend.(*redisBackend); ok && sb.Redis() {
-		return sb.Proc(rsetProc, []string{r.rsetKey(customer, ref)}, recipientBlob(tags), ttl.Milliseconds())
-	}
-	b, now := s.Backend, s.Clock.Now()
+	return s.Backend.queueRecipients(sb, customer, ref, tags, s.Settings.RecordTTL, s.Clock.Now())
+}
+
+func (r *redisBackend) queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, _ time.Time) *store.Call {
+	return sb.Proc(r.rset, []string{r.rsetKey(customer, ref)}, recipientBlob(tags), ttl.Milliseconds())
+}
+
+func (m *memory) queueRecipients(sb *store.Batch, customer, ref string, tags []string, ttl time.Duration, now time.Time) *store.Call {
 	return sb.Func(func(ctx context.Context) (any, error) {
-		return nil, b.PutRecipients(ctx, customer, ref, tags, ttl, now)
+		return nil, m.PutRecipients(ctx, customer, ref, tags, ttl, now)
 	})
 }
 
@@ -176,7 +140,7 @@ func (m *memory) sweepLocked(now time.Time) {
 	}
 }
 
-// Complain is the memory backend's complainScript: the complaint record,
+// Complain is the memory backend's lua/complain.lua: the complaint record,
 // the entry and the count are logged (fsynced) together before it returns.
 func (m *memory) Complain(_ context.Context, op ComplaintOp) (ComplaintOutcome, error) {
 	m.mu.Lock()

@@ -67,7 +67,7 @@ var lookupsOf = policy.NewState[map[*policy.Rcpt]*pendingLookup]()
 
 // PrepareRcpt implements policy.RcptPreparer: the lookup (and the
 // escalation count of a listed recipient) goes into the stage's batch.
-func (c *Suppression) PrepareRcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt, b policy.Batch) {
+func (c *Suppression) PrepareRcpt(ctx context.Context, t *policy.Txn, r *policy.Rcpt, b *policy.Batch) {
 	pend, _ := lookupsOf.Get(t)
 	if pend == nil {
 		pend = map[*policy.Rcpt]*pendingLookup{}
@@ -177,9 +177,10 @@ type CustomerBulk struct {
 type Bulk struct {
 	svc *Service
 	// Aligned reports DKIM alignment of the message (auth.DKIMAligned).
-	Aligned  func(t *policy.Txn) (aligned, known bool)
-	Default  CustomerBulk
-	Customer map[string]CustomerBulk
+	Aligned func(t *policy.Txn) (aligned, known bool)
+	// Default is the provider-wide setting; a customer's own is in its
+	// Settings (CustomerSection).
+	Default CustomerBulk
 }
 
 // fingerprintOf is bulk_mail's body fingerprint of the message.
@@ -195,7 +196,7 @@ var unsubOf = policy.NewState[string]()
 
 // NewBulk builds the bulk_mail check from the service's settings.
 func NewBulk(svc *Service, aligned func(*policy.Txn) (bool, bool)) *Bulk {
-	return &Bulk{svc: svc, Aligned: aligned, Default: svc.Settings.Bulk, Customer: svc.Settings.Customers}
+	return &Bulk{svc: svc, Aligned: aligned, Default: svc.Settings.Bulk}
 }
 
 // Name implements policy.Check.
@@ -205,9 +206,6 @@ func (b *Bulk) Name() string { return BulkName }
 // made when it was validated (CustomerSection), or Default.
 func (b *Bulk) settings(c *policy.Customer) CustomerBulk {
 	if cb, ok := policy.SettingsOf[CustomerBulk](c.Settings, CustomerSection.Family); ok {
-		return cb
-	}
-	if cb, ok := b.Customer[c.ID]; ok {
 		return cb
 	}
 	return b.Default
@@ -258,7 +256,7 @@ type bulkTxn struct {
 // reservation of the delivered recipients (given back in PrepareFinish when
 // the message is refused) and, for bulk candidates, the flag and the
 // complaint-rate sums go into the stage's batch.
-func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt policy.Batch) {
+func (b *Bulk) PrepareEOM(ctx context.Context, t *policy.Txn, bt *policy.Batch) {
 	cb := b.settings(t.Customer)
 	by, fp := b.signals(t, cb)
 	x := &bulkTxn{by: by, fp: fp}
@@ -394,7 +392,7 @@ func (b *Bulk) oneClick(t *policy.Txn, cb CustomerBulk, attrs func(...string) ma
 // rate when the message was accepted; otherwise (refused, deferred,
 // aborted) they and the fingerprint count are given back. The recipients
 // a message was accepted for are exactly those it had at end of message.
-func (b *Bulk) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, bt policy.Batch) {
+func (b *Bulk) PrepareFinish(ctx context.Context, t *policy.Txn, accepted bool, bt *policy.Batch) {
 	x, ok := bulkOf.Get(t)
 	if !ok || x.p == nil || t.DryRun {
 		return // a dry run reserved nothing
@@ -486,7 +484,7 @@ func (c *Stamper) prep(t *policy.Txn) *stampPrep {
 // recipient set is stored in the end-of-message batch (no round trip of
 // its own). A one-recipient message needs none: its stamp binds the
 // recipient. A dry run stores nothing.
-func (c *Stamper) PrepareEOM(_ context.Context, t *policy.Txn, b policy.Batch) {
+func (c *Stamper) PrepareEOM(_ context.Context, t *policy.Txn, b *policy.Batch) {
 	if t.DryRun || t.Customer == nil {
 		return
 	}

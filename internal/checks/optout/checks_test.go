@@ -17,7 +17,13 @@ import (
 )
 
 func txn(cust string, rcpts ...string) *policy.Txn {
-	t := policy.NewTxn(&policy.Conn{}, &policy.Customer{ID: cust}, "REF", t0)
+	c := &policy.Customer{ID: cust}
+	for _, cu := range testCustomers {
+		if cu.ID == cust {
+			c.Settings = cu.Settings
+		}
+	}
+	t := policy.NewTxn(&policy.Conn{}, c, "REF", t0)
 	for _, r := range rcpts {
 		a, _ := mailaddr.Parse(r)
 		t.Rcpts = append(t.Rcpts, &policy.Rcpt{Addr: a})
@@ -378,7 +384,7 @@ func TestSuppressionBatchedOnCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	chain := policy.NewChain([]policy.Step{{Check: NewSuppression(svc), Enabled: true, OnError: policy.Defer}},
-		policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+		policy.WithBatches(func() *policy.Batch { return h.NewBatch() }))
 	if _, _, err := svc.Add(bg, "acme", "opted.out@example.com", SourceAPI, ""); err != nil {
 		t.Fatal(err)
 	}

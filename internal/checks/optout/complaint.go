@@ -396,6 +396,9 @@ func (s *Service) feedbackCustomer(v string) string {
 
 // isCustomer reports whether id is a configured customer.
 func (s *Service) isCustomer(id string) bool {
+	if s.Known != nil {
+		return s.Known(id)
+	}
 	if s.Config == nil {
 		return false
 	}

@@ -25,7 +25,7 @@ import (
 func stampMessage(t *testing.T, svc *Service, customer string, rcpts ...string) string {
 	t.Helper()
 	chain := policy.NewChain([]policy.Step{{Check: NewStamper(svc), Enabled: true}},
-		policy.WithBatches(func() policy.Batch { return svc.h.NewBatch() }))
+		policy.WithBatches(func() *policy.Batch { return svc.h.NewBatch() }))
 	tx := txn(customer, rcpts...)
 	if v := chain.EOM(bg, tx); v.Action.Decisive() || v.Errors > 0 {
 		t.Fatalf("stamping: %+v", v)
@@ -420,7 +420,7 @@ func TestComplaintByStampAndByLinkCountOnce(t *testing.T) {
 					{Check: NewBulk(svc, aligned), Enabled: true, OnError: policy.Defer},
 					{Check: NewStamper(svc), Enabled: true},
 					{Check: NewUnsubscriber(svc), Enabled: true},
-				}, policy.WithBatches(func() policy.Batch { return svc.h.NewBatch() }))
+				}, policy.WithBatches(func() *policy.Batch { return svc.h.NewBatch() }))
 				tx := txn("acme", rcpt)
 				header(tx, "Precedence", "bulk", "From", "news@acme.example")
 				if v := runEOM(chain, tx, strings.Repeat("offer text ", 20)); v.Action.Decisive() {

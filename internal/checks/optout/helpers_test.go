@@ -50,8 +50,14 @@ customers:
 	if err != nil {
 		t.Fatalf("config: %v", err)
 	}
+	testCustomers = cfg.Customers
 	return cfg
 }
+
+// testCustomers are the customers of the config testConfig made last:
+// txn gives a message's customer its settings from them, as the gateway's
+// directory does (the package's tests do not run in parallel).
+var testCustomers []config.Customer
 
 // svcKinds returns a fresh service on each backend kind.
 func svcKinds(t *testing.T, cfg *config.Config, clk clock.Clock) map[string]func(t *testing.T) *Service {

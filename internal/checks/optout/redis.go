@@ -2,8 +2,10 @@ package optout
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
+	"io/fs"
 	"strconv"
 	"time"
 
@@ -18,9 +20,38 @@ import (
 // pipeline as the customer's.
 type redisBackend struct {
 	h *store.Handle
+	// lua is the family's Lua (lua/*.lua), registered on h: the batch
+	// procs rcpt, eom, finish and rset, the scripts count, hit, bulk,
+	// complain and reported.
+	lua                        *store.Lua
+	rcpt, eom, finish, rset    *store.Proc
+	count, hit, bulk, complain *redis.Script
+	reported                   *redis.Script
 }
 
-func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
+// luaFiles are the family's Lua; lib.lua holds rolling, shared by them.
+//
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// newRedis registers the family's Lua on h and returns the backend.
+func newRedis(h *store.Handle) (*redisBackend, error) {
+	sub, err := fs.Sub(luaFiles, "lua")
+	if err != nil {
+		return nil, err
+	}
+	l, err := h.RegisterLua("optout", sub)
+	if err != nil {
+		return nil, err
+	}
+	r := &redisBackend{h: h, lua: l,
+		rcpt: l.Proc("rcpt"), eom: l.Proc("eom"), finish: l.Proc("finish"), rset: l.Proc("rset"),
+		count: l.Script("count"), hit: l.Script("hit"), bulk: l.Script("bulk"), complain: l.Script("complain"), reported: l.Script("reported")}
+	if r.rcpt == nil || r.eom == nil || r.finish == nil || r.rset == nil || r.count == nil || r.hit == nil || r.bulk == nil || r.complain == nil || r.reported == nil {
+		return nil, errors.New("optout: a file of lua/ is missing")
+	}
+	return r, nil
+}
 
 // importBatch is the number of writes sent per pipeline.
 const importBatch = 1000
@@ -202,68 +233,16 @@ func (r *redisBackend) Len(ctx context.Context, list string) (int64, error) {
 	return n, store.Unavailable(err)
 }
 
-// rollingLua is shared by the scripts: it adds n to bucket cur of the hash
-// KEYS[k], drops buckets older than nb, keeps the key alive for a window,
-// and returns the window's sum.
-const rollingLua = `
-local function rolling(key, n, cur, nb, ttl)
-  if n ~= 0 then redis.call('HINCRBY', key, cur, n) end
-  local all = redis.call('HGETALL', key)
-  local sum = 0
-  for i = 1, #all, 2 do
-    local idx = tonumber(all[i])
-    if idx <= cur - nb then
-      redis.call('HDEL', key, all[i])
-    else
-      sum = sum + tonumber(all[i+1])
-    end
-  end
-  if n ~= 0 then redis.call('PEXPIRE', key, ttl) end
-  return sum
-end
-`
-
-// countScript: KEYS[1] counter; ARGV n, cur, nb, ttl.
-var countScript = redis.NewScript(rollingLua + `
-return rolling(KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4])
-`)
-
-// hitScript: KEYS[1] opted-out counter, KEYS[2] flag; ARGV cur, nb, ttl,
-// threshold, since. Returns {sum, raised}.
-var hitScript = redis.NewScript(rollingLua + `
-local sum = rolling(KEYS[1], 1, tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3])
-local th = tonumber(ARGV[4])
-if th > 0 and sum >= th and redis.call('EXISTS', KEYS[2]) == 0 then
-  redis.call('HSET', KEYS[2], 'reason', 'opted_out_sends', 'since', ARGV[5], 'hits', sum)
-  return {sum, 1}
-end
-return {sum, 0}
-`)
-
-// bulkScript: KEYS[1] fingerprint counter (may be a dummy when ARGV[1] is
-// 0), KEYS[2] flag, KEYS[3] delivered, KEYS[4] complaints; ARGV rcpts,
-// fp ttl, cur, nb. Returns {fp count, flag fields, delivered, complaints}.
-var bulkScript = redis.NewScript(rollingLua + `
-local fp = 0
-local n = tonumber(ARGV[1])
-if n > 0 then
-  fp = redis.call('INCRBY', KEYS[1], n)
-  if fp == n then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-end
-local flag = redis.call('HGETALL', KEYS[2])
-local cur, nb = tonumber(ARGV[3]), tonumber(ARGV[4])
-return {fp, flag, rolling(KEYS[3], 0, cur, nb, 0), rolling(KEYS[4], 0, cur, nb, 0)}
-`)
-
-// Scripts are the Lua scripts to preload with store.Handle.LoadScripts.
-func Scripts() []*redis.Script {
-	return []*redis.Script{countScript, hitScript, bulkScript, complainScript, reportedScript}
+// scripts are the Lua scripts to preload with store.Handle.LoadScripts:
+// the family's and the batch script.
+func (r *redisBackend) scripts() []*redis.Script {
+	return append(r.lua.Scripts(), r.h.BatchScript())
 }
 
 func ttlMillis(w Window) string { return strconv.FormatInt(w.Width.Milliseconds()+w.size(), 10) }
 
 func (r *redisBackend) Hit(ctx context.Context, customer string, w Window, threshold int, now time.Time) (int64, bool, error) {
-	v, err := hitScript.Run(ctx, r.h.Client, []string{r.counterKey(customer, KindOptedOut), r.flagKey(customer)},
+	v, err := r.hit.Run(ctx, r.h.Client, []string{r.counterKey(customer, KindOptedOut), r.flagKey(customer)},
 		w.index(now), w.Buckets, ttlMillis(w), threshold, now.Unix()).Slice()
 	if err != nil {
 		return 0, false, store.Unavailable(err)
@@ -277,7 +256,7 @@ func (r *redisBackend) Hit(ctx context.Context, customer string, w Window, thres
 }
 
 func (r *redisBackend) Count(ctx context.Context, customer, kind string, n int64, w Window, now time.Time) (int64, error) {
-	sum, err := countScript.Run(ctx, r.h.Client, []string{r.counterKey(customer, kind)}, n, w.index(now), w.Buckets, ttlMillis(w)).Int64()
+	sum, err := r.count.Run(ctx, r.h.Client, []string{r.counterKey(customer, kind)}, n, w.index(now), w.Buckets, ttlMillis(w)).Int64()
 	return sum, store.Unavailable(err)
 }
 
@@ -286,7 +265,7 @@ func (r *redisBackend) Sums(ctx context.Context, customer string, w Window, now 
 	run := func() error {
 		_, err := r.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			for i, k := range kinds {
-				cmds[i] = countScript.EvalSha(ctx, p, []string{r.counterKey(customer, k)}, 0, w.index(now), w.Buckets, ttlMillis(w))
+				cmds[i] = r.count.EvalSha(ctx, p, []string{r.counterKey(customer, k)}, 0, w.index(now), w.Buckets, ttlMillis(w))
 			}
 			return nil
 		})
@@ -295,7 +274,7 @@ func (r *redisBackend) Sums(ctx context.Context, customer string, w Window, now 
 	err := run()
 	if redis.HasErrorPrefix(err, "NOSCRIPT") {
 		// In a pipeline go-redis cannot fall back to EVAL: load, retry.
-		if err = r.h.LoadScripts(ctx, countScript); err == nil {
+		if err = r.h.LoadScripts(ctx, r.count); err == nil {
 			err = run()
 		}
 	}
@@ -316,7 +295,7 @@ func (r *redisBackend) Bulk(ctx context.Context, customer, fp string, rcpts int6
 	} else {
 		fpKey = r.h.CustomerKey(customer, "fp", fp)
 	}
-	v, err := bulkScript.Run(ctx, r.h.Client,
+	v, err := r.bulk.Run(ctx, r.h.Client,
 		[]string{fpKey, r.flagKey(customer), r.counterKey(customer, KindDelivered), r.counterKey(customer, KindComplaint)},
 		rcpts, fpWindow.Milliseconds(), rate.index(now), rate.Buckets).Slice()
 	if err != nil {

@@ -20,6 +20,9 @@ var adminPaths = []string{"/api/optouts", "/api/optouts/import", "/api/complaint
 // counters, and the postmaster notices of a flag and a high complaint
 // rate. The handlers follow each reload.
 func setupRuntime(h *setup.Host) error {
+	if !h.Serving {
+		return nil
+	}
 	m := NewMetrics()
 	h.Collector(m)
 	h.Observer(m)

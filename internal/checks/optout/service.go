@@ -22,8 +22,11 @@ type Service struct {
 	Settings *Settings
 	// Config is the whole config the service was built for (customers).
 	Config *config.Config
-	Clock  clock.Clock
-	Log    *slog.Logger
+	// Known, when set, tells whether an id is a customer of the directory
+	// in force (setup.Deps.Live); nil: a customer of Config.
+	Known func(id string) bool
+	Clock clock.Clock
+	Log   *slog.Logger
 	// Counters, when set, count what is recorded (/metrics).
 	Counters Counters
 	h        *store.Handle

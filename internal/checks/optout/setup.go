@@ -1,8 +1,6 @@
 package optout
 
 import (
-	"context"
-
 	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
@@ -22,6 +20,7 @@ var Family = setup.Family{
 	Customer:      &CustomerSection,
 	Setup:         setupRuntime,
 	RecipientForm: recipientForm,
+	Commands:      commands,
 	Checks: []setup.Check{
 		{Spec: SuppressionSpec, New: func(d *setup.Deps) (policy.Check, error) {
 			svc, err := service(d)
@@ -62,12 +61,8 @@ func service(d *setup.Deps) (*Service, error) {
 	if err != nil {
 		return nil, err
 	}
-	// EVALSHA from the first message on; a failure here is not fatal
-	// (Script.Run loads a missing script on NOSCRIPT).
-	ctx, cancel := d.Store.Context(context.Background())
-	defer cancel()
-	if err := d.Store.LoadScripts(ctx, Scripts()...); err != nil && d.Logger != nil {
-		d.Logger.Warn("optout: preloading store scripts failed, they load on first use", "err", err)
+	if live := d.Live; live != nil {
+		svc.Known = func(id string) bool { _, ok := live.ByID(id); return ok }
 	}
 	return svc, nil
 }

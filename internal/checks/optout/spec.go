@@ -9,9 +9,9 @@ import "github.com/aupguard/aupguard/internal/engine/policy"
 var SuppressionSpec = policy.Spec{
 	Name: SuppressionName,
 	Findings: []policy.FindingSpec{
-		{Name: FindingOptedOut, Action: policy.Reject, Reply: ReplyOptedOut, Doc: "recipient on the customer's suppression list"},
-		{Name: FindingSuppressed, Action: policy.Reject, Reply: ReplySuppressed, Doc: "recipient on the provider-wide suppression list"},
-		{Name: FindingEscalation, Action: policy.Accept, Doc: "too many sends to opted-out recipients: customer flagged"},
+		{Name: FindingOptedOut, Action: policy.Reject, Reply: ReplyOptedOut, Doc: "recipient on the customer's suppression list", Tally: policy.TallyOptedOut},
+		{Name: FindingSuppressed, Action: policy.Reject, Reply: ReplySuppressed, Doc: "recipient on the provider-wide suppression list", Tally: policy.TallySuppressed},
+		{Name: FindingEscalation, Action: policy.Accept, Doc: "too many sends to opted-out recipients: customer flagged", Tally: policy.TallyEscalated},
 	},
 }
 

@@ -138,6 +138,8 @@ type Observation struct {
 // MTA) or Redis (shared by all MTAs). Redis failures are wrapped as
 // store.ErrUnavailable.
 type Backend interface {
+	// batcher adds bounce_rate's work to a stage's batch (batch.go).
+	batcher
 	// Remember maps an accepted message's queue id to its customer unless
 	// the queue id is mapped already: the first writer wins, so that a
 	// second transaction claiming the same queue id (a forged one) cannot
@@ -165,22 +167,35 @@ type Backend interface {
 
 // Open returns the handle's one reputation backend.
 func Open(h *store.Handle) (Backend, error) {
-	v, err := h.Shared("reputation", func() (any, error) {
+	b, err := store.SharedOf(h, "reputation", func() (Backend, error) {
 		switch h.Backend {
 		case store.Redis:
-			return newRedis(h), nil
+			r, err := newRedis(h)
+			if err != nil {
+				return nil, err
+			}
+			// EVALSHA from the first message on; a failure here is not
+			// fatal (Script.Run loads a missing script on NOSCRIPT).
+			ctx, cancel := h.Context(context.Background())
+			defer cancel()
+			_ = h.LoadScripts(ctx, r.scripts()...)
+			return r, nil
 		default:
 			path := ""
 			if h.Path != "" {
 				path = filepath.Join(h.Path, "reputation.json")
 			}
-			return openMemory(path, h.Clock)
+			m, err := openMemory(path, h.Clock)
+			if err != nil {
+				return nil, err
+			}
+			return m, nil
 		}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("reputation store: %w", err)
 	}
-	return v.(Backend), nil
+	return b, nil
 }
 
 // hour numbers the hourly buckets.

@@ -2,7 +2,9 @@ package reputation
 
 import (
 	"context"
+	"embed"
 	"errors"
+	"io/fs"
 	"strconv"
 	"strings"
 	"time"
@@ -25,71 +27,34 @@ import (
 //	PREFIX rep:blh:{ADDR|ZONE}             list of state changes, newest first
 type redisBackend struct {
 	h *store.Handle
+	// lua is the family's Lua (lua/*.lua), registered on h.
+	lua                    *store.Lua
+	totalsProc             *store.Proc
+	record, observe, claim *redis.Script
 }
 
-func newRedis(h *store.Handle) *redisBackend { return &redisBackend{h: h} }
+// luaFiles are the family's Lua; lib.lua holds running_window, shared by
+// totals.lua (a batch proc) and record.lua.
+//
+//go:embed lua/*.lua
+var luaFiles embed.FS
 
-// recordScript counts one result once: KEYS[1] the seen set, KEYS[2] the
-// current hour's bucket, KEYS[3] the running-total hash (see runningLua).
-// ARGV: member, field, egress field ("" for none), seen TTL, bucket TTL
-// (seconds), the current hour, the window's first and last hours, the
-// buckets' key prefix, the newest hour whose bucket may have expired. It
-// moves the running total to the window first, so that it holds the
-// current hour's bucket, then counts a new result in the bucket and in
-// the total alike: the total stays the exact sum of its buckets. It
-// replies {counted, sent, hard, policy, other, deferred} over the window.
-var recordScript = redis.NewScript(runningLua + `
-local counted = redis.call('SADD', KEYS[1], ARGV[1])
-local cur, lo, hi = tonumber(ARGV[6]), tonumber(ARGV[7]), tonumber(ARGV[8])
-local acc = running_window(KEYS[3], ARGV[9], lo, hi, true, ARGV[5], tonumber(ARGV[10]))
-if counted == 1 then
-  redis.call('EXPIRE', KEYS[1], ARGV[4])
-  redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
-  if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], ARGV[3], 1) end
-  redis.call('EXPIRE', KEYS[2], ARGV[5])
-  if lo <= cur and cur <= hi then
-    redis.call('HINCRBY', KEYS[3], ARGV[2], 1)
-    if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[3], ARGV[3], 1) end
-    acc[ARGV[2]] = (acc[ARGV[2]] or 0) + 1
-  end
-end
-local out = {counted}
-for _, f in ipairs({'s', 'h', 'p', 'o', 'd'}) do out[#out + 1] = acc[f] or 0 end
-return out
-`)
-
-// observeScript applies one query outcome to a listing: KEYS[1] state,
-// KEYS[2] history. ARGV: answered (1/0), listed (1/0), codes (comma
-// separated), now (unix ms), error, history length. It returns the state
-// before and after as two flat field lists.
-var observeScript = redis.NewScript(`
-local before = redis.call('HGETALL', KEYS[1])
-local known = redis.call('HGET', KEYS[1], 'known')
-local listed = redis.call('HGET', KEYS[1], 'listed')
-redis.call('HSET', KEYS[1], 'checked', ARGV[4], 'error', ARGV[5])
-if ARGV[1] == '1' then
-  if known ~= '1' or listed ~= ARGV[2] then
-    redis.call('HSET', KEYS[1], 'known', '1', 'listed', ARGV[2], 'since', ARGV[4], 'notified', '0')
-    redis.call('LPUSH', KEYS[2], ARGV[4] .. '|' .. ARGV[2] .. '|' .. ARGV[3])
-    redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[6]) - 1)
-  end
-  if ARGV[2] == '1' then
-    redis.call('HSET', KEYS[1], 'codes', ARGV[3])
-  else
-    redis.call('HSET', KEYS[1], 'codes', '')
-  end
-end
-return {before, redis.call('HGETALL', KEYS[1])}
-`)
-
-// claimScript sets notified on a listed state that is not notified yet.
-var claimScript = redis.NewScript(`
-if redis.call('HGET', KEYS[1], 'listed') == '1' and redis.call('HGET', KEYS[1], 'notified') ~= '1' then
-  redis.call('HSET', KEYS[1], 'notified', '1')
-  return 1
-end
-return 0
-`)
+// newRedis registers the family's Lua on h and returns the backend.
+func newRedis(h *store.Handle) (*redisBackend, error) {
+	sub, err := fs.Sub(luaFiles, "lua")
+	if err != nil {
+		return nil, err
+	}
+	l, err := h.RegisterLua("reputation", sub)
+	if err != nil {
+		return nil, err
+	}
+	r := &redisBackend{h: h, lua: l, totalsProc: l.Proc("totals"), record: l.Script("record"), observe: l.Script("observe"), claim: l.Script("claim")}
+	if r.totalsProc == nil || r.record == nil || r.observe == nil || r.claim == nil {
+		return nil, errors.New("reputation: a file of lua/ is missing")
+	}
+	return r, nil
+}
 
 func (r *redisBackend) qidKey(qid string) string { return r.h.Key("rep", "q", qid) }
 func (r *redisBackend) blKey(k ListingKey) string {
@@ -105,7 +70,7 @@ func (r *redisBackend) bucketKey(c string, h int64) string {
 // bucketPrefix is a customer's bucket key without the hour number.
 func (r *redisBackend) bucketPrefix(c string) string { return r.h.CustomerKey(c, "rep", "h", "") }
 
-// totalKey is a customer's running-total hash (see totalsProc).
+// totalKey is a customer's running-total hash (see lua/totals.lua).
 func (r *redisBackend) totalKey(c string) string { return r.h.CustomerKey(c, "rep", "t") }
 
 // oldestBucket is the newest hour whose bucket may have expired at now
@@ -168,7 +133,7 @@ func (r *redisBackend) Record(ctx context.Context, res Result, now, since time.T
 	if res.Egress != "" && res.Class.Final() {
 		eg = egressPrefix + res.Egress
 	}
-	out, err := recordScript.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
+	out, err := r.record.Run(ctx, r.h.Client, keys, seenMember(res), fieldOf(res.Class), eg,
 		int64(ttl/time.Second)+1, int64(bucketTTL/time.Second), hour(now), wlo, whi, r.bucketPrefix(c), oldestBucket(now)).Int64Slice()
 	if err != nil {
 		return c, false, Counts{}, store.Unavailable(err)
@@ -219,7 +184,7 @@ func (r *redisBackend) Observe(ctx context.Context, k ListingKey, o Observation,
 		listed = "1"
 	}
 	codes := strings.Join(sortedCodes(o.Codes), ",")
-	res, err := observeScript.Run(ctx, r.h.Client, []string{r.blKey(k), r.blhKey(k)},
+	res, err := r.observe.Run(ctx, r.h.Client, []string{r.blKey(k), r.blhKey(k)},
 		ans, listed, codes, now.UnixMilli(), o.Error, history).Slice()
 	if err != nil {
 		return Listing{}, Listing{}, store.Unavailable(err)
@@ -262,7 +227,7 @@ func fillListing(l *Listing, m map[string]string) {
 }
 
 func (r *redisBackend) ClaimNotice(ctx context.Context, k ListingKey) (bool, error) {
-	n, err := claimScript.Run(ctx, r.h.Client, []string{r.blKey(k)}).Int()
+	n, err := r.claim.Run(ctx, r.h.Client, []string{r.blKey(k)}).Int()
 	if err != nil {
 		return false, store.Unavailable(err)
 	}
@@ -305,5 +270,6 @@ func (r *redisBackend) Listings(ctx context.Context, keys []ListingKey) ([]Listi
 	return out, nil
 }
 
-// Scripts are the Lua scripts of this backend, for store.LoadScripts.
-func Scripts() []*redis.Script { return []*redis.Script{recordScript, observeScript, claimScript} }
+// scripts are the Lua scripts of this backend and the batch script, for
+// store.Handle.LoadScripts.
+func (r *redisBackend) scripts() []*redis.Script { return append(r.lua.Scripts(), r.h.BatchScript()) }

@@ -101,7 +101,10 @@ func TestRunningTotalEqualsBuckets(t *testing.T) {
 				t.Run(rw.name, func(t *testing.T) {
 					clk := clock.NewFake(t0)
 					h := be.open(t, clk)
-					r := newRedis(h)
+					r, err := newRedis(h)
+					if err != nil {
+						t.Fatal(err)
+					}
 					ctx := context.Background()
 					const customer = "acme"
 					n := 0
@@ -179,7 +182,10 @@ func TestRunningTotalRebuild(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			clk := clock.NewFake(t0)
 			h := be.open(t, clk)
-			r := newRedis(h)
+			r, err := newRedis(h)
+			if err != nil {
+				t.Fatal(err)
+			}
 			ctx := context.Background()
 			const customer = "beta"
 			now := clk.Now()

@@ -69,6 +69,9 @@ func Running(h *setup.Host) (*Service, *Reader, *Watcher) {
 // watcher (a service), the reader's state in /readyz, the metrics, the
 // admin API's /api/reputation, and the config's replacement at reload.
 func setupRuntime(h *setup.Host) error {
+	if !h.Serving {
+		return nil
+	}
 	svc, err := service(h.Deps)
 	if err != nil {
 		return err

@@ -1,8 +1,6 @@
 package reputation
 
 import (
-	"context"
-
 	"github.com/aupguard/aupguard/internal/engine/config"
 	"github.com/aupguard/aupguard/internal/engine/policy"
 	"github.com/aupguard/aupguard/internal/engine/setup"
@@ -25,9 +23,6 @@ var Family = setup.Family{
 			if err != nil {
 				return nil, err
 			}
-			ctx, cancel := d.Store.Context(context.Background())
-			defer cancel()
-			_ = d.Store.LoadScripts(ctx, Scripts()...)
 			return NewCheck(svc), nil
 		}},
 	},

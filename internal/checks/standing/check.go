@@ -7,7 +7,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/aupguard/aupguard/internal/engine/policy"
-	"github.com/aupguard/aupguard/internal/store"
 )
 
 // Check is the standing check: at MAIL FROM it looks up the stops of the
@@ -31,15 +30,14 @@ var genRead = policy.NewState[*redis.StringCmd]()
 // PrepareMail implements policy.MailPreparer: on Redis, when the view's
 // copy is older than standing.refresh, one GET of the generation counter
 // joins the stage's batch (nothing otherwise).
-func (c *Check) PrepareMail(ctx context.Context, t *policy.Txn, b policy.Batch) {
+func (c *Check) PrepareMail(ctx context.Context, t *policy.Txn, b *policy.Batch) {
 	if c.v.redis == nil || !c.v.stale(c.v.clk.Now()) {
 		return
 	}
-	sb, ok := b.(*store.Batch)
-	if !ok || sb == nil || !sb.Redis() {
+	if b == nil || !b.Redis() {
 		return
 	}
-	genRead.Set(t, c.v.genCmd(ctx, sb))
+	genRead.Set(t, c.v.genCmd(ctx, b))
 }
 
 // Keys returns the stop keys that concern a transaction: its customer,

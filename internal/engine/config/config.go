@@ -253,7 +253,7 @@ type Customer struct {
 
 // CustomerOptOut is a customer's own opt-out and bulk settings. The keys
 // belong to the customer entry (customers: is core); their meaning and
-// validation are package optout's (optout.BulkSection's CheckCustomer).
+// validation are package optout's (optout.CustomerSection).
 type CustomerOptOut struct {
 	// Unsubscribe says what happens to bulk mail without one-click
 	// unsubscribe headers: "require" (refuse it) or "add" (the gateway adds
@@ -432,14 +432,4 @@ func (c *Config) Marshal() ([]byte, error) {
 func (c *Config) CheckEnabled(name string) bool {
 	cc, ok := c.Checks[name]
 	return !ok || cc.Enabled == nil || *cc.Enabled
-}
-
-// unknownField reads yaml.v3's "field K not found in type T".
-func unknownField(msg string) (string, bool) {
-	rest, ok := strings.CutPrefix(msg, "field ")
-	if !ok {
-		return "", false
-	}
-	k, _, ok := strings.Cut(rest, " not found in type ")
-	return k, ok
 }

@@ -2,7 +2,7 @@ package config
 
 // The authentication keys of a customer entry. The customers: section is
 // core, so they are decoded here; the auth family (internal/checks/auth)
-// validates them (its CheckCustomer) and reads the key files.
+// validates them (its CustomerSection) and reads the key files.
 
 // CustomerAuth is a customer's own authentication settings. Its keys sit
 // directly in the customer's entry.

@@ -49,6 +49,12 @@ type CustomerSection struct {
 	// of them (the family's defaults apply; nothing is stored). s.Config
 	// is the config with the families' top-level sections decoded.
 	Decode func(s *Section, p string, c *Customer) any
+	// Rebuilds, when set, reports whether a live directory change of one
+	// customer (old nil: added; new nil: removed) needs the family's
+	// checks built anew, because they hold something of the customer
+	// beyond its Settings (auth's signing keys). Nil: never; the checks
+	// are kept and read the changed customer's new Settings.
+	Rebuilds func(old, new *Customer) bool
 }
 
 // Section is one family-owned section while it is decoded.
@@ -215,13 +221,16 @@ func (c *Config) checkCustomers(v *validator, list []Customer, first int) {
 	if len(c.sections.customers) == 0 {
 		return
 	}
+	secs := make([]*Section, len(c.sections.customers))
+	for k, cs := range c.sections.customers {
+		secs[k] = &Section{Key: cs.Family, Config: c, v: v}
+	}
 	for i := range list {
 		cu := &list[i]
 		cu.Settings = policy.Settings{}
 		p := "customers[" + strconv.Itoa(first+i) + "]"
-		for _, cs := range c.sections.customers {
-			s := &Section{Key: cs.Family, Config: c, v: v}
-			if val := cs.Decode(s, p, cu); val != nil {
+		for k, cs := range c.sections.customers {
+			if val := cs.Decode(secs[k], p, cu); val != nil {
 				cu.Settings = cu.Settings.With(cs.Family, val)
 			}
 		}

@@ -138,5 +138,11 @@ func (d *Directory) ByID(id string) (*policy.Customer, bool) {
 	return c, ok
 }
 
+// Def returns the definition a customer of the directory was built from.
+func (d *Directory) Def(id string) (*config.Customer, bool) {
+	c, ok := d.defs[id]
+	return c, ok
+}
+
 // All returns every customer in config order.
 func (d *Directory) All() []*policy.Customer { return d.all }

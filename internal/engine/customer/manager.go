@@ -233,23 +233,42 @@ func (m *Manager) effDef(id string) (config.Customer, bool) {
 // ensureOwners builds the ownership maps if needed (caller holds m.mu).
 func (m *Manager) ensureOwners() {
 	if m.own == nil {
-		list, _ := m.merged(m.live)
-		m.own = ownersOf(list)
+		m.own = ownersOf(m.mergedList(m.live))
 	}
 }
 
-// merged is the effective customer list (caller holds m.mu).
+// merged is the effective customer list and its entries (caller holds
+// m.mu).
 func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []Entry) {
+	entries := make([]Entry, 0, len(m.base.Customers)+len(live))
+	list := m.mergedInto(live, func(c config.Customer, src string, shadows bool) {
+		entries = append(entries, Entry{Customer: c, Source: src, Shadows: shadows})
+	})
+	return list, entries
+}
+
+// mergedList is the effective customer list alone (caller holds m.mu):
+// a live change needs no entries, which would copy every customer again.
+func (m *Manager) mergedList(live map[string]config.Customer) []config.Customer {
+	return m.mergedInto(live, nil)
+}
+
+// mergedInto builds the effective list, telling each customer to entry
+// when it is not nil.
+func (m *Manager) mergedInto(live map[string]config.Customer, entry func(config.Customer, string, bool)) []config.Customer {
 	list := make([]config.Customer, 0, len(m.base.Customers)+len(live))
-	entries := make([]Entry, 0, cap(list))
 	for _, c := range m.base.Customers {
 		if lc, ok := live[c.ID]; ok {
 			list = append(list, lc)
-			entries = append(entries, Entry{Customer: lc, Source: SourceStore, Shadows: true})
+			if entry != nil {
+				entry(lc, SourceStore, true)
+			}
 			continue
 		}
 		list = append(list, c)
-		entries = append(entries, Entry{Customer: c, Source: SourceConfig})
+		if entry != nil {
+			entry(c, SourceConfig, false)
+		}
 	}
 	ids := make([]string, 0, len(live))
 	for id := range live {
@@ -260,9 +279,11 @@ func (m *Manager) merged(live map[string]config.Customer) ([]config.Customer, []
 	sort.Strings(ids)
 	for _, id := range ids {
 		list = append(list, live[id])
-		entries = append(entries, Entry{Customer: live[id], Source: SourceStore})
+		if entry != nil {
+			entry(live[id], SourceStore, false)
+		}
 	}
-	return list, entries
+	return list
 }
 
 // Effective returns the config file with the effective customer list,
@@ -330,7 +351,7 @@ func (m *Manager) effectiveLocked() (*config.Config, map[string]bool, error) {
 		m.eff, m.effBase, m.effIdx, m.dirty = m.base, m.base, m.baseIdx, map[string]bool{}
 		return m.base, nil, nil
 	}
-	list, _ := m.merged(m.live)
+	list := m.mergedList(m.live)
 	if m.eff == nil || m.effBase != m.base {
 		cfg, err := m.base.WithCustomers(list, m.opts)
 		if err != nil {
@@ -678,6 +699,38 @@ func MarshalEntry(e Entry) (map[string]any, error) {
 		return nil, err
 	}
 	return map[string]any{"customer": m, "source": e.Source, "shadows_config": e.Shadows}, nil
+}
+
+// MarshalJSON renders an entry as the admin API answers it (MarshalEntry).
+func (e Entry) MarshalJSON() ([]byte, error) {
+	m, err := MarshalEntry(e)
+	if err != nil {
+		return nil, err
+	}
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads an entry as the admin API answers it; the customer
+// is decoded like any definition (Decode).
+func (e *Entry) UnmarshalJSON(b []byte) error {
+	var raw struct {
+		Customer json.RawMessage `json:"customer"`
+		Source   string          `json:"source"`
+		Shadows  bool            `json:"shadows_config"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return err
+	}
+	*e = Entry{Source: raw.Source, Shadows: raw.Shadows}
+	if len(raw.Customer) == 0 || string(raw.Customer) == "null" {
+		return nil
+	}
+	c, err := Decode(raw.Customer)
+	if err != nil {
+		return err
+	}
+	e.Customer = c
+	return nil
 }
 
 // RawDefinition is a definition as the API and the commands print it.

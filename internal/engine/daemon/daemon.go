@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"reflect"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"sync"
@@ -139,6 +140,7 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	deps.Shared = setup.NewShared() // kept across reloads, run by Run
+	deps.Live = &customer.Live{}    // the directory in force, across changes
 	d := &Daemon{opts: opts, log: log, deps: deps, cfg: cfg, file: cfg, syslog: sl, explainSlots: make(chan struct{}, maxExplains)}
 	if cfg, err = d.openDirectory(cfg); err != nil {
 		deps.Store.Close()
@@ -161,6 +163,11 @@ func New(opts Options) (*Daemon, error) {
 		return nil, err
 	}
 	d.engine = gateway.NewEngine(st, opts.Clock, log, observers...)
+	// The config's YAML tree and the other garbage of loading it (hundreds
+	// of MB for 100,000 customers) are returned to the system now rather
+	// than by the background scavenger minutes later: the resident size
+	// at ready is what the running gateway keeps (docs/capacity.md).
+	debug.FreeOSMemory()
 	uids, allowed, err := milterAccess(cfg, log)
 	if err != nil {
 		return nil, err

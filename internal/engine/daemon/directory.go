@@ -79,15 +79,27 @@ func (d *Daemon) applyDirectory() {
 	}
 	// The index of the running State is updated into a new one for the
 	// changed customers only (the running one stays intact for the
-	// messages under way); everything, when the manager says so.
-	var dir *customer.Directory
+	// messages under way), and the State rebound to it: the checks are
+	// kept unless a family needs them built anew (gateway.Rebind);
+	// everything is rebuilt when the manager says so.
+	var st *gateway.State
 	if cur := d.engine.State(); changed != nil && cur != nil && cur.Dir != nil {
-		if dir, err = cur.Dir.Update(cfg, changed); err != nil {
-			d.log.Warn("customer directory: incremental index update failed; rebuilding", "err", err)
-			dir = nil
+		dir, err := cur.Dir.Update(cfg, changed)
+		if err == nil {
+			st, err = gateway.Rebind(cur, cfg, dir, changed)
+		}
+		if err != nil {
+			d.log.Warn("customer directory: incremental update failed; rebuilding", "err", err)
+			st = nil
 		}
 	}
-	if err := d.installWith(cfg, dir); err != nil {
+	if st == nil {
+		st, err = gateway.Build(d.deps.WithConfig(cfg))
+	}
+	if err == nil {
+		err = d.installState(cfg, st)
+	}
+	if err != nil {
 		d.dir.Invalidate() // the next apply starts from the whole directory
 		d.dirFailed.Add(1)
 		d.log.Error("customer directory change not applied", "err", err)
@@ -96,22 +108,22 @@ func (d *Daemon) applyDirectory() {
 	d.dirApplies.Add(1)
 	d.dirInForce.Store(d.dir.Version())
 	d.log.Info("customer directory applied", "event", "directory_applied", "version", d.dir.Version(),
-		"customers", len(cfg.Customers), "changed", len(changed), "incremental", dir != nil, "ms", time.Since(start).Milliseconds())
+		"customers", len(cfg.Customers), "changed", len(changed), "incremental", changed != nil, "ms", time.Since(start).Milliseconds())
 }
 
 // install builds a State and the config-dependent handlers for cfg and
 // swaps them in.
-func (d *Daemon) install(cfg *config.Config) error { return d.installWith(cfg, nil) }
-
-// installWith is install with the identification index already built
-// for cfg (nil: built from cfg).
-func (d *Daemon) installWith(cfg *config.Config, dir *customer.Directory) error {
-	deps := d.deps.WithConfig(cfg)
-	deps.Directory = dir
-	st, err := gateway.Build(deps)
+func (d *Daemon) install(cfg *config.Config) error {
+	st, err := gateway.Build(d.deps.WithConfig(cfg))
 	if err != nil {
 		return err
 	}
+	return d.installState(cfg, st)
+}
+
+// installState runs the families' reload hooks for cfg and swaps st,
+// built for cfg, in.
+func (d *Daemon) installState(cfg *config.Config, st *gateway.State) error {
 	if err := d.host.Reload(cfg); err != nil {
 		return fmt.Errorf("handlers: %w", err)
 	}

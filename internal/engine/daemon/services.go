@@ -29,7 +29,6 @@ import (
 	"github.com/aupguard/aupguard/internal/observability/metrics"
 	"github.com/aupguard/aupguard/internal/observability/notify"
 	"github.com/aupguard/aupguard/internal/observability/report"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // httpService is an HTTP listener run beside the milter.
@@ -179,7 +178,6 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 	}
 	m.SetBuildInfo(v)
 	m.ConfigLoaded(d.deps.Clock.Now(), false)
-	m.WatchQuotas(d.quotaUse)
 	d.metrics = m
 	if c := d.deps.Store.Client; c != nil {
 		c.AddHook(m.RedisHook())
@@ -198,6 +196,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		d.deps.Resolver = m.InstrumentResolver(d.deps.Resolver)
 	}
 	host := setup.NewHost(d.deps)
+	host.Serving = true
 	host.Labeled = m.LabeledCustomers
 	host.Stdin = d.opts.Stdin
 	if host.Stdin == nil {
@@ -303,6 +302,7 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		Ready: d.ready, Components: components, Logger: d.log, Clock: d.deps.Clock, Directory: d.dir,
 		Panics: d.deps.Panics, Secret: d.deps.Secret, Registerer: m.Registry(), CreateToken: true,
 		Mounts: mounts, Routes: routes, Tokens: d.tokens, Audit: d.audit,
+		ReportSections: host.ReportSections(), Panels: host.ConsolePanels(),
 	})
 	switch {
 	case errors.Is(err, admin.ErrDisabled):
@@ -329,22 +329,6 @@ func services(d *Daemon) ([]gateway.Observer, []Service, error) {
 		}
 	}
 	return obs, svcs, nil
-}
-
-// quotaUse reads a customer's daily quotas for the metrics.
-func (d *Daemon) quotaUse(ctx context.Context, id string) ([]metrics.QuotaUse, error) {
-	rep, err := ratelimit.Quota(ctx, d.deps.Store, d.config(), id)
-	if err != nil {
-		return nil, err
-	}
-	var out []metrics.QuotaUse
-	for _, l := range rep.Limits {
-		if l.Kind != "quota" || l.Unlimited || l.Used == nil {
-			continue
-		}
-		out = append(out, metrics.QuotaUse{Limit: l.Name, Used: *l.Used, Max: l.Limit})
-	}
-	return out, nil
 }
 
 // mailPostmaster mails provider.postmaster (setup.Host.MailPostmaster).

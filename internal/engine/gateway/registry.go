@@ -9,6 +9,7 @@ package gateway
 import (
 	_ "embed"
 	"fmt"
+	"sort"
 	"strings"
 	"sync"
 
@@ -87,12 +88,28 @@ func DefaultChain() []string {
 	return parseChainList(chainList)
 }
 
-// CheckNames returns every known check, in default chain order.
-func CheckNames() []string { return DefaultChain() }
-
-// Specs returns what every known check declares, in default chain order.
-func Specs() []policy.Spec {
+// CheckNames returns every known check: the default chain's, then the
+// registered checks it does not list (a family being added, a test's
+// scratch family), by name. A config's chain may name any of them.
+func CheckNames() []string {
 	names := DefaultChain()
+	listed := map[string]bool{}
+	for _, n := range names {
+		listed[n] = true
+	}
+	var extra []string
+	for n := range registry() {
+		if !listed[n] {
+			extra = append(extra, n)
+		}
+	}
+	sort.Strings(extra)
+	return append(names, extra...)
+}
+
+// Specs returns what every known check declares, in CheckNames order.
+func Specs() []policy.Spec {
+	names := CheckNames()
 	out := make([]policy.Spec, 0, len(names))
 	for _, n := range names {
 		if p, ok := registry()[n]; ok {

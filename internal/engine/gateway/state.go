@@ -124,11 +124,14 @@ func Build(d *setup.Deps) (*State, error) {
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
+	if d.Live != nil {
+		d.Live.Set(st.Dir) // the directory in force once st is swapped in
+	}
 	var opts []policy.ChainOption
 	if h := d.Store; h != nil {
 		// One store round trip per stage: the checks that need the store
 		// at a stage add their work to one batch (store.Batch).
-		opts = append(opts, policy.WithBatches(func() policy.Batch { return h.NewBatch() }))
+		opts = append(opts, policy.WithBatches(h.NewBatch))
 	}
 	st.Chain = policy.NewChain(steps, opts...).ReportPanics(d.Panics)
 	return st, nil

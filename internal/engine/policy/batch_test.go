@@ -4,15 +4,24 @@ import (
 	"context"
 	"reflect"
 	"testing"
+
+	"github.com/aupguard/aupguard/internal/store/batch"
 )
 
-// countingBatch records which checks added work and how often it ran.
+// countingBatch records which checks added work to the stage's batch and
+// how often a batch ran.
 type countingBatch struct {
 	added []string
 	execs int
 }
 
-func (b *countingBatch) Exec(context.Context) error { b.execs++; return nil }
+// newBatch is the chain's batch factory: a memory batch whose first call
+// counts its run.
+func (b *countingBatch) newBatch() *Batch {
+	nb := (*batch.Runner)(nil).NewBatch()
+	nb.Func(func(context.Context) (any, error) { b.execs++; return nil, nil })
+	return nb
+}
 
 // storeCheck needs the store at EOM: it adds its name to the batch and,
 // when it decides, reports whether its work had run.
@@ -24,9 +33,9 @@ type storeCheck struct {
 
 func (s storeCheck) Name() string { return s.name }
 
-func (s storeCheck) PrepareEOM(_ context.Context, _ *Txn, b Batch) {
-	cb := b.(*countingBatch)
-	cb.added = append(cb.added, s.name)
+func (s storeCheck) PrepareEOM(_ context.Context, _ *Txn, b *Batch) {
+	b.Func(func(context.Context) (any, error) { return nil, nil })
+	s.batch.added = append(s.batch.added, s.name)
 }
 
 func (s storeCheck) EOM(context.Context, *Txn) ([]Finding, error) {
@@ -85,7 +94,7 @@ func TestChainBatchesStoreWork(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &countingBatch{}
-			c := NewChain(tt.steps(b), WithBatches(func() Batch { return b }))
+			c := NewChain(tt.steps(b), WithBatches(b.newBatch))
 			v := c.EOM(context.Background(), &Txn{Customer: &Customer{ID: "c"}})
 			if v.Action != tt.want || v.Errors != 0 {
 				t.Fatalf("verdict %v (errors %d, %+v), want %v", v.Action, v.Errors, v.Results, tt.want)

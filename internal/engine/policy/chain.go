@@ -43,7 +43,7 @@ type Step struct {
 // only what was accepted.
 type Chain struct {
 	steps   []Step
-	batches func() Batch
+	batches func() *Batch
 	panics  *panics.Reporter
 	// starters are the indexes in steps of the EOMStarters.
 	starters []int
@@ -54,7 +54,7 @@ type ChainOption func(*Chain)
 
 // WithBatches gives the chain the store's batch factory; without it each
 // check that needs the store makes its own round trip.
-func WithBatches(newBatch func() Batch) ChainOption {
+func WithBatches(newBatch func() *Batch) ChainOption {
 	return func(c *Chain) { c.batches = newBatch }
 }
 
@@ -120,7 +120,7 @@ func (v Verdict) Effective() Action {
 
 // Mail runs the MAIL FROM stage.
 func (c *Chain) Mail(ctx context.Context, t *Txn) Verdict {
-	return c.run(ctx, t, func(ch Check, b Batch) bool {
+	return c.run(ctx, t, func(ch Check, b *Batch) bool {
 		p, ok := ch.(MailPreparer)
 		if ok && b != nil {
 			p.PrepareMail(ctx, t, b)
@@ -138,7 +138,7 @@ func (c *Chain) Mail(ctx context.Context, t *Txn) Verdict {
 
 // Rcpt runs the RCPT TO stage for one recipient.
 func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
-	return c.run(ctx, t, func(ch Check, b Batch) bool {
+	return c.run(ctx, t, func(ch Check, b *Batch) bool {
 		p, ok := ch.(RcptPreparer)
 		if ok && b != nil {
 			p.PrepareRcpt(ctx, t, r, b)
@@ -160,7 +160,7 @@ func (c *Chain) Rcpt(ctx context.Context, t *Txn, r *Rcpt) Verdict {
 // chain order, each waiting for its own result.
 func (c *Chain) EOM(ctx context.Context, t *Txn) Verdict {
 	c.startEOM(ctx, t)
-	return c.run(ctx, t, func(ch Check, b Batch) bool {
+	return c.run(ctx, t, func(ch Check, b *Batch) bool {
 		p, ok := ch.(EOMPreparer)
 		if ok && b != nil {
 			p.PrepareEOM(ctx, t, b)
@@ -195,7 +195,7 @@ func (c *Chain) BodyWriters(t *Txn) []io.Writer {
 // runs the store work of every enabled FinishPreparer in one batch (none
 // when nothing was added: the common case of an accepted message).
 func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
-	var b Batch
+	var b *Batch
 	if c.batches != nil {
 		b = c.batches()
 	}
@@ -232,7 +232,7 @@ func (c *Chain) Finish(ctx context.Context, t *Txn, accepted bool) {
 // prepare adds the store work of the enabled checks from steps[from] on
 // to one batch and runs it. A check that panics while preparing adds
 // nothing; it then finds no prepared work and asks the store itself.
-func (c *Chain) prepare(ctx context.Context, t *Txn, from int, prep func(Check, Batch) bool) {
+func (c *Chain) prepare(ctx context.Context, t *Txn, from int, prep func(Check, *Batch) bool) {
 	b := c.batches()
 	for _, s := range c.steps[from:] {
 		if !c.enabled(s, t.Customer) {
@@ -303,7 +303,7 @@ func (c *Chain) call(fn func(Check) (bool, []Finding, error), ch Check) (ran boo
 	return fn(ch)
 }
 
-func (c *Chain) run(ctx context.Context, t *Txn, prep func(Check, Batch) bool, fn func(Check) (bool, []Finding, error)) Verdict {
+func (c *Chain) run(ctx context.Context, t *Txn, prep func(Check, *Batch) bool, fn func(Check) (bool, []Finding, error)) Verdict {
 	v := Verdict{Action: Accept}
 	monitor := t.Customer != nil && t.Customer.Mode == Monitor
 	v.Monitor = monitor
@@ -344,7 +344,7 @@ func (c *Chain) run(ctx context.Context, t *Txn, prep func(Check, Batch) bool, f
 
 // isPreparer reports whether ch has store work at the stage prep is for
 // (prep with a nil batch only answers).
-func isPreparer(ch Check, prep func(Check, Batch) bool) bool {
+func isPreparer(ch Check, prep func(Check, *Batch) bool) bool {
 	return prep(ch, nil)
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"io"
+
+	"github.com/aupguard/aupguard/internal/store/batch"
 )
 
 // Finding is what a check found. The check names it and suggests an action
@@ -117,34 +119,32 @@ func errorReply(err error) (Reply, bool) {
 	return Reply{}, false
 }
 
-// Batch is the store work of one stage of one transaction. Every check that
-// needs the store at a stage adds its part to the stage's batch in its
-// Prepare method; the chain then runs the batch once (one store round
-// trip) before the checks decide, and each check reads its own results in
-// its stage method. The checks never see each other's parts. The store's
-// batch (store.Batch) implements it.
-type Batch interface {
-	// Exec runs everything added, once.
-	Exec(ctx context.Context) error
-}
+// Batch is the store work of one stage of one transaction (package
+// internal/store/batch). Every check that needs the store at a stage adds
+// its part to the stage's batch in its Prepare method; the chain then runs
+// the batch once (one store round trip) before the checks decide, and each
+// check reads its own results in its stage method. The checks never see
+// each other's parts. A check called without a chain (a nil batch) makes
+// a batch of its own and runs it at once.
+type Batch = batch.Batch
 
 // MailPreparer adds a check's store work at MAIL FROM to the stage's batch.
 type MailPreparer interface {
 	Check
-	PrepareMail(ctx context.Context, t *Txn, b Batch)
+	PrepareMail(ctx context.Context, t *Txn, b *Batch)
 }
 
 // RcptPreparer adds a check's store work at RCPT TO to the stage's batch.
 type RcptPreparer interface {
 	Check
-	PrepareRcpt(ctx context.Context, t *Txn, r *Rcpt, b Batch)
+	PrepareRcpt(ctx context.Context, t *Txn, r *Rcpt, b *Batch)
 }
 
 // EOMPreparer adds a check's store work at end of message to the stage's
 // batch.
 type EOMPreparer interface {
 	Check
-	PrepareEOM(ctx context.Context, t *Txn, b Batch)
+	PrepareEOM(ctx context.Context, t *Txn, b *Batch)
 }
 
 // FinishPreparer adds a check's store work at the end of the transaction
@@ -152,5 +152,5 @@ type EOMPreparer interface {
 // after every Finisher was told.
 type FinishPreparer interface {
 	Check
-	PrepareFinish(ctx context.Context, t *Txn, accepted bool, b Batch)
+	PrepareFinish(ctx context.Context, t *Txn, accepted bool, b *Batch)
 }

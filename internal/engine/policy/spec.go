@@ -18,7 +18,25 @@ type FindingSpec struct {
 	// reply for the action.
 	Reply Reply
 	Doc   string
+	// Tally, when set, is the postmaster report's table that counts the
+	// finding (TallyLimit, TallySpike, TallyOptedOut...); the report
+	// names no finding itself.
+	Tally string
 }
+
+// The report's tallies (FindingSpec.Tally).
+const (
+	// TallyLimit: a volume limit reached (the report's limit hits).
+	TallyLimit = "limit"
+	// TallySpike: a volume spike (the report's spikes).
+	TallySpike = "spike"
+	// TallyOptedOut, TallySuppressed and TallyEscalated: a send to a
+	// recipient on the customer's list, on the provider's list, and a
+	// customer flagged for them (the report's opt-out table).
+	TallyOptedOut   = "opted_out"
+	TallySuppressed = "suppressed"
+	TallyEscalated  = "escalated"
+)
 
 // Spec is what a check declares about itself, in code, next to the check:
 // its name, every finding it can report, and where it may run relative to

@@ -4,14 +4,21 @@ import (
 	"context"
 	"reflect"
 	"testing"
+
+	"github.com/aupguard/aupguard/internal/store/batch"
 )
 
 // startLog records, in order, what happened during one EOM stage.
 type startLog struct{ events []string }
 
-func (l *startLog) Exec(context.Context) error {
-	l.events = append(l.events, "batch")
-	return nil
+// newBatch is the chain's batch factory: a memory batch that logs its run.
+func (l *startLog) newBatch() *Batch {
+	b := (*batch.Runner)(nil).NewBatch()
+	b.Func(func(context.Context) (any, error) {
+		l.events = append(l.events, "batch")
+		return nil, nil
+	})
+	return b
 }
 
 // starterCheck starts work at the beginning of the stage and decides at
@@ -43,8 +50,8 @@ func (s starterCheck) EOM(context.Context, *Txn) ([]Finding, error) {
 // loggedStore is a check with store work that logs when it decides.
 type loggedStore struct{ log *startLog }
 
-func (loggedStore) Name() string                            { return "store" }
-func (loggedStore) PrepareEOM(context.Context, *Txn, Batch) {}
+func (loggedStore) Name() string                             { return "store" }
+func (loggedStore) PrepareEOM(context.Context, *Txn, *Batch) {}
 func (s loggedStore) EOM(context.Context, *Txn) ([]Finding, error) {
 	s.log.events = append(s.log.events, "eom store")
 	return nil, nil
@@ -91,7 +98,7 @@ func TestChainStartsEOMWorkFirst(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l := &startLog{}
-			c := NewChain(tc.steps(l), WithBatches(func() Batch { return l }))
+			c := NewChain(tc.steps(l), WithBatches(l.newBatch))
 			v := c.EOM(context.Background(), &Txn{Customer: tc.cust})
 			if !reflect.DeepEqual(l.events, tc.want) {
 				t.Fatalf("events %q, want %q", l.events, tc.want)

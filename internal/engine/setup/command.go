@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
@@ -13,6 +14,11 @@ import (
 type Command struct {
 	// Name is the subcommand ("optout", "quota", "dkim").
 	Name string
+	// Parent, when set, makes it a subcommand of the binary's command
+	// Parent: `aupguard customer status ID` is opt-out's "status" under
+	// "customer"; the core command hands the subcommands it does not know
+	// to the families (Subcommand).
+	Parent string
 	// Summary is its one line in `aupguard help`.
 	Summary string
 	// Run runs it with the arguments after its name and returns the
@@ -27,9 +33,17 @@ type Env struct {
 	// LoadConfig loads and validates the config file at path with every
 	// family's sections, printing each error with its place on Stderr.
 	LoadConfig func(path string) (*config.Config, bool)
+	// ConfigOptions are the options config.Load validates with (every
+	// family's checks and sections), for a command that reports a config
+	// error its own way.
+	ConfigOptions config.Options
 	// OpenDeps opens the store, secret and resolver for cfg (the caller
 	// closes Deps.Store).
 	OpenDeps func(cfg *config.Config) (*Deps, error)
+	// Audit records a change the command made in the audit trail (who:
+	// the CLI's user; what: action on target, before and after). A
+	// failure to record is a warning on Stderr, not the command's failure.
+	Audit func(cfg *config.Config, action, target, before, after string)
 }
 
 // registry is the process's families, filled by package plugins at init.
@@ -53,11 +67,13 @@ func Register(fams ...Family) {
 		registry.fams = append(registry.fams, f)
 	}
 	seen := map[string]bool{}
-	for _, c := range commandsOf(registry.fams) {
-		if seen[c.Name] {
-			panic(fmt.Sprintf("setup: command %q registered twice", c.Name))
+	for _, f := range registry.fams {
+		for _, c := range f.Commands {
+			if seen[c.Parent+" "+c.Name] {
+				panic(fmt.Sprintf("setup: command %q registered twice", strings.TrimSpace(c.Parent+" "+c.Name)))
+			}
+			seen[c.Parent+" "+c.Name] = true
 		}
-		seen[c.Name] = true
 	}
 }
 
@@ -68,14 +84,27 @@ func Families() []Family {
 	return append([]Family(nil), registry.fams...)
 }
 
-// Commands returns the registered families' commands, by name.
-func Commands() []Command { return commandsOf(Families()) }
-
-func commandsOf(fams []Family) []Command {
+// Commands returns the registered families' commands under parent (""
+// for the binary's own level), by name.
+func Commands(parent string) []Command {
 	var out []Command
-	for _, f := range fams {
-		out = append(out, f.Commands...)
+	for _, f := range Families() {
+		for _, c := range f.Commands {
+			if c.Parent == parent {
+				out = append(out, c)
+			}
+		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
+}
+
+// Subcommand returns the registered command name under parent.
+func Subcommand(parent, name string) (Command, bool) {
+	for _, c := range Commands(parent) {
+		if c.Name == name {
+			return c, true
+		}
+	}
+	return Command{}, false
 }

@@ -24,6 +24,10 @@ type Host struct {
 	// Deps are the dependencies of the checks (store, clock, logger,
 	// resolver, secret...). Deps.Config is the config at start.
 	Deps *Deps
+	// Serving is true in the daemon: the services, listeners and routes
+	// registered will run. A command's Host (false) uses only the report
+	// sections: a family registers its services only when Serving.
+	Serving bool
 	// Labeled, set by the daemon, returns the customers that have their
 	// own label value in metrics (admin.metrics_top_customers): a
 	// per-customer collector exports those only. Nil outside the daemon.

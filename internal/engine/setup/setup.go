@@ -38,6 +38,10 @@ type Deps struct {
 	// Config (customer.Directory.Update of the running one, for a live
 	// directory change); nil builds it from Config.
 	Directory *customer.Directory
+	// Live, when set, is the directory in force: a check that asks
+	// whether an id is a customer asks it, so that it stays true when the
+	// check is kept across live directory changes (gateway.Rebind).
+	Live *customer.Live
 	// Shared, when set, holds the families' long-lived objects across
 	// reloads (Shared.Get); nil (a one-shot command) makes them anew.
 	Shared *Shared
@@ -87,6 +91,9 @@ type Family struct {
 	Setup func(h *Host) error
 	// Commands are the family's CLI subcommands (`aupguard NAME ...`).
 	Commands []Command
+	// Build, when set, says how the family was built ("RSA signing:
+	// openssl"); `aupguard version` prints it in parentheses.
+	Build string
 	// RecipientForm, when set, says how the family canonicalises a
 	// recipient for its keyed hash (local part case-sensitive, subaddress
 	// folded); the gateway hashes the recipients of its decisions the same

@@ -40,6 +40,7 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/observability/access"
 	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/observability/events"
@@ -99,6 +100,11 @@ type Options struct {
 	// Mounts are other packages' handlers by ServeMux pattern (e.g.
 	// "/api/optouts", "/api/customers/{id}/flag"), served behind the token.
 	Mounts map[string]http.Handler
+	// ReportSections are the families' report sections (setup.Host), in
+	// the report API's and the dashboard's reports.
+	ReportSections []setup.ReportSection
+	// Panels are the families' panels on the console's customer page.
+	Panels []setup.ConsolePanel
 	Logger *slog.Logger
 	Clock  clock.Clock
 	// Panics logs and counts a panic while serving a request.

@@ -357,7 +357,7 @@ func (s *Server) buildReport(r *http.Request, def time.Duration) (*report.Report
 	}
 	cfg := s.cfg.Load()
 	rep, err := report.Build(r.Context(), rec, report.Options{Since: since, Until: until, Customer: q.Get("customer"),
-		Config: cfg, Top: cfg.Reports.Top, Standing: s.o.Standing, Now: s.o.Clock.Now(), Reputation: s.o.Reputation})
+		Config: cfg, Top: cfg.Reports.Top, Standing: s.o.Standing, Now: s.o.Clock.Now(), Reputation: s.o.Reputation, Sections: s.o.ReportSections})
 	if err != nil {
 		return nil, http.StatusServiceUnavailable, err
 	}

@@ -311,6 +311,22 @@ func (s *Server) pageCustomer(w http.ResponseWriter, r *http.Request) {
 			data["Changes"] = log
 		}
 	}
+	var panels []map[string]any
+	for _, p := range s.o.Panels {
+		if p.Customer == nil {
+			continue
+		}
+		h, err := p.Customer(ctx, cfg, id)
+		if err != nil {
+			errs = append(errs, p.Title+" unavailable")
+			s.log.Warn("console: panel failed", "panel", p.Name, "customer", id, "err", err)
+			continue
+		}
+		if h != "" {
+			panels = append(panels, map[string]any{"Name": p.Name, "Title": p.Title, "HTML": h})
+		}
+	}
+	data["Panels"] = panels
 	if p, _ := access.FromContext(r.Context()); p.Admin {
 		data["CSRF"] = s.formToken(r, clearFlagPath(id))
 	}

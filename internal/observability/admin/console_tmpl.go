@@ -259,6 +259,13 @@ form.filters { display: flex; gap: 8px; flex-wrap: wrap; align-items: end; } for
 {{- with .Spike}}<p>Spike detection: {{.Count}} messages in the last {{.Window}}, threshold {{printf "%.0f" .Threshold}} ({{printf "%.1f" .Factor}} × baseline {{printf "%.1f" .Baseline}}/h, floor {{.Floor}}){{if .Spiking}} — <span class="bad">spiking</span>{{end}}.</p>{{end}}
 {{- else}}<p class="muted">No limit information.</p>{{end}}
 
+{{- range .Panels}}
+<section id="panel-{{.Name}}">
+<h2>{{.Title}}</h2>
+{{.HTML}}
+</section>
+{{- end}}
+
 <h2>Volume, last 7 days</h2>
 {{.Volume}}
 <h2>Decisions by check</h2>

@@ -1,15 +1,10 @@
 package metrics
 
 import (
-	"context"
-	"errors"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/aupguard/aupguard/internal/engine/decision"
-	"github.com/aupguard/aupguard/internal/engine/policy"
 )
 
 // TestBuildInfoAndReloads: build_info names the build; reloads count by
@@ -40,36 +35,6 @@ func TestBuildInfoAndReloads(t *testing.T) {
 	check(0, 1, 0, 1_800_000_000)
 	m.ConfigLoaded(t0.Add(time.Minute), true)
 	check(1, 1, 1, 1_800_000_060)
-}
-
-// TestQuotaRatios: the customers with their own label value get one
-// series per daily quota with a limit; a customer whose read fails, and
-// unlabeled ones, are left out.
-func TestQuotaRatios(t *testing.T) {
-	m := New(Options{TopCustomers: 2})
-	for _, c := range []string{"a", "b", "c"} { // c is "other"
-		m.Observe(&decision.Decision{Stage: decision.StageEOM, Customer: c, Action: policy.Accept, Effective: policy.Accept})
-	}
-	var asked []string
-	m.WatchQuotas(func(_ context.Context, id string) ([]QuotaUse, error) {
-		asked = append(asked, id)
-		switch id {
-		case "a":
-			return []QuotaUse{{Limit: "messages_per_day", Used: 5, Max: 10}, {Limit: "bytes_per_day", Used: 1, Max: 0}}, nil
-		case "b":
-			return nil, errors.New("store down")
-		}
-		return []QuotaUse{{Limit: "messages_per_day", Used: 1, Max: 1}}, nil
-	})
-	if got := gathered(t, m, `aupguard_customer_quota_used_ratio{customer="a",limit="messages_per_day"}`); got != 0.5 {
-		t.Errorf("a's ratio %v, want 0.5", got)
-	}
-	if n := count(t, m, "aupguard_customer_quota_used_ratio"); n != 1 {
-		t.Errorf("%d series, want 1 (b failed, c is not labeled, an unlimited quota has no ratio)", n)
-	}
-	if strings.Contains(strings.Join(asked, ","), "c") {
-		t.Errorf("asked for unlabeled customers: %v", asked)
-	}
 }
 
 // gathered is the value of one sample, "name" or "name{labels}" as the

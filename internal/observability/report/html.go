@@ -38,7 +38,28 @@ func (r *Report) WriteHTML(w io.Writer, o HTMLOptions) error {
 		Refresh int
 		Volume  template.HTML
 		Checks  template.HTML
-	}{r, o, int(o.Refresh / time.Second), template.HTML(r.VolumeChart()), template.HTML(r.ChecksChart())})
+		// Sections are the families' sections, rendered by each.
+		Sections []renderedSection
+	}{r, o, int(o.Refresh / time.Second), template.HTML(r.VolumeChart()), template.HTML(r.ChecksChart()), r.renderedSections()})
+}
+
+// renderedSection is a family's report section as HTML.
+type renderedSection struct {
+	Name, Title string
+	HTML        template.HTML
+}
+
+// renderedSections renders the families' sections that have HTML, in
+// order (the family escapes what it renders).
+func (r *Report) renderedSections() []renderedSection {
+	var out []renderedSection
+	for _, s := range r.sections {
+		if s.HTML == nil {
+			continue
+		}
+		out = append(out, renderedSection{Name: s.Name, Title: s.Title, HTML: s.HTML(r.Sections[s.Name])})
+	}
+	return out
 }
 
 var funcs = template.FuncMap{
@@ -223,6 +244,13 @@ footer { margin-top: 32px; color: #777; font-size: 12px; }
 {{- end}}
 </tbody>
 </table>
+{{- end}}
+
+{{- range .Sections}}
+<section id="section-{{.Name}}">
+<h2>{{.Title}}</h2>
+{{.HTML}}
+</section>
 {{- end}}
 
 {{- if not .R.Customer}}{{range .R.Customers}}{{if .Findings}}

@@ -23,6 +23,7 @@ import (
 	"github.com/emersion/go-smtp"
 
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 )
 
@@ -45,10 +46,16 @@ func Daily(ctx context.Context, src Source, cfg *config.Config, standing Standin
 // DailyWithReputation is Daily with the bounce standings and blocklist
 // states (rep) in the reports.
 func DailyWithReputation(ctx context.Context, src Source, cfg *config.Config, standing StandingFunc, rep ReputationFunc, since, until, now time.Time) ([]Message, error) {
+	return DailyWithSections(ctx, src, cfg, standing, rep, nil, since, until, now)
+}
+
+// DailyWithSections is DailyWithReputation with the families' report
+// sections in the reports.
+func DailyWithSections(ctx context.Context, src Source, cfg *config.Config, standing StandingFunc, rep ReputationFunc, sections []setup.ReportSection, since, until, now time.Time) ([]Message, error) {
 	var msgs []Message
 	prefix := cfg.Reports.SubjectPrefix
 	if pm := cfg.Provider.Postmaster; pm != "" {
-		r, err := Build(ctx, src, Options{Since: since, Until: until, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
+		r, err := Build(ctx, src, Options{Since: since, Until: until, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep, Sections: sections})
 		if err != nil {
 			return nil, err
 		}
@@ -66,7 +73,7 @@ func DailyWithReputation(ctx context.Context, src Source, cfg *config.Config, st
 		if c.AbuseContact == "" && res == nil {
 			continue
 		}
-		r, err := Build(ctx, src, Options{Since: since, Until: until, Customer: c.ID, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep})
+		r, err := Build(ctx, src, Options{Since: since, Until: until, Customer: c.ID, Config: cfg, Top: cfg.Reports.Top, Standing: standing, Now: now, Reputation: rep, Sections: sections})
 		if err != nil {
 			return nil, err
 		}

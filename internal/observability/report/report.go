@@ -19,9 +19,10 @@ import (
 	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/reputation"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/policy"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/observability/events"
 	"github.com/aupguard/aupguard/internal/store"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
 // DailyAbove is the period above which a report counts by day, not hour.
@@ -64,6 +65,9 @@ type Options struct {
 	Now time.Time
 	// Reputation, when set, adds bounce standings and blocklist states.
 	Reputation ReputationFunc
+	// Sections are the families' report sections (setup.ReportSection),
+	// built in order into Report.Sections.
+	Sections []setup.ReportSection
 }
 
 // Counts are message counts. Messages is every message decided; Accepted,
@@ -131,6 +135,11 @@ type Report struct {
 	Bounces []reputation.Standing `json:"bounces,omitempty"`
 	// Blocklists are the egress addresses' listing states (provider report only).
 	Blocklists []reputation.Listing `json:"blocklists,omitempty"`
+	// Sections are the families' sections by name (Options.Sections).
+	Sections map[string]any `json:"sections,omitempty"`
+	// sections are the specs of Sections, in order (the HTML renders
+	// them).
+	sections []setup.ReportSection
 }
 
 // CustomerSummary is one customer's figures.
@@ -216,13 +225,9 @@ type Series struct {
 	Total    int64   `json:"total"`
 }
 
-// limitFindings are the findings of a volume limit reached.
-var limitFindings = map[string]bool{
-	ratelimit.FindingRate: true, ratelimit.FindingQuota: true, ratelimit.FindingRcptFrequency: true,
-	ratelimit.FindingTooManyRcpts: true, ratelimit.FindingTooLarge: true,
-}
-
-// Build computes the report from src.
+// Build computes the report from src: the counters of the period, read
+// once, tallied by customer, check and finding (tally), then each table
+// made from the tallies.
 func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 	if !o.Since.Before(o.Until) {
 		return nil, fmt.Errorf("report: empty period %s..%s", o.Since.Format(time.RFC3339), o.Until.Format(time.RFC3339))
@@ -245,98 +250,156 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 	for t := o.Since.UTC().Truncate(r.Span); t.Before(o.Until); t = t.Add(r.Span) {
 		r.Times = append(r.Times, t)
 	}
-	index := map[time.Time]int{}
-	for i, t := range r.Times {
-		index[t] = i
-	}
-
-	custs := map[string]*CustomerSummary{}
-	findings := map[string]map[[2]string]int64{}
-	checks := map[[2]string]*CheckRow{}
-	optRows := map[string]*OptOutRow{}
-	dmarc := map[[3]string]int64{}
-	series := map[string][]int64{}
-	marks := map[Mark]int64{}
+	t := newTally(r.Times)
 	for _, b := range bs {
-		cs := custs[b.Customer]
-		if cs == nil {
-			cs = &CustomerSummary{ID: b.Customer}
-			custs[b.Customer] = cs
-			findings[b.Customer] = map[[2]string]int64{}
-		}
-		c := countsOf(b.Counts)
-		cs.Counts.add(c)
-		if i, ok := index[b.Start]; ok {
-			if series[b.Customer] == nil {
-				series[b.Customer] = make([]int64, len(r.Times))
-			}
-			series[b.Customer][i] += c.Messages
-		}
-		for f, n := range b.Counts {
-			prefix, p := events.ParseField(f)
-			switch {
-			case prefix == events.PrefixDecision && len(p) == 5:
-				// stage|check|finding|action|effective
-				k := [2]string{p[1], p[2]}
-				row := checks[k]
-				if row == nil {
-					row = &CheckRow{Check: p[1], Finding: p[2]}
-					checks[k] = row
+		t.add(b)
+	}
+	r.Customers = t.customerRows(ctx, o, r)
+	r.TopOffenders = topOffenders(r.Customers, o.Top)
+	r.Checks = t.checkRows()
+	r.Spikes, r.LimitHits = t.markRows()
+	r.OptOut, r.OptOutSources = optOutRows(r.Customers, t.optRows)
+	r.DMARC = t.dmarcRows()
+	r.Series = t.seriesRows(r.Customers)
+	addReputation(ctx, r, o)
+	addSections(ctx, r, o)
+	return r, nil
+}
+
+// findingTallies are the report tables of the findings that declare one
+// (policy.FindingSpec.Tally), from the registered families' specs.
+func findingTallies() map[string]string {
+	out := map[string]string{}
+	for _, f := range setup.Families() {
+		for _, c := range f.Checks {
+			for _, fs := range c.Spec.Findings {
+				if fs.Tally != "" {
+					out[fs.Name] = fs.Tally
 				}
-				switch p[3] {
-				case "accept":
-					row.Accept += n
-				case "quarantine":
-					row.Quarantine += n
-				case "defer":
-					row.Defer += n
-				case "reject":
-					row.Reject += n
-				}
-				if p[3] != p[4] {
-					row.Monitor += n
-				}
-				if p[3] != "accept" {
-					findings[b.Customer][k] += n
-				}
-			case prefix == events.PrefixResult && len(p) == 3:
-				k := [2]string{p[0], p[1]}
-				row := checks[k]
-				if row == nil {
-					row = &CheckRow{Check: p[0], Finding: p[1]}
-					checks[k] = row
-				}
-				row.Findings += n
-				switch {
-				case p[1] == ratelimit.FindingSpike:
-					cs.Spikes += n
-					marks[Mark{Customer: b.Customer, Time: b.Start, Kind: p[1]}] += n
-				case limitFindings[p[1]]:
-					cs.LimitHits += n
-					marks[Mark{Customer: b.Customer, Time: b.Start, Kind: p[1]}] += n
-				}
-				switch p[1] {
-				case optout.FindingOptedOut, optout.FindingSuppressed, optout.FindingEscalation:
-					or := optRows[b.Customer]
-					if or == nil {
-						or = &OptOutRow{Customer: b.Customer}
-						optRows[b.Customer] = or
-					}
-					switch p[1] {
-					case optout.FindingOptedOut:
-						or.OptedOut += n
-					case optout.FindingSuppressed:
-						or.Suppressed += n
-					default:
-						or.Escalated += n
-					}
-				}
-			case prefix == events.PrefixDMARC && len(p) == 2:
-				dmarc[[3]string{p[0], b.Customer, p[1]}] += n
 			}
 		}
 	}
+	return out
+}
 
+// tally is the period's counters summed by customer, check, finding,
+// DMARC domain and time bucket.
+type tally struct {
+	kinds    map[string]string // finding → policy.Tally*
+	index    map[time.Time]int
+	times    int
+	custs    map[string]*CustomerSummary
+	findings map[string]map[[2]string]int64
+	checks   map[[2]string]*CheckRow
+	optRows  map[string]*OptOutRow
+	dmarc    map[[3]string]int64
+	series   map[string][]int64
+	marks    map[Mark]int64
+}
+
+func newTally(times []time.Time) *tally {
+	t := &tally{kinds: findingTallies(), index: map[time.Time]int{}, times: len(times),
+		custs: map[string]*CustomerSummary{}, findings: map[string]map[[2]string]int64{}, checks: map[[2]string]*CheckRow{},
+		optRows: map[string]*OptOutRow{}, dmarc: map[[3]string]int64{}, series: map[string][]int64{}, marks: map[Mark]int64{}}
+	for i, x := range times {
+		t.index[x] = i
+	}
+	return t
+}
+
+// add sums one bucket of counters.
+func (t *tally) add(b events.Bucket) {
+	cs := t.custs[b.Customer]
+	if cs == nil {
+		cs = &CustomerSummary{ID: b.Customer}
+		t.custs[b.Customer] = cs
+		t.findings[b.Customer] = map[[2]string]int64{}
+	}
+	c := countsOf(b.Counts)
+	cs.Counts.add(c)
+	if i, ok := t.index[b.Start]; ok {
+		if t.series[b.Customer] == nil {
+			t.series[b.Customer] = make([]int64, t.times)
+		}
+		t.series[b.Customer][i] += c.Messages
+	}
+	for f, n := range b.Counts {
+		prefix, p := events.ParseField(f)
+		switch {
+		case prefix == events.PrefixDecision && len(p) == 5:
+			t.addDecision(b.Customer, p, n)
+		case prefix == events.PrefixResult && len(p) == 3:
+			t.addResult(cs, b, p, n)
+		case prefix == events.PrefixDMARC && len(p) == 2:
+			t.dmarc[[3]string{p[0], b.Customer, p[1]}] += n
+		}
+	}
+}
+
+// row returns the check row of check and finding, made on first use.
+func (t *tally) row(check, finding string) *CheckRow {
+	k := [2]string{check, finding}
+	row := t.checks[k]
+	if row == nil {
+		row = &CheckRow{Check: check, Finding: finding}
+		t.checks[k] = row
+	}
+	return row
+}
+
+// addDecision counts a decision: p is stage|check|finding|action|effective.
+func (t *tally) addDecision(customer string, p []string, n int64) {
+	row := t.row(p[1], p[2])
+	switch p[3] {
+	case "accept":
+		row.Accept += n
+	case "quarantine":
+		row.Quarantine += n
+	case "defer":
+		row.Defer += n
+	case "reject":
+		row.Reject += n
+	}
+	if p[3] != p[4] {
+		row.Monitor += n
+	}
+	if p[3] != "accept" {
+		t.findings[customer][[2]string{p[1], p[2]}] += n
+	}
+}
+
+// addResult counts a finding, deciding or not: p is check|finding|action.
+func (t *tally) addResult(cs *CustomerSummary, b events.Bucket, p []string, n int64) {
+	t.row(p[0], p[1]).Findings += n
+	kind := t.kinds[p[1]]
+	switch kind {
+	case policy.TallySpike:
+		cs.Spikes += n
+		t.marks[Mark{Customer: b.Customer, Time: b.Start, Kind: p[1]}] += n
+	case policy.TallyLimit:
+		cs.LimitHits += n
+		t.marks[Mark{Customer: b.Customer, Time: b.Start, Kind: p[1]}] += n
+	case policy.TallyOptedOut, policy.TallySuppressed, policy.TallyEscalated:
+		or := t.optRows[b.Customer]
+		if or == nil {
+			or = &OptOutRow{Customer: b.Customer}
+			t.optRows[b.Customer] = or
+		}
+		switch kind {
+		case policy.TallyOptedOut:
+			or.OptedOut += n
+		case policy.TallySuppressed:
+			or.Suppressed += n
+		default:
+			or.Escalated += n
+		}
+	}
+}
+
+// customerRows are the customers, most messages first, with their names,
+// findings and standings; it adds them to r's totals and a standing that
+// cannot be read to r's errors.
+func (t *tally) customerRows(ctx context.Context, o Options, r *Report) []CustomerSummary {
 	var cfgCust map[string]config.Customer
 	if o.Config != nil {
 		cfgCust = map[string]config.Customer{}
@@ -344,12 +407,13 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 			cfgCust[c.ID] = c
 		}
 	}
-	for id, cs := range custs {
+	var out []CustomerSummary
+	for id, cs := range t.custs {
 		if c, ok := cfgCust[id]; ok {
 			cs.Name, cs.Mode = c.Name, c.Mode
 		}
 		cs.Stopped = cs.Counts.Stopped()
-		for k, n := range findings[id] {
+		for k, n := range t.findings[id] {
 			cs.Findings = append(cs.Findings, FindingCount{Check: k[0], Finding: k[1], Count: n})
 		}
 		sort.Slice(cs.Findings, func(i, j int) bool {
@@ -368,36 +432,49 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 			}
 		}
 		r.Totals.add(cs.Counts)
-		r.Customers = append(r.Customers, *cs)
+		out = append(out, *cs)
 	}
 	sort.Strings(r.Errors)
-	sort.Slice(r.Customers, func(i, j int) bool {
-		a, b := r.Customers[i], r.Customers[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Messages != b.Messages {
 			return a.Messages > b.Messages
 		}
 		return a.ID < b.ID
 	})
-	for _, cs := range r.Customers {
+	return out
+}
+
+// topOffenders are the customers that had mail stopped (or would have,
+// in monitor mode), most stopped first, at most top.
+func topOffenders(custs []CustomerSummary, top int) []CustomerSummary {
+	var out []CustomerSummary
+	for _, cs := range custs {
 		if cs.Stopped > 0 || cs.WouldRefuse > 0 {
-			r.TopOffenders = append(r.TopOffenders, cs)
+			out = append(out, cs)
 		}
 	}
-	sort.SliceStable(r.TopOffenders, func(i, j int) bool {
-		a, b := r.TopOffenders[i], r.TopOffenders[j]
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Stopped != b.Stopped {
 			return a.Stopped > b.Stopped
 		}
 		return a.WouldRefuse > b.WouldRefuse
 	})
-	if len(r.TopOffenders) > o.Top {
-		r.TopOffenders = r.TopOffenders[:o.Top]
+	if len(out) > top {
+		out = out[:top]
 	}
-	for _, row := range checks {
-		r.Checks = append(r.Checks, *row)
+	return out
+}
+
+// checkRows are the checks' findings, most decisions first.
+func (t *tally) checkRows() []CheckRow {
+	var out []CheckRow
+	for _, row := range t.checks {
+		out = append(out, *row)
 	}
-	sort.Slice(r.Checks, func(i, j int) bool {
-		a, b := r.Checks[i], r.Checks[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Decisions() != b.Decisions() {
 			return a.Decisions() > b.Decisions()
 		}
@@ -406,73 +483,125 @@ func Build(ctx context.Context, src Source, o Options) (*Report, error) {
 		}
 		return a.Check+"/"+a.Finding < b.Check+"/"+b.Finding
 	})
-	for m, n := range marks {
+	return out
+}
+
+// markRows are the spikes and the limit hits, in time order.
+func (t *tally) markRows() (spikes, limits []Mark) {
+	for m, n := range t.marks {
 		m.Count = n
-		if m.Kind == ratelimit.FindingSpike {
-			r.Spikes = append(r.Spikes, m)
+		if t.kinds[m.Kind] == policy.TallySpike {
+			spikes = append(spikes, m)
 		} else {
-			r.LimitHits = append(r.LimitHits, m)
+			limits = append(limits, m)
 		}
 	}
-	sortMarks(r.Spikes)
-	sortMarks(r.LimitHits)
+	sortMarks(spikes)
+	sortMarks(limits)
+	return spikes, limits
+}
+
+// optOutRows are the opt-out table (sends to opted-out recipients, and
+// every customer flagged or with complaints) and the opt-outs recorded
+// by source, from the period's rows and the customers' standings.
+func optOutRows(custs []CustomerSummary, rows map[string]*OptOutRow) ([]OptOutRow, []SourceRow) {
 	standing := map[string]*optout.CustomerStatus{}
-	for _, cs := range r.Customers {
+	for _, cs := range custs {
 		standing[cs.ID] = cs.Standing
 		// A flagged customer or one with complaints is listed even
 		// without opted-out sends in the period.
-		if st := cs.Standing; st != nil && optRows[cs.ID] == nil && (st.Flag != nil || st.Complaints > 0 || st.OptedOutSends > 0) {
-			optRows[cs.ID] = &OptOutRow{Customer: cs.ID}
+		if st := cs.Standing; st != nil && rows[cs.ID] == nil && (st.Flag != nil || st.Complaints > 0 || st.OptedOutSends > 0) {
+			rows[cs.ID] = &OptOutRow{Customer: cs.ID}
 		}
 	}
-	for _, cs := range r.Customers {
+	var sources []SourceRow
+	for _, cs := range custs {
 		if st := cs.Standing; st != nil && st.OptOutsRecorded() > 0 {
 			row := SourceRow{Customer: cs.ID, Total: st.OptOutsRecorded()}
 			for _, src := range optout.SourceOrder {
 				row.Counts = append(row.Counts, st.Sources[src])
 			}
-			r.OptOutSources = append(r.OptOutSources, row)
+			sources = append(sources, row)
 		}
 	}
-	sort.Slice(r.OptOutSources, func(i, j int) bool {
-		a, b := r.OptOutSources[i], r.OptOutSources[j]
+	sort.Slice(sources, func(i, j int) bool {
+		a, b := sources[i], sources[j]
 		if a.Total != b.Total {
 			return a.Total > b.Total
 		}
 		return a.Customer < b.Customer
 	})
-	for id, row := range optRows {
+	var out []OptOutRow
+	for id, row := range rows {
 		row.Standing = standing[id]
-		r.OptOut = append(r.OptOut, *row)
+		out = append(out, *row)
 	}
-	sort.Slice(r.OptOut, func(i, j int) bool {
-		a, b := r.OptOut[i], r.OptOut[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.OptedOut+a.Suppressed != b.OptedOut+b.Suppressed {
 			return a.OptedOut+a.Suppressed > b.OptedOut+b.Suppressed
 		}
 		return a.Customer < b.Customer
 	})
-	for k, n := range dmarc {
-		r.DMARC = append(r.DMARC, DMARCRow{Domain: k[0], Customer: k[1], Finding: k[2], Count: n})
+	return out, sources
+}
+
+// dmarcRows are the DMARC failures by author domain, most first.
+func (t *tally) dmarcRows() []DMARCRow {
+	var out []DMARCRow
+	for k, n := range t.dmarc {
+		out = append(out, DMARCRow{Domain: k[0], Customer: k[1], Finding: k[2], Count: n})
 	}
-	sort.Slice(r.DMARC, func(i, j int) bool {
-		a, b := r.DMARC[i], r.DMARC[j]
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
 		if a.Count != b.Count {
 			return a.Count > b.Count
 		}
 		return a.Domain+a.Customer+a.Finding < b.Domain+b.Customer+b.Finding
 	})
-	for _, cs := range r.Customers {
-		if v := series[cs.ID]; v != nil {
+	return out
+}
+
+// seriesRows are the customers' messages per bucket, in customer order.
+func (t *tally) seriesRows(custs []CustomerSummary) []Series {
+	var out []Series
+	for _, cs := range custs {
+		if v := t.series[cs.ID]; v != nil {
 			s := Series{Customer: cs.ID, Values: v}
 			for _, x := range v {
 				s.Total += x
 			}
-			r.Series = append(r.Series, s)
+			out = append(out, s)
 		}
 	}
-	addReputation(ctx, r, o)
-	return r, nil
+	return out
+}
+
+// addSections builds the families' report sections (Options.Sections)
+// into r.Sections; a section that fails is listed in r.Errors.
+func addSections(ctx context.Context, r *Report, o Options) {
+	if len(o.Sections) == 0 {
+		return
+	}
+	q := setup.ReportQuery{Since: o.Since, Until: o.Until, Customer: o.Customer, Config: o.Config}
+	for _, cs := range r.Customers {
+		q.Customers = append(q.Customers, cs.ID)
+	}
+	for _, s := range o.Sections {
+		v, err := s.Build(ctx, q)
+		if err != nil {
+			r.Errors = append(r.Errors, fmt.Sprintf("%s: %v", s.Name, err))
+			continue
+		}
+		if v == nil {
+			continue
+		}
+		if r.Sections == nil {
+			r.Sections = map[string]any{}
+		}
+		r.Sections[s.Name] = v
+		r.sections = append(r.sections, s)
+	}
 }
 
 func sortMarks(ms []Mark) {

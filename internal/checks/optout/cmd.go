@@ -1,4 +1,4 @@
-package main
+package optout
 
 import (
 	"context"
@@ -10,17 +10,12 @@ import (
 	"os"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
-	"github.com/aupguard/aupguard/internal/engine/gateway"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/secrets"
 	"github.com/aupguard/aupguard/internal/store"
 )
-
-func init() {
-	register("optout", "manage suppression lists (add, remove, check, list, import, export)", runOptout)
-}
 
 const optoutUsage = `usage: aupguard optout COMMAND [flags] ARGS
 
@@ -37,8 +32,8 @@ store, use the admin API while the gateway runs (it holds the store file).
 `
 
 // openOptout loads the config and opens the opt-out service on its store.
-func openOptout(path string) (*optout.Service, func(), error) {
-	cfg, err := config.Load(path, gateway.ConfigOptions())
+func openOptout(env *setup.Env, path string) (*Service, func(), error) {
+	cfg, err := config.Load(path, env.ConfigOptions)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -55,7 +50,7 @@ func openOptout(path string) (*optout.Service, func(), error) {
 		h.Close()
 		return nil, nil, errors.New("no secret_file and no store.path: opt-out hashes would not match the gateway's")
 	}
-	svc, err := optout.NewService(h, cfg, key, clock.System{}, nil)
+	svc, err := NewService(h, cfg, key, clock.System{}, nil)
 	if err != nil {
 		h.Close()
 		return nil, nil, err
@@ -68,7 +63,8 @@ func openOptout(path string) (*optout.Service, func(), error) {
 	}, nil
 }
 
-func runOptout(args []string, stdout, stderr io.Writer) int {
+func runOptout(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	if len(args) == 0 {
 		fmt.Fprint(stderr, optoutUsage)
 		return 2
@@ -93,7 +89,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "aupguard optout: -list is required (customer id, or * for the provider-wide list)")
 		return 2
 	}
-	svc, closeFn, err := openOptout(*cfgPath)
+	svc, closeFn, err := openOptout(env, *cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard optout: %v\n", err)
 		return 2
@@ -115,7 +111,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 		}
 		status := 0
 		for _, a := range rest {
-			e, added, err := svc.Add(ctx, *list, a, optout.SourceCLI, *note)
+			e, added, err := svc.Add(ctx, *list, a, SourceCLI, *note)
 			if err != nil {
 				fmt.Fprintf(stderr, "%s: %v\n", a, err)
 				status = 1
@@ -144,7 +140,9 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 				status = 1
 			default:
 				fmt.Fprintf(stdout, "%s\tremoved\n", a)
-				recordCLI(svc.Config, stderr, "optout.remove", *list, optout.MaskAddress(a), "removed")
+				if env.Audit != nil {
+					env.Audit(svc.Config, "optout.remove", *list, MaskAddress(a), "removed")
+				}
 			}
 		}
 		return status
@@ -169,7 +167,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case "list":
 		enc := json.NewEncoder(stdout)
-		err := svc.Backend.Scan(ctx, *list, func(e optout.Entry) error {
+		err := svc.Backend.Scan(ctx, *list, func(e Entry) error {
 			if *asJSON {
 				return enc.Encode(e)
 			}
@@ -196,7 +194,7 @@ func runOptout(args []string, stdout, stderr io.Writer) int {
 		}
 		defer closeIn()
 		start := time.Now()
-		res, err := svc.Import(ctx, *list, in, optout.SourceImport)
+		res, err := svc.Import(ctx, *list, in, SourceImport)
 		for _, le := range res.Errors {
 			fmt.Fprintf(stderr, "%s:%d: %s\n", rest[0], le.Line, le.Error)
 		}
@@ -247,3 +245,12 @@ func openIn(name string) (io.Reader, func(), error) {
 	}
 	return f, func() { f.Close() }, nil
 }
+
+// commands are the family's CLI: `aupguard optout`, `aupguard complaint`
+// and `aupguard customer status|clear`.
+var commands = append([]setup.Command{
+	{Name: "optout", Summary: "manage suppression lists (add, remove, check, list, import, export)",
+		Run: func(args []string, env *setup.Env) int { return runOptout(env, args) }},
+	{Name: "complaint", Summary: "ingest ARF complaint reports (complaint import FILE|-)",
+		Run: func(args []string, env *setup.Env) int { return runComplaint(env, args) }},
+}, customerCommands...)

@@ -1,4 +1,4 @@
-package main
+package auth
 
 import (
 	"context"
@@ -11,7 +11,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,9 +18,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/resolver"
 )
 
@@ -29,8 +28,8 @@ import (
 func newDKIMKey(typ string, bits int) (crypto.Signer, error) {
 	switch typ {
 	case "rsa":
-		if bits < auth.MinRSABits {
-			return nil, fmt.Errorf("%d bits is too weak (want at least %d)", bits, auth.MinRSABits)
+		if bits < MinRSABits {
+			return nil, fmt.Errorf("%d bits is too weak (want at least %d)", bits, MinRSABits)
 		}
 		return rsa.GenerateKey(rand.Reader, bits)
 	case "ed25519":
@@ -40,9 +39,9 @@ func newDKIMKey(typ string, bits int) (crypto.Signer, error) {
 	return nil, fmt.Errorf("unknown key type %q (want rsa or ed25519)", typ)
 }
 
-// writeKeyFile creates path (mode 0600, never over an existing file: a
+// writeSignerFile creates path (mode 0600, never over an existing file: a
 // key may be in use) with key in PKCS#8 PEM.
-func writeKeyFile(path string, key crypto.Signer) error {
+func writeSignerFile(path string, key crypto.Signer) error {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return err
@@ -60,7 +59,7 @@ func writeKeyFile(path string, key crypto.Signer) error {
 }
 
 // zoneLine is the zone-file line publishing k's record.
-func zoneLine(k auth.Key) (string, error) {
+func zoneLine(k Key) (string, error) {
 	rec, err := k.DNSRecord()
 	if err != nil {
 		return "", err
@@ -98,22 +97,23 @@ func (o keysOwner) give(path string) error {
 	return os.Lchown(path, o.uid, o.gid)
 }
 
-// rotationConfig returns auth.dkim.rotation of cfg, with keys_dir set.
-func rotationConfig(cfg *config.Config) (auth.RotationConfig, error) {
-	a, err := auth.ConfigOf(cfg)
+// rotationConfig returns dkim.rotation of cfg, with keys_dir set.
+func rotationConfig(cfg *config.Config) (RotationConfig, error) {
+	a, err := ConfigOf(cfg)
 	if err != nil {
-		return auth.RotationConfig{}, err
+		return RotationConfig{}, err
 	}
 	if a.DKIM.Rotation.KeysDir == "" {
-		return auth.RotationConfig{}, errors.New("auth.dkim.rotation.keys_dir is not set in the config (docs/auth.md#key-rotation)")
+		return RotationConfig{}, errors.New("dkim.rotation.keys_dir is not set in the config (docs/md#key-rotation)")
 	}
 	return a.DKIM.Rotation, nil
 }
 
-func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
+func runDKIMRotate(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("dkim rotate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file (auth.dkim.rotation.keys_dir)")
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file (dkim.rotation.keys_dir)")
 	domain := fs.String("domain", "", "signing domain (d=)")
 	alg := fs.String("algorithm", "rsa", "key type: rsa or ed25519 (RFC 8463; not every receiver verifies it yet)")
 	bits := fs.Int("bits", 2048, "RSA key size")
@@ -135,7 +135,7 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard dkim rotate: %v\n", err)
 		return 1
 	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, ok := env.LoadConfig(*path)
 	if !ok {
 		return 1
 	}
@@ -144,7 +144,7 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	d := strings.ToLower(strings.TrimSuffix(*domain, "."))
-	if ddir := auth.DomainDir(rc.KeysDir, d); filepath.Base(ddir) != d {
+	if ddir := DomainDir(rc.KeysDir, d); filepath.Base(ddir) != d {
 		return fail(fmt.Errorf("bad domain %q", *domain))
 	}
 	key, err := newDKIMKey(*alg, *bits)
@@ -152,7 +152,7 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	owner := ownerOf(rc.KeysDir)
-	dir := auth.DomainDir(rc.KeysDir, d)
+	dir := DomainDir(rc.KeysDir, d)
 	if err := os.Mkdir(dir, 0o700); err == nil {
 		if err := owner.give(dir); err != nil {
 			return fail(err)
@@ -160,18 +160,18 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 	} else if !errors.Is(err, os.ErrExist) {
 		return fail(err)
 	}
-	st := &auth.DomainState{Domain: d}
-	if _, err := os.Stat(filepath.Join(dir, auth.StateFile)); err == nil {
-		if st, err = auth.ReadDomainState(rc.KeysDir, d); err != nil {
+	st := &DomainState{Domain: d}
+	if _, err := os.Stat(filepath.Join(dir, StateFile)); err == nil {
+		if st, err = ReadDomainState(rc.KeysDir, d); err != nil {
 			return fail(err)
 		}
 	}
 	taken := map[string]bool{}
 	for _, k := range st.Selectors {
 		taken[strings.ToLower(k.Selector)] = true
-		if k.State == auth.KeyPending {
+		if k.State == KeyPending {
 			return fail(fmt.Errorf("selector %s of %s is still pending: publish its record (%s) and run aupguard dkim status, or remove it from %s first",
-				k.Selector, d, filepath.Join(dir, k.Selector+".txt"), filepath.Join(dir, auth.StateFile)))
+				k.Selector, d, filepath.Join(dir, k.Selector+".txt"), filepath.Join(dir, StateFile)))
 		}
 	}
 	sel := strings.ToLower(*selector)
@@ -185,13 +185,13 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 	if taken[sel] || filepath.Base(sel) != sel || strings.ContainsAny(sel, "/\\") {
 		return fail(fmt.Errorf("selector %q is taken or invalid", sel))
 	}
-	k := auth.Key{Domain: d, Selector: sel, Signer: key}
+	k := Key{Domain: d, Selector: sel, Signer: key}
 	line, err := zoneLine(k)
 	if err != nil {
 		return fail(err)
 	}
-	keyPath := auth.KeyPath(rc.KeysDir, d, sel)
-	if err := writeKeyFile(keyPath, key); err != nil {
+	keyPath := KeyPath(rc.KeysDir, d, sel)
+	if err := writeSignerFile(keyPath, key); err != nil {
 		return fail(err)
 	}
 	recPath := filepath.Join(dir, sel+".txt")
@@ -202,32 +202,33 @@ func runDKIMRotate(args []string, stdout, stderr io.Writer) int {
 	if *alg == "ed25519" {
 		algName = "ed25519-sha256"
 	}
-	st.Selectors = append(st.Selectors, auth.KeyState{Selector: sel, Algorithm: algName, State: auth.KeyPending, Created: time.Now().UTC().Truncate(time.Second)})
-	if err := auth.WriteDomainState(rc.KeysDir, st); err != nil {
+	st.Selectors = append(st.Selectors, KeyState{Selector: sel, Algorithm: algName, State: KeyPending, Created: time.Now().UTC().Truncate(time.Second)})
+	if err := WriteDomainState(rc.KeysDir, st); err != nil {
 		return fail(err)
 	}
-	for _, p := range []string{keyPath, recPath, filepath.Join(dir, auth.StateFile)} {
+	for _, p := range []string{keyPath, recPath, filepath.Join(dir, StateFile)} {
 		if err := owner.give(p); err != nil {
 			return fail(err)
 		}
 	}
 	fmt.Fprintf(stdout, "; new key %s (pending): %s\n; publish in the zone of %s (also in %s):\n%s\n", sel, keyPath, d, recPath, line)
-	fmt.Fprintf(stdout, "; the gateways switch to %s within auth.dkim.rotation.check_interval (%s) of seeing this record;\n", sel, rc.CheckInterval)
+	fmt.Fprintf(stdout, "; the gateways switch to %s within dkim.rotation.check_interval (%s) of seeing this record;\n", sel, rc.CheckInterval)
 	fmt.Fprintf(stdout, "; until then they sign with the current key. Then run: aupguard dkim status -domain %s\n", d)
 	return 0
 }
 
-func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
+func runDKIMStatus(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("dkim status", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file (auth.dkim.rotation, dns)")
+	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file (dkim.rotation, dns)")
 	domain := fs.String("domain", "", "one signing domain (default: every domain in the key directory)")
 	dry := fs.Bool("n", false, "show what DNS says, change nothing")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: aupguard dkim status [-config FILE] [-domain DOMAIN] [-n]\n\n"+
 			"Looks every key of the rotated domains up in DNS (the gateway's resolver settings) and records\n"+
 			"what it sees in the state files: a pending key published and matching becomes active, the keys\n"+
-			"before it retiring (their records stay published for auth.dkim.rotation.retire_after), then retired.\n"+
+			"before it retiring (their records stay published for dkim.rotation.retire_after), then retired.\n"+
 			"Exit status 1 when a published record does not match its key.")
 		fs.PrintDefaults()
 	}
@@ -242,7 +243,7 @@ func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard dkim status: %v\n", err)
 		return 1
 	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, ok := env.LoadConfig(*path)
 	if !ok {
 		return 1
 	}
@@ -264,7 +265,7 @@ func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		for _, e := range ents {
 			if e.IsDir() {
-				if _, err := os.Stat(filepath.Join(rc.KeysDir, e.Name(), auth.StateFile)); err == nil {
+				if _, err := os.Stat(filepath.Join(rc.KeysDir, e.Name(), StateFile)); err == nil {
 					domains = append(domains, e.Name())
 				}
 			}
@@ -274,13 +275,13 @@ func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
 	owner := ownerOf(rc.KeysDir)
 	status := 0
 	for _, d := range domains {
-		st, err := auth.ReadDomainState(rc.KeysDir, d)
+		st, err := ReadDomainState(rc.KeysDir, d)
 		if err != nil {
 			fmt.Fprintf(stderr, "aupguard dkim status: %v\n", err)
 			status = 1
 			continue
 		}
-		reps, err := auth.Published(context.Background(), r, rc.KeysDir, d, cfg.DNS.Timeout)
+		reps, err := Published(context.Background(), r, rc.KeysDir, d, cfg.DNS.Timeout)
 		if err != nil {
 			fmt.Fprintf(stderr, "aupguard dkim status: %s: %v\n", d, err)
 			status = 1
@@ -288,12 +289,12 @@ func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
 		}
 		var changes []string
 		if !*dry {
-			changes = auth.Advance(st, reps, time.Now().UTC().Truncate(time.Second), rc.RetireAfter)
+			changes = Advance(st, reps, time.Now().UTC().Truncate(time.Second), rc.RetireAfter)
 			if len(changes) > 0 {
-				if err := auth.WriteDomainState(rc.KeysDir, st); err != nil {
+				if err := WriteDomainState(rc.KeysDir, st); err != nil {
 					return fail(err)
 				}
-				if err := owner.give(filepath.Join(auth.DomainDir(rc.KeysDir, d), auth.StateFile)); err != nil {
+				if err := owner.give(filepath.Join(DomainDir(rc.KeysDir, d), StateFile)); err != nil {
 					return fail(err)
 				}
 			}
@@ -312,7 +313,7 @@ func runDKIMStatus(args []string, stdout, stderr io.Writer) int {
 				}
 			}
 			extra := ""
-			if k.State == auth.KeyRetiring {
+			if k.State == KeyRetiring {
 				extra = " keep its record until " + k.RetireAt.Format(time.RFC3339)
 			}
 			fmt.Fprintf(stdout, "  %-20s %-9s DNS %s%s\n", k.Selector, k.State, dns, extra)

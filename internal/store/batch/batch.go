@@ -1,110 +1,98 @@
-package store
+package batch
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/aupguard/aupguard/internal/clock"
 )
 
-// Proc is one kind of store work that a check contributes to a stage's
-// batch: on Redis, a Lua function that becomes part of the one script every
-// batch runs (see Batch). Register procs at package init with NewProc; the
-// script is put together on first use, so that every package's procs are in
-// it and its SHA is the same on every gateway of the same version.
-type Proc struct {
-	name string
-	lua  string
-	arg  any // name as a script argument, boxed once
+// Runner is where batches run: a Redis client and the families' Lua
+// registered on it, or nothing (the memory backend: batches of Go
+// functions). One Runner belongs to one store handle.
+type Runner struct {
+	client  redis.UniversalClient
+	timeout time.Duration
+
+	mu   sync.Mutex
+	fams map[string]*Lua
+	snap atomic.Pointer[snapshot]
 }
 
-// Name returns the proc's registered name.
-func (p *Proc) Name() string { return p.name }
-
-var procs struct {
-	mu     sync.Mutex
-	byName map[string]*Proc
+// snapshot is the batch script of the families registered so far, and
+// the procs it holds.
+type snapshot struct {
 	script *redis.Script
+	procs  map[*Proc]bool
 }
 
-// NewProc registers a proc. body is the body of a Lua function of (KEYS,
-// ARGV), the proc's own slices of the script's keys and arguments; it may
-// call store_now() for the server's time in ms (one TIME per batch); it must
-// return a value Redis can reply with (a table, a number or a string, never
-// nil). All keys of one batch must hash to one Cluster slot (a customer's
-// hash tag); a read outside it goes beside the script (Batch.Side). It
-// panics on a duplicate name or after the script was built: both are
-// programming errors found by any test.
-func NewProc(name, body string) *Proc {
-	procs.mu.Lock()
-	defer procs.mu.Unlock()
-	if procs.script != nil {
-		panic("store: NewProc(" + name + ") after the batch script was built")
-	}
-	if procs.byName == nil {
-		procs.byName = map[string]*Proc{}
-	}
-	if _, dup := procs.byName[name]; dup {
-		panic("store: duplicate proc " + name)
-	}
-	p := &Proc{name: name, lua: body, arg: name}
-	procs.byName[name] = p
-	return p
+// NewRunner returns a runner on client (nil: memory), each Exec bounded by
+// timeout.
+func NewRunner(client redis.UniversalClient, timeout time.Duration) *Runner {
+	return &Runner{client: client, timeout: timeout}
 }
 
-// BatchScript returns the one Lua script that runs every batch: the
-// registered procs as functions, then a dispatcher. ARGV[1] is the number
-// of calls n; ARGV[2..1+3n] are, per call, the proc's name and the number
-// of its keys and of its arguments; the calls' arguments follow, and KEYS
-// are the calls' keys in order. It replies with one value per call.
-func BatchScript() *redis.Script {
-	procs.mu.Lock()
-	defer procs.mu.Unlock()
-	if procs.script != nil {
-		return procs.script
+// Register adds a family's Lua (ReadLua of fsys) to the batch script and
+// returns it; the family keeps its procs and scripts from it. A family
+// registers at setup, before its first batch; registering the same files
+// again (a reload) returns the set registered first, and a family's name
+// with other files is an error. A registration after batches ran makes a
+// new script (a new SHA, loaded by EVALSHA's NOSCRIPT fallback).
+func (r *Runner) Register(family string, l *Lua) (*Lua, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if old, ok := r.fams[family]; ok {
+		if !old.same(l) {
+			return nil, fmt.Errorf("batch: family %s registered twice with other Lua", family)
+		}
+		return old, nil
 	}
-	names := make([]string, 0, len(procs.byName))
-	for n := range procs.byName {
+	if l.family != family {
+		return nil, fmt.Errorf("batch: Lua of family %s registered as %s", l.family, family)
+	}
+	if r.fams == nil {
+		r.fams = map[string]*Lua{}
+	}
+	r.fams[family] = l
+	r.snap.Store(nil) // made again at the next Exec
+	return l, nil
+}
+
+// Script returns the current batch script (for LoadScripts at start).
+func (r *Runner) Script() *redis.Script { return r.snapshot().script }
+
+func (r *Runner) snapshot() *snapshot {
+	if s := r.snap.Load(); s != nil {
+		return s
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if s := r.snap.Load(); s != nil {
+		return s
+	}
+	names := make([]string, 0, len(r.fams))
+	for n := range r.fams {
 		names = append(names, n)
 	}
 	sort.Strings(names)
-	var b strings.Builder
-	b.WriteString(`-- aupguard: one stage's store work in one script (store/batch.go)
-local P = {}
--- store_now is the server's time in ms, read once per batch (TIME).
-local batch_now
-local function store_now()
-  if batch_now == nil then
-    local t = redis.call('TIME')
-    batch_now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
-  return batch_now
-end
-`)
-	for _, n := range names {
-		fmt.Fprintf(&b, "P[%q] = function(KEYS, ARGV)\n%s\nend\n", n, procs.byName[n].lua)
+	fams := make([]*Lua, len(names))
+	s := &snapshot{procs: map[*Proc]bool{}}
+	for i, n := range names {
+		fams[i] = r.fams[n]
+		for _, p := range fams[i].procs {
+			s.procs[p] = true
+		}
 	}
-	b.WriteString(`local n = tonumber(ARGV[1])
-local ki, ai = 0, 1 + 3 * n
-local out = {}
-for i = 1, n do
-  local h = 1 + (i - 1) * 3
-  local f = P[ARGV[h + 1]]
-  local nk, na = tonumber(ARGV[h + 2]), tonumber(ARGV[h + 3])
-  local k, a = {}, {}
-  for j = 1, nk do k[j] = KEYS[ki + j] end
-  for j = 1, na do a[j] = ARGV[ai + j] end
-  ki, ai = ki + nk, ai + na
-  out[i] = f(k, a)
-end
-return out
-`)
-	procs.script = redis.NewScript(b.String())
-	return procs.script
+	s.script = redis.NewScript(writeScript(fams))
+	r.snap.Store(s)
+	return s
 }
 
 // Call is one check's part of a batch. Its result is known after the
@@ -130,9 +118,8 @@ func (c *Call) Then(fn func(any, error)) *Call {
 
 // Result returns the call's reply (Redis: the proc's return value as
 // go-redis decodes it, or the command of a Side call; memory: what the
-// function returned) and its error
-// (wrapped as ErrUnavailable for a store failure). Before Exec it reports
-// an error.
+// function returned) and its error (wrapped as ErrUnavailable for a store
+// failure). Before Exec it reports an error.
 func (c *Call) Result() (any, error) {
 	if !c.done {
 		return nil, errors.New("store: batch call read before Exec")
@@ -142,22 +129,22 @@ func (c *Call) Result() (any, error) {
 
 // Batch is the store work of one stage of one transaction: every check
 // that needs the store at that stage adds its calls, then Exec runs them
-// all in one round trip (Redis: one EVALSHA of BatchScript, plus the Side
-// reads outside the customer's slot in the same pipeline). The checks do
-// not know of each other: each adds its own calls and reads its own
+// all in one round trip (Redis: one EVALSHA of the batch script, plus the
+// Side reads outside the customer's slot in the same pipeline). The checks
+// do not know of each other: each adds its own calls and reads its own
 // results. On the memory backend the calls are Go functions run in order.
 type Batch struct {
-	h     *Handle
+	r     *Runner
 	calls []*Call
 	ran   bool
 }
 
-// NewBatch starts an empty batch on the store.
-func (h *Handle) NewBatch() *Batch { return &Batch{h: h} }
+// NewBatch starts an empty batch (a nil Runner: a memory batch).
+func (r *Runner) NewBatch() *Batch { return &Batch{r: r} }
 
 // Redis reports whether the batch runs on Redis (calls are procs) or on the
 // memory backend (calls are functions).
-func (b *Batch) Redis() bool { return b != nil && b.h != nil && b.h.Client != nil }
+func (b *Batch) Redis() bool { return b != nil && b.r != nil && b.r.client != nil }
 
 // Cluster reports whether the store is a Redis Cluster, where keys outside
 // the customer's slot cannot be in the script.
@@ -165,12 +152,9 @@ func (b *Batch) Cluster() bool {
 	if !b.Redis() {
 		return false
 	}
-	_, ok := b.h.Client.(*redis.ClusterClient)
+	_, ok := b.r.client.(*redis.ClusterClient)
 	return ok
 }
-
-// Handle returns the store the batch runs on.
-func (b *Batch) Handle() *Handle { return b.h }
 
 // Len is the number of calls added.
 func (b *Batch) Len() int { return len(b.calls) }
@@ -231,9 +215,7 @@ func (b *Batch) Exec(ctx context.Context) error {
 	}
 	if !b.Redis() {
 		err := errors.New("store: Redis batch call on a memory store")
-		for _, c := range append(procCalls, sides...) {
-			c.err, c.done = err, true
-		}
+		b.fail(append(procCalls, sides...), err)
 		b.notify()
 		return err
 	}
@@ -242,6 +224,12 @@ func (b *Batch) Exec(ctx context.Context) error {
 	}
 	b.notify()
 	return errors.Join(errs...)
+}
+
+func (b *Batch) fail(calls []*Call, err error) {
+	for _, c := range calls {
+		c.err, c.done = err, true
+	}
 }
 
 func (b *Batch) notify() {
@@ -253,9 +241,20 @@ func (b *Batch) notify() {
 }
 
 func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
-	ctx, cancel := b.h.Context(ctx)
+	ctx, cancel := clock.WithTimeout(ctx, b.r.timeout)
 	defer cancel()
-	s := BatchScript()
+	snap := b.r.snapshot()
+	for _, c := range calls {
+		if !snap.procs[c.proc] {
+			// A programming error (a family that did not register its
+			// Lua on this store) found by any test: nothing runs.
+			err := fmt.Errorf("store: proc %s is not registered on this store", c.proc.Name())
+			b.fail(calls, err)
+			b.fail(sides, err)
+			return err
+		}
+	}
+	s := snap.script
 	var keys []string
 	var args []any
 	if len(calls) > 0 {
@@ -282,12 +281,12 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 	var script *redis.Cmd
 	var err, sideErr error
 	if len(sides) == 0 {
-		script = s.Run(ctx, b.h.Client, keys, args...)
+		script = s.Run(ctx, b.r.client, keys, args...)
 		err = script.Err()
 	} else {
 		// Pipelined's error is the first failed command's: each command's
 		// own error is read below.
-		_, _ = b.h.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		_, _ = b.r.client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			if len(calls) > 0 {
 				script = s.EvalSha(ctx, p, keys, args...)
 			}
@@ -299,7 +298,7 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 		if script != nil && redis.HasErrorPrefix(script.Err(), "NOSCRIPT") {
 			// The server lost its scripts (restart, SCRIPT FLUSH): EVAL
 			// loads it again; the side reads already answered.
-			script = s.Run(ctx, b.h.Client, keys, args...)
+			script = s.Run(ctx, b.r.client, keys, args...)
 		}
 		if script != nil {
 			err = script.Err()
@@ -323,17 +322,13 @@ func (b *Batch) execRedis(ctx context.Context, calls, sides []*Call) error {
 	}
 	if err != nil {
 		err = Unavailable(err)
-		for _, c := range calls {
-			c.err, c.done = err, true
-		}
+		b.fail(calls, err)
 		return err
 	}
 	out, _ := script.Val().([]any)
 	if len(out) != len(calls) {
 		err := fmt.Errorf("%w: batch script replied %d values for %d calls", ErrUnavailable, len(out), len(calls))
-		for _, c := range calls {
-			c.err, c.done = err, true
-		}
+		b.fail(calls, err)
 		return err
 	}
 	for i, c := range calls {

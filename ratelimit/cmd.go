@@ -1,4 +1,4 @@
-package main
+package ratelimit
 
 import (
 	"context"
@@ -11,15 +11,12 @@ import (
 	"time"
 
 	"github.com/aupguard/aupguard/internal/clock"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/store"
-	"github.com/aupguard/aupguard/ratelimit"
 )
 
-func init() {
-	register("quota", "show a customer's volume limits, current use, remaining, and when each window frees", runQuota)
-}
-
-func runQuota(args []string, stdout, stderr io.Writer) int {
+func runQuota(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("quota", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
@@ -36,7 +33,7 @@ func runQuota(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, ok := env.LoadConfig(*path)
 	if !ok {
 		return 1
 	}
@@ -51,7 +48,7 @@ func runQuota(args []string, stdout, stderr io.Writer) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rep, err := ratelimit.QuotaOf(ctx, h, cfg, fs.Arg(0), *login)
+	rep, err := QuotaOf(ctx, h, cfg, fs.Arg(0), *login)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
@@ -72,7 +69,7 @@ func runQuota(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-func printQuota(w io.Writer, rep ratelimit.QuotaReport) {
+func printQuota(w io.Writer, rep QuotaReport) {
 	fmt.Fprintf(w, "customer %s at %s\n\n", rep.Customer, rep.Time.Format(time.RFC3339))
 	printLimits(w, rep, rep.Limits)
 	if rep.Login != "" {
@@ -94,7 +91,7 @@ func printQuota(w io.Writer, rep ratelimit.QuotaReport) {
 }
 
 // printLimits prints one table of limits and their use.
-func printLimits(w io.Writer, rep ratelimit.QuotaReport, limits []ratelimit.LimitUsage) {
+func printLimits(w io.Writer, rep QuotaReport, limits []LimitUsage) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tKIND\tLIMIT\tUSED\tREMAINING\tNEXT FREE\tALL FREE")
 	at := func(t *time.Time) string {
@@ -118,4 +115,10 @@ func printLimits(w io.Writer, rep ratelimit.QuotaReport, limits []ratelimit.Limi
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.Name, l.Kind, lim, used, rem, next, free)
 	}
 	tw.Flush()
+}
+
+// commands are the family's CLI: `aupguard quota`.
+var commands = []setup.Command{
+	{Name: "quota", Summary: "show a customer's volume limits, current use, remaining, and when each window frees",
+		Run: func(args []string, env *setup.Env) int { return runQuota(env, args) }},
 }

@@ -1,4 +1,4 @@
-package main
+package auth
 
 import (
 	"context"
@@ -7,37 +7,34 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/aupguard/aupguard/internal/checks/auth"
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/engine/config"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/resolver"
 )
 
-func init() {
-	register("dkim", "create a DKIM signing key (keygen), print its DNS record (record), rotate a domain's key (rotate) and follow the rotation (status)", runDKIM)
-	register("auth-check", "check a customer's domains in the DNS: SPF for the egress addresses, DMARC, published signing keys, what to fix", runAuthCheck)
-}
-
-func runDKIM(args []string, stdout, stderr io.Writer) int {
+func runDKIM(env *setup.Env, args []string) int {
+	stderr := env.Stderr
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "usage: aupguard dkim keygen|record|rotate|status [flags]")
 		return 2
 	}
 	switch args[0] {
 	case "keygen":
-		return runDKIMKeygen(args[1:], stdout, stderr)
+		return runDKIMKeygen(env, args[1:])
 	case "record":
-		return runDKIMRecord(args[1:], stdout, stderr)
+		return runDKIMRecord(env, args[1:])
 	case "rotate":
-		return runDKIMRotate(args[1:], stdout, stderr)
+		return runDKIMRotate(env, args[1:])
 	case "status":
-		return runDKIMStatus(args[1:], stdout, stderr)
+		return runDKIMStatus(env, args[1:])
 	}
 	fmt.Fprintf(stderr, "aupguard dkim: unknown subcommand %q (want keygen, record, rotate or status)\n", args[0])
 	return 2
 }
 
-func runDKIMKeygen(args []string, stdout, stderr io.Writer) int {
+func runDKIMKeygen(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("dkim keygen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	typ := fs.String("type", "rsa", "key type: rsa or ed25519 (RFC 8463; not every receiver verifies it yet, pair it with an RSA key)")
@@ -61,14 +58,15 @@ func runDKIMKeygen(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard dkim keygen: %v\n", err)
 		return 2
 	}
-	if err := writeKeyFile(*out, key); err != nil {
+	if err := writeSignerFile(*out, key); err != nil {
 		fmt.Fprintf(stderr, "aupguard dkim keygen: %v\n", err)
 		return 1
 	}
-	return printRecord(stdout, stderr, auth.Key{Domain: *domain, Selector: *selector, Signer: key}, *out)
+	return printRecord(stdout, stderr, Key{Domain: *domain, Selector: *selector, Signer: key}, *out)
 }
 
-func runDKIMRecord(args []string, stdout, stderr io.Writer) int {
+func runDKIMRecord(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("dkim record", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	keyFile := fs.String("key", "", "private key file")
@@ -85,17 +83,17 @@ func runDKIMRecord(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	key, err := auth.ReadDKIMKey(*keyFile)
+	key, err := ReadDKIMKey(*keyFile)
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard dkim record: %v\n", err)
 		return 1
 	}
-	return printRecord(stdout, stderr, auth.Key{Domain: *domain, Selector: *selector, Signer: key}, *keyFile)
+	return printRecord(stdout, stderr, Key{Domain: *domain, Selector: *selector, Signer: key}, *keyFile)
 }
 
 // printRecord prints the zone-file line publishing k and the customer
 // config entry that uses it.
-func printRecord(stdout, stderr io.Writer, k auth.Key, file string) int {
+func printRecord(stdout, stderr io.Writer, k Key, file string) int {
 	line, err := zoneLine(k)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
@@ -106,7 +104,8 @@ func printRecord(stdout, stderr io.Writer, k auth.Key, file string) int {
 	return 0
 }
 
-func runAuthCheck(args []string, stdout, stderr io.Writer) int {
+func runAuthCheck(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	fs := flag.NewFlagSet("auth-check", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	path := fs.String("config", "/etc/aupguard/aupguard.yaml", "config file")
@@ -122,7 +121,7 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 		fs.Usage()
 		return 2
 	}
-	cfg, ok := loadConfig(*path, stderr)
+	cfg, ok := env.LoadConfig(*path)
 	if !ok {
 		return 1
 	}
@@ -131,14 +130,14 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dns: %v\n", err)
 		return 1
 	}
-	keys, err := auth.LoadKeys(cfg)
+	keys, err := LoadKeys(cfg)
 	if err != nil {
 		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	egress := config.Addrs(cfg.Provider.EgressIPs)
 	status := 0
-	all := map[string][]auth.DomainReport{}
+	all := map[string][]DomainReport{}
 	for _, id := range fs.Args() {
 		var cust *config.Customer
 		for i := range cfg.Customers {
@@ -150,7 +149,7 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "aupguard auth-check: unknown customer %q\n", id)
 			return 1
 		}
-		reps := auth.Diagnose(context.Background(), r, egress, *cust, keys[id], cfg.DNS.Timeout)
+		reps := Diagnose(context.Background(), r, egress, *cust, keys[id], cfg.DNS.Timeout)
 		all[id] = reps
 		for _, rep := range reps {
 			if rep.Aligned == "" || rep.Err != "" {
@@ -169,7 +168,7 @@ func runAuthCheck(args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
-func printReports(w io.Writer, id string, reps []auth.DomainReport) {
+func printReports(w io.Writer, id string, reps []DomainReport) {
 	fmt.Fprintf(w, "customer %s\n", id)
 	for _, r := range reps {
 		verdict := "passes DMARC through " + r.Aligned
@@ -191,4 +190,12 @@ func printReports(w io.Writer, id string, reps []auth.DomainReport) {
 			fmt.Fprintf(w, "    fix: %s\n", f)
 		}
 	}
+}
+
+// commands are the family's CLI: `aupguard dkim` and `aupguard auth-check`.
+var commands = []setup.Command{
+	{Name: "dkim", Summary: "create a DKIM signing key (keygen), print its DNS record (record), rotate a domain's key (rotate) and follow the rotation (status)",
+		Run: func(args []string, env *setup.Env) int { return runDKIM(env, args) }},
+	{Name: "auth-check", Summary: "check a customer's domains in the DNS: SPF for the egress addresses, DMARC, published signing keys, what to fix",
+		Run: func(args []string, env *setup.Env) int { return runAuthCheck(env, args) }},
 }

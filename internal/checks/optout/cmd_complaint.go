@@ -1,4 +1,4 @@
-package main
+package optout
 
 import (
 	"bytes"
@@ -6,19 +6,15 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"net/mail"
 	"strings"
 
-	"github.com/aupguard/aupguard/internal/checks/optout"
+	"github.com/aupguard/aupguard/internal/engine/setup"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
-func init() {
-	register("complaint", "ingest ARF complaint reports (complaint import FILE|-)", runComplaint)
-}
-
-func runComplaint(args []string, stdout, stderr io.Writer) int {
+func runComplaint(env *setup.Env, args []string) int {
+	stdout, stderr := env.Stdout, env.Stderr
 	if len(args) == 0 || args[0] != "import" {
 		fmt.Fprintln(stderr, "usage: aupguard complaint import [-config FILE] [-reporter NAME] FILE|-   (one ARF message, or an mbox of them)")
 		return 2
@@ -41,14 +37,14 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	defer closeIn()
-	svc, closeFn, err := openOptout(*cfgPath)
+	svc, closeFn, err := openOptout(env, *cfgPath)
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard complaint import: %v\n", err)
 		return 2
 	}
 	defer closeFn()
 	var n, failed, storeDown, refused, counted, duplicates, notCounted, suppressed int
-	err = optout.SplitMboxLines(in, func(msg []byte, line int, err error) error {
+	err = SplitMboxLines(in, func(msg []byte, line int, err error) error {
 		n++
 		if err != nil {
 			failed++
@@ -57,7 +53,7 @@ func runComplaint(args []string, stdout, stderr io.Writer) int {
 		}
 		res, err := svc.ComplaintFrom(context.Background(), *reporter, bytes.NewReader(msg))
 		switch {
-		case errors.Is(err, optout.ErrRefused):
+		case errors.Is(err, ErrRefused):
 			refused++
 			fmt.Fprintf(stderr, "%s: report %d (line %d%s): refused, not recorded: %v\n", name, n, line, messageID(msg), err)
 			return nil

@@ -1,0 +1,5 @@
+-- reportedScript counts a report: KEYS the reporter's hour counter; ARGV
+-- ttl (ms). Returns the count.
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n
