@@ -286,7 +286,7 @@ func TestOptOutEdgesThroughPostfix(t *testing.T) {
 		if len(r.Rcpts) != 3 || r.Rcpts[0].Code != 550 || r.Rcpts[1].Code != 550 || !r.Rcpts[2].OK() {
 			t.Fatalf("want the two spellings of x refused and y accepted: %s", r)
 		}
-		// Item 12: the RCPT decisions carry the queue id and the same
+		// The RCPT decisions carry the queue id and the same
 		// keyed hash that `optout check` and the finding show.
 		e, ok, err := svc.Check(context.Background(), "acme", "x@dest.example")
 		if err != nil || !ok {

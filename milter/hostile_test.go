@@ -30,7 +30,7 @@ func pkt(code byte, data string) []byte {
 var mtaNegotiation = pkt('O', "\x00\x00\x00\x06\x00\x00\x01\xff\x00\x1f\xff\xff")
 
 // crashers are the five inputs that ended the process with go-milter
-// v0.10.2 (issue 11): a packet of length 0 before and after negotiation, and
+// v0.10.2: a packet of length 0 before and after negotiation, and
 // connect, MAIL and RCPT packets without their NUL terminator.
 var crashers = []struct {
 	name string

@@ -25,19 +25,19 @@ var reexec func(env []string) error
 // startRuntime applies the config's runtime.sysmon before anything has
 // started: when it asks for the monitor kept awake and the environment
 // lacks GODEBUG's schedtrace, the process executes itself again with it
-// (package sysmon); it returns the start's runtime state, logged once.
+// (package sysmon; the new process reads the config again). It returns the
+// start's runtime state, logged once.
 func startRuntime(mode string, stderr io.Writer) sysmon.Start {
 	st := sysmon.Plan(mode, os.Environ())
 	sysmon.Forget()
-	if !st.Reexec || reexec == nil {
-		if st.Reexec { // in-process: runs as started
-			st = sysmon.Plan(sysmon.Default, os.Environ())
-			st.Mode = mode
-		}
+	if !st.Reexec {
 		return st
 	}
-	err := reexec(st.Env) // returns only on failure
-	fmt.Fprintf(stderr, "aupguard: runtime: %v (running with the Go runtime's defaults)\n", err)
+	if reexec != nil {
+		err := reexec(st.Env) // returns only on failure
+		fmt.Fprintf(stderr, "aupguard: runtime: %v (running with the Go runtime's defaults)\n", err)
+	}
+	// Running as started: in-process (the tests), or the exec failed.
 	st = sysmon.Plan(sysmon.Default, os.Environ())
 	st.Mode = mode
 	return st
@@ -55,6 +55,14 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	cfg, err := config.Load(*path, gateway.ConfigOptions())
+	if err != nil {
+		fmt.Fprintf(stderr, "aupguard: %v\n", err)
+		return 1
+	}
+	// First, before anything reads or changes the environment (the
+	// service manager's variables below) or opens a file.
+	rt := startRuntime(cfg.Runtime.Sysmon, stderr)
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err != nil {
@@ -79,12 +87,6 @@ func runServe(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)
 		return 1
 	}
-	cfg, err := config.Load(*path, gateway.ConfigOptions())
-	if err != nil {
-		fmt.Fprintf(stderr, "aupguard: %v\n", err)
-		return 1
-	}
-	rt := startRuntime(cfg.Runtime.Sysmon, stderr)
 	d, err := daemon.New(daemon.Options{ConfigPath: *path, Config: cfg, LogOutput: stderr, Notifier: sd, Version: versionString(), Runtime: rt.Attrs()})
 	if err != nil {
 		fmt.Fprintf(stderr, "aupguard: %v\n", err)

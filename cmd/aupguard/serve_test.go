@@ -344,3 +344,30 @@ func TestServiceEnvironmentsKeepSysmonAwake(t *testing.T) {
 		})
 	}
 }
+
+// TestCheckConfigShowsRuntime: the effective config that check-config
+// prints carries runtime.sysmon (awake when unset), and a value other than
+// awake or default is refused at its line.
+func TestCheckConfigShowsRuntime(t *testing.T) {
+	for _, tc := range []struct {
+		name, yaml string
+		code       int
+		want       string
+	}{
+		{"unset: awake", "", 0, "runtime:\n    sysmon: awake\n"},
+		{"default", "runtime: {sysmon: default}\n", 0, "runtime:\n    sysmon: default\n"},
+		{"unknown", "runtime:\n  sysmon: sleepy\n", 1, `aupguard.yaml:3: runtime.sysmon: want awake or default, got "sleepy"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "aupguard.yaml")
+			if err := os.WriteFile(path, []byte("optout: {unsubscribe: {listen: \"off\"}}\n"+tc.yaml), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			code := runMain([]string{"check-config", "-config", path}, &out, &errOut)
+			if code != tc.code || !strings.Contains(out.String()+errOut.String(), tc.want) {
+				t.Errorf("exit %d, want %d with %q in:\n%s%s", code, tc.code, tc.want, out.String(), errOut.String())
+			}
+		})
+	}
+}

@@ -41,7 +41,7 @@ func TestPacketChecks(t *testing.T) {
 		{"empty macro set", cat(optneg, packet('D', "C")), 2, false},
 		{"unknown SMTP command", cat(optneg, packet('U', "VRFY x\x00")), 2, false},
 
-		// The five inputs that made go-milter v0.10.2 panic (issue 11).
+		// The five inputs that made go-milter v0.10.2 panic.
 		{"length 0 before negotiation", []byte{0, 0, 0, 0}, 0, true},
 		{"length 0 after negotiation", cat(optneg, []byte{0, 0, 0, 0}), 1, true},
 		{"connect without NUL", cat(optneg, packet('C', "client.example")), 1, true},

@@ -124,7 +124,6 @@ type contentChain struct {
 	listed     *ListedURL
 	malware    *Malware
 	msg        message
-	customer   *policy.Customer
 }
 
 func newContentChain(t *testing.T, d engineDelays, malware, listed, spam bool) *contentChain {

@@ -54,43 +54,15 @@ var csvColumns = []string{"list", "address", "hash", "source", "time", "note"}
 // An export is accepted as is, including entries that have only a hash.
 // Each line's source is the import's, unless the line names one.
 func (s *Service) Import(ctx context.Context, list string, r io.Reader, source string) (ImportResult, error) {
-	var res ImportResult
+	im := &importer{s: s, ctx: ctx, batch: make([]Entry, 0, importBatchEntries)}
 	if list != "" {
 		if err := knownList(s.Config, list); err != nil {
-			return res, badRequest(err)
+			return im.res, badRequest(err)
 		}
 	}
 	rr := newRecordReader(r)
 	col := map[string]int{"address": 0, "note": 1}
 	now := s.Clock.Now()
-	batch := make([]Entry, 0, importBatchEntries)
-	batchLine := 0 // the line of batch[0]
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
-		}
-		bctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		n, err := s.Backend.Add(bctx, batch)
-		if err != nil {
-			res.StoppedAtLine = batchLine
-			res.Lines = res.Added + res.Duplicates + res.Bad
-			return err
-		}
-		res.Added += n
-		s.countOptOut(SourceImport, n)
-		res.Duplicates += len(batch) - n
-		batch = batch[:0]
-		return nil
-	}
-	bad := func(line int, format string, args ...any) {
-		res.Bad++
-		if len(res.Errors) < maxReportedErrors {
-			res.Errors = append(res.Errors, LineError{Line: line, Error: fmt.Sprintf(format, args...)})
-		} else {
-			res.ErrorsTruncated = true
-		}
-	}
 	first := true
 	var src bytes.Reader
 	for {
@@ -102,15 +74,15 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 			break
 		}
 		if err != nil {
-			return res, err
+			return im.res, err
 		}
 		if tooLong {
 			first = false
-			res.Lines++
+			im.res.Lines++
 			if start == end {
-				bad(start, "line longer than %d bytes: not imported", MaxCSVRecord)
+				im.bad(start, "line longer than %d bytes: not imported", MaxCSVRecord)
 			} else {
-				bad(start, "record of lines %d to %d longer than %d bytes (a quoted field not closed?): not imported", start, end, MaxCSVRecord)
+				im.bad(start, "record of lines %d to %d longer than %d bytes (a quoted field not closed?): not imported", start, end, MaxCSVRecord)
 			}
 			continue
 		}
@@ -124,21 +96,15 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 		}
 		if err != nil {
 			var pe *csv.ParseError
-			if errors.As(err, &pe) {
-				// A line the CSV reader cannot split is a data line too:
-				// Lines = Added + Duplicates + Bad, always.
-				first = false
-				res.Lines++
-				if pe.StartLine != pe.Line || (end > start && pe.Err == csv.ErrQuote) {
-					// The real fault is where the quote was opened: a quoted
-					// field that is never closed swallows the lines after it.
-					bad(start+pe.StartLine-1, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", start+pe.StartLine-1, end, pe.Err)
-					continue
-				}
-				bad(start+pe.Line-1, "CSV syntax, column %d: %v", pe.Column, pe.Err)
-				continue
+			if !errors.As(err, &pe) {
+				return im.res, err
 			}
-			return res, err
+			// A line the CSV reader cannot split is a data line too:
+			// Lines = Added + Duplicates + Bad, always.
+			first = false
+			im.res.Lines++
+			im.syntaxError(pe, start, end)
+			continue
 		}
 		line, _ := cr.FieldPos(0)
 		line += start - 1
@@ -149,70 +115,135 @@ func (s *Service) Import(ctx context.Context, list string, r io.Reader, source s
 				continue
 			}
 		}
-		res.Lines++
-		get := func(name string) string {
-			if i, ok := col[name]; ok && i < len(rec) {
-				return strings.TrimSpace(rec[i])
-			}
-			return ""
-		}
-		l := list
-		if l == "" {
-			l = get("list")
-			if err := knownList(s.Config, l); err != nil {
-				bad(line, "%v", err)
-				continue
-			}
-		}
-		src := source
-		if v := get("source"); v != "" {
-			if !validSource(v) {
-				bad(line, "unknown source %q", v)
-				continue
-			}
-			src = v
-		}
-		if err := mailaddr.CheckText(get("note")); err != nil {
-			bad(line, "note: %v", err)
+		im.res.Lines++
+		e, err := s.csvEntry(rec, col, list, source, now)
+		if err != nil {
+			im.bad(line, "%v", err)
 			continue
 		}
-		var e Entry
-		if addr := get("address"); addr != "" {
-			c, err := s.Settings.Canonical(addr)
-			if err != nil {
-				bad(line, "%v", err)
-				continue
-			}
-			e = s.Settings.NewEntry(l, c, src, get("note"), now)
-		} else if h := strings.ToLower(get("hash")); isHash(h) {
-			e = Entry{List: l, Hash: h, Source: src, Time: now.UTC().Truncate(time.Second), Note: get("note")}
-		} else {
-			bad(line, "no address (and no 32-digit hash)")
-			continue
-		}
-		if t := get("time"); t != "" {
-			if ts, err := time.Parse(time.RFC3339, t); err == nil {
-				e.Time = ts.UTC()
-			}
-		}
-		if len(e.Note) > 500 {
-			e.Note = e.Note[:500]
-		}
-		if len(batch) == 0 {
-			batchLine = line
-		}
-		batch = append(batch, e)
-		if len(batch) == importBatchEntries {
-			if err := flush(); err != nil {
-				return res, err
-			}
+		if err := im.add(line, e); err != nil {
+			return im.res, err
 		}
 	}
-	if err := flush(); err != nil {
-		return res, err
+	if err := im.flush(); err != nil {
+		return im.res, err
 	}
-	s.Log.Info("opt-outs imported", "list", list, "lines", res.Lines, "added", res.Added, "bad", res.Bad)
-	return res, nil
+	s.Log.Info("opt-outs imported", "list", list, "lines", im.res.Lines, "added", im.res.Added, "bad", im.res.Bad)
+	return im.res, nil
+}
+
+// importer is one Import run: its result so far and the entries waiting
+// to be added in one store call.
+type importer struct {
+	s         *Service
+	ctx       context.Context
+	res       ImportResult
+	batch     []Entry
+	batchLine int // the line of batch[0]
+}
+
+// bad counts a bad line and keeps its error (up to maxReportedErrors).
+func (im *importer) bad(line int, format string, args ...any) {
+	im.res.Bad++
+	if len(im.res.Errors) < maxReportedErrors {
+		im.res.Errors = append(im.res.Errors, LineError{Line: line, Error: fmt.Sprintf(format, args...)})
+	} else {
+		im.res.ErrorsTruncated = true
+	}
+}
+
+// syntaxError records a record the CSV reader cannot split, at the line of
+// its real fault.
+func (im *importer) syntaxError(pe *csv.ParseError, start, end int) {
+	if pe.StartLine != pe.Line || (end > start && pe.Err == csv.ErrQuote) {
+		// The real fault is where the quote was opened: a quoted field
+		// that is never closed swallows the lines after it.
+		im.bad(start+pe.StartLine-1, "CSV syntax: a quoted field opened on line %d is not closed properly; lines up to %d were read as part of it and not imported: %v", start+pe.StartLine-1, end, pe.Err)
+		return
+	}
+	im.bad(start+pe.Line-1, "CSV syntax, column %d: %v", pe.Column, pe.Err)
+}
+
+// add queues the entry of a line and adds the batch when it is full.
+func (im *importer) add(line int, e Entry) error {
+	if len(im.batch) == 0 {
+		im.batchLine = line
+	}
+	im.batch = append(im.batch, e)
+	if len(im.batch) == importBatchEntries {
+		return im.flush()
+	}
+	return nil
+}
+
+// flush adds the queued entries in one store call; when the store fails,
+// the result says where the import stopped.
+func (im *importer) flush() error {
+	if len(im.batch) == 0 {
+		return nil
+	}
+	bctx, cancel := context.WithTimeout(im.ctx, 30*time.Second)
+	defer cancel()
+	n, err := im.s.Backend.Add(bctx, im.batch)
+	if err != nil {
+		im.res.StoppedAtLine = im.batchLine
+		im.res.Lines = im.res.Added + im.res.Duplicates + im.res.Bad
+		return err
+	}
+	im.res.Added += n
+	im.s.countOptOut(SourceImport, n)
+	im.res.Duplicates += len(im.batch) - n
+	im.batch = im.batch[:0]
+	return nil
+}
+
+// csvEntry turns one data record into an entry (columns by col; list and
+// source unless the record names its own), or says why the line is bad.
+func (s *Service) csvEntry(rec []string, col map[string]int, list, source string, now time.Time) (Entry, error) {
+	get := func(name string) string {
+		if i, ok := col[name]; ok && i < len(rec) {
+			return strings.TrimSpace(rec[i])
+		}
+		return ""
+	}
+	l := list
+	if l == "" {
+		l = get("list")
+		if err := knownList(s.Config, l); err != nil {
+			return Entry{}, err
+		}
+	}
+	src := source
+	if v := get("source"); v != "" {
+		if !validSource(v) {
+			return Entry{}, fmt.Errorf("unknown source %q", v)
+		}
+		src = v
+	}
+	if err := mailaddr.CheckText(get("note")); err != nil {
+		return Entry{}, fmt.Errorf("note: %v", err)
+	}
+	var e Entry
+	if addr := get("address"); addr != "" {
+		c, err := s.Settings.Canonical(addr)
+		if err != nil {
+			return Entry{}, err
+		}
+		e = s.Settings.NewEntry(l, c, src, get("note"), now)
+	} else if h := strings.ToLower(get("hash")); isHash(h) {
+		e = Entry{List: l, Hash: h, Source: src, Time: now.UTC().Truncate(time.Second), Note: get("note")}
+	} else {
+		return Entry{}, errors.New("no address (and no 32-digit hash)")
+	}
+	if t := get("time"); t != "" {
+		if ts, err := time.Parse(time.RFC3339, t); err == nil {
+			e.Time = ts.UTC()
+		}
+	}
+	if len(e.Note) > 500 {
+		e.Note = e.Note[:500]
+	}
+	return e, nil
 }
 
 // headerColumns returns the column map of a header row, nil when rec is

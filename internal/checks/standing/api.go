@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/aupguard/aupguard/internal/clock"
 	"github.com/aupguard/aupguard/internal/jsonapi"
+	"github.com/aupguard/aupguard/internal/observability/audit"
 	"github.com/aupguard/aupguard/internal/store"
 )
 
@@ -116,6 +118,14 @@ func (q Request) Build(via string, now time.Time) (Stop, error) {
 	return s, s.Validate()
 }
 
+// untilText is an end as written in the audit trail.
+func untilText(t time.Time) string {
+	if t.IsZero() {
+		return "resumed"
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
 // viaOf is the interface a change came through (the aupguard command and
 // the console say so).
 func viaOf(r *http.Request) string {
@@ -209,6 +219,10 @@ func (a *API) suspend(w http.ResponseWriter, r *http.Request) {
 		jsonapi.Error(w, http.StatusBadRequest, "who: at most 64 printable characters")
 		return
 	}
+	if q.Who == "" {
+		// The token's name; the audit trail records it in any case.
+		q.Who = audit.ActorOf(r.Context()).Who
+	}
 	s, err := q.Build(viaOf(r), a.Clock.Now())
 	if err != nil {
 		jsonapi.Error(w, http.StatusBadRequest, err.Error())
@@ -218,6 +232,7 @@ func (a *API) suspend(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, "setting the stop", err)
 		return
 	}
+	audit.Describe(r.Context(), "standing.suspend", s.Key(), "", fmt.Sprintf("%s: %s (until %s)", s.Action, s.Reason, untilText(s.Until)))
 	a.Log.Warn("sender stopped", "event", "standing_set", "scope", s.Scope, "id", s.ID, "action", s.Action,
 		"reason", s.Reason, "until", s.Until, "who", s.Who)
 	jsonapi.Write(w, http.StatusCreated, Entry{Stop: s, Active: true, Clearable: true})
@@ -251,6 +266,7 @@ func (a *API) resume(w http.ResponseWriter, r *http.Request) {
 	if err := a.B.ResetCount(r.Context(), Key(sc, id)); err != nil {
 		a.Log.Warn("standing: resetting the content count failed", "scope", sc, "id", id, "err", err)
 	}
+	audit.Describe(r.Context(), "standing.resume", s.Key(), fmt.Sprintf("%s %s: %s", s.Source, s.Action, s.Reason), "resumed")
 	a.Log.Warn("sender resumed", "event", "standing_lifted", "scope", sc, "id", id, "source", s.Source, "via", viaOf(r))
 	jsonapi.Write(w, http.StatusOK, Entry{Stop: s, Active: false, Clearable: true})
 }
@@ -273,6 +289,7 @@ func (a *API) clearSource(w http.ResponseWriter, r *http.Request, name string, s
 			jsonapi.Error(w, http.StatusNotFound, "no such flag")
 			return
 		}
+		audit.Describe(r.Context(), "standing.clear", name+" "+Key(sc, id), name+" flag", "cleared")
 		a.Log.Info("customer flag cleared", "event", "flag_cleared", "source", name, "customer", id, "via", viaOf(r))
 		jsonapi.Write(w, http.StatusOK, map[string]any{"cleared": true, "source": name, "id": id})
 		return

@@ -1,6 +1,7 @@
 package standing_test
 
 import (
+	"context"
 	"encoding/base64"
 	"io"
 	"net/http"
@@ -8,7 +9,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/aupguard/aupguard/internal/checks/optout"
 	"github.com/aupguard/aupguard/internal/checks/standing"
 	"github.com/aupguard/aupguard/internal/testkit/gwtest"
 )
@@ -102,7 +105,7 @@ customers:
 	if code, b := api.do(http.MethodPost, "/api/standing", good); code != http.StatusCreated {
 		t.Fatalf("good request: %d %s", code, b)
 	}
-	if e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); !ok || e.Who != "api" {
+	if e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); !ok || e.Who != "api:admin" {
 		t.Fatalf("good request not listed: %+v", api.list())
 	}
 
@@ -165,7 +168,7 @@ customers:
 		t.Fatalf("suspend form: %d, want 303", code)
 	}
 	e, ok := find(api.list(), standing.ScopeLogin, "web@acme.example", standing.SourceManual)
-	if !ok || e.Who != "console" || e.Action != standing.ActionReject || e.Until.IsZero() {
+	if !ok || e.Who != "console:admin" || e.Action != standing.ActionReject || e.Until.IsZero() {
 		t.Fatalf("console stop: %+v %v", e, ok)
 	}
 	bad := url.Values{"csrf": {token("/standing/suspend")}, "scope": {"login"}, "id": {"x"}, "action": {"reject"}, "reason": {""}}
@@ -176,7 +179,66 @@ customers:
 	if code := post("/standing/resume", resume, "same-origin"); code != http.StatusSeeOther {
 		t.Fatalf("resume form: %d, want 303", code)
 	}
+	// Every change is in the audit trail, with what it did.
+	code, trail := api.do(http.MethodGet, "/api/audit?since=1h", "")
+	for _, want := range []string{"standing.suspend", "login:web@acme.example", "standing.resume", "customer:acme"} {
+		if code != http.StatusOK || !strings.Contains(string(trail), want) {
+			t.Fatalf("audit trail lacks %q: %d %s", want, code, trail)
+		}
+	}
 	if _, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceManual); ok {
 		t.Fatal("resumed from the console but still listed")
+	}
+}
+
+// TestOptoutFlagListedAndClearedThroughStanding: the opt-out escalation
+// flag is listed by GET /api/standing (source optout, with its reason)
+// and cleared through DELETE ?source=optout, which clears it in the
+// opt-out store; a stop of the same customer is not touched.
+func TestOptoutFlagListedAndClearedThroughStanding(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin.token")
+	cfg := `
+log: {format: json}
+store: {backend: memory, path: ` + filepath.Join(dir, "store") + `}
+admin: {token_file: ` + tokenFile + `}
+chain: [standing]
+customers:
+  - id: acme
+    networks: [127.0.0.5/32]
+    domains: [acme.example]
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg})
+	api := adminOf(t, env, tokenFile)
+	ob, err := optout.Open(env.Daemon.Deps().Store)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := ob.SetFlag(ctx, "acme", optout.Flag{Reason: "10 sends to opted-out recipients in 24h", Since: time.Now(), Hits: 10}); err != nil {
+		t.Fatal(err)
+	}
+	if code, b := api.do(http.MethodPost, "/api/standing", `{"scope":"customer","id":"acme","action":"hold","reason":"review"}`); code != http.StatusCreated {
+		t.Fatalf("suspend: %d %s", code, b)
+	}
+	e, ok := find(api.list(), standing.ScopeCustomer, "acme", standing.SourceOptout)
+	if !ok || !e.Clearable || !strings.Contains(e.Reason, "10 sends to opted-out recipients") {
+		t.Fatalf("opt-out flag not listed: %+v", api.list())
+	}
+	if code, b := api.do(http.MethodDelete, "/api/standing/customer/acme?source=optout", ""); code != http.StatusOK {
+		t.Fatalf("clearing the opt-out flag: %d %s", code, b)
+	}
+	if f, err := ob.GetFlag(ctx, "acme"); err != nil || f != nil {
+		t.Fatalf("opt-out flag after clearing: %+v %v", f, err)
+	}
+	es := api.list()
+	if _, ok := find(es, standing.ScopeCustomer, "acme", standing.SourceOptout); ok {
+		t.Fatalf("still listed: %+v", es)
+	}
+	if _, ok := find(es, standing.ScopeCustomer, "acme", standing.SourceManual); !ok {
+		t.Fatalf("clearing the opt-out flag lifted the manual stop: %+v", es)
+	}
+	if code, _ := api.do(http.MethodDelete, "/api/standing/customer/acme?source=optout", ""); code != http.StatusNotFound {
+		t.Fatalf("clearing twice: %d, want 404", code)
 	}
 }

@@ -17,6 +17,9 @@ const (
 	// DefaultContentThreshold is the number of content findings in the
 	// window that flags a sender.
 	DefaultContentThreshold = 3
+	// DefaultContentCustomerThreshold is the number of findings of all
+	// of a customer's logins together that flags the whole customer.
+	DefaultContentCustomerThreshold = 10
 	// DefaultContentWindow is the window they are counted in.
 	DefaultContentWindow = time.Hour
 )
@@ -36,9 +39,13 @@ type ContentConfig struct {
 	// Enabled turns the flag on (default true; the content checks are
 	// off until their engines are configured, so it counts nothing then).
 	Enabled *bool `yaml:"enabled"`
-	// Threshold is the number of findings of one customer (or login) in
-	// Window that flags it.
+	// Threshold is the number of findings of one login in Window that
+	// flags the login, and of a customer's mail sent without a login
+	// (identified by its network) that flags the customer.
 	Threshold int `yaml:"threshold"`
+	// CustomerThreshold is the number of findings of a customer, all its
+	// logins together, that flags the whole customer.
+	CustomerThreshold int `yaml:"customer_threshold"`
 	// Window is how long a finding counts.
 	Window time.Duration `yaml:"window"`
 	// Action is the flag's stop action: hold (default), defer or reject.
@@ -65,6 +72,9 @@ func (c *Config) defaults() {
 	if c.Content.Threshold == 0 {
 		c.Content.Threshold = DefaultContentThreshold
 	}
+	if c.Content.CustomerThreshold == 0 {
+		c.Content.CustomerThreshold = DefaultContentCustomerThreshold
+	}
 	if c.Content.Window == 0 {
 		c.Content.Window = DefaultContentWindow
 	}
@@ -85,6 +95,7 @@ func decodeConfig(s *config.Section) any {
 		s.Errorf("standing.refresh", "at least 10ms, got %s", c.Refresh)
 	}
 	s.Positive("standing.content.threshold", c.Content.Threshold)
+	s.Positive("standing.content.customer_threshold", c.Content.CustomerThreshold)
 	s.Duration("standing.content.window", c.Content.Window)
 	if _, err := ParseAction(c.Content.Action); err != nil {
 		s.Errorf("standing.content.action", "%v", err)

@@ -201,7 +201,13 @@ customers:
 	if d := ds[len(ds)-2]; d["stage"] != "mail" || d["finding"] != standing.FindingHold || d["action"] != "quarantine" {
 		t.Fatalf("MAIL decision %v: want finding %s, action quarantine", d, standing.FindingHold)
 	}
+	if d := ds[len(ds)-1]; d["stage"] != "eom" || d["finding"] != standing.FindingHold || d["effective"] != "quarantine" || d["queue_id"] == "" {
+		t.Fatalf("EOM decision %v: want the message held (finding %s, effective quarantine, its queue id)", d, standing.FindingHold)
+	}
 
+	if code, b := api.do(http.MethodGet, "/metrics", ""); code != http.StatusOK || !strings.Contains(string(b), `aupguard_standing_stops{action="hold"} 1`) {
+		t.Fatalf("metrics: %d, want aupguard_standing_stops{action=\"hold\"} 1", code)
+	}
 	if code, b := api.do(http.MethodDelete, "/api/standing/customer/acme", ""); code != http.StatusOK {
 		t.Fatalf("lifting the flag: %d %s", code, b)
 	}
@@ -306,5 +312,52 @@ customers:
 		} else if time.Now().After(deadline) {
 			t.Fatalf("second gateway still deferring 3s after resume: %s", r)
 		}
+	}
+}
+
+// TestLoginStopThroughPostfix: a stop of one SASL login (reject) refuses
+// that login's mail at MAIL FROM with 550 5.7.1 and its reason; another
+// login of the same customer keeps sending; a reseller's stop (defer)
+// reaches its customer's mail whatever the login.
+func TestLoginStopThroughPostfix(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "admin.token")
+	cfg := `
+log: {format: json}
+store: {backend: memory, path: ` + filepath.Join(dir, "store") + `}
+admin: {token_file: ` + tokenFile + `}
+chain: [standing]
+resellers:
+  - id: hostco
+customers:
+  - id: acme
+    reseller: hostco
+    logins: [alice@acme.example, bob@acme.example]
+    networks: [127.0.0.5/32]
+    domains: [acme.example]
+`
+	env := gwtest.Start(t, gwtest.Options{Config: cfg, SASLUsers: map[string]string{"alice@acme.example": "a-s3cret", "bob@acme.example": "b-s3cret"}})
+	api := adminOf(t, env, tokenFile)
+	submit := func(login, pw string, i int) *testenv.SMTPResult {
+		return env.Submit(testenv.SendOptions{LocalAddr: "127.0.0.9", Auth: &testenv.Credentials{Username: login, Password: pw},
+			From: "x@acme.example", To: []string{"b@mailbox.example"}, Data: message(i, "hi\r\n")})
+	}
+	if code, b := api.do(http.MethodPost, "/api/standing", `{"scope":"login","id":"alice@acme.example","action":"reject","reason":"Password stolen, reset it"}`); code != http.StatusCreated {
+		t.Fatalf("suspend login: %d %s", code, b)
+	}
+	if r := submit("alice@acme.example", "a-s3cret", 1); r.Mail == nil || r.Mail.Code != 550 || r.Mail.EnhancedCode != "5.7.1" || !strings.Contains(r.Mail.Text, "Password stolen, reset it") {
+		t.Fatalf("stopped login: want 550 5.7.1 with the reason at MAIL, got %s", r)
+	}
+	if r := submit("bob@acme.example", "b-s3cret", 2); !r.Delivered() {
+		t.Fatalf("the customer's other login: %s", r)
+	}
+	if code, b := api.do(http.MethodPost, "/api/standing", `{"scope":"reseller","id":"hostco","action":"defer","reason":"Reseller under review"}`); code != http.StatusCreated {
+		t.Fatalf("suspend reseller: %d %s", code, b)
+	}
+	if r := submit("bob@acme.example", "b-s3cret", 3); r.Mail == nil || r.Mail.Code != 451 || !strings.Contains(r.Mail.Text, "Reseller under review") {
+		t.Fatalf("reseller stopped: want 451 with the reason, got %s", r)
+	}
+	if r := submit("alice@acme.example", "a-s3cret", 4); r.Mail == nil || r.Mail.Code != 550 {
+		t.Fatalf("the login's reject beats the reseller's defer: got %s", r)
 	}
 }

@@ -45,7 +45,7 @@ type Flags struct {
 }
 
 type flagJob struct {
-	customer, ref string
+	customer, login, ref string
 }
 
 // flagQueue bounds the findings waiting to be counted.
@@ -101,11 +101,11 @@ func (f *Flags) Observe(d *decision.Decision) {
 			break
 		}
 	}
-	if !hit || f.view.Has(Key(ScopeCustomer, d.Customer)) {
+	if !hit || f.view.Has(Key(ScopeCustomer, d.Customer)) || (d.Login != "" && f.view.Has(Key(ScopeLogin, d.Login))) {
 		return
 	}
 	select {
-	case f.ch <- flagJob{customer: d.Customer, ref: d.Ref}:
+	case f.ch <- flagJob{customer: d.Customer, login: d.Login, ref: d.Ref}:
 	default:
 		f.dropped.Add(1)
 	}
@@ -126,35 +126,52 @@ func (f *Flags) Run(ctx context.Context) {
 	}
 }
 
-// count records one finding and raises the flag at the threshold.
+// count records one finding: against its login, if it has one, and
+// against its customer. A login is flagged at the threshold; the
+// customer at the threshold when the findings come without a login
+// (identified by network), else at customer_threshold (several of its
+// logins at once).
 func (f *Flags) count(ctx context.Context, j flagJob) {
 	cfg := f.cfg.Load()
 	now := f.clk.Now()
-	key := Key(ScopeCustomer, j.customer)
-	n, refs, err := f.b.Count(ctx, key, j.ref, now, cfg.Content.Window)
+	if j.login != "" {
+		n, refs, err := f.b.Count(ctx, Key(ScopeLogin, j.login), j.ref, now, cfg.Content.Window)
+		if err != nil {
+			f.log.Warn("standing: counting a content finding failed", "login", j.login, "ref", j.ref, "err", err)
+		} else if n >= cfg.Content.Threshold {
+			f.raise(ctx, cfg, j.customer, Stop{Scope: ScopeLogin, ID: j.login}, n, refs, now)
+		}
+	}
+	n, refs, err := f.b.Count(ctx, Key(ScopeCustomer, j.customer), j.ref, now, cfg.Content.Window)
 	if err != nil {
 		f.log.Warn("standing: counting a content finding failed", "customer", j.customer, "ref", j.ref, "err", err)
 		return
 	}
-	if n < cfg.Content.Threshold {
-		return
+	limit := cfg.Content.Threshold
+	if j.login != "" {
+		limit = cfg.Content.CustomerThreshold
 	}
-	st := Stop{
-		Scope: ScopeCustomer, ID: j.customer, Action: Action(cfg.Content.Action),
-		Reason: fmt.Sprintf("%d messages with malware, listed links or spam within %s", n, cfg.Content.Window),
-		Source: SourceContent, Who: "aupguard", When: now, Samples: refs,
+	if n >= limit {
+		f.raise(ctx, cfg, j.customer, Stop{Scope: ScopeCustomer, ID: j.customer}, n, refs, now)
 	}
+}
+
+// raise sets the content flag of st's scope and id, once, and tells the
+// postmaster.
+func (f *Flags) raise(ctx context.Context, cfg *Config, customer string, st Stop, n int, refs []string, now time.Time) {
+	st.Action, st.Source, st.Who, st.When, st.Samples = Action(cfg.Content.Action), SourceContent, "aupguard", now, refs
+	st.Reason = fmt.Sprintf("%d messages with malware, listed links or spam within %s", n, cfg.Content.Window)
 	created, err := f.b.Put(ctx, st, true)
 	if err != nil {
-		f.log.Warn("standing: raising the content flag failed", "customer", j.customer, "err", err)
+		f.log.Warn("standing: raising the content flag failed", "scope", st.Scope, "id", st.ID, "err", err)
 		return
 	}
 	if !created {
 		return // raised already, here or by another gateway
 	}
-	f.log.Warn("customer flagged for content", "event", "standing_flagged", "source", SourceContent, "customer", j.customer,
-		"action", st.Action, "findings", n, "window", cfg.Content.Window.String(), "samples", strings.Join(refs, " "))
+	f.log.Warn("sender flagged for content", "event", "standing_flagged", "source", SourceContent, "customer", customer,
+		"scope", st.Scope, "id", st.ID, "action", st.Action, "findings", n, "window", cfg.Content.Window.String(), "samples", strings.Join(refs, " "))
 	if fn := f.notify.Load(); fn != nil {
-		(*fn)(Notice{Customer: j.customer, Stop: st, Count: n, Window: cfg.Content.Window})
+		(*fn)(Notice{Customer: customer, Stop: st, Count: n, Window: cfg.Content.Window})
 	}
 }

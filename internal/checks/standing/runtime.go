@@ -23,6 +23,7 @@ func setupRuntime(h *setup.Host) error {
 		return err
 	}
 	h.Observer(p.Flags)
+	h.Collector(newCollector(p))
 	h.OnReload(func(cfg *config.Config) error {
 		c, err := ConfigOf(cfg)
 		if err != nil {
@@ -49,6 +50,9 @@ func setupRuntime(h *setup.Host) error {
 }
 
 func noticeSubject(n Notice) string {
+	if n.Stop.Scope == ScopeLogin {
+		return fmt.Sprintf("login %s of customer %s flagged: malware, listed links or spam in its mail (%s)", n.Stop.ID, n.Customer, n.Stop.Action)
+	}
 	return fmt.Sprintf("customer %s flagged: malware, listed links or spam in its mail (%s)", n.Customer, n.Stop.Action)
 }
 
@@ -56,13 +60,17 @@ func noticeSubject(n Notice) string {
 // references, what happens to the mail and how to release it.
 func noticeBody(n Notice) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Customer %s sent %d messages with content findings (malware, links to listed domains, spam at hold or above) within %s.\n\n", n.Customer, n.Count, n.Window)
+	who := "Customer " + n.Customer
+	if n.Stop.Scope == ScopeLogin {
+		who = "Login " + n.Stop.ID + " of customer " + n.Customer
+	}
+	fmt.Fprintf(&b, "%s sent %d messages with content findings (malware, links to listed domains, spam at hold or above) within %s.\n\n", who, n.Count, n.Window)
 	fmt.Fprintf(&b, "Since %s its mail is stopped: %s.\n", n.Stop.When.UTC().Format(time.RFC1123), n.Stop.Action)
 	fmt.Fprintf(&b, "Sample references (console: /decision?ref=REF): %s\n\n", strings.Join(n.Stop.Samples, " "))
 	if n.Stop.Action == ActionHold {
 		b.WriteString("Its further mail waits in Postfix's hold queue (nothing bounces). List it with\n  postqueue -j | grep '\"queue_name\": *\"hold\"'\nrelease one message with  postsuper -H QUEUEID  or delete it with  postsuper -d QUEUEID hold.\n\n")
 	}
-	fmt.Fprintf(&b, "Every stopped sender: /standing in the console, or aupguard standing.\nLift the flag: aupguard resume customer %s\n", n.Customer)
+	fmt.Fprintf(&b, "Every stopped sender: /standing in the console, or aupguard standing.\nLift the flag: aupguard resume %s %s\n", n.Stop.Scope, n.Stop.ID)
 	return b.String()
 }
 

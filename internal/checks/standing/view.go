@@ -168,3 +168,19 @@ func (v *View) Has(key string) bool {
 	_, ok := v.snap.Load().match(v.clk.Now(), key)
 	return ok
 }
+
+// InForce counts the stops in force in the view's copy, by action.
+func (v *View) InForce() map[Action]int {
+	out := map[Action]int{}
+	s := v.snap.Load()
+	if s == nil {
+		return out
+	}
+	now := v.clk.Now()
+	for _, st := range s.stops {
+		if st.Active(now) {
+			out[st.Action]++
+		}
+	}
+	return out
+}

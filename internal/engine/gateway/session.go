@@ -341,6 +341,12 @@ func (s *Session) stageOutcome(ctx context.Context, stage string, v policy.Verdi
 		}
 		eff = policy.Accept
 	}
+	held := stage == StageEOM && eff == policy.Accept && s.hold != ""
+	if held {
+		// Held by an earlier stage's quarantine (a stopped sender at
+		// MAIL): the message's decision says so, as Postfix will do.
+		eff = policy.Quarantine
+	}
 	out := Outcome{Action: eff}
 	if eff == policy.Defer || eff == policy.Reject {
 		out.Reply = v.Reply.WithRef(t.Ref)
@@ -351,6 +357,11 @@ func (s *Session) stageOutcome(ctx context.Context, stage string, v policy.Verdi
 		d := s.decision(s.st, t, stage, t.Ref, start)
 		d.Action, d.Effective = v.Action, eff
 		d.Check, d.Finding, d.Detail, d.Results = v.Check, v.Finding, v.Detail, v.Results
+		if held {
+			d.Action = policy.Quarantine
+			d.Check, d.Finding, _ = strings.Cut(s.hold, "/")
+			d.Detail = "held since " + s.hold
+		}
 		if v.Action == policy.Defer || v.Action == policy.Reject {
 			rep := v.Reply.WithRef(t.Ref)
 			d.Code, d.Enhanced = rep.Code(), rep.Enhanced()

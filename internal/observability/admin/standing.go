@@ -69,8 +69,15 @@ var _ = template.Must(console.New("standing").Parse(`{{template "head" "Stopped 
 // standingHandler returns the mounted standing API, if any (the pages
 // are registered only when it is).
 func (s *Server) standingHandler() (http.Handler, bool) {
-	h, ok := s.o.Mounts[standingAPI]
-	return h, ok
+	if h, ok := s.o.Mounts[standingAPI]; ok {
+		return h, true
+	}
+	for _, rt := range s.o.Routes {
+		if rt.Pattern == standingAPI {
+			return rt.Handler, true
+		}
+	}
+	return nil, false
 }
 
 // callStanding runs one request on the mounted standing API.

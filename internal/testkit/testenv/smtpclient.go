@@ -153,10 +153,6 @@ func SendMail(addr string, opts SendOptions) (*SMTPResult, error) {
 	if timeout == 0 {
 		timeout = 60 * time.Second
 	}
-	helo := opts.Helo
-	if helo == "" {
-		helo = "client.test"
-	}
 	d := net.Dialer{Timeout: timeout}
 	if opts.LocalAddr != "" {
 		ip := net.ParseIP(opts.LocalAddr)
@@ -175,131 +171,169 @@ func SendMail(addr string, opts SendOptions) (*SMTPResult, error) {
 	c.CommandTimeout = timeout
 	c.SubmissionTimeout = timeout
 
-	res := &SMTPResult{}
-	// step runs one client call and records the server's reply to it. It
-	// returns an error only for connection-level failures; an SMTP reply is
-	// stored in *dst whatever its code.
-	step := func(dst **Reply, call func() error) error {
-		tc.take()
-		callErr := call()
-		replies := parseReplies(tc.take())
-		var se *smtp.SMTPError
-		switch {
-		case errors.As(callErr, &se):
-			rep := Reply{Code: se.Code, Text: se.Message}
-			if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
-				rep.EnhancedCode = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
-			}
-			*dst = &rep
-			return nil
-		case callErr != nil:
-			return callErr
-		case len(replies) == 0:
-			return errors.New("no reply recorded")
-		default:
-			rep := replies[len(replies)-1]
-			*dst = &rep
-			return nil
+	s := &smtpTalk{addr: addr, c: c, tc: tc, res: &SMTPResult{}}
+	// Each phase records its replies; it ends the talk (done) when the
+	// transaction cannot go on, after QUIT unless the server said 421.
+	for _, phase := range []func(SendOptions) (done bool, err error){s.hello, s.auth, s.mail, s.rcpts, s.data} {
+		if done, err := phase(opts); err != nil || done {
+			return s.res, err
 		}
 	}
-	fail := func(stage string, err error) (*SMTPResult, error) {
-		return res, fmt.Errorf("testenv: SendMail to %s: %s: %w", addr, stage, err)
-	}
-	// stop tells whether the transaction cannot go on after rep.
-	stop := func(rep *Reply) bool { return rep == nil || !rep.OK() || rep.Code == 421 }
+	return s.res, nil
+}
 
-	// Greeting and EHLO: Hello reads the banner, then sends EHLO.
-	tc.take()
-	helloErr := c.Hello(helo)
-	replies := parseReplies(tc.take())
+// smtpTalk is one SendMail conversation.
+type smtpTalk struct {
+	addr string
+	c    *smtp.Client
+	tc   *tapConn
+	res  *SMTPResult
+}
+
+// step runs one client call and records the server's reply to it. It
+// returns an error only for connection-level failures; an SMTP reply is
+// stored in *dst whatever its code.
+func (s *smtpTalk) step(dst **Reply, call func() error) error {
+	s.tc.take()
+	callErr := call()
+	replies := parseReplies(s.tc.take())
+	var se *smtp.SMTPError
+	switch {
+	case errors.As(callErr, &se):
+		rep := Reply{Code: se.Code, Text: se.Message}
+		if se.EnhancedCode != (smtp.EnhancedCode{}) && se.EnhancedCode != smtp.NoEnhancedCode {
+			rep.EnhancedCode = fmt.Sprintf("%d.%d.%d", se.EnhancedCode[0], se.EnhancedCode[1], se.EnhancedCode[2])
+		}
+		*dst = &rep
+		return nil
+	case callErr != nil:
+		return callErr
+	case len(replies) == 0:
+		return errors.New("no reply recorded")
+	default:
+		rep := replies[len(replies)-1]
+		*dst = &rep
+		return nil
+	}
+}
+
+func (s *smtpTalk) fail(stage string, err error) (bool, error) {
+	return true, fmt.Errorf("testenv: SendMail to %s: %s: %w", s.addr, stage, err)
+}
+
+// quitIfStopped sends QUIT and ends the talk when the transaction cannot go
+// on after rep.
+func (s *smtpTalk) quitIfStopped(rep *Reply) bool {
+	if rep == nil || !rep.OK() || rep.Code == 421 {
+		s.c.Quit()
+		return true
+	}
+	return false
+}
+
+// hello reads the banner and sends EHLO (go-smtp's Hello does both).
+func (s *smtpTalk) hello(opts SendOptions) (bool, error) {
+	helo := opts.Helo
+	if helo == "" {
+		helo = "client.test"
+	}
+	s.tc.take()
+	helloErr := s.c.Hello(helo)
+	replies := parseReplies(s.tc.take())
 	if len(replies) > 0 {
 		g := replies[0]
-		res.Greeting = &g
+		s.res.Greeting = &g
 	}
 	if len(replies) > 1 {
 		h := replies[len(replies)-1]
-		res.Helo = &h
+		s.res.Helo = &h
 	}
 	var se *smtp.SMTPError
 	if helloErr != nil {
 		if !errors.As(helloErr, &se) {
-			return fail("greeting/EHLO", helloErr)
+			return s.fail("greeting/EHLO", helloErr)
 		}
-		c.Quit()
-		return res, nil
+		s.c.Quit()
+		return true, nil
 	}
+	return false, nil
+}
 
-	if opts.Auth != nil {
-		err := step(&res.Auth, func() error {
-			return c.Auth(sasl.NewPlainClient("", opts.Auth.Username, opts.Auth.Password))
-		})
-		if err != nil {
-			return fail("AUTH", err)
-		}
-		if stop(res.Auth) {
-			c.Quit()
-			return res, nil
-		}
+func (s *smtpTalk) auth(opts SendOptions) (bool, error) {
+	if opts.Auth == nil {
+		return false, nil
 	}
+	err := s.step(&s.res.Auth, func() error {
+		return s.c.Auth(sasl.NewPlainClient("", opts.Auth.Username, opts.Auth.Password))
+	})
+	if err != nil {
+		return s.fail("AUTH", err)
+	}
+	return s.quitIfStopped(s.res.Auth), nil
+}
 
+func (s *smtpTalk) mail(opts SendOptions) (bool, error) {
 	mo := &smtp.MailOptions{Size: opts.Size}
 	for _, a := range append([]string{opts.From}, opts.To...) {
 		if !isASCII(a) {
 			mo.UTF8 = true
 		}
 	}
-	if err := step(&res.Mail, func() error { return c.Mail(opts.From, mo) }); err != nil {
-		return fail("MAIL", err)
+	if err := s.step(&s.res.Mail, func() error { return s.c.Mail(opts.From, mo) }); err != nil {
+		return s.fail("MAIL", err)
 	}
-	if stop(res.Mail) {
-		c.Quit()
-		return res, nil
-	}
+	return s.quitIfStopped(s.res.Mail), nil
+}
 
+// rcpts sends every RCPT; the talk ends when none was accepted (QUIT) or
+// the server said 421.
+func (s *smtpTalk) rcpts(opts SendOptions) (bool, error) {
 	accepted := 0
 	for _, rcpt := range opts.To {
 		var rep *Reply
-		if err := step(&rep, func() error { return c.Rcpt(rcpt, nil) }); err != nil {
-			return fail("RCPT <"+rcpt+">", err)
+		if err := s.step(&rep, func() error { return s.c.Rcpt(rcpt, nil) }); err != nil {
+			return s.fail("RCPT <"+rcpt+">", err)
 		}
-		res.Rcpts = append(res.Rcpts, RcptReply{Rcpt: rcpt, Reply: *rep})
+		s.res.Rcpts = append(s.res.Rcpts, RcptReply{Rcpt: rcpt, Reply: *rep})
 		if rep.Code == 421 {
-			return res, nil
+			return true, nil
 		}
 		if rep.OK() {
 			accepted++
 		}
 	}
 	if accepted == 0 {
-		c.Quit()
-		return res, nil
+		s.c.Quit()
+		return true, nil
 	}
+	return false, nil
+}
 
+func (s *smtpTalk) data(opts SendOptions) (bool, error) {
 	var w *smtp.DataCommand
-	if err := step(&res.Data, func() error {
+	if err := s.step(&s.res.Data, func() error {
 		var err error
-		w, err = c.Data()
+		w, err = s.c.Data()
 		return err
 	}); err != nil {
-		return fail("DATA", err)
+		return s.fail("DATA", err)
 	}
-	if stop(res.Data) {
-		c.Quit()
-		return res, nil
+	if s.quitIfStopped(s.res.Data) {
+		return true, nil
 	}
 	if _, err := w.Write(opts.Data); err != nil {
-		return fail("writing message", err)
+		return s.fail("writing message", err)
 	}
-	if err := step(&res.EndOfData, func() error {
+	if err := s.step(&s.res.EndOfData, func() error {
 		_, err := w.CloseWithResponse()
 		return err
 	}); err != nil {
-		return fail("end of data", err)
+		return s.fail("end of data", err)
 	}
-	if res.EndOfData.Code != 421 {
-		c.Quit()
+	if s.res.EndOfData.Code != 421 {
+		s.c.Quit()
 	}
-	return res, nil
+	return true, nil
 }
 
 // tapConn keeps a copy of everything read from the connection, so that the

@@ -215,6 +215,11 @@ func TestReduce(t *testing.T) {
 		{"exa mple.com", "", false},
 		{"", "", false},
 		{strings.Repeat("a", 64) + ".com", "", false},
+		// Invalid UTF-8 becomes U+FFFD, which IDNA encodes but refuses to
+		// decode (found by FuzzExtract).
+		{"0.\xbd0", "", false},
+		{"0.\ufffd0", "", false},
+		{"0.xn--0-p10i", "", false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.host, func(t *testing.T) {

@@ -78,6 +78,15 @@ func reduce(host string) (reduced, bool) {
 		return reduced{}, false
 	}
 	ascii = strings.TrimSuffix(strings.ToLower(ascii), ".")
+	if strings.Contains(ascii, "xn--") {
+		// ToASCII encodes some labels it would refuse to decode (U+FFFD,
+		// what invalid UTF-8 in a link becomes, is disallowed): such a
+		// name is none a resolver would look up, and what is kept must
+		// reduce to itself.
+		if again, err := idnaProfile.ToASCII(ascii); err != nil || again != ascii {
+			return reduced{}, false
+		}
+	}
 	if endsInNumber(ascii) {
 		a, ok := parseIPv4(ascii)
 		if !ok {
