@@ -69,18 +69,3 @@ func gathered(t *testing.T, m *Metrics, sample string) float64 {
 	}
 	return -1
 }
-
-// count is the number of series of a metric family.
-func count(t *testing.T, m *Metrics, name string) int {
-	t.Helper()
-	mfs, err := m.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return len(mf.GetMetric())
-		}
-	}
-	return 0
-}
