@@ -233,6 +233,7 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 	})
 
 	t.Run("a forged provider Received: line is refused", func(t *testing.T) {
+		env.Sink.Reset()
 		before := len(env.Decisions())
 		msg := append([]byte("Received: by mta1.provider.test (Postfix, from userid 0)\n"), phpMsg("shop@acme.example", "buyer@example.net", "forged trace")...)
 		if out, err := pf.SendmailAs("www-data", []string{"-t", "-i", "-f", "shop@acme.example"}, msg); err != nil {
@@ -242,6 +243,17 @@ func TestLocalSubmissionBoundThroughPostfix(t *testing.T) {
 		if d == nil || d["customer"] != "acme" || d["check"] != "header_forgery" || d["effective"] != "reject" {
 			t.Fatalf("eom decision %v\n%s", d, env.Log())
 		}
+		// Refused local mail bounces to its sender (Postfix cannot answer
+		// sendmail otherwise): wait for that bounce here, so that it cannot
+		// land in a later subtest's sink.
+		msgs, err := env.Sink.WaitFor(1, 20*time.Second)
+		if err != nil {
+			t.Fatalf("the refusal's bounce: %v\n%s", err, pf.Log())
+		}
+		if !bytes.Contains(msgs[0].Data, []byte("Undelivered Mail Returned to Sender")) {
+			t.Fatalf("the sink got something else than the bounce:\n%s", msgs[0].Data)
+		}
+		env.Sink.Reset()
 	})
 
 	t.Run("root's cron mail goes to the system customer", func(t *testing.T) {
