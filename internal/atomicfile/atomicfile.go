@@ -4,7 +4,9 @@
 package atomicfile
 
 import (
+	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 )
@@ -34,4 +36,21 @@ func Write(path string, b []byte) error {
 		return err
 	}
 	return errors.Join(d.Sync(), d.Close())
+}
+
+// ReadJSON decodes the JSON file at path into v, as written by Write. A
+// file that does not exist is no error: v is left as it is (a first start)
+// and ReadJSON returns nil. Any other error names the file.
+func ReadJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }

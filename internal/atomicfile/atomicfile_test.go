@@ -3,6 +3,8 @@ package atomicfile
 import (
 	"os"
 	"path/filepath"
+	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -44,3 +46,46 @@ func TestWriteFailureKeepsTheOldFile(t *testing.T) {
 		t.Fatalf("read %q, %v; want the old content", got, err)
 	}
 }
+
+// TestReadJSON: a missing file leaves the value as it is, a written one is
+// decoded, and a damaged one is an error naming the file.
+func TestReadJSON(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "state.json")
+	tests := []struct {
+		name    string
+		content *string
+		want    map[string]int
+		wantErr bool
+	}{
+		{"missing file", nil, map[string]int{"kept": 1}, false},
+		{"written file", ptr(`{"a":2}`), map[string]int{"kept": 1, "a": 2}, false},
+		{"damaged file", ptr(`{"a":`), nil, true},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			os.Remove(path)
+			if tc.content != nil {
+				if err := Write(path, []byte(*tc.content)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := map[string]int{"kept": 1}
+			err := ReadJSON(path, &got)
+			if tc.wantErr {
+				if err == nil || !strings.Contains(err.Error(), path) {
+					t.Fatalf("error %v, want one naming %s", err, path)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Fatalf("got %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }

@@ -3,9 +3,7 @@ package standing
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"sync"
@@ -43,19 +41,12 @@ func newMemoryBackend(h *store.Handle) (*memoryBackend, error) {
 	m := &memoryBackend{stops: map[string]Stop{}, counts: map[string][]stamp{}}
 	if h != nil && h.Path != "" {
 		m.path = filepath.Join(h.Path, memoryFile)
-		b, err := os.ReadFile(m.path)
-		switch {
-		case errors.Is(err, os.ErrNotExist):
-		case err != nil:
+		var stops []Stop
+		if err := atomicfile.ReadJSON(m.path, &stops); err != nil {
 			return nil, fmt.Errorf("standing: %w", err)
-		default:
-			var stops []Stop
-			if err := json.Unmarshal(b, &stops); err != nil {
-				return nil, fmt.Errorf("standing: %s: %w", m.path, err)
-			}
-			for _, s := range stops {
-				m.stops[s.Key()] = s
-			}
+		}
+		for _, s := range stops {
+			m.stops[s.Key()] = s
 		}
 	}
 	return m, nil

@@ -120,15 +120,8 @@ func newMemoryStore(dir string) (*memoryStore, error) {
 		return m, nil
 	}
 	m.file = filepath.Join(dir, "customers.json")
-	b, err := os.ReadFile(m.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
+	if err := atomicfile.ReadJSON(m.file, m); err != nil {
 		return nil, fmt.Errorf("customer directory: %w", err)
-	}
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("customer directory %s: %w", m.file, err)
 	}
 	if m.Defs == nil {
 		m.Defs = map[string]json.RawMessage{}

@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"sort"
@@ -194,15 +193,8 @@ func newMemoryTokens(dir string) (*memoryTokens, error) {
 		return m, nil
 	}
 	m.file = filepath.Join(dir, "tokens.json")
-	b, err := os.ReadFile(m.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
+	if err := atomicfile.ReadJSON(m.file, m); err != nil {
 		return nil, fmt.Errorf("access tokens: %w", err)
-	}
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("access tokens %s: %w", m.file, err)
 	}
 	if m.Tokens == nil {
 		m.Tokens = map[string]Token{}

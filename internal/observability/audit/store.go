@@ -5,9 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -110,15 +108,8 @@ func newMemoryLog(dir string) (*memoryLog, error) {
 		return m, nil
 	}
 	m.file = filepath.Join(dir, "audit.json")
-	b, err := os.ReadFile(m.file)
-	if errors.Is(err, os.ErrNotExist) {
-		return m, nil
-	}
-	if err != nil {
+	if err := atomicfile.ReadJSON(m.file, m); err != nil {
 		return nil, fmt.Errorf("audit trail: %w", err)
-	}
-	if err := json.Unmarshal(b, m); err != nil {
-		return nil, fmt.Errorf("audit trail %s: %w", m.file, err)
 	}
 	return m, nil
 }
